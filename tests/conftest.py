@@ -1,0 +1,21 @@
+"""Shared pytest setup: quiet TensorFlow, keep runs on the CPU, and locate the real data."""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Canonical MNIST / Fashion-MNIST files laid beside the checkout (see ../shared/data/README.md).
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> pathlib.Path:
+    """The folder of canonical MNIST files, or a skip saying why it is missing."""
+    if not (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real data not found at {SHARED_DATA} (see shared/data/README.md)")
+    return SHARED_DATA
