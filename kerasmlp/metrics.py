@@ -1,0 +1,902 @@
+"""Keras metrics for classification, calibration and regression.
+
+Each metric is a small pure function of one batch (written with `keras.ops`)
+plus a thin `keras.metrics.Metric` subclass that adds the batch's statistics to
+state variables made with `add_variable`. Those variables are summed across
+replicas (aggregation "sum", synchronisation "on read"), so a metric created
+under a `tf.distribute` strategy scope and updated inside `strategy.run` reads
+back the same value as one metric fed the whole global batch.
+
+Conventions shared by the classification metrics:
+
+- `y_true` holds integer class ids of shape `(batch,)` or `(batch, 1)` (one-hot
+  rows for `CategoricalAccuracy`); `y_pred` holds one row of scores per example,
+  `(batch, num_classes)`. Probabilities and logits give the same argmax, so both
+  are accepted wherever only the predicted class matters.
+- `sample_weight` is `None`, a scalar, or one weight per example (`(batch,)` or
+  `(batch, 1)`); every count is a sum of weights.
+- Labels must lie in `[0, num_classes)`. They are not checked inside the update
+  (it runs in compiled training steps); a label out of range contributes a zero
+  one-hot row and is therefore left out of the confusion matrix.
+- Division by zero (no examples yet, a class never predicted) gives 0, with no
+  warning, as scikit-learn does with its default `zero_division`.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+from keras import ops
+
+__all__ = [
+    "SparseCategoricalAccuracy",
+    "CategoricalAccuracy",
+    "BinaryAccuracy",
+    "SparseTopKCategoricalAccuracy",
+    "ConfusionMatrix",
+    "Precision",
+    "Recall",
+    "F1Score",
+    "ExpectedCalibrationError",
+    "MeanSquaredError",
+    "MeanAbsoluteError",
+    "RootMeanSquaredError",
+    "sparse_categorical_matches",
+    "categorical_matches",
+    "binary_matches",
+    "sparse_top_k_matches",
+    "confusion_matrix_update",
+    "precision_recall_f1_from_confusion",
+    "calibration_bins_update",
+    "expected_calibration_error_from_bins",
+    "squared_errors",
+    "absolute_errors",
+]
+
+AVERAGES = ("macro", "micro", "weighted", None)
+
+
+# --------------------------------------------------------------------------
+# Argument checks (run in constructors, never in traced code).
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(
+            f"Argument `{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def _check_average(average):
+    if average not in AVERAGES:
+        allowed = ", ".join(repr(a) for a in AVERAGES)
+        raise ValueError(
+            f"Argument `average` must be one of {allowed}. Received: average={average!r}"
+        )
+    return average
+
+
+def _check_threshold(threshold) -> float:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, numbers.Real)
+        or not 0.0 < threshold < 1.0
+    ):
+        raise ValueError(
+            "Argument `threshold` must be a number strictly between 0 and 1. "
+            f"Received: threshold={threshold!r}"
+        )
+    return float(threshold)
+
+
+# --------------------------------------------------------------------------
+# Pure functions of one batch.
+
+
+def _labels(y_true):
+    """Integer class ids of shape `(batch,)` from `(batch,)` or `(batch, 1)`."""
+    return ops.cast(ops.reshape(y_true, (-1,)), "int32")
+
+
+def _example_weights(sample_weight, values, dtype):
+    """One weight per example, shaped like `values` `(batch,)`."""
+    if sample_weight is None:
+        return ops.ones_like(values, dtype=dtype)
+    sample_weight = ops.cast(sample_weight, dtype)
+    if len(sample_weight.shape) == 0:
+        return sample_weight * ops.ones_like(values, dtype=dtype)
+    return ops.reshape(sample_weight, (-1,))
+
+
+def _predicted_classes(y_pred):
+    return ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+
+
+def sparse_categorical_matches(y_true, y_pred):
+    """Whether the top-scoring class is the true class, per example.
+
+    Formula:
+        match_i = [argmax_c y_pred[i, c] == y_true[i]]
+
+    Args:
+        y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
+        y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
+
+    Returns:
+        Float32 tensor of 0s and 1s, `(batch,)`. Ties go to the lowest class id.
+
+    Example:
+        >>> sparse_categorical_matches([2, 0], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]])
+        [1.0, 0.0]
+    """
+    return ops.cast(ops.equal(_predicted_classes(y_pred), _labels(y_true)), "float32")
+
+
+def categorical_matches(y_true, y_pred):
+    """Whether the top-scoring class is the one-hot true class, per example.
+
+    Formula:
+        match_i = [argmax_c y_pred[i, c] == argmax_c y_true[i, c]]
+
+    Args:
+        y_true: One-hot (or soft) labels, `(batch, num_classes)`.
+        y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
+
+    Returns:
+        Float32 tensor of 0s and 1s, `(batch,)`.
+
+    Example:
+        >>> categorical_matches([[0, 0, 1], [1, 0, 0]], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]])
+        [1.0, 0.0]
+    """
+    return ops.cast(ops.equal(_predicted_classes(y_pred), _predicted_classes(y_true)), "float32")
+
+
+def binary_matches(y_true, y_pred, threshold: float = 0.5, from_logits: bool = False):
+    """Fraction of a example's binary outputs on the right side of the threshold.
+
+    Formula:
+        p = sigmoid(y_pred) if from_logits else y_pred
+        match_i = mean_j [ [p[i, j] > threshold] == y_true[i, j] ]
+
+    Args:
+        y_true: 0/1 labels, `(batch,)`, `(batch, 1)` or `(batch, d)`.
+        y_pred: Probabilities or logits with the same number of entries.
+        threshold: Probability above which a prediction counts as 1 (default 0.5).
+        from_logits: Whether `y_pred` holds logits (default False).
+
+    Returns:
+        Float32 tensor, `(batch,)`; for one output per example, 0s and 1s.
+
+    Example:
+        >>> binary_matches([1, 0, 1], [0.9, 0.6, 0.2])
+        [1.0, 0.0, 0.0]
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    if len(y_pred.shape) == 1:
+        y_pred = ops.expand_dims(y_pred, -1)
+    y_pred = ops.cast(y_pred, "float32")
+    y_true = ops.reshape(ops.cast(y_true, "float32"), ops.shape(y_pred))
+    if from_logits:
+        y_pred = ops.sigmoid(y_pred)
+    predicted = ops.cast(ops.greater(y_pred, threshold), "float32")
+    matches = ops.cast(ops.equal(predicted, y_true), "float32")
+    return ops.mean(matches, axis=tuple(range(1, len(matches.shape))))
+
+
+def sparse_top_k_matches(y_true, y_pred, k: int = 5):
+    """Whether the true class is among the `k` highest scores, per example.
+
+    The true class is in the top `k` when fewer than `k` classes score strictly
+    higher; classes tied with it at the boundary all count as inside, as in
+    `tf.math.in_top_k`. This costs one comparison per score (no sort).
+
+    Formula:
+        match_i = [ #{c : y_pred[i, c] > y_pred[i, y_true[i]]} < k ]
+
+    Args:
+        y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
+        y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
+        k: How many top classes count as a hit (default 5).
+
+    Returns:
+        Float32 tensor of 0s and 1s, `(batch,)`.
+
+    Example:
+        >>> sparse_top_k_matches([0, 2], [[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]], k=2)
+        [1.0, 0.0]
+    """
+    labels = ops.expand_dims(_labels(y_true), -1)
+    true_scores = ops.take_along_axis(y_pred, labels, axis=-1)
+    higher = ops.sum(ops.cast(ops.greater(y_pred, true_scores), "int32"), axis=-1)
+    return ops.cast(ops.less(higher, k), "float32")
+
+
+def confusion_matrix_update(y_true, y_pred, num_classes: int, sample_weight=None):
+    """The weighted confusion matrix of one batch.
+
+    Computed as a product of one-hot matrices, which is deterministic on every
+    device and costs `batch * num_classes**2` multiply-adds (tiny for the class
+    counts of this project).
+
+    Formula:
+        cm[t, p] = sum_i w_i [y_true[i] == t] [argmax_c y_pred[i, c] == p]
+
+    Args:
+        y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
+        y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
+        num_classes: Number of classes.
+        sample_weight: Optional weights: None, a scalar or one per example.
+
+    Returns:
+        Float32 tensor `(num_classes, num_classes)`; rows are true classes,
+        columns predicted classes (as `sklearn.metrics.confusion_matrix`).
+
+    Example:
+        >>> confusion_matrix_update([0, 1, 1], [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]], 2)
+        [[1.0, 0.0], [1.0, 1.0]]
+    """
+    labels = _labels(y_true)
+    true_hot = ops.one_hot(labels, num_classes, dtype="float32")
+    pred_hot = ops.one_hot(_predicted_classes(y_pred), num_classes, dtype="float32")
+    weights = _example_weights(sample_weight, ops.cast(labels, "float32"), "float32")
+    return ops.matmul(ops.transpose(true_hot * ops.expand_dims(weights, -1)), pred_hot)
+
+
+def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "macro"):
+    """Precision, recall and F1 score from a confusion matrix.
+
+    Per class `c`, with `tp = cm[c, c]`, `predicted = sum_t cm[t, c]` and
+    `support = sum_p cm[c, p]`, a ratio with a zero denominator is 0 (as
+    scikit-learn's default `zero_division`).
+
+    Formula:
+        precision_c = tp / predicted
+        recall_c = tp / support
+        f1_c = 2 tp / (predicted + support)
+        macro: mean of the per-class values over the classes that occur
+               (support + predicted > 0), like scikit-learn without `labels=`
+        weighted: sum_c support_c * value_c / sum_c support_c
+        micro: sum_c tp / sum_{t,p} cm  (the accuracy, for single-label data)
+        None: the per-class vectors
+
+    Args:
+        confusion_matrix: `(num_classes, num_classes)`, rows true, columns predicted.
+        average: "macro" (default), "micro", "weighted" or None.
+
+    Returns:
+        `(precision, recall, f1)`: three scalars, or three `(num_classes,)`
+        vectors when `average` is None.
+
+    Example:
+        >>> precision_recall_f1_from_confusion([[1.0, 0.0], [1.0, 1.0]], "macro")
+        (0.75, 0.75, 0.6666667)
+    """
+    _check_average(average)
+    cm = ops.cast(confusion_matrix, "float32")
+    tp = ops.diagonal(cm)
+    predicted = ops.sum(cm, axis=0)
+    support = ops.sum(cm, axis=1)
+    if average == "micro":
+        micro = ops.divide_no_nan(ops.sum(tp), ops.sum(cm))
+        return micro, micro, micro
+    precision = ops.divide_no_nan(tp, predicted)
+    recall = ops.divide_no_nan(tp, support)
+    # 2 P R / (P + R) with the common factor tp cancelled; 0 when tp == 0.
+    f1 = ops.divide_no_nan(2.0 * tp, predicted + support)
+    if average is None:
+        return precision, recall, f1
+    if average == "weighted":
+        class_weights = support
+    else:  # macro: classes never seen, neither as label nor as prediction, are left out.
+        class_weights = ops.cast(ops.greater(predicted + support, 0.0), "float32")
+    total = ops.sum(class_weights)
+    return tuple(
+        ops.divide_no_nan(ops.sum(v * class_weights), total) for v in (precision, recall, f1)
+    )
+
+
+def calibration_bins_update(
+    y_true, y_pred, num_bins: int, sample_weight=None, from_logits: bool = False
+):
+    """Per-bin weight, confidence and correctness sums of one batch, for ECE.
+
+    The confidence of an example is its largest class probability; bin `b`
+    covers `[b / num_bins, (b + 1) / num_bins)`, the last bin also holding 1.0.
+
+    Formula:
+        p_i = softmax(y_pred[i]) if from_logits else y_pred[i]
+        conf_i = max_c p_i[c],  bin_i = min(floor(conf_i * num_bins), num_bins - 1)
+        counts[b] = sum_{i in b} w_i
+        confidence_sums[b] = sum_{i in b} w_i conf_i
+        correct_sums[b] = sum_{i in b} w_i [argmax_c p_i[c] == y_true[i]]
+
+    Args:
+        y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
+        y_pred: Probabilities (or logits with `from_logits=True`), `(batch, num_classes)`.
+        num_bins: Number of equal-width confidence bins on [0, 1].
+        sample_weight: Optional weights: None, a scalar or one per example.
+        from_logits: Whether `y_pred` holds logits (default False).
+
+    Returns:
+        `(counts, confidence_sums, correct_sums)`, each float32 `(num_bins,)`.
+
+    Example:
+        >>> calibration_bins_update([0, 1], [[0.9, 0.1], [0.7, 0.3]], num_bins=2)
+        ([0.0, 2.0], [0.0, 1.6], [0.0, 1.0])
+    """
+    y_pred = ops.cast(y_pred, "float32")
+    probabilities = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
+    confidence = ops.max(probabilities, axis=-1)
+    correct = sparse_categorical_matches(y_true, probabilities)
+    bins = ops.minimum(ops.cast(ops.floor(confidence * num_bins), "int32"), num_bins - 1)
+    bin_hot = ops.one_hot(ops.maximum(bins, 0), num_bins, dtype="float32")
+    weights = _example_weights(sample_weight, confidence, "float32")
+    stats = ops.stack([weights, weights * confidence, weights * correct], axis=0)
+    sums = ops.matmul(stats, bin_hot)
+    return sums[0], sums[1], sums[2]
+
+
+def expected_calibration_error_from_bins(counts, confidence_sums, correct_sums):
+    """Expected calibration error from per-bin sums.
+
+    Formula:
+        ECE = sum_b (n_b / N) |acc_b - conf_b| = sum_b |correct_b - confidence_b| / N
+        with N = sum_b n_b; 0 when N == 0.
+
+    Args:
+        counts: Weight per bin, `(num_bins,)`.
+        confidence_sums: Weighted sum of confidences per bin, `(num_bins,)`.
+        correct_sums: Weighted number of correct predictions per bin, `(num_bins,)`.
+
+    Returns:
+        Scalar tensor in [0, 1].
+
+    Example:
+        >>> expected_calibration_error_from_bins([0.0, 2.0], [0.0, 1.6], [0.0, 1.0])
+        0.3
+    """
+    gap = ops.sum(ops.abs(ops.subtract(correct_sums, confidence_sums)))
+    return ops.divide_no_nan(gap, ops.sum(counts))
+
+
+def _per_example_mean(values):
+    """Mean over every axis but the first; a 1-D input is one value per example."""
+    if len(values.shape) <= 1:
+        return values
+    return ops.mean(values, axis=tuple(range(1, len(values.shape))))
+
+
+def _aligned(y_true, y_pred):
+    y_pred = ops.cast(y_pred, "float32")
+    y_true = ops.reshape(ops.cast(y_true, "float32"), ops.shape(y_pred))
+    return y_true, y_pred
+
+
+def squared_errors(y_true, y_pred):
+    """Mean squared error of each example.
+
+    Formula:
+        value_i = mean_j (y_true[i, j] - y_pred[i, j])^2
+
+    Args:
+        y_true: Targets, `(batch,)` or `(batch, ...)`.
+        y_pred: Predictions with as many entries as `y_true`.
+
+    Returns:
+        Float32 tensor `(batch,)`.
+
+    Example:
+        >>> squared_errors([[1.0, 2.0]], [[0.0, 4.0]])
+        [2.5]
+    """
+    y_true, y_pred = _aligned(y_true, y_pred)
+    return _per_example_mean(ops.square(y_true - y_pred))
+
+
+def absolute_errors(y_true, y_pred):
+    """Mean absolute error of each example.
+
+    Formula:
+        value_i = mean_j |y_true[i, j] - y_pred[i, j]|
+
+    Args:
+        y_true: Targets, `(batch,)` or `(batch, ...)`.
+        y_pred: Predictions with as many entries as `y_true`.
+
+    Returns:
+        Float32 tensor `(batch,)`.
+
+    Example:
+        >>> absolute_errors([[1.0, 2.0]], [[0.0, 4.0]])
+        [1.5]
+    """
+    y_true, y_pred = _aligned(y_true, y_pred)
+    return _per_example_mean(ops.abs(y_true - y_pred))
+
+
+# --------------------------------------------------------------------------
+# Keras classes.
+
+
+class _WeightedMean(keras.metrics.Metric):
+    """Weighted mean over examples of `self._values(y_true, y_pred)`.
+
+    State: `total = sum_i w_i v_i` and `count = sum_i w_i`.
+    """
+
+    def __init__(self, *, name: str, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(
+            shape=(), initializer="zeros", dtype=self.dtype, aggregation="sum", name="total"
+        )
+        self.count = self.add_variable(
+            shape=(), initializer="zeros", dtype=self.dtype, aggregation="sum", name="count"
+        )
+
+    def _values(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = ops.cast(self._values(y_true, y_pred), self.dtype)
+        weights = _example_weights(sample_weight, values, self.dtype)
+        self.total.assign_add(ops.sum(values * weights))
+        self.count.assign_add(ops.sum(weights))
+
+    def result(self):
+        return ops.divide_no_nan(ops.convert_to_tensor(self.total), self.count)
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class SparseCategoricalAccuracy(_WeightedMean):
+    """Weighted fraction of examples whose top-scoring class is the integer label.
+
+    Formula:
+        accuracy = sum_i w_i [argmax_c y_pred[i, c] == y_true[i]] / sum_i w_i
+
+    Args:
+        name: Metric name (default "sparse_categorical_accuracy").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Example:
+        >>> m = SparseCategoricalAccuracy()
+        >>> m.update_state([2, 0], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]])
+        >>> float(m.result())
+        0.5
+    """
+
+    def __init__(self, *, name: str = "sparse_categorical_accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def _values(self, y_true, y_pred):
+        return sparse_categorical_matches(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class CategoricalAccuracy(_WeightedMean):
+    """Weighted fraction of examples whose top-scoring class is the one-hot label.
+
+    Formula:
+        accuracy = sum_i w_i [argmax_c y_pred[i, c] == argmax_c y_true[i, c]] / sum_i w_i
+
+    Args:
+        name: Metric name (default "categorical_accuracy").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Example:
+        >>> m = CategoricalAccuracy()
+        >>> m.update_state([[0, 0, 1], [1, 0, 0]], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]])
+        >>> float(m.result())
+        0.5
+    """
+
+    def __init__(self, *, name: str = "categorical_accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def _values(self, y_true, y_pred):
+        return categorical_matches(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class BinaryAccuracy(_WeightedMean):
+    """Weighted fraction of binary predictions on the right side of a threshold.
+
+    Formula:
+        p = sigmoid(y_pred) if from_logits else y_pred
+        accuracy = sum_i w_i mean_j [[p[i, j] > threshold] == y_true[i, j]] / sum_i w_i
+
+    Args:
+        threshold: Probability above which a prediction is 1 (default 0.5),
+            strictly between 0 and 1; applied after the sigmoid when `from_logits`.
+        from_logits: Whether `y_pred` holds logits (default False).
+        name: Metric name (default "binary_accuracy").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Raises:
+        ValueError: If `threshold` is not in (0, 1).
+
+    Example:
+        >>> m = BinaryAccuracy()
+        >>> m.update_state([1, 0, 1, 0], [0.9, 0.6, 0.2, 0.1])
+        >>> float(m.result())
+        0.5
+    """
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        from_logits: bool = False,
+        *,
+        name: str = "binary_accuracy",
+        dtype=None,
+    ):
+        super().__init__(name=name, dtype=dtype)
+        self.threshold = _check_threshold(threshold)
+        self.from_logits = bool(from_logits)
+
+    def _values(self, y_true, y_pred):
+        return binary_matches(y_true, y_pred, self.threshold, self.from_logits)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "threshold": self.threshold,
+            "from_logits": self.from_logits,
+        }
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class SparseTopKCategoricalAccuracy(_WeightedMean):
+    """Weighted fraction of examples whose integer label is among the `k` top scores.
+
+    Formula:
+        accuracy = sum_i w_i [#{c : y_pred[i, c] > y_pred[i, y_true[i]]} < k] / sum_i w_i
+
+    Args:
+        k: How many top-scoring classes count as a hit (default 5), >= 1.
+        name: Metric name (default "sparse_top_k_categorical_accuracy").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Raises:
+        ValueError: If `k` is not an integer >= 1.
+
+    Example:
+        >>> m = SparseTopKCategoricalAccuracy(k=2)
+        >>> m.update_state([0, 2], [[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]])
+        >>> float(m.result())
+        0.5
+    """
+
+    def __init__(self, k: int = 5, *, name: str = "sparse_top_k_categorical_accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.k = _check_int("k", k, 1)
+
+    def _values(self, y_true, y_pred):
+        return sparse_top_k_matches(y_true, y_pred, self.k)
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class ConfusionMatrix(keras.metrics.Metric):
+    """Weighted confusion matrix of integer labels against argmax predictions.
+
+    `y_pred` rows may be probabilities or logits. `Precision`, `Recall` and
+    `F1Score` keep this same state and differ only in `result()`.
+
+    Formula:
+        cm[t, p] = sum_i w_i [y_true[i] == t] [argmax_c y_pred[i, c] == p]
+
+    Args:
+        num_classes: Number of classes, >= 2.
+        name: Metric name (default "confusion_matrix").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Returns (from `result()`):
+        `(num_classes, num_classes)` tensor, rows true classes, columns predicted
+        classes (as `sklearn.metrics.confusion_matrix`).
+
+    Raises:
+        ValueError: If `num_classes` is not an integer >= 2.
+
+    Example:
+        >>> m = ConfusionMatrix(2)
+        >>> m.update_state([0, 1, 1], [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+        >>> m.result().numpy().tolist()
+        [[1.0, 0.0], [1.0, 1.0]]
+    """
+
+    def __init__(self, num_classes: int, *, name: str = "confusion_matrix", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.num_classes = _check_int("num_classes", num_classes, 2)
+        self.confusion = self.add_variable(
+            shape=(self.num_classes, self.num_classes),
+            initializer="zeros",
+            dtype=self.dtype,
+            aggregation="sum",
+            name="confusion",
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        update = confusion_matrix_update(y_true, y_pred, self.num_classes, sample_weight)
+        self.confusion.assign_add(ops.cast(update, self.dtype))
+
+    def result(self):
+        return ops.convert_to_tensor(self.confusion)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+class _FromConfusion(ConfusionMatrix):
+    """A score read from the confusion matrix; `_index` picks precision, recall or F1."""
+
+    _index: int
+
+    def __init__(self, num_classes: int, average: str | None = "macro", *, name: str, dtype=None):
+        super().__init__(num_classes, name=name, dtype=dtype)
+        self.average = _check_average(average)
+
+    def result(self):
+        scores = precision_recall_f1_from_confusion(self.confusion, self.average)
+        return ops.cast(scores[self._index], self.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "average": self.average}
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class Precision(_FromConfusion):
+    """Multi-class precision of argmax predictions against integer labels.
+
+    Formula:
+        precision_c = cm[c, c] / sum_t cm[t, c]   (0 when class c is never predicted)
+        averaged as in `precision_recall_f1_from_confusion`.
+
+    Args:
+        num_classes: Number of classes, >= 2.
+        average: "macro" (default; over the classes that occur), "micro",
+            "weighted" (by support), or None for the `(num_classes,)` vector.
+        name: Metric name (default "precision").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Raises:
+        ValueError: If `num_classes` is not an integer >= 2 or `average` is not allowed.
+
+    Example:
+        >>> m = Precision(2, average=None)
+        >>> m.update_state([0, 1, 1], [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+        >>> m.result().numpy().tolist()
+        [0.5, 1.0]
+    """
+
+    _index = 0
+
+    def __init__(
+        self,
+        num_classes: int,
+        average: str | None = "macro",
+        *,
+        name: str = "precision",
+        dtype=None,
+    ):
+        super().__init__(num_classes, average, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class Recall(_FromConfusion):
+    """Multi-class recall of argmax predictions against integer labels.
+
+    Formula:
+        recall_c = cm[c, c] / sum_p cm[c, p]   (0 when class c has no examples)
+        averaged as in `precision_recall_f1_from_confusion`.
+
+    Args:
+        num_classes: Number of classes, >= 2.
+        average: "macro" (default; over the classes that occur), "micro",
+            "weighted" (by support), or None for the `(num_classes,)` vector.
+        name: Metric name (default "recall").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Raises:
+        ValueError: If `num_classes` is not an integer >= 2 or `average` is not allowed.
+
+    Example:
+        >>> m = Recall(2, average=None)
+        >>> m.update_state([0, 1, 1], [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+        >>> m.result().numpy().tolist()
+        [1.0, 0.5]
+    """
+
+    _index = 1
+
+    def __init__(
+        self, num_classes: int, average: str | None = "macro", *, name: str = "recall", dtype=None
+    ):
+        super().__init__(num_classes, average, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class F1Score(_FromConfusion):
+    """Multi-class F1 score of argmax predictions against integer labels.
+
+    Formula:
+        f1_c = 2 cm[c, c] / (sum_t cm[t, c] + sum_p cm[c, p])   (= 2 P R / (P + R); 0 if 0/0)
+        averaged as in `precision_recall_f1_from_confusion`; "macro" is the mean
+        of the per-class F1 scores (not the F1 of macro precision and recall).
+
+    Args:
+        num_classes: Number of classes, >= 2.
+        average: "macro" (default; over the classes that occur), "micro",
+            "weighted" (by support), or None for the `(num_classes,)` vector.
+        name: Metric name (default "f1_score").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Raises:
+        ValueError: If `num_classes` is not an integer >= 2 or `average` is not allowed.
+
+    Example:
+        >>> m = F1Score(2, average="macro")
+        >>> m.update_state([0, 1, 1], [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+        >>> round(float(m.result()), 4)
+        0.6667
+    """
+
+    _index = 2
+
+    def __init__(
+        self, num_classes: int, average: str | None = "macro", *, name: str = "f1_score", dtype=None
+    ):
+        super().__init__(num_classes, average, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class ExpectedCalibrationError(keras.metrics.Metric):
+    """Expected calibration error: how far confidence is from accuracy, per bin.
+
+    The confidence of an example is its largest class probability and it is
+    correct when that class is the label. Bins are equal-width on [0, 1]; bin `b`
+    is `[b / num_bins, (b + 1) / num_bins)`, the last one closed.
+
+    Formula:
+        ECE = sum_b (n_b / N) |acc_b - conf_b|
+        n_b = sum_{i in b} w_i, N = sum_b n_b,
+        acc_b = sum_{i in b} w_i correct_i / n_b, conf_b = sum_{i in b} w_i conf_i / n_b
+
+    Args:
+        num_bins: Number of confidence bins, >= 1 (default 15).
+        from_logits: Whether `y_pred` holds logits rather than probabilities
+            (default False).
+        name: Metric name (default "expected_calibration_error").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Raises:
+        ValueError: If `num_bins` is not an integer >= 1.
+
+    Example:
+        >>> m = ExpectedCalibrationError(num_bins=2)
+        >>> m.update_state([0, 1], [[0.9, 0.1], [0.7, 0.3]])
+        >>> round(float(m.result()), 4)  # one bin: |1/2 - 0.8|
+        0.3
+    """
+
+    def __init__(
+        self,
+        num_bins: int = 15,
+        *,
+        from_logits: bool = False,
+        name: str = "expected_calibration_error",
+        dtype=None,
+    ):
+        super().__init__(name=name, dtype=dtype)
+        self.num_bins = _check_int("num_bins", num_bins, 1)
+        self.from_logits = bool(from_logits)
+        self.counts = self._bin_variable("counts")
+        self.confidence_sums = self._bin_variable("confidence_sums")
+        self.correct_sums = self._bin_variable("correct_sums")
+
+    def _bin_variable(self, name):
+        return self.add_variable(
+            shape=(self.num_bins,),
+            initializer="zeros",
+            dtype=self.dtype,
+            aggregation="sum",
+            name=name,
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        sums = calibration_bins_update(
+            y_true, y_pred, self.num_bins, sample_weight, from_logits=self.from_logits
+        )
+        for variable, value in zip(
+            (self.counts, self.confidence_sums, self.correct_sums), sums, strict=True
+        ):
+            variable.assign_add(ops.cast(value, self.dtype))
+
+    def result(self):
+        return expected_calibration_error_from_bins(
+            ops.convert_to_tensor(self.counts),
+            ops.convert_to_tensor(self.confidence_sums),
+            ops.convert_to_tensor(self.correct_sums),
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "num_bins": self.num_bins, "from_logits": self.from_logits}
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class MeanSquaredError(_WeightedMean):
+    """Weighted mean over examples of each example's mean squared error.
+
+    Formula:
+        mse = sum_i w_i mean_j (y_true[i, j] - y_pred[i, j])^2 / sum_i w_i
+
+    Args:
+        name: Metric name (default "mean_squared_error").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Example:
+        >>> m = MeanSquaredError()
+        >>> m.update_state([[1.0], [2.0]], [[0.0], [4.0]])
+        >>> float(m.result())
+        2.5
+    """
+
+    def __init__(self, *, name: str = "mean_squared_error", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def _values(self, y_true, y_pred):
+        return squared_errors(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class MeanAbsoluteError(_WeightedMean):
+    """Weighted mean over examples of each example's mean absolute error.
+
+    Formula:
+        mae = sum_i w_i mean_j |y_true[i, j] - y_pred[i, j]| / sum_i w_i
+
+    Args:
+        name: Metric name (default "mean_absolute_error").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Example:
+        >>> m = MeanAbsoluteError()
+        >>> m.update_state([[1.0], [2.0]], [[0.0], [4.0]])
+        >>> float(m.result())
+        1.5
+    """
+
+    def __init__(self, *, name: str = "mean_absolute_error", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def _values(self, y_true, y_pred):
+        return absolute_errors(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class RootMeanSquaredError(MeanSquaredError):
+    """Square root of the weighted mean squared error over all examples seen.
+
+    Formula:
+        rmse = sqrt(sum_i w_i mean_j (y_true[i, j] - y_pred[i, j])^2 / sum_i w_i)
+
+    Args:
+        name: Metric name (default "root_mean_squared_error").
+        dtype: Dtype of the state and result (default `keras.config.floatx()`).
+
+    Example:
+        >>> m = RootMeanSquaredError()
+        >>> m.update_state([[1.0], [2.0]], [[0.0], [4.0]])
+        >>> round(float(m.result()), 4)  # sqrt(2.5)
+        1.5811
+    """
+
+    def __init__(self, *, name: str = "root_mean_squared_error", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def result(self):
+        return ops.sqrt(super().result())
