@@ -1,0 +1,454 @@
+"""The config tree: typed, frozen dataclasses loaded from YAML and checked at load time.
+
+`load_config(path, overrides)` is the only way the CLI hands settings to the
+library. Every mistake a user can make in a YAML file or a `--set` option is
+refused here with one line that names the key path, the value received and
+what is allowed, so nothing downstream (and nothing traced) has to re-check it.
+
+This module knows only Python and PyYAML: it must stay importable without
+TensorFlow so that `kerasmlp-train --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+ACTIVATIONS = ("elu", "gelu", "leaky_relu", "relu", "sigmoid", "swish", "tanh")
+KERNEL_INITIALIZERS = (
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+)
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+CLASSIFICATION_LOSSES = (
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+)
+REGRESSION_LOSSES = ("mean_absolute_error", "mean_squared_error")
+LOSSES = CLASSIFICATION_LOSSES + REGRESSION_LOSSES
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "ece",
+    "macro_f1",
+    "macro_precision",
+    "macro_recall",
+    "micro_f1",
+    "top5_accuracy",
+    "weighted_f1",
+)
+REGRESSION_METRICS = ("mae", "mse", "rmse")
+METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+# The generated (offline) datasets and their task; any other name is a TFDS
+# image-classification dataset, checked by the data layer when it is loaded.
+PLAYGROUND_TASKS = {
+    "circles": "classification",
+    "gaussians": "classification",
+    "spirals": "classification",
+    "xor": "classification",
+    "plane": "regression",
+}
+
+
+class ConfigError(ValueError):
+    """A config the user wrote cannot be used. The message is one line for the user."""
+
+
+def _choice(*allowed: str) -> dict:
+    return {"choices": allowed}
+
+
+def _range(*, gt=None, ge=None, lt=None, le=None) -> dict:
+    return {"range": (gt, ge, lt, le)}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the examples come from (see `kerasmlp.data.load_datasets`)."""
+
+    name: str = "spirals"
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    cache: bool = True
+    shuffle_buffer: int = dataclasses.field(default=10_000, metadata=_range(ge=1))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The Dense stack (see `kerasmlp.model.build_model`)."""
+
+    hidden_units: tuple[int, ...] = (32, 32, 32)
+    activation: str = dataclasses.field(default="relu", metadata=_choice(*ACTIVATIONS))
+    dropout: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0, lt=1.0))
+    kernel_initializer: str = dataclasses.field(
+        default="glorot_uniform", metadata=_choice(*KERNEL_INITIALIZERS)
+    )
+    weight_decay: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """The training loss, a `kerasmlp.losses` class by its snake_case name."""
+
+    name: str = dataclasses.field(
+        default="sparse_categorical_crossentropy", metadata=_choice(*LOSSES)
+    )
+    from_logits: bool = True
+    label_smoothing: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0, lt=1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class LearningRateConfig:
+    """`keras.optimizers.schedules.ExponentialDecay` arguments.
+
+    lr(step) = initial_learning_rate * decay_rate ** (step / decay_steps), with the
+    exponent floored when `staircase` is true.
+    """
+
+    initial_learning_rate: float = dataclasses.field(default=1e-2, metadata=_range(gt=0.0))
+    decay_steps: int = dataclasses.field(default=1000, metadata=_range(gt=0))
+    decay_rate: float = dataclasses.field(default=0.5, metadata=_range(gt=0.0, le=1.0))
+    staircase: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = dataclasses.field(default="adam", metadata=_choice(*OPTIMIZERS))
+    learning_rate: LearningRateConfig = LearningRateConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = dataclasses.field(default=40, metadata=_range(ge=1))
+    batch_size: int = dataclasses.field(default=64, metadata=_range(ge=1))
+    validation_fraction: float = dataclasses.field(default=0.1, metadata=_range(ge=0.0, lt=1.0))
+    log_every_steps: int = dataclasses.field(default=50, metadata=_range(ge=1))
+    eval_every_epochs: int = dataclasses.field(default=1, metadata=_range(ge=1))
+    histogram_every_epochs: int = dataclasses.field(default=1, metadata=_range(ge=0))
+    image_every_epochs: int = dataclasses.field(default=5, metadata=_range(ge=0))
+    profile_steps: int = dataclasses.field(default=0, metadata=_range(ge=0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole run. Sections mirror `configs/default.yaml`."""
+
+    seed: int = dataclasses.field(default=0, metadata=_range(ge=0))
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    metrics: tuple[str, ...] = ("accuracy",)
+    optimizer: OptimizerConfig = OptimizerConfig()
+    train: TrainConfig = TrainConfig()
+
+    @property
+    def task(self) -> str:
+        """'regression' or 'classification', as the dataset decides."""
+        return PLAYGROUND_TASKS.get(self.data.name, "classification")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts and lists, as YAML would hold them."""
+        return _to_plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    def flatten(self) -> dict[str, Any]:
+        """`{'optimizer.learning_rate.decay_rate': 0.5, ...}`; lists become strings."""
+        flat: dict[str, Any] = {}
+
+        def walk(node: Mapping, prefix: str) -> None:
+            for key, value in node.items():
+                if isinstance(value, Mapping):
+                    walk(value, f"{prefix}{key}.")
+                elif isinstance(value, list):
+                    flat[prefix + key] = ",".join(str(v) for v in value)
+                else:
+                    flat[prefix + key] = value
+
+        walk(self.to_dict(), "")
+        return flat
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+# --- YAML -------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, *, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source} is not valid YAML: {' '.join(str(e).split())}") from None
+
+
+# --- Loading ----------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Reads a YAML config, applies `--set key.path=value` overrides, and checks it all.
+
+    Args:
+      path: a YAML file; None means the built-in defaults (`configs/default.yaml`
+        holds the same values, each with a comment).
+      overrides: strings `dotted.key=value`, the value parsed as YAML
+        (`model.hidden_units=[512,256]`, `train.epochs=3`).
+
+    Returns:
+      The frozen `Config`.
+
+    Raises:
+      ConfigError: one line naming the key path, the value and what is allowed.
+    """
+    raw: Any = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise ConfigError(f"Config file not found: {path}") from None
+        except OSError as e:
+            raise ConfigError(f"Cannot read config file {path}: {e.strerror}") from None
+        raw = parse_yaml(text, source=str(path))
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{path} must hold a mapping of sections (seed, data, model, ...). "
+                f"Received: {_show(raw)}"
+            )
+    for item in overrides:
+        apply_override(raw, item)
+    return config_from_dict(raw)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Sets `raw[a][b][c] = value` for `item == 'a.b.c=value'` (value parsed as YAML)."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(
+            f"--set expects dotted.key=value, e.g. --set train.epochs=3. Received: {item!r}"
+        )
+    value = parse_yaml(text, source=f"--set {key}") if text.strip() else None
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"--set {key}: '{where}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    """Builds and checks a `Config` from nested dicts (as YAML gives them)."""
+    config = _build(Config, raw, path="")
+    _check_consistency(config)
+    return config
+
+
+def _build(cls: type, raw: Any, path: str) -> Any:
+    if not isinstance(raw, Mapping):
+        where = path.rstrip(".") or "the config"
+        received = f"{where}={_show(raw)}" if path else _show(raw)
+        raise ConfigError(f"{where} must be a mapping of keys. Received: {received}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(
+                f"Unknown key '{path}{key}'.{_did_you_mean(str(key), fields)} "
+                f"Allowed in {path.rstrip('.') or 'the top level'}: {', '.join(fields)}"
+            )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, field in fields.items():
+        if name not in raw:
+            continue
+        key_path = path + name
+        value = _convert(hints[name], raw[name], key_path)
+        _check_field(field, value, key_path)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    """Checks `value` against the annotation `hint` and returns it in that type."""
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path + ".")
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or (origin is not None and type(None) in args):
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list. Received: {path}={_show(value)}")
+        return tuple(_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path} must be true or false. Received: {path}={_show(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path} must be an integer. Received: {path}={_show(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} must be a number. Received: {path}={_show(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path} must be a finite number. Received: {path}={value}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path} must be a non-empty string. Received: {path}={_show(value)}")
+        return value
+    raise TypeError(f"unsupported config annotation {hint!r} at {path}")  # a bug, not a user error
+
+
+def _check_field(field: dataclasses.Field, value: Any, path: str) -> None:
+    choices = field.metadata.get("choices")
+    if choices is not None:
+        # `optimizer.name` reads best as "Unknown optimizer 'adma'".
+        parts = path.split(".")
+        what = parts[-2] if parts[-1] == "name" and len(parts) > 1 else None
+        _check_name(value, choices, path, what=what)
+    bounds = field.metadata.get("range")
+    if bounds is not None:
+        _check_range(value, bounds, path)
+
+
+def _check_name(value: str, allowed: Iterable[str], path: str, what: str | None = None) -> None:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        what = what or path.rsplit(".", 1)[-1].split("[")[0]
+        raise ConfigError(
+            f"Unknown {what} {value!r} ({path}).{_did_you_mean(value, allowed)} "
+            f"Allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _check_range(value: float, bounds: tuple, path: str) -> None:
+    gt, ge, lt, le = bounds
+    ok = (
+        (gt is None or value > gt)
+        and (ge is None or value >= ge)
+        and (lt is None or value < lt)
+        and (le is None or value <= le)
+    )
+    if ok:
+        return
+    low = f"> {gt}" if gt is not None else f">= {ge}" if ge is not None else None
+    high = f"< {lt}" if lt is not None else f"<= {le}" if le is not None else None
+    if low and high:
+        allowed = f"in ({gt}, " if gt is not None else f"in [{ge}, "
+        allowed += f"{lt})" if lt is not None else f"{le}]"
+    else:
+        allowed = low or high
+    raise ConfigError(f"{path} must be {allowed}. Received: {path}={value}")
+
+
+def _check_consistency(config: Config) -> None:
+    """Rules that tie several keys together."""
+    for i, units in enumerate(config.model.hidden_units):
+        if units < 1:
+            units_list = list(config.model.hidden_units)
+            raise ConfigError(
+                f"model.hidden_units[{i}] must be >= 1. Received: model.hidden_units={units_list}"
+            )
+    for i, name in enumerate(config.metrics):
+        _check_name(name, METRICS, f"metrics[{i}]", what="metric")
+    if len(set(config.metrics)) != len(config.metrics):
+        raise ConfigError(f"metrics lists a name twice. Received: metrics={list(config.metrics)}")
+
+    task = config.task
+    loss = config.loss
+    if task == "regression":
+        if loss.name not in REGRESSION_LOSSES:
+            raise ConfigError(
+                f"loss.name {loss.name!r} does not fit the regression dataset "
+                f"{config.data.name!r} (data.name). Allowed: {', '.join(REGRESSION_LOSSES)}"
+            )
+        if loss.label_smoothing:
+            raise ConfigError(
+                f"loss.label_smoothing applies to cross-entropy only, not {loss.name}. "
+                f"Received: loss.label_smoothing={loss.label_smoothing}"
+            )
+        allowed_metrics = REGRESSION_METRICS
+    else:
+        if loss.name not in CLASSIFICATION_LOSSES:
+            raise ConfigError(
+                f"loss.name {loss.name!r} is a regression loss; the dataset "
+                f"{config.data.name!r} (data.name) is classification. "
+                f"Allowed: {', '.join(CLASSIFICATION_LOSSES)}"
+            )
+        allowed_metrics = CLASSIFICATION_METRICS
+    if not loss.from_logits:
+        raise ConfigError(
+            "loss.from_logits must be true: the model's head emits logits (no activation), "
+            "and cross-entropy from logits is the numerically stable form. "
+            "Received: loss.from_logits=false"
+        )
+    for i, name in enumerate(config.metrics):
+        if name not in allowed_metrics:
+            raise ConfigError(
+                f"metrics[{i}] {name!r} does not fit a {task} task. "
+                f"Allowed: {', '.join(allowed_metrics)}"
+            )
+
+
+def _did_you_mean(value: str, allowed: Iterable[str]) -> str:
+    close = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return (
+        repr(value)
+        if not isinstance(value, (dict, list))
+        else yaml.safe_dump(value, default_flow_style=True).strip()
+    )
