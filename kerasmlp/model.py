@@ -1,0 +1,101 @@
+"""The Dense stack: an MLP built from `ModelConfig`, with a head that emits logits.
+
+The head never applies an activation: classification heads emit logits that the
+loss reads with `from_logits=True` (log-softmax / log-sigmoid, stable where
+`log(softmax(x))` overflows), and the regression head is linear. Probabilities
+for users come from `probability_model`, which appends softmax or sigmoid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from kerasmlp.config import ConfigError, ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """What the last layer emits.
+
+    Attributes:
+      kind: 'softmax' (one logit per class), 'sigmoid' (one logit, binary) or
+        'linear' (regression).
+      units: width of the last Dense layer.
+    """
+
+    kind: str
+    units: int
+
+    @classmethod
+    def for_task(cls, task: str, *, num_classes: int | None, loss_name: str) -> Head:
+        """The head a task and loss need: binary cross-entropy reads one sigmoid logit."""
+        if task == "regression":
+            return cls("linear", 1)
+        if loss_name == "binary_crossentropy":
+            if num_classes != 2:
+                raise ConfigError(
+                    f"loss.name 'binary_crossentropy' needs a dataset with 2 classes; this one "
+                    f"has {num_classes}. Use sparse_categorical_crossentropy."
+                )
+            return cls("sigmoid", 1)
+        return cls("softmax", int(num_classes))
+
+
+def build_model(
+    config: ModelConfig, *, input_dim: int, head: Head, seed: int | None = None
+) -> keras.Model:
+    """Builds the MLP `input -> [Dense -> activation -> Dropout] * n -> Dense head`.
+
+    Args:
+      config: hidden layer widths, activation, dropout, kernel initializer and
+        L2 weight decay (`weight_decay * sum(kernel ** 2)` per hidden and head kernel).
+      input_dim: length of one flattened example.
+      head: the last layer's width and kind (see `Head`); it has no activation.
+      seed: seeds the kernel initializers and dropout, so two builds match.
+
+    Returns:
+      A functional `keras.Model` mapping (batch, input_dim) to (batch, head.units)
+      logits (or regression outputs). Hidden layers are named `dense_0`, `dense_1`,
+      ...; the last is `head`.
+    """
+    regularizer = keras.regularizers.L2(config.weight_decay) if config.weight_decay else None
+
+    def initializer(index: int):
+        cls = keras.initializers.get(config.kernel_initializer).__class__
+        return cls(seed=None if seed is None else seed + index)
+
+    inputs = keras.Input(shape=(input_dim,), name="features")
+    x = inputs
+    for i, units in enumerate(config.hidden_units):
+        x = keras.layers.Dense(
+            units,
+            activation=config.activation,
+            kernel_initializer=initializer(i),
+            kernel_regularizer=regularizer,
+            name=f"dense_{i}",
+        )(x)
+        if config.dropout:
+            x = keras.layers.Dropout(
+                config.dropout, seed=None if seed is None else seed + 1000 + i, name=f"dropout_{i}"
+            )(x)
+    outputs = keras.layers.Dense(
+        head.units,
+        activation=None,
+        kernel_initializer=initializer(len(config.hidden_units)),
+        kernel_regularizer=regularizer,
+        name="head",
+    )(x)
+    return keras.Model(inputs, outputs, name=f"mlp_{head.kind}")
+
+
+def probability_model(model: keras.Model, head: Head) -> keras.Model:
+    """Wraps a logits model so that it returns probabilities (or the regression value).
+
+    softmax for a 'softmax' head, sigmoid for a 'sigmoid' head (the probability of
+    class 1, shape (batch, 1)), identity for 'linear'.
+    """
+    activation = {"softmax": "softmax", "sigmoid": "sigmoid", "linear": "linear"}[head.kind]
+    outputs = keras.layers.Activation(activation, name="probabilities")(model.output)
+    return keras.Model(model.input, outputs, name=f"{model.name}_probabilities")

@@ -1,0 +1,89 @@
+"""Tests for kerasmlp.model: the Dense stack, its head and the probability wrapper."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerasmlp.config import ConfigError, ModelConfig
+from kerasmlp.model import Head, build_model, probability_model
+
+
+@pytest.mark.parametrize(
+    "task,num_classes,loss,expected",
+    [
+        ("classification", 10, "sparse_categorical_crossentropy", Head("softmax", 10)),
+        ("classification", 2, "sparse_categorical_crossentropy", Head("softmax", 2)),
+        ("classification", 2, "binary_crossentropy", Head("sigmoid", 1)),
+        ("regression", None, "mean_squared_error", Head("linear", 1)),
+    ],
+)
+def test_head_for_task(task, num_classes, loss, expected):
+    assert Head.for_task(task, num_classes=num_classes, loss_name=loss) == expected
+
+
+def test_binary_crossentropy_needs_two_classes():
+    with pytest.raises(ConfigError, match="needs a dataset with 2 classes; this one has 10"):
+        Head.for_task("classification", num_classes=10, loss_name="binary_crossentropy")
+
+
+def test_layers_shapes_and_logit_head():
+    config = ModelConfig(hidden_units=(16, 8), activation="tanh", dropout=0.5)
+    model = build_model(config, input_dim=5, head=Head("softmax", 3), seed=0)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.name for layer in dense] == ["dense_0", "dense_1", "head"]
+    assert [layer.units for layer in dense] == [16, 8, 3]
+    assert [layer.activation.__name__ for layer in dense] == ["tanh", "tanh", "linear"]
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [
+        0.5,
+        0.5,
+    ]
+    assert model(np.zeros((4, 5), "float32")).shape == (4, 3)
+
+
+def test_no_hidden_layers_is_a_linear_model():
+    model = build_model(ModelConfig(hidden_units=()), input_dim=2, head=Head("sigmoid", 1))
+    assert [layer.name for layer in model.layers[1:]] == ["head"]
+
+
+@pytest.mark.parametrize(
+    "activation", ["relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", "swish"]
+)
+def test_every_activation_builds(activation):
+    model = build_model(
+        ModelConfig(hidden_units=(4,), activation=activation), input_dim=3, head=Head("linear", 1)
+    )
+    assert np.isfinite(model(np.ones((2, 3), "float32"))).all()
+
+
+def test_weight_decay_adds_l2_of_every_kernel():
+    config = ModelConfig(hidden_units=(4,), weight_decay=0.01)
+    model = build_model(config, input_dim=3, head=Head("softmax", 2), seed=1)
+    model(np.ones((1, 3), "float32"))
+    # Expected by hand: 0.01 * sum of squared kernel entries, for both kernels.
+    expected = sum(0.01 * np.sum(np.square(layer.kernel.numpy())) for layer in model.layers[1:])
+    np.testing.assert_allclose(float(sum(model.losses)), expected, rtol=1e-6)
+
+
+def test_same_seed_same_weights():
+    config = ModelConfig(hidden_units=(8,), kernel_initializer="he_normal")
+    a = build_model(config, input_dim=3, head=Head("softmax", 2), seed=7)
+    b = build_model(config, input_dim=3, head=Head("softmax", 2), seed=7)
+    c = build_model(config, input_dim=3, head=Head("softmax", 2), seed=8)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
+
+
+def test_probability_model_softmax_and_sigmoid():
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype("float32")
+    model = build_model(ModelConfig(hidden_units=(4,)), input_dim=3, head=Head("softmax", 4))
+    probs = probability_model(model, Head("softmax", 4))(x).numpy()
+    logits = model(x).numpy()
+    # numpy softmax written here
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5)
+
+    binary = build_model(ModelConfig(hidden_units=(4,)), input_dim=3, head=Head("sigmoid", 1))
+    p = probability_model(binary, Head("sigmoid", 1))(x).numpy()
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-binary(x).numpy())), rtol=1e-5)
