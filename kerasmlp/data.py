@@ -1,0 +1,421 @@
+"""Input pipelines: a playground or TFDS image-classification dataset as batched `tf.data`.
+
+`load_datasets` is what the training loop calls. Every dataset goes through
+TFDS (the generated 2-D ones through the `kerasmlp_playground` builder), is
+prepared once when needed, and comes back as ``(x, y)`` batches: x float32 and
+flat (images scaled to [0, 1]), y int32 class ids or float32 regression targets.
+
+Preparing never hangs on a machine without internet: when the data are not
+prepared and no manual download folder is given, the download host is probed
+first (a few seconds at most) and a `DataError` says which config keys to set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import pathlib
+import socket
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from kerasmlp import playground
+
+# Importing `playground` registers its builder with TFDS.
+# spirals, circles, xor, gaussians, sine
+PLAYGROUND_NAMES = tuple(config.name for config in playground.CONFIGS)
+PLAYGROUND_BUILDER = playground.KerasmlpPlayground.name  # "kerasmlp_playground"
+
+# A split is cached in memory when its decoded float32 tensors fit in this much:
+# all of MNIST (70k x 784 x 4 bytes = 220 MB) does; larger datasets are re-read
+# from the TFDS files every epoch instead.
+MAX_CACHE_BYTES = 1 << 30
+# Seconds allowed to open a TCP connection to the download host before calling
+# the machine offline. TFDS itself retries for minutes.
+PROBE_TIMEOUT = 5.0
+# Probed when a dataset records no download URL: TFDS's own host.
+_FALLBACK_URL = "https://storage.googleapis.com/"
+
+
+class DataError(ValueError):
+    """A dataset that cannot be served as configured; the message names the config key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What the model builder and the loop need to know about a dataset.
+
+    Attributes:
+        name: the dataset name as configured (`data.name`).
+        task: "classification" or "regression".
+        num_classes: number of classes; None for regression.
+        class_names: class names in label order; None for regression.
+        input_shape: shape of one example before flattening, e.g. (28, 28, 1).
+        input_dim: length of the flattened float32 input x.
+        num_train: examples in the training split after the validation hold-out.
+        num_validation: examples held out for validation (0 when disabled).
+        num_test: examples in the test split.
+    """
+
+    name: str
+    task: str
+    num_classes: int | None
+    class_names: tuple[str, ...] | None
+    input_shape: tuple[int, ...]
+    input_dim: int
+    num_train: int
+    num_validation: int
+    num_test: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Datasets:
+    """The three batched pipelines and their description.
+
+    Attributes:
+        train: shuffled anew each epoch (with the seed), batched, prefetched;
+            one pass is one epoch (not repeated).
+        validation: batched, in a fixed order; None when validation is disabled.
+        test: batched, in a fixed order.
+        info: a `DatasetInfo`.
+    """
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    test: tf.data.Dataset
+    info: DatasetInfo
+
+
+def load_datasets(
+    name: str,
+    *,
+    batch_size: int,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
+    manual_dir: str | os.PathLike | None = None,
+    cache: bool = True,
+    shuffle_buffer: int = 10_000,
+) -> Datasets:
+    """Builds the train, validation and test pipelines of a dataset.
+
+    The validation split is the last `validation_fraction` of TFDS's train split
+    (e.g. ``train[:54000]`` and ``train[54000:]`` for MNIST); the test split is
+    TFDS's test split. Each split is decoded, scaled and flattened, cached in
+    memory when it fits (and `cache` is on), then batched; train is shuffled
+    with `seed` before batching and reshuffled at every pass.
+
+    Args:
+        name: a playground dataset (one of `PLAYGROUND_NAMES`) or a TFDS
+            image-classification dataset, optionally with a version
+            (``"mnist"``, ``"mnist:3.*.*"``).
+        batch_size: examples per batch; the last batch of a pass may be smaller.
+        validation_fraction: share of the train split held out, in [0, 1);
+            0 disables validation. Default 0.1.
+        seed: seed of the training shuffle. Default 0.
+        data_dir: TFDS data directory; None uses TFDS's default
+            (``~/tensorflow_datasets``).
+        manual_dir: folder holding the dataset's downloaded files, used instead
+            of the network when the dataset is not yet prepared.
+        cache: cache decoded splits in memory when they fit. Default True.
+        shuffle_buffer: size of the training shuffle buffer. Default 10000.
+
+    Returns:
+        A `Datasets` whose pipelines yield ``(x, y)``: x float32 of shape
+        (batch, input_dim); y int32 of shape (batch,) for classification or
+        float32 of shape (batch,) for regression.
+
+    Raises:
+        DataError: unknown or unsupported dataset, a validation fraction that
+            leaves a split empty, or data that cannot be prepared offline.
+    """
+    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise DataError(
+            f"Argument `train.batch_size` must be > 0. Received: train.batch_size={batch_size!r}"
+        )
+    if not 0 <= validation_fraction < 1:
+        raise DataError(
+            "Argument `train.validation_fraction` must be in [0, 1). "
+            f"Received: train.validation_fraction={validation_fraction!r}"
+        )
+    builder = _make_builder(name, data_dir)
+    x_key, y_key, task = _check_supported(name, builder)
+    prepare_dataset(builder, manual_dir=manual_dir)
+
+    splits = builder.info.splits
+    if "test" not in splits and splits:
+        raise DataError(
+            f"Dataset {name!r} (data.name) has no 'test' split (it has: {', '.join(splits)}); "
+            "kerasmlp evaluates on TFDS's test split."
+        )
+    num_total = _num_examples(builder, "train")
+    num_validation = int(round(num_total * validation_fraction))
+    num_train = num_total - num_validation
+    if num_train <= 0 or (validation_fraction > 0 and num_validation == 0):
+        raise DataError(
+            f"train.validation_fraction={validation_fraction!r} leaves an empty "
+            f"{'training' if num_train <= 0 else 'validation'} split: {name!r} has "
+            f"{num_total} training examples. Use 0 to disable validation, or a fraction "
+            f"of at least {1 / num_total:.2g}."
+        )
+
+    features = builder.info.features
+    input_shape = tuple(int(d) for d in features[x_key].shape) or (1,)
+    input_dim = int(np.prod(input_shape))
+    convert = _make_converter(features[x_key], task, input_dim)
+
+    def split(spec: str) -> tuple[tf.data.Dataset, int]:
+        ds = builder.as_dataset(split=spec, as_supervised=True, shuffle_files=False)
+        ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+        count = int(ds.cardinality())
+        if count < 0:  # Unknown cardinality: trust TFDS's split record.
+            count = _num_examples(builder, spec)
+        if cache and count * input_dim * 4 <= MAX_CACHE_BYTES:
+            ds = ds.cache()
+        return ds, count
+
+    train, num_train = split(f"train[:{num_train}]" if num_validation else "train")
+    train = train.shuffle(
+        min(shuffle_buffer, max(num_train, 1)), seed=seed, reshuffle_each_iteration=True
+    )
+    train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    validation = None
+    if num_validation:
+        validation, num_validation = split(f"train[{num_train}:]")
+        validation = validation.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    test, num_test = split("test")
+    test = test.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    label = features[y_key]
+    class_names = tuple(label.names) if task == "classification" else None
+    info = DatasetInfo(
+        name=name,
+        task=task,
+        num_classes=len(class_names) if class_names is not None else None,
+        class_names=class_names,
+        input_shape=input_shape,
+        input_dim=input_dim,
+        num_train=num_train,
+        num_validation=num_validation,
+        num_test=num_test,
+    )
+    return Datasets(train=train, validation=validation, test=test, info=info)
+
+
+def prepare_offline(
+    name: str, manual_dir: str | os.PathLike, data_dir: str | os.PathLike
+) -> tfds.core.DatasetBuilder:
+    """Prepares a TFDS dataset from downloaded files, without the network.
+
+    For tests and offline machines: ``prepare_offline("mnist", "../shared/data/mnist",
+    tmp_dir)``. Does nothing when the dataset is already prepared in `data_dir`.
+    Each dataset gets its own download folder (``<data_dir>/downloads/<name>``):
+    MNIST and Fashion-MNIST share file names, and one shared folder has been
+    seen to build one from the other's files.
+
+    Args:
+        name: a TFDS dataset name (``"mnist"``, ``"fashion_mnist"``) or a playground name.
+        manual_dir: folder holding the files TFDS would download.
+        data_dir: TFDS data directory to prepare into.
+
+    Returns:
+        The prepared `tfds.core.DatasetBuilder`.
+
+    Raises:
+        DataError: unknown dataset, or `manual_dir` lacks some of the files.
+    """
+    builder = _make_builder(name, data_dir)
+    prepare_dataset(builder, manual_dir=manual_dir)
+    return builder
+
+
+def prepare_dataset(
+    builder: tfds.core.DatasetBuilder, *, manual_dir: str | os.PathLike | None = None
+) -> None:
+    """Downloads and prepares `builder`'s dataset unless it is prepared already.
+
+    With `manual_dir`, every file must be there (TFDS would otherwise quietly
+    fetch the missing ones); without it, the download host must answer a quick
+    probe first, so an offline machine fails in seconds rather than after TFDS's
+    minutes of retries.
+
+    Raises:
+        DataError: missing files in `manual_dir`, or no network and no `manual_dir`.
+    """
+    if builder.is_prepared() or _tfds_is_mocked():
+        return
+    urls = sorted((builder.url_infos or {}).keys())
+    if manual_dir is not None:
+        _check_manual_dir(builder, pathlib.Path(manual_dir).expanduser(), urls)
+    elif builder.name != PLAYGROUND_BUILDER:
+        unreachable = probe_download_hosts(urls or [_FALLBACK_URL])
+        if unreachable:
+            raise DataError(_offline_message(builder, urls, unreachable))
+    if manual_dir is not None:
+        manual_dir = os.fspath(pathlib.Path(manual_dir).expanduser())
+    builder.download_and_prepare(
+        download_dir=os.fspath(builder.data_dir_root / "downloads" / builder.name),
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+    )
+
+
+def probe_download_hosts(urls: Iterable[str], timeout: float = PROBE_TIMEOUT) -> list[str]:
+    """Returns the hosts among `urls` that do not accept a TCP connection within `timeout`.
+
+    Goes through the HTTP(S) proxy when one is configured in the environment.
+    The probes run in threads joined with a deadline, because name resolution
+    ignores socket timeouts. Tests replace this function to stay off the network.
+    """
+    proxies = urllib.request.getproxies()
+    targets = {}
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        proxy = proxies.get(parts.scheme)
+        if proxy:
+            parts = urllib.parse.urlsplit(proxy)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        targets[parts.hostname] = port
+    reached = set()
+
+    def connect(host, port):
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            reached.add(host)
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=connect, args=item, daemon=True) for item in targets.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return sorted(host for host in targets if host not in reached)
+
+
+def _make_builder(name: str, data_dir) -> tfds.core.DatasetBuilder:
+    """The TFDS builder for `name`, or a DataError with a did-you-mean."""
+    if not isinstance(name, str) or not name:
+        raise DataError(
+            f"Argument `data.name` must be a dataset name. Received: data.name={name!r}"
+        )
+    if name in PLAYGROUND_NAMES:
+        tfds_name = f"{PLAYGROUND_BUILDER}/{name}"
+    else:
+        tfds_name = name
+        base = name.split(":")[0].split("/")[0]
+        known = tfds.list_builders(with_community_datasets=False)
+        if base not in known:
+            close = difflib.get_close_matches(base.lower(), [*PLAYGROUND_NAMES, *known], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise DataError(
+                f"Unknown dataset {name!r} (data.name).{hint} Use a playground dataset "
+                f"({', '.join(PLAYGROUND_NAMES)}) or a TFDS image-classification dataset "
+                "such as mnist or fashion_mnist."
+            )
+    try:
+        return tfds.builder(tfds_name, data_dir=None if data_dir is None else os.fspath(data_dir))
+    except (tfds.core.registered.DatasetNotFoundError, ValueError) as error:
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        raise DataError(f"Cannot load dataset {name!r} (data.name): {first_line}") from error
+
+
+def _check_supported(name: str, builder) -> tuple[str, str, str]:
+    """Returns (x key, y key, task) or raises DataError for an unsupported dataset."""
+    info = builder.info
+    if builder.name == PLAYGROUND_BUILDER:
+        x_key, y_key = info.supervised_keys
+        return x_key, y_key, builder.builder_config.task
+    keys = info.supervised_keys
+    ok = isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)
+    if ok:
+        x_feature, y_feature = info.features[keys[0]], info.features[keys[1]]
+        ok = isinstance(x_feature, tfds.features.Image) and isinstance(
+            y_feature, tfds.features.ClassLabel
+        )
+    if not ok:
+        raise DataError(
+            f"Dataset {name!r} (data.name) is not an image-classification dataset "
+            f"(supervised keys: {keys}); use a playground dataset ({', '.join(PLAYGROUND_NAMES)}) "
+            "or a TFDS dataset of (image, label) pairs such as mnist or fashion_mnist."
+        )
+    if None in x_feature.shape:
+        raise DataError(
+            f"Dataset {name!r} (data.name) has images of varying size {x_feature.shape}; "
+            "kerasmlp needs fixed-size images to flatten, such as mnist or fashion_mnist."
+        )
+    return keys[0], keys[1], "classification"
+
+
+def _make_converter(x_feature, task: str, input_dim: int):
+    """The map function: x to flat float32 (integer images to [0, 1]), y to int32 or float32."""
+    dtype = np.dtype(x_feature.np_dtype)
+    scale = 1.0 / np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    y_dtype = tf.int32 if task == "classification" else tf.float32
+
+    def convert(x, y):
+        x = tf.reshape(tf.cast(x, tf.float32), [input_dim])
+        if scale != 1.0:
+            x = x * scale
+        return x, tf.cast(y, y_dtype)
+
+    return convert
+
+
+def _num_examples(builder, split: str) -> int:
+    """Examples in `split`, from TFDS's record or, when it has none (mock data), by counting."""
+    if builder.info.splits:
+        return int(builder.info.splits[split].num_examples)
+    return int(builder.as_dataset(split=split).cardinality())
+
+
+def _check_manual_dir(builder, manual_dir: pathlib.Path, urls: list[str]) -> None:
+    if not manual_dir.is_dir():
+        raise DataError(
+            f"data.manual_dir {os.fspath(manual_dir)!r} is not a folder; it should hold the "
+            f"downloaded files of {builder.name!r}{_files_hint(builder, urls)}."
+        )
+    infos = builder.url_infos or {}
+    names = [infos[url].filename or url.rsplit("/", 1)[-1] for url in urls]
+    missing = [n for n in names if not (manual_dir / n).exists()]
+    if missing:
+        raise DataError(
+            f"data.manual_dir {os.fspath(manual_dir)!r} lacks {len(missing)} file(s) of "
+            f"{builder.name!r}: {', '.join(missing)} (from {_url_folders(urls)})."
+        )
+
+
+def _offline_message(builder, urls: list[str], unreachable: list[str]) -> str:
+    return (
+        f"Cannot download dataset {builder.name!r} (data.name): {', '.join(unreachable)} "
+        f"cannot be reached (no network?) and the dataset is not prepared in data.data_dir "
+        f"({os.fspath(builder.data_dir_root)}). Set data.manual_dir to a folder holding its "
+        f"downloaded files{_files_hint(builder, urls)}, or data.data_dir to a folder where it "
+        "is prepared already."
+    )
+
+
+def _files_hint(builder, urls: list[str]) -> str:
+    infos = builder.url_infos or {}
+    if not urls:
+        return ""
+    names = [infos[url].filename or url.rsplit("/", 1)[-1] for url in urls]
+    return f" ({', '.join(names)}, from {_url_folders(urls)})"
+
+
+def _url_folders(urls: list[str]) -> str:
+    return ", ".join(sorted({url.rsplit("/", 1)[0] + "/" for url in urls}))
+
+
+def _tfds_is_mocked() -> bool:
+    """True inside `tfds.testing.mock_data`, where preparing is a no-op: nothing to download."""
+    method = tfds.core.DatasetBuilder.download_and_prepare
+    return getattr(method, "__name__", "") == "mock_download_and_prepare"
