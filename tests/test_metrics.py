@@ -1,0 +1,700 @@
+"""Tests for kerasmlp.metrics.
+
+References, named at each expected value: scikit-learn (`accuracy_score`,
+`top_k_accuracy_score`, `confusion_matrix`, `precision_recall_fscore_support`),
+numpy written here (ECE, regression errors), Keras's own classes (default
+names), and small cases worked out by hand.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn import metrics as skm
+
+from kerasmlp import metrics
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+RELOAD_WORKER = pathlib.Path(__file__).with_name("_metrics_reload.py")
+
+NUM_CLASSES = 5
+NUM_EXAMPLES = 257
+BATCH_SIZE = 100  # 257 examples: batches of 100, 100 and 57
+TOLERANCE = {"rtol": 1e-6, "atol": 1e-6}
+
+
+# --------------------------------------------------------------------------
+# Data and numpy references.
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def numpy_ece(labels, probabilities, num_bins, sample_weight=None):
+    """ECE written directly from its definition, one bin at a time."""
+    weights = np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight, float)
+    probabilities = np.asarray(probabilities, np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(float)
+    # Bin b is [b/M, (b+1)/M); confidence 1.0 goes to the last bin.
+    bins = np.minimum((confidence * num_bins).astype(int), num_bins - 1)
+    ece = 0.0
+    for b in range(num_bins):
+        in_bin = bins == b
+        n_b = weights[in_bin].sum()
+        if n_b == 0:
+            continue
+        acc_b = (weights[in_bin] * correct[in_bin]).sum() / n_b
+        conf_b = (weights[in_bin] * confidence[in_bin]).sum() / n_b
+        ece += n_b / weights.sum() * abs(acc_b - conf_b)
+    return ece
+
+
+@dataclass(frozen=True)
+class Data:
+    labels: np.ndarray  # int (N,)
+    logits: np.ndarray  # float32 (N, NUM_CLASSES)
+    weights: np.ndarray  # float32 (N,), in [0, 2)
+    binary_labels: np.ndarray  # int (N,)
+    binary_logits: np.ndarray  # float32 (N,)
+    targets: np.ndarray  # float32 (N, 3)
+    predictions: np.ndarray  # float32 (N, 3)
+
+    @property
+    def predicted(self):
+        return self.logits.argmax(axis=1)
+
+    @property
+    def probabilities(self):
+        return _softmax(self.logits.astype(np.float64)).astype(np.float32)
+
+
+def make_data(seed=0):
+    rng = np.random.default_rng(seed)
+    n = NUM_EXAMPLES
+    return Data(
+        labels=rng.integers(0, NUM_CLASSES, n),
+        logits=(2.0 * rng.standard_normal((n, NUM_CLASSES))).astype(np.float32),
+        weights=rng.uniform(0.0, 2.0, n).astype(np.float32),
+        binary_labels=rng.integers(0, 2, n),
+        binary_logits=(2.0 * rng.standard_normal(n)).astype(np.float32),
+        targets=rng.standard_normal((n, 3)).astype(np.float32),
+        predictions=rng.standard_normal((n, 3)).astype(np.float32),
+    )
+
+
+DATA = make_data()
+
+
+# --------------------------------------------------------------------------
+# One case per metric configuration: the metric, its inputs, its reference.
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    make: Callable[[], keras.metrics.Metric]
+    inputs: Callable[[Data], tuple]  # (y_true, y_pred)
+    expected: Callable[[Data, np.ndarray | None], np.ndarray]  # (data, sample_weight)
+
+
+def _prfs(index, average):
+    def expected(d, w):
+        # scikit-learn precision_recall_fscore_support; zero_division=0 is its default's value.
+        labels = list(range(NUM_CLASSES)) if average is None else None
+        scores = skm.precision_recall_fscore_support(
+            d.labels, d.predicted, labels=labels, average=average, sample_weight=w, zero_division=0
+        )
+        return scores[index]
+
+    return expected
+
+
+def _mean_over_examples(per_example, w):
+    # numpy: weighted mean over examples
+    return np.average(per_example, weights=w)
+
+
+CASES = [
+    Case(
+        "sparse_categorical_accuracy-logits",
+        metrics.SparseCategoricalAccuracy,
+        lambda d: (d.labels, d.logits),
+        # scikit-learn accuracy_score
+        lambda d, w: skm.accuracy_score(d.labels, d.predicted, sample_weight=w),
+    ),
+    Case(
+        "sparse_categorical_accuracy-probabilities",
+        metrics.SparseCategoricalAccuracy,
+        lambda d: (d.labels, d.probabilities),
+        # scikit-learn accuracy_score
+        lambda d, w: skm.accuracy_score(d.labels, d.predicted, sample_weight=w),
+    ),
+    Case(
+        "categorical_accuracy",
+        metrics.CategoricalAccuracy,
+        lambda d: (np.eye(NUM_CLASSES, dtype=np.float32)[d.labels], d.logits),
+        # scikit-learn accuracy_score
+        lambda d, w: skm.accuracy_score(d.labels, d.predicted, sample_weight=w),
+    ),
+    Case(
+        "binary_accuracy-from_logits",
+        lambda: metrics.BinaryAccuracy(from_logits=True),
+        lambda d: (d.binary_labels, d.binary_logits),
+        # scikit-learn accuracy_score; sigmoid(z) > 0.5 exactly when z > 0
+        lambda d, w: skm.accuracy_score(d.binary_labels, d.binary_logits > 0, sample_weight=w),
+    ),
+    Case(
+        "binary_accuracy-threshold_0.3",
+        lambda: metrics.BinaryAccuracy(threshold=0.3),
+        lambda d: (d.binary_labels, _sigmoid(d.binary_logits).reshape(-1, 1)),
+        # scikit-learn accuracy_score on the thresholded probabilities
+        lambda d, w: skm.accuracy_score(
+            d.binary_labels, _sigmoid(d.binary_logits) > 0.3, sample_weight=w
+        ),
+    ),
+    Case(
+        "sparse_top_k_categorical_accuracy-k3",
+        lambda: metrics.SparseTopKCategoricalAccuracy(k=3),
+        lambda d: (d.labels, d.logits),
+        # scikit-learn top_k_accuracy_score
+        lambda d, w: skm.top_k_accuracy_score(
+            d.labels, d.logits, k=3, labels=list(range(NUM_CLASSES)), sample_weight=w
+        ),
+    ),
+    Case(
+        "confusion_matrix",
+        lambda: metrics.ConfusionMatrix(NUM_CLASSES),
+        lambda d: (d.labels, d.logits),
+        # scikit-learn confusion_matrix (rows true, columns predicted)
+        lambda d, w: skm.confusion_matrix(
+            d.labels, d.predicted, labels=list(range(NUM_CLASSES)), sample_weight=w
+        ),
+    ),
+    *[
+        Case(
+            f"{cls.__name__.lower()}-{average}",
+            lambda cls=cls, average=average: cls(NUM_CLASSES, average=average),
+            lambda d: (d.labels, d.logits),
+            _prfs(index, average),
+        )
+        for index, cls in enumerate((metrics.Precision, metrics.Recall, metrics.F1Score))
+        for average in ("macro", "micro", "weighted", None)
+    ],
+    Case(
+        "expected_calibration_error-probabilities",
+        metrics.ExpectedCalibrationError,
+        lambda d: (d.labels, d.probabilities),
+        # numpy_ece above, 15 bins (the default)
+        lambda d, w: numpy_ece(d.labels, d.probabilities, 15, w),
+    ),
+    Case(
+        "expected_calibration_error-from_logits",
+        lambda: metrics.ExpectedCalibrationError(num_bins=10, from_logits=True),
+        lambda d: (d.labels, d.logits),
+        # numpy_ece above on numpy softmax probabilities
+        lambda d, w: numpy_ece(d.labels, _softmax(d.logits.astype(np.float64)), 10, w),
+    ),
+    Case(
+        "mean_squared_error",
+        metrics.MeanSquaredError,
+        lambda d: (d.targets, d.predictions),
+        # numpy
+        lambda d, w: _mean_over_examples(((d.targets - d.predictions) ** 2).mean(axis=1), w),
+    ),
+    Case(
+        "mean_absolute_error",
+        metrics.MeanAbsoluteError,
+        lambda d: (d.targets, d.predictions),
+        # numpy
+        lambda d, w: _mean_over_examples(np.abs(d.targets - d.predictions).mean(axis=1), w),
+    ),
+    Case(
+        "root_mean_squared_error",
+        metrics.RootMeanSquaredError,
+        lambda d: (d.targets, d.predictions),
+        # numpy
+        lambda d, w: np.sqrt(
+            _mean_over_examples(((d.targets - d.predictions) ** 2).mean(axis=1), w)
+        ),
+    ),
+]
+
+
+def update_in_batches(metric, y_true, y_pred, sample_weight=None, *, compiled=False):
+    """Feed the data in batches of BATCH_SIZE, eagerly or in one tf.function loop."""
+    if compiled:
+        tensors = (y_true, y_pred) if sample_weight is None else (y_true, y_pred, sample_weight)
+        dataset = tf.data.Dataset.from_tensor_slices(tensors).batch(BATCH_SIZE)
+
+        # One trace for every batch: the dataset's batch dimension is unknown (None),
+        # as in the training loop.
+        @tf.function
+        def run(ds):
+            for batch in ds:
+                metric.update_state(*batch)
+
+        run(dataset)
+        return metric
+    for start in range(0, len(y_true), BATCH_SIZE):
+        part = slice(start, start + BATCH_SIZE)
+        weight = None if sample_weight is None else sample_weight[part]
+        metric.update_state(y_true[part], y_pred[part], sample_weight=weight)
+    return metric
+
+
+# --------------------------------------------------------------------------
+# Equal to references.
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "sample_weight"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_matches_reference(case, weighted, mode):
+    weights = DATA.weights if weighted else None
+    y_true, y_pred = case.inputs(DATA)
+    metric = update_in_batches(
+        case.make(), y_true, y_pred, weights, compiled=(mode == "tf_function")
+    )
+    # Expected: the reference named in the case, on all the data at once.
+    np.testing.assert_allclose(metric.result(), case.expected(DATA, weights), **TOLERANCE)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_batches_accumulate_to_one_update(case):
+    y_true, y_pred = case.inputs(DATA)
+    batched = update_in_batches(case.make(), y_true, y_pred, DATA.weights)
+    once = case.make()
+    once.update_state(y_true, y_pred, sample_weight=DATA.weights)
+    # Expected: the same metric updated once with all the data.
+    np.testing.assert_allclose(batched.result(), once.result(), **TOLERANCE)
+
+
+SPARSE_CASES = [c for c in CASES if c.inputs(DATA)[0] is DATA.labels]
+
+
+@pytest.mark.parametrize("case", SPARSE_CASES, ids=lambda c: c.id)
+def test_labels_and_weights_as_columns(case):
+    _, y_pred = case.inputs(DATA)
+    columns = case.make()
+    columns.update_state(
+        DATA.labels.reshape(-1, 1), y_pred, sample_weight=DATA.weights.reshape(-1, 1)
+    )
+    # Expected: the reference on (batch,) labels and weights.
+    np.testing.assert_allclose(columns.result(), case.expected(DATA, DATA.weights), **TOLERANCE)
+
+
+def test_float_labels_are_class_ids():
+    metric = metrics.F1Score(NUM_CLASSES, average="weighted")
+    metric.update_state(DATA.labels.astype(np.float32), DATA.logits)
+    # scikit-learn precision_recall_fscore_support on the integer labels
+    expected = skm.precision_recall_fscore_support(
+        DATA.labels, DATA.predicted, average="weighted", zero_division=0
+    )[2]
+    np.testing.assert_allclose(metric.result(), expected, **TOLERANCE)
+
+
+def test_scalar_sample_weight_scales_the_confusion_matrix():
+    unweighted = metrics.ConfusionMatrix(NUM_CLASSES)
+    unweighted.update_state(DATA.labels, DATA.logits)
+    scaled = metrics.ConfusionMatrix(NUM_CLASSES)
+    scaled.update_state(DATA.labels, DATA.logits, sample_weight=2.5)
+    # By hand: every example counts 2.5 instead of 1.
+    np.testing.assert_allclose(scaled.result(), 2.5 * unweighted.result().numpy(), **TOLERANCE)
+
+
+def test_zero_sample_weights_leave_examples_out():
+    keep = DATA.weights > 0.5
+    weighted = metrics.F1Score(NUM_CLASSES, average="macro")
+    weighted.update_state(DATA.labels, DATA.logits, sample_weight=keep.astype(np.float32))
+    # scikit-learn on the kept examples only
+    expected = skm.precision_recall_fscore_support(
+        DATA.labels[keep], DATA.predicted[keep], average="macro", zero_division=0
+    )[2]
+    np.testing.assert_allclose(weighted.result(), expected, **TOLERANCE)
+
+
+# --------------------------------------------------------------------------
+# The training loop's contract: int labels (batch,) and logits (batch, num_classes),
+# binary tasks as two-column logits [0, z].
+
+
+def test_binary_task_as_two_column_logits():
+    two_columns = np.stack([np.zeros_like(DATA.binary_logits), DATA.binary_logits], axis=1)
+    labels, w = DATA.binary_labels, DATA.weights
+    predicted = (DATA.binary_logits > 0).astype(int)  # argmax of [0, z]; a tie z == 0 gives 0
+    checks = [
+        # scikit-learn accuracy_score
+        (
+            metrics.SparseCategoricalAccuracy(),
+            skm.accuracy_score(labels, predicted, sample_weight=w),
+        ),
+        # scikit-learn precision_recall_fscore_support
+        (
+            metrics.F1Score(2, average="macro"),
+            skm.precision_recall_fscore_support(
+                labels, predicted, average="macro", sample_weight=w
+            )[2],
+        ),
+        # scikit-learn confusion_matrix
+        (metrics.ConfusionMatrix(2), skm.confusion_matrix(labels, predicted, sample_weight=w)),
+        # numpy_ece on softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)]
+        (
+            metrics.ExpectedCalibrationError(from_logits=True),
+            numpy_ece(labels, _softmax(two_columns.astype(np.float64)), 15, w),
+        ),
+    ]
+    for metric, expected in checks:
+        update_in_batches(metric, labels, two_columns, w, compiled=True)
+        np.testing.assert_allclose(metric.result(), expected, err_msg=metric.name, **TOLERANCE)
+
+
+# --------------------------------------------------------------------------
+# Small cases by hand, and edge cases.
+
+
+HAND_Y_TRUE = [0, 1, 1]
+HAND_Y_PRED = [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]]  # predicted classes 0, 0, 1
+
+
+@pytest.mark.parametrize(
+    "metric, expected",
+    [
+        # cm = [[1, 0], [1, 1]]
+        (metrics.ConfusionMatrix(2), [[1.0, 0.0], [1.0, 1.0]]),
+        # precision per class: 1/2, 1/1
+        (metrics.Precision(2, average=None), [0.5, 1.0]),
+        # recall per class: 1/1, 1/2
+        (metrics.Recall(2, average=None), [1.0, 0.5]),
+        # f1 per class: 2*1/(2+1) = 2/3 each; macro 2/3
+        (metrics.F1Score(2), 2.0 / 3.0),
+        # micro = accuracy = 2/3
+        (metrics.Precision(2, average="micro"), 2.0 / 3.0),
+        # weighted recall: (1 * 1 + 2 * 1/2) / 3 = 2/3
+        (metrics.Recall(2, average="weighted"), 2.0 / 3.0),
+        (metrics.SparseCategoricalAccuracy(), 2.0 / 3.0),
+        # 2 bins, all three confidences (0.9, 0.8, 0.7) in the top one: |2/3 - 0.8|
+        (metrics.ExpectedCalibrationError(num_bins=2), abs(2.0 / 3.0 - 0.8)),
+        # class 1 scores are 0.1, 0.2, 0.7: true class in the top 1 only for 0 and 2
+        (metrics.SparseTopKCategoricalAccuracy(k=1), 2.0 / 3.0),
+    ],
+    ids=lambda v: v.name if isinstance(v, keras.metrics.Metric) else "",
+)
+def test_hand_computed(metric, expected):
+    metric.update_state(HAND_Y_TRUE, HAND_Y_PRED)
+    np.testing.assert_allclose(metric.result(), expected, **TOLERANCE)
+
+
+def test_top_k_ties_at_the_boundary_count_as_hits():
+    metric = metrics.SparseTopKCategoricalAccuracy(k=1)
+    # By hand: label 1 ties the best score, so it is inside the top 1 (as tf.math.in_top_k).
+    metric.update_state([1], [[0.4, 0.4, 0.2]])
+    assert float(metric.result()) == 1.0
+
+
+def test_ece_bin_edges():
+    # By hand, 4 bins: confidence 0.5 opens bin [0.5, 0.75); 1.0 falls in the last bin.
+    counts, confidence_sums, correct_sums = metrics.calibration_bins_update(
+        [0, 0], [[0.5, 0.5], [1.0, 0.0]], num_bins=4
+    )
+    np.testing.assert_allclose(counts, [0.0, 0.0, 1.0, 1.0])
+    np.testing.assert_allclose(confidence_sums, [0.0, 0.0, 0.5, 1.0])
+    np.testing.assert_allclose(correct_sums, [0.0, 0.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("average", ["macro", "weighted", "micro"])
+def test_classes_never_seen_are_left_out_of_the_macro_average(average):
+    # 5 classes: 3 is only predicted, 4 never occurs at all.
+    y_true = np.array([0, 1, 2, 2, 0, 1])
+    predicted = np.array([0, 2, 2, 1, 3, 1])
+    logits = np.eye(5, dtype=np.float32)[predicted]
+    for index, cls in enumerate((metrics.Precision, metrics.Recall, metrics.F1Score)):
+        metric = cls(5, average=average)
+        metric.update_state(y_true, logits)
+        # scikit-learn with labels inferred from y_true and y_pred (its default): classes 0-3
+        expected = skm.precision_recall_fscore_support(
+            y_true, predicted, average=average, zero_division=0
+        )[index]
+        np.testing.assert_allclose(metric.result(), expected, err_msg=cls.__name__, **TOLERANCE)
+
+
+def test_per_class_scores_of_an_absent_class_are_zero():
+    y_true = np.array([0, 1, 2, 2, 0, 1])
+    predicted = np.array([0, 2, 2, 1, 3, 1])
+    logits = np.eye(5, dtype=np.float32)[predicted]
+    metric = metrics.F1Score(5, average=None)
+    metric.update_state(y_true, logits)
+    # scikit-learn with labels=range(5) and zero_division=0 (its default's value)
+    expected = skm.precision_recall_fscore_support(
+        y_true, predicted, labels=list(range(5)), average=None, zero_division=0
+    )[2]
+    np.testing.assert_allclose(metric.result(), expected, **TOLERANCE)
+
+
+ALL_FACTORIES = {
+    "sparse_categorical_accuracy": metrics.SparseCategoricalAccuracy,
+    "categorical_accuracy": metrics.CategoricalAccuracy,
+    "binary_accuracy": lambda: metrics.BinaryAccuracy(threshold=0.3, from_logits=True),
+    "sparse_top_k": lambda: metrics.SparseTopKCategoricalAccuracy(k=2),
+    "confusion_matrix": lambda: metrics.ConfusionMatrix(7),
+    "precision": lambda: metrics.Precision(7, average="weighted"),
+    "recall": lambda: metrics.Recall(7, average="micro"),
+    "f1_score": lambda: metrics.F1Score(7, average=None, name="f1_per_class", dtype="float64"),
+    "expected_calibration_error": lambda: metrics.ExpectedCalibrationError(7, from_logits=True),
+    "mean_squared_error": metrics.MeanSquaredError,
+    "mean_absolute_error": metrics.MeanAbsoluteError,
+    "root_mean_squared_error": lambda: metrics.RootMeanSquaredError(name="rmse"),
+}
+
+
+@pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
+def test_empty_metric_reads_zero(make):
+    # By hand: no examples yet; every ratio is 0/0, which reads 0 (no NaN).
+    np.testing.assert_array_equal(make().result(), 0.0)
+
+
+def _inputs_for(metric, rng, n=16, num_classes=7):
+    """(y_true, y_pred) of the kind `metric` expects."""
+    scores = rng.standard_normal((n, num_classes)).astype(np.float32)
+    labels = rng.integers(0, num_classes, n)
+    if isinstance(metric, metrics.CategoricalAccuracy):
+        return np.eye(num_classes, dtype=np.float32)[labels], scores
+    if isinstance(
+        metric, (metrics.BinaryAccuracy, metrics.MeanSquaredError, metrics.MeanAbsoluteError)
+    ):
+        return rng.integers(0, 2, (n, num_classes)).astype(np.float32), scores
+    return labels, scores
+
+
+@pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
+def test_reset_state_really_resets(make):
+    rng = np.random.default_rng(3)
+    metric = make()
+    first, second = _inputs_for(metric, rng), _inputs_for(metric, rng)
+    metric.update_state(*first)
+    metric.reset_state()
+    # By hand: every state variable is zero again ...
+    for variable in metric.variables:
+        np.testing.assert_array_equal(variable.numpy(), 0.0)
+    # ... and the next update gives what a fresh metric gives.
+    metric.update_state(*second)
+    fresh = make()
+    fresh.update_state(*second)
+    np.testing.assert_allclose(metric.result(), fresh.result(), **TOLERANCE)
+
+
+# --------------------------------------------------------------------------
+# Names, configs and argument checks.
+
+
+@pytest.mark.parametrize(
+    "ours, expected",
+    [
+        # Expected: the default name of Keras's class of the same name.
+        (metrics.SparseCategoricalAccuracy(), keras.metrics.SparseCategoricalAccuracy().name),
+        (metrics.CategoricalAccuracy(), keras.metrics.CategoricalAccuracy().name),
+        (metrics.BinaryAccuracy(), keras.metrics.BinaryAccuracy().name),
+        (
+            metrics.SparseTopKCategoricalAccuracy(),
+            keras.metrics.SparseTopKCategoricalAccuracy().name,
+        ),
+        (metrics.Precision(3), keras.metrics.Precision().name),
+        (metrics.Recall(3), keras.metrics.Recall().name),
+        (metrics.F1Score(3), keras.metrics.F1Score().name),
+        (metrics.MeanSquaredError(), keras.metrics.MeanSquaredError().name),
+        (metrics.MeanAbsoluteError(), keras.metrics.MeanAbsoluteError().name),
+        (metrics.RootMeanSquaredError(), keras.metrics.RootMeanSquaredError().name),
+        # By hand (no Keras counterpart): the snake_case class name.
+        (metrics.ConfusionMatrix(3), "confusion_matrix"),
+        (metrics.ExpectedCalibrationError(), "expected_calibration_error"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, keras.metrics.Metric) else "",
+)
+def test_default_names(ours, expected):
+    assert ours.name == expected
+
+
+@pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
+def test_config_round_trip(make):
+    metric = make()
+    config = metric.get_config()
+    restored = type(metric).from_config(config)
+    assert restored.get_config() == config
+    # Through Keras serialization, by the registered name alone.
+    cls = type(metric)
+    assert keras.saving.get_registered_name(cls) == f"kerasmlp>{cls.__name__}"
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metric))
+    assert type(revived) is cls
+    assert revived.get_config() == config
+
+
+def test_config_holds_every_argument():
+    # By hand: the arguments given to the constructor.
+    assert metrics.F1Score(4, average=None, name="f1", dtype="float64").get_config() == {
+        "name": "f1",
+        "dtype": "float64",
+        "num_classes": 4,
+        "average": None,
+    }
+    assert metrics.ExpectedCalibrationError(9, from_logits=True).get_config() == {
+        "name": "expected_calibration_error",
+        "dtype": "float32",
+        "num_bins": 9,
+        "from_logits": True,
+    }
+    assert metrics.BinaryAccuracy(0.25, True).get_config()["threshold"] == 0.25
+    assert metrics.SparseTopKCategoricalAccuracy(k=3).get_config()["k"] == 3
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: metrics.ConfusionMatrix(1),
+            "Argument `num_classes` must be an integer >= 2. Received: num_classes=1",
+        ),
+        (
+            lambda: metrics.F1Score(2.5),
+            "Argument `num_classes` must be an integer >= 2. Received: num_classes=2.5",
+        ),
+        (
+            lambda: metrics.Precision(True),
+            "Argument `num_classes` must be an integer >= 2. Received: num_classes=True",
+        ),
+        (
+            lambda: metrics.F1Score(3, average="mean"),
+            "Argument `average` must be one of 'macro', 'micro', 'weighted', None. "
+            "Received: average='mean'",
+        ),
+        (
+            lambda: metrics.SparseTopKCategoricalAccuracy(k=0),
+            "Argument `k` must be an integer >= 1. Received: k=0",
+        ),
+        (
+            lambda: metrics.ExpectedCalibrationError(num_bins=0),
+            "Argument `num_bins` must be an integer >= 1. Received: num_bins=0",
+        ),
+        (
+            lambda: metrics.BinaryAccuracy(threshold=1.0),
+            "Argument `threshold` must be a number strictly between 0 and 1. "
+            "Received: threshold=1.0",
+        ),
+    ],
+    ids=[
+        "num_classes_1",
+        "num_classes_float",
+        "num_classes_bool",
+        "average",
+        "k",
+        "num_bins",
+        "threshold",
+    ],
+)
+def test_invalid_arguments_are_refused_at_construction(make, message):
+    with pytest.raises(ValueError) as error:
+        make()
+    assert str(error.value) == message
+
+
+# --------------------------------------------------------------------------
+# Reload anywhere.
+
+
+def _classifier():
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(
+                NUM_CLASSES, kernel_initializer=keras.initializers.GlorotUniform(seed=1)
+            ),
+        ]
+    )
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[
+            metrics.SparseCategoricalAccuracy(),
+            metrics.SparseTopKCategoricalAccuracy(k=2),
+            metrics.ConfusionMatrix(NUM_CLASSES),
+            metrics.Precision(NUM_CLASSES, average="micro"),
+            metrics.Recall(NUM_CLASSES, average=None),
+            metrics.F1Score(NUM_CLASSES, average="weighted"),
+            metrics.ExpectedCalibrationError(num_bins=5, from_logits=True),
+        ],
+    )
+    return model
+
+
+def _regressor():
+    # Two outputs against one-hot targets: valid for regression, binary and
+    # categorical accuracy alike.
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(2, kernel_initializer=keras.initializers.GlorotUniform(seed=2)),
+        ]
+    )
+    model.compile(
+        optimizer="sgd",
+        loss="mse",
+        metrics=[
+            metrics.MeanSquaredError(),
+            metrics.MeanAbsoluteError(),
+            metrics.RootMeanSquaredError(),
+            metrics.BinaryAccuracy(threshold=0.4, from_logits=True),
+            metrics.CategoricalAccuracy(),
+        ],
+    )
+    return model
+
+
+def test_saved_models_reload_in_a_fresh_process(tmp_path):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    arrays = {
+        "x": x,
+        "y_classifier": rng.integers(0, NUM_CLASSES, 64),
+        "y_regressor": np.eye(2, dtype=np.float32)[rng.integers(0, 2, 64)],
+    }
+    np.savez(tmp_path / "data.npz", **arrays)
+    expected, paths = {}, []
+    for stem, model in (("classifier", _classifier()), ("regressor", _regressor())):
+        logs = model.evaluate(x, arrays[f"y_{stem}"], batch_size=32, verbose=0, return_dict=True)
+        expected[stem] = {name: np.asarray(value) for name, value in logs.items()}
+        model.save(tmp_path / f"{stem}.keras")
+        paths.append(str(tmp_path / f"{stem}.keras"))
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, str(RELOAD_WORKER), str(tmp_path / "data.npz"), *paths],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    reloaded = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    for stem, logs in expected.items():
+        # Expected: the same model evaluated before saving, in this process.
+        assert sorted(reloaded[stem]) == sorted(logs), stem
+        for name, value in logs.items():
+            np.testing.assert_allclose(
+                reloaded[stem][name], value, err_msg=f"{stem}/{name}", **TOLERANCE
+            )
