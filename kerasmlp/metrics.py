@@ -16,8 +16,9 @@ Conventions shared by the classification metrics:
 - `sample_weight` is `None`, a scalar, or one weight per example (`(batch,)` or
   `(batch, 1)`); every count is a sum of weights.
 - Labels must lie in `[0, num_classes)`. They are not checked inside the update
-  (it runs in compiled training steps); a label out of range contributes a zero
-  one-hot row and is therefore left out of the confusion matrix.
+  (it runs in compiled training steps): a label out of range counts as a miss
+  for the accuracies and is left out of the confusion matrix (its one-hot row
+  is zero), and so of precision, recall and F1.
 - Division by zero (no examples yet, a class never predicted) gives 0, with no
   warning, as scikit-learn does with its default `zero_division`.
 """
@@ -208,10 +209,14 @@ def sparse_top_k_matches(y_true, y_pred, k: int = 5):
         >>> sparse_top_k_matches([0, 2], [[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]], k=2)
         [1.0, 0.0]
     """
-    labels = ops.expand_dims(_labels(y_true), -1)
-    true_scores = ops.take_along_axis(y_pred, labels, axis=-1)
+    labels = _labels(y_true)
+    num_classes = ops.shape(y_pred)[-1]
+    # Clipped so that an out-of-range label cannot make the gather fail; it is a miss.
+    in_range = ops.logical_and(ops.greater_equal(labels, 0), ops.less(labels, num_classes))
+    safe_labels = ops.expand_dims(ops.clip(labels, 0, num_classes - 1), -1)
+    true_scores = ops.take_along_axis(y_pred, safe_labels, axis=-1)
     higher = ops.sum(ops.cast(ops.greater(y_pred, true_scores), "int32"), axis=-1)
-    return ops.cast(ops.less(higher, k), "float32")
+    return ops.cast(ops.logical_and(in_range, ops.less(higher, k)), "float32")
 
 
 def confusion_matrix_update(y_true, y_pred, num_classes: int, sample_weight=None):

@@ -416,6 +416,19 @@ def test_ece_bin_edges():
     np.testing.assert_allclose(correct_sums, [0.0, 0.0, 1.0, 1.0])
 
 
+def test_labels_out_of_range_are_misses_and_left_out_of_the_confusion_matrix():
+    y_true = [0, 5, -1]  # two labels outside [0, 3)
+    y_pred = [[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.1, 0.2, 0.7]]
+    # By hand: only the first example is a hit, for accuracy and top-3 alike.
+    for metric in (metrics.SparseCategoricalAccuracy(), metrics.SparseTopKCategoricalAccuracy(k=3)):
+        metric.update_state(y_true, y_pred)
+        np.testing.assert_allclose(metric.result(), 1.0 / 3.0, err_msg=metric.name, **TOLERANCE)
+    confusion = metrics.ConfusionMatrix(3)
+    confusion.update_state(y_true, y_pred)
+    # By hand: only (true 0, predicted 0) is counted.
+    np.testing.assert_array_equal(confusion.result(), [[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+
+
 @pytest.mark.parametrize("average", ["macro", "weighted", "micro"])
 def test_classes_never_seen_are_left_out_of_the_macro_average(average):
     # 5 classes: 3 is only predicted, 4 never occurs at all.
