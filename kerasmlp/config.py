@@ -58,7 +58,7 @@ PLAYGROUND_TASKS = {
     "gaussians": "classification",
     "spirals": "classification",
     "xor": "classification",
-    "plane": "regression",
+    "sine": "regression",
 }
 
 

@@ -90,7 +90,7 @@ def test_flatten_names_every_leaf_by_its_path():
 def test_task_follows_the_dataset():
     assert Config().task == "classification"
     regression = config_from_dict(
-        {"data": {"name": "plane"}, "loss": {"name": "mean_squared_error"}, "metrics": ["mse"]}
+        {"data": {"name": "sine"}, "loss": {"name": "mean_squared_error"}, "metrics": ["mse"]}
     )
     assert regression.task == "regression"
 
@@ -113,7 +113,7 @@ BAD = [
     ("train.epochs=2.5", "train.epochs must be an integer. Received: train.epochs=2.5"),
     ("loss.from_logits=false", "loss.from_logits must be true: the model's head emits logits"),
     ("loss.name=mean_squared_error", "is a regression loss; the dataset 'spirals'"),
-    ("data.name=plane", "does not fit the regression dataset 'plane' (data.name)"),
+    ("data.name=sine", "does not fit the regression dataset 'sine' (data.name)"),
     ("metrics=[mse]", "metrics[0] 'mse' does not fit a classification task"),
     ("metrics=[accuracy, accuracy]", "metrics lists a name twice"),
     ("train.validation_fraction=1", "train.validation_fraction must be in [0.0, 1.0)"),

@@ -1,0 +1,88 @@
+"""Config names to Keras objects: the loss, the metrics, the optimizer and its schedule.
+
+The names users write in YAML (`sparse_categorical_crossentropy`, `macro_f1`,
+`adam`) map here, and only here, to `kerasmlp.losses`, `kerasmlp.metrics` and
+Keras's optimizers with an `ExponentialDecay` learning rate.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from kerasmlp import losses, metrics
+from kerasmlp.config import LossConfig, OptimizerConfig
+from kerasmlp.model import Head
+
+_LOSSES = {
+    "binary_crossentropy": losses.BinaryCrossentropy,
+    "categorical_crossentropy": losses.CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": losses.SparseCategoricalCrossentropy,
+    "mean_squared_error": losses.MeanSquaredError,
+    "mean_absolute_error": losses.MeanAbsoluteError,
+}
+
+_OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "rmsprop": keras.optimizers.RMSprop,
+    "sgd": keras.optimizers.SGD,
+}
+
+
+def make_loss(config: LossConfig) -> keras.losses.Loss:
+    """The kerasmlp loss named by `loss.name`, averaged over the batch."""
+    cls = _LOSSES[config.name]
+    if config.name in ("mean_squared_error", "mean_absolute_error"):
+        return cls()
+    return cls(from_logits=config.from_logits, label_smoothing=config.label_smoothing)
+
+
+def make_metrics(names: tuple[str, ...], head: Head) -> list[keras.metrics.Metric]:
+    """The metrics named in the config, each named as in the config.
+
+    Classification metrics are fed integer labels and one logit per class (a
+    sigmoid head's logit z becomes the two logits [0, z], whose softmax is
+    [1 - sigmoid(z), sigmoid(z)]).
+    """
+    num_classes = 2 if head.kind == "sigmoid" else head.units
+    factories = {
+        "accuracy": lambda: metrics.SparseCategoricalAccuracy(name="accuracy"),
+        "top5_accuracy": lambda: metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"),
+        "macro_f1": lambda: metrics.F1Score(num_classes, average="macro", name="macro_f1"),
+        "micro_f1": lambda: metrics.F1Score(num_classes, average="micro", name="micro_f1"),
+        "weighted_f1": lambda: metrics.F1Score(num_classes, average="weighted", name="weighted_f1"),
+        "macro_precision": lambda: metrics.Precision(
+            num_classes, average="macro", name="macro_precision"
+        ),
+        "macro_recall": lambda: metrics.Recall(num_classes, average="macro", name="macro_recall"),
+        "ece": lambda: metrics.ExpectedCalibrationError(from_logits=True, name="ece"),
+        "mse": lambda: metrics.MeanSquaredError(name="mse"),
+        "mae": lambda: metrics.MeanAbsoluteError(name="mae"),
+        "rmse": lambda: metrics.RootMeanSquaredError(name="rmse"),
+    }
+    return [factories[name]() for name in names]
+
+
+def make_learning_rate(config: OptimizerConfig) -> keras.optimizers.schedules.ExponentialDecay:
+    lr = config.learning_rate
+    return keras.optimizers.schedules.ExponentialDecay(
+        initial_learning_rate=lr.initial_learning_rate,
+        decay_steps=lr.decay_steps,
+        decay_rate=lr.decay_rate,
+        staircase=lr.staircase,
+    )
+
+
+def make_optimizer(
+    config: OptimizerConfig,
+    schedule: keras.optimizers.schedules.LearningRateSchedule | None = None,
+) -> keras.optimizers.Optimizer:
+    """The optimizer named by `optimizer.name`, its rate an exponential decay.
+
+    Args:
+      config: the optimizer section.
+      schedule: the learning-rate schedule to use; by default `make_learning_rate(config)`.
+        Pass it in to read the exact rate at a step later (`schedule(step)`).
+    """
+    schedule = schedule or make_learning_rate(config)
+    return _OPTIMIZERS[config.name](learning_rate=schedule)

@@ -1,0 +1,373 @@
+"""The training loop: a compiled inner loop of GradientTape steps, driven by a plain outer loop.
+
+What one step does (forward with `training=True`, loss plus regularization,
+`tape.gradient`, optimizer update, metric updates) lives in `Trainer` and runs
+inside one `tf.function` that takes `num_steps` steps per call, so Python and
+the host see the model only every `train.log_every_steps` steps. When to log,
+evaluate and save is decided by `train_and_evaluate`, in ordinary Python.
+
+All state a resumed run needs (model, optimizer with its iteration count, the
+epoch, the position in the shuffled data, dropout's RNG inside the model) lives
+in objects that `TrainState.checkpoint()` hands to `tf.train.Checkpoint`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol, TextIO
+
+import keras
+import tensorflow as tf
+
+from kerasmlp import losses
+from kerasmlp.components import make_learning_rate, make_loss, make_metrics, make_optimizer
+from kerasmlp.config import Config
+from kerasmlp.data import Datasets, load_datasets
+from kerasmlp.model import Head, build_model
+from kerasmlp.summaries import SummaryWriter, code_block
+
+
+class RunDirectoryExistsError(FileExistsError):
+    """The run directory already holds files; kerasmlp never writes over a user's run."""
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything that changes while training, in checkpointable objects."""
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    epoch: tf.Variable
+    iterator: Any  # a tf.data iterator over the repeated training set
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def checkpoint(self) -> tf.train.Checkpoint:
+        return tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, epoch=self.epoch, iterator=self.iterator
+        )
+
+
+class Trainer:
+    """The compiled train and eval loops for one model, loss, optimizer and metric set.
+
+    Args:
+      model: maps flattened examples to logits (or regression outputs).
+      loss: a `keras.losses.Loss` reading logits; regularization losses of the
+        model are added to it, as `model.fit` does.
+      optimizer: a Keras optimizer; its `iterations` is the global step.
+      head: what the model emits, which decides how labels reach the loss.
+      metric_names: config names of the metrics (see `components.make_metrics`).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        loss: keras.losses.Loss,
+        optimizer: keras.optimizers.Optimizer,
+        *,
+        head: Head,
+        metric_names: tuple[str, ...],
+    ):
+        self.model = model
+        self.loss = loss
+        self.optimizer = optimizer
+        self.head = head
+        # Labels arrive as integers; categorical cross-entropy wants them one-hot.
+        self._one_hot = isinstance(loss, losses.CategoricalCrossentropy)
+        self.train_metrics = make_metrics(metric_names, head)
+        self.eval_metrics = make_metrics(metric_names, head)
+        # Mean of the per-batch loss, weighted by batch size, as model.fit reports it.
+        self.interval_loss = keras.metrics.Mean(name="loss")
+        self.epoch_loss = keras.metrics.Mean(name="loss")
+        self.eval_loss = keras.metrics.Mean(name="loss")
+        self.optimizer.build(model.trainable_variables)
+        self.train_loop = tf.function(self._train_loop)
+        self.evaluate_loop = tf.function(self._evaluate_loop)
+
+    # --- traced code -------------------------------------------------------
+
+    def _loss_inputs(self, labels: tf.Tensor, outputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Labels arrive as integers (classification) or scalars (regression)."""
+        if self.head.kind == "softmax":
+            if self._one_hot:
+                return tf.one_hot(labels, self.head.units, dtype=outputs.dtype), outputs
+            return labels, outputs
+        # One output column: binary logit or regression value.
+        return tf.cast(labels, outputs.dtype)[:, None], outputs
+
+    def _metric_inputs(self, labels: tf.Tensor, outputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        if self.head.kind == "sigmoid":
+            # softmax([0, z]) == [1 - sigmoid(z), sigmoid(z)]: one metric set serves both heads.
+            return labels, tf.concat([tf.zeros_like(outputs), outputs], axis=-1)
+        if self.head.kind == "linear":
+            return tf.cast(labels, outputs.dtype)[:, None], outputs
+        return labels, outputs
+
+    def _total_loss(self, labels, outputs):
+        loss = self.loss(*self._loss_inputs(labels, outputs))
+        if self.model.losses:
+            loss = loss + tf.add_n(self.model.losses)
+        return loss
+
+    def _train_step(self, features: tf.Tensor, labels: tf.Tensor) -> None:
+        with tf.GradientTape() as tape:
+            outputs = self.model(features, training=True)
+            loss = self._total_loss(labels, outputs)
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        batch_size = tf.shape(features)[0]
+        self.interval_loss.update_state(loss, sample_weight=batch_size)
+        self.epoch_loss.update_state(loss, sample_weight=batch_size)
+        metric_labels, metric_outputs = self._metric_inputs(labels, outputs)
+        for metric in self.train_metrics:
+            metric.update_state(metric_labels, metric_outputs)
+
+    def _train_loop(self, iterator, num_steps: tf.Tensor) -> None:
+        for _ in tf.range(num_steps):
+            features, labels = next(iterator)
+            self._train_step(features, labels)
+
+    def _evaluate_loop(self, dataset: tf.data.Dataset) -> None:
+        for features, labels in dataset:
+            outputs = self.model(features, training=False)
+            loss = self._total_loss(labels, outputs)
+            self.eval_loss.update_state(loss, sample_weight=tf.shape(features)[0])
+            metric_labels, metric_outputs = self._metric_inputs(labels, outputs)
+            for metric in self.eval_metrics:
+                metric.update_state(metric_labels, metric_outputs)
+
+    # --- host side ---------------------------------------------------------
+
+    def run_steps(self, iterator, num_steps: int) -> None:
+        """Runs `num_steps` training steps in one call of the compiled loop."""
+        # A tensor argument, so a different count does not retrace.
+        self.train_loop(iterator, tf.constant(num_steps, dtype=tf.int32))
+
+    def take_interval_loss(self) -> float:
+        """Mean training loss since the last call (one host sync)."""
+        value = float(self.interval_loss.result())
+        self.interval_loss.reset_state()
+        return value
+
+    def start_epoch(self) -> None:
+        self.epoch_loss.reset_state()
+        for metric in self.train_metrics:
+            metric.reset_state()
+
+    def train_results(self) -> dict[str, float]:
+        """Loss and metrics over the steps of the current epoch (dropout on)."""
+        return _results(self.epoch_loss, self.train_metrics)
+
+    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
+        """Loss and metrics over `dataset` with `training=False`."""
+        self.eval_loss.reset_state()
+        for metric in self.eval_metrics:
+            metric.reset_state()
+        self.evaluate_loop(dataset)
+        return _results(self.eval_loss, self.eval_metrics)
+
+
+def _results(loss: keras.metrics.Mean, metrics: list[keras.metrics.Metric]) -> dict[str, float]:
+    results = {"loss": float(loss.result())}
+    for metric in metrics:
+        results[metric.name] = float(metric.result())
+    return results
+
+
+# --- reporting ----------------------------------------------------------------
+
+
+class Reporter(Protocol):
+    """Where progress goes while training (the CLI draws a bar on a terminal)."""
+
+    def start(self, *, epochs: int, steps_per_epoch: int) -> None: ...
+
+    def train_progress(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None: ...
+
+    def epoch_end(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None: ...
+
+    def end(self, results: Mapping[str, float]) -> None: ...
+
+
+def format_logs(split: str, step: int, logs: Mapping[str, float]) -> str:
+    """`train | step    400 | loss 0.3121 | lr 9.6e-04`: fixed width, easy to grep."""
+    parts = [f"{split:<10}", f"step {step:>7}"]
+    for name, value in logs.items():
+        if name in ("lr", "learning_rate"):
+            parts.append(f"lr {value:.1e}")
+        else:
+            parts.append(f"{name} {value:.4f}")
+    return " | ".join(parts)
+
+
+class LineReporter:
+    """Plain lines, one per logged step and one per epoch; for logs and pipes."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream or sys.stdout, flush=True)
+
+    def start(self, *, epochs: int, steps_per_epoch: int) -> None:
+        self._print(f"training {epochs} epochs x {steps_per_epoch} steps")
+
+    def train_progress(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None:
+        self._print(format_logs("train", step, logs))
+
+    def epoch_end(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None:
+        self._print(format_logs(f"epoch {epoch}", step, logs))
+
+    def end(self, results: Mapping[str, float]) -> None:
+        pass
+
+
+# --- the entry point ----------------------------------------------------------
+
+
+def prepare_run_dir(run_dir: str | pathlib.Path) -> pathlib.Path:
+    """Creates `run_dir`, refusing one that already holds files."""
+    run_dir = pathlib.Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunDirectoryExistsError(
+            f"Run directory {run_dir} already holds files; kerasmlp does not write over a run. "
+            "Choose another --run-name or --logdir."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def train_and_evaluate(
+    config: Config,
+    run_dir: str | pathlib.Path,
+    *,
+    reporter: Reporter | None = None,
+) -> dict[str, float]:
+    """Trains the model a config describes and evaluates it on held-out data.
+
+    Writes into `run_dir`: `config.yaml` (the resolved config), TensorBoard event
+    files under `train/`, `validation/` and `test/`, `model.keras` and
+    `metrics.json`.
+
+    Args:
+      config: the whole run (see `kerasmlp.config.Config`).
+      run_dir: a new or empty directory.
+      reporter: receives progress; defaults to plain lines on stdout.
+
+    Returns:
+      Final values as plain floats: `train_loss`, `train_<metric>` (last epoch),
+      `validation_*` (when there is a validation split), `test_*`, plus `steps`,
+      `epochs`, `wall_time_s` and `examples_per_second` (training steps only).
+
+    Raises:
+      ConfigError: the config does not fit the dataset (e.g. binary
+        cross-entropy on 10 classes).
+      DataError: the dataset cannot be found or prepared.
+      RunDirectoryExistsError: `run_dir` already holds files.
+    """
+    reporter = reporter or LineReporter()
+    run_dir = prepare_run_dir(run_dir)
+    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    keras.utils.set_random_seed(config.seed)
+
+    data = _load(config)
+    info = data.info
+    head = Head.for_task(info.task, num_classes=info.num_classes, loss_name=config.loss.name)
+    model = build_model(config.model, input_dim=info.input_dim, head=head, seed=config.seed)
+    schedule = make_learning_rate(config.optimizer)
+    optimizer = make_optimizer(config.optimizer, schedule)
+    trainer = Trainer(
+        model, make_loss(config.loss), optimizer, head=head, metric_names=config.metrics
+    )
+    state = TrainState(
+        model=model,
+        optimizer=optimizer,
+        epoch=tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),
+        iterator=iter(data.train.repeat()),
+    )
+
+    train_cfg = config.train
+    steps_per_epoch = math.ceil(info.num_train / train_cfg.batch_size)
+    results: dict[str, float] = {}
+    with SummaryWriter(run_dir) as writer:
+        writer.text("train", 0, "config", code_block(config.to_yaml()))
+        reporter.start(epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch)
+        train_time = 0.0
+        for epoch in range(int(state.epoch.numpy()), train_cfg.epochs):
+            trainer.start_epoch()
+            done = 0
+            while done < steps_per_epoch:
+                step = state.step
+                # Stop at the next multiple of log_every_steps or at the epoch's end.
+                n = min(
+                    train_cfg.log_every_steps - step % train_cfg.log_every_steps,
+                    steps_per_epoch - done,
+                )
+                start = time.perf_counter()
+                trainer.run_steps(state.iterator, n)
+                logs = {
+                    "loss": trainer.take_interval_loss(),  # waits for the steps to finish
+                    "learning_rate": float(schedule(step + n)),
+                }
+                train_time += time.perf_counter() - start
+                done += n
+                writer.scalars("train", step + n, logs)
+                reporter.train_progress(step=step + n, epoch=epoch + 1, logs=logs)
+            state.epoch.assign(epoch + 1)
+            step = state.step
+            train_logs = trainer.train_results()
+            writer.scalars("train", step, {"epoch": epoch + 1})
+            writer.scalars("train", step, _without_loss(train_logs))
+            epoch_logs = {f"train_{k}": v for k, v in train_logs.items()}
+            last = epoch + 1 == train_cfg.epochs
+            if data.validation is not None and (
+                (epoch + 1) % train_cfg.eval_every_epochs == 0 or last
+            ):
+                val_logs = trainer.evaluate(data.validation)
+                writer.scalars("validation", step, val_logs)
+                epoch_logs.update({f"validation_{k}": v for k, v in val_logs.items()})
+            reporter.epoch_end(step=step, epoch=epoch + 1, logs=epoch_logs)
+            results.update(epoch_logs)
+
+        step = state.step
+        test_logs = trainer.evaluate(data.test)
+        writer.scalars("test", step, test_logs)
+        results.update({f"test_{k}": v for k, v in test_logs.items()})
+        results.update(
+            steps=float(step),
+            epochs=float(state.epoch.numpy()),
+            wall_time_s=train_time,
+            examples_per_second=info.num_train * train_cfg.epochs / max(train_time, 1e-9),
+        )
+    model.save(run_dir / "model.keras")
+    (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    reporter.end(results)
+    return results
+
+
+def _without_loss(logs: Mapping[str, float]) -> dict[str, float]:
+    # train/loss is written per logged step; a per-epoch value at the same step would clash.
+    return {k: v for k, v in logs.items() if k != "loss"}
+
+
+def _load(config: Config) -> Datasets:
+    return load_datasets(
+        config.data.name,
+        batch_size=config.train.batch_size,
+        validation_fraction=config.train.validation_fraction,
+        seed=config.seed,
+        data_dir=config.data.data_dir,
+        manual_dir=config.data.manual_dir,
+        cache=config.data.cache,
+        shuffle_buffer=config.data.shuffle_buffer,
+    )
