@@ -129,7 +129,7 @@ def sparse_categorical_matches(y_true, y_pred):
         Float32 tensor of 0s and 1s, `(batch,)`. Ties go to the lowest class id.
 
     Example:
-        >>> sparse_categorical_matches([2, 0], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]])
+        >>> sparse_categorical_matches([2, 0], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]]).numpy().tolist()
         [1.0, 0.0]
     """
     return ops.cast(ops.equal(_predicted_classes(y_pred), _labels(y_true)), "float32")
@@ -149,7 +149,8 @@ def categorical_matches(y_true, y_pred):
         Float32 tensor of 0s and 1s, `(batch,)`.
 
     Example:
-        >>> categorical_matches([[0, 0, 1], [1, 0, 0]], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]])
+        >>> y_true, y_pred = [[0, 0, 1], [1, 0, 0]], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]]
+        >>> categorical_matches(y_true, y_pred).numpy().tolist()
         [1.0, 0.0]
     """
     return ops.cast(ops.equal(_predicted_classes(y_pred), _predicted_classes(y_true)), "float32")
@@ -172,7 +173,7 @@ def binary_matches(y_true, y_pred, threshold: float = 0.5, from_logits: bool = F
         Float32 tensor, `(batch,)`; for one output per example, 0s and 1s.
 
     Example:
-        >>> binary_matches([1, 0, 1], [0.9, 0.6, 0.2])
+        >>> binary_matches([1, 0, 1], [0.9, 0.6, 0.2]).numpy().tolist()
         [1.0, 0.0, 0.0]
     """
     y_pred = ops.convert_to_tensor(y_pred)
@@ -206,7 +207,8 @@ def sparse_top_k_matches(y_true, y_pred, k: int = 5):
         Float32 tensor of 0s and 1s, `(batch,)`.
 
     Example:
-        >>> sparse_top_k_matches([0, 2], [[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]], k=2)
+        >>> y_pred = [[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]
+        >>> sparse_top_k_matches([0, 2], y_pred, k=2).numpy().tolist()
         [1.0, 0.0]
     """
     labels = _labels(y_true)
@@ -240,7 +242,8 @@ def confusion_matrix_update(y_true, y_pred, num_classes: int, sample_weight=None
         columns predicted classes (as `sklearn.metrics.confusion_matrix`).
 
     Example:
-        >>> confusion_matrix_update([0, 1, 1], [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]], 2)
+        >>> y_pred = [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]]
+        >>> confusion_matrix_update([0, 1, 1], y_pred, 2).numpy().tolist()
         [[1.0, 0.0], [1.0, 1.0]]
     """
     labels = _labels(y_true)
@@ -276,8 +279,9 @@ def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "
         vectors when `average` is None.
 
     Example:
-        >>> precision_recall_f1_from_confusion([[1.0, 0.0], [1.0, 1.0]], "macro")
-        (0.75, 0.75, 0.6666667)
+        >>> scores = precision_recall_f1_from_confusion([[1.0, 0.0], [1.0, 1.0]], "macro")
+        >>> [round(float(s), 4) for s in scores]
+        [0.75, 0.75, 0.6667]
     """
     _check_average(average)
     cm = ops.cast(confusion_matrix, "float32")
@@ -329,8 +333,9 @@ def calibration_bins_update(
         `(counts, confidence_sums, correct_sums)`, each float32 `(num_bins,)`.
 
     Example:
-        >>> calibration_bins_update([0, 1], [[0.9, 0.1], [0.7, 0.3]], num_bins=2)
-        ([0.0, 2.0], [0.0, 1.6], [0.0, 1.0])
+        >>> sums = calibration_bins_update([0, 1], [[0.9, 0.1], [0.7, 0.3]], num_bins=2)
+        >>> [[round(float(x), 4) for x in s] for s in sums]
+        [[0.0, 2.0], [0.0, 1.6], [0.0, 1.0]]
     """
     y_pred = ops.cast(y_pred, "float32")
     probabilities = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
@@ -360,7 +365,8 @@ def expected_calibration_error_from_bins(counts, confidence_sums, correct_sums):
         Scalar tensor in [0, 1].
 
     Example:
-        >>> expected_calibration_error_from_bins([0.0, 2.0], [0.0, 1.6], [0.0, 1.0])
+        >>> ece = expected_calibration_error_from_bins([0.0, 2.0], [0.0, 1.6], [0.0, 1.0])
+        >>> round(float(ece), 4)
         0.3
     """
     gap = ops.sum(ops.abs(ops.subtract(correct_sums, confidence_sums)))
@@ -394,7 +400,7 @@ def squared_errors(y_true, y_pred):
         Float32 tensor `(batch,)`.
 
     Example:
-        >>> squared_errors([[1.0, 2.0]], [[0.0, 4.0]])
+        >>> squared_errors([[1.0, 2.0]], [[0.0, 4.0]]).numpy().tolist()
         [2.5]
     """
     y_true, y_pred = _aligned(y_true, y_pred)
@@ -415,7 +421,7 @@ def absolute_errors(y_true, y_pred):
         Float32 tensor `(batch,)`.
 
     Example:
-        >>> absolute_errors([[1.0, 2.0]], [[0.0, 4.0]])
+        >>> absolute_errors([[1.0, 2.0]], [[0.0, 4.0]]).numpy().tolist()
         [1.5]
     """
     y_true, y_pred = _aligned(y_true, y_pred)

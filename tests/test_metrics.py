@@ -6,6 +6,7 @@ numpy written here (ECE, regression errors), Keras's own classes (default
 names), and small cases worked out by hand.
 """
 
+import doctest
 import json
 import os
 import pathlib
@@ -711,3 +712,10 @@ def test_saved_models_reload_in_a_fresh_process(tmp_path):
             np.testing.assert_allclose(
                 reloaded[stem][name], value, err_msg=f"{stem}/{name}", **TOLERANCE
             )
+
+
+def test_docstring_examples_run():
+    # The `Example:` blocks of kerasmlp.metrics, run as doctests.
+    result = doctest.testmod(metrics)
+    assert result.attempted > 0
+    assert result.failed == 0
