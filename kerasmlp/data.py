@@ -251,15 +251,17 @@ def prepare_dataset(
     """
     if builder.is_prepared() or _tfds_is_mocked():
         return
+    if builder.name == PLAYGROUND_BUILDER:
+        manual_dir = None  # Generated on the spot: nothing to download or look for.
     urls = sorted((builder.url_infos or {}).keys())
     if manual_dir is not None:
-        _check_manual_dir(builder, pathlib.Path(manual_dir).expanduser(), urls)
+        manual_dir = pathlib.Path(manual_dir).expanduser()
+        _check_manual_dir(builder, manual_dir, urls)
+        manual_dir = os.fspath(manual_dir)
     elif builder.name != PLAYGROUND_BUILDER:
         unreachable = probe_download_hosts(urls or [_FALLBACK_URL])
         if unreachable:
             raise DataError(_offline_message(builder, urls, unreachable))
-    if manual_dir is not None:
-        manual_dir = os.fspath(pathlib.Path(manual_dir).expanduser())
     builder.download_and_prepare(
         download_dir=os.fspath(builder.data_dir_root / "downloads" / builder.name),
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
