@@ -1,0 +1,372 @@
+"""Tests for kerasmlp.data: pipelines on the playground builder and on mock MNIST.
+
+MNIST comes from `tfds.testing.mock_data`. No test here reaches the network:
+`probe_download_hosts` is replaced by a fake that calls every host unreachable
+(its own tests use sockets on localhost only).
+"""
+
+import socket
+import threading
+import time
+import urllib.parse
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from kerasmlp import data
+
+REAL_PROBE = data.probe_download_hosts
+MNIST_FILES = (
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Every download host is unreachable, as on the test machines; records the probed URLs."""
+    probed = []
+
+    def probe(urls, timeout=data.PROBE_TIMEOUT):
+        probed.extend(urls)
+        return sorted({urllib.parse.urlsplit(url).hostname for url in urls})
+
+    monkeypatch.setattr(data, "probe_download_hosts", probe)
+    return probed
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Makes any attempt to download and prepare a TFDS dataset fail the test."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"download_and_prepare reached for {self.name}")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", refuse)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A TFDS data_dir shared by this module; the playground datasets get prepared into it."""
+    return tmp_path_factory.mktemp("tfds")
+
+
+def _load(name="spirals", data_dir=None, **kwargs):
+    kwargs.setdefault("batch_size", 128)
+    return data.load_datasets(name, data_dir=data_dir, **kwargs)
+
+
+def _collect(ds):
+    """All (x, y) of one pass, concatenated into numpy arrays."""
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _raw_split(name, split, data_dir):
+    """The examples as TFDS serves them, for comparison (numpy arrays)."""
+    builder = tfds.builder(f"kerasmlp_playground/{name}", data_dir=str(data_dir))
+    return tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True, batch_size=-1))
+
+
+# ----------------------------------------------------------------------------- playground
+
+
+def test_playground_batches_are_flat_float32_with_int32_labels(data_dir):
+    datasets = _load("spirals", data_dir, batch_size=64)
+    for ds in (datasets.train, datasets.validation, datasets.test):
+        x_spec, y_spec = ds.element_spec
+        assert x_spec.shape.as_list() == [None, 2] and x_spec.dtype.name == "float32"
+        assert y_spec.shape.as_list() == [None] and y_spec.dtype.name == "int32"
+    x, y = next(iter(datasets.train))
+    assert x.shape == (64, 2) and y.shape == (64,)
+    assert set(np.unique(y.numpy())) <= {0, 1}
+
+
+def test_playground_info(data_dir):
+    info = _load("spirals", data_dir).info
+    assert info == data.DatasetInfo(
+        name="spirals",
+        task="classification",
+        num_classes=2,
+        class_names=("spiral_a", "spiral_b"),
+        input_shape=(2,),
+        input_dim=2,
+        num_train=3600,
+        num_validation=400,
+        num_test=1000,
+    )
+
+
+def test_regression_dataset_has_float_targets(data_dir):
+    datasets = _load("sine", data_dir)
+    assert datasets.info.task == "regression"
+    assert datasets.info.num_classes is None and datasets.info.class_names is None
+    x, y = next(iter(datasets.test))
+    assert x.dtype.name == "float32" and y.dtype.name == "float32"
+    assert y.shape == (128,)
+    # The targets are sin(pi x0) cos(pi x1) plus noise of std playground.NOISE (0.03).
+    expected = np.sin(np.pi * x.numpy()[:, 0]) * np.cos(np.pi * x.numpy()[:, 1])
+    assert np.abs(y.numpy() - expected).max() < 0.2
+
+
+@pytest.mark.parametrize(
+    "fraction, sizes",
+    [(0.1, (3600, 400)), (0.25, (3000, 1000)), (0.0, (4000, 0))],
+    ids=["tenth", "quarter", "none"],
+)
+def test_split_sizes_follow_validation_fraction(data_dir, fraction, sizes):
+    datasets = _load("xor", data_dir, validation_fraction=fraction)
+    info = datasets.info
+    assert (info.num_train, info.num_validation, info.num_test) == (*sizes, 1000)
+    assert len(_collect(datasets.train)[1]) == sizes[0]
+    assert len(_collect(datasets.test)[1]) == 1000
+    if fraction:
+        assert len(_collect(datasets.validation)[1]) == sizes[1]
+    else:
+        assert datasets.validation is None
+
+
+def test_validation_is_the_end_of_train_and_test_is_tfds_test(data_dir):
+    datasets = _load("circles", data_dir, validation_fraction=0.1)
+    train_x, _ = _collect(datasets.train)
+    val_x, val_y = _collect(datasets.validation)
+    test_x, test_y = _collect(datasets.test)
+    raw_val_x, raw_val_y = _raw_split("circles", "train[3600:]", data_dir)
+    raw_test_x, raw_test_y = _raw_split("circles", "test", data_dir)
+    # Validation and test keep TFDS's order; train holds exactly the rest of TFDS's train.
+    np.testing.assert_array_equal(val_x, raw_val_x)
+    np.testing.assert_array_equal(val_y, raw_val_y)
+    np.testing.assert_array_equal(test_x, raw_test_x)
+    np.testing.assert_array_equal(test_y, raw_test_y)
+    raw_train_x, _ = _raw_split("circles", "train[:3600]", data_dir)
+    np.testing.assert_array_equal(np.sort(train_x, axis=0), np.sort(raw_train_x, axis=0))
+
+
+def test_last_batch_of_a_pass_is_partial(data_dir):
+    datasets = _load("spirals", data_dir, batch_size=1000)
+    assert [len(y) for _, y in datasets.train] == [1000, 1000, 1000, 600]
+    assert [len(y) for _, y in datasets.validation] == [400]
+
+
+def test_train_is_reshuffled_each_epoch_deterministically_with_the_seed(data_dir):
+    first = _load("spirals", data_dir, seed=7)
+    epoch_1, epoch_2 = _collect(first.train)[0], _collect(first.train)[0]
+    assert not np.array_equal(epoch_1, epoch_2)
+    np.testing.assert_array_equal(np.sort(epoch_1, axis=0), np.sort(epoch_2, axis=0))
+    again = _load("spirals", data_dir, seed=7)
+    np.testing.assert_array_equal(_collect(again.train)[0], epoch_1)
+    np.testing.assert_array_equal(_collect(again.train)[0], epoch_2)
+    other = _load("spirals", data_dir, seed=8)
+    assert not np.array_equal(_collect(other.train)[0], epoch_1)
+
+
+def test_validation_and_test_keep_one_order(data_dir):
+    datasets = _load("gaussians", data_dir)
+    for ds in (datasets.validation, datasets.test):
+        np.testing.assert_array_equal(_collect(ds)[0], _collect(ds)[0])
+
+
+def test_cache_off_serves_the_same_data(data_dir):
+    cached, uncached = _load("xor", data_dir, seed=3), _load("xor", data_dir, seed=3, cache=False)
+    for ds_a, ds_b in [(cached.train, uncached.train), (cached.test, uncached.test)]:
+        for a, b in zip(_collect(ds_a), _collect(ds_b), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_playground_never_probes_the_network(tmp_path, offline):
+    _load("gaussians", tmp_path)
+    assert offline == []
+
+
+# ----------------------------------------------------------------------------- MNIST, mocked
+
+
+def test_mnist_is_flattened_and_scaled_to_unit_interval(no_download, offline):
+    with tfds.testing.mock_data(num_examples=20):
+        datasets = data.load_datasets("mnist", batch_size=8)
+        # Iterated, not batch_size=-1: get_single_element on mock_data's
+        # from_generator dataset aborts the process (TF 2.21).
+        raw = tfds.builder("mnist").as_dataset(split="test", as_supervised=True)
+        raw_images, raw_labels = map(np.stack, zip(*tfds.as_numpy(raw), strict=True))
+        test_x, test_y = _collect(datasets.test)
+        train_x, train_y = _collect(datasets.train)
+    info = datasets.info
+    assert (info.task, info.num_classes, info.input_shape, info.input_dim) == (
+        "classification",
+        10,
+        (28, 28, 1),
+        784,
+    )
+    assert info.class_names == tuple(str(i) for i in range(10))
+    # mock_data serves num_examples examples for any split (slices included).
+    assert (info.num_train, info.num_validation, info.num_test) == (20, 20, 20)
+    assert test_x.shape == (20, 784) and test_x.dtype == np.float32
+    assert test_y.dtype == np.int32 and set(test_y) <= set(range(10))
+    assert 0.0 <= train_x.min() and train_x.max() <= 1.0
+    # By hand: x is the uint8 image flattened row-major and divided by 255.
+    expected = raw_images.reshape(20, 784).astype(np.float32) / 255.0
+    np.testing.assert_allclose(test_x, expected, rtol=1e-6)
+    np.testing.assert_array_equal(test_y, raw_labels)
+    assert train_y.dtype == np.int32
+    assert offline == []  # Inside mock_data nothing is downloaded, so nothing is probed.
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "name, suggestion",
+    [
+        ("mnsit", "mnist"),
+        ("spiral", "spirals"),
+        ("fashion_mnsit", "fashion_mnist"),
+        ("qqqzzz", None),
+    ],
+)
+def test_unknown_dataset_names_the_key_and_suggests(name, suggestion):
+    with pytest.raises(data.DataError) as error:
+        data.load_datasets(name, batch_size=8)
+    message = str(error.value)
+    assert message.startswith(f"Unknown dataset {name!r} (data.name).")
+    if suggestion:
+        assert f"Did you mean {suggestion!r}?" in message
+    else:
+        assert "Did you mean" not in message
+    assert "spirals" in message and "\n" not in message
+
+
+def test_dataset_that_is_not_image_classification_is_refused(no_download):
+    with pytest.raises(data.DataError, match=r"'imdb_reviews' \(data.name\) is not an image-class"):
+        data.load_datasets("imdb_reviews", batch_size=8)
+
+
+def test_images_of_varying_size_are_refused(no_download):
+    with pytest.raises(data.DataError, match=r"'cats_vs_dogs' \(data.name\) has images of varying"):
+        data.load_datasets("cats_vs_dogs", batch_size=8)
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5])
+def test_validation_fraction_out_of_range(fraction):
+    expected = (
+        "Argument `train.validation_fraction` must be in [0, 1). "
+        f"Received: train.validation_fraction={fraction!r}"
+    )
+    with pytest.raises(data.DataError) as error:
+        data.load_datasets("spirals", batch_size=8, validation_fraction=fraction)
+    assert str(error.value) == expected
+
+
+@pytest.mark.parametrize(
+    "fraction, empty",
+    # 4000 examples: 0.0001 holds out round(0.4) = 0, 0.99999 holds out round(3999.96) = 4000.
+    [(0.0001, "validation"), (0.99999, "training")],
+)
+def test_validation_fraction_leaving_an_empty_split(data_dir, fraction, empty):
+    with pytest.raises(data.DataError, match=f"leaves an empty {empty} split"):
+        _load("spirals", data_dir, validation_fraction=fraction)
+
+
+def test_batch_size_must_be_positive():
+    with pytest.raises(
+        data.DataError,
+        match=r"^Argument `train.batch_size` must be > 0. Received: train.batch_size=0$",
+    ):
+        data.load_datasets("spirals", batch_size=0)
+
+
+@pytest.mark.parametrize(
+    "name, host",
+    [("mnist", "storage.googleapis.com"), ("fashion_mnist", "fashion-mnist.s3-website")],
+)
+def test_offline_without_manual_dir_fails_at_once_naming_the_keys(
+    tmp_path, no_download, offline, name, host
+):
+    start = time.monotonic()
+    with pytest.raises(data.DataError) as error:
+        data.load_datasets(name, batch_size=8, data_dir=tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"Cannot download dataset {name!r} (data.name): {host}")
+    for part in ("data.manual_dir", "data.data_dir", str(tmp_path), *MNIST_FILES):
+        assert part in message
+    assert "\n" not in message
+    assert all(host in url for url in offline) and len(offline) == 4
+    print(f"offline failure after {time.monotonic() - start:.2f} s")  # Reported, not asserted.
+
+
+def test_manual_dir_missing_files_are_listed(tmp_path, no_download):
+    manual_dir = tmp_path / "manual"
+    manual_dir.mkdir()
+    for name in MNIST_FILES[2:]:
+        (manual_dir / name).write_bytes(b"")
+    with pytest.raises(data.DataError) as error:
+        data.load_datasets("mnist", batch_size=8, data_dir=tmp_path / "tfds", manual_dir=manual_dir)
+    assert str(error.value) == (
+        f"data.manual_dir {str(manual_dir)!r} lacks 2 file(s) of 'mnist': "
+        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz "
+        "(from https://storage.googleapis.com/cvdf-datasets/mnist/)."
+    )
+
+
+def test_manual_dir_that_does_not_exist(tmp_path, no_download):
+    with pytest.raises(data.DataError, match=r"data.manual_dir '.*nowhere' is not a folder"):
+        data.prepare_offline("mnist", tmp_path / "nowhere", tmp_path / "tfds")
+
+
+def test_prepare_offline_on_the_playground(tmp_path, offline):
+    builder = data.prepare_offline("xor", tmp_path / "unused", tmp_path / "tfds")
+    assert builder.is_prepared()
+    assert builder.info.splits["train"].num_examples == 4000
+    assert offline == []
+
+
+# ----------------------------------------------------------------------------- the probe
+
+
+@pytest.fixture
+def listening_port():
+    """A port on localhost that accepts connections."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.fixture
+def closed_port():
+    """A port on localhost where nothing listens."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_probe_reports_only_unreachable_hosts(monkeypatch, listening_port, closed_port):
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    assert REAL_PROBE([f"http://127.0.0.1:{listening_port}/a.gz"], timeout=2) == []
+    assert REAL_PROBE([f"http://127.0.0.1:{closed_port}/a.gz"], timeout=2) == ["127.0.0.1"]
+
+
+def test_probe_gives_up_at_its_deadline(monkeypatch):
+    release = threading.Event()
+
+    def hang(*args, **kwargs):  # A resolver that never answers, as offline DNS can.
+        release.wait(10)
+        raise OSError("gave up")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    try:
+        assert REAL_PROBE(["https://example.invalid/x.gz"], timeout=0.2) == ["example.invalid"]
+    finally:
+        release.set()
+
+
+def test_probe_goes_through_the_configured_proxy(monkeypatch, listening_port):
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{listening_port}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listening_port}")
+    assert REAL_PROBE(["https://example.invalid/x.gz"], timeout=2) == []
