@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 
 from kerasmlp import losses, metrics
-from kerasmlp.config import LossConfig, OptimizerConfig
+from kerasmlp.config import ConfigError, LossConfig, OptimizerConfig
 from kerasmlp.model import Head
 
 _LOSSES = {
@@ -45,6 +45,11 @@ def make_metrics(names: tuple[str, ...], head: Head) -> list[keras.metrics.Metri
     [1 - sigmoid(z), sigmoid(z)]).
     """
     num_classes = 2 if head.kind == "sigmoid" else head.units
+    if "top5_accuracy" in names and num_classes <= 5:
+        raise ConfigError(
+            f"metrics: top5_accuracy is always 1 with {num_classes} classes; "
+            "use it on datasets with more than 5"
+        )
     factories = {
         "accuracy": lambda: metrics.SparseCategoricalAccuracy(name="accuracy"),
         "top5_accuracy": lambda: metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"),

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from kerasmlp import losses
 from kerasmlp.components import make_loss, make_optimizer
-from kerasmlp.config import LossConfig, ModelConfig, OptimizerConfig, load_config
+from kerasmlp.config import ConfigError, LossConfig, ModelConfig, OptimizerConfig, load_config
 from kerasmlp.model import Head, build_model
 from kerasmlp.playground import make_spirals
 from kerasmlp.train import RunDirectoryExistsError, Trainer, TrainState, prepare_run_dir
@@ -158,3 +158,8 @@ def test_run_dir_is_never_written_over(tmp_path):
     with pytest.raises(RunDirectoryExistsError, match="already holds files"):
         prepare_run_dir(run)
     assert (run / "mine.txt").read_text() == "user data"
+
+
+def test_top5_accuracy_is_refused_with_five_classes_or_fewer():
+    with pytest.raises(ConfigError, match="top5_accuracy is always 1 with 2 classes"):
+        make_trainer(metrics=("accuracy", "top5_accuracy"))
