@@ -173,7 +173,12 @@ def _get_logits(y_pred, from_logits: bool, activation: str, fn_name: str):
 
 def _warn_if_probabilities(fn_name: str, y_pred, axis: int) -> None:
     """Warns when `from_logits=True` gets rows that are obviously probabilities (eager only)."""
-    if not tf.executing_eagerly() or y_pred.shape.rank is None or y_pred.shape[axis] in (None, 1):
+    if (
+        not tf.executing_eagerly()
+        or hasattr(y_pred, "_keras_logits")  # `_get_logits` warns more precisely
+        or y_pred.shape.rank is None
+        or y_pred.shape[axis] in (None, 1)
+    ):
         return
     values = ops.convert_to_numpy(y_pred)
     if values.size == 0 or values.min() < 0.0 or values.max() > 1.0:
