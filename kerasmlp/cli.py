@@ -96,7 +96,8 @@ def _fail(error: Exception) -> None:
 class _BarReporter:
     """A click progress bar: epoch, step, loss, metrics and ETA, redrawn in place."""
 
-    def __init__(self):
+    def __init__(self, file=None):
+        self._file = file  # None: stdout
         self._bar = None
         self._steps_done = 0
         self._epochs = 0
@@ -110,6 +111,7 @@ class _BarReporter:
             show_pos=True,
             width=24,
             item_show_func=lambda item: item,
+            file=self._file,
         )
         self._bar.__enter__()
 

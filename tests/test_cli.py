@@ -1,0 +1,168 @@
+"""Tests for `kerasmlp-train`: help without TensorFlow, a real run, and one-line refusals."""
+
+import io
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from kerasmlp import cli
+from tests.conftest import REPO_ROOT
+
+# The console script installed next to this Python (the README's `pip install -e .`).
+SCRIPT = pathlib.Path(sys.executable).with_name("kerasmlp-train")
+
+
+def run_script(*args, cwd=REPO_ROOT, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+    )
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.main, list(args))
+
+
+def test_help_lists_the_options_without_importing_tensorflow():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from kerasmlp.cli import main\n"
+        "result = CliRunner().invoke(main, ['--help'])\n"
+        "print(result.exit_code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+        "print(result.output)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    first, help_text = out.stdout.split("\n", 1)
+    assert first == "0 False False"
+    for option in ("--config", "-c", "--set", "--logdir", "--run-name", "--epochs", "--seed"):
+        assert option in help_text
+
+
+def test_console_script_is_installed():
+    assert SCRIPT.exists(), f"{SCRIPT} missing: install with `pip install -e .`"
+    out = run_script("--help", timeout=60)
+    assert out.returncode == 0 and "Train a Dense network" in out.stdout
+
+
+def test_a_real_run_through_the_console_script(tmp_path):
+    out = run_script(
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--logdir",
+        str(tmp_path / "logs"),
+        "--run-name",
+        "smoke",
+        "--set",
+        f"data.data_dir={tmp_path / 'tfds'}",
+        "--set",
+        "train.log_every_steps=20",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    # TFDS first says it prepares the playground data in the fresh data_dir.
+    lines = lines[lines.index("training 2 epochs x 57 steps") :]  # 3600 training examples / 64
+    # Not a terminal: plain fixed-width lines, then the summary.
+    assert lines[1].startswith("train      | step      20 | loss ")
+    assert lines[-3].startswith("test       | loss ") and "| accuracy " in lines[-3]
+    assert lines[-2] == f"run directory: {tmp_path / 'logs' / 'smoke'}"
+    assert lines[-1] == f"see it with:   tensorboard --logdir {tmp_path / 'logs'}"
+    run = tmp_path / "logs" / "smoke"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2.0
+    assert "seed: 3" in (run / "config.yaml").read_text()
+
+
+# Each user mistake, and the words its one line on stderr must hold.
+MISTAKES = [
+    (["--set", "model.activation=rleu"], "Did you mean 'relu'?"),
+    (
+        ["--set", "train.batch_size=0"],
+        "train.batch_size must be >= 1. Received: train.batch_size=0",
+    ),
+    (["--set", "oops"], "--set expects dotted.key=value"),
+    (["--config", "missing.yaml"], "Config file not found: missing.yaml"),
+    (["--run-name", "../escape"], "--run-name must be a plain folder name"),
+    (["--run-name", "a/b"], "--run-name must be a plain folder name"),
+    (["--epochs", "0"], "train.epochs must be >= 1. Received: train.epochs=0"),
+]
+
+
+@pytest.mark.parametrize("args,message", MISTAKES, ids=[" ".join(m[0]) for m in MISTAKES])
+def test_user_mistakes_exit_2_with_one_line(args, message, tmp_path):
+    result = invoke("--logdir", str(tmp_path), *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("kerasmlp-train: error: ")
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_a_bad_config_file_through_the_real_script(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("optimizer:\n  learning_rate:\n    decay_rate: 2\n")
+    out = run_script("-c", str(config), "--logdir", str(tmp_path / "logs"), timeout=60)
+    assert out.returncode == 2
+    assert out.stderr == (
+        "kerasmlp-train: error: optimizer.learning_rate.decay_rate must be in (0.0, 1.0]. "
+        "Received: optimizer.learning_rate.decay_rate=2.0\n"
+    )
+
+
+def test_an_existing_run_is_not_written_over(tmp_path):
+    run = tmp_path / "logs" / "mine"
+    run.mkdir(parents=True)
+    (run / "notes.txt").write_text("keep me")
+    result = invoke("--logdir", str(tmp_path / "logs"), "--run-name", "mine")
+    assert result.exit_code == 2
+    assert "already holds files" in result.stderr
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+def test_offline_without_data_fails_fast_naming_the_keys(tmp_path, monkeypatch):
+    from kerasmlp import data
+
+    probed = []
+
+    def offline(urls, timeout=data.PROBE_TIMEOUT):
+        probed.extend(urls)
+        return sorted({u.split("/")[2] for u in urls})
+
+    monkeypatch.setattr(data, "probe_download_hosts", offline)
+    result = invoke(
+        "--logdir",
+        str(tmp_path / "logs"),
+        "--set",
+        "data.name=mnist",
+        "--set",
+        f"data.data_dir={tmp_path / 'tfds'}",
+    )
+    assert probed, "the download host was not probed"
+    assert result.exit_code == 2
+    assert "data.manual_dir" in result.stderr and "Traceback" not in result.stderr
+
+
+class _FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_shows_epoch_loss_and_eta():
+    stream = _FakeTerminal()
+    bar = cli._BarReporter(file=stream)
+    bar.start(epochs=2, steps_per_epoch=10)
+    bar.train_progress(step=5, epoch=1, logs={"loss": 0.5, "learning_rate": 0.01})
+    bar.epoch_end(step=10, epoch=1, logs={"train_loss": 0.4, "validation_accuracy": 0.9})
+    bar.train_progress(step=15, epoch=2, logs={"loss": 0.25})
+    bar.end({})
+    shown = stream.getvalue()
+    assert "epoch 1/2 loss 0.5000" in shown
+    assert "epoch 2/2 loss 0.2500 validation_accuracy 0.9000" in shown
+    assert "15/20" in shown
