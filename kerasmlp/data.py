@@ -181,14 +181,15 @@ def load_datasets(
             ds = ds.cache()
         return ds, count
 
-    train, num_train = split(f"train[:{num_train}]" if num_validation else "train")
+    train_spec, validation_spec = f"train[:{num_train}]", f"train[{num_train}:]"
+    train, num_train = split(train_spec if num_validation else "train")
     train = train.shuffle(
         min(shuffle_buffer, max(num_train, 1)), seed=seed, reshuffle_each_iteration=True
     )
     train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     validation = None
     if num_validation:
-        validation, num_validation = split(f"train[{num_train}:]")
+        validation, num_validation = split(validation_spec)
         validation = validation.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     test, num_test = split("test")
     test = test.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -307,11 +308,11 @@ def _make_builder(name: str, data_dir) -> tfds.core.DatasetBuilder:
         raise DataError(
             f"Argument `data.name` must be a dataset name. Received: data.name={name!r}"
         )
-    if name in PLAYGROUND_NAMES:
-        tfds_name = f"{PLAYGROUND_BUILDER}/{name}"
+    base = name.split(":")[0].split("/")[0]
+    if base in PLAYGROUND_NAMES:
+        tfds_name = f"{PLAYGROUND_BUILDER}/{name}"  # "spirals" or "spirals:1.0.0".
     else:
         tfds_name = name
-        base = name.split(":")[0].split("/")[0]
         known = tfds.list_builders(with_community_datasets=False)
         if base not in known:
             close = difflib.get_close_matches(base.lower(), [*PLAYGROUND_NAMES, *known], n=1)
@@ -323,7 +324,8 @@ def _make_builder(name: str, data_dir) -> tfds.core.DatasetBuilder:
             )
     try:
         return tfds.builder(tfds_name, data_dir=None if data_dir is None else os.fspath(data_dir))
-    except (tfds.core.registered.DatasetNotFoundError, ValueError) as error:
+    # TFDS raises AssertionError for a version it does not have ("mnist:9.9.9").
+    except (tfds.core.registered.DatasetNotFoundError, ValueError, AssertionError) as error:
         first_line = (
             str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         )

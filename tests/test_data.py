@@ -370,3 +370,9 @@ def test_probe_goes_through_the_configured_proxy(monkeypatch, listening_port):
     monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{listening_port}")
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listening_port}")
     assert REAL_PROBE(["https://example.invalid/x.gz"], timeout=2) == []
+
+
+def test_names_may_carry_a_version(data_dir):
+    assert _load("spirals:1.0.0", data_dir).info.num_test == 1000
+    with pytest.raises(data.DataError, match=r"^Cannot load dataset 'mnist:9.9.9' \(data.name\): "):
+        data.load_datasets("mnist:9.9.9", batch_size=8)
