@@ -1,0 +1,580 @@
+"""Checks for custom Keras losses and metrics: one call tests yours the way kerasmlp tests its own.
+
+`check_loss(loss, y_true=..., y_pred=...)` checks a `keras.losses.Loss`: that reductions and
+sample weights agree with its unreduced values, that its gradient agrees with finite
+differences, that it is finite at extreme inputs, that `tf.function` gives the eager value,
+that `get_config` holds every constructor argument and round-trips, and that a model
+compiled with it saves and reloads. `check_metric(metric, y_true=..., y_pred=...)` does the
+same for a `keras.metrics.Metric`: batches accumulate to the all-at-once result, weights
+behave, `reset_state` resets, config and saving.
+
+Both raise `CheckError` (an `AssertionError`, so pytest shows it as a failed test) listing
+every check that failed with the numbers involved, e.g.:
+
+    CheckError: check_loss(MyLoss): 1 of 7 checks failed
+    - sample_weight: reduction='sum', sample_weight=per_example: the loss returned 1.5, but
+      sum(values * sample_weight) of its unreduced values is 0.75
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["CheckError", "LOSS_CHECKS", "METRIC_CHECKS", "check_loss", "check_metric"]
+
+LOSS_CHECKS = ("values", "sample_weight", "gradient", "tf_function", "extremes", "config", "saving")
+METRIC_CHECKS = ("batches", "sample_weight", "reset_state", "tf_function", "config", "saving")
+
+
+class CheckError(AssertionError):
+    """A `check_loss` or `check_metric` check failed; the message lists each failure."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Small pure helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _short(values, limit: int = 6) -> str:
+    """A one-line view of the first `limit` entries, e.g. `[0.5, -1.25, ...]`."""
+    flat = np.ravel(np.asarray(values, np.float64))
+    text = np.array2string(flat[:limit], precision=6, separator=", ", max_line_width=10**6)
+    return text[:-1] + ", ...]" if flat.size > limit else text
+
+
+def _max_violation(actual, expected, rtol: float, atol: float) -> str | None:
+    """None if `actual` is close to `expected`, else a sentence with the worst entry."""
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    if actual.shape != expected.shape:
+        return f"shape {actual.shape}, expected shape {expected.shape}"
+    if np.allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=False):
+        return None
+    error = np.abs(actual - expected)
+    error = np.where(np.isnan(error), np.inf, error)
+    index = np.unravel_index(np.argmax(error), error.shape) if error.ndim else ()
+    return (
+        f"{float(actual[index]):.8g} where {float(expected[index]):.8g} was expected"
+        + (f" (at index {tuple(int(i) for i in index)})" if index else "")
+        + f"; max abs difference {float(error.max()):.3g} > atol={atol} + rtol={rtol} * |expected|"
+    )
+
+
+def _keras_reduce(values, mask, weight, reduction: str):
+    """What `keras.losses.Loss.__call__` computes from unreduced values, in numpy float64.
+
+    Written from Keras's `reduce_weighted_values` / `apply_mask` / `reduce_values`.
+    """
+    values = np.asarray(values, np.float64)
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if reduction in ("mean", "sum_over_batch_size"):
+            valid = mask.sum()
+            mask_weight = np.where(mask, values.size / valid if valid else 0.0, 0.0)
+        else:
+            mask_weight = mask.astype(np.float64)
+        weight = mask_weight if weight is None else np.asarray(weight, np.float64) * mask_weight
+    if weight is not None:
+        weight = np.broadcast_to(np.asarray(weight, np.float64), values.shape)
+        values = values * weight
+    if reduction in ("none", None) or values.shape in ((), (0,)):
+        return values
+    total = values.sum()
+    if reduction == "sum":
+        return total
+    divisor = (
+        weight.sum()
+        if reduction == "mean_with_sample_weight" and weight is not None
+        else (values.size)
+    )
+    return total / divisor if divisor else 0.0
+
+
+def _constructor_arguments(cls: type) -> list[str]:
+    """Named parameters of `cls.__init__` (without self, *args and **kwargs)."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return [
+        p.name
+        for p in parameters
+        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+
+def _clone(obj, **overrides):
+    return type(obj).from_config({**obj.get_config(), **overrides})
+
+
+def _json_equal(a, b) -> bool:
+    # Configs compare as Keras would store them: tuples and lists alike.
+    import json
+
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _config_problems(obj, config_exclude: Iterable[str]) -> list[str]:
+    problems = []
+    config = obj.get_config()
+    missing = [
+        name
+        for name in _constructor_arguments(type(obj))
+        if name not in config and name not in set(config_exclude)
+    ]
+    if missing:
+        problems.append(
+            f"get_config() lacks constructor argument(s) {missing}; it returned keys "
+            f"{sorted(config)}, so from_config() rebuilds them with their defaults"
+        )
+    clone = type(obj).from_config(config)
+    if not _json_equal(clone.get_config(), config):
+        problems.append(
+            f"from_config(get_config()) does not round-trip: {config!r} became "
+            f"{clone.get_config()!r}"
+        )
+    try:  # what loading a saved model does: no custom_objects
+        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(obj))
+    except Exception as error:
+        problems.append(
+            f"Keras cannot deserialize {type(obj).__name__} without custom_objects "
+            f"({type(error).__name__}: {str(error)[:200]}): decorate the class with "
+            "@keras.saving.register_keras_serializable(package=...) in a module users import"
+        )
+    else:
+        if type(restored) is not type(obj) or not _json_equal(restored.get_config(), config):
+            problems.append(
+                "keras.saving.serialize/deserialize_keras_object gave "
+                f"{type(restored).__name__} with config {restored.get_config()!r}"
+            )
+    return problems
+
+
+def _run_checks(title: str, checks: dict[str, Callable[[], list[str]]]) -> None:
+    failures = []
+    for name, check in checks.items():
+        try:
+            problems = check()
+        except Exception as error:  # a check that crashes is a failed check, with its reason
+            problems = [f"raised {type(error).__name__}: {str(error)[:1000]}"]
+        failures += [f"- {name}: {problem}" for problem in problems]
+    if failures:
+        failed = len({line.split(":")[0] for line in failures})
+        raise CheckError(
+            f"{title}: {failed} of {len(checks)} checks failed\n" + "\n".join(failures)
+        )
+
+
+def _select(requested: Sequence[str] | None, allowed: Sequence[str]) -> Sequence[str]:
+    if requested is None:
+        return allowed
+    unknown = [name for name in requested if name not in allowed]
+    if unknown:
+        raise ValueError(
+            f"Argument `checks` has unknown names {unknown}. Allowed: {', '.join(allowed)}"
+        )
+    return requested
+
+
+# ----------------------------------------------------------------------------------------------
+# check_loss
+# ----------------------------------------------------------------------------------------------
+
+
+def _default_extremes(loss, y_pred: np.ndarray) -> list[np.ndarray]:
+    """Logits of +/-1e4 for logit losses, exact 0/1 probabilities for probability losses."""
+    signs = np.where(y_pred < 0, -1.0, 1.0)
+    if getattr(loss, "from_logits", None) is False:
+        one_hot = (y_pred == y_pred.max(axis=-1, keepdims=True)).astype(np.float64)
+        return [one_hot]
+    return [1e4 * signs]
+
+
+def check_loss(
+    loss: keras.losses.Loss,
+    *,
+    y_true,
+    y_pred,
+    extreme_y_pred: Sequence[Any] | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    gradient_rtol: float = 1e-4,
+    gradient_atol: float = 1e-6,
+    delta: float = 1e-5,
+    config_exclude: Iterable[str] = (),
+    checks: Sequence[str] | None = None,
+) -> None:
+    """Checks a Keras loss the way kerasmlp checks its own, and raises if any check fails.
+
+    The checks (all by default; choose with `checks`):
+
+    - `values`: the unreduced values (`call`, or the loss with `reduction="none"`) are finite.
+    - `sample_weight`: for reductions `sum_over_batch_size`, `sum`, `mean`, `none` (and
+      `mean_with_sample_weight`) and sample weights absent, scalar, per-entry and all zero,
+      the loss equals Keras's reduction of the unreduced values (masks included).
+    - `gradient`: the gradient with respect to `y_pred` equals central finite differences
+      (`tf.test.compute_gradient`), in float64 where the loss accepts `dtype="float64"`.
+    - `tf_function`: the value inside `tf.function` equals the eager value.
+    - `extremes`: the value and gradient are finite at extreme `y_pred` (by default logits of
+      +/-1e4 for a loss with `from_logits=True`, exact 0/1 probabilities for one with
+      `from_logits=False`, and values of +/-1e4 for a loss without `from_logits`).
+    - `config`: `get_config()` holds every constructor argument, `from_config` round-trips,
+      and the class is registered with Keras.
+    - `saving`: a model that outputs `y_pred`, compiled with the loss and saved as `.keras`,
+      reloads (in this process, without `custom_objects`) with an equal loss.
+
+    Choose `y_pred` away from kinks (e.g. `max(0, .)` at 0 for hinge losses, `abs` at 0, a
+    clipping bound), where finite differences and the gradient legitimately disagree.
+
+    Args:
+        loss: The `keras.losses.Loss` instance to check.
+        y_true: Targets for a small batch (numpy-convertible).
+        y_pred: Predictions for the same batch (numpy-convertible, float).
+        extreme_y_pred: Inputs at which the loss must stay finite; defaults as above.
+        rtol: Relative tolerance of the value checks.
+        atol: Absolute tolerance of the value checks.
+        gradient_rtol: Relative tolerance (to the largest gradient entry) of the gradient check.
+        gradient_atol: Absolute tolerance of the gradient check.
+        delta: The finite-difference step (in float64).
+        config_exclude: Constructor arguments that need not appear in `get_config` (e.g.
+            `("dtype",)` for Keras's built-in losses, which leave it out).
+        checks: Names from `LOSS_CHECKS` to run; all if `None`.
+
+    Raises:
+        CheckError: if any check fails; the message lists each failure with its numbers.
+        ValueError: if `checks` names an unknown check.
+        TypeError: if `loss` is not a `keras.losses.Loss`.
+
+    Example:
+
+    >>> import kerasmlp.losses
+    >>> check_loss(kerasmlp.losses.MeanSquaredError(), y_true=[[0.0, 1.0]], y_pred=[[0.5, 0.25]],
+    ...            checks=["values", "sample_weight", "config"])
+    """
+    if not isinstance(loss, keras.losses.Loss):
+        raise TypeError(
+            f"Argument `loss` must be a keras.losses.Loss instance. Received: loss={loss!r}"
+        )
+    selected = _select(checks, LOSS_CHECKS)
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred, np.float64)
+    dtype = loss.dtype
+
+    def unreduced():
+        """(values, mask) without reduction or weights, as numpy."""
+        y_t = tf.constant(y_true.astype(dtype) if y_true.dtype.kind == "f" else y_true)
+        y_p = tf.constant(y_pred, dtype)
+        if type(loss).call is not keras.losses.Loss.call:
+            values = loss.call(tf.cast(y_t, dtype), y_p)  # as Loss.__call__ casts y_true
+            mask = getattr(values, "_keras_mask", None)
+            if mask is None:
+                try:
+                    from keras.src.backend.common.masking import get_keras_mask
+
+                    mask = get_keras_mask(values)
+                except ImportError:  # pragma: no cover
+                    mask = None
+        else:  # the loss overrides __call__ only: ask it for unreduced values
+            values, mask = _clone(loss, reduction="none")(y_t, y_p), None
+        return values.numpy(), None if mask is None else np.asarray(mask)
+
+    def check_values():
+        values, _ = unreduced()
+        if not np.all(np.isfinite(values)):
+            return [f"unreduced values are not all finite: {_short(values)}"]
+        return []
+
+    def check_sample_weight():
+        values, mask = unreduced()
+        rng = np.random.default_rng(0)
+        weights = {
+            "none": None,
+            "scalar": 0.5,
+            "per_entry": rng.uniform(0.0, 2.0, size=values.shape),
+            "zeros": np.zeros(values.shape),
+        }
+        problems = []
+        for reduction in ("sum_over_batch_size", "sum", "mean", "none", "mean_with_sample_weight"):
+            reducer = _clone(loss, reduction=reduction)
+            for weight_name, weight in weights.items():
+                if reduction == "mean_with_sample_weight" and weight_name in ("none", "scalar"):
+                    continue  # Keras divides by the weights as given; not worth pinning here
+                got = reducer(
+                    y_true, y_pred.astype(dtype), sample_weight=None if weight is None else weight
+                )
+                expected = _keras_reduce(values, mask, weight, reduction)
+                violation = _max_violation(np.asarray(got), expected, rtol, atol)
+                if violation:
+                    problems.append(
+                        f"reduction={reduction!r}, sample_weight={weight_name}: the loss returned "
+                        f"{violation} from its unreduced values {_short(values)}"
+                        + (
+                            " (does __call__ pass `sample_weight` on?)"
+                            if weight is not None
+                            else ""
+                        )
+                    )
+        return problems
+
+    def check_gradient():
+        try:
+            target = _clone(loss, dtype="float64")
+            step, grad_rtol, grad_atol = delta, gradient_rtol, gradient_atol
+        except Exception:  # the loss cannot compute in float64: finite differences in float32
+            target, step = loss, 1e-3
+            grad_rtol, grad_atol = max(gradient_rtol, 1e-2), max(gradient_atol, 1e-3)
+        theoretical, numerical = tf.test.compute_gradient(
+            lambda p: target(y_true, p), [y_pred.astype(target.dtype)], delta=step
+        )
+        theoretical, numerical = theoretical[0], numerical[0]
+        scale = max(float(np.abs(numerical).max(initial=0.0)), 1.0)
+        if not np.all(np.isfinite(theoretical)):
+            return [f"the gradient is not finite: {_short(theoretical)}"]
+        violation = _max_violation(theoretical, numerical, 0.0, grad_atol + grad_rtol * scale)
+        if violation:
+            return [
+                f"d loss / d y_pred from autodiff is {violation} by finite differences "
+                f"(delta={step}, dtype={target.dtype})"
+            ]
+        return []
+
+    def check_tf_function():
+        eager = loss(y_true, y_pred.astype(dtype))
+        graph = tf.function(lambda t, p: loss(t, p), autograph=False)(
+            tf.constant(y_true), tf.constant(y_pred.astype(dtype))
+        )
+        violation = _max_violation(graph, eager, rtol, atol)
+        return [f"inside tf.function the loss is {violation} eagerly"] if violation else []
+
+    def check_extremes():
+        problems = []
+        inputs = extreme_y_pred if extreme_y_pred is not None else _default_extremes(loss, y_pred)
+        for extreme in inputs:
+            extreme = tf.constant(np.asarray(extreme, np.float64).astype(dtype))
+            with tf.GradientTape() as tape:
+                tape.watch(extreme)
+                value = loss(y_true, extreme)
+            grad = tape.gradient(value, extreme)
+            grad = np.zeros(extreme.shape) if grad is None else grad.numpy()
+            if not (np.all(np.isfinite(value.numpy())) and np.all(np.isfinite(grad))):
+                problems.append(
+                    f"at y_pred={_short(extreme.numpy())} the loss is "
+                    f"{_short(value.numpy())} and its gradient {_short(grad)}: not finite"
+                )
+        return problems
+
+    def check_config():
+        return _config_problems(loss, config_exclude)
+
+    def check_saving():
+        model = keras.Sequential([keras.Input(y_pred.shape[1:]), keras.layers.Identity()])
+        model.compile(loss=loss)
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "model.keras")
+            model.save(path)
+            restored = keras.saving.load_model(path).loss
+        problems = []
+        if type(restored) is not type(loss) or not _json_equal(
+            restored.get_config(), loss.get_config()
+        ):
+            problems.append(
+                f"the reloaded model's loss is {type(restored).__name__} with config "
+                f"{restored.get_config()!r}, not {loss.get_config()!r}"
+            )
+        else:
+            violation = _max_violation(
+                restored(y_true, y_pred.astype(dtype)),
+                loss(y_true, y_pred.astype(dtype)),
+                rtol,
+                atol,
+            )
+            if violation:
+                problems.append(f"the reloaded loss gives {violation} before saving")
+        return problems
+
+    available = {
+        "values": check_values,
+        "sample_weight": check_sample_weight,
+        "gradient": check_gradient,
+        "tf_function": check_tf_function,
+        "extremes": check_extremes,
+        "config": check_config,
+        "saving": check_saving,
+    }
+    _run_checks(f"check_loss({type(loss).__name__})", {name: available[name] for name in selected})
+
+
+# ----------------------------------------------------------------------------------------------
+# check_metric
+# ----------------------------------------------------------------------------------------------
+
+
+def check_metric(
+    metric: keras.metrics.Metric,
+    *,
+    y_true,
+    y_pred,
+    num_batches: int = 2,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    config_exclude: Iterable[str] = (),
+    checks: Sequence[str] | None = None,
+) -> None:
+    """Checks a Keras metric the way kerasmlp checks its own, and raises if any check fails.
+
+    The checks (all by default; choose with `checks`), each on a fresh clone of `metric`:
+
+    - `batches`: updating with `num_batches` slices of the data gives the result of one
+      update with all of it.
+    - `sample_weight`: weights of 1 give the unweighted result, and an example of weight 0
+      counts as if it were absent.
+    - `reset_state`: after `reset_state()`, an update gives the result of a fresh metric.
+    - `tf_function`: `update_state` inside `tf.function` gives the eager result.
+    - `config`: `get_config()` holds every constructor argument, `from_config` round-trips,
+      and the class is registered with Keras.
+    - `saving`: a model that outputs `y_pred`, compiled with the metric and saved as
+      `.keras`, reloads (in this process, without `custom_objects`) with an equal metric.
+
+    Args:
+        metric: The `keras.metrics.Metric` instance to check (its state is not touched).
+        y_true: Targets for a batch of at least `num_batches` examples, including at least one
+            example whose removal changes the result.
+        y_pred: Predictions for the same batch.
+        num_batches: Into how many slices the `batches` check splits the data.
+        rtol: Relative tolerance of the comparisons.
+        atol: Absolute tolerance of the comparisons.
+        config_exclude: Constructor arguments that need not appear in `get_config`.
+        checks: Names from `METRIC_CHECKS` to run; all if `None`.
+
+    Raises:
+        CheckError: if any check fails; the message lists each failure with its numbers.
+        ValueError: if `checks` names an unknown check.
+        TypeError: if `metric` is not a `keras.metrics.Metric`.
+
+    Example:
+
+    >>> check_metric(keras.metrics.BinaryAccuracy(), y_true=[[1.0], [0.0], [1.0]],
+    ...              y_pred=[[0.9], [0.8], [0.2]], config_exclude=["dtype"],
+    ...              checks=["batches", "reset_state"])
+    """
+    if not isinstance(metric, keras.metrics.Metric):
+        raise TypeError(
+            "Argument `metric` must be a keras.metrics.Metric instance. "
+            f"Received: metric={metric!r}"
+        )
+    selected = _select(checks, METRIC_CHECKS)
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    n = len(y_true)
+
+    def result_of(*updates):
+        fresh = _clone(metric)
+        for update in updates:
+            fresh.update_state(*update[:2], sample_weight=update[2] if len(update) > 2 else None)
+        return np.asarray(keras.ops.convert_to_numpy(fresh.result()))
+
+    whole = None
+
+    def whole_result():
+        nonlocal whole
+        if whole is None:
+            whole = result_of((y_true, y_pred))
+        return whole
+
+    def check_batches():
+        bounds = np.linspace(0, n, num_batches + 1).astype(int)
+        parts = [(y_true[a:b], y_pred[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        violation = _max_violation(result_of(*parts), whole_result(), rtol, atol)
+        return [f"{num_batches} batches give {violation} from one batch"] if violation else []
+
+    def check_sample_weight():
+        problems = []
+        violation = _max_violation(
+            result_of((y_true, y_pred, np.ones(n))), whole_result(), rtol, atol
+        )
+        if violation:
+            problems.append(f"sample_weight of ones gives {violation} without weights")
+        weight = np.ones(n)
+        weight[0] = 0.0
+        kept = result_of((y_true[1:], y_pred[1:]))
+        violation = _max_violation(result_of((y_true, y_pred, weight)), kept, rtol, atol)
+        if violation:
+            problems.append(
+                "sample_weight 0 on the first example gives "
+                f"{violation} by leaving that example out (does update_state use sample_weight?)"
+            )
+        return problems
+
+    def check_reset_state():
+        used = _clone(metric)
+        used.update_state(y_true[: max(1, n // 2)], y_pred[: max(1, n // 2)])
+        used.reset_state()
+        used.update_state(y_true, y_pred)
+        violation = _max_violation(
+            keras.ops.convert_to_numpy(used.result()), whole_result(), rtol, atol
+        )
+        return (
+            [f"after reset_state the result is {violation} from a fresh metric"]
+            if violation
+            else []
+        )
+
+    def check_tf_function():
+        traced = _clone(metric)
+        tf.function(traced.update_state, autograph=False)(tf.constant(y_true), tf.constant(y_pred))
+        got = keras.ops.convert_to_numpy(traced.result())
+        violation = _max_violation(got, whole_result(), rtol, atol)
+        return [f"update_state in tf.function gives {violation} eagerly"] if violation else []
+
+    def check_config():
+        return _config_problems(metric, config_exclude)
+
+    def check_saving():
+        model = keras.Sequential([keras.Input(y_pred.shape[1:]), keras.layers.Identity()])
+        model.compile(loss="mse", metrics=[_clone(metric)])
+        model.evaluate(y_pred, y_true, verbose=0)  # builds the compiled metrics, as fit would
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "model.keras")
+            model.save(path)
+            restored = keras.saving.load_model(path)
+        restored.evaluate(y_pred, y_true, verbose=0)
+        found = (
+            [m for m in restored.metrics[-1].metrics if hasattr(restored.metrics[-1], "metrics")]
+            if restored.metrics
+            else []
+        )
+        # Compiled metrics sit inside a CompileMetrics container in `model.metrics`.
+        found = [
+            m
+            for container in restored.metrics
+            for m in (getattr(container, "metrics", None) or [container])
+            if type(m) is type(metric)
+        ]
+        if not found:
+            return [
+                f"the reloaded model has no {type(metric).__name__} among its metrics "
+                f"{[type(m).__name__ for m in restored.metrics]}"
+            ]
+        if not _json_equal(found[0].get_config(), metric.get_config()):
+            return [
+                f"the reloaded metric's config is {found[0].get_config()!r}, "
+                f"not {metric.get_config()!r}"
+            ]
+        return []
+
+    available = {
+        "batches": check_batches,
+        "sample_weight": check_sample_weight,
+        "reset_state": check_reset_state,
+        "tf_function": check_tf_function,
+        "config": check_config,
+        "saving": check_saving,
+    }
+    _run_checks(
+        f"check_metric({type(metric).__name__})", {name: available[name] for name in selected}
+    )

@@ -1,0 +1,223 @@
+"""Tests for kerasmlp.testing: every kerasmlp loss passes check_loss; broken losses fail clearly.
+
+The broken losses below each carry one deliberate bug; the test says which check must catch
+it and which numbers the message must show.
+"""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasmlp import losses
+from kerasmlp.testing import LOSS_CHECKS, CheckError, check_loss, check_metric
+
+RNG = np.random.default_rng(0)
+NORMAL = RNG.normal(size=(4, 3))
+LABELS = np.array([0, 2, 1, 2])
+ONE_HOT = np.eye(3)[LABELS]
+PROBS = np.exp(NORMAL) / np.exp(NORMAL).sum(axis=-1, keepdims=True)
+
+# (loss, y_true, y_pred): every kerasmlp loss, on inputs away from kinks and clipping bounds.
+KERASMLP_LOSSES = [
+    (losses.MeanSquaredError(), RNG.normal(size=(4, 3)), NORMAL),
+    (losses.MeanAbsoluteError(), RNG.normal(size=(4, 3)), NORMAL),
+    (losses.BinaryCrossentropy(), RNG.integers(0, 2, size=(4, 3)), 0.05 + 0.9 * PROBS),
+    (
+        losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1),
+        RNG.integers(0, 2, size=(4, 3)),
+        NORMAL,
+    ),
+    (losses.CategoricalCrossentropy(), ONE_HOT, PROBS),
+    (losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1), ONE_HOT, NORMAL),
+    (losses.SparseCategoricalCrossentropy(), LABELS, PROBS),
+    (
+        losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1),
+        np.array([0, -1, 1, 2]),
+        NORMAL,
+    ),
+    (losses.KLDivergence(), PROBS[::-1], PROBS),
+    (losses.Hinge(), RNG.integers(0, 2, size=(4, 3)), 0.3 * NORMAL),
+    (losses.SquaredHinge(), RNG.choice([-1.0, 1.0], size=(4, 3)), 0.3 * NORMAL),
+    (losses.CategoricalHinge(), ONE_HOT, NORMAL),
+]
+
+
+@pytest.mark.parametrize(
+    "loss,y_true,y_pred",
+    KERASMLP_LOSSES,
+    ids=[f"{type(loss).__name__}-{i}" for i, (loss, _, _) in enumerate(KERASMLP_LOSSES)],
+)
+def test_every_kerasmlp_loss_passes_check_loss(loss, y_true, y_pred):
+    check_loss(loss, y_true=y_true, y_pred=y_pred)
+
+
+def test_keras_builtin_passes_once_its_missing_dtype_is_excused():
+    # Keras's own losses leave `dtype` out of get_config; check_loss says so unless told.
+    with pytest.raises(CheckError, match=r"config: get_config\(\) lacks .*\['dtype'\]"):
+        check_loss(keras.losses.MeanSquaredError(), y_true=ONE_HOT, y_pred=NORMAL)
+    check_loss(
+        keras.losses.MeanSquaredError(), y_true=ONE_HOT, y_pred=NORMAL, config_exclude=["dtype"]
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Deliberately broken losses
+# ----------------------------------------------------------------------------------------------
+
+_BROKEN = keras.saving.register_keras_serializable(package="kerasmlp_test_broken")
+
+
+@_BROKEN
+class ForgetsSampleWeight(losses.MeanSquaredError):
+    """Bug: drops `sample_weight` on the way to the base class."""
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return super().__call__(y_true, y_pred)
+
+
+@tf.custom_gradient
+def _square_with_double_gradient(x):
+    return tf.square(x), lambda upstream: upstream * 4.0 * x  # bug: d/dx x^2 is 2x
+
+
+@_BROKEN
+class WrongGradient(losses.MeanSquaredError):
+    """Bug: a custom gradient twice too large."""
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_mean(_square_with_double_gradient(y_pred - y_true), axis=-1)
+
+
+@_BROKEN
+class DropsArgument(losses.MeanSquaredError):
+    """Bug: `scale` is a constructor argument that get_config leaves out."""
+
+    def __init__(self, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, y_true, y_pred):
+        return self.scale * super().call(y_true, y_pred)
+
+
+@_BROKEN
+class NaiveLogSoftmax(losses.CategoricalCrossentropy):
+    """Bug: log(softmax(x)) overflows to -inf at large logits."""
+
+    def call(self, y_true, y_pred):
+        return -tf.reduce_sum(y_true * tf.math.log(tf.nn.softmax(y_pred)), axis=-1)
+
+
+class Unregistered(losses.MeanSquaredError):
+    """Bug: not registered with Keras, so a saved model cannot find it."""
+
+
+@pytest.mark.parametrize(
+    "loss,failing_check,message",
+    [
+        (
+            ForgetsSampleWeight(),
+            "sample_weight",
+            # The numbers: what the loss returned and what its unreduced values imply.
+            r"reduction='sum', sample_weight=per_entry: the loss returned \d.* where \d.* was "
+            r"expected.*does __call__ pass `sample_weight` on",
+        ),
+        (
+            WrongGradient(),
+            "gradient",
+            r"d loss / d y_pred from autodiff is -?\d.* where -?\d.* was expected .*by finite "
+            r"differences \(delta=1e-05, dtype=float64\)",
+        ),
+        (DropsArgument(scale=2.0), "config", r"lacks constructor argument\(s\) \['scale'\]"),
+        (
+            NaiveLogSoftmax(from_logits=True),
+            "extremes",
+            r"at y_pred=\[ *10000\., -10000\., .* the loss is \[nan\].*not finite",
+        ),
+        (Unregistered(), "config", r"cannot deserialize Unregistered without custom_objects"),
+    ],
+    ids=["forgets_sample_weight", "wrong_gradient", "drops_argument", "naive_log", "unregistered"],
+)
+def test_broken_loss_fails_with_a_clear_message(loss, failing_check, message):
+    y_true = ONE_HOT if isinstance(loss, losses.CategoricalCrossentropy) else NORMAL[::-1]
+    with pytest.raises(CheckError) as raised:
+        check_loss(loss, y_true=y_true, y_pred=NORMAL)
+    text = str(raised.value)
+    assert text.startswith(f"check_loss({type(loss).__name__}): ")
+    assert f"\n- {failing_check}: " in text
+    assert any(
+        line.startswith(f"- {failing_check}: ") and re.search(message, line)
+        for line in text.splitlines()
+    ), text
+
+
+def test_check_error_is_an_assertion_error():
+    assert issubclass(CheckError, AssertionError)
+
+
+def test_unknown_check_name_is_refused_with_the_allowed_names():
+    with pytest.raises(ValueError, match=r"`checks`.*\['gradiant'\].*Allowed: values,"):
+        check_loss(losses.MeanSquaredError(), y_true=NORMAL, y_pred=NORMAL, checks=["gradiant"])
+    assert "gradient" in LOSS_CHECKS
+
+
+def test_non_loss_is_refused():
+    with pytest.raises(TypeError, match="Argument `loss`"):
+        check_loss(keras.losses.mean_squared_error, y_true=NORMAL, y_pred=NORMAL)
+
+
+# ----------------------------------------------------------------------------------------------
+# check_metric
+# ----------------------------------------------------------------------------------------------
+
+BINARY_TRUE = np.array([[1.0], [0.0], [1.0], [0.0]])
+# Accuracy 1 on the first half, 1/2 on the second, 3/4 on all, 2/3 without the first example.
+BINARY_PRED = np.array([[0.9], [0.2], [0.2], [0.1]])
+
+
+def test_keras_metric_passes_check_metric():
+    check_metric(
+        keras.metrics.BinaryAccuracy(),
+        y_true=BINARY_TRUE,
+        y_pred=BINARY_PRED,
+        config_exclude=["dtype"],
+    )
+
+
+@_BROKEN
+class IgnoresSampleWeight(keras.metrics.BinaryAccuracy):
+    """Bug: update_state drops `sample_weight`."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(y_true, y_pred)
+
+
+@_BROKEN
+class KeepsOnlyLastBatch(keras.metrics.BinaryAccuracy):
+    """Bug: every update overwrites the state instead of adding to it."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.reset_state()
+        return super().update_state(y_true, y_pred, sample_weight)
+
+
+@pytest.mark.parametrize(
+    "metric,failing_check,message",
+    [
+        (IgnoresSampleWeight(), "sample_weight", r"sample_weight 0 on the first example gives"),
+        (KeepsOnlyLastBatch(), "batches", r"2 batches give \d.* where \d.* was expected"),
+    ],
+    ids=["ignores_sample_weight", "keeps_only_last_batch"],
+)
+def test_broken_metric_fails_with_a_clear_message(metric, failing_check, message):
+    with pytest.raises(CheckError, match=rf"(?s)check_metric.*- {failing_check}: {message}"):
+        check_metric(
+            metric,
+            y_true=BINARY_TRUE,
+            y_pred=BINARY_PRED,
+            config_exclude=["dtype"],
+            checks=["batches", "sample_weight", "reset_state"],
+        )
