@@ -253,7 +253,8 @@ def check_loss(
     Example:
 
     >>> import kerasmlp.losses
-    >>> check_loss(kerasmlp.losses.MeanSquaredError(), y_true=[[0.0, 1.0]], y_pred=[[0.5, 0.25]],
+    >>> check_loss(kerasmlp.losses.MeanSquaredError(), y_true=[[0.0, 1.0], [1.0, 1.0]],
+    ...            y_pred=[[0.5, 0.25], [2.0, -1.0]],
     ...            checks=["values", "sample_weight", "config"])
     """
     if not isinstance(loss, keras.losses.Loss):
@@ -307,8 +308,13 @@ def check_loss(
                 got = reducer(
                     y_true, y_pred.astype(dtype), sample_weight=None if weight is None else weight
                 )
-                expected = _keras_reduce(values, mask, weight, reduction)
-                violation = _max_violation(np.asarray(got), expected, rtol, atol)
+                expected = np.asarray(_keras_reduce(values, mask, weight, reduction))
+                got = np.asarray(got)
+                if got.size == expected.size:
+                    # Keras squeezes a batch of one against a scalar weight; the shape is not
+                    # the loss's doing.
+                    got = got.reshape(expected.shape)
+                violation = _max_violation(got, expected, rtol, atol)
                 if violation:
                     problems.append(
                         f"reduction={reduction!r}, sample_weight={weight_name}: the loss returned "
