@@ -13,7 +13,8 @@ differ on purpose:
   `(n, n)` matrix and says nothing).
 - Sparse labels outside `[0, num_classes)` (other than `ignore_class`) raise an error, eagerly
   and inside `tf.function` (on a GPU, Keras's fused op would return NaN). Under XLA
-  (`jit_compile=True`) TensorFlow drops assertions, so the check cannot run there.
+  (`jit_compile=True`, Keras's default on a GPU) TensorFlow drops assertions, so there such
+  labels give a NaN loss instead of an error.
 - `SparseCategoricalCrossentropy` accepts `label_smoothing`.
 - `from_logits=True` fed rows that are obviously probabilities warns, eagerly; like Keras, an
   input produced by a softmax or sigmoid activation warns in graphs too.
@@ -195,7 +196,11 @@ def _warn_if_probabilities(fn_name: str, y_pred, axis: int) -> None:
 
 
 def _check_sparse_labels(fn_name: str, labels, num_classes: int, ignore_class: int | None):
-    """Refuses class ids outside `[0, num_classes)`; cheap (one min and one max) and graph-safe."""
+    """Returns `labels` after refusing class ids outside `[0, num_classes)`.
+
+    Cheap (one min and one max). Eagerly it raises `ValueError`; in a graph it adds an assertion
+    that raises `InvalidArgumentError` when run.
+    """
     checked = labels
     if ignore_class is not None:
         checked = ops.where(ops.equal(labels, ignore_class), ops.zeros_like(labels), labels)
@@ -208,17 +213,20 @@ def _check_sparse_labels(fn_name: str, labels, num_classes: int, ignore_class: i
     )
     if tf.executing_eagerly():
         if ops.size(checked) == 0:
-            return
+            return labels
         low, high = int(ops.min(checked)), int(ops.max(checked))
         if low < 0 or high >= num_classes:
             bad = low if low < 0 else high
             raise ValueError(f"{message} Received: y_true containing {bad}")
-        return
+        return labels
     low = tf.reduce_min(checked)
     high = tf.reduce_max(checked)
     ok = tf.logical_or(tf.equal(tf.size(checked), 0), tf.logical_and(low >= 0, high < num_classes))
-    # In a tf.function, an Assert op runs as an automatic control dependency. XLA drops it.
-    tf.debugging.Assert(ok, [message, "Received: y_true with min", low, "and max", high])
+    # The loss depends on the assertion, so it fails first (before the fused op's own, vaguer
+    # error on a CPU). XLA drops assertions.
+    check = tf.debugging.Assert(ok, [message, "Received: y_true with min", low, "and max", high])
+    with tf.control_dependencies([check]):
+        return tf.identity(labels)
 
 
 def _align_ranks(y_true, y_pred):
@@ -483,7 +491,7 @@ def sparse_categorical_crossentropy(
         )
     num_classes = y_pred.shape[-1]
     labels = ops.cast(y_true, "int64")
-    _check_sparse_labels(fn_name, labels, num_classes, ignore_class)
+    labels = _check_sparse_labels(fn_name, labels, num_classes, ignore_class)
     valid = None
     if ignore_class is not None:
         valid = ops.not_equal(labels, ignore_class)
@@ -503,6 +511,10 @@ def sparse_categorical_crossentropy(
     else:
         # The fused op is the log-softmax form, and its gradient is softmax(logits) - one_hot.
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=y_pred)
+    # Under XLA the assertion above is dropped; a label out of range then gives NaN (which
+    # `keras.callbacks.TerminateOnNaN` stops on) rather than a finite, wrong loss.
+    out_of_range = ops.logical_or(ops.less(labels, 0), ops.greater_equal(labels, num_classes))
+    loss = ops.where(out_of_range, ops.full_like(loss, float("nan")), loss)
     if valid is not None:
         loss = ops.where(valid, loss, ops.zeros_like(loss))
         _set_keras_mask(loss, valid)

@@ -384,6 +384,16 @@ def test_sparse_label_out_of_range_raises_inside_tf_function():
         step(tf.constant([0, 3]), tf.zeros((2, 3)))
 
 
+def test_sparse_label_out_of_range_gives_nan_under_xla():
+    # XLA drops assertions; NaN (not a finite, wrong loss) is the signal left.
+    step = tf.function(
+        lambda y, p: losses.sparse_categorical_crossentropy(y, p, label_smoothing=0.1),
+        jit_compile=True,
+    )
+    value = step(tf.constant([0, 3]), tf.fill((2, 3), 1 / 3)).numpy()
+    assert np.isfinite(value[0]) and np.isnan(value[1])
+
+
 @pytest.mark.parametrize(
     "fn,y_true,y_pred",
     [
