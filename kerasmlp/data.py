@@ -337,7 +337,10 @@ def _check_supported(name: str, builder) -> tuple[str, str, str]:
     info = builder.info
     if builder.name == PLAYGROUND_BUILDER:
         x_key, y_key = info.supervised_keys
-        return x_key, y_key, builder.builder_config.task
+        # From the features, not builder_config.task: a versioned name that is
+        # prepared already gets TFDS's ReadOnlyBuilder, with a plain BuilderConfig.
+        is_label = isinstance(info.features[y_key], tfds.features.ClassLabel)
+        return x_key, y_key, "classification" if is_label else "regression"
     keys = info.supervised_keys
     ok = isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)
     if ok:

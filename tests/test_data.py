@@ -373,6 +373,9 @@ def test_probe_goes_through_the_configured_proxy(monkeypatch, listening_port):
 
 
 def test_names_may_carry_a_version(data_dir):
-    assert _load("spirals:1.0.0", data_dir).info.num_test == 1000
+    _load("sine", data_dir)  # Prepared: a versioned name now gets TFDS's ReadOnlyBuilder.
+    info = _load("sine:1.0.0", data_dir).info
+    assert (info.task, info.num_classes, info.num_test) == ("regression", None, 1000)
+    assert _load("spirals:1.0.0", data_dir).info.class_names == ("spiral_a", "spiral_b")
     with pytest.raises(data.DataError, match=r"^Cannot load dataset 'mnist:9.9.9' \(data.name\): "):
         data.load_datasets("mnist:9.9.9", batch_size=8)
