@@ -517,6 +517,7 @@ SAVED = [
     (losses.CategoricalHinge, {}, _one_hot([0, 2]), 3),
 ]
 RELOAD_SCRIPT = pathlib.Path(__file__).with_name("_reload_losses.py")
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _save_models(directory):
@@ -543,6 +544,8 @@ def reloaded(tmp_path_factory):
     directory = tmp_path_factory.mktemp("saved_losses")
     expected = _save_models(directory)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    # This checkout's kerasmlp, installed or not.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, str(RELOAD_SCRIPT), str(directory), *expected],
         capture_output=True,
