@@ -25,12 +25,12 @@ from typing import Any, Protocol, TextIO
 import keras
 import tensorflow as tf
 
-from kerasmlp import losses
+from kerasmlp import diagnostics, losses
 from kerasmlp.components import make_learning_rate, make_loss, make_metrics, make_optimizer
 from kerasmlp.config import Config
 from kerasmlp.data import Datasets, load_datasets
 from kerasmlp.model import Head, build_model
-from kerasmlp.summaries import SummaryWriter, code_block
+from kerasmlp.summaries import SummaryWriter, code_block, model_summary
 
 
 class RunDirectoryExistsError(FileExistsError):
@@ -89,6 +89,12 @@ class Trainer:
         self.interval_loss = keras.metrics.Mean(name="loss")
         self.epoch_loss = keras.metrics.Mean(name="loss")
         self.eval_loss = keras.metrics.Mean(name="loss")
+        # Sum of per-step global gradient norms since the last read; the host
+        # divides by the steps it ran, so the loop adds one scalar per step.
+        self.interval_gradient_norm = tf.Variable(
+            0.0, trainable=False, name="interval_gradient_norm"
+        )
+        self._interval_steps = 0
         self.optimizer.build(model.trainable_variables)
         self.train_loop = tf.function(self._train_loop)
         self.evaluate_loop = tf.function(self._evaluate_loop)
@@ -112,7 +118,8 @@ class Trainer:
             return tf.cast(labels, outputs.dtype)[:, None], outputs
         return labels, outputs
 
-    def _total_loss(self, labels, outputs):
+    def total_loss(self, labels, outputs):
+        """The training objective: the loss on `outputs` plus the model's regularization."""
         loss = self.loss(*self._loss_inputs(labels, outputs))
         if self.model.losses:
             loss = loss + tf.add_n(self.model.losses)
@@ -121,10 +128,11 @@ class Trainer:
     def _train_step(self, features: tf.Tensor, labels: tf.Tensor) -> None:
         with tf.GradientTape() as tape:
             outputs = self.model(features, training=True)
-            loss = self._total_loss(labels, outputs)
+            loss = self.total_loss(labels, outputs)
         variables = self.model.trainable_variables
         gradients = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        self.interval_gradient_norm.assign_add(tf.linalg.global_norm(gradients))
         batch_size = tf.shape(features)[0]
         self.interval_loss.update_state(loss, sample_weight=batch_size)
         self.epoch_loss.update_state(loss, sample_weight=batch_size)
@@ -140,7 +148,7 @@ class Trainer:
     def _evaluate_loop(self, dataset: tf.data.Dataset) -> None:
         for features, labels in dataset:
             outputs = self.model(features, training=False)
-            loss = self._total_loss(labels, outputs)
+            loss = self.total_loss(labels, outputs)
             self.eval_loss.update_state(loss, sample_weight=tf.shape(features)[0])
             metric_labels, metric_outputs = self._metric_inputs(labels, outputs)
             for metric in self.eval_metrics:
@@ -152,12 +160,30 @@ class Trainer:
         """Runs `num_steps` training steps in one call of the compiled loop."""
         # A tensor argument, so a different count does not retrace.
         self.train_loop(iterator, tf.constant(num_steps, dtype=tf.int32))
+        self._interval_steps += num_steps
 
     def take_interval_loss(self) -> float:
         """Mean training loss since the last call (one host sync)."""
         value = float(self.interval_loss.result())
         self.interval_loss.reset_state()
         return value
+
+    def take_interval_stats(self) -> dict[str, float]:
+        """Since the last call: mean loss, mean global gradient norm, examples seen.
+
+        Reading the loss waits for the steps to finish (the one host sync);
+        the other reads are then cheap.
+        """
+        examples = float(self.interval_loss.count)
+        steps = max(self._interval_steps, 1)
+        gradient_norm = float(self.interval_gradient_norm.read_value()) / steps
+        self.interval_gradient_norm.assign(0.0)
+        self._interval_steps = 0
+        return {
+            "loss": self.take_interval_loss(),
+            "gradient_norm": gradient_norm,
+            "examples": examples,
+        }
 
     def start_epoch(self) -> None:
         self.epoch_loss.reset_state()
@@ -256,8 +282,9 @@ def train_and_evaluate(
     """Trains the model a config describes and evaluates it on held-out data.
 
     Writes into `run_dir`: `config.yaml` (the resolved config), TensorBoard event
-    files under `train/`, `validation/` and `test/`, `model.keras` and
-    `metrics.json`.
+    files under `train/`, `validation/` and `test/` (and the HParams session in
+    `run_dir` itself), `model.keras` and `metrics.json`. What TensorBoard gets
+    and how often is described in `kerasmlp.summaries` and `configs/default.yaml`.
 
     Args:
       config: the whole run (see `kerasmlp.config.Config`).
@@ -298,14 +325,31 @@ def train_and_evaluate(
 
     train_cfg = config.train
     steps_per_epoch = math.ceil(info.num_train / train_cfg.batch_size)
+    # Diagnostics look at held-out data: one fixed batch, and the images' split.
+    has_validation = data.validation is not None
+    look_split, look_data = ("validation", data.validation) if has_validation else ("test", None)
+    probe = diagnostics.ModelProbe(model, trainer.total_loss)
+    probe_batch = next(iter(data.validation if has_validation else data.test))
     results: dict[str, float] = {}
     with SummaryWriter(run_dir) as writer:
         writer.text("train", 0, "config", code_block(config.to_yaml()))
+        writer.text("train", 0, "model_summary", code_block(model_summary(model)))
+        writer.hparams(
+            config.flatten(),
+            metrics=[
+                (split, tag)
+                for split in (("validation", "test") if has_validation else ("test",))
+                for tag in ("loss", *config.metrics)
+            ],
+            trial_id=run_dir.name,
+        )
         reporter.start(epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch)
         train_time = 0.0
         for epoch in range(int(state.epoch.numpy()), train_cfg.epochs):
             trainer.start_epoch()
             done = 0
+            # Profile the first steps of the second epoch (the first one traces).
+            profile = train_cfg.profile_steps and epoch == min(1, train_cfg.epochs - 1)
             while done < steps_per_epoch:
                 step = state.step
                 # Stop at the next multiple of log_every_steps or at the epoch's end.
@@ -313,15 +357,33 @@ def train_and_evaluate(
                     train_cfg.log_every_steps - step % train_cfg.log_every_steps,
                     steps_per_epoch - done,
                 )
+                if profile:
+                    n = min(train_cfg.profile_steps, steps_per_epoch - done)
+                    tf.profiler.experimental.start(str(run_dir / "train"))
                 start = time.perf_counter()
                 trainer.run_steps(state.iterator, n)
-                logs = {
-                    "loss": trainer.take_interval_loss(),  # waits for the steps to finish
-                    "learning_rate": float(schedule(step + n)),
-                }
-                train_time += time.perf_counter() - start
+                stats = trainer.take_interval_stats()  # waits for the steps to finish
+                elapsed = time.perf_counter() - start
+                if profile:
+                    tf.profiler.experimental.stop()
+                    profile = False
+                if step == 0:  # the loop has just been traced: show it in the Graphs tab
+                    loop = trainer.train_loop.get_concrete_function(
+                        state.iterator, tf.constant(n, dtype=tf.int32)
+                    )
+                    writer.graph("train", loop.graph)
+                logs = {"loss": stats["loss"], "learning_rate": float(schedule(step + n))}
+                train_time += elapsed
                 done += n
-                writer.scalars("train", step + n, logs)
+                writer.scalars(
+                    "train",
+                    step + n,
+                    {
+                        **logs,
+                        "gradient_norm": stats["gradient_norm"],
+                        "examples_per_second": stats["examples"] / max(elapsed, 1e-9),
+                    },
+                )
                 reporter.train_progress(step=step + n, epoch=epoch + 1, logs=logs)
             state.epoch.assign(epoch + 1)
             step = state.step
@@ -336,12 +398,21 @@ def train_and_evaluate(
                 val_logs = trainer.evaluate(data.validation)
                 writer.scalars("validation", step, val_logs)
                 epoch_logs.update({f"validation_{k}": v for k, v in val_logs.items()})
+            if _due(train_cfg.histogram_every_epochs, epoch, last):
+                writer.layer_reports("train", step, probe.layer_reports(*probe_batch))
+            if look_data is not None and _due(train_cfg.image_every_epochs, epoch, last):
+                for tag, image in diagnostics.render_images(probe, look_data, info).items():
+                    writer.image(look_split, step, tag, image)
             reporter.epoch_end(step=step, epoch=epoch + 1, logs=epoch_logs)
             results.update(epoch_logs)
 
         step = state.step
         test_logs = trainer.evaluate(data.test)
         writer.scalars("test", step, test_logs)
+        if look_data is None and train_cfg.image_every_epochs:
+            for tag, image in diagnostics.render_images(probe, data.test, info).items():
+                writer.image("test", step, tag, image)
+        writer.hparams_end(step)
         results.update({f"test_{k}": v for k, v in test_logs.items()})
         results.update(
             steps=float(step),
@@ -353,6 +424,11 @@ def train_and_evaluate(
     (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     reporter.end(results)
     return results
+
+
+def _due(every_epochs: int, epoch: int, last: bool) -> bool:
+    """Whether a kind of summary written every N epochs (0: never) is due after `epoch`."""
+    return bool(every_epochs) and ((epoch + 1) % every_epochs == 0 or last)
 
 
 def _without_loss(logs: Mapping[str, float]) -> dict[str, float]:

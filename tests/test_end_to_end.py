@@ -58,7 +58,9 @@ def mnist_run(tmp_path_factory):
 
 def test_run_directory_holds_config_model_metrics_and_events(mnist_run):
     config, run_dir, results = mnist_run
-    assert sorted(p.name for p in run_dir.iterdir()) == [
+    # The run directory's own event file holds the HParams session (see test_summaries).
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events.")) == [
         "config.yaml",
         "metrics.json",
         "model.keras",
@@ -82,11 +84,15 @@ def test_results_are_plain_floats(mnist_run):
 def test_train_scalars_at_logged_steps_and_epoch_ends(mnist_run):
     config, run_dir, _ = mnist_run
     train = events.scalars(run_dir / "train")
-    assert set(train) == {"loss", "learning_rate", "epoch", "accuracy", "macro_f1", "ece"}
+    per_step = {"loss", "learning_rate", "gradient_norm", "examples_per_second"}
+    per_epoch = {"epoch", "accuracy", "macro_f1", "ece"}
+    # One hidden ReLU layer and the head (see test_summaries for these).
+    per_layer = {"dense_0/gradient_norm", "dense_0/dead_fraction", "head/gradient_norm"}
+    assert set(train) == per_step | per_epoch | per_layer
     # Every 4 steps, plus the epoch ends at 19 and 38.
     logged = [4, 8, 12, 16, 19, 20, 24, 28, 32, 36, 38]
-    assert [s for s, _ in train["loss"]] == logged
-    assert [s for s, _ in train["learning_rate"]] == logged
+    for tag in per_step:
+        assert [s for s, _ in train[tag]] == logged, tag
     assert train["epoch"] == [(19, 1.0), (38, 2.0)]
     assert [s for s, _ in train["accuracy"]] == [19, 38]
 
