@@ -18,6 +18,7 @@ import os
 import pathlib
 import socket
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
@@ -297,8 +298,9 @@ def probe_download_hosts(urls: Iterable[str], timeout: float = PROBE_TIMEOUT) ->
     threads = [threading.Thread(target=connect, args=item, daemon=True) for item in targets.items()]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(timeout)
+    deadline = time.monotonic() + timeout
+    for thread in threads:  # One shared deadline: all hosts are probed at once.
+        thread.join(max(0.0, deadline - time.monotonic()))
     return sorted(host for host in targets if host not in reached)
 
 

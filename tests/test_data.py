@@ -361,7 +361,8 @@ def test_probe_gives_up_at_its_deadline(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", hang)
     try:
-        assert REAL_PROBE(["https://example.invalid/x.gz"], timeout=0.2) == ["example.invalid"]
+        urls = ["https://a.example.invalid/x.gz", "http://b.example.invalid/y.gz"]
+        assert REAL_PROBE(urls, timeout=0.2) == ["a.example.invalid", "b.example.invalid"]
     finally:
         release.set()
 
