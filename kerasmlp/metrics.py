@@ -838,7 +838,8 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         return {**super().get_config(), "num_bins": self.num_bins, "from_logits": self.from_logits}
 
 
-@keras.saving.register_keras_serializable(package="kerasmlp")
+# `kerasmlp>MeanSquaredError` is the loss of the same name: a second registration would replace it.
+@keras.saving.register_keras_serializable(package="kerasmlp", name="MeanSquaredErrorMetric")
 class MeanSquaredError(_WeightedMean):
     """Weighted mean over examples of each example's mean squared error.
 
@@ -863,7 +864,8 @@ class MeanSquaredError(_WeightedMean):
         return squared_errors(y_true, y_pred)
 
 
-@keras.saving.register_keras_serializable(package="kerasmlp")
+# `kerasmlp>MeanAbsoluteError` is the loss of the same name: a second registration would replace it.
+@keras.saving.register_keras_serializable(package="kerasmlp", name="MeanAbsoluteErrorMetric")
 class MeanAbsoluteError(_WeightedMean):
     """Weighted mean over examples of each example's mean absolute error.
 

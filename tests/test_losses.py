@@ -567,11 +567,6 @@ def test_saved_models_load_in_a_fresh_process_after_import_kerasmlp_losses(reloa
         assert reloaded_value == pytest.approx(value, rel=1e-6), path  # the saving process's
 
 
-@pytest.mark.xfail(
-    reason="kerasmlp/__init__.py imports kerasmlp.losses lazily, so after `import kerasmlp` "
-    "alone nothing has registered the loss classes with Keras when a model loads",
-    strict=False,
-)
 def test_saved_model_loads_in_a_fresh_process_after_import_kerasmlp(reloaded):
     _, got = reloaded
     assert isinstance(got["after_import_kerasmlp"], dict), got["after_import_kerasmlp"]
