@@ -56,7 +56,15 @@ def _run_name(value: str | None, config_path: str | None) -> str:
 @click.option("--run-name", default=None, help="Run folder name. Default: <config name>-<time>.")
 @click.option("--epochs", type=int, default=None, help="Shortcut for --set train.epochs=N.")
 @click.option("--seed", type=int, default=None, help="Shortcut for --set seed=N.")
-def main(config_path, overrides, logdir, run_name, epochs, seed):
+@click.option(
+    "--sweep",
+    "sweep_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML grid {dotted.key: [value, ...]}: one run per point, each named after its "
+    "point, under <logdir>/<run-name>/; compare them in TensorBoard's HParams tab.",
+)
+def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path):
     """Train a Dense network (MLP) from a YAML config and log the run to TensorBoard."""
     overrides = list(overrides)
     if epochs is not None:
@@ -65,7 +73,16 @@ def main(config_path, overrides, logdir, run_name, epochs, seed):
         overrides.append(f"seed={seed}")
     try:
         config = load_config(config_path, overrides)
-        run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path)
+        run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
+        runs = [(config, run_dir)]
+        if sweep_path is not None:
+            from kerasmlp import sweep
+
+            grid = sweep.load_grid(sweep_path)
+            runs = [
+                (point.config, run_dir / point.name)
+                for point in sweep.plan_sweep(grid, config_path, overrides)
+            ]
     except ConfigError as e:
         _fail(e)
 
@@ -73,19 +90,25 @@ def main(config_path, overrides, logdir, run_name, epochs, seed):
     from kerasmlp.data import DataError
     from kerasmlp.train import LineReporter, RunDirectoryExistsError, train_and_evaluate
 
-    reporter = _BarReporter() if sys.stdout.isatty() else LineReporter()
-    try:
-        results = train_and_evaluate(config, run_dir, reporter=reporter)
-    except (ConfigError, DataError, RunDirectoryExistsError) as e:
-        if isinstance(reporter, _BarReporter):
-            reporter.close()  # end the bar's line before the message
-        _fail(e)
-    tests = " | ".join(
-        f"{k.removeprefix('test_')} {v:.4f}" for k, v in results.items() if k.startswith("test_")
-    )
-    click.echo(f"test       | {tests}")
-    click.echo(f"run directory: {run_dir}")
-    click.echo(f"see it with:   tensorboard --logdir {logdir}")
+    for config, point_dir in runs:
+        if sweep_path is not None:
+            click.echo(f"sweep run {point_dir.name}")
+        reporter = _BarReporter() if sys.stdout.isatty() else LineReporter()
+        try:
+            results = train_and_evaluate(config, point_dir, reporter=reporter)
+        except (ConfigError, DataError, RunDirectoryExistsError) as e:
+            if isinstance(reporter, _BarReporter):
+                reporter.close()  # end the bar's line before the message
+            _fail(e)
+        tests = " | ".join(
+            f"{k.removeprefix('test_')} {v:.4f}"
+            for k, v in results.items()
+            if k.startswith("test_")
+        )
+        click.echo(f"test       | {tests}")
+        click.echo(f"run directory: {point_dir}")
+    # A sweep's runs sit together: its folder is the log directory that compares them.
+    click.echo(f"see it with:   tensorboard --logdir {run_dir if sweep_path else logdir}")
 
 
 def _fail(error: Exception) -> None:
