@@ -199,10 +199,14 @@ class ModelProbe:
         ]
         input_dim = model.input_shape[-1]
         spec = tf.TensorSpec([None, input_dim], tf.float32)
-        self._measure = tf.function(self._measure_fn)
+        # No AutoGraph: the code has no tensor-dependent control flow, and
+        # converting it (and Keras's loss code) would cost most of a second.
+        self._measure = tf.function(self._measure_fn, autograph=False)
         # One trace for every batch size (the last batch of a split is smaller).
         self.predict = tf.function(
-            lambda features: model(features, training=False), input_signature=[spec]
+            lambda features: model(features, training=False),
+            input_signature=[spec],
+            autograph=False,
         )
 
     def _forward(self, features):
@@ -271,33 +275,53 @@ class Predictions:
     wrong_features: np.ndarray  # (k, input_dim), the first k misclassified examples
     wrong_labels: np.ndarray
     wrong_predicted: np.ndarray
+    points: np.ndarray  # (n, input_dim) every x, when asked for (2-D plots)
 
 
 def collect_predictions(
-    probe: ModelProbe, dataset: tf.data.Dataset, *, keep_wrong: int = 0
+    probe: ModelProbe,
+    dataset: tf.data.Dataset,
+    *,
+    classification: bool = True,
+    keep_wrong: int = 0,
+    keep_points: bool = False,
 ) -> Predictions:
-    """Runs `probe.predict_classes` over a batched `(x, y)` classification dataset."""
-    labels, predicted, wrong = [], [], []
+    """One pass of `probe` over a batched `(x, y)` dataset.
+
+    Args:
+      probe: the model's `ModelProbe`.
+      dataset: batched `(x, y)`; y class ids (or regression targets).
+      classification: predict classes; False (regression) collects labels only.
+      keep_wrong: keep up to this many misclassified examples (classification).
+      keep_points: keep every x (for 2-D plots).
+    """
+    labels, predicted, wrong, points = [], [], [], []
     kept = 0
     for features, batch_labels in dataset:
-        y = np.asarray(batch_labels).astype(np.int64)
-        p = probe.predict_classes(features)
+        x, y = np.asarray(features), np.asarray(batch_labels)
         labels.append(y)
+        if keep_points:
+            points.append(x)
+        if not classification:
+            continue
+        p = probe.predict_classes(x)
         predicted.append(p)
         if kept < keep_wrong:
             idx = np.flatnonzero(p != y)[: keep_wrong - kept]
             if idx.size:
-                wrong.append((np.asarray(features)[idx], y[idx], p[idx]))
+                wrong.append((x[idx], y[idx], p[idx]))
                 kept += idx.size
     input_dim = probe.model.input_shape[-1]
+    empty = np.zeros(0, np.int64)
     return Predictions(
-        labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
-        predicted=np.concatenate(predicted) if predicted else np.zeros(0, np.int64),
+        labels=np.concatenate(labels) if labels else empty,
+        predicted=np.concatenate(predicted) if predicted else empty,
         wrong_features=np.concatenate([w[0] for w in wrong])
         if wrong
         else np.zeros((0, input_dim), np.float32),
-        wrong_labels=np.concatenate([w[1] for w in wrong]) if wrong else np.zeros(0, np.int64),
-        wrong_predicted=np.concatenate([w[2] for w in wrong]) if wrong else np.zeros(0, np.int64),
+        wrong_labels=np.concatenate([w[1] for w in wrong]) if wrong else empty,
+        wrong_predicted=np.concatenate([w[2] for w in wrong]) if wrong else empty,
+        points=np.concatenate(points) if points else np.zeros((0, input_dim), np.float32),
     )
 
 
@@ -312,7 +336,7 @@ def render_images(
     dataset: tf.data.Dataset,
     info,
     *,
-    resolution: int = 128,
+    resolution: int = 100,
     max_points: int = 1000,
     max_wrong: int = 32,
 ) -> dict[str, np.ndarray]:
@@ -335,9 +359,15 @@ def render_images(
     images: dict[str, np.ndarray] = {}
     classification = info.task == "classification"
     is_image = len(info.input_shape) == 3
+    keep = max_wrong if classification and is_image else 0
+    found = collect_predictions(
+        probe,
+        dataset,
+        classification=classification,
+        keep_wrong=keep,
+        keep_points=info.input_dim == 2,
+    )
     if classification:
-        keep = max_wrong if is_image else 0
-        found = collect_predictions(probe, dataset, keep_wrong=keep)
         matrix = confusion_matrix(found.labels, found.predicted, info.num_classes)
         images["confusion_matrix"] = confusion_matrix_image(matrix, info.class_names)
         if is_image:
@@ -346,11 +376,7 @@ def render_images(
                 wrong, found.wrong_labels, found.wrong_predicted, info.class_names
             )
     if info.input_dim == 2:
-        xs, ys = [], []
-        for features, labels in dataset:
-            xs.append(np.asarray(features))
-            ys.append(np.asarray(labels))
-        points, labels = np.concatenate(xs)[:max_points], np.concatenate(ys)[:max_points]
+        points, labels = found.points[:max_points], found.labels[:max_points]
         extent = plot_extent(points)
         grid = grid_points(extent, resolution)
         if classification:

@@ -343,6 +343,9 @@ def train_and_evaluate(
             ],
             trial_id=run_dir.name,
         )
+        if train_cfg.histogram_every_epochs:
+            # The weights at initialization; also traces the probe before training starts.
+            writer.layer_reports("train", state.step, probe.layer_reports(*probe_batch))
         reporter.start(epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch)
         train_time = 0.0
         for epoch in range(int(state.epoch.numpy()), train_cfg.epochs):
