@@ -1,0 +1,202 @@
+"""Tests for kerasmlp.summaries: each kind of record read back, and what a real run writes when."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+from kerasmlp.config import load_config
+from kerasmlp.summaries import SummaryWriter, hparam_value, model_summary
+from kerasmlp.train import train_and_evaluate
+from tests import events
+
+
+def hparams_records(run_dir):
+    accumulator = events.load(run_dir)
+    content = {
+        tag: accumulator.SummaryMetadata(tag).plugin_data.content
+        for tag in accumulator.Tags()["tensors"]
+    }
+    return (
+        hparams_metadata.parse_experiment_plugin_data(content["_hparams_/experiment"]),
+        hparams_metadata.parse_session_start_info_plugin_data(
+            content["_hparams_/session_start_info"]
+        ),
+        hparams_metadata.parse_session_end_info_plugin_data(content["_hparams_/session_end_info"]),
+    )
+
+
+def test_scalars_histograms_and_images_read_back(tmp_path):
+    values = np.arange(12, dtype="float32").reshape(3, 4)
+    picture = np.zeros((5, 7, 3), np.uint8)
+    picture[1, 2] = (255, 0, 0)
+    with SummaryWriter(tmp_path) as writer:
+        writer.scalars("train", 3, {"loss": 0.25, "layer/x": 1.5})
+        writer.histograms("train", 3, {"dense_0/kernel": values})
+        writer.image("validation", 3, "picture", picture)
+    assert events.scalars(tmp_path / "train") == {"loss": [(3, 0.25)], "layer/x": [(3, 1.5)]}
+    accumulator = events.load(tmp_path / "train")
+    (event,) = accumulator.Tensors("dense_0/kernel")
+    buckets = tf.make_ndarray(event.tensor_proto)  # rows of (left edge, right edge, count)
+    assert buckets[:, 2].sum() == 12 and buckets[0, 0] == 0 and buckets[-1, 1] == 11
+    (event,) = events.load(tmp_path / "validation").Tensors("picture")
+    width, height, png = tf.make_ndarray(event.tensor_proto)
+    assert (int(width), int(height)) == (7, 5)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), picture)
+
+
+def test_hparams_records_live_in_the_run_directory(tmp_path):
+    with SummaryWriter(tmp_path) as writer:
+        writer.hparams(
+            {"model.activation": "relu", "seed": 3, "data.data_dir": None, "staircase": False},
+            metrics=[("validation", "accuracy"), ("test", "loss")],
+            trial_id="run-7",
+        )
+        writer.hparams_end(10)
+    experiment, start, end = hparams_records(tmp_path)
+    types = {info.name: info.type for info in experiment.hparam_infos}
+    assert types == {
+        "model.activation": api_pb2.DATA_TYPE_STRING,
+        "seed": api_pb2.DATA_TYPE_FLOAT64,
+        "data.data_dir": api_pb2.DATA_TYPE_STRING,
+        "staircase": api_pb2.DATA_TYPE_BOOL,
+    }
+    # No domains: one run's values must never filter another run out of the dashboard.
+    assert not any(info.HasField("domain_discrete") for info in experiment.hparam_infos)
+    assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == [
+        ("validation", "accuracy"),
+        ("test", "loss"),
+    ]
+    assert start.group_name == "run-7"
+    assert start.hparams["data.data_dir"].string_value == "null"
+    assert start.hparams["seed"].number_value == 3
+    assert end.status == api_pb2.STATUS_SUCCESS
+
+
+def test_hparam_values_are_plain():
+    assert [hparam_value(v) for v in (None, True, 2, 0.5, "x", (1, 2))] == [
+        "null",
+        True,
+        2,
+        0.5,
+        "x",
+        "(1, 2)",
+    ]
+
+
+def test_unknown_split_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="split must be one of"):
+        SummaryWriter(tmp_path).writer("eval")
+
+
+@pytest.fixture(scope="module")
+def tanh_run(tmp_path_factory):
+    """Two epochs of the spirals with tanh units and every kind of summary each epoch."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tanh"
+    config = load_config(
+        None,
+        [
+            "train.epochs=2",
+            "train.log_every_steps=20",
+            "train.histogram_every_epochs=1",
+            "train.image_every_epochs=1",
+            "model.activation=tanh",
+            "model.hidden_units=[8, 8]",
+            "metrics=[accuracy, macro_f1]",
+            f"data.data_dir={tmp_path_factory.mktemp('tfds')}",
+        ],
+    )
+    results = train_and_evaluate(config, run_dir, reporter=_Quiet())
+    return config, run_dir, results
+
+
+class _Quiet:
+    def start(self, **kwargs): ...
+
+    def train_progress(self, **kwargs): ...
+
+    def epoch_end(self, **kwargs): ...
+
+    def end(self, results): ...
+
+
+def test_per_step_gradient_norm_and_throughput(tanh_run):
+    _, run_dir, results = tanh_run
+    train = events.scalars(run_dir / "train")
+    steps = int(results["steps"])
+    logged = [s for s, _ in train["loss"]]
+    assert logged[-1] == steps and logged[:2] == [20, 40]
+    for tag in ("gradient_norm", "examples_per_second"):
+        assert [s for s, _ in train[tag]] == logged
+        assert all(np.isfinite(v) and v > 0 for _, v in train[tag])
+
+
+def test_per_layer_histograms_and_unit_health_at_start_and_epoch_ends(tanh_run):
+    _, run_dir, results = tanh_run
+    plugins = events.tags_by_plugin(run_dir / "train")
+    layers = ("dense_0", "dense_1", "head")
+    kinds = ("kernel", "bias", "kernel_gradient", "bias_gradient")
+    assert plugins["histograms"] == {f"{layer}/{kind}" for layer in layers for kind in kinds}
+    train = events.scalars(run_dir / "train")
+    epoch_ends = [s for s, _ in train["epoch"]]
+    for layer in layers:
+        assert [s for s, _ in train[f"{layer}/gradient_norm"]] == [0, *epoch_ends]
+    for layer in ("dense_0", "dense_1"):  # tanh layers: saturation, not dead units
+        assert all(0 <= v <= 1 for _, v in train[f"{layer}/saturated_fraction"])
+        assert f"{layer}/dead_fraction" not in train
+    assert "head/saturated_fraction" not in train
+    accumulator = events.load(run_dir / "train")
+    assert [e.step for e in accumulator.Tensors("dense_0/kernel")] == [0, *epoch_ends]
+
+
+def test_images_text_and_graph(tanh_run):
+    _, run_dir, _ = tanh_run
+    validation = events.load(run_dir / "validation")
+    train_steps = [s for s, _ in events.scalars(run_dir / "train")["epoch"]]
+    for tag in ("confusion_matrix", "decision_boundary"):
+        assert [e.step for e in validation.Tensors(tag)] == train_steps
+    texts = events.texts(run_dir / "train")
+    assert "dense_0" in texts["model_summary"] and "Total params" in texts["model_summary"]
+    graph = events.load(run_dir / "train").Graph()
+    assert any(node.op == "While" or "while" in node.name.lower() for node in graph.node)
+
+
+def test_hparams_session_of_a_run(tanh_run):
+    config, run_dir, _ = tanh_run
+    experiment, start, end = hparams_records(run_dir)
+    assert {info.name for info in experiment.hparam_infos} == set(config.flatten())
+    assert {(m.name.group, m.name.tag) for m in experiment.metric_infos} == {
+        (split, tag) for split in ("validation", "test") for tag in ("loss", "accuracy", "macro_f1")
+    }
+    assert start.hparams["model.activation"].string_value == "tanh"
+    assert start.hparams["model.hidden_units"].string_value == "8,8"
+    assert start.group_name == run_dir.name
+    assert end.status == api_pb2.STATUS_SUCCESS
+
+
+def test_off_switches_write_no_histograms_or_images(tmp_path):
+    config = load_config(
+        None,
+        [
+            "train.epochs=1",
+            "train.histogram_every_epochs=0",
+            "train.image_every_epochs=0",
+            "model.hidden_units=[4]",
+            f"data.data_dir={tmp_path / 'tfds'}",
+        ],
+    )
+    train_and_evaluate(config, tmp_path / "run", reporter=_Quiet())
+    assert "histograms" not in events.tags_by_plugin(tmp_path / "run" / "train")
+    assert "images" not in events.tags_by_plugin(tmp_path / "run" / "validation")
+
+
+def test_model_summary_is_text():
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense_0")])
+    text = model_summary(model)
+    assert "dense_0" in text and "8" in text  # 3 * 2 + 2 parameters
