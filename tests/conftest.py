@@ -19,3 +19,18 @@ def shared_data_dir() -> pathlib.Path:
     if not (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"real data not found at {SHARED_DATA} (see shared/data/README.md)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def real_tfds_dir(shared_data_dir, tmp_path_factory) -> pathlib.Path:
+    """A TFDS data_dir with MNIST and Fashion-MNIST prepared offline, once per test session.
+
+    Preparing takes 10-40 s a dataset; every test that needs real data shares this one.
+    """
+    from kerasmlp.data import prepare_offline
+
+    data_dir = tmp_path_factory.mktemp("tfds_real")
+    for name in ("mnist", "fashion_mnist"):
+        # Each gets its own download folder inside prepare_offline: the two share file names.
+        prepare_offline(name, shared_data_dir / name, data_dir)
+    return data_dir

@@ -1,7 +1,7 @@
 """Real MNIST and Fashion-MNIST, prepared offline from the canonical files in ../shared/data.
 
 Skipped when the files are absent (see `shared_data_dir` in conftest.py). Both
-datasets are prepared once per module into ONE temporary data_dir, which is the
+datasets are prepared once per session into ONE temporary data_dir, which is the
 case where TFDS has been seen to build Fashion-MNIST from the MNIST files; the
 mean pixel checks would catch it.
 """
@@ -38,8 +38,9 @@ def _no_probe(*args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tfds_real")
+def data_dir(real_tfds_dir):
+    # Both datasets prepared into one data_dir (conftest.py), the pitfall's setting.
+    return real_tfds_dir
 
 
 @pytest.fixture(scope="module", params=["mnist", "fashion_mnist"])
