@@ -136,8 +136,8 @@ class TrainConfig:
     validation_fraction: float = dataclasses.field(default=0.1, metadata=_range(ge=0.0, lt=1.0))
     log_every_steps: int = dataclasses.field(default=50, metadata=_range(ge=1))
     eval_every_epochs: int = dataclasses.field(default=1, metadata=_range(ge=1))
-    histogram_every_epochs: int = dataclasses.field(default=1, metadata=_range(ge=0))
-    image_every_epochs: int = dataclasses.field(default=5, metadata=_range(ge=0))
+    histogram_every_epochs: int = dataclasses.field(default=10, metadata=_range(ge=0))
+    image_every_epochs: int = dataclasses.field(default=20, metadata=_range(ge=0))
     profile_steps: int = dataclasses.field(default=0, metadata=_range(ge=0))
 
 
