@@ -261,14 +261,20 @@ class LineReporter:
 # --- the entry point ----------------------------------------------------------
 
 
-def prepare_run_dir(run_dir: str | pathlib.Path) -> pathlib.Path:
-    """Creates `run_dir`, refusing one that already holds files."""
+def check_run_dir(run_dir: str | pathlib.Path) -> pathlib.Path:
+    """Returns `run_dir` as a path, refusing one that already holds files."""
     run_dir = pathlib.Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunDirectoryExistsError(
             f"Run directory {run_dir} already holds files; kerasmlp does not write over a run. "
             "Choose another --run-name or --logdir."
         )
+    return run_dir
+
+
+def prepare_run_dir(run_dir: str | pathlib.Path) -> pathlib.Path:
+    """Creates `run_dir`, refusing one that already holds files."""
+    run_dir = check_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -303,13 +309,15 @@ def train_and_evaluate(
       RunDirectoryExistsError: `run_dir` already holds files.
     """
     reporter = reporter or LineReporter()
-    run_dir = prepare_run_dir(run_dir)
-    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    check_run_dir(run_dir)
     keras.utils.set_random_seed(config.seed)
 
     data = _load(config)
     info = data.info
     head = Head.for_task(info.task, num_classes=info.num_classes, loss_name=config.loss.name)
+    # Only now that the data and the config fit, so a refused run leaves no folder behind.
+    run_dir = prepare_run_dir(run_dir)
+    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     model = build_model(config.model, input_dim=info.input_dim, head=head, seed=config.seed)
     schedule = make_learning_rate(config.optimizer)
     optimizer = make_optimizer(config.optimizer, schedule)
