@@ -151,6 +151,15 @@ def test_default_config_learns_the_spirals(tmp_path):
     config = load_config(None, ["train.epochs=8", f"data.data_dir={tmp_path / 'tfds'}"])
     results = train_and_evaluate(config, tmp_path / "run")
     assert results["test_accuracy"] > 0.8  # a linear model stays near 0.5 on spirals
+    # The smooth (non-staircase) schedule, at every logged step.
+    lr = config.optimizer.learning_rate
+    logged = events.scalars(tmp_path / "run" / "train")["learning_rate"]
+    assert len(logged) > 10
+    for step, value in logged:
+        want = expected_learning_rate(
+            step, lr.initial_learning_rate, lr.decay_steps, lr.decay_rate, False
+        )
+        np.testing.assert_allclose(value, want, rtol=1e-6)
 
 
 def test_regression_dataset_end_to_end(tmp_path):
