@@ -194,6 +194,22 @@ def test_off_switches_write_no_histograms_or_images(tmp_path):
     assert "images" not in events.tags_by_plugin(tmp_path / "run" / "validation")
 
 
+def test_profile_steps_writes_a_profile_for_the_profile_tab(tmp_path):
+    config = load_config(
+        None,
+        [
+            "train.epochs=2",
+            "train.profile_steps=3",
+            "model.hidden_units=[4]",
+            f"data.data_dir={tmp_path / 'tfds'}",
+        ],
+    )
+    train_and_evaluate(config, tmp_path / "run", reporter=_Quiet())
+    # TensorBoard's profile plugin reads <run>/plugins/profile/<session>/*.xplane.pb.
+    profiles = list((tmp_path / "run" / "train" / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert len(profiles) == 1 and profiles[0].stat().st_size > 0
+
+
 def test_model_summary_is_text():
     import keras
 
