@@ -78,16 +78,6 @@ def make_learning_rate(config: OptimizerConfig) -> keras.optimizers.schedules.Ex
     )
 
 
-def make_optimizer(
-    config: OptimizerConfig,
-    schedule: keras.optimizers.schedules.LearningRateSchedule | None = None,
-) -> keras.optimizers.Optimizer:
-    """The optimizer named by `optimizer.name`, its rate an exponential decay.
-
-    Args:
-      config: the optimizer section.
-      schedule: the learning-rate schedule to use; by default `make_learning_rate(config)`.
-        Pass it in to read the exact rate at a step later (`schedule(step)`).
-    """
-    schedule = schedule or make_learning_rate(config)
-    return _OPTIMIZERS[config.name](learning_rate=schedule)
+def make_optimizer(config: OptimizerConfig) -> keras.optimizers.Optimizer:
+    """The optimizer named by `optimizer.name`, its rate an exponential decay."""
+    return _OPTIMIZERS[config.name](learning_rate=make_learning_rate(config))

@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from kerasmlp import diagnostics, losses
-from kerasmlp.components import make_learning_rate, make_loss, make_metrics, make_optimizer
+from kerasmlp.components import make_loss, make_metrics, make_optimizer
 from kerasmlp.config import Config
 from kerasmlp.data import Datasets, load_datasets
 from kerasmlp.model import Head, build_model
@@ -86,15 +86,10 @@ class Trainer:
         self.train_metrics = make_metrics(metric_names, head)
         self.eval_metrics = make_metrics(metric_names, head)
         # Mean of the per-batch loss, weighted by batch size, as model.fit reports it.
-        self.interval_loss = keras.metrics.Mean(name="loss")
-        self.epoch_loss = keras.metrics.Mean(name="loss")
         self.eval_loss = keras.metrics.Mean(name="loss")
-        # Sum of per-step global gradient norms since the last read; the host
-        # divides by the steps it ran, so the loop adds one scalar per step.
-        self.interval_gradient_norm = tf.Variable(
-            0.0, trainable=False, name="interval_gradient_norm"
-        )
-        self._interval_steps = 0
+        # The epoch's training loss, summed on the host from what each call returns.
+        self._epoch_loss_sum = 0.0
+        self._epoch_examples = 0.0
         self.optimizer.build(model.trainable_variables)
         self.train_loop = tf.function(self._train_loop)
         self.evaluate_loop = tf.function(self._evaluate_loop)
@@ -125,25 +120,35 @@ class Trainer:
             loss = loss + tf.add_n(self.model.losses)
         return loss
 
-    def _train_step(self, features: tf.Tensor, labels: tf.Tensor) -> None:
+    def _train_step(self, features: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """One update; returns the loss and the global norm of the gradients."""
         with tf.GradientTape() as tape:
             outputs = self.model(features, training=True)
             loss = self.total_loss(labels, outputs)
         variables = self.model.trainable_variables
         gradients = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        self.interval_gradient_norm.assign_add(tf.linalg.global_norm(gradients))
-        batch_size = tf.shape(features)[0]
-        self.interval_loss.update_state(loss, sample_weight=batch_size)
-        self.epoch_loss.update_state(loss, sample_weight=batch_size)
         metric_labels, metric_outputs = self._metric_inputs(labels, outputs)
         for metric in self.train_metrics:
             metric.update_state(metric_labels, metric_outputs)
+        return loss, tf.linalg.global_norm(gradients)
 
-    def _train_loop(self, iterator, num_steps: tf.Tensor) -> None:
+    def _train_loop(self, iterator, num_steps: tf.Tensor) -> tf.Tensor:
+        # The interval's statistics travel as loop values, not variables: nothing
+        # extra is written per step, and the host reads them all in one transfer.
+        loss_sum = tf.constant(0.0)
+        examples = tf.constant(0.0)
+        gradient_norm_sum = tf.constant(0.0)
         for _ in tf.range(num_steps):
             features, labels = next(iterator)
-            self._train_step(features, labels)
+            loss, gradient_norm = self._train_step(features, labels)
+            batch_size = tf.cast(tf.shape(features)[0], tf.float32)
+            loss_sum += tf.cast(loss, tf.float32) * batch_size
+            examples += batch_size
+            gradient_norm_sum += tf.cast(gradient_norm, tf.float32)
+        # The schedule's value at the new iteration count: the rate of the next step.
+        learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)
+        return tf.stack([loss_sum, examples, gradient_norm_sum, learning_rate])
 
     def _evaluate_loop(self, dataset: tf.data.Dataset) -> None:
         for features, labels in dataset:
@@ -156,43 +161,36 @@ class Trainer:
 
     # --- host side ---------------------------------------------------------
 
-    def run_steps(self, iterator, num_steps: int) -> None:
-        """Runs `num_steps` training steps in one call of the compiled loop."""
-        # A tensor argument, so a different count does not retrace.
-        self.train_loop(iterator, tf.constant(num_steps, dtype=tf.int32))
-        self._interval_steps += num_steps
+    def run_steps(self, iterator, num_steps: int) -> dict[str, float]:
+        """Runs `num_steps` training steps in one call of the compiled loop.
 
-    def take_interval_loss(self) -> float:
-        """Mean training loss since the last call (one host sync)."""
-        value = float(self.interval_loss.result())
-        self.interval_loss.reset_state()
-        return value
-
-    def take_interval_stats(self) -> dict[str, float]:
-        """Since the last call: mean loss, mean global gradient norm, examples seen.
-
-        Reading the loss waits for the steps to finish (the one host sync);
-        the other reads are then cheap.
+        Returns, over those steps: `loss` (mean per example, regularization
+        included, as `model.fit` reports it), `gradient_norm` (mean global norm),
+        `examples`, and `learning_rate` (the schedule's value at the new step).
+        Reading them is the one host sync of the call.
         """
-        examples = float(self.interval_loss.count)
-        steps = max(self._interval_steps, 1)
-        gradient_norm = float(self.interval_gradient_norm.read_value()) / steps
-        self.interval_gradient_norm.assign(0.0)
-        self._interval_steps = 0
+        # A tensor argument, so a different count does not retrace.
+        stats = self.train_loop(iterator, tf.constant(num_steps, dtype=tf.int32)).numpy()
+        loss_sum, examples, gradient_norm_sum, learning_rate = (float(v) for v in stats)
+        self._epoch_loss_sum += loss_sum
+        self._epoch_examples += examples
         return {
-            "loss": self.take_interval_loss(),
-            "gradient_norm": gradient_norm,
+            "loss": loss_sum / max(examples, 1.0),
+            "gradient_norm": gradient_norm_sum / max(num_steps, 1),
             "examples": examples,
+            "learning_rate": learning_rate,
         }
 
     def start_epoch(self) -> None:
-        self.epoch_loss.reset_state()
+        self._epoch_loss_sum = self._epoch_examples = 0.0
         for metric in self.train_metrics:
             metric.reset_state()
 
     def train_results(self) -> dict[str, float]:
         """Loss and metrics over the steps of the current epoch (dropout on)."""
-        return _results(self.epoch_loss, self.train_metrics)
+        results = {"loss": self._epoch_loss_sum / max(self._epoch_examples, 1.0)}
+        results.update(_results(self.train_metrics))
+        return results
 
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         """Loss and metrics over `dataset` with `training=False`."""
@@ -200,14 +198,11 @@ class Trainer:
         for metric in self.eval_metrics:
             metric.reset_state()
         self.evaluate_loop(dataset)
-        return _results(self.eval_loss, self.eval_metrics)
+        return {"loss": float(self.eval_loss.result()), **_results(self.eval_metrics)}
 
 
-def _results(loss: keras.metrics.Mean, metrics: list[keras.metrics.Metric]) -> dict[str, float]:
-    results = {"loss": float(loss.result())}
-    for metric in metrics:
-        results[metric.name] = float(metric.result())
-    return results
+def _results(metrics: list[keras.metrics.Metric]) -> dict[str, float]:
+    return {metric.name: float(metric.result()) for metric in metrics}
 
 
 # --- reporting ----------------------------------------------------------------
@@ -319,8 +314,7 @@ def train_and_evaluate(
     run_dir = prepare_run_dir(run_dir)
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     model = build_model(config.model, input_dim=info.input_dim, head=head, seed=config.seed)
-    schedule = make_learning_rate(config.optimizer)
-    optimizer = make_optimizer(config.optimizer, schedule)
+    optimizer = make_optimizer(config.optimizer)
     trainer = Trainer(
         model, make_loss(config.loss), optimizer, head=head, metric_names=config.metrics
     )
@@ -372,8 +366,7 @@ def train_and_evaluate(
                     n = min(train_cfg.profile_steps, steps_per_epoch - done)
                     tf.profiler.experimental.start(str(run_dir / "train"))
                 start = time.perf_counter()
-                trainer.run_steps(state.iterator, n)
-                stats = trainer.take_interval_stats()  # waits for the steps to finish
+                stats = trainer.run_steps(state.iterator, n)  # waits for the steps to finish
                 elapsed = time.perf_counter() - start
                 if profile:
                     tf.profiler.experimental.stop()
@@ -383,7 +376,7 @@ def train_and_evaluate(
                         state.iterator, tf.constant(n, dtype=tf.int32)
                     )
                     writer.graph("train", loop.graph)
-                logs = {"loss": stats["loss"], "learning_rate": float(schedule(step + n))}
+                logs = {"loss": stats["loss"], "learning_rate": stats["learning_rate"]}
                 train_time += elapsed
                 done += n
                 writer.scalars(

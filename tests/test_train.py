@@ -56,7 +56,7 @@ def test_one_step_equals_a_step_written_out_with_gradient_tape():
         model, make_loss(config.loss), make_optimizer(config.optimizer), head=head, metric_names=()
     )
     x, y = next(iter(spirals(batch_size=64)))
-    trainer.run_steps(iter([(x, y)]), 1)
+    stats = trainer.run_steps(iter([(x, y)]), 1)
 
     with tf.GradientTape() as tape:
         logits = reference(x, training=True)
@@ -71,7 +71,12 @@ def test_one_step_equals_a_step_written_out_with_gradient_tape():
         np.testing.assert_allclose(
             trained.numpy(), (variable - lr * grad).numpy(), rtol=1e-5, atol=1e-7
         )
-    np.testing.assert_allclose(trainer.take_interval_loss(), float(loss), rtol=1e-6)
+    np.testing.assert_allclose(stats["loss"], float(loss), rtol=1e-6)
+    np.testing.assert_allclose(
+        stats["gradient_norm"], float(tf.linalg.global_norm(grads)), rtol=1e-5
+    )
+    assert stats["examples"] == 64.0
+    np.testing.assert_allclose(stats["learning_rate"], lr, rtol=1e-7)  # decay_rate 1: constant
 
 
 def test_loss_falls_and_metrics_reset_per_epoch():
