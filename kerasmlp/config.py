@@ -134,7 +134,7 @@ class TrainConfig:
     epochs: int = dataclasses.field(default=40, metadata=_range(ge=1))
     batch_size: int = dataclasses.field(default=64, metadata=_range(ge=1))
     validation_fraction: float = dataclasses.field(default=0.1, metadata=_range(ge=0.0, lt=1.0))
-    log_every_steps: int = dataclasses.field(default=50, metadata=_range(ge=1))
+    log_every_steps: int = dataclasses.field(default=100, metadata=_range(ge=1))
     eval_every_epochs: int = dataclasses.field(default=1, metadata=_range(ge=1))
     histogram_every_epochs: int = dataclasses.field(default=10, metadata=_range(ge=0))
     image_every_epochs: int = dataclasses.field(default=20, metadata=_range(ge=0))
