@@ -349,7 +349,7 @@ def train_and_evaluate(
             # The weights at initialization; also traces the probe before training starts.
             writer.layer_reports("train", state.step, probe.layer_reports(*probe_batch))
         reporter.start(epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch)
-        train_time = 0.0
+        train_time = examples_seen = 0.0
         for epoch in range(int(state.epoch.numpy()), train_cfg.epochs):
             trainer.start_epoch()
             done = 0
@@ -378,6 +378,7 @@ def train_and_evaluate(
                     writer.graph("train", loop.graph)
                 logs = {"loss": stats["loss"], "learning_rate": stats["learning_rate"]}
                 train_time += elapsed
+                examples_seen += stats["examples"]
                 done += n
                 writer.scalars(
                     "train",
@@ -422,7 +423,7 @@ def train_and_evaluate(
             steps=float(step),
             epochs=float(state.epoch.numpy()),
             wall_time_s=train_time,
-            examples_per_second=info.num_train * train_cfg.epochs / max(train_time, 1e-9),
+            examples_per_second=examples_seen / max(train_time, 1e-9),
         )
     model.save(run_dir / "model.keras")
     (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

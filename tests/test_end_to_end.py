@@ -79,6 +79,8 @@ def test_results_are_plain_floats(mnist_run):
         for name in ("loss", "accuracy", "macro_f1", "ece"):
             assert np.isfinite(results[f"{split}_{name}"])
     assert results["steps"] == 38.0 and results["epochs"] == 2.0
+    # 300 mock examples an epoch, 2 epochs: the rate is over the examples actually seen.
+    assert results["examples_per_second"] * results["wall_time_s"] == pytest.approx(600)
 
 
 def test_train_scalars_at_logged_steps_and_epoch_ends(mnist_run):
