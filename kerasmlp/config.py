@@ -211,6 +211,18 @@ _Loader.add_implicit_resolver(
 )
 
 
+def read_yaml_file(path: str | os.PathLike, *, what: str) -> Any:
+    """The parsed YAML of a file, or a one-line ConfigError: "Config file not found: x.yaml"."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file not found: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"Cannot read {what.lower()} file {path}: {e.strerror}") from None
+    return parse_yaml(text, source=str(path))
+
+
 def parse_yaml(text: str, *, source: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
@@ -238,14 +250,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     """
     raw: Any = {}
     if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
-            raise ConfigError(f"Config file not found: {path}") from None
-        except OSError as e:
-            raise ConfigError(f"Cannot read config file {path}: {e.strerror}") from None
-        raw = parse_yaml(text, source=str(path))
+        raw = read_yaml_file(path, what="Config")
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from kerasmlp.config import Config, ConfigError, load_config, parse_yaml
+from kerasmlp.config import Config, ConfigError, load_config, read_yaml_file
 
 # More runs than this is almost surely a mistake in the file (a long list pasted twice).
 MAX_POINTS = 256
@@ -48,15 +48,7 @@ def load_grid(path: str | os.PathLike) -> dict[str, list[Any]]:
       ConfigError: the file is missing or not YAML, not a mapping, a key is not
         a dotted name, a value is not a non-empty list, or the grid is too large.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise ConfigError(f"Sweep file not found: {path}") from None
-    except OSError as e:
-        raise ConfigError(f"Cannot read sweep file {path}: {e.strerror}") from None
-    raw = parse_yaml(text, source=str(path))
-    return check_grid(raw, source=str(path))
+    return check_grid(read_yaml_file(path, what="Sweep"), source=str(path))
 
 
 def check_grid(raw: Any, *, source: str = "the sweep") -> dict[str, list[Any]]:
