@@ -350,13 +350,15 @@ def train_and_evaluate(
             writer.layer_reports("train", state.step, probe.layer_reports(*probe_batch))
         reporter.start(epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch)
         train_time = examples_seen = 0.0
+        # The optimizer's iteration count, read once and then advanced on the host
+        # (each call of the loop runs exactly n steps), so no extra read per call.
+        step = state.step
         for epoch in range(int(state.epoch.numpy()), train_cfg.epochs):
             trainer.start_epoch()
             done = 0
             # Profile the first steps of the second epoch (the first one traces).
             profile = train_cfg.profile_steps and epoch == min(1, train_cfg.epochs - 1)
             while done < steps_per_epoch:
-                step = state.step
                 # Stop at the next multiple of log_every_steps or at the epoch's end.
                 n = min(
                     train_cfg.log_every_steps - step % train_cfg.log_every_steps,
@@ -380,18 +382,18 @@ def train_and_evaluate(
                 train_time += elapsed
                 examples_seen += stats["examples"]
                 done += n
+                step += n
                 writer.scalars(
                     "train",
-                    step + n,
+                    step,
                     {
                         **logs,
                         "gradient_norm": stats["gradient_norm"],
                         "examples_per_second": stats["examples"] / max(elapsed, 1e-9),
                     },
                 )
-                reporter.train_progress(step=step + n, epoch=epoch + 1, logs=logs)
+                reporter.train_progress(step=step, epoch=epoch + 1, logs=logs)
             state.epoch.assign(epoch + 1)
-            step = state.step
             train_logs = trainer.train_results()
             writer.scalars("train", step, {"epoch": epoch + 1})
             writer.scalars("train", step, _without_loss(train_logs))
@@ -411,7 +413,6 @@ def train_and_evaluate(
             reporter.epoch_end(step=step, epoch=epoch + 1, logs=epoch_logs)
             results.update(epoch_logs)
 
-        step = state.step
         test_logs = trainer.evaluate(data.test)
         writer.scalars("test", step, test_logs)
         if look_data is None and train_cfg.image_every_epochs:
