@@ -156,7 +156,8 @@ class Config:
     @property
     def task(self) -> str:
         """'regression' or 'classification', as the dataset decides."""
-        return PLAYGROUND_TASKS.get(self.data.name, "classification")
+        base = self.data.name.split(":")[0]  # "sine:1.0.0" is the sine dataset
+        return PLAYGROUND_TASKS.get(base, "classification")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dicts and lists, as YAML would hold them."""

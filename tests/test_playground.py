@@ -207,3 +207,13 @@ def test_preparing_again_gives_the_same_data(prepared, tmp_path):
         got, want = _as_numpy(builder, split), _as_numpy(prepared["xor"], split)
         for got_array, want_array in zip(got, want, strict=True):
             np.testing.assert_array_equal(got_array, want_array)
+
+
+def test_config_knows_every_playground_dataset_and_its_task():
+    # kerasmlp.config keeps its own table (it must load without TensorFlow); it must agree.
+    from kerasmlp.config import PLAYGROUND_TASKS, Config, config_from_dict
+
+    assert PLAYGROUND_TASKS == {c.name: c.task for c in playground.CONFIGS}
+    versioned = {"data": {"name": "sine:1.0.0"}, "loss": {"name": "mean_squared_error"}}
+    assert config_from_dict({**versioned, "metrics": ["mse"]}).task == "regression"
+    assert Config().task == "classification"
