@@ -152,34 +152,25 @@ def test_offline_without_data_fails_fast_naming_the_keys(tmp_path, monkeypatch):
 
 
 def test_binary_crossentropy_on_ten_classes_is_refused_before_the_run_starts(tmp_path):
-    result = invoke(
-        "--logdir",
-        str(tmp_path / "logs"),
-        "--set",
-        "loss.name=binary_crossentropy",
-        "--set",
-        "data.name=gaussians",
-        "--set",
-        f"data.data_dir={tmp_path / 'tfds'}",
-        "--run-name",
-        "r",
-        "--epochs",
-        "1",
-    )
-    assert result.exit_code == 0, result.output  # gaussians has 2 classes: fine
-    with tfds.testing.mock_data(num_examples=20):
-        result = invoke(
+    def run(dataset, run_name, *extra):
+        return invoke(
             "--logdir",
             str(tmp_path / "logs"),
             "--set",
             "loss.name=binary_crossentropy",
             "--set",
-            "data.name=mnist",
+            f"data.name={dataset}",
             "--set",
             f"data.data_dir={tmp_path / 'tfds'}",
             "--run-name",
-            "ten",
+            run_name,
+            *extra,
         )
+
+    result = run("gaussians", "r", "--epochs", "1")
+    assert result.exit_code == 0, result.output  # gaussians has 2 classes: fine
+    with tfds.testing.mock_data(num_examples=20):
+        result = run("mnist", "ten")
     assert result.exit_code == 2
     assert "needs a dataset with 2 classes; this one has 10" in result.stderr
     assert not (tmp_path / "logs" / "ten").exists()
