@@ -92,6 +92,11 @@ class Datasets:
     validation: tf.data.Dataset | None
     test: tf.data.Dataset
     info: DatasetInfo
+    # The training split decoded but neither cached, shuffled nor batched, and
+    # whether it fits in memory (`cache` on and under MAX_CACHE_BYTES): then the
+    # loop holds it as tensors (`kerasmlp.batches.InMemoryBatches`) instead.
+    train_examples: tf.data.Dataset | None = None
+    train_fits_in_memory: bool = False
 
 
 def load_datasets(
@@ -172,17 +177,23 @@ def load_datasets(
     input_dim = int(np.prod(input_shape))
     convert = _make_converter(features[x_key], task, input_dim)
 
-    def split(spec: str) -> tuple[tf.data.Dataset, int]:
+    def decoded(spec: str) -> tuple[tf.data.Dataset, int]:
         ds = builder.as_dataset(split=spec, as_supervised=True, shuffle_files=False)
         ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
         count = int(ds.cardinality())
         if count < 0:  # Unknown cardinality: trust TFDS's split record.
             count = _num_examples(builder, spec)
-        if cache and count * input_dim * 4 <= MAX_CACHE_BYTES:
-            ds = ds.cache()
         return ds, count
 
+    def fits(count: int) -> bool:
+        return cache and count * input_dim * 4 <= MAX_CACHE_BYTES
+
+    def split(spec: str) -> tuple[tf.data.Dataset, int]:
+        ds, count = decoded(spec)
+        return (ds.cache() if fits(count) else ds), count
+
     train_spec, validation_spec = f"train[:{num_train}]", f"train[{num_train}:]"
+    train_examples, _ = decoded(train_spec if num_validation else "train")
     train, num_train = split(train_spec if num_validation else "train")
     train = train.shuffle(
         min(shuffle_buffer, max(num_train, 1)), seed=seed, reshuffle_each_iteration=True
@@ -208,7 +219,14 @@ def load_datasets(
         num_validation=num_validation,
         num_test=num_test,
     )
-    return Datasets(train=train, validation=validation, test=test, info=info)
+    return Datasets(
+        train=train,
+        validation=validation,
+        test=test,
+        info=info,
+        train_examples=train_examples,
+        train_fits_in_memory=fits(num_train),
+    )
 
 
 def prepare_offline(

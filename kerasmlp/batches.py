@@ -1,0 +1,83 @@
+"""Training batches from a split held in memory, shuffled by a seeded permutation per epoch.
+
+When the training split fits in memory, `InMemoryBatches` keeps it as two
+tensors and gathers each batch by index inside the compiled loop: no `tf.data`
+per step, and a position that is three small variables (the epoch, the batch
+within it, the epoch's permutation). A checkpoint of it is a few hundred
+kilobytes, where a checkpoint of a `tf.data` iterator over a cached, shuffled
+split holds the cache and the shuffle buffer (211 MB for MNIST, 2 s to write).
+
+Epoch e is shuffled by `tf.random.experimental.stateless_shuffle` with the seed
+`(seed, e)`: the same seed gives the same order in every run, and a restored
+run continues with the same batches.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+
+class InMemoryBatches(tf.Module):
+    """An endless, checkpointable stream of shuffled batches; `next(batches)` in or out of graphs.
+
+    Args:
+      features: all training examples, shape (n, ...).
+      labels: their labels, shape (n,).
+      batch_size: examples per batch; the last batch of an epoch may be smaller,
+        as `tf.data`'s `batch` gives it.
+      seed: seeds the permutation of every epoch.
+    """
+
+    def __init__(self, features: tf.Tensor, labels: tf.Tensor, *, batch_size: int, seed: int):
+        super().__init__(name="in_memory_batches")
+        self._features = tf.convert_to_tensor(features)
+        self._labels = tf.convert_to_tensor(labels)
+        self.num_examples = int(self._features.shape[0])
+        if self.num_examples == 0 or int(self._labels.shape[0]) != self.num_examples:
+            raise ValueError(
+                f"features and labels must hold the same number (> 0) of examples. Received: "
+                f"{self.num_examples} and {int(self._labels.shape[0])}"
+            )
+        self.batch_size = int(batch_size)
+        self.steps_per_epoch = math.ceil(self.num_examples / self.batch_size)
+        self._seed = int(seed)
+        # Checkpointed position: the epoch of the current permutation and the next batch in it.
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.position = tf.Variable(0, dtype=tf.int64, trainable=False, name="position")
+        self.permutation = tf.Variable(
+            self._shuffle(tf.constant(0, tf.int64)), trainable=False, name="permutation"
+        )
+
+    def _shuffle(self, epoch: tf.Tensor) -> tf.Tensor:
+        seed = tf.stack([tf.constant(self._seed, tf.int64), epoch])
+        return tf.random.experimental.stateless_shuffle(
+            tf.range(self.num_examples, dtype=tf.int32), seed=seed
+        )
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[tf.Tensor, tf.Tensor]:
+        start = self.position * self.batch_size
+        indices = self.permutation[start : start + self.batch_size]
+        batch = tf.gather(self._features, indices), tf.gather(self._labels, indices)
+        # Variable reads and writes keep program order in a tf.function (automatic
+        # control dependencies), so the batch is gathered before a reshuffle.
+        if_new_epoch = self.position + 1 >= self.steps_per_epoch
+        tf.cond(if_new_epoch, self._next_epoch, self._next_position)
+        return batch
+
+    def _next_position(self) -> tf.Tensor:
+        self.position.assign_add(1)
+        return tf.constant(True)
+
+    def _next_epoch(self) -> tf.Tensor:
+        epoch = self.epoch.assign_add(1)
+        self.permutation.assign(self._shuffle(epoch))
+        self.position.assign(0)
+        return tf.constant(True)
+
+    def checkpoint_objects(self) -> dict[str, tf.Variable]:
+        return {"epoch": self.epoch, "position": self.position, "permutation": self.permutation}
