@@ -1,0 +1,261 @@
+"""The files of a run folder: atomic writes, strict JSON, `status.json`, and the folder checks.
+
+Every file kerasmlp writes into a run (`config.yaml`, `metrics.json`,
+`status.json`, `model.keras`, `best.keras`) is written under a temporary name
+in the same folder and renamed over the old one, so a crash leaves the
+previous file or none, never a truncated one.
+
+`status.json` says what the run is at every moment:
+
+    running      the process `pid` is training it (or was killed: see `pid`)
+    completed    finished; `model.keras` and `metrics.json` are final
+    interrupted  stopped by SIGINT/SIGTERM after a checkpoint; `--resume` continues it
+    diverged     stopped because the loss, a gradient or a weight became NaN/inf
+    failed       stopped by an error (`error` says which)
+
+This module knows only Python: the CLI uses it before TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import pathlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+STATUS_FILE = "status.json"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+STATES = ("running", "completed", "interrupted", "diverged", "failed")
+
+
+class RunDirectoryExistsError(FileExistsError):
+    """The run directory already holds files; kerasmlp never writes over a user's run."""
+
+
+class RunFilesError(OSError):
+    """A file of the run could not be written or read (disk full, read-only, ...).
+
+    The message is one line naming the path and the cause.
+    """
+
+
+def describe_os_error(error: OSError, path: str | os.PathLike | None = None) -> str:
+    """`logs/run/config.yaml: No space left on device`: the path and the cause, one line."""
+    where = path if path is not None else error.filename
+    cause = error.strerror or (os.strerror(error.errno) if error.errno else str(error))
+    return f"{os.fspath(where)}: {cause}" if where is not None else cause
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turns an OSError raised while writing `path` into a one-line `RunFilesError`."""
+    try:
+        yield
+    except RunFilesError:
+        raise
+    except OSError as e:
+        raise RunFilesError(f"cannot write {describe_os_error(e, path)}") from e
+
+
+def _temporary_name(path: pathlib.Path) -> pathlib.Path:
+    # Same folder (a rename across file systems is not atomic), a dot name that a
+    # reader skips, and the same suffix (Keras checks `.keras`).
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def replace_atomically(path: str | os.PathLike, write: Callable[[pathlib.Path], None]) -> None:
+    """Calls `write(temporary_path)`, then renames the result onto `path`.
+
+    Raises:
+      RunFilesError: writing or renaming failed; the temporary file is removed
+        and `path` is left as it was.
+    """
+    path = pathlib.Path(path)
+    temporary = _temporary_name(path)
+    with writing(path):
+        try:
+            write(temporary)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` (UTF-8) to `path` through a temporary file and a rename."""
+
+    def write(temporary: pathlib.Path) -> None:
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    replace_atomically(path, write)
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by None: JSON has no literal for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike, value: Any) -> None:
+    """Strict JSON (no NaN literals, which `json.loads` of other languages refuse), atomically."""
+    text = json.dumps(strict_json(value), indent=2, allow_nan=False) + "\n"
+    write_text_atomic(path, text)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class RunStatus:
+    """Keeps `<run>/status.json` up to date; each write replaces the file atomically.
+
+    Args:
+      run_dir: the run's folder.
+      previous: the status a resumed run had (its start time and history are kept).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, previous: Mapping[str, Any] | None = None):
+        self.path = pathlib.Path(run_dir) / STATUS_FILE
+        self.record: dict[str, Any] = dict(previous or {})
+
+    def update(self, state: str | None = None, **fields: Any) -> None:
+        """Sets `state` and any fields (step, epoch, best, ...), then writes the file."""
+        if state is not None:
+            if state not in STATES:
+                raise ValueError(f"state must be one of {STATES}. Received: state={state!r}")
+            self.record["state"] = state
+            if state == "running":
+                self.record.setdefault("started", now_iso())
+                self.record["pid"] = os.getpid()
+                self.record["ended"] = None
+            else:
+                self.record["ended"] = now_iso()
+                self.record.pop("pid", None)
+        self.record.update(fields)
+        self.record["updated"] = now_iso()
+        write_json_atomic(self.path, self.record)
+
+
+def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's `status.json`, or None when there is none (or it cannot be parsed)."""
+    try:
+        value = read_json(pathlib.Path(run_dir) / STATUS_FILE)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def process_is_alive(pid: Any) -> bool:
+    """Whether a process with this id runs on this machine (signal 0 probes without signalling)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> pathlib.Path:
+    """Returns `run_dir` as a path, refusing one that already holds files (dot files too).
+
+    Raises:
+      RunDirectoryExistsError: the folder holds files; when they are a kerasmlp
+        run, the message says in which state and how to continue it.
+      RunFilesError: the path is a file, a dangling link, or cannot be read.
+    """
+    run_dir = pathlib.Path(run_dir)
+    if run_dir.is_symlink() and not run_dir.exists():
+        raise RunFilesError(f"{run_dir} is a link to {os.readlink(run_dir)}, which does not exist")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFilesError(f"{run_dir} is a file, not a run folder")
+    try:
+        holds_files = run_dir.is_dir() and any(run_dir.iterdir())
+    except OSError as e:
+        raise RunFilesError(f"cannot read {describe_os_error(e, run_dir)}") from e
+    if holds_files:
+        status = read_status(run_dir)
+        if status is not None and status.get("state") in STATES:
+            state = status["state"]
+            hint = (
+                f"continue it with: kerasmlp-train --resume {run_dir}"
+                if state != "completed"
+                else "choose another --run-name or --logdir"
+            )
+            raise RunDirectoryExistsError(
+                f"Run directory {run_dir} holds a {state} kerasmlp run (see its status.json); "
+                f"{hint}"
+            )
+        raise RunDirectoryExistsError(
+            f"Run directory {run_dir} already holds files; kerasmlp does not write over a run. "
+            "Choose another --run-name or --logdir."
+        )
+    return run_dir
+
+
+def prepare_run_dir(run_dir: str | os.PathLike) -> pathlib.Path:
+    """Creates `run_dir`, refusing one that already holds files."""
+    run_dir = check_run_dir(run_dir)
+    with writing(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+class ResumeError(ValueError):
+    """A folder that `--resume` cannot continue; the message is one line for the user."""
+
+
+def check_resumable(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The status of a run that `--resume` may continue, or a one-line refusal.
+
+    A run can be continued unless it is completed or still running (its process
+    alive). A run killed outright still says `running`, with a dead `pid`.
+
+    Raises:
+      ResumeError: no such folder, not a kerasmlp run, completed, or running.
+    """
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise ResumeError(f"--resume {run_dir}: no such run folder")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ResumeError(
+            f"--resume {run_dir}: not a kerasmlp run folder (it has no {CONFIG_FILE})"
+        )
+    status = read_status(run_dir) or {}
+    state = status.get("state")
+    if state == "completed":
+        raise ResumeError(
+            f"--resume {run_dir}: the run is completed (status.json); there is nothing to "
+            "continue. Start a new run to train more"
+        )
+    if (
+        state == "running"
+        and process_is_alive(status.get("pid"))
+        and status.get("pid") != os.getpid()
+    ):
+        raise ResumeError(
+            f"--resume {run_dir}: the run is still running (process {status['pid']}); "
+            "stop it first (Ctrl-C or kill -TERM saves a checkpoint)"
+        )
+    return status
