@@ -5,6 +5,11 @@ TensorFlow is imported only after the options are parsed, so `--help` is quick.
 A user's mistake (bad config, missing file, bad `--set`, a run directory that
 exists, data that cannot be had) ends with one line on stderr and status 2;
 a bug still shows its traceback.
+
+Exit status: 0 completed; 1 failed (a file could not be written: one line; a
+bug: its traceback); 2 a user's mistake; 3 diverged (NaN or infinity); 130
+and 143 stopped by SIGINT or SIGTERM after saving a checkpoint (`--resume`
+continues). A second SIGINT or SIGTERM ends the process at once.
 """
 
 from __future__ import annotations
@@ -12,13 +17,21 @@ from __future__ import annotations
 import datetime
 import os
 import pathlib
+import signal
 import sys
 
 import click
+from click.core import ParameterSource
 
-from kerasmlp.config import ConfigError, load_config
+from kerasmlp import runfiles
+from kerasmlp.config import ConfigError, config_from_dict, load_config, parse_yaml
 
+FAILED = 1
 USAGE_ERROR = 2
+DIVERGED = 3
+# 128 + the signal's number, as a shell reports a process the signal ended.
+INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
+SWEEP_FILE = "sweep.yaml"
 
 
 def _run_name(value: str | None, config_path: str | None) -> str:
@@ -64,42 +77,77 @@ def _run_name(value: str | None, config_path: str | None) -> str:
     help="YAML grid {dotted.key: [value, ...]}: one run per point, each named after its "
     "point, under <logdir>/<run-name>/; compare them in TensorBoard's HParams tab.",
 )
-def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path):
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Continue the run (or sweep) in this folder from its last checkpoint, with its own "
+    "config.yaml. Only --epochs may come with it (to extend or shorten the run).",
+)
+def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path, resume_dir):
     """Train a Dense network (MLP) from a YAML config and log the run to TensorBoard."""
-    overrides = list(overrides)
-    if epochs is not None:
-        overrides.append(f"train.epochs={epochs}")
-    if seed is not None:
-        overrides.append(f"seed={seed}")
     try:
-        config = load_config(config_path, overrides)
-        run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
-        runs = [(config, run_dir)]
-        if sweep_path is not None:
-            from kerasmlp import sweep
-
-            grid = sweep.load_grid(sweep_path)
-            runs = [
-                (point.config, run_dir / point.name)
-                for point in sweep.plan_sweep(grid, config_path, overrides)
-            ]
-    except ConfigError as e:
+        if resume_dir is not None:
+            _refuse_options_with_resume(click.get_current_context())
+            run_dir = pathlib.Path(resume_dir)
+            runs, is_sweep = _plan_resume(run_dir, epochs), (run_dir / SWEEP_FILE).is_file()
+        else:
+            overrides = list(overrides)
+            if epochs is not None:
+                overrides.append(f"train.epochs={epochs}")
+            if seed is not None:
+                overrides.append(f"seed={seed}")
+            config = load_config(config_path, overrides)
+            run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
+            runs, is_sweep = [(config, run_dir, False)], sweep_path is not None
+            if is_sweep:
+                runs = _plan_sweep(run_dir, sweep_path, config_path, overrides)
+    except (ConfigError, runfiles.ResumeError, runfiles.RunDirectoryExistsError) as e:
         _fail(e)
+    except runfiles.RunFilesError as e:
+        _fail(e, status=FAILED)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from kerasmlp.controller import StopRequest
     from kerasmlp.data import DataError
-    from kerasmlp.train import LineReporter, RunDirectoryExistsError, train_and_evaluate
+    from kerasmlp.train import LineReporter, RunDiverged, RunInterrupted, train_and_evaluate
 
-    for config, point_dir in runs:
-        if sweep_path is not None:
+    stop_request = StopRequest()
+    _handle_stop_signals(stop_request)
+    for config, point_dir, resume in runs:
+        if is_sweep:
             click.echo(f"sweep run {point_dir.name}")
+            if config is None:
+                click.echo("completed already")
+                continue
         reporter = _BarReporter() if sys.stdout.isatty() else LineReporter()
         try:
-            results = train_and_evaluate(config, point_dir, reporter=reporter)
-        except (ConfigError, DataError, RunDirectoryExistsError) as e:
-            if isinstance(reporter, _BarReporter):
-                reporter.close()  # end the bar's line before the message
+            results = train_and_evaluate(
+                config, point_dir, reporter=reporter, resume=resume, stop_request=stop_request
+            )
+        except RunInterrupted as e:
+            _close(reporter)
+            where = run_dir if is_sweep else point_dir
+            click.echo(
+                f"interrupted at step {e.step} (epoch {e.epoch}); continue with: "
+                f"kerasmlp-train --resume {where}"
+            )
+            sys.exit(INTERRUPTED.get(e.signal_name, 130))
+        except RunDiverged as e:
+            _close(reporter)
+            _fail(e, status=DIVERGED)
+        except (
+            ConfigError,
+            DataError,
+            runfiles.RunDirectoryExistsError,
+            runfiles.ResumeError,
+        ) as e:
+            _close(reporter)
             _fail(e)
+        except runfiles.RunFilesError as e:
+            _close(reporter)
+            _fail(e, status=FAILED)
         tests = " | ".join(
             f"{k.removeprefix('test_')} {v:.4f}"
             for k, v in results.items()
@@ -108,12 +156,106 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path):
         click.echo(f"test       | {tests}")
         click.echo(f"run directory: {point_dir}")
     # A sweep's runs sit together: its folder is the log directory that compares them.
-    click.echo(f"see it with:   tensorboard --logdir {run_dir if sweep_path else logdir}")
+    click.echo(f"see it with:   tensorboard --logdir {run_dir if is_sweep else run_dir.parent}")
 
 
-def _fail(error: Exception) -> None:
-    click.echo(f"kerasmlp-train: error: {error}", err=True)
-    sys.exit(USAGE_ERROR)
+def _refuse_options_with_resume(ctx: click.Context) -> None:
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("config", "set", "logdir", "run_name", "seed", "sweep")
+        if ctx.get_parameter_source(_PARAMETERS.get(name, name)) is not ParameterSource.DEFAULT
+    ]
+    if given:
+        raise ConfigError(
+            f"--resume continues a run with its own config.yaml; only --epochs may come with it. "
+            f"Received also: {', '.join(given)}"
+        )
+
+
+_PARAMETERS = {"config": "config_path", "set": "overrides", "sweep": "sweep_path"}
+
+
+def _plan_resume(run_dir: pathlib.Path, epochs: int | None) -> list:
+    """`(config, run_dir, resume)` for a run, or for each point of a sweep folder.
+
+    A sweep's points that are completed come back with config None; those with a
+    folder are resumed, the others start.
+    """
+    extra = [f"train.epochs={epochs}"] if epochs is not None else []
+    sweep_file = run_dir / SWEEP_FILE
+    if not sweep_file.is_file():
+        runfiles.check_resumable(run_dir)
+        return [(load_config(run_dir / runfiles.CONFIG_FILE, extra), run_dir, True)]
+    plan = parse_yaml(sweep_file.read_text(encoding="utf-8"), source=str(sweep_file))
+    runs = []
+    for point in plan["points"]:
+        point_dir = run_dir / point["name"]
+        status = runfiles.read_status(point_dir) or {}
+        if status.get("state") == "completed":
+            runs.append((None, point_dir, False))
+        elif (point_dir / runfiles.CONFIG_FILE).is_file():
+            runfiles.check_resumable(point_dir)
+            runs.append((load_config(point_dir / runfiles.CONFIG_FILE, extra), point_dir, True))
+        else:
+            raw = point["config"]
+            if epochs is not None:
+                raw = {**raw, "train": {**raw.get("train", {}), "epochs": epochs}}
+            runs.append((config_from_dict(raw), point_dir, False))
+    return runs
+
+
+def _plan_sweep(run_dir, sweep_path, config_path, overrides) -> list:
+    """Every point of the grid, checked; the plan is written to `<sweep>/sweep.yaml`."""
+    import yaml
+
+    from kerasmlp import sweep
+
+    grid = sweep.load_grid(sweep_path)
+    points = sweep.plan_sweep(grid, config_path, overrides)
+    runfiles.prepare_run_dir(run_dir)
+    plan = {
+        "grid": grid,
+        "points": [{"name": p.name, "config": p.config.to_dict()} for p in points],
+    }
+    runfiles.write_text_atomic(run_dir / SWEEP_FILE, yaml.safe_dump(plan, sort_keys=False))
+    return [(point.config, run_dir / point.name, False) for point in points]
+
+
+def _handle_stop_signals(stop_request) -> None:
+    """SIGINT and SIGTERM ask the loop to stop after its current call and save a checkpoint."""
+
+    def handler(signum, frame):
+        stop_request.request(signal.Signals(signum).name)
+        # A second one ends the process at once (the default action), without saving.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _close(reporter) -> None:
+    if isinstance(reporter, _BarReporter):
+        reporter.close()  # end the bar's line before the message
+
+
+def _fail(error: Exception, status: int = USAGE_ERROR) -> None:
+    message = " ".join(str(error).split())
+    try:
+        click.echo(f"kerasmlp-train: error: {message}", err=True)
+    finally:
+        if status == FAILED:
+            _silence_stdout()
+    sys.exit(status)
+
+
+def _silence_stdout() -> None:
+    """After stdout failed (a full device), point it at /dev/null so exiting does not fail too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 class _BarReporter:
@@ -126,8 +268,9 @@ class _BarReporter:
         self._epochs = 0
         self._last_epoch: dict[str, float] = {}
 
-    def start(self, *, epochs, steps_per_epoch):
+    def start(self, *, epochs, steps_per_epoch, initial_step=0):
         self._epochs = epochs
+        self._steps_done = initial_step
         self._bar = click.progressbar(
             length=epochs * steps_per_epoch,
             show_eta=True,
@@ -137,6 +280,8 @@ class _BarReporter:
             file=self._file,
         )
         self._bar.__enter__()
+        if initial_step:
+            self._bar.update(initial_step)
 
     def _show(self, step, epoch, logs):
         shown = {"loss": logs.get("loss", 0.0), **self._last_epoch}
@@ -153,6 +298,9 @@ class _BarReporter:
 
     def end(self, results):
         self.close()
+
+    def message(self, text):
+        click.echo(f"\n{text}", file=self._file)
 
     def close(self):
         if self._bar is not None:

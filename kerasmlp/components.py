@@ -78,6 +78,35 @@ def make_learning_rate(config: OptimizerConfig) -> keras.optimizers.schedules.Ex
     )
 
 
-def make_optimizer(config: OptimizerConfig) -> keras.optimizers.Optimizer:
-    """The optimizer named by `optimizer.name`, its rate an exponential decay."""
-    return _OPTIMIZERS[config.name](learning_rate=make_learning_rate(config))
+class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule(step) * scale`, with `scale` a variable: a rollback after divergence lowers it.
+
+    The scale is read inside the compiled step, so changing it needs no retrace.
+    """
+
+    def __init__(self, schedule: keras.optimizers.schedules.LearningRateSchedule, scale):
+        self.schedule = schedule
+        self.scale = scale
+
+    def __call__(self, step):
+        rate = self.schedule(step)
+        return rate * keras.ops.cast(self.scale, rate.dtype)
+
+    def get_config(self):
+        return {"schedule": self.schedule.get_config(), "scale": float(self.scale.numpy())}
+
+
+def make_optimizer(
+    config: OptimizerConfig, *, learning_rate_scale=None
+) -> keras.optimizers.Optimizer:
+    """The optimizer named by `optimizer.name`, its rate an exponential decay.
+
+    Args:
+      config: the optimizer section.
+      learning_rate_scale: a scalar float variable multiplying the rate (see
+        `ScaledSchedule`); None for the plain schedule.
+    """
+    schedule = make_learning_rate(config)
+    if learning_rate_scale is not None:
+        schedule = ScaledSchedule(schedule, learning_rate_scale)
+    return _OPTIMIZERS[config.name](learning_rate=schedule)

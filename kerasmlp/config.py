@@ -129,6 +129,21 @@ class OptimizerConfig:
     learning_rate: LearningRateConfig = LearningRateConfig()
 
 
+DIVERGENCE_POLICIES = ("stop", "rollback")
+MONITOR_MODES = ("auto", "min", "max")
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """`keras.callbacks.EarlyStopping`'s arguments; off while `monitor` is null."""
+
+    monitor: str | None = None
+    mode: str = dataclasses.field(default="auto", metadata=_choice(*MONITOR_MODES))
+    patience: int = dataclasses.field(default=5, metadata=_range(ge=0))
+    min_delta: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0))
+    restore_best: bool = False
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     epochs: int = dataclasses.field(default=40, metadata=_range(ge=1))
@@ -139,6 +154,13 @@ class TrainConfig:
     histogram_every_epochs: int = dataclasses.field(default=10, metadata=_range(ge=0))
     image_every_epochs: int = dataclasses.field(default=20, metadata=_range(ge=0))
     profile_steps: int = dataclasses.field(default=0, metadata=_range(ge=0))
+    checkpoint_every_seconds: float = dataclasses.field(default=600.0, metadata=_range(ge=0.0))
+    keep_checkpoints: int = dataclasses.field(default=2, metadata=_range(ge=1))
+    on_divergence: str = dataclasses.field(default="stop", metadata=_choice(*DIVERGENCE_POLICIES))
+    rollback_factor: float = dataclasses.field(default=0.5, metadata=_range(gt=0.0, lt=1.0))
+    max_rollbacks: int = dataclasses.field(default=3, metadata=_range(ge=1))
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    save_best: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -439,6 +461,25 @@ def _check_consistency(config: Config) -> None:
                 f"metrics[{i}] {name!r} does not fit a {task} task. "
                 f"Allowed: {', '.join(allowed_metrics)}"
             )
+    _check_monitor(config, "train.early_stopping.monitor", config.train.early_stopping.monitor)
+    _check_monitor(config, "train.save_best", config.train.save_best)
+
+
+def monitored_values(config: Config) -> tuple[str, ...]:
+    """What early stopping and `save_best` can watch: the logged validation values."""
+    return tuple(f"validation_{name}" for name in ("loss", *config.metrics))
+
+
+def _check_monitor(config: Config, path: str, monitor: str | None) -> None:
+    if monitor is None:
+        return
+    _check_name(monitor, monitored_values(config), path, what="monitor")
+    if config.train.validation_fraction == 0:
+        raise ConfigError(
+            f"{path}={monitor} watches the validation split, but train.validation_fraction is 0. "
+            "Hold out a validation split (e.g. train.validation_fraction=0.1) or drop "
+            f"{path}"
+        )
 
 
 def _did_you_mean(value: str, allowed: Iterable[str]) -> str:

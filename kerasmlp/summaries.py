@@ -19,6 +19,7 @@ epoch end of a small dataset.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import time
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tensorboard.compat.proto import summary_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import summary as hparams_summary
@@ -143,10 +144,29 @@ class SummaryWriter:
         self._write_pb(RUN, 0, experiment)
         self._write_pb(RUN, 0, start)
 
-    def hparams_end(self, step: int, *, success: bool = True) -> None:
-        """Closes the session: the dashboard shows the run as finished (or failed)."""
-        status = api_pb2.STATUS_SUCCESS if success else api_pb2.STATUS_FAILURE
-        self._write_pb(RUN, step, hparams_summary.session_end_pb(status))
+    def hparams_end(self, step: int, *, status: str = "success") -> None:
+        """Closes the session as `success`, `failure` or `aborted` (an interrupted run).
+
+        TensorBoard's HParams protocol has no aborted status (only unknown,
+        success, failure, running): an aborted session ends as STATUS_UNKNOWN,
+        and a resumed run drops that record before it ends the session again.
+        """
+        value = {
+            "success": api_pb2.STATUS_SUCCESS,
+            "failure": api_pb2.STATUS_FAILURE,
+            "aborted": api_pb2.STATUS_UNKNOWN,
+        }[status]
+        self._write_pb(RUN, step, hparams_summary.session_end_pb(value))
+
+    def truncate_after(self, wall_time: float) -> int:
+        """Closes the writers and drops every event written after `wall_time` (seconds).
+
+        A resumed or rolled-back run continues from a checkpoint taken at
+        `wall_time`; what the run wrote after it is written again, so it goes,
+        and TensorBoard shows each step once per tag. Returns the events dropped.
+        """
+        self.close()
+        return truncate_event_files(self.run_dir, wall_time)
 
     def _write_pb(self, split: str, step: int, summary) -> None:
         with self.writer(split).as_default(step=step):
@@ -166,6 +186,44 @@ class SummaryWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def truncate_event_files(folder: str | pathlib.Path, wall_time: float) -> int:
+    """Drops the events written after `wall_time` from every event file under `folder`.
+
+    Each changed file is rewritten under a temporary name (without "tfevents",
+    so TensorBoard ignores it) and renamed over the original: a crash leaves
+    the old file or the new one. A file whose first event (its header) is
+    later than `wall_time` goes whole. A record cut short by a killed process
+    ends the file's readable part.
+
+    Returns:
+      The number of events dropped.
+    """
+    dropped = 0
+    for path in sorted(pathlib.Path(folder).rglob("*tfevents*")):
+        if not path.is_file():
+            continue
+        kept, total = [], 0
+        try:
+            for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+                total += 1
+                if event_pb2.Event.FromString(record).wall_time <= wall_time:
+                    kept.append(record)
+        except tf.errors.DataLossError:
+            total += 1  # a torn last record
+        if len(kept) == total:
+            continue
+        dropped += total - len(kept)
+        if not kept:
+            path.unlink()
+            continue
+        temporary = path.with_name(f".truncate-{path.name.replace('tfevents', 'events')}")
+        with tf.io.TFRecordWriter(str(temporary)) as writer:
+            for record in kept:
+                writer.write(record)
+        os.replace(temporary, path)
+    return dropped
 
 
 def code_block(text: str) -> str:

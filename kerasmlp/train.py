@@ -4,56 +4,70 @@ What one step does (forward with `training=True`, loss plus regularization,
 `tape.gradient`, optimizer update, metric updates) lives in `Trainer` and runs
 inside one `tf.function` that takes `num_steps` steps per call, so Python and
 the host see the model only every `train.log_every_steps` steps. When to log,
-evaluate and save is decided by `train_and_evaluate`, in ordinary Python.
+evaluate, checkpoint and stop is decided by a `kerasmlp.controller.Controller`
+and its actions (`kerasmlp.actions`), in ordinary Python; `train_and_evaluate`
+builds the run and hands it to them.
 
 All state a resumed run needs (model, optimizer with its iteration count, the
-epoch, the position in the shuffled data, dropout's RNG inside the model) lives
-in objects that `TrainState.checkpoint()` hands to `tf.train.Checkpoint`.
+position in the shuffled data, dropout's RNG inside the model, the metrics'
+accumulators, the loop's host counters) goes into `kerasmlp.checkpoints`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import contextlib
 import math
 import pathlib
 import sys
-import time
 from collections.abc import Mapping
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
 import keras
 import tensorflow as tf
 
-from kerasmlp import diagnostics, losses
+from kerasmlp import actions, diagnostics, losses
+from kerasmlp.batches import InMemoryBatches
+from kerasmlp.checkpoints import RunCheckpoints
 from kerasmlp.components import make_loss, make_metrics, make_optimizer
 from kerasmlp.config import Config
+from kerasmlp.controller import (
+    DIVERGED,
+    INTERRUPTED,
+    STOPPED_EARLY,
+    Action,
+    Controller,
+    StopRequest,
+)
 from kerasmlp.data import Datasets, load_datasets
 from kerasmlp.model import Head, build_model
+from kerasmlp.runfiles import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    RunDirectoryExistsError,
+    RunFilesError,
+    RunStatus,
+    check_resumable,
+    check_run_dir,
+    describe_os_error,
+    prepare_run_dir,
+    replace_atomically,
+    write_json_atomic,
+    write_text_atomic,
+)
 from kerasmlp.summaries import SummaryWriter, code_block, model_summary
 
-
-class RunDirectoryExistsError(FileExistsError):
-    """The run directory already holds files; kerasmlp never writes over a user's run."""
-
-
-@dataclasses.dataclass
-class TrainState:
-    """Everything that changes while training, in checkpointable objects."""
-
-    model: keras.Model
-    optimizer: keras.optimizers.Optimizer
-    epoch: tf.Variable
-    iterator: Any  # a tf.data iterator over the repeated training set
-
-    @property
-    def step(self) -> int:
-        return int(self.optimizer.iterations.numpy())
-
-    def checkpoint(self) -> tf.train.Checkpoint:
-        return tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, epoch=self.epoch, iterator=self.iterator
-        )
+__all__ = [
+    "Controller",
+    "LineReporter",
+    "Reporter",
+    "RunDiverged",
+    "RunDirectoryExistsError",
+    "RunInterrupted",
+    "Trainer",
+    "check_run_dir",
+    "prepare_run_dir",
+    "train_and_evaluate",
+]
 
 
 class Trainer:
@@ -139,16 +153,39 @@ class Trainer:
         loss_sum = tf.constant(0.0)
         examples = tf.constant(0.0)
         gradient_norm_sum = tf.constant(0.0)
-        for _ in tf.range(num_steps):
+        # For the divergence guard: the first step (0-based, in this call) whose
+        # loss or gradient norm was not finite, -1 if none.
+        first_nonfinite = tf.constant(-1.0)
+        for i in tf.range(num_steps):
             features, labels = next(iterator)
             loss, gradient_norm = self._train_step(features, labels)
             batch_size = tf.cast(tf.shape(features)[0], tf.float32)
-            loss_sum += tf.cast(loss, tf.float32) * batch_size
+            loss = tf.cast(loss, tf.float32)
+            gradient_norm = tf.cast(gradient_norm, tf.float32)
+            loss_sum += loss * batch_size
             examples += batch_size
-            gradient_norm_sum += tf.cast(gradient_norm, tf.float32)
+            gradient_norm_sum += gradient_norm
+            finite = tf.math.is_finite(loss) & tf.math.is_finite(gradient_norm)
+            first_nonfinite = tf.where(
+                (first_nonfinite < 0) & ~finite, tf.cast(i, tf.float32), first_nonfinite
+            )
         # The schedule's value at the new iteration count: the rate of the next step.
         learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)
-        return tf.stack([loss_sum, examples, gradient_norm_sum, learning_rate])
+        # Once per call, not per step: SGD at a huge rate can turn a layer to NaN
+        # while the loss stays finite.
+        weights_finite = tf.reduce_all(
+            [tf.reduce_all(tf.math.is_finite(v)) for v in self.model.trainable_variables]
+        )
+        return tf.stack(
+            [
+                loss_sum,
+                examples,
+                gradient_norm_sum,
+                learning_rate,
+                first_nonfinite,
+                tf.cast(weights_finite, tf.float32),
+            ]
+        )
 
     def _evaluate_loop(self, dataset: tf.data.Dataset) -> None:
         for features, labels in dataset:
@@ -166,12 +203,17 @@ class Trainer:
 
         Returns, over those steps: `loss` (mean per example, regularization
         included, as `model.fit` reports it), `gradient_norm` (mean global norm),
-        `examples`, and `learning_rate` (the schedule's value at the new step).
-        Reading them is the one host sync of the call.
+        `examples`, `learning_rate` (the schedule's value at the new step),
+        `first_nonfinite_step` (index in this call of the first step whose loss
+        or gradient norm was NaN or infinite; -1 if none) and `weights_finite`
+        (1.0 when every weight is finite after the call). Reading them is the
+        one host sync of the call.
         """
         # A tensor argument, so a different count does not retrace.
         stats = self.train_loop(iterator, tf.constant(num_steps, dtype=tf.int32)).numpy()
-        loss_sum, examples, gradient_norm_sum, learning_rate = (float(v) for v in stats)
+        loss_sum, examples, gradient_norm_sum, learning_rate, first_bad, weights_ok = (
+            float(v) for v in stats
+        )
         self._epoch_loss_sum += loss_sum
         self._epoch_examples += examples
         return {
@@ -179,7 +221,30 @@ class Trainer:
             "gradient_norm": gradient_norm_sum / max(num_steps, 1),
             "examples": examples,
             "learning_rate": learning_rate,
+            "first_nonfinite_step": first_bad,
+            "weights_finite": weights_ok,
         }
+
+    def state_dict(self) -> dict[str, float]:
+        """The epoch's host-side sums; the metrics' variables go into checkpoints themselves."""
+        return {"epoch_loss_sum": self._epoch_loss_sum, "epoch_examples": self._epoch_examples}
+
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
+        self._epoch_loss_sum = float(state["epoch_loss_sum"])
+        self._epoch_examples = float(state["epoch_examples"])
+
+    @property
+    def metric_variables(self) -> list:
+        """The state of the train and eval metrics, for `tf.train.Checkpoint`."""
+        return [
+            v
+            for metric in (*self.train_metrics, self.eval_loss, *self.eval_metrics)
+            for v in metric.variables
+        ]
+
+    def bind(self, batches) -> BoundTrainer:
+        """This trainer with its source of batches: what the controller drives."""
+        return BoundTrainer(self, batches)
 
     def start_epoch(self) -> None:
         self._epoch_loss_sum = self._epoch_examples = 0.0
@@ -201,6 +266,29 @@ class Trainer:
         return {"loss": float(self.eval_loss.result()), **_results(self.eval_metrics)}
 
 
+class BoundTrainer:
+    """A `Trainer` and its batches, as `kerasmlp.controller.StepRunner` wants them."""
+
+    def __init__(self, trainer: Trainer, batches):
+        self.trainer = trainer
+        self.batches = batches
+
+    def run_steps(self, num_steps: int) -> dict[str, float]:
+        return self.trainer.run_steps(self.batches, num_steps)
+
+    def start_epoch(self) -> None:
+        self.trainer.start_epoch()
+
+    def train_results(self) -> dict[str, float]:
+        return self.trainer.train_results()
+
+    def state_dict(self) -> dict[str, float]:
+        return self.trainer.state_dict()
+
+    def load_state_dict(self, state) -> None:
+        self.trainer.load_state_dict(state)
+
+
 def _results(metrics: list[keras.metrics.Metric]) -> dict[str, float]:
     return {metric.name: float(metric.result()) for metric in metrics}
 
@@ -211,13 +299,17 @@ def _results(metrics: list[keras.metrics.Metric]) -> dict[str, float]:
 class Reporter(Protocol):
     """Where progress goes while training (the CLI draws a bar on a terminal)."""
 
-    def start(self, *, epochs: int, steps_per_epoch: int) -> None: ...
+    def start(self, *, epochs: int, steps_per_epoch: int, initial_step: int = 0) -> None:
+        """Training begins (a resumed run at `initial_step`)."""
 
     def train_progress(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None: ...
 
     def epoch_end(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None: ...
 
     def end(self, results: Mapping[str, float]) -> None: ...
+
+    def message(self, text: str) -> None:
+        """One line about the run (early stopping, a rollback), between progress updates."""
 
 
 def format_logs(split: str, step: int, logs: Mapping[str, float]) -> str:
@@ -238,9 +330,16 @@ class LineReporter:
         self.stream = stream
 
     def _print(self, line: str) -> None:
-        print(line, file=self.stream or sys.stdout, flush=True)
+        stream = self.stream or sys.stdout
+        try:
+            print(line, file=stream, flush=True)
+        except OSError as e:  # a full device, a closed pipe: the user's environment, not a bug
+            name = getattr(stream, "name", "output")
+            raise RunFilesError(f"cannot write to {name}: {describe_os_error(e, None)}") from e
 
-    def start(self, *, epochs: int, steps_per_epoch: int) -> None:
+    def start(self, *, epochs: int, steps_per_epoch: int, initial_step: int = 0) -> None:
+        if initial_step:
+            self._print(f"resuming at step {initial_step}")
         self._print(f"training {epochs} epochs x {steps_per_epoch} steps")
 
     def train_progress(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None:
@@ -252,26 +351,31 @@ class LineReporter:
     def end(self, results: Mapping[str, float]) -> None:
         pass
 
+    def message(self, text: str) -> None:
+        self._print(text)
+
 
 # --- the entry point ----------------------------------------------------------
 
 
-def check_run_dir(run_dir: str | pathlib.Path) -> pathlib.Path:
-    """Returns `run_dir` as a path, refusing one that already holds files."""
-    run_dir = pathlib.Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise RunDirectoryExistsError(
-            f"Run directory {run_dir} already holds files; kerasmlp does not write over a run. "
-            "Choose another --run-name or --logdir."
+class RunInterrupted(Exception):
+    """A signal stopped the run after saving a checkpoint; `--resume` continues it."""
+
+    def __init__(self, run_dir: pathlib.Path, *, step: int, epoch: int, signal_name: str):
+        self.run_dir, self.step, self.epoch, self.signal_name = run_dir, step, epoch, signal_name
+        super().__init__(
+            f"interrupted at step {step} (epoch {epoch}); continue with: "
+            f"kerasmlp-train --resume {run_dir}"
         )
-    return run_dir
 
 
-def prepare_run_dir(run_dir: str | pathlib.Path) -> pathlib.Path:
-    """Creates `run_dir`, refusing one that already holds files."""
-    run_dir = check_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+class RunDiverged(Exception):
+    """The loss, a gradient or a weight became NaN or infinite (see `actions.DivergenceGuard`)."""
+
+    def __init__(self, run_dir: pathlib.Path, divergence: actions.Divergence, rollbacks: int):
+        self.run_dir, self.divergence = run_dir, divergence
+        tried = f" after {rollbacks} rollback(s)" if rollbacks else ""
+        super().__init__(f"{divergence.message()}{tried}")
 
 
 def train_and_evaluate(
@@ -279,61 +383,135 @@ def train_and_evaluate(
     run_dir: str | pathlib.Path,
     *,
     reporter: Reporter | None = None,
+    resume: bool = False,
+    stop_request: StopRequest | None = None,
 ) -> dict[str, float]:
     """Trains the model a config describes and evaluates it on held-out data.
 
-    Writes into `run_dir`: `config.yaml` (the resolved config), TensorBoard event
-    files under `train/`, `validation/` and `test/` (and the HParams session in
-    `run_dir` itself), `model.keras` and `metrics.json`. What TensorBoard gets
-    and how often is described in `kerasmlp.summaries` and `configs/default.yaml`.
+    Builds the run (data, model, optimizer, `Trainer`, summaries, checkpoints)
+    and hands it to a `Controller` with one action per concern (see
+    `build_actions`). Writes into `run_dir`: `config.yaml` (the resolved
+    config), `status.json` (see `kerasmlp.runfiles`), TensorBoard event files
+    under `train/`, `validation/` and `test/` (and the HParams session in
+    `run_dir` itself), `checkpoints/`, then `model.keras` and `metrics.json`
+    (and `best.keras` with `train.save_best`). Every file is replaced
+    atomically.
 
     Args:
       config: the whole run (see `kerasmlp.config.Config`).
-      run_dir: a new or empty directory.
+      run_dir: a new or empty directory; with `resume`, a run to continue from
+        its latest checkpoint (its events after that checkpoint are dropped).
       reporter: receives progress; defaults to plain lines on stdout.
+      resume: continue the run in `run_dir` instead of starting one.
+      stop_request: when set (by a signal handler), the run stops after the
+        current compiled call, saves a checkpoint and raises `RunInterrupted`.
 
     Returns:
-      Final values as plain floats: `train_loss`, `train_<metric>` (last epoch),
-      `validation_*` (when there is a validation split), `test_*`, plus `steps`,
-      `epochs`, `wall_time_s` and `examples_per_second` (training steps only).
+      Final values: `train_loss`, `train_<metric>` (last epoch),
+      `validation_*` (when there is a validation split), `test_*`, plus `steps`
+      and `epochs` (integers), `wall_time_s` and `examples_per_second`
+      (training steps only).
 
     Raises:
       ConfigError: the config does not fit the dataset (e.g. binary
         cross-entropy on 10 classes).
       DataError: the dataset cannot be found or prepared.
-      RunDirectoryExistsError: `run_dir` already holds files.
+      RunDirectoryExistsError: `run_dir` already holds files (not with `resume`).
+      ResumeError: `resume` on a folder that cannot be continued.
+      RunInterrupted: `stop_request` was set; the run is saved and resumable.
+      RunDiverged: the divergence guard stopped the run (exit status 3 in the CLI).
+      RunFilesError: a file of the run could not be written (disk full, ...).
     """
     reporter = reporter or LineReporter()
-    check_run_dir(run_dir)
+    stop_request = stop_request or StopRequest()
+    run_dir = pathlib.Path(run_dir)
+    previous = check_resumable(run_dir) if resume else None
+    if not resume:
+        check_run_dir(run_dir)
     keras.utils.set_random_seed(config.seed)
 
     data = _load(config)
-    info = data.info
-    head = Head.for_task(info.task, num_classes=info.num_classes, loss_name=config.loss.name)
-    # Only now that the data and the config fit, so a refused run leaves no folder behind.
-    run_dir = prepare_run_dir(run_dir)
-    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-    model = build_model(config.model, input_dim=info.input_dim, head=head, seed=config.seed)
-    optimizer = make_optimizer(config.optimizer)
+    head = Head.for_task(
+        data.info.task, num_classes=data.info.num_classes, loss_name=config.loss.name
+    )
+    model = build_model(config.model, input_dim=data.info.input_dim, head=head, seed=config.seed)
+    scale = None
+    if config.train.on_divergence == "rollback":
+        scale = tf.Variable(1.0, trainable=False, name="learning_rate_scale")
+    optimizer = make_optimizer(config.optimizer, learning_rate_scale=scale)
+    # Builds the metrics too: refuses e.g. top5_accuracy on 2 classes before any file is written.
     trainer = Trainer(
         model, make_loss(config.loss), optimizer, head=head, metric_names=config.metrics
     )
-    state = TrainState(
-        model=model,
-        optimizer=optimizer,
-        epoch=tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),
-        iterator=iter(data.train.repeat()),
-    )
+    # Only now that the data and the config fit, so a refused run leaves no folder behind.
+    if not resume:
+        run_dir = prepare_run_dir(run_dir)
+    status = RunStatus(run_dir, previous)
+    try:
+        write_text_atomic(run_dir / CONFIG_FILE, config.to_yaml())
+        status.update("running", epochs=config.train.epochs)
+        return _run(
+            config, run_dir, data, head, trainer, scale, status, reporter, stop_request, resume
+        )
+    except (RunInterrupted, RunDiverged):
+        raise
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            status.update("failed", error=" ".join(f"{type(e).__name__}: {e}".split())[:500])
+        raise
 
-    train_cfg = config.train
-    steps_per_epoch = math.ceil(info.num_train / train_cfg.batch_size)
-    # Diagnostics look at held-out data: one fixed batch, and the images' split.
+
+def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_request, resume):
+    info, train_cfg, model = data.info, config.train, trainer.model
+    batches = _training_batches(data, config)
     has_validation = data.validation is not None
-    look_split, look_data = ("validation", data.validation) if has_validation else ("test", None)
-    probe = diagnostics.ModelProbe(model, trainer.total_loss)
-    probe_batch = next(iter(data.validation if has_validation else data.test))
-    results: dict[str, float] = {}
-    with SummaryWriter(run_dir) as writer:
+    writer = SummaryWriter(run_dir)
+    best_weights = None
+    if train_cfg.early_stopping.monitor and train_cfg.early_stopping.restore_best:
+        best_weights = actions.BestWeights(model)
+    objects = {
+        "model": model,
+        # Dropout's RNG state (a SeedGenerator variable) is not among the objects
+        # that tf.train.Checkpoint finds through a Keras 3 model: list every variable.
+        "model_variables": list(model.variables),
+        "optimizer": optimizer_of(trainer),
+        "batches": batches,
+        "metrics": trainer.metric_variables,
+    }
+    if scale is not None:
+        objects["learning_rate_scale"] = scale
+    if best_weights is not None:
+        objects["best_weights"] = best_weights.variables
+    checkpoints = RunCheckpoints(
+        run_dir / "checkpoints", objects, keep=train_cfg.keep_checkpoints, writer=writer
+    )
+    guard = actions.DivergenceGuard(
+        policy=train_cfg.on_divergence,
+        factor=train_cfg.rollback_factor,
+        max_rollbacks=train_cfg.max_rollbacks,
+        scale=scale,
+        writer=writer,
+        log=reporter.message,
+    )
+    action_list = build_actions(
+        config, run_dir, data, trainer, batches, writer, status, reporter, guard, best_weights
+    )
+    controller = Controller(
+        trainer.bind(batches),
+        epochs=train_cfg.epochs,
+        steps_per_epoch=math.ceil(info.num_train / train_cfg.batch_size),
+        log_every_steps=train_cfg.log_every_steps,
+        actions=action_list,
+        checkpoints=checkpoints,
+        stop_request=stop_request,
+    )
+    state = checkpoints.restore_latest() if resume else None
+    if state is not None:
+        controller.load_state_dict(state)
+        controller.last_checkpoint_step = controller.step
+    else:
+        if resume:  # killed before its first checkpoint: start again in the same folder
+            writer.truncate_after(0.0)
         writer.text("train", 0, "config", code_block(config.to_yaml()))
         writer.text("train", 0, "model_summary", code_block(model_summary(model)))
         writer.hparams(
@@ -345,101 +523,158 @@ def train_and_evaluate(
             ],
             trial_id=run_dir.name,
         )
-        if train_cfg.histogram_every_epochs:
-            # The weights at initialization; also traces the probe before training starts.
-            writer.layer_reports("train", state.step, probe.layer_reports(*probe_batch))
-        reporter.start(epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch)
-        train_time = examples_seen = 0.0
-        # The optimizer's iteration count, read once and then advanced on the host
-        # (each call of the loop runs exactly n steps), so no extra read per call.
-        step = state.step
-        for epoch in range(int(state.epoch.numpy()), train_cfg.epochs):
-            trainer.start_epoch()
-            done = 0
-            # Profile the first steps of the second epoch (the first one traces).
-            profile = train_cfg.profile_steps and epoch == min(1, train_cfg.epochs - 1)
-            while done < steps_per_epoch:
-                # Stop at the next multiple of log_every_steps or at the epoch's end.
-                n = min(
-                    train_cfg.log_every_steps - step % train_cfg.log_every_steps,
-                    steps_per_epoch - done,
-                )
-                if profile:
-                    n = min(train_cfg.profile_steps, steps_per_epoch - done)
-                    tf.profiler.experimental.start(str(run_dir / "train"))
-                start = time.perf_counter()
-                stats = trainer.run_steps(state.iterator, n)  # waits for the steps to finish
-                elapsed = time.perf_counter() - start
-                if profile:
-                    tf.profiler.experimental.stop()
-                    profile = False
-                if step == 0:  # the loop has just been traced: show it in the Graphs tab
-                    loop = trainer.train_loop.get_concrete_function(
-                        state.iterator, tf.constant(n, dtype=tf.int32)
-                    )
-                    writer.graph("train", loop.graph)
-                logs = {"loss": stats["loss"], "learning_rate": stats["learning_rate"]}
-                train_time += elapsed
-                examples_seen += stats["examples"]
-                done += n
-                step += n
-                writer.scalars(
-                    "train",
-                    step,
-                    {
-                        **logs,
-                        "gradient_norm": stats["gradient_norm"],
-                        "examples_per_second": stats["examples"] / max(elapsed, 1e-9),
-                    },
-                )
-                reporter.train_progress(step=step, epoch=epoch + 1, logs=logs)
-            state.epoch.assign(epoch + 1)
-            train_logs = trainer.train_results()
-            writer.scalars("train", step, {"epoch": epoch + 1})
-            writer.scalars("train", step, _without_loss(train_logs))
-            epoch_logs = {f"train_{k}": v for k, v in train_logs.items()}
-            last = epoch + 1 == train_cfg.epochs
-            if data.validation is not None and (
-                (epoch + 1) % train_cfg.eval_every_epochs == 0 or last
-            ):
-                val_logs = trainer.evaluate(data.validation)
-                writer.scalars("validation", step, val_logs)
-                epoch_logs.update({f"validation_{k}": v for k, v in val_logs.items()})
-            if _due(train_cfg.histogram_every_epochs, epoch, last):
-                writer.layer_reports("train", step, probe.layer_reports(*probe_batch))
-            if look_data is not None and _due(train_cfg.image_every_epochs, epoch, last):
-                for tag, image in diagnostics.render_images(probe, look_data, info).items():
-                    writer.image(look_split, step, tag, image)
-            reporter.epoch_end(step=step, epoch=epoch + 1, logs=epoch_logs)
-            results.update(epoch_logs)
 
-        test_logs = trainer.evaluate(data.test)
-        writer.scalars("test", step, test_logs)
-        if look_data is None and train_cfg.image_every_epochs:
-            for tag, image in diagnostics.render_images(probe, data.test, info).items():
-                writer.image("test", step, tag, image)
-        writer.hparams_end(step)
-        results.update({f"test_{k}": v for k, v in test_logs.items()})
-        results.update(
-            steps=float(step),
-            epochs=float(state.epoch.numpy()),
-            wall_time_s=train_time,
-            examples_per_second=examples_seen / max(train_time, 1e-9),
+    reason = controller.train()
+    step, epoch = controller.step, controller.epoch
+    if reason == INTERRUPTED:
+        writer.hparams_end(step, status="aborted")
+        writer.close()
+        in_progress = epoch + (1 if controller.step_in_epoch else 0)
+        status.update("interrupted", step=step, epoch=epoch, signal=stop_request.signal_name)
+        raise RunInterrupted(
+            run_dir, step=step, epoch=in_progress, signal_name=stop_request.signal_name or ""
         )
-    model.save(run_dir / "model.keras")
-    (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if reason == DIVERGED:
+        writer.hparams_end(step, status="failure")
+        writer.close()
+        divergence = guard.divergence
+        status.update(
+            "diverged",
+            step=step,
+            epoch=epoch,
+            divergence={
+                "step": divergence.step,
+                "what": divergence.what,
+                "learning_rate": divergence.learning_rate,
+            },
+        )
+        raise RunDiverged(run_dir, divergence, guard.rollbacks)
+
+    # Completed, or stopped early: evaluate on the test split and save the model.
+    results = dict(_find(action_list, actions.EpochLogs).last)
+    test_logs = trainer.evaluate(data.test)
+    writer.scalars("test", step, test_logs)
+    if not has_validation and train_cfg.image_every_epochs:
+        probe = _find(action_list, actions.LayerReports).probe
+        for tag, image in diagnostics.render_images(probe, data.test, info).items():
+            writer.image("test", step, tag, image)
+    writer.hparams_end(step)
+    writer.close()
+    results.update({f"test_{k}": v for k, v in test_logs.items()})
+    results.update(
+        steps=step,
+        epochs=epoch,
+        wall_time_s=controller.train_time,
+        examples_per_second=controller.examples_seen / max(controller.train_time, 1e-9),
+    )
+    replace_atomically(run_dir / "model.keras", lambda path: model.save(path))
+    write_json_atomic(run_dir / METRICS_FILE, results)
+    stopped = _find(action_list, actions.EarlyStopping)
+    status.update(
+        "completed",
+        step=step,
+        epoch=epoch,
+        stopped_early=reason == STOPPED_EARLY,
+        **(
+            {"stopped_epoch": stopped.stopped_epoch + 1}
+            if stopped and stopped.stopped_epoch
+            else {}
+        ),
+    )
     reporter.end(results)
     return results
 
 
-def _due(every_epochs: int, epoch: int, last: bool) -> bool:
-    """Whether a kind of summary written every N epochs (0: never) is due after `epoch`."""
-    return bool(every_epochs) and ((epoch + 1) % every_epochs == 0 or last)
+def build_actions(
+    config, run_dir, data, trainer, batches, writer, status, reporter, guard, best_weights
+) -> list[Action]:
+    """The run's actions, in the order each hook calls them (see `kerasmlp.controller`).
+
+    The guard comes first, so nothing is logged from a diverged round; evaluation
+    before the actions that read `validation_*`; the progress line after them;
+    the checkpoint last but for the profiler, so it holds every action's decision.
+    """
+    train_cfg, info = config.train, data.info
+    has_validation = data.validation is not None
+    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss)
+    probe_batch = next(iter(data.validation if has_validation else data.test))
+    metrics = {metric.name: metric for metric in trainer.eval_metrics}
+    result: list[Action] = [
+        guard,
+        actions.Graph(
+            lambda: (
+                trainer.train_loop.get_concrete_function(
+                    batches, tf.constant(1, dtype=tf.int32)
+                ).graph
+            ),
+            writer,
+        ),
+        actions.TrainScalars(writer),
+    ]
+    if has_validation:
+        result.append(
+            actions.Evaluate(
+                lambda: trainer.evaluate(data.validation), writer, train_cfg.eval_every_epochs
+            )
+        )
+    result.append(
+        actions.LayerReports(probe, probe_batch, writer, train_cfg.histogram_every_epochs)
+    )
+    if has_validation and train_cfg.image_every_epochs:
+        result.append(
+            actions.Images(
+                probe, data.validation, info, "validation", writer, train_cfg.image_every_epochs
+            )
+        )
+    result.append(actions.EpochLogs())
+    stopping = train_cfg.early_stopping
+    if stopping.monitor:
+        mode = stopping.mode
+        if mode == "auto":
+            mode = actions.monitor_direction(stopping.monitor, metrics)
+        result.append(
+            actions.EarlyStopping(
+                stopping.monitor,
+                mode,
+                patience=stopping.patience,
+                min_delta=stopping.min_delta,
+                best_weights=best_weights,
+                log=reporter.message,
+            )
+        )
+    if train_cfg.save_best:
+        result.append(
+            actions.SaveBest(
+                train_cfg.save_best,
+                actions.monitor_direction(train_cfg.save_best, metrics),
+                run_dir / "best.keras",
+                trainer.model,
+                status,
+            )
+        )
+    result.append(actions.Progress(reporter))
+    result.append(actions.Checkpoint(train_cfg.checkpoint_every_seconds, status))
+    if train_cfg.profile_steps:
+        result.append(actions.Profile(run_dir / "train", train_cfg.profile_steps, train_cfg.epochs))
+    return result
 
 
-def _without_loss(logs: Mapping[str, float]) -> dict[str, float]:
-    # train/loss is written per logged step; a per-epoch value at the same step would clash.
-    return {k: v for k, v in logs.items() if k != "loss"}
+def _training_batches(data: Datasets, config: Config):
+    """The split as tensors with a seeded permutation when it fits in memory, else tf.data."""
+    if data.train_fits_in_memory and data.train_examples is not None:
+        features, labels = data.train_examples.batch(data.info.num_train).get_single_element()
+        return InMemoryBatches(
+            features, labels, batch_size=config.train.batch_size, seed=config.seed
+        )
+    return iter(data.train.repeat())
+
+
+def optimizer_of(trainer: Trainer) -> keras.optimizers.Optimizer:
+    return trainer.optimizer
+
+
+def _find(items, cls):
+    return next((item for item in items if isinstance(item, cls)), None)
 
 
 def _load(config: Config) -> Datasets:

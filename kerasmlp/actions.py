@@ -1,0 +1,502 @@
+"""The actions of a training run: each one concern of the outer loop, with its own "when".
+
+`kerasmlp.controller.Controller` calls them in the order `train.build_actions`
+lists them. Their state (patience counters, best values, rollbacks) goes into
+checkpoints through `get_state` / `set_state`, so a resumed run decides the
+same as one that was never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasmlp import diagnostics
+from kerasmlp.controller import DIVERGED, INTERRUPTED, Action, Controller, Every
+from kerasmlp.runfiles import RunStatus, replace_atomically
+from kerasmlp.summaries import SummaryWriter
+
+
+class TrainScalars(Action):
+    """Per round: loss, learning rate, gradient norm, examples/s; per epoch: epoch and metrics."""
+
+    name = "train_scalars"
+
+    def __init__(self, writer: SummaryWriter):
+        self.writer = writer
+
+    def on_steps(self, loop, stats):
+        self.writer.scalars(
+            "train",
+            loop.step,
+            {
+                "loss": stats["loss"],
+                "learning_rate": stats["learning_rate"],
+                "gradient_norm": stats["gradient_norm"],
+                "examples_per_second": stats["examples"] / max(stats["seconds"], 1e-9),
+            },
+        )
+
+    def on_epoch_end(self, loop, logs):
+        # train/loss is written per round; a per-epoch value at the same step would clash.
+        metrics = {k.removeprefix("train_"): v for k, v in logs.items() if k != "train_loss"}
+        self.writer.scalars("train", loop.step, {"epoch": loop.epoch, **metrics})
+
+
+class Evaluate(Action):
+    """Validation every N epochs and after the last; adds `validation_*` to the logs."""
+
+    name = "evaluate"
+
+    def __init__(
+        self, evaluate: Callable[[], dict[str, float]], writer: SummaryWriter, every_epochs
+    ):
+        self.evaluate = evaluate
+        self.writer = writer
+        self.when = Every(epochs=every_epochs)
+
+    def on_epoch_end(self, loop, logs):
+        if self.when.epoch_due(loop):
+            results = self.evaluate()
+            self.writer.scalars("validation", loop.step, results)
+            logs.update({f"validation_{k}": v for k, v in results.items()})
+
+
+class LayerReports(Action):
+    """Per Dense layer histograms, gradient norms and unit health, at step 0 and every N epochs."""
+
+    name = "layer_reports"
+
+    def __init__(self, probe: diagnostics.ModelProbe, batch, writer: SummaryWriter, every_epochs):
+        self.probe = probe
+        self.batch = batch
+        self.writer = writer
+        self.when = Every(epochs=every_epochs)
+
+    def on_train_begin(self, loop):
+        if loop.step == 0 and self.when.epochs:
+            # The weights at initialization; also traces the probe before training.
+            self._write(loop.step)
+
+    def on_epoch_end(self, loop, logs):
+        if self.when.epoch_due(loop):
+            self._write(loop.step)
+
+    def _write(self, step):
+        self.writer.layer_reports("train", step, self.probe.layer_reports(*self.batch))
+
+
+class Images(Action):
+    """Confusion matrix, decision boundary or misclassified examples every N epochs."""
+
+    name = "images"
+
+    def __init__(self, probe, dataset, info, split: str, writer: SummaryWriter, every_epochs):
+        self.probe = probe
+        self.dataset = dataset
+        self.info = info
+        self.split = split
+        self.writer = writer
+        self.when = Every(epochs=every_epochs)
+
+    def on_epoch_end(self, loop, logs):
+        if self.when.epoch_due(loop):
+            for tag, image in diagnostics.render_images(
+                self.probe, self.dataset, self.info
+            ).items():
+                self.writer.image(self.split, loop.step, tag, image)
+
+
+class Graph(Action):
+    """The traced training loop in TensorBoard's Graphs tab, after the first round."""
+
+    name = "graph"
+
+    def __init__(self, concrete_graph: Callable[[], tf.Graph], writer: SummaryWriter):
+        self.concrete_graph = concrete_graph
+        self.writer = writer
+
+    def on_steps(self, loop, stats):
+        if loop.step == stats["steps"]:  # the first round of a run: the loop was just traced
+            self.writer.graph("train", self.concrete_graph())
+
+
+class Profile(Action):
+    """Profiles `num_steps` steps at the start of the second epoch (the first one traces)."""
+
+    name = "profile"
+
+    def __init__(self, logdir: pathlib.Path, num_steps: int, epochs: int):
+        self.logdir = logdir
+        self.num_steps = num_steps
+        self.epoch = min(1, epochs - 1)
+        self._active = False
+
+    def on_train_begin(self, loop):
+        self._maybe_start(loop)
+
+    def on_epoch_end(self, loop, logs):
+        self._maybe_start(loop)
+
+    def _maybe_start(self, loop):
+        if self.num_steps and loop.epoch == self.epoch and loop.step_in_epoch == 0:
+            tf.profiler.experimental.start(str(self.logdir))
+            loop.limit_next_round(self.num_steps)
+            self._active = True
+
+    def on_steps(self, loop, stats):
+        if self._active:
+            tf.profiler.experimental.stop()
+            self._active = False
+
+    def on_train_end(self, loop):
+        if self._active:
+            tf.profiler.experimental.stop()
+            self._active = False
+
+
+class Progress(Action):
+    """Hands progress to the reporter (console lines or a progress bar)."""
+
+    name = "progress"
+
+    def __init__(self, reporter):
+        self.reporter = reporter
+
+    def on_train_begin(self, loop):
+        self.reporter.start(
+            epochs=loop.epochs, steps_per_epoch=loop.steps_per_epoch, initial_step=loop.step
+        )
+
+    def on_steps(self, loop, stats):
+        logs = {"loss": stats["loss"], "learning_rate": stats["learning_rate"]}
+        epoch = loop.epoch + (1 if loop.step_in_epoch else 0)
+        self.reporter.train_progress(step=loop.step, epoch=epoch, logs=logs)
+
+    def on_epoch_end(self, loop, logs):
+        self.reporter.epoch_end(step=loop.step, epoch=loop.epoch, logs=logs)
+
+
+class EpochLogs(Action):
+    """Keeps the last epoch's logs (as Keras's `History`), for metrics.json; resumable."""
+
+    name = "epoch_logs"
+
+    def __init__(self):
+        self.last: dict[str, float] = {}
+
+    def on_epoch_end(self, loop, logs):
+        self.last = dict(logs)
+
+    def get_state(self):
+        return {"last": self.last}
+
+    def set_state(self, state):
+        self.last = dict(state.get("last", {}))
+
+
+def monitor_direction(monitor: str, metrics: Mapping[str, keras.metrics.Metric]) -> str:
+    """'min' or 'max' for `validation_<name>`: the loss goes down; a metric says by `_direction`."""
+    name = monitor.removeprefix("validation_")
+    if name == "loss":
+        return "min"
+    direction = getattr(metrics.get(name), "_direction", None)
+    if direction not in ("up", "down"):
+        raise ValueError(f"Cannot tell whether {monitor} should rise or fall; set its mode")
+    return "max" if direction == "up" else "min"
+
+
+class Monitor:
+    """Whether a monitored value improved, exactly as Keras's `MonitorCallback` decides.
+
+    Improvement: `value - min_delta > best` in 'max' mode, `value + min_delta < best`
+    in 'min' mode (Keras flips the sign of `min_delta`); the first value always improves.
+    """
+
+    def __init__(self, monitor: str, mode: str, min_delta: float = 0.0):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max'. Received: mode={mode!r}")
+        self.monitor = monitor
+        self.mode = mode
+        self.min_delta = abs(min_delta) if mode == "max" else -abs(min_delta)
+
+    def improves(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        shifted = value - self.min_delta
+        return shifted > best if self.mode == "max" else shifted < best
+
+
+class BestWeights:
+    """A copy of the model's weights in variables, so that checkpoints keep it."""
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+        self.variables = [
+            tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False, name="best")
+            for w in model.weights
+        ]
+
+    def store(self):
+        for copy, weight in zip(self.variables, self.model.weights, strict=True):
+            copy.assign(weight.value)
+
+    def load(self):
+        for copy, weight in zip(self.variables, self.model.weights, strict=True):
+            weight.assign(copy)
+
+
+class EarlyStopping(Action):
+    """Stops when `monitor` has not improved for `patience` epochs: Keras's `EarlyStopping`.
+
+    Args:
+      monitor: a logged value, e.g. `validation_loss`.
+      mode: 'min' or 'max' (resolved from 'auto' by `monitor_direction`).
+      patience: epochs without improvement before stopping.
+      min_delta: the smallest change that counts as an improvement.
+      best_weights: a `BestWeights` when the best epoch's weights are restored
+        at the end (`restore_best`), else None.
+      log: prints one line when the run stops early.
+    """
+
+    name = "early_stopping"
+
+    def __init__(self, monitor, mode, *, patience, min_delta, best_weights=None, log=print):
+        self.criterion = Monitor(monitor, mode, min_delta)
+        self.monitor = monitor
+        self.patience = patience
+        self.best_weights = best_weights
+        self.log = log
+        self.wait = 0
+        self.best: float | None = None
+        self.best_epoch = 0  # 0-based, as Keras counts
+        self.stopped_epoch = 0
+        self.has_best_weights = False
+
+    def on_epoch_end(self, loop, logs):
+        current = logs.get(self.monitor)
+        if current is None:  # not evaluated this epoch (train.eval_every_epochs)
+            return
+        epoch = loop.epoch - 1  # Keras's 0-based epoch index
+        if self.best_weights is not None and not self.has_best_weights:
+            self.best_weights.store()
+            self.has_best_weights = True
+            self.best_epoch = epoch
+        self.wait += 1
+        if self.criterion.improves(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.best_weights is not None:
+                self.best_weights.store()
+            self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            loop.stop_training = True
+            self.log(
+                f"early stopping at epoch {epoch + 1}: {self.monitor} has not improved for "
+                f"{self.wait} epochs (best {self.best:.4f} at epoch {self.best_epoch + 1})"
+            )
+
+    def on_train_end(self, loop):
+        if loop.end_reason in (INTERRUPTED, DIVERGED):
+            return
+        if self.best_weights is not None and self.has_best_weights:
+            self.best_weights.load()
+            self.log(f"restored the weights of epoch {self.best_epoch + 1} (best {self.monitor})")
+
+    def get_state(self):
+        return dataclasses.asdict(
+            _EarlyStoppingState(
+                self.wait, self.best, self.best_epoch, self.stopped_epoch, self.has_best_weights
+            )
+        )
+
+    def set_state(self, state):
+        self.wait = state["wait"]
+        self.best = state["best"]
+        self.best_epoch = state["best_epoch"]
+        self.stopped_epoch = state["stopped_epoch"]
+        self.has_best_weights = state["has_best_weights"]
+
+
+@dataclasses.dataclass
+class _EarlyStoppingState:
+    wait: int
+    best: float | None
+    best_epoch: int
+    stopped_epoch: int
+    has_best_weights: bool
+
+
+class SaveBest(Action):
+    """Keeps `best.keras`, the model of the epoch with the best `monitor`; noted in status.json."""
+
+    name = "save_best"
+
+    def __init__(self, monitor: str, mode: str, path: pathlib.Path, model, status: RunStatus):
+        self.criterion = Monitor(monitor, mode)
+        self.monitor = monitor
+        self.path = path
+        self.model = model
+        self.status = status
+        self.best: float | None = None
+
+    def on_epoch_end(self, loop, logs):
+        current = logs.get(self.monitor)
+        if current is None or not math.isfinite(current):
+            return
+        if self.criterion.improves(current, self.best):
+            self.best = current
+            replace_atomically(self.path, lambda temporary: self.model.save(temporary))
+            self.status.update(
+                best={
+                    "monitor": self.monitor,
+                    "value": current,
+                    "epoch": loop.epoch,
+                    "step": loop.step,
+                    "file": self.path.name,
+                }
+            )
+
+    def get_state(self):
+        return {"best": self.best}
+
+    def set_state(self, state):
+        self.best = state["best"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Divergence:
+    """What went bad, where, and at which learning rate."""
+
+    step: int
+    what: str
+    learning_rate: float
+
+    def message(self, config_key: str = "optimizer.learning_rate.initial_learning_rate") -> str:
+        return (
+            f"diverged at step {self.step}: {self.what} (learning rate {self.learning_rate:.3g}); "
+            f"try a lower {config_key}"
+        )
+
+
+def find_divergence(loop: Controller, stats: Mapping[str, float]) -> Divergence | None:
+    """The first bad value of a round, from the statistics its one host read brought back."""
+    first = int(stats.get("first_nonfinite_step", -1))
+    learning_rate = stats["learning_rate"]
+    start = loop.step - int(stats["steps"])
+    if first >= 0:
+        return Divergence(
+            start + first + 1, "the loss or the gradient norm became NaN or infinite", learning_rate
+        )
+    if not math.isfinite(stats["loss"]) or not math.isfinite(stats["gradient_norm"]):
+        return Divergence(
+            loop.step, "the loss or the gradient norm became NaN or infinite", learning_rate
+        )
+    if not stats.get("weights_finite", 1.0):
+        return Divergence(loop.step, "a weight became NaN or infinite", learning_rate)
+    return None
+
+
+class DivergenceGuard(Action):
+    """Stops (or rolls back) as soon as the loss, a gradient or a weight is NaN or infinite.
+
+    It reads only what each round returns anyway (the compiled loop marks the
+    first bad step and checks the weights once per call), so it costs no extra
+    host sync.
+
+    Args:
+      policy: 'stop', or 'rollback': restore the last checkpoint, multiply the
+        learning rate by `factor`, and go on, at most `max_rollbacks` times.
+      scale: the learning-rate scale variable (see `components.ScaledSchedule`).
+      log: prints one line per rollback.
+    """
+
+    name = "divergence_guard"
+
+    def __init__(
+        self, *, policy="stop", factor=0.5, max_rollbacks=3, scale=None, writer=None, log=print
+    ):
+        self.policy = policy
+        self.factor = factor
+        self.max_rollbacks = max_rollbacks
+        self.scale = scale
+        self.writer = writer
+        self.log = log
+        self.rollbacks = 0
+        self.divergence: Divergence | None = None
+
+    def on_steps(self, loop, stats):
+        divergence = find_divergence(loop, stats)
+        if divergence is None:
+            return
+        self.divergence = divergence
+        if self.policy == "rollback" and self.rollbacks < self.max_rollbacks:
+            if loop.restore_checkpoint():
+                self.rollbacks += 1
+                self.scale.assign(self.factor**self.rollbacks)
+                self.log(
+                    f"rollback {self.rollbacks}/{self.max_rollbacks}: {divergence.message()}; "
+                    f"back to step {loop.step}, learning rate x{self.factor**self.rollbacks:g}"
+                )
+                if self.writer is not None:
+                    self.writer.scalars(
+                        "train",
+                        loop.step,
+                        {
+                            "rollbacks": self.rollbacks,
+                            "learning_rate_scale": self.factor**self.rollbacks,
+                        },
+                    )
+                return
+        loop.halt(DIVERGED)
+
+    def get_state(self):
+        return {"rollbacks": self.rollbacks}
+
+    def set_state(self, state):
+        # A rollback restores an older checkpoint, whose count is lower: keep the larger.
+        self.rollbacks = max(self.rollbacks, int(state.get("rollbacks", 0)))
+        if self.scale is not None:
+            self.scale.assign(self.factor**self.rollbacks)
+
+
+class Checkpoint(Action):
+    """Saves a checkpoint at the start, every epoch, every `every_secs` seconds and at a stop."""
+
+    name = "checkpoint"
+
+    def __init__(self, every_secs: float, status: RunStatus):
+        self.when = Every(secs=every_secs)
+        self.status = status
+
+    def _save(self, loop):
+        if loop.save_checkpoint() is not None:
+            self.when.reset_time()
+            self.status.update(step=loop.step, epoch=loop.epoch, checkpoint_step=loop.step)
+
+    def on_train_begin(self, loop):
+        self._save(loop)
+
+    def on_steps(self, loop, stats):
+        if self.when.time_due():
+            self._save(loop)
+
+    def on_epoch_end(self, loop, logs):
+        self._save(loop)
+
+    def on_train_end(self, loop):
+        if loop.end_reason != DIVERGED:
+            self._save(loop)
+
+
+def as_float(value: Any) -> float:
+    return float(np.asarray(value))
