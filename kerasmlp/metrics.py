@@ -48,6 +48,7 @@ __all__ = [
     "binary_matches",
     "sparse_top_k_matches",
     "confusion_matrix_update",
+    "class_presence_update",
     "precision_recall_f1_from_confusion",
     "calibration_bins_update",
     "expected_calibration_error_from_bins",
@@ -253,7 +254,39 @@ def confusion_matrix_update(y_true, y_pred, num_classes: int, sample_weight=None
     return ops.matmul(ops.transpose(true_hot * ops.expand_dims(weights, -1)), pred_hot)
 
 
-def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "macro"):
+def class_presence_update(y_true, y_pred, num_classes: int):
+    """How many examples of one batch show each class, as label or as prediction.
+
+    Unweighted on purpose: a class counts in the macro average when it occurs in
+    `y_true` or in the predictions, whatever the weights of its examples, as in
+    scikit-learn, whose labels are `unique_labels(y_true, y_pred)`. The weighted
+    confusion matrix cannot tell such a class from one that never occurs once all
+    its examples carry weight 0.
+
+    Formula:
+        presence[c] = sum_i [y_true[i] == c or argmax_k y_pred[i, k] == c]
+
+    Args:
+        y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
+        y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
+        num_classes: Number of classes.
+
+    Returns:
+        Float32 tensor `(num_classes,)`.
+
+    Example:
+        >>> y_pred = [[0.9, 0.1, 0.0], [0.8, 0.2, 0.0]]  # both predict class 0
+        >>> class_presence_update([0, 1], y_pred, 3).numpy().tolist()
+        [2.0, 1.0, 0.0]
+    """
+    true_hot = ops.one_hot(_labels(y_true), num_classes, dtype="float32")
+    pred_hot = ops.one_hot(_predicted_classes(y_pred), num_classes, dtype="float32")
+    return ops.sum(ops.maximum(true_hot, pred_hot), axis=0)
+
+
+def precision_recall_f1_from_confusion(
+    confusion_matrix, average: str | None = "macro", *, class_presence=None
+):
     """Precision, recall and F1 score from a confusion matrix.
 
     Per class `c`, with `tp = cm[c, c]`, `predicted = sum_t cm[t, c]` and
@@ -264,8 +297,10 @@ def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "
         precision_c = tp / predicted
         recall_c = tp / support
         f1_c = 2 tp / (predicted + support)
-        macro: mean of the per-class values over the classes that occur
-               (support + predicted > 0), like scikit-learn without `labels=`
+        macro: mean of the per-class values over the classes that occur as a
+               label or a prediction (`class_presence > 0`), like scikit-learn
+               without `labels=`; a class whose examples all weigh 0 occurs and
+               scores 0
         weighted: sum_c support_c * value_c / sum_c support_c
         micro: sum_c tp / sum_{t,p} cm  (the accuracy, for single-label data)
         None: the per-class vectors
@@ -273,10 +308,14 @@ def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "
     Args:
         confusion_matrix: `(num_classes, num_classes)`, rows true, columns predicted.
         average: "macro" (default), "micro", "weighted" or None.
+        class_presence: Unweighted count of the examples showing each class, as
+            from `class_presence_update`, `(num_classes,)`. Only "macro" reads it.
+            Default None: a class occurs when its row or column of the matrix is
+            not all zero, which is exact when no sample weight is 0.
 
     Returns:
         `(precision, recall, f1)`: three scalars, or three `(num_classes,)`
-        vectors when `average` is None.
+        vectors when `average` is None; float32, or the matrix's float dtype.
 
     Example:
         >>> scores = precision_recall_f1_from_confusion([[1.0, 0.0], [1.0, 1.0]], "macro")
@@ -284,7 +323,9 @@ def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "
         [0.75, 0.75, 0.6667]
     """
     _check_average(average)
-    cm = ops.cast(confusion_matrix, "float32")
+    cm = ops.convert_to_tensor(confusion_matrix)
+    if not keras.backend.is_float_dtype(cm.dtype):
+        cm = ops.cast(cm, "float32")
     tp = ops.diagonal(cm)
     predicted = ops.sum(cm, axis=0)
     support = ops.sum(cm, axis=1)
@@ -300,7 +341,8 @@ def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "
     if average == "weighted":
         class_weights = support
     else:  # macro: classes never seen, neither as label nor as prediction, are left out.
-        class_weights = ops.cast(ops.greater(predicted + support, 0.0), "float32")
+        occurrences = predicted + support if class_presence is None else class_presence
+        class_weights = ops.cast(ops.greater(occurrences, 0), cm.dtype)
     total = ops.sum(class_weights)
     return tuple(
         ops.divide_no_nan(ops.sum(v * class_weights), total) for v in (precision, recall, f1)
@@ -596,7 +638,8 @@ class ConfusionMatrix(keras.metrics.Metric):
     """Weighted confusion matrix of integer labels against argmax predictions.
 
     `y_pred` rows may be probabilities or logits. `Precision`, `Recall` and
-    `F1Score` keep this same state and differ only in `result()`.
+    `F1Score` keep this same state, plus the unweighted count of examples showing
+    each class (which classes the macro average is over).
 
     Formula:
         cm[t, p] = sum_i w_i [y_true[i] == t] [argmax_c y_pred[i, c] == p]
@@ -650,9 +693,25 @@ class _FromConfusion(ConfusionMatrix):
     def __init__(self, num_classes: int, average: str | None = "macro", *, name: str, dtype=None):
         super().__init__(num_classes, name=name, dtype=dtype)
         self.average = _check_average(average)
+        self.class_presence = self.add_variable(
+            shape=(self.num_classes,),
+            initializer="zeros",
+            dtype=self.dtype,
+            aggregation="sum",
+            name="class_presence",
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        super().update_state(y_true, y_pred, sample_weight)
+        presence = class_presence_update(y_true, y_pred, self.num_classes)
+        self.class_presence.assign_add(ops.cast(presence, self.dtype))
 
     def result(self):
-        scores = precision_recall_f1_from_confusion(self.confusion, self.average)
+        scores = precision_recall_f1_from_confusion(
+            ops.convert_to_tensor(self.confusion),
+            self.average,
+            class_presence=ops.convert_to_tensor(self.class_presence),
+        )
         return ops.cast(scores[self._index], self.dtype)
 
     def get_config(self):
@@ -669,8 +728,9 @@ class Precision(_FromConfusion):
 
     Args:
         num_classes: Number of classes, >= 2.
-        average: "macro" (default; over the classes that occur), "micro",
-            "weighted" (by support), or None for the `(num_classes,)` vector.
+        average: "macro" (default; over the classes that occur as a label or a
+            prediction, whatever their weights), "micro", "weighted" (by
+            support), or None for the `(num_classes,)` vector.
         name: Metric name (default "precision").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
@@ -707,8 +767,9 @@ class Recall(_FromConfusion):
 
     Args:
         num_classes: Number of classes, >= 2.
-        average: "macro" (default; over the classes that occur), "micro",
-            "weighted" (by support), or None for the `(num_classes,)` vector.
+        average: "macro" (default; over the classes that occur as a label or a
+            prediction, whatever their weights), "micro", "weighted" (by
+            support), or None for the `(num_classes,)` vector.
         name: Metric name (default "recall").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
@@ -741,8 +802,9 @@ class F1Score(_FromConfusion):
 
     Args:
         num_classes: Number of classes, >= 2.
-        average: "macro" (default; over the classes that occur), "micro",
-            "weighted" (by support), or None for the `(num_classes,)` vector.
+        average: "macro" (default; over the classes that occur as a label or a
+            prediction, whatever their weights), "micro", "weighted" (by
+            support), or None for the `(num_classes,)` vector.
         name: Metric name (default "f1_score").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 

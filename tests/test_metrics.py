@@ -318,8 +318,11 @@ def test_scalar_sample_weight_scales_the_confusion_matrix():
     np.testing.assert_allclose(scaled.result(), 2.5 * unweighted.result().numpy(), **TOLERANCE)
 
 
-def test_zero_sample_weights_leave_examples_out():
+def test_zero_sample_weights_leave_examples_out_while_their_classes_remain():
     keep = DATA.weights > 0.5
+    # Precondition: every class still occurs among the kept examples, so that
+    # dropping the others changes no class's membership of the macro average.
+    assert set(DATA.labels[keep]) == set(range(NUM_CLASSES))
     weighted = metrics.F1Score(NUM_CLASSES, average="macro")
     weighted.update_state(DATA.labels, DATA.logits, sample_weight=keep.astype(np.float32))
     # scikit-learn on the kept examples only
@@ -327,6 +330,80 @@ def test_zero_sample_weights_leave_examples_out():
         DATA.labels[keep], DATA.predicted[keep], average="macro", zero_division=0
     )[2]
     np.testing.assert_allclose(weighted.result(), expected, **TOLERANCE)
+
+
+# Which classes the macro average is over: scikit-learn's `unique_labels(y_true, y_pred)`,
+# whatever the sample weights. Each case is (num_classes, batches of (y_true, predicted,
+# sample_weight)); the metric sees the batches one by one.
+_WEIGHTLESS_CLASS = (DATA.labels == 3) | (DATA.predicted == 3)
+PRESENCE_CASES = {
+    # Class 1 occurs (label and prediction) but weighs 0: its scores are 0/0 = 0.
+    "zero_weight_class": (3, [([0, 1, 2], [0, 1, 2], [1.0, 0.0, 1.0])]),
+    # Class 2 occurs only as the prediction of a weight-0 example; class 3 never occurs.
+    "zero_weight_class_only_predicted": (
+        4,
+        [([0, 1, 1, 0], [0, 2, 1, 0], [1.0, 0.0, 1.0, 1.0])],
+    ),
+    # Class 2 occurs with a real weight, but only as a (wrong) prediction.
+    "class_only_predicted": (3, [([0, 1, 1, 0], [0, 2, 1, 0], [1.0, 0.5, 2.0, 1.0])]),
+    # Class 2 and its weights of 0 arrive in a later batch than the other classes.
+    "zero_weight_class_in_a_later_batch": (
+        3,
+        [([0, 0, 1], [0, 1, 1], [1.0, 2.0, 1.0]), ([2, 2], [2, 0], [0.0, 0.0])],
+    ),
+    # 257 examples in batches of 100: every example showing class 3 weighs 0.
+    "weightless_class_over_batches": (
+        NUM_CLASSES,
+        [
+            (
+                DATA.labels[start : start + BATCH_SIZE],
+                DATA.predicted[start : start + BATCH_SIZE],
+                np.where(_WEIGHTLESS_CLASS, 0.0, DATA.weights)[start : start + BATCH_SIZE],
+            )
+            for start in range(0, NUM_EXAMPLES, BATCH_SIZE)
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("average", ["macro", "weighted", "micro"])
+@pytest.mark.parametrize("case", PRESENCE_CASES.values(), ids=PRESENCE_CASES.keys())
+def test_classes_count_in_the_average_whatever_their_weights(case, average, dtype, mode):
+    num_classes, batches = case
+    # One trace for every batch, with an unknown batch dimension, as in the training loop.
+    signature = [
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None, num_classes], dtype),
+        tf.TensorSpec([None], dtype),
+    ]
+    for index, cls in enumerate((metrics.Precision, metrics.Recall, metrics.F1Score)):
+        metric = cls(num_classes, average=average, dtype=dtype)
+
+        def update(y, z, w, metric=metric):
+            metric.update_state(y, z, sample_weight=w)
+
+        if mode == "tf_function":
+            update = tf.function(update, input_signature=signature)
+        for y_true, predicted, weight in batches:
+            scores = np.eye(num_classes, dtype=dtype)[np.asarray(predicted)]
+            update(np.asarray(y_true, np.int32), scores, np.asarray(weight, dtype))
+        y_true, predicted, weight = (np.concatenate(parts) for parts in zip(*batches, strict=True))
+        # scikit-learn precision_recall_fscore_support on all the batches at once, labels
+        # inferred from y_true and y_pred (its default), zero_division=0 (its default's value)
+        expected = skm.precision_recall_fscore_support(
+            y_true, predicted, average=average, sample_weight=weight, zero_division=0
+        )[index]
+        result = metric.result()
+        assert keras.backend.standardize_dtype(result.dtype) == dtype
+        np.testing.assert_allclose(result, expected, err_msg=cls.__name__, **TOLERANCE)
+
+
+def test_class_presence_counts_labels_and_predictions_unweighted():
+    # By hand: example 0 shows class 0 (label and prediction), example 1 classes 1 and 2.
+    presence = metrics.class_presence_update([0, 1], [[0.9, 0.1, 0.0], [0.1, 0.2, 0.7]], 3)
+    np.testing.assert_array_equal(presence, [1.0, 1.0, 1.0])
 
 
 # --------------------------------------------------------------------------
