@@ -13,8 +13,12 @@ Conventions shared by the classification metrics:
   rows for `CategoricalAccuracy`); `y_pred` holds one row of scores per example,
   `(batch, num_classes)`. Probabilities and logits give the same argmax, so both
   are accepted wherever only the predicted class matters.
-- `sample_weight` is `None`, a scalar, or one weight per example (`(batch,)` or
-  `(batch, 1)`); every count is a sum of weights.
+- `sample_weight` is `None`, a scalar (the weight of every example), or one
+  weight per example (`(batch,)` or `(batch, 1)`); every count is a sum of
+  weights. `BinaryAccuracy`, whose values are one per entry of `(batch, d)`
+  labels, also takes weights that broadcast to them, `(1, d)` or `(batch, d)`,
+  and weighs entries, as Keras does. Weights of any other shape are refused
+  with a ValueError when the update is traced, never reread as per-example.
 - Labels must lie in `[0, num_classes)`. They are not checked inside the update
   (it runs in compiled training steps): a label out of range counts as a miss
   for the accuracies and is left out of the confusion matrix (its one-hot row
@@ -102,14 +106,78 @@ def _labels(y_true):
     return ops.cast(ops.reshape(y_true, (-1,)), "int32")
 
 
-def _example_weights(sample_weight, values, dtype):
-    """One weight per example, shaped like `values` `(batch,)`."""
+def _per_example_mean(values):
+    """Mean over every axis but the first; a 1-D input is one value per example."""
+    if len(values.shape) <= 1:
+        return values
+    return ops.mean(values, axis=tuple(range(1, len(values.shape))))
+
+
+def _match_ranks(values, weights):
+    """Keras's `squeeze_or_expand_to_same_rank`: ranks one apart meet at a trailing axis of 1."""
+    values_rank, weights_rank = len(values.shape), len(weights.shape)
+    if values_rank == weights_rank + 1 and values.shape[-1] == 1:
+        if weights_rank == 1:
+            return values, ops.expand_dims(weights, -1)
+        return ops.squeeze(values, -1), weights
+    if weights_rank == values_rank + 1 and weights.shape[-1] == 1:
+        if values_rank == 1:
+            return ops.expand_dims(values, -1), weights
+        return values, ops.squeeze(weights, -1)
+    return values, weights
+
+
+def _check_weight_shape(weights, values):
+    """Refuses, while tracing, weights that cannot broadcast to the leading axes of `values`."""
+    weights_shape, values_shape = tuple(weights.shape), tuple(values.shape)
+    fits = len(weights_shape) <= len(values_shape) and all(
+        w is None or v is None or w in (1, v)
+        for w, v in zip(weights_shape, values_shape[: len(weights_shape)], strict=True)
+    )
+    if not fits:
+        raise ValueError(
+            "Argument `sample_weight` must be a scalar or broadcast to this metric's values, "
+            f"of shape {values_shape} (one row per example), as in Keras. "
+            f"Received: sample_weight.shape={weights_shape}"
+        )
+
+
+def _samplewise(values, sample_weight, dtype):
+    """Weighted values and weights per example, reduced as Keras's metrics reduce them.
+
+    As `keras.metrics.Mean` (`reduce_to_samplewise_values`): the weights meet the
+    values at the same rank, the values are averaged down to the weights' rank,
+    the weights are broadcast to them, and both are averaged over the remaining
+    axes. So `(batch,)` and `(batch, 1)` weights weigh examples, and `(1, d)` or
+    `(batch, d)` weights weigh the entries of `(batch, d)` values. A scalar weighs
+    every example (where Keras would weigh the batch as a whole as one example).
+
+    Returns:
+        `(weighted_values, weights)`, each `(batch,)`; the weighted mean is
+        `sum(weighted_values) / sum(weights)`.
+
+    Raises:
+        ValueError: While tracing, if the weights cannot broadcast to the values.
+    """
+    values = ops.cast(values, dtype)
     if sample_weight is None:
-        return ops.ones_like(values, dtype=dtype)
-    sample_weight = ops.cast(sample_weight, dtype)
-    if len(sample_weight.shape) == 0:
-        return sample_weight * ops.ones_like(values, dtype=dtype)
-    return ops.reshape(sample_weight, (-1,))
+        values = _per_example_mean(values)
+        return values, ops.ones_like(values)
+    weights = ops.cast(sample_weight, dtype)
+    if len(weights.shape) == 0:
+        values = _per_example_mean(values)
+        return values * weights, weights * ops.ones_like(values)
+    values, weights = _match_ranks(values, weights)
+    _check_weight_shape(weights, values)
+    if len(values.shape) > len(weights.shape):
+        values = ops.mean(values, axis=tuple(range(len(weights.shape), len(values.shape))))
+    weights = ops.broadcast_to(weights, ops.shape(values))
+    return _per_example_mean(values * weights), _per_example_mean(weights)
+
+
+def _example_weights(sample_weight, values, dtype):
+    """One weight per example, shaped like `values` `(batch,)`; see `_samplewise`."""
+    return _samplewise(values, sample_weight, dtype)[1]
 
 
 def _predicted_classes(y_pred):
@@ -158,7 +226,7 @@ def categorical_matches(y_true, y_pred):
 
 
 def binary_matches(y_true, y_pred, threshold: float = 0.5, from_logits: bool = False):
-    """Fraction of a example's binary outputs on the right side of the threshold.
+    """Fraction of an example's binary outputs on the right side of the threshold.
 
     Formula:
         p = sigmoid(y_pred) if from_logits else y_pred
@@ -177,6 +245,11 @@ def binary_matches(y_true, y_pred, threshold: float = 0.5, from_logits: bool = F
         >>> binary_matches([1, 0, 1], [0.9, 0.6, 0.2]).numpy().tolist()
         [1.0, 0.0, 0.0]
     """
+    return _per_example_mean(_binary_entry_matches(y_true, y_pred, threshold, from_logits))
+
+
+def _binary_entry_matches(y_true, y_pred, threshold: float, from_logits: bool):
+    """0s and 1s, one per entry of `y_pred`, `(batch, d)` (`(batch, 1)` for `(batch,)`)."""
     y_pred = ops.convert_to_tensor(y_pred)
     if len(y_pred.shape) == 1:
         y_pred = ops.expand_dims(y_pred, -1)
@@ -185,8 +258,7 @@ def binary_matches(y_true, y_pred, threshold: float = 0.5, from_logits: bool = F
     if from_logits:
         y_pred = ops.sigmoid(y_pred)
     predicted = ops.cast(ops.greater(y_pred, threshold), "float32")
-    matches = ops.cast(ops.equal(predicted, y_true), "float32")
-    return ops.mean(matches, axis=tuple(range(1, len(matches.shape))))
+    return ops.cast(ops.equal(predicted, y_true), "float32")
 
 
 def sparse_top_k_matches(y_true, y_pred, k: int = 5):
@@ -415,13 +487,6 @@ def expected_calibration_error_from_bins(counts, confidence_sums, correct_sums):
     return ops.divide_no_nan(gap, ops.sum(counts))
 
 
-def _per_example_mean(values):
-    """Mean over every axis but the first; a 1-D input is one value per example."""
-    if len(values.shape) <= 1:
-        return values
-    return ops.mean(values, axis=tuple(range(1, len(values.shape))))
-
-
 def _aligned(y_true, y_pred):
     y_pred = ops.cast(y_pred, "float32")
     y_true = ops.reshape(ops.cast(y_true, "float32"), ops.shape(y_pred))
@@ -477,7 +542,9 @@ def absolute_errors(y_true, y_pred):
 class _WeightedMean(keras.metrics.Metric):
     """Weighted mean over examples of `self._values(y_true, y_pred)`.
 
-    State: `total = sum_i w_i v_i` and `count = sum_i w_i`.
+    State: `total = sum_i w_i v_i` and `count = sum_i w_i`; for per-entry values
+    and weights, `v_i` and `w_i` are `mean_j w_ij v_ij` and `mean_j w_ij`
+    (the reduction of `keras.metrics.Mean`).
     """
 
     def __init__(self, *, name: str, dtype=None):
@@ -490,12 +557,12 @@ class _WeightedMean(keras.metrics.Metric):
         )
 
     def _values(self, y_true, y_pred):
+        """The values of one batch: `(batch,)`, or `(batch, d)` for one per entry."""
         raise NotImplementedError
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = ops.cast(self._values(y_true, y_pred), self.dtype)
-        weights = _example_weights(sample_weight, values, self.dtype)
-        self.total.assign_add(ops.sum(values * weights))
+        weighted, weights = _samplewise(self._values(y_true, y_pred), sample_weight, self.dtype)
+        self.total.assign_add(ops.sum(weighted))
         self.count.assign_add(ops.sum(weights))
 
     def result(self):
@@ -556,9 +623,13 @@ class CategoricalAccuracy(_WeightedMean):
 class BinaryAccuracy(_WeightedMean):
     """Weighted fraction of binary predictions on the right side of a threshold.
 
+    `sample_weight` weighs examples (a scalar, `(batch,)`, `(batch, 1)`) or
+    entries (`(1, d)`, `(batch, d)`, broadcast as in `keras.metrics.BinaryAccuracy`).
+
     Formula:
         p = sigmoid(y_pred) if from_logits else y_pred
-        accuracy = sum_i w_i mean_j [[p[i, j] > threshold] == y_true[i, j]] / sum_i w_i
+        match_ij = [[p[i, j] > threshold] == y_true[i, j]]
+        accuracy = sum_ij w_ij match_ij / sum_ij w_ij   (w_ij = w_i for per-example weights)
 
     Args:
         threshold: Probability above which a prediction is 1 (default 0.5),
@@ -568,13 +639,18 @@ class BinaryAccuracy(_WeightedMean):
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
     Raises:
-        ValueError: If `threshold` is not in (0, 1).
+        ValueError: If `threshold` is not in (0, 1); from `update_state`, if
+            `sample_weight` does not broadcast to the labels.
 
     Example:
         >>> m = BinaryAccuracy()
         >>> m.update_state([1, 0, 1, 0], [0.9, 0.6, 0.2, 0.1])
         >>> float(m.result())
         0.5
+        >>> m = BinaryAccuracy()  # weights per output: only the first output counts
+        >>> m.update_state([[1, 1], [0, 0]], [[0.98, 0.2], [0.0, 0.6]], sample_weight=[[1, 0]])
+        >>> float(m.result())
+        1.0
     """
 
     def __init__(
@@ -590,7 +666,8 @@ class BinaryAccuracy(_WeightedMean):
         self.from_logits = bool(from_logits)
 
     def _values(self, y_true, y_pred):
-        return binary_matches(y_true, y_pred, self.threshold, self.from_logits)
+        # One value per entry, so that weights can weigh entries, as in Keras.
+        return _binary_entry_matches(y_true, y_pred, self.threshold, self.from_logits)
 
     def get_config(self):
         return {

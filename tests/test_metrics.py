@@ -589,6 +589,169 @@ def test_reset_state_really_resets(make):
 
 
 # --------------------------------------------------------------------------
+# Sample weights of every shape, read as Keras reads them, or refused.
+
+_RNG = np.random.default_rng(11)
+MULTI_LABELS = (DATA.targets > 0).astype(np.float32)  # (N, 3) 0/1 labels
+MULTI_PROBABILITIES = _sigmoid(DATA.predictions)  # (N, 3)
+ENTRY_WEIGHTS = _RNG.uniform(0.0, 2.0, MULTI_LABELS.shape).astype(np.float32)
+
+
+def _binary_inputs(width):
+    return lambda d: (MULTI_LABELS[:, :width], MULTI_PROBABILITIES[:, :width])
+
+
+# (ours, Keras's class of the same meaning, inputs from DATA)
+KERAS_ACCURACIES = {
+    "sparse_categorical_accuracy": (
+        metrics.SparseCategoricalAccuracy,
+        keras.metrics.SparseCategoricalAccuracy,
+        lambda d: (d.labels, d.logits),
+    ),
+    "categorical_accuracy": (
+        metrics.CategoricalAccuracy,
+        keras.metrics.CategoricalAccuracy,
+        lambda d: (np.eye(NUM_CLASSES, dtype=np.float32)[d.labels], d.logits),
+    ),
+    "sparse_top_k_categorical_accuracy": (
+        lambda: metrics.SparseTopKCategoricalAccuracy(k=3),
+        lambda: keras.metrics.SparseTopKCategoricalAccuracy(k=3),
+        lambda d: (d.labels, d.logits),
+    ),
+    "binary_accuracy-3_outputs": (
+        lambda: metrics.BinaryAccuracy(threshold=0.3),
+        lambda: keras.metrics.BinaryAccuracy(threshold=0.3),
+        _binary_inputs(3),
+    ),
+    "binary_accuracy-1_output": (
+        lambda: metrics.BinaryAccuracy(threshold=0.3),
+        lambda: keras.metrics.BinaryAccuracy(threshold=0.3),
+        _binary_inputs(1),
+    ),
+}
+
+# Weights for labels of K columns: per example, or per entry (binary accuracy only).
+EXAMPLE_WEIGHTS = {
+    "none": lambda k: None,
+    "per_example": lambda k: DATA.weights,
+    "per_example_column": lambda k: DATA.weights.reshape(-1, 1),
+}
+ENTRY_WEIGHT_SHAPES = {
+    "per_output_row": lambda k: np.array([[1.0, 0.0, 0.5][:k]], np.float32),
+    "per_entry": lambda k: ENTRY_WEIGHTS[:, :k],
+}
+
+
+def _feed_batches(metric, y_true, y_pred, weight, *, compiled):
+    """BATCH_SIZE rows at a time; weights with one row per example are sliced, others repeat."""
+    per_row = weight is not None and weight.shape[0] == len(y_true)
+    update = metric.update_state
+    if compiled:
+        # One trace for every batch, with an unknown batch dimension (as in the training loop).
+        specs = [
+            tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in (y_true, y_pred)
+        ]
+        if weight is not None:
+            shape = (None, *weight.shape[1:]) if per_row else weight.shape
+            specs.append(tf.TensorSpec(shape, tf.float32))
+        update = tf.function(metric.update_state, input_signature=specs)
+    for start in range(0, len(y_true), BATCH_SIZE):
+        part = slice(start, start + BATCH_SIZE)
+        args = [y_true[part], y_pred[part]]
+        if weight is not None:
+            args.append(weight[part] if per_row else weight)
+        update(*args)
+    return metric
+
+
+def _accuracy_weight_cases():
+    for name, (ours, theirs, inputs) in KERAS_ACCURACIES.items():
+        shapes = dict(EXAMPLE_WEIGHTS)
+        if name.startswith("binary_accuracy"):
+            shapes.update(ENTRY_WEIGHT_SHAPES)
+        for weight_name, weight in shapes.items():
+            yield pytest.param(ours, theirs, inputs, weight, id=f"{name}-{weight_name}")
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("ours, theirs, inputs, weight", _accuracy_weight_cases())
+def test_accuracy_sample_weights_as_keras(ours, theirs, inputs, weight, mode):
+    y_true, y_pred = inputs(DATA)
+    width = y_true.shape[1] if y_true.ndim > 1 else 1
+    w = weight(width)
+    result = _feed_batches(ours(), y_true, y_pred, w, compiled=(mode == "tf_function")).result()
+    # Expected: Keras's built-in of the same meaning, fed the same batches eagerly.
+    expected = _feed_batches(theirs(), y_true, y_pred, w, compiled=False).result()
+    np.testing.assert_allclose(result, expected, **TOLERANCE)
+
+
+def test_binary_accuracy_weights_per_output_from_the_report():
+    y_true, y_pred = [[1, 1], [0, 0]], [[0.98, 0.2], [0.0, 0.6]]
+    ours = metrics.BinaryAccuracy()
+    ours.update_state(y_true, y_pred, sample_weight=[[1, 0]])
+    theirs = keras.metrics.BinaryAccuracy()
+    theirs.update_state(y_true, y_pred, sample_weight=[[1, 0]])
+    # Keras's BinaryAccuracy; by hand: only the first output counts, right for both rows.
+    assert float(theirs.result()) == 1.0
+    assert float(ours.result()) == 1.0
+
+
+@pytest.mark.parametrize("name", KERAS_ACCURACIES)
+def test_scalar_sample_weight_weighs_every_example(name):
+    ours, theirs, inputs = KERAS_ACCURACIES[name]
+    y_true, y_pred = inputs(DATA)
+    one_batch = ours()
+    one_batch.update_state(y_true, y_pred, sample_weight=2.5)
+    reference = theirs()
+    reference.update_state(y_true, y_pred, sample_weight=2.5)
+    # Keras's built-in, on one batch. Over several batches Keras weighs each batch as
+    # one example of weight 2.5; kerasmlp weighs each example 2.5, as without weights:
+    np.testing.assert_allclose(one_batch.result(), reference.result(), **TOLERANCE)
+    batched = update_in_batches(ours(), y_true, y_pred)
+    scaled = ours()
+    for start in range(0, NUM_EXAMPLES, BATCH_SIZE):
+        part = slice(start, start + BATCH_SIZE)
+        scaled.update_state(y_true[part], y_pred[part], sample_weight=2.5)
+    # By hand: the same metric fed the same batches without weights.
+    np.testing.assert_allclose(scaled.result(), batched.result(), **TOLERANCE)
+
+
+# A weight shape that no metric can read, and that a flattening would take for one
+# weight per example: (1, batch).
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
+def test_weights_that_do_not_broadcast_are_refused(make, mode):
+    rng = np.random.default_rng(4)
+    metric = make()
+    y_true, y_pred = _inputs_for(metric, rng)
+    weight = np.ones((1, len(y_true)), np.float32)
+    update = metric.update_state
+    if mode == "tf_function":
+        update = tf.function(update)
+    # By hand: one line naming the argument, what it must be and the shape received
+    # (tf.function adds the traceback of the user code above that line).
+    with pytest.raises(
+        ValueError,
+        match=r"(?m)Argument `sample_weight` must be a scalar or "
+        r"broadcast to this metric's values, of shape \(16,( 7)?\) .*"
+        r"Received: sample_weight.shape=\(1, 16\)$",
+    ):
+        update(y_true, y_pred, sample_weight=weight)
+
+
+@pytest.mark.parametrize("name", [n for n in KERAS_ACCURACIES if "binary" not in n])
+def test_per_entry_weights_are_refused_where_values_are_per_example(name):
+    ours, theirs, inputs = KERAS_ACCURACIES[name]
+    y_true, y_pred = inputs(DATA)
+    weight = np.ones(y_pred.shape, np.float32)  # (N, NUM_CLASSES)
+    # Keras's built-in refuses it too: its broadcast of the weights fails.
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        theirs().update_state(y_true, y_pred, sample_weight=weight)
+    with pytest.raises(ValueError, match=r"Received: sample_weight.shape=\(257, 5\)$"):
+        ours().update_state(y_true, y_pred, sample_weight=weight)
+
+
+# --------------------------------------------------------------------------
 # Names, configs and argument checks.
 
 
