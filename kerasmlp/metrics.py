@@ -25,6 +25,10 @@ Conventions shared by the classification metrics:
   is zero), and so of precision, recall and F1.
 - Division by zero (no examples yet, a class never predicted) gives 0, with no
   warning, as scikit-learn does with its default `zero_division`.
+
+Each metric with a better end sets `_direction`, "up" or "down", as Keras's
+metrics do; `keras.callbacks.EarlyStopping` and `ModelCheckpoint` read it in
+`mode="auto"`. `ConfusionMatrix` has none.
 """
 
 from __future__ import annotations
@@ -589,6 +593,7 @@ class SparseCategoricalAccuracy(_WeightedMean):
 
     def __init__(self, *, name: str = "sparse_categorical_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
 
     def _values(self, y_true, y_pred):
         return sparse_categorical_matches(y_true, y_pred)
@@ -614,6 +619,7 @@ class CategoricalAccuracy(_WeightedMean):
 
     def __init__(self, *, name: str = "categorical_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
 
     def _values(self, y_true, y_pred):
         return categorical_matches(y_true, y_pred)
@@ -662,6 +668,7 @@ class BinaryAccuracy(_WeightedMean):
         dtype=None,
     ):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
         self.threshold = _check_threshold(threshold)
         self.from_logits = bool(from_logits)
 
@@ -701,6 +708,7 @@ class SparseTopKCategoricalAccuracy(_WeightedMean):
 
     def __init__(self, k: int = 5, *, name: str = "sparse_top_k_categorical_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
         self.k = _check_int("k", k, 1)
 
     def _values(self, y_true, y_pred):
@@ -742,6 +750,8 @@ class ConfusionMatrix(keras.metrics.Metric):
 
     def __init__(self, num_classes: int, *, name: str = "confusion_matrix", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        # No `_direction`: a matrix is neither better higher nor lower, so Keras's
+        # callbacks in mode "auto" ask for a mode rather than guess one.
         self.num_classes = _check_int("num_classes", num_classes, 2)
         self.confusion = self.add_variable(
             shape=(self.num_classes, self.num_classes),
@@ -832,6 +842,7 @@ class Precision(_FromConfusion):
         dtype=None,
     ):
         super().__init__(num_classes, average, name=name, dtype=dtype)
+        self._direction = "up"
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
@@ -866,6 +877,7 @@ class Recall(_FromConfusion):
         self, num_classes: int, average: str | None = "macro", *, name: str = "recall", dtype=None
     ):
         super().__init__(num_classes, average, name=name, dtype=dtype)
+        self._direction = "up"
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
@@ -901,6 +913,7 @@ class F1Score(_FromConfusion):
         self, num_classes: int, average: str | None = "macro", *, name: str = "f1_score", dtype=None
     ):
         super().__init__(num_classes, average, name=name, dtype=dtype)
+        self._direction = "up"
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
@@ -942,6 +955,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         dtype=None,
     ):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "down"
         self.num_bins = _check_int("num_bins", num_bins, 1)
         self.from_logits = bool(from_logits)
         self.counts = self._bin_variable("counts")
@@ -998,6 +1012,7 @@ class MeanSquaredError(_WeightedMean):
 
     def __init__(self, *, name: str = "mean_squared_error", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "down"
 
     def _values(self, y_true, y_pred):
         return squared_errors(y_true, y_pred)
@@ -1024,6 +1039,7 @@ class MeanAbsoluteError(_WeightedMean):
 
     def __init__(self, *, name: str = "mean_absolute_error", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "down"
 
     def _values(self, y_true, y_pred):
         return absolute_errors(y_true, y_pred)
@@ -1049,6 +1065,7 @@ class RootMeanSquaredError(MeanSquaredError):
 
     def __init__(self, *, name: str = "root_mean_squared_error", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "down"
 
     def result(self):
         return ops.sqrt(super().result())

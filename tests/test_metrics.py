@@ -782,6 +782,101 @@ def test_default_names(ours, expected):
     assert ours.name == expected
 
 
+# Every public metric class: (an instance, the direction expected of it).
+DIRECTIONS = {
+    # Expected: the `_direction` of Keras's built-in of the same meaning.
+    metrics.SparseCategoricalAccuracy: (
+        metrics.SparseCategoricalAccuracy(),
+        keras.metrics.SparseCategoricalAccuracy()._direction,
+    ),
+    metrics.CategoricalAccuracy: (
+        metrics.CategoricalAccuracy(),
+        keras.metrics.CategoricalAccuracy()._direction,
+    ),
+    metrics.BinaryAccuracy: (metrics.BinaryAccuracy(), keras.metrics.BinaryAccuracy()._direction),
+    metrics.SparseTopKCategoricalAccuracy: (
+        metrics.SparseTopKCategoricalAccuracy(),
+        keras.metrics.SparseTopKCategoricalAccuracy()._direction,
+    ),
+    metrics.Precision: (metrics.Precision(3), keras.metrics.Precision()._direction),
+    metrics.Recall: (metrics.Recall(3, average=None), keras.metrics.Recall()._direction),
+    metrics.F1Score: (metrics.F1Score(3), keras.metrics.F1Score()._direction),
+    metrics.MeanSquaredError: (
+        metrics.MeanSquaredError(),
+        keras.metrics.MeanSquaredError()._direction,
+    ),
+    metrics.MeanAbsoluteError: (
+        metrics.MeanAbsoluteError(),
+        keras.metrics.MeanAbsoluteError()._direction,
+    ),
+    metrics.RootMeanSquaredError: (
+        metrics.RootMeanSquaredError(),
+        keras.metrics.RootMeanSquaredError()._direction,
+    ),
+    # By hand (no Keras counterpart): a calibration error is better lower ...
+    metrics.ExpectedCalibrationError: (metrics.ExpectedCalibrationError(), "down"),
+    # ... and a matrix has no better end, so no `_direction` at all.
+    metrics.ConfusionMatrix: (metrics.ConfusionMatrix(3), None),
+}
+
+
+def test_every_public_metric_class_has_an_expected_direction():
+    public = {
+        obj
+        for obj in (getattr(metrics, name) for name in metrics.__all__)
+        if isinstance(obj, type) and issubclass(obj, keras.metrics.Metric)
+    }
+    assert public == set(DIRECTIONS)
+
+
+@pytest.mark.parametrize("cls", DIRECTIONS, ids=lambda cls: cls.__name__)
+def test_direction(cls):
+    metric, expected = DIRECTIONS[cls]
+    assert type(metric) is cls
+    assert getattr(metric, "_direction", None) == expected
+
+
+# The metrics of the models below with one number as result (EarlyStopping compares
+# numbers: not the confusion matrix, nor Recall's per-class vector), and their direction.
+SCALAR_METRIC_DIRECTIONS = {
+    "classifier": {
+        "sparse_categorical_accuracy": "up",
+        "sparse_top_k_categorical_accuracy": "up",
+        "precision": "up",
+        "f1_score": "up",
+        "expected_calibration_error": "down",
+    },
+    "regressor": {
+        "mean_squared_error": "down",
+        "mean_absolute_error": "down",
+        "root_mean_squared_error": "down",
+        "binary_accuracy": "up",
+        "categorical_accuracy": "up",
+    },
+}
+
+
+@pytest.mark.parametrize("stem", SCALAR_METRIC_DIRECTIONS)
+def test_early_stopping_in_auto_mode_reads_the_direction(stem):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((32, 4)).astype(np.float32)
+    if stem == "classifier":
+        model, y = _classifier(), rng.integers(0, NUM_CLASSES, 32)
+    else:
+        model, y = _regressor(), np.eye(2, dtype=np.float32)[rng.integers(0, 2, 32)]
+    directions = SCALAR_METRIC_DIRECTIONS[stem]
+    callbacks = {
+        name: keras.callbacks.EarlyStopping(monitor=f"val_{name}", mode="auto")
+        for name in directions
+    }
+    # Without a `_direction`, mode "auto" raises "Keras isn't able to automatically determine".
+    model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0, callbacks=[*callbacks.values()])
+    for name, callback in callbacks.items():
+        # Expected: the direction listed above, as checked against Keras in test_direction.
+        expected = keras.ops.greater if directions[name] == "up" else keras.ops.less
+        assert callback.monitor_op is expected, name
+
+
 @pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
 def test_config_round_trip(make):
     metric = make()
