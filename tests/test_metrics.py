@@ -3,7 +3,8 @@
 References, named at each expected value: scikit-learn (`accuracy_score`,
 `top_k_accuracy_score`, `confusion_matrix`, `precision_recall_fscore_support`),
 numpy written here (ECE, regression errors), Keras's own classes (default
-names), and small cases worked out by hand.
+names, sample weights of every shape, `_direction`), and small cases worked
+out by hand.
 """
 
 import doctest
