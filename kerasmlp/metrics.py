@@ -13,14 +13,22 @@ Conventions shared by the classification metrics:
   rows for `CategoricalAccuracy`); `y_pred` holds one row of scores per example,
   `(batch, num_classes)`. Probabilities and logits give the same argmax, so both
   are accepted wherever only the predicted class matters.
-- `sample_weight` is `None`, a scalar, or one weight per example (`(batch,)` or
-  `(batch, 1)`); every count is a sum of weights.
+- `sample_weight` is `None`, a scalar (the weight of every example), or one
+  weight per example (`(batch,)` or `(batch, 1)`); every count is a sum of
+  weights. `BinaryAccuracy`, whose values are one per entry of `(batch, d)`
+  labels, also takes weights that broadcast to them, `(1, d)` or `(batch, d)`,
+  and weighs entries, as Keras does. Weights of any other shape are refused
+  with a ValueError when the update is traced, never reread as per-example.
 - Labels must lie in `[0, num_classes)`. They are not checked inside the update
   (it runs in compiled training steps): a label out of range counts as a miss
   for the accuracies and is left out of the confusion matrix (its one-hot row
   is zero), and so of precision, recall and F1.
 - Division by zero (no examples yet, a class never predicted) gives 0, with no
   warning, as scikit-learn does with its default `zero_division`.
+
+Each metric with a better end sets `_direction`, "up" or "down", as Keras's
+metrics do; `keras.callbacks.EarlyStopping` and `ModelCheckpoint` read it in
+`mode="auto"`. `ConfusionMatrix` has none.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ __all__ = [
     "binary_matches",
     "sparse_top_k_matches",
     "confusion_matrix_update",
+    "class_presence_update",
     "precision_recall_f1_from_confusion",
     "calibration_bins_update",
     "expected_calibration_error_from_bins",
@@ -101,14 +110,78 @@ def _labels(y_true):
     return ops.cast(ops.reshape(y_true, (-1,)), "int32")
 
 
-def _example_weights(sample_weight, values, dtype):
-    """One weight per example, shaped like `values` `(batch,)`."""
+def _per_example_mean(values):
+    """Mean over every axis but the first; a 1-D input is one value per example."""
+    if len(values.shape) <= 1:
+        return values
+    return ops.mean(values, axis=tuple(range(1, len(values.shape))))
+
+
+def _match_ranks(values, weights):
+    """Keras's `squeeze_or_expand_to_same_rank`: ranks one apart meet at a trailing axis of 1."""
+    values_rank, weights_rank = len(values.shape), len(weights.shape)
+    if values_rank == weights_rank + 1 and values.shape[-1] == 1:
+        if weights_rank == 1:
+            return values, ops.expand_dims(weights, -1)
+        return ops.squeeze(values, -1), weights
+    if weights_rank == values_rank + 1 and weights.shape[-1] == 1:
+        if values_rank == 1:
+            return ops.expand_dims(values, -1), weights
+        return values, ops.squeeze(weights, -1)
+    return values, weights
+
+
+def _check_weight_shape(weights, values):
+    """Refuses, while tracing, weights that cannot broadcast to the leading axes of `values`."""
+    weights_shape, values_shape = tuple(weights.shape), tuple(values.shape)
+    fits = len(weights_shape) <= len(values_shape) and all(
+        w is None or v is None or w in (1, v)
+        for w, v in zip(weights_shape, values_shape[: len(weights_shape)], strict=True)
+    )
+    if not fits:
+        raise ValueError(
+            "Argument `sample_weight` must be a scalar or broadcast to this metric's values, "
+            f"of shape {values_shape} (one row per example), as in Keras. "
+            f"Received: sample_weight.shape={weights_shape}"
+        )
+
+
+def _samplewise(values, sample_weight, dtype):
+    """Weighted values and weights per example, reduced as Keras's metrics reduce them.
+
+    As `keras.metrics.Mean` (`reduce_to_samplewise_values`): the weights meet the
+    values at the same rank, the values are averaged down to the weights' rank,
+    the weights are broadcast to them, and both are averaged over the remaining
+    axes. So `(batch,)` and `(batch, 1)` weights weigh examples, and `(1, d)` or
+    `(batch, d)` weights weigh the entries of `(batch, d)` values. A scalar weighs
+    every example (where Keras would weigh the batch as a whole as one example).
+
+    Returns:
+        `(weighted_values, weights)`, each `(batch,)`; the weighted mean is
+        `sum(weighted_values) / sum(weights)`.
+
+    Raises:
+        ValueError: While tracing, if the weights cannot broadcast to the values.
+    """
+    values = ops.cast(values, dtype)
     if sample_weight is None:
-        return ops.ones_like(values, dtype=dtype)
-    sample_weight = ops.cast(sample_weight, dtype)
-    if len(sample_weight.shape) == 0:
-        return sample_weight * ops.ones_like(values, dtype=dtype)
-    return ops.reshape(sample_weight, (-1,))
+        values = _per_example_mean(values)
+        return values, ops.ones_like(values)
+    weights = ops.cast(sample_weight, dtype)
+    if len(weights.shape) == 0:
+        values = _per_example_mean(values)
+        return values * weights, weights * ops.ones_like(values)
+    values, weights = _match_ranks(values, weights)
+    _check_weight_shape(weights, values)
+    if len(values.shape) > len(weights.shape):
+        values = ops.mean(values, axis=tuple(range(len(weights.shape), len(values.shape))))
+    weights = ops.broadcast_to(weights, ops.shape(values))
+    return _per_example_mean(values * weights), _per_example_mean(weights)
+
+
+def _example_weights(sample_weight, values, dtype):
+    """One weight per example, shaped like `values` `(batch,)`; see `_samplewise`."""
+    return _samplewise(values, sample_weight, dtype)[1]
 
 
 def _predicted_classes(y_pred):
@@ -157,7 +230,7 @@ def categorical_matches(y_true, y_pred):
 
 
 def binary_matches(y_true, y_pred, threshold: float = 0.5, from_logits: bool = False):
-    """Fraction of a example's binary outputs on the right side of the threshold.
+    """Fraction of an example's binary outputs on the right side of the threshold.
 
     Formula:
         p = sigmoid(y_pred) if from_logits else y_pred
@@ -176,6 +249,11 @@ def binary_matches(y_true, y_pred, threshold: float = 0.5, from_logits: bool = F
         >>> binary_matches([1, 0, 1], [0.9, 0.6, 0.2]).numpy().tolist()
         [1.0, 0.0, 0.0]
     """
+    return _per_example_mean(_binary_entry_matches(y_true, y_pred, threshold, from_logits))
+
+
+def _binary_entry_matches(y_true, y_pred, threshold: float, from_logits: bool):
+    """0s and 1s, one per entry of `y_pred`, `(batch, d)` (`(batch, 1)` for `(batch,)`)."""
     y_pred = ops.convert_to_tensor(y_pred)
     if len(y_pred.shape) == 1:
         y_pred = ops.expand_dims(y_pred, -1)
@@ -184,8 +262,7 @@ def binary_matches(y_true, y_pred, threshold: float = 0.5, from_logits: bool = F
     if from_logits:
         y_pred = ops.sigmoid(y_pred)
     predicted = ops.cast(ops.greater(y_pred, threshold), "float32")
-    matches = ops.cast(ops.equal(predicted, y_true), "float32")
-    return ops.mean(matches, axis=tuple(range(1, len(matches.shape))))
+    return ops.cast(ops.equal(predicted, y_true), "float32")
 
 
 def sparse_top_k_matches(y_true, y_pred, k: int = 5):
@@ -253,7 +330,39 @@ def confusion_matrix_update(y_true, y_pred, num_classes: int, sample_weight=None
     return ops.matmul(ops.transpose(true_hot * ops.expand_dims(weights, -1)), pred_hot)
 
 
-def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "macro"):
+def class_presence_update(y_true, y_pred, num_classes: int):
+    """How many examples of one batch show each class, as label or as prediction.
+
+    Unweighted on purpose: a class counts in the macro average when it occurs in
+    `y_true` or in the predictions, whatever the weights of its examples, as in
+    scikit-learn, whose labels are `unique_labels(y_true, y_pred)`. The weighted
+    confusion matrix cannot tell such a class from one that never occurs once all
+    its examples carry weight 0.
+
+    Formula:
+        presence[c] = sum_i [y_true[i] == c or argmax_k y_pred[i, k] == c]
+
+    Args:
+        y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
+        y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
+        num_classes: Number of classes.
+
+    Returns:
+        Float32 tensor `(num_classes,)`.
+
+    Example:
+        >>> y_pred = [[0.9, 0.1, 0.0], [0.8, 0.2, 0.0]]  # both predict class 0
+        >>> class_presence_update([0, 1], y_pred, 3).numpy().tolist()
+        [2.0, 1.0, 0.0]
+    """
+    true_hot = ops.one_hot(_labels(y_true), num_classes, dtype="float32")
+    pred_hot = ops.one_hot(_predicted_classes(y_pred), num_classes, dtype="float32")
+    return ops.sum(ops.maximum(true_hot, pred_hot), axis=0)
+
+
+def precision_recall_f1_from_confusion(
+    confusion_matrix, average: str | None = "macro", *, class_presence=None
+):
     """Precision, recall and F1 score from a confusion matrix.
 
     Per class `c`, with `tp = cm[c, c]`, `predicted = sum_t cm[t, c]` and
@@ -264,8 +373,10 @@ def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "
         precision_c = tp / predicted
         recall_c = tp / support
         f1_c = 2 tp / (predicted + support)
-        macro: mean of the per-class values over the classes that occur
-               (support + predicted > 0), like scikit-learn without `labels=`
+        macro: mean of the per-class values over the classes that occur as a
+               label or a prediction (`class_presence > 0`), like scikit-learn
+               without `labels=`; a class whose examples all weigh 0 occurs and
+               scores 0
         weighted: sum_c support_c * value_c / sum_c support_c
         micro: sum_c tp / sum_{t,p} cm  (the accuracy, for single-label data)
         None: the per-class vectors
@@ -273,10 +384,14 @@ def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "
     Args:
         confusion_matrix: `(num_classes, num_classes)`, rows true, columns predicted.
         average: "macro" (default), "micro", "weighted" or None.
+        class_presence: Unweighted count of the examples showing each class, as
+            from `class_presence_update`, `(num_classes,)`. Only "macro" reads it.
+            Default None: a class occurs when its row or column of the matrix is
+            not all zero, which is exact when no sample weight is 0.
 
     Returns:
         `(precision, recall, f1)`: three scalars, or three `(num_classes,)`
-        vectors when `average` is None.
+        vectors when `average` is None; float32, or the matrix's float dtype.
 
     Example:
         >>> scores = precision_recall_f1_from_confusion([[1.0, 0.0], [1.0, 1.0]], "macro")
@@ -284,7 +399,9 @@ def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "
         [0.75, 0.75, 0.6667]
     """
     _check_average(average)
-    cm = ops.cast(confusion_matrix, "float32")
+    cm = ops.convert_to_tensor(confusion_matrix)
+    if not keras.backend.is_float_dtype(cm.dtype):
+        cm = ops.cast(cm, "float32")
     tp = ops.diagonal(cm)
     predicted = ops.sum(cm, axis=0)
     support = ops.sum(cm, axis=1)
@@ -300,7 +417,8 @@ def precision_recall_f1_from_confusion(confusion_matrix, average: str | None = "
     if average == "weighted":
         class_weights = support
     else:  # macro: classes never seen, neither as label nor as prediction, are left out.
-        class_weights = ops.cast(ops.greater(predicted + support, 0.0), "float32")
+        occurrences = predicted + support if class_presence is None else class_presence
+        class_weights = ops.cast(ops.greater(occurrences, 0), cm.dtype)
     total = ops.sum(class_weights)
     return tuple(
         ops.divide_no_nan(ops.sum(v * class_weights), total) for v in (precision, recall, f1)
@@ -373,13 +491,6 @@ def expected_calibration_error_from_bins(counts, confidence_sums, correct_sums):
     return ops.divide_no_nan(gap, ops.sum(counts))
 
 
-def _per_example_mean(values):
-    """Mean over every axis but the first; a 1-D input is one value per example."""
-    if len(values.shape) <= 1:
-        return values
-    return ops.mean(values, axis=tuple(range(1, len(values.shape))))
-
-
 def _aligned(y_true, y_pred):
     y_pred = ops.cast(y_pred, "float32")
     y_true = ops.reshape(ops.cast(y_true, "float32"), ops.shape(y_pred))
@@ -435,7 +546,9 @@ def absolute_errors(y_true, y_pred):
 class _WeightedMean(keras.metrics.Metric):
     """Weighted mean over examples of `self._values(y_true, y_pred)`.
 
-    State: `total = sum_i w_i v_i` and `count = sum_i w_i`.
+    State: `total = sum_i w_i v_i` and `count = sum_i w_i`; for per-entry values
+    and weights, `v_i` and `w_i` are `mean_j w_ij v_ij` and `mean_j w_ij`
+    (the reduction of `keras.metrics.Mean`).
     """
 
     def __init__(self, *, name: str, dtype=None):
@@ -448,12 +561,12 @@ class _WeightedMean(keras.metrics.Metric):
         )
 
     def _values(self, y_true, y_pred):
+        """The values of one batch: `(batch,)`, or `(batch, d)` for one per entry."""
         raise NotImplementedError
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = ops.cast(self._values(y_true, y_pred), self.dtype)
-        weights = _example_weights(sample_weight, values, self.dtype)
-        self.total.assign_add(ops.sum(values * weights))
+        weighted, weights = _samplewise(self._values(y_true, y_pred), sample_weight, self.dtype)
+        self.total.assign_add(ops.sum(weighted))
         self.count.assign_add(ops.sum(weights))
 
     def result(self):
@@ -480,6 +593,7 @@ class SparseCategoricalAccuracy(_WeightedMean):
 
     def __init__(self, *, name: str = "sparse_categorical_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
 
     def _values(self, y_true, y_pred):
         return sparse_categorical_matches(y_true, y_pred)
@@ -505,6 +619,7 @@ class CategoricalAccuracy(_WeightedMean):
 
     def __init__(self, *, name: str = "categorical_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
 
     def _values(self, y_true, y_pred):
         return categorical_matches(y_true, y_pred)
@@ -514,9 +629,13 @@ class CategoricalAccuracy(_WeightedMean):
 class BinaryAccuracy(_WeightedMean):
     """Weighted fraction of binary predictions on the right side of a threshold.
 
+    `sample_weight` weighs examples (a scalar, `(batch,)`, `(batch, 1)`) or
+    entries (`(1, d)`, `(batch, d)`, broadcast as in `keras.metrics.BinaryAccuracy`).
+
     Formula:
         p = sigmoid(y_pred) if from_logits else y_pred
-        accuracy = sum_i w_i mean_j [[p[i, j] > threshold] == y_true[i, j]] / sum_i w_i
+        match_ij = [[p[i, j] > threshold] == y_true[i, j]]
+        accuracy = sum_ij w_ij match_ij / sum_ij w_ij   (w_ij = w_i for per-example weights)
 
     Args:
         threshold: Probability above which a prediction is 1 (default 0.5),
@@ -526,13 +645,18 @@ class BinaryAccuracy(_WeightedMean):
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
     Raises:
-        ValueError: If `threshold` is not in (0, 1).
+        ValueError: If `threshold` is not in (0, 1); from `update_state`, if
+            `sample_weight` does not broadcast to the labels.
 
     Example:
         >>> m = BinaryAccuracy()
         >>> m.update_state([1, 0, 1, 0], [0.9, 0.6, 0.2, 0.1])
         >>> float(m.result())
         0.5
+        >>> m = BinaryAccuracy()  # weights per output: only the first output counts
+        >>> m.update_state([[1, 1], [0, 0]], [[0.98, 0.2], [0.0, 0.6]], sample_weight=[[1, 0]])
+        >>> float(m.result())
+        1.0
     """
 
     def __init__(
@@ -544,11 +668,13 @@ class BinaryAccuracy(_WeightedMean):
         dtype=None,
     ):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
         self.threshold = _check_threshold(threshold)
         self.from_logits = bool(from_logits)
 
     def _values(self, y_true, y_pred):
-        return binary_matches(y_true, y_pred, self.threshold, self.from_logits)
+        # One value per entry, so that weights can weigh entries, as in Keras.
+        return _binary_entry_matches(y_true, y_pred, self.threshold, self.from_logits)
 
     def get_config(self):
         return {
@@ -582,6 +708,7 @@ class SparseTopKCategoricalAccuracy(_WeightedMean):
 
     def __init__(self, k: int = 5, *, name: str = "sparse_top_k_categorical_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
         self.k = _check_int("k", k, 1)
 
     def _values(self, y_true, y_pred):
@@ -596,7 +723,8 @@ class ConfusionMatrix(keras.metrics.Metric):
     """Weighted confusion matrix of integer labels against argmax predictions.
 
     `y_pred` rows may be probabilities or logits. `Precision`, `Recall` and
-    `F1Score` keep this same state and differ only in `result()`.
+    `F1Score` keep this same state, plus the unweighted count of examples showing
+    each class (which classes the macro average is over).
 
     Formula:
         cm[t, p] = sum_i w_i [y_true[i] == t] [argmax_c y_pred[i, c] == p]
@@ -622,6 +750,8 @@ class ConfusionMatrix(keras.metrics.Metric):
 
     def __init__(self, num_classes: int, *, name: str = "confusion_matrix", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        # No `_direction`: a matrix is neither better higher nor lower, so Keras's
+        # callbacks in mode "auto" ask for a mode rather than guess one.
         self.num_classes = _check_int("num_classes", num_classes, 2)
         self.confusion = self.add_variable(
             shape=(self.num_classes, self.num_classes),
@@ -650,9 +780,25 @@ class _FromConfusion(ConfusionMatrix):
     def __init__(self, num_classes: int, average: str | None = "macro", *, name: str, dtype=None):
         super().__init__(num_classes, name=name, dtype=dtype)
         self.average = _check_average(average)
+        self.class_presence = self.add_variable(
+            shape=(self.num_classes,),
+            initializer="zeros",
+            dtype=self.dtype,
+            aggregation="sum",
+            name="class_presence",
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        super().update_state(y_true, y_pred, sample_weight)
+        presence = class_presence_update(y_true, y_pred, self.num_classes)
+        self.class_presence.assign_add(ops.cast(presence, self.dtype))
 
     def result(self):
-        scores = precision_recall_f1_from_confusion(self.confusion, self.average)
+        scores = precision_recall_f1_from_confusion(
+            ops.convert_to_tensor(self.confusion),
+            self.average,
+            class_presence=ops.convert_to_tensor(self.class_presence),
+        )
         return ops.cast(scores[self._index], self.dtype)
 
     def get_config(self):
@@ -669,8 +815,9 @@ class Precision(_FromConfusion):
 
     Args:
         num_classes: Number of classes, >= 2.
-        average: "macro" (default; over the classes that occur), "micro",
-            "weighted" (by support), or None for the `(num_classes,)` vector.
+        average: "macro" (default; over the classes that occur as a label or a
+            prediction, whatever their weights), "micro", "weighted" (by
+            support), or None for the `(num_classes,)` vector.
         name: Metric name (default "precision").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
@@ -695,6 +842,7 @@ class Precision(_FromConfusion):
         dtype=None,
     ):
         super().__init__(num_classes, average, name=name, dtype=dtype)
+        self._direction = "up"
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
@@ -707,8 +855,9 @@ class Recall(_FromConfusion):
 
     Args:
         num_classes: Number of classes, >= 2.
-        average: "macro" (default; over the classes that occur), "micro",
-            "weighted" (by support), or None for the `(num_classes,)` vector.
+        average: "macro" (default; over the classes that occur as a label or a
+            prediction, whatever their weights), "micro", "weighted" (by
+            support), or None for the `(num_classes,)` vector.
         name: Metric name (default "recall").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
@@ -728,6 +877,7 @@ class Recall(_FromConfusion):
         self, num_classes: int, average: str | None = "macro", *, name: str = "recall", dtype=None
     ):
         super().__init__(num_classes, average, name=name, dtype=dtype)
+        self._direction = "up"
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
@@ -741,8 +891,9 @@ class F1Score(_FromConfusion):
 
     Args:
         num_classes: Number of classes, >= 2.
-        average: "macro" (default; over the classes that occur), "micro",
-            "weighted" (by support), or None for the `(num_classes,)` vector.
+        average: "macro" (default; over the classes that occur as a label or a
+            prediction, whatever their weights), "micro", "weighted" (by
+            support), or None for the `(num_classes,)` vector.
         name: Metric name (default "f1_score").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
@@ -762,6 +913,7 @@ class F1Score(_FromConfusion):
         self, num_classes: int, average: str | None = "macro", *, name: str = "f1_score", dtype=None
     ):
         super().__init__(num_classes, average, name=name, dtype=dtype)
+        self._direction = "up"
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
@@ -803,6 +955,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         dtype=None,
     ):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "down"
         self.num_bins = _check_int("num_bins", num_bins, 1)
         self.from_logits = bool(from_logits)
         self.counts = self._bin_variable("counts")
@@ -859,6 +1012,7 @@ class MeanSquaredError(_WeightedMean):
 
     def __init__(self, *, name: str = "mean_squared_error", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "down"
 
     def _values(self, y_true, y_pred):
         return squared_errors(y_true, y_pred)
@@ -885,6 +1039,7 @@ class MeanAbsoluteError(_WeightedMean):
 
     def __init__(self, *, name: str = "mean_absolute_error", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "down"
 
     def _values(self, y_true, y_pred):
         return absolute_errors(y_true, y_pred)
@@ -910,6 +1065,7 @@ class RootMeanSquaredError(MeanSquaredError):
 
     def __init__(self, *, name: str = "root_mean_squared_error", dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self._direction = "down"
 
     def result(self):
         return ops.sqrt(super().result())

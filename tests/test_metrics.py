@@ -3,7 +3,8 @@
 References, named at each expected value: scikit-learn (`accuracy_score`,
 `top_k_accuracy_score`, `confusion_matrix`, `precision_recall_fscore_support`),
 numpy written here (ECE, regression errors), Keras's own classes (default
-names), and small cases worked out by hand.
+names, sample weights of every shape, `_direction`), and small cases worked
+out by hand.
 """
 
 import doctest
@@ -318,8 +319,11 @@ def test_scalar_sample_weight_scales_the_confusion_matrix():
     np.testing.assert_allclose(scaled.result(), 2.5 * unweighted.result().numpy(), **TOLERANCE)
 
 
-def test_zero_sample_weights_leave_examples_out():
+def test_zero_sample_weights_leave_examples_out_while_their_classes_remain():
     keep = DATA.weights > 0.5
+    # Precondition: every class still occurs among the kept examples, so that
+    # dropping the others changes no class's membership of the macro average.
+    assert set(DATA.labels[keep]) == set(range(NUM_CLASSES))
     weighted = metrics.F1Score(NUM_CLASSES, average="macro")
     weighted.update_state(DATA.labels, DATA.logits, sample_weight=keep.astype(np.float32))
     # scikit-learn on the kept examples only
@@ -327,6 +331,80 @@ def test_zero_sample_weights_leave_examples_out():
         DATA.labels[keep], DATA.predicted[keep], average="macro", zero_division=0
     )[2]
     np.testing.assert_allclose(weighted.result(), expected, **TOLERANCE)
+
+
+# Which classes the macro average is over: scikit-learn's `unique_labels(y_true, y_pred)`,
+# whatever the sample weights. Each case is (num_classes, batches of (y_true, predicted,
+# sample_weight)); the metric sees the batches one by one.
+_WEIGHTLESS_CLASS = (DATA.labels == 3) | (DATA.predicted == 3)
+PRESENCE_CASES = {
+    # Class 1 occurs (label and prediction) but weighs 0: its scores are 0/0 = 0.
+    "zero_weight_class": (3, [([0, 1, 2], [0, 1, 2], [1.0, 0.0, 1.0])]),
+    # Class 2 occurs only as the prediction of a weight-0 example; class 3 never occurs.
+    "zero_weight_class_only_predicted": (
+        4,
+        [([0, 1, 1, 0], [0, 2, 1, 0], [1.0, 0.0, 1.0, 1.0])],
+    ),
+    # Class 2 occurs with a real weight, but only as a (wrong) prediction.
+    "class_only_predicted": (3, [([0, 1, 1, 0], [0, 2, 1, 0], [1.0, 0.5, 2.0, 1.0])]),
+    # Class 2 and its weights of 0 arrive in a later batch than the other classes.
+    "zero_weight_class_in_a_later_batch": (
+        3,
+        [([0, 0, 1], [0, 1, 1], [1.0, 2.0, 1.0]), ([2, 2], [2, 0], [0.0, 0.0])],
+    ),
+    # 257 examples in batches of 100: every example showing class 3 weighs 0.
+    "weightless_class_over_batches": (
+        NUM_CLASSES,
+        [
+            (
+                DATA.labels[start : start + BATCH_SIZE],
+                DATA.predicted[start : start + BATCH_SIZE],
+                np.where(_WEIGHTLESS_CLASS, 0.0, DATA.weights)[start : start + BATCH_SIZE],
+            )
+            for start in range(0, NUM_EXAMPLES, BATCH_SIZE)
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("average", ["macro", "weighted", "micro"])
+@pytest.mark.parametrize("case", PRESENCE_CASES.values(), ids=PRESENCE_CASES.keys())
+def test_classes_count_in_the_average_whatever_their_weights(case, average, dtype, mode):
+    num_classes, batches = case
+    # One trace for every batch, with an unknown batch dimension, as in the training loop.
+    signature = [
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None, num_classes], dtype),
+        tf.TensorSpec([None], dtype),
+    ]
+    for index, cls in enumerate((metrics.Precision, metrics.Recall, metrics.F1Score)):
+        metric = cls(num_classes, average=average, dtype=dtype)
+
+        def update(y, z, w, metric=metric):
+            metric.update_state(y, z, sample_weight=w)
+
+        if mode == "tf_function":
+            update = tf.function(update, input_signature=signature)
+        for y_true, predicted, weight in batches:
+            scores = np.eye(num_classes, dtype=dtype)[np.asarray(predicted)]
+            update(np.asarray(y_true, np.int32), scores, np.asarray(weight, dtype))
+        y_true, predicted, weight = (np.concatenate(parts) for parts in zip(*batches, strict=True))
+        # scikit-learn precision_recall_fscore_support on all the batches at once, labels
+        # inferred from y_true and y_pred (its default), zero_division=0 (its default's value)
+        expected = skm.precision_recall_fscore_support(
+            y_true, predicted, average=average, sample_weight=weight, zero_division=0
+        )[index]
+        result = metric.result()
+        assert keras.backend.standardize_dtype(result.dtype) == dtype
+        np.testing.assert_allclose(result, expected, err_msg=cls.__name__, **TOLERANCE)
+
+
+def test_class_presence_counts_labels_and_predictions_unweighted():
+    # By hand: example 0 shows class 0 (label and prediction), example 1 classes 1 and 2.
+    presence = metrics.class_presence_update([0, 1], [[0.9, 0.1, 0.0], [0.1, 0.2, 0.7]], 3)
+    np.testing.assert_array_equal(presence, [1.0, 1.0, 1.0])
 
 
 # --------------------------------------------------------------------------
@@ -512,6 +590,169 @@ def test_reset_state_really_resets(make):
 
 
 # --------------------------------------------------------------------------
+# Sample weights of every shape, read as Keras reads them, or refused.
+
+_RNG = np.random.default_rng(11)
+MULTI_LABELS = (DATA.targets > 0).astype(np.float32)  # (N, 3) 0/1 labels
+MULTI_PROBABILITIES = _sigmoid(DATA.predictions)  # (N, 3)
+ENTRY_WEIGHTS = _RNG.uniform(0.0, 2.0, MULTI_LABELS.shape).astype(np.float32)
+
+
+def _binary_inputs(width):
+    return lambda d: (MULTI_LABELS[:, :width], MULTI_PROBABILITIES[:, :width])
+
+
+# (ours, Keras's class of the same meaning, inputs from DATA)
+KERAS_ACCURACIES = {
+    "sparse_categorical_accuracy": (
+        metrics.SparseCategoricalAccuracy,
+        keras.metrics.SparseCategoricalAccuracy,
+        lambda d: (d.labels, d.logits),
+    ),
+    "categorical_accuracy": (
+        metrics.CategoricalAccuracy,
+        keras.metrics.CategoricalAccuracy,
+        lambda d: (np.eye(NUM_CLASSES, dtype=np.float32)[d.labels], d.logits),
+    ),
+    "sparse_top_k_categorical_accuracy": (
+        lambda: metrics.SparseTopKCategoricalAccuracy(k=3),
+        lambda: keras.metrics.SparseTopKCategoricalAccuracy(k=3),
+        lambda d: (d.labels, d.logits),
+    ),
+    "binary_accuracy-3_outputs": (
+        lambda: metrics.BinaryAccuracy(threshold=0.3),
+        lambda: keras.metrics.BinaryAccuracy(threshold=0.3),
+        _binary_inputs(3),
+    ),
+    "binary_accuracy-1_output": (
+        lambda: metrics.BinaryAccuracy(threshold=0.3),
+        lambda: keras.metrics.BinaryAccuracy(threshold=0.3),
+        _binary_inputs(1),
+    ),
+}
+
+# Weights for labels of K columns: per example, or per entry (binary accuracy only).
+EXAMPLE_WEIGHTS = {
+    "none": lambda k: None,
+    "per_example": lambda k: DATA.weights,
+    "per_example_column": lambda k: DATA.weights.reshape(-1, 1),
+}
+ENTRY_WEIGHT_SHAPES = {
+    "per_output_row": lambda k: np.array([[1.0, 0.0, 0.5][:k]], np.float32),
+    "per_entry": lambda k: ENTRY_WEIGHTS[:, :k],
+}
+
+
+def _feed_batches(metric, y_true, y_pred, weight, *, compiled):
+    """BATCH_SIZE rows at a time; weights with one row per example are sliced, others repeat."""
+    per_row = weight is not None and weight.shape[0] == len(y_true)
+    update = metric.update_state
+    if compiled:
+        # One trace for every batch, with an unknown batch dimension (as in the training loop).
+        specs = [
+            tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in (y_true, y_pred)
+        ]
+        if weight is not None:
+            shape = (None, *weight.shape[1:]) if per_row else weight.shape
+            specs.append(tf.TensorSpec(shape, tf.float32))
+        update = tf.function(metric.update_state, input_signature=specs)
+    for start in range(0, len(y_true), BATCH_SIZE):
+        part = slice(start, start + BATCH_SIZE)
+        args = [y_true[part], y_pred[part]]
+        if weight is not None:
+            args.append(weight[part] if per_row else weight)
+        update(*args)
+    return metric
+
+
+def _accuracy_weight_cases():
+    for name, (ours, theirs, inputs) in KERAS_ACCURACIES.items():
+        shapes = dict(EXAMPLE_WEIGHTS)
+        if name.startswith("binary_accuracy"):
+            shapes.update(ENTRY_WEIGHT_SHAPES)
+        for weight_name, weight in shapes.items():
+            yield pytest.param(ours, theirs, inputs, weight, id=f"{name}-{weight_name}")
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("ours, theirs, inputs, weight", _accuracy_weight_cases())
+def test_accuracy_sample_weights_as_keras(ours, theirs, inputs, weight, mode):
+    y_true, y_pred = inputs(DATA)
+    width = y_true.shape[1] if y_true.ndim > 1 else 1
+    w = weight(width)
+    result = _feed_batches(ours(), y_true, y_pred, w, compiled=(mode == "tf_function")).result()
+    # Expected: Keras's built-in of the same meaning, fed the same batches eagerly.
+    expected = _feed_batches(theirs(), y_true, y_pred, w, compiled=False).result()
+    np.testing.assert_allclose(result, expected, **TOLERANCE)
+
+
+def test_binary_accuracy_weights_per_output_from_the_report():
+    y_true, y_pred = [[1, 1], [0, 0]], [[0.98, 0.2], [0.0, 0.6]]
+    ours = metrics.BinaryAccuracy()
+    ours.update_state(y_true, y_pred, sample_weight=[[1, 0]])
+    theirs = keras.metrics.BinaryAccuracy()
+    theirs.update_state(y_true, y_pred, sample_weight=[[1, 0]])
+    # Keras's BinaryAccuracy; by hand: only the first output counts, right for both rows.
+    assert float(theirs.result()) == 1.0
+    assert float(ours.result()) == 1.0
+
+
+@pytest.mark.parametrize("name", KERAS_ACCURACIES)
+def test_scalar_sample_weight_weighs_every_example(name):
+    ours, theirs, inputs = KERAS_ACCURACIES[name]
+    y_true, y_pred = inputs(DATA)
+    one_batch = ours()
+    one_batch.update_state(y_true, y_pred, sample_weight=2.5)
+    reference = theirs()
+    reference.update_state(y_true, y_pred, sample_weight=2.5)
+    # Keras's built-in, on one batch. Over several batches Keras weighs each batch as
+    # one example of weight 2.5; kerasmlp weighs each example 2.5, as without weights:
+    np.testing.assert_allclose(one_batch.result(), reference.result(), **TOLERANCE)
+    batched = update_in_batches(ours(), y_true, y_pred)
+    scaled = ours()
+    for start in range(0, NUM_EXAMPLES, BATCH_SIZE):
+        part = slice(start, start + BATCH_SIZE)
+        scaled.update_state(y_true[part], y_pred[part], sample_weight=2.5)
+    # By hand: the same metric fed the same batches without weights.
+    np.testing.assert_allclose(scaled.result(), batched.result(), **TOLERANCE)
+
+
+# A weight shape that no metric can read, and that a flattening would take for one
+# weight per example: (1, batch).
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
+def test_weights_that_do_not_broadcast_are_refused(make, mode):
+    rng = np.random.default_rng(4)
+    metric = make()
+    y_true, y_pred = _inputs_for(metric, rng)
+    weight = np.ones((1, len(y_true)), np.float32)
+    update = metric.update_state
+    if mode == "tf_function":
+        update = tf.function(update)
+    # By hand: one line naming the argument, what it must be and the shape received
+    # (tf.function adds the traceback of the user code above that line).
+    with pytest.raises(
+        ValueError,
+        match=r"(?m)Argument `sample_weight` must be a scalar or "
+        r"broadcast to this metric's values, of shape \(16,( 7)?\) .*"
+        r"Received: sample_weight.shape=\(1, 16\)$",
+    ):
+        update(y_true, y_pred, sample_weight=weight)
+
+
+@pytest.mark.parametrize("name", [n for n in KERAS_ACCURACIES if "binary" not in n])
+def test_per_entry_weights_are_refused_where_values_are_per_example(name):
+    ours, theirs, inputs = KERAS_ACCURACIES[name]
+    y_true, y_pred = inputs(DATA)
+    weight = np.ones(y_pred.shape, np.float32)  # (N, NUM_CLASSES)
+    # Keras's built-in refuses it too: its broadcast of the weights fails.
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        theirs().update_state(y_true, y_pred, sample_weight=weight)
+    with pytest.raises(ValueError, match=r"Received: sample_weight.shape=\(257, 5\)$"):
+        ours().update_state(y_true, y_pred, sample_weight=weight)
+
+
+# --------------------------------------------------------------------------
 # Names, configs and argument checks.
 
 
@@ -540,6 +781,101 @@ def test_reset_state_really_resets(make):
 )
 def test_default_names(ours, expected):
     assert ours.name == expected
+
+
+# Every public metric class: (an instance, the direction expected of it).
+DIRECTIONS = {
+    # Expected: the `_direction` of Keras's built-in of the same meaning.
+    metrics.SparseCategoricalAccuracy: (
+        metrics.SparseCategoricalAccuracy(),
+        keras.metrics.SparseCategoricalAccuracy()._direction,
+    ),
+    metrics.CategoricalAccuracy: (
+        metrics.CategoricalAccuracy(),
+        keras.metrics.CategoricalAccuracy()._direction,
+    ),
+    metrics.BinaryAccuracy: (metrics.BinaryAccuracy(), keras.metrics.BinaryAccuracy()._direction),
+    metrics.SparseTopKCategoricalAccuracy: (
+        metrics.SparseTopKCategoricalAccuracy(),
+        keras.metrics.SparseTopKCategoricalAccuracy()._direction,
+    ),
+    metrics.Precision: (metrics.Precision(3), keras.metrics.Precision()._direction),
+    metrics.Recall: (metrics.Recall(3, average=None), keras.metrics.Recall()._direction),
+    metrics.F1Score: (metrics.F1Score(3), keras.metrics.F1Score()._direction),
+    metrics.MeanSquaredError: (
+        metrics.MeanSquaredError(),
+        keras.metrics.MeanSquaredError()._direction,
+    ),
+    metrics.MeanAbsoluteError: (
+        metrics.MeanAbsoluteError(),
+        keras.metrics.MeanAbsoluteError()._direction,
+    ),
+    metrics.RootMeanSquaredError: (
+        metrics.RootMeanSquaredError(),
+        keras.metrics.RootMeanSquaredError()._direction,
+    ),
+    # By hand (no Keras counterpart): a calibration error is better lower ...
+    metrics.ExpectedCalibrationError: (metrics.ExpectedCalibrationError(), "down"),
+    # ... and a matrix has no better end, so no `_direction` at all.
+    metrics.ConfusionMatrix: (metrics.ConfusionMatrix(3), None),
+}
+
+
+def test_every_public_metric_class_has_an_expected_direction():
+    public = {
+        obj
+        for obj in (getattr(metrics, name) for name in metrics.__all__)
+        if isinstance(obj, type) and issubclass(obj, keras.metrics.Metric)
+    }
+    assert public == set(DIRECTIONS)
+
+
+@pytest.mark.parametrize("cls", DIRECTIONS, ids=lambda cls: cls.__name__)
+def test_direction(cls):
+    metric, expected = DIRECTIONS[cls]
+    assert type(metric) is cls
+    assert getattr(metric, "_direction", None) == expected
+
+
+# The metrics of the models below with one number as result (EarlyStopping compares
+# numbers: not the confusion matrix, nor Recall's per-class vector), and their direction.
+SCALAR_METRIC_DIRECTIONS = {
+    "classifier": {
+        "sparse_categorical_accuracy": "up",
+        "sparse_top_k_categorical_accuracy": "up",
+        "precision": "up",
+        "f1_score": "up",
+        "expected_calibration_error": "down",
+    },
+    "regressor": {
+        "mean_squared_error": "down",
+        "mean_absolute_error": "down",
+        "root_mean_squared_error": "down",
+        "binary_accuracy": "up",
+        "categorical_accuracy": "up",
+    },
+}
+
+
+@pytest.mark.parametrize("stem", SCALAR_METRIC_DIRECTIONS)
+def test_early_stopping_in_auto_mode_reads_the_direction(stem):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((32, 4)).astype(np.float32)
+    if stem == "classifier":
+        model, y = _classifier(), rng.integers(0, NUM_CLASSES, 32)
+    else:
+        model, y = _regressor(), np.eye(2, dtype=np.float32)[rng.integers(0, 2, 32)]
+    directions = SCALAR_METRIC_DIRECTIONS[stem]
+    callbacks = {
+        name: keras.callbacks.EarlyStopping(monitor=f"val_{name}", mode="auto")
+        for name in directions
+    }
+    # Without a `_direction`, mode "auto" raises "Keras isn't able to automatically determine".
+    model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0, callbacks=[*callbacks.values()])
+    for name, callback in callbacks.items():
+        # Expected: the direction listed above, as checked against Keras in test_direction.
+        expected = keras.ops.greater if directions[name] == "up" else keras.ops.less
+        assert callback.monitor_op is expected, name
 
 
 @pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
