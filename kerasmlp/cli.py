@@ -16,24 +16,59 @@ import sys
 
 import click
 
-from kerasmlp.config import ConfigError, load_config
+from kerasmlp import __version__
+from kerasmlp.config import ConfigError, load_config, shorten
 
 USAGE_ERROR = 2
 
 
 def _run_name(value: str | None, config_path: str | None) -> str:
     if value is None:
+        # The process id keeps two runs started in the same second apart; the
+        # time first keeps the folders in start order.
         stem = pathlib.Path(config_path).stem if config_path else "default"
-        return f"{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        return f"{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
     if not value or "/" in value or "\\" in value or ".." in value or value.startswith("."):
         raise ConfigError(
             f"--run-name must be a plain folder name (no '/', '\\', '..' or leading '.'). "
-            f"Received: --run-name={value!r}"
+            f"Received: --run-name={shorten(repr(value))}"
         )
     return value
 
 
+def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
+    """Refuses, before TensorFlow starts, a run folder that cannot be made or is taken.
+
+    The library checks again (`train.check_run_dir`); this is the fast, early answer.
+    """
+    existing = pathlib.Path(logdir)
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--logdir {logdir}: {existing} is not a folder")
+    for name in run_dir.relative_to(logdir).parts:
+        try:
+            name_max = os.pathconf(existing, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            name_max = 255
+        if len(os.fsencode(name)) > name_max:
+            raise ConfigError(
+                f"Run folder name is {len(os.fsencode(name))} bytes; the file system allows "
+                f"{name_max}. Received: {shorten(name)}"
+            )
+    if run_dir.is_symlink() and not run_dir.exists():
+        raise ConfigError(f"Run directory {run_dir} is a link to nothing; remove it or rename")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"Run directory {run_dir} is a file, not a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise ConfigError(
+            f"Run directory {run_dir} already holds files; kerasmlp does not write over a run. "
+            "Choose another --run-name or --logdir."
+        )
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kerasmlp-train", message="%(prog)s %(version)s")
 @click.option(
     "--config",
     "-c",
@@ -83,6 +118,8 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path):
                 (point.config, run_dir / point.name)
                 for point in sweep.plan_sweep(grid, config_path, overrides)
             ]
+        for _, point_dir in runs:
+            _check_run_dir(point_dir, logdir)
     except ConfigError as e:
         _fail(e)
 
@@ -112,7 +149,8 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path):
 
 
 def _fail(error: Exception) -> None:
-    click.echo(f"kerasmlp-train: error: {error}", err=True)
+    message = " ".join(str(error).splitlines())  # one line, whatever the error's text
+    click.echo(f"kerasmlp-train: error: {message}", err=True)
     sys.exit(USAGE_ERROR)
 
 
@@ -161,4 +199,4 @@ class _BarReporter:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="kerasmlp-train")
