@@ -46,20 +46,22 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"--logdir {logdir}: {existing} is not a folder")
-    for name in run_dir.relative_to(logdir).parts:
-        try:
-            name_max = os.pathconf(existing, "PC_NAME_MAX")
-        except (OSError, ValueError):
-            name_max = 255
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    folder = pathlib.Path(logdir)
+    for name in run_dir.relative_to(logdir).parts:  # the run, and a sweep's point below it
+        folder = folder / name
         if len(os.fsencode(name)) > name_max:
             raise ConfigError(
                 f"Run folder name is {len(os.fsencode(name))} bytes; the file system allows "
                 f"{name_max}. Received: {shorten(name)}"
             )
-    if run_dir.is_symlink() and not run_dir.exists():
-        raise ConfigError(f"Run directory {run_dir} is a link to nothing; remove it or rename")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"Run directory {run_dir} is a file, not a folder")
+        if folder.is_symlink() and not folder.exists():
+            raise ConfigError(f"Run directory {folder} is a link to nothing; remove it or rename")
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"Run directory {folder} is a file, not a folder")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(
             f"Run directory {run_dir} already holds files; kerasmlp does not write over a run. "

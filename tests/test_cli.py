@@ -228,6 +228,12 @@ def _taken_run_dir(tmp):
     return ["--run-name", "r"]
 
 
+def _taken_sweep_point(tmp):
+    (tmp / "logs" / "r" / "00-seed=1").mkdir(parents=True)
+    _write(tmp / "logs" / "r" / "00-seed=1" / "notes.txt", "keep me")
+    return ["--run-name", "r", "--sweep", _write(tmp / "s.yaml", "seed: [1, 2]\n")]
+
+
 def _config(name, content):
     return lambda tmp: ["-c", _write(tmp / name, content)]
 
@@ -314,6 +320,12 @@ EDGES = [
     ("run-dir-is-a-file", _file_as_run_dir, "logs/r is a file, not a folder"),
     ("run-dir-dangling-link", _dangling_run_dir, "logs/r is a link to nothing"),
     ("run-dir-holds-files", _taken_run_dir, "logs/r already holds files"),
+    (
+        "sweep-run-dir-is-a-file",
+        lambda tmp: [*_file_as_run_dir(tmp), "--sweep", _write(tmp / "s.yaml", "seed: [1]\n")],
+        "logs/r is a file, not a folder",
+    ),
+    ("sweep-point-holds-files", _taken_sweep_point, "logs/r/00-seed=1 already holds files"),
     (
         "run-name-too-long",
         ["--run-name", "r" * 300],
