@@ -294,8 +294,8 @@ def read_yaml_file(path: str | os.PathLike, *, what: str) -> Any:
       what: 'Config' or 'Sweep', the word the messages use for the file.
 
     Raises:
-      ConfigError: "Config file not found: x.yaml", a file that is not UTF-8 text
-        or is too large, and every refusal of `parse_yaml`.
+      ConfigError: "Config file not found: x.yaml", a file that is binary, not
+        UTF-8 text or larger than MAX_YAML_BYTES, and every refusal of `parse_yaml`.
     """
     try:
         with open(path, "rb") as f:
@@ -393,14 +393,14 @@ def apply_override(raw: dict, item: str) -> None:
         raise ConfigError(
             f"--set expects dotted.key=value, e.g. --set train.epochs=3. Received: {_show(item)}"
         )
-    value = parse_yaml(text, source=f"--set {key}") if text.strip() else None
+    value = parse_yaml(text, source=f"--set {shorten(key)}") if text.strip() else None
     parts = key.split(".")
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             where = ".".join(parts[: i + 1])
-            raise ConfigError(f"--set {key}: '{where}' is a value, not a section")
+            raise ConfigError(f"--set {shorten(key)}: {_show(where)} is a value, not a section")
         node = child
     node[parts[-1]] = value
 
@@ -537,7 +537,7 @@ def _check_consistency(config: Config) -> None:
         if loss.name not in REGRESSION_LOSSES:
             raise ConfigError(
                 f"loss.name {loss.name!r} does not fit the regression dataset "
-                f"{config.data.name!r} (data.name). Allowed: {', '.join(REGRESSION_LOSSES)}"
+                f"{_show(config.data.name)} (data.name). Allowed: {', '.join(REGRESSION_LOSSES)}"
             )
         if loss.label_smoothing:
             raise ConfigError(
@@ -549,7 +549,7 @@ def _check_consistency(config: Config) -> None:
         if loss.name not in CLASSIFICATION_LOSSES:
             raise ConfigError(
                 f"loss.name {loss.name!r} is a regression loss; the dataset "
-                f"{config.data.name!r} (data.name) is classification. "
+                f"{_show(config.data.name)} (data.name) is classification. "
                 f"Allowed: {', '.join(CLASSIFICATION_LOSSES)}"
             )
         allowed_metrics = CLASSIFICATION_METRICS
@@ -581,13 +581,13 @@ def _check_known_dataset(config: Config) -> None:
     if config.loss.name == "binary_crossentropy" and num_classes != 2:
         raise ConfigError(
             f"loss.name 'binary_crossentropy' needs a dataset with 2 classes; this one "
-            f"has {num_classes} (data.name={config.data.name!r}). "
+            f"has {num_classes} (data.name={_show(config.data.name)}). "
             "Use sparse_categorical_crossentropy."
         )
     if "top5_accuracy" in config.metrics and num_classes <= 5:
         raise ConfigError(
             f"metrics: top5_accuracy is always 1 with {num_classes} classes "
-            f"(data.name={config.data.name!r}); use it on datasets with more than 5"
+            f"(data.name={_show(config.data.name)}); use it on datasets with more than 5"
         )
 
 

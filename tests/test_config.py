@@ -154,6 +154,9 @@ BAD = [
     ("seed=" + "1" * 5000, "--set seed: not valid YAML: Exceeds the limit"),
     ("seed=" + "[" * 5000, "--set seed: not valid YAML: nested deeper than 32 levels"),
     ("seed={a: 1, a: 2}", "--set seed: not valid YAML: duplicate key 'a' (first on line 1)"),
+    ("data.name=" + "s" * 500 + " --also loss.name=mean_squared_error", "the dataset 'sssss"),
+    ("model." + "k" * 500 + "=1", "Unknown key 'model.kkkk"),
+    ("seed=1 --also seed." + "k" * 500 + "=1", "'seed' is a value, not a section"),
 ]
 
 
