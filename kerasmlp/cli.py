@@ -90,7 +90,9 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
 @click.option(
     "--logdir", default="logs", show_default=True, help="Parent folder of the run directories."
 )
-@click.option("--run-name", default=None, help="Run folder name. Default: <config name>-<time>.")
+@click.option(
+    "--run-name", default=None, help="Run folder name. Default: <config name>-<time>-<process id>."
+)
 @click.option("--epochs", type=int, default=None, help="Shortcut for --set train.epochs=N.")
 @click.option("--seed", type=int, default=None, help="Shortcut for --set seed=N.")
 @click.option(

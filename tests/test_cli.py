@@ -42,7 +42,16 @@ def test_help_lists_the_options_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     first, help_text = out.stdout.split("\n", 1)
     assert first == "0 False False"
-    for option in ("--config", "-c", "--set", "--logdir", "--run-name", "--epochs", "--seed"):
+    for option in (
+        "--config",
+        "-c",
+        "--set",
+        "--logdir",
+        "--run-name",
+        "--epochs",
+        "--seed",
+        "--version",
+    ):
         assert option in help_text
 
 
