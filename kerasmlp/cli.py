@@ -23,8 +23,8 @@ import sys
 import click
 from click.core import ParameterSource
 
-from kerasmlp import runfiles
-from kerasmlp.config import ConfigError, config_from_dict, load_config, parse_yaml
+from kerasmlp import __version__, runfiles
+from kerasmlp.config import ConfigError, config_from_dict, load_config, parse_yaml, shorten
 
 FAILED = 1
 USAGE_ERROR = 2
@@ -36,17 +36,49 @@ SWEEP_FILE = "sweep.yaml"
 
 def _run_name(value: str | None, config_path: str | None) -> str:
     if value is None:
+        # The process id keeps two runs started in the same second apart; the
+        # time first keeps the folders in start order.
         stem = pathlib.Path(config_path).stem if config_path else "default"
-        return f"{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        return f"{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
     if not value or "/" in value or "\\" in value or ".." in value or value.startswith("."):
         raise ConfigError(
             f"--run-name must be a plain folder name (no '/', '\\', '..' or leading '.'). "
-            f"Received: --run-name={value!r}"
+            f"Received: --run-name={shorten(repr(value))}"
         )
     return value
 
 
+def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
+    """Refuses, before TensorFlow starts, a run folder that cannot be made or is taken.
+
+    The library checks again (`train.check_run_dir`); this is the fast, early answer.
+    """
+    existing = pathlib.Path(logdir)
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--logdir {logdir}: {existing} is not a folder")
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    folder = pathlib.Path(logdir)
+    for name in run_dir.relative_to(logdir).parts:  # the run, and a sweep's point below it
+        folder = folder / name
+        if len(os.fsencode(name)) > name_max:
+            raise ConfigError(
+                f"Run folder name is {len(os.fsencode(name))} bytes; the file system allows "
+                f"{name_max}. Received: {shorten(name)}"
+            )
+        if folder.is_symlink() and not folder.exists():
+            raise ConfigError(f"Run directory {folder} is a link to nothing; remove it or rename")
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"Run directory {folder} is a file, not a folder")
+    runfiles.check_run_dir(run_dir)  # taken: says whether it holds a kerasmlp run, and which
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kerasmlp-train", message="%(prog)s %(version)s")
 @click.option(
     "--config",
     "-c",
@@ -66,7 +98,9 @@ def _run_name(value: str | None, config_path: str | None) -> str:
 @click.option(
     "--logdir", default="logs", show_default=True, help="Parent folder of the run directories."
 )
-@click.option("--run-name", default=None, help="Run folder name. Default: <config name>-<time>.")
+@click.option(
+    "--run-name", default=None, help="Run folder name. Default: <config name>-<time>-<process id>."
+)
 @click.option("--epochs", type=int, default=None, help="Shortcut for --set train.epochs=N.")
 @click.option("--seed", type=int, default=None, help="Shortcut for --set seed=N.")
 @click.option(
@@ -103,6 +137,10 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path, res
             runs, is_sweep = [(config, run_dir, False)], sweep_path is not None
             if is_sweep:
                 runs = _plan_sweep(run_dir, sweep_path, config_path, overrides)
+            for _, point_dir, _ in runs:
+                _check_run_dir(point_dir, logdir)
+            if is_sweep:
+                _write_sweep_plan(run_dir, runs)
     except (ConfigError, runfiles.ResumeError, runfiles.RunDirectoryExistsError) as e:
         _fail(e)
     except runfiles.RunFilesError as e:
@@ -205,20 +243,23 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None) -> list:
 
 
 def _plan_sweep(run_dir, sweep_path, config_path, overrides) -> list:
-    """Every point of the grid, checked; the plan is written to `<sweep>/sweep.yaml`."""
-    import yaml
-
+    """`(config, run_dir, resume)` for every point of the grid, each config checked."""
     from kerasmlp import sweep
 
     grid = sweep.load_grid(sweep_path)
-    points = sweep.plan_sweep(grid, config_path, overrides)
-    runfiles.prepare_run_dir(run_dir)
-    plan = {
-        "grid": grid,
-        "points": [{"name": p.name, "config": p.config.to_dict()} for p in points],
-    }
-    runfiles.write_text_atomic(run_dir / SWEEP_FILE, yaml.safe_dump(plan, sort_keys=False))
-    return [(point.config, run_dir / point.name, False) for point in points]
+    return [
+        (point.config, run_dir / point.name, False)
+        for point in sweep.plan_sweep(grid, config_path, overrides)
+    ]
+
+
+def _write_sweep_plan(sweep_dir: pathlib.Path, runs: list) -> None:
+    """`<sweep>/sweep.yaml`: every point's name and config, so `--resume` can finish the sweep."""
+    import yaml
+
+    runfiles.prepare_run_dir(sweep_dir)
+    plan = {"points": [{"name": d.name, "config": c.to_dict()} for c, d, _ in runs]}
+    runfiles.write_text_atomic(sweep_dir / SWEEP_FILE, yaml.safe_dump(plan, sort_keys=False))
 
 
 def _handle_stop_signals(stop_request) -> None:
@@ -309,4 +350,4 @@ class _BarReporter:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="kerasmlp-train")

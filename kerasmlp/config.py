@@ -62,6 +62,35 @@ PLAYGROUND_TASKS = {
 }
 
 
+# Upper bounds of the integer keys. Each is far above any sensible run and far
+# below what breaks: numpy and TensorFlow take 32-bit unsigned seeds, step
+# counts go to tf.int32 tensors, and a number of epochs or a batch past these is
+# a typo (an extra 0 or two), not a plan.
+MAX_SEED = 2**32
+MAX_EPOCHS = 100_000
+MAX_STEPS = 1_000_000_000  # < 2**31 - 1, the largest tf.int32
+MAX_BATCH = 1_000_000
+MAX_SHUFFLE = 100_000_000  # the buffer holds examples, and is never larger than the train split
+MAX_UNITS = 1_000_000  # per hidden layer; the whole model must also fit in memory
+MAX_LAYERS = 1_000
+# A config is 3 levels deep and a sweep 3; deeper YAML is a mistake (or an attack
+# on the recursive YAML composer, which would end in a RecursionError).
+MAX_YAML_DEPTH = 32
+MAX_YAML_BYTES = 1 << 20  # a config or sweep file is a few hundred bytes
+# (input length, classes) of TFDS image sets, so that a config is checked against
+# them before TensorFlow loads (the data layer reads the real values from TFDS).
+KNOWN_IMAGE_DATASETS = {
+    "mnist": (784, 10),
+    "fashion_mnist": (784, 10),
+    "kmnist": (784, 10),
+    "cifar10": (3072, 10),
+    "cifar100": (3072, 100),
+    "svhn_cropped": (3072, 10),
+}
+# Per-weight state each optimizer keeps (Keras 3 defaults: no momentum for sgd and rmsprop).
+OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 0}
+
+
 class ConfigError(ValueError):
     """A config the user wrote cannot be used. The message is one line for the user."""
 
@@ -82,14 +111,17 @@ class DataConfig:
     data_dir: str | None = None
     manual_dir: str | None = None
     cache: bool = True
-    shuffle_buffer: int = dataclasses.field(default=10_000, metadata=_range(ge=1))
+    shuffle_buffer: int = dataclasses.field(default=10_000, metadata=_range(ge=1, le=MAX_SHUFFLE))
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """The Dense stack (see `kerasmlp.model.build_model`)."""
 
-    hidden_units: tuple[int, ...] = (32, 32, 32)
+    # The range applies to each width; the list holds at most MAX_LAYERS of them.
+    hidden_units: tuple[int, ...] = dataclasses.field(
+        default=(32, 32, 32), metadata=_range(ge=1, le=MAX_UNITS)
+    )
     activation: str = dataclasses.field(default="relu", metadata=_choice(*ACTIVATIONS))
     dropout: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0, lt=1.0))
     kernel_initializer: str = dataclasses.field(
@@ -118,7 +150,7 @@ class LearningRateConfig:
     """
 
     initial_learning_rate: float = dataclasses.field(default=1e-2, metadata=_range(gt=0.0))
-    decay_steps: int = dataclasses.field(default=1000, metadata=_range(gt=0))
+    decay_steps: int = dataclasses.field(default=1000, metadata=_range(gt=0, le=MAX_STEPS))
     decay_rate: float = dataclasses.field(default=0.5, metadata=_range(gt=0.0, le=1.0))
     staircase: bool = False
 
@@ -146,19 +178,23 @@ class EarlyStoppingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = dataclasses.field(default=40, metadata=_range(ge=1))
-    batch_size: int = dataclasses.field(default=64, metadata=_range(ge=1))
+    epochs: int = dataclasses.field(default=40, metadata=_range(ge=1, le=MAX_EPOCHS))
+    batch_size: int = dataclasses.field(default=64, metadata=_range(ge=1, le=MAX_BATCH))
     validation_fraction: float = dataclasses.field(default=0.1, metadata=_range(ge=0.0, lt=1.0))
-    log_every_steps: int = dataclasses.field(default=100, metadata=_range(ge=1))
-    eval_every_epochs: int = dataclasses.field(default=1, metadata=_range(ge=1))
-    histogram_every_epochs: int = dataclasses.field(default=10, metadata=_range(ge=0))
-    image_every_epochs: int = dataclasses.field(default=20, metadata=_range(ge=0))
-    profile_steps: int = dataclasses.field(default=0, metadata=_range(ge=0))
-    checkpoint_every_seconds: float = dataclasses.field(default=600.0, metadata=_range(ge=0.0))
-    keep_checkpoints: int = dataclasses.field(default=2, metadata=_range(ge=1))
+    log_every_steps: int = dataclasses.field(default=100, metadata=_range(ge=1, le=MAX_STEPS))
+    eval_every_epochs: int = dataclasses.field(default=1, metadata=_range(ge=1, le=MAX_EPOCHS))
+    histogram_every_epochs: int = dataclasses.field(
+        default=10, metadata=_range(ge=0, le=MAX_EPOCHS)
+    )
+    image_every_epochs: int = dataclasses.field(default=20, metadata=_range(ge=0, le=MAX_EPOCHS))
+    profile_steps: int = dataclasses.field(default=0, metadata=_range(ge=0, le=MAX_STEPS))
+    checkpoint_every_seconds: float = dataclasses.field(
+        default=600.0, metadata=_range(ge=0.0, le=1e9)
+    )
+    keep_checkpoints: int = dataclasses.field(default=2, metadata=_range(ge=1, le=1000))
     on_divergence: str = dataclasses.field(default="stop", metadata=_choice(*DIVERGENCE_POLICIES))
     rollback_factor: float = dataclasses.field(default=0.5, metadata=_range(gt=0.0, lt=1.0))
-    max_rollbacks: int = dataclasses.field(default=3, metadata=_range(ge=1))
+    max_rollbacks: int = dataclasses.field(default=3, metadata=_range(ge=1, le=100))
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     save_best: str | None = None
 
@@ -167,7 +203,7 @@ class TrainConfig:
 class Config:
     """The whole run. Sections mirror `configs/default.yaml`."""
 
-    seed: int = dataclasses.field(default=0, metadata=_range(ge=0))
+    seed: int = dataclasses.field(default=0, metadata=_range(ge=0, lt=MAX_SEED))
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
@@ -217,7 +253,47 @@ def _to_plain(value: Any) -> Any:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
+    """SafeLoader that reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`), refuses a key
+    given twice in one mapping (PyYAML keeps the last, silently dropping the first
+    block), and refuses nesting deeper than MAX_YAML_DEPTH (the composer recurses).
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_YAML_DEPTH} levels",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` merges; the keys given after it win, as YAML says
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = key in lines
+                except TypeError:
+                    continue  # an unhashable key: SafeConstructor refuses it, with its line
+                if seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {shorten(repr(key))} (first on line {lines[key]})",
+                        key_node.start_mark,
+                    )
+                lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -235,22 +311,69 @@ _Loader.add_implicit_resolver(
 
 
 def read_yaml_file(path: str | os.PathLike, *, what: str) -> Any:
-    """The parsed YAML of a file, or a one-line ConfigError: "Config file not found: x.yaml"."""
+    """The parsed YAML of a file, or a one-line ConfigError naming the file.
+
+    Args:
+      path: the file.
+      what: 'Config' or 'Sweep', the word the messages use for the file.
+
+    Raises:
+      ConfigError: "Config file not found: x.yaml", a file that is binary, not
+        UTF-8 text or larger than MAX_YAML_BYTES, and every refusal of `parse_yaml`.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{what} file not found: {path}") from None
     except OSError as e:
         raise ConfigError(f"Cannot read {what.lower()} file {path}: {e.strerror}") from None
-    return parse_yaml(text, source=str(path))
+    if len(data) > MAX_YAML_BYTES:
+        raise ConfigError(
+            f"{what} file {path} is larger than {MAX_YAML_BYTES} bytes; a config is a few hundred"
+        )
+    if b"\0" in data:
+        raise ConfigError(f"{what} file {path} is a binary file, not YAML text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{what} file {path} is not UTF-8 text: byte 0x{data[e.start]:02x} on line {line}"
+        ) from None
+    return parse_yaml(text, source=str(path), source_is_file=True)
 
 
-def parse_yaml(text: str, *, source: str) -> Any:
+def parse_yaml(text: str, *, source: str, source_is_file: bool = False) -> Any:
+    """Parses YAML text, refusing duplicate keys and nesting deeper than MAX_YAML_DEPTH.
+
+    Args:
+      text: the YAML.
+      source: what the messages call it: a file name, or `--set key`.
+      source_is_file: messages then give the line: "x.yaml line 3: ...".
+
+    Raises:
+      ConfigError: one line naming the source (and the line, for a file).
+    """
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{source} line {mark.line + 1}" if source_is_file and mark else source
+        problem = e.problem or ""
+        if e.context:
+            context_line = e.context_mark.line + 1 if e.context_mark else None
+            at = f" (line {context_line})" if source_is_file and context_line else ""
+            problem = f"{e.context}{at}, {problem}"
+        raise ConfigError(f"{where}: not valid YAML: {shorten(problem, 200)}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source} is not valid YAML: {' '.join(str(e).split())}") from None
+        raise ConfigError(f"{source}: not valid YAML: {shorten(str(e), 200)}") from None
+    except RecursionError:  # the depth limit should have come first; a last guard
+        raise ConfigError(f"{source}: YAML nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as e:
+        # A tagged scalar the constructor cannot read (`!!int x`), an integer of
+        # more digits than Python converts.
+        raise ConfigError(f"{source}: not valid YAML: {shorten(str(e), 200)}") from None
 
 
 # --- Loading ----------------------------------------------------------------
@@ -292,16 +415,16 @@ def apply_override(raw: dict, item: str) -> None:
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(
-            f"--set expects dotted.key=value, e.g. --set train.epochs=3. Received: {item!r}"
+            f"--set expects dotted.key=value, e.g. --set train.epochs=3. Received: {_show(item)}"
         )
-    value = parse_yaml(text, source=f"--set {key}") if text.strip() else None
+    value = parse_yaml(text, source=f"--set {shorten(key)}") if text.strip() else None
     parts = key.split(".")
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             where = ".".join(parts[: i + 1])
-            raise ConfigError(f"--set {key}: '{where}' is a value, not a section")
+            raise ConfigError(f"--set {shorten(key)}: {_show(where)} is a value, not a section")
         node = child
     node[parts[-1]] = value
 
@@ -322,7 +445,7 @@ def _build(cls: type, raw: Any, path: str) -> Any:
     for key in raw:
         if key not in fields:
             raise ConfigError(
-                f"Unknown key '{path}{key}'.{_did_you_mean(str(key), fields)} "
+                f"Unknown key {_show(f'{path}{key}')}.{_did_you_mean(str(key), fields)} "
                 f"Allowed in {path.rstrip('.') or 'the top level'}: {', '.join(fields)}"
             )
     hints = typing.get_type_hints(cls)
@@ -380,7 +503,14 @@ def _check_field(field: dataclasses.Field, value: Any, path: str) -> None:
         what = parts[-2] if parts[-1] == "name" and len(parts) > 1 else None
         _check_name(value, choices, path, what=what)
     bounds = field.metadata.get("range")
-    if bounds is not None:
+    if bounds is not None and isinstance(value, tuple):
+        if len(value) > MAX_LAYERS:
+            raise ConfigError(
+                f"{path} must list at most {MAX_LAYERS} values. Received: {len(value)} values"
+            )
+        for i, item in enumerate(value):
+            _check_range(item, bounds, f"{path}[{i}]")
+    elif bounds is not None:
         _check_range(value, bounds, path)
 
 
@@ -389,7 +519,7 @@ def _check_name(value: str, allowed: Iterable[str], path: str, what: str | None 
     if value not in allowed:
         what = what or path.rsplit(".", 1)[-1].split("[")[0]
         raise ConfigError(
-            f"Unknown {what} {value!r} ({path}).{_did_you_mean(value, allowed)} "
+            f"Unknown {what} {_show(value)} ({path}).{_did_you_mean(value, allowed)} "
             f"Allowed: {', '.join(sorted(allowed))}"
         )
 
@@ -406,22 +536,20 @@ def _check_range(value: float, bounds: tuple, path: str) -> None:
         return
     low = f"> {gt}" if gt is not None else f">= {ge}" if ge is not None else None
     high = f"< {lt}" if lt is not None else f"<= {le}" if le is not None else None
-    if low and high:
+    if isinstance(value, int):
+        # An integer key's upper bound is a cap against typos: name the side crossed.
+        too_low = (gt is not None and value <= gt) or (ge is not None and value < ge)
+        allowed = low if too_low else high
+    elif low and high:
         allowed = f"in ({gt}, " if gt is not None else f"in [{ge}, "
         allowed += f"{lt})" if lt is not None else f"{le}]"
     else:
         allowed = low or high
-    raise ConfigError(f"{path} must be {allowed}. Received: {path}={value}")
+    raise ConfigError(f"{path} must be {allowed}. Received: {path}={_show(value)}")
 
 
 def _check_consistency(config: Config) -> None:
     """Rules that tie several keys together."""
-    for i, units in enumerate(config.model.hidden_units):
-        if units < 1:
-            units_list = list(config.model.hidden_units)
-            raise ConfigError(
-                f"model.hidden_units[{i}] must be >= 1. Received: model.hidden_units={units_list}"
-            )
     for i, name in enumerate(config.metrics):
         _check_name(name, METRICS, f"metrics[{i}]", what="metric")
     if len(set(config.metrics)) != len(config.metrics):
@@ -433,7 +561,7 @@ def _check_consistency(config: Config) -> None:
         if loss.name not in REGRESSION_LOSSES:
             raise ConfigError(
                 f"loss.name {loss.name!r} does not fit the regression dataset "
-                f"{config.data.name!r} (data.name). Allowed: {', '.join(REGRESSION_LOSSES)}"
+                f"{_show(config.data.name)} (data.name). Allowed: {', '.join(REGRESSION_LOSSES)}"
             )
         if loss.label_smoothing:
             raise ConfigError(
@@ -445,7 +573,7 @@ def _check_consistency(config: Config) -> None:
         if loss.name not in CLASSIFICATION_LOSSES:
             raise ConfigError(
                 f"loss.name {loss.name!r} is a regression loss; the dataset "
-                f"{config.data.name!r} (data.name) is classification. "
+                f"{_show(config.data.name)} (data.name) is classification. "
                 f"Allowed: {', '.join(CLASSIFICATION_LOSSES)}"
             )
         allowed_metrics = CLASSIFICATION_METRICS
@@ -463,6 +591,8 @@ def _check_consistency(config: Config) -> None:
             )
     _check_monitor(config, "train.early_stopping.monitor", config.train.early_stopping.monitor)
     _check_monitor(config, "train.save_best", config.train.save_best)
+    _check_known_dataset(config)
+    _check_fits_in_memory(config)
 
 
 def monitored_values(config: Config) -> tuple[str, ...]:
@@ -482,20 +612,107 @@ def _check_monitor(config: Config, path: str, monitor: str | None) -> None:
         )
 
 
+def _check_known_dataset(config: Config) -> None:
+    """Rules that need the class count, for the datasets whose count is known here.
+
+    Other TFDS sets are checked again (`Head.for_task`, `components.make_metrics`)
+    once their info is loaded.
+    """
+    _, num_classes = dataset_shape(config.data.name)
+    if num_classes is None or config.task != "classification":
+        return
+    if config.loss.name == "binary_crossentropy" and num_classes != 2:
+        raise ConfigError(
+            f"loss.name 'binary_crossentropy' needs a dataset with 2 classes; this one "
+            f"has {num_classes} (data.name={_show(config.data.name)}). "
+            "Use sparse_categorical_crossentropy."
+        )
+    if "top5_accuracy" in config.metrics and num_classes <= 5:
+        raise ConfigError(
+            f"metrics: top5_accuracy is always 1 with {num_classes} classes "
+            f"(data.name={_show(config.data.name)}); use it on datasets with more than 5"
+        )
+
+
+def dataset_shape(name: str) -> tuple[int | None, int | None]:
+    """(input length, number of classes) of a dataset, where known without TensorFlow.
+
+    The playground sets are 2-D with 2 classes (sine: 1 regression output); the
+    TFDS image sets in KNOWN_IMAGE_DATASETS are listed there; any other is
+    (None, None), known only once TFDS has loaded its info.
+    """
+    base = name.split(":")[0]
+    if base in PLAYGROUND_TASKS:
+        return 2, (None if PLAYGROUND_TASKS[base] == "regression" else 2)
+    return KNOWN_IMAGE_DATASETS.get(base, (None, None))
+
+
+def estimate_model_bytes(config: Config) -> tuple[int, int]:
+    """(parameters, bytes) of the model's training state, a lower bound.
+
+    Bytes count float32 weights, their gradients and the optimizer's slots
+    (OPTIMIZER_SLOTS); activations and TensorFlow's own memory come on top. An
+    unknown dataset's input length and class count are taken as 1, which gives
+    a lower bound for every dataset.
+    """
+    input_dim, num_classes = dataset_shape(config.data.name)
+    widths = [input_dim or 1, *config.model.hidden_units, num_classes or 1]
+    if config.loss.name == "binary_crossentropy" or config.task == "regression":
+        widths[-1] = 1
+    params = sum(
+        (fan_in + 1) * fan_out for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True)
+    )
+    copies = 2 + OPTIMIZER_SLOTS[config.optimizer.name]
+    return params, params * 4 * copies
+
+
+def physical_memory_bytes() -> int | None:
+    """The machine's memory, or None where the system does not say."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return pages * page_size if pages > 0 and page_size > 0 else None
+
+
+def _check_fits_in_memory(config: Config) -> None:
+    params, needed = estimate_model_bytes(config)
+    available = physical_memory_bytes()
+    if available is None or needed <= available:
+        return
+    slots = OPTIMIZER_SLOTS[config.optimizer.name]
+    raise ConfigError(
+        f"model.hidden_units={_show(list(config.model.hidden_units), 60)} cannot fit in memory: "
+        f"{params:,} parameters x 4 bytes x {2 + slots} copies (weights, gradients and "
+        f"{config.optimizer.name}'s {slots} slots) = {needed / 2**30:,.1f} GiB at least; "
+        f"this machine has {available / 2**30:,.1f} GiB"
+    )
+
+
 def _did_you_mean(value: str, allowed: Iterable[str]) -> str:
     close = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, limit: int = 80) -> str:
+    """A value as the user wrote it, on one line, cut to about `limit` characters."""
     if isinstance(value, str):
-        return repr(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return (
-        repr(value)
-        if not isinstance(value, (dict, list))
-        else yaml.safe_dump(value, default_flow_style=True).strip()
-    )
+        text = repr(value)
+    elif value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (dict, list, tuple)):
+        text = yaml.safe_dump(
+            _to_plain(value), default_flow_style=True, width=math.inf, allow_unicode=True
+        ).strip()
+        text = text.removesuffix("...").strip()
+    else:
+        text = repr(value)
+    return shorten(text, limit)
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """`text` without line breaks, cut to `limit` characters with '...' when longer."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

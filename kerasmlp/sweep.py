@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from kerasmlp.config import Config, ConfigError, load_config, read_yaml_file
+from kerasmlp.config import Config, ConfigError, load_config, read_yaml_file, shorten
 
 # More runs than this is almost surely a mistake in the file (a long list pasted twice).
 MAX_POINTS = 256
@@ -61,7 +62,9 @@ def check_grid(raw: Any, *, source: str = "the sweep") -> dict[str, list[Any]]:
     grid: dict[str, list[Any]] = {}
     for key, values in raw.items():
         if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
-            raise ConfigError(f"{source}: keys must be dotted config keys. Received: {key!r}")
+            raise ConfigError(
+                f"{source}: keys must be dotted config keys. Received: {shorten(repr(key))}"
+            )
         if not isinstance(values, list) or not values:
             raise ConfigError(
                 f"{source}: {key} must be a non-empty list of values, e.g. {key}: [a, b]. "
@@ -133,7 +136,7 @@ def _name_value(value: Any) -> str:
 
 def _yaml_value(value: Any) -> str:
     return (
-        yaml.safe_dump(value, default_flow_style=True, width=1000)
+        yaml.safe_dump(value, default_flow_style=True, width=math.inf)
         .strip()
         .removesuffix("...")
         .strip()
@@ -141,8 +144,9 @@ def _yaml_value(value: Any) -> str:
 
 
 def _describe(point: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={_yaml_value(v)}" for k, v in point.items())
+    return ", ".join(f"{k}={_show(v)}" for k, v in point.items())
 
 
 def _show(value: Any) -> str:
-    return "null" if value is None else _yaml_value(value)
+    """One line, cut to about 80 characters: messages never wrap."""
+    return "null" if value is None else shorten(_yaml_value(value))

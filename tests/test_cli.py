@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -41,7 +42,16 @@ def test_help_lists_the_options_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     first, help_text = out.stdout.split("\n", 1)
     assert first == "0 False False"
-    for option in ("--config", "-c", "--set", "--logdir", "--run-name", "--epochs", "--seed"):
+    for option in (
+        "--config",
+        "-c",
+        "--set",
+        "--logdir",
+        "--run-name",
+        "--epochs",
+        "--seed",
+        "--version",
+    ):
         assert option in help_text
 
 
@@ -193,3 +203,243 @@ def test_progress_bar_shows_epoch_loss_and_eta():
     assert "epoch 1/2 loss 0.5000" in shown
     assert "epoch 2/2 loss 0.2500 validation_accuracy 0.9000" in shown
     assert "15/20" in shown
+
+
+# --- bad input and edges, through the installed console script -------------------
+
+
+def _write(path: pathlib.Path, content) -> str:
+    if isinstance(content, str):
+        content = content.encode()
+    path.write_bytes(content)
+    return str(path)
+
+
+def _file_as_logdir(tmp):
+    return ["--logdir", _write(tmp / "logs", "not a folder")]
+
+
+def _file_as_run_dir(tmp):
+    (tmp / "logs").mkdir()
+    _write(tmp / "logs" / "r", "not a folder")
+    return ["--run-name", "r"]
+
+
+def _dangling_run_dir(tmp):
+    (tmp / "logs").mkdir()
+    (tmp / "logs" / "r").symlink_to(tmp / "nowhere")
+    return ["--run-name", "r"]
+
+
+def _taken_run_dir(tmp):
+    (tmp / "logs" / "r").mkdir(parents=True)
+    _write(tmp / "logs" / "r" / "notes.txt", "keep me")
+    return ["--run-name", "r"]
+
+
+def _taken_sweep_point(tmp):
+    (tmp / "logs" / "r" / "00-seed=1").mkdir(parents=True)
+    _write(tmp / "logs" / "r" / "00-seed=1" / "notes.txt", "keep me")
+    return ["--run-name", "r", "--sweep", _write(tmp / "s.yaml", "seed: [1, 2]\n")]
+
+
+def _config(name, content):
+    return lambda tmp: ["-c", _write(tmp / name, content)]
+
+
+# (id, the arguments (or a function of tmp_path that prepares files and returns
+# them), the words the one line on stderr must hold). --logdir is tmp_path/logs
+# unless the arguments set it.
+EDGES = [
+    ("binary-config", _config("bin.yaml", bytes(range(256))), "bin.yaml is a binary file"),
+    (
+        "latin-1-config",
+        _config("l1.yaml", "seed: 1 # caf\u00e9\n".encode("latin-1")),
+        "l1.yaml is not UTF-8 text: byte 0xe9 on line 1",
+    ),
+    (
+        "deep-config",
+        _config("deep.yaml", "seed: " + "[" * 5000),
+        "deep.yaml line 1: not valid YAML: nested deeper than 32 levels",
+    ),
+    (
+        "deep-set",
+        ["--set", "seed=" + "[" * 5000],
+        "--set seed: not valid YAML: nested deeper than 32 levels",
+    ),
+    (
+        "syntax-error-line",
+        _config("x.yaml", "seed: 1\nmodel:\n  dropout: [0.1\n"),
+        "x.yaml line 4: not valid YAML: while parsing a flow sequence (line 3)",
+    ),
+    (
+        "duplicate-section",
+        _config("dup.yaml", "model:\n  dropout: 0.1\nmodel:\n  activation: tanh\n"),
+        "dup.yaml line 3: not valid YAML: duplicate key 'model' (first on line 1)",
+    ),
+    (
+        "duplicate-sweep-key",
+        lambda tmp: ["--sweep", _write(tmp / "s.yaml", "seed: [1]\nseed: [2]\n")],
+        "s.yaml line 2: not valid YAML: duplicate key 'seed'",
+    ),
+    (
+        "epochs-1e20",
+        ["--epochs", str(10**20)],
+        f"train.epochs must be <= 100000. Received: train.epochs={10**20}",
+    ),
+    (
+        "batch-1e20",
+        ["--set", f"train.batch_size={10**20}"],
+        f"train.batch_size must be <= 1000000. Received: train.batch_size={10**20}",
+    ),
+    (
+        "seed-2**32",
+        ["--seed", "4294967296"],
+        "seed must be < 4294967296. Received: seed=4294967296",
+    ),
+    (
+        "decay-steps-1e20",
+        ["--set", f"optimizer.learning_rate.decay_steps={10**20}"],
+        "decay_steps must be <= 1000000000.",
+    ),
+    (
+        "model-beyond-memory",
+        ["--set", "model.hidden_units=[1000000, 1000000, 1000000]"],
+        # By hand: widths 2 -> 1e6 -> 1e6 -> 1e6 -> 2, each layer (fan_in + 1) * fan_out.
+        "model.hidden_units=[1000000, 1000000, 1000000] cannot fit in memory: "
+        f"{3 * 10**6 + 2 * (10**6 + 1) * 10**6 + (10**6 + 1) * 2:,} parameters x 4 bytes x 4",
+    ),
+    (
+        "long-list-cut",
+        ["--set", "model.dropout=[" + ", ".join(["0.5"] * 300) + "]"],
+        "model.dropout must be a number. Received: model.dropout=[0.5, 0.5,",
+    ),
+    ("long-name-cut", ["--set", "model.activation=" + "r" * 3000], "Unknown activation 'rrrr"),
+    (
+        "top5-on-2-classes",
+        ["--set", "metrics=[top5_accuracy]"],
+        "top5_accuracy is always 1 with 2 classes (data.name='spirals')",
+    ),
+    (
+        "bce-on-mnist",
+        ["--set", "data.name=mnist", "--set", "loss.name=binary_crossentropy"],
+        "needs a dataset with 2 classes; this one has 10",
+    ),
+    ("logdir-is-a-file", _file_as_logdir, "logs is not a folder"),
+    ("run-dir-is-a-file", _file_as_run_dir, "logs/r is a file, not a folder"),
+    ("run-dir-dangling-link", _dangling_run_dir, "logs/r is a link to nothing"),
+    ("run-dir-holds-files", _taken_run_dir, "logs/r already holds files"),
+    (
+        "sweep-run-dir-is-a-file",
+        lambda tmp: [*_file_as_run_dir(tmp), "--sweep", _write(tmp / "s.yaml", "seed: [1]\n")],
+        "logs/r is a file, not a folder",
+    ),
+    ("sweep-point-holds-files", _taken_sweep_point, "logs/r/00-seed=1 already holds files"),
+    (
+        "run-name-too-long",
+        ["--run-name", "r" * 300],
+        "Run folder name is 300 bytes; the file system allows 255.",
+    ),
+]
+
+
+def _edge_args(tmp, args):
+    args = args(tmp) if callable(args) else list(args)
+    return args if "--logdir" in args else ["--logdir", str(tmp / "logs"), *args]
+
+
+def _tree(root: pathlib.Path) -> dict:
+    """Every path under root, with its bytes or link target: what a run could have touched."""
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            tree[key] = ("link", os.readlink(path))
+        elif path.is_file():
+            tree[key] = path.read_bytes()
+        else:
+            tree[key] = "folder"
+    return tree
+
+
+@pytest.mark.parametrize("args,message", [e[1:] for e in EDGES], ids=[e[0] for e in EDGES])
+def test_bad_input_exits_2_with_one_line_through_the_script(tmp_path, args, message):
+    args = _edge_args(tmp_path, args)
+    before = _tree(tmp_path)
+    out = run_script(*args, cwd=tmp_path, timeout=60)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.startswith("kerasmlp-train: error: ")
+    assert out.stderr.count("\n") == 1 and out.stderr.endswith("\n"), out.stderr
+    assert len(out.stderr) < 600  # long values are cut
+    assert "Traceback" not in out.stderr
+    assert message in out.stderr
+    assert out.stdout == ""
+    assert _tree(tmp_path) == before  # nothing written, nothing removed
+
+
+def test_bad_input_is_refused_before_tensorflow_is_imported(tmp_path):
+    # All the cases in one process (TensorFlow's import alone takes ~5 s).
+    cases = []
+    for i, (_, args, _) in enumerate(EDGES):
+        (tmp_path / str(i)).mkdir()
+        cases.append(_edge_args(tmp_path / str(i), args))
+    code = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from kerasmlp.cli import main\n"
+        "codes = [CliRunner().invoke(main, args).exit_code for args in json.load(sys.stdin)]\n"
+        "print(json.dumps([codes, 'tensorflow' in sys.modules]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == [[2] * len(EDGES), False]
+
+
+def test_version_without_tensorflow():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from kerasmlp.cli import main\n"
+        "result = CliRunner().invoke(main, ['--version'])\n"
+        "print(result.exit_code, repr(result.output), 'tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    from kerasmlp import __version__
+
+    assert out.stdout == f"0 'kerasmlp-train {__version__}\\n' False\n"
+    assert run_script("--version", timeout=60).stdout == f"kerasmlp-train {__version__}\n"
+
+
+def test_python_dash_m_kerasmlp_is_the_same_command(tmp_path):
+    from kerasmlp import __version__
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    run = [sys.executable, "-m", "kerasmlp"]
+    out = subprocess.run([*run, "--version"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout == f"kerasmlp-train {__version__}\n"
+    out = subprocess.run([*run, "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.startswith("Usage: kerasmlp-train [OPTIONS]")
+    args = ["--logdir", str(tmp_path), "--set", "train.epochs=0"]
+    out = subprocess.run([*run, *args], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr == (
+        "kerasmlp-train: error: train.epochs must be >= 1. Received: train.epochs=0\n"
+    )
+
+
+def test_default_run_names_differ_for_runs_started_in_the_same_second():
+    code = "from kerasmlp.cli import _run_name; print(_run_name(None, 'configs/mnist.yaml'))"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    names = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert names[0] != names[1]
+    for name in names:  # readable, and sorted by start time up to the second
+        assert re.fullmatch(r"mnist-\d{8}-\d{6}-\d+", name), name

@@ -1,10 +1,12 @@
 """Tests for kerasmlp.config: loading, overrides, and every refusal's message."""
 
 import dataclasses
+import typing
 
 import pytest
 import yaml
 
+from kerasmlp import config as config_module
 from kerasmlp.config import Config, ConfigError, config_from_dict, load_config
 from tests.conftest import REPO_ROOT
 
@@ -123,16 +125,77 @@ BAD = [
     ("data.name=''", "data.name must be a non-empty string"),
     ("train", "--set expects dotted.key=value"),
     ("model.activation.x=1", "model.activation must be a non-empty string. Received:"),
-    ("model.hidden_units=[1,", "--set model.hidden_units is not valid YAML"),
+    ("model.hidden_units=[1,", "--set model.hidden_units: not valid YAML"),
+    # Integer keys have upper bounds: each is a cap against a typo, far above any real run.
+    ("train.epochs=10**20", "train.epochs must be an integer"),
+    (f"train.epochs={10**20}", f"train.epochs must be <= 100000. Received: train.epochs={10**20}"),
+    (f"train.batch_size={10**20}", "train.batch_size must be <= 1000000."),
+    ("seed=4294967296", "seed must be < 4294967296. Received: seed=4294967296"),
+    ("train.log_every_steps=1000000001", "train.log_every_steps must be <= 1000000000."),
+    ("train.eval_every_epochs=100001", "train.eval_every_epochs must be <= 100000."),
+    ("train.histogram_every_epochs=100001", "train.histogram_every_epochs must be <= 100000."),
+    ("train.image_every_epochs=100001", "train.image_every_epochs must be <= 100000."),
+    ("train.profile_steps=1000000001", "train.profile_steps must be <= 1000000000."),
+    ("data.shuffle_buffer=100000001", "data.shuffle_buffer must be <= 100000000."),
+    ("optimizer.learning_rate.decay_steps=1000000001", "decay_steps must be <= 1000000000."),
+    ("model.hidden_units=[8, 1000001]", "model.hidden_units[1] must be <= 1000000."),
+    (f"model.hidden_units=[{', '.join(['1'] * 1001)}]", "must list at most 1000 values"),
+    # Cross-key rules checked at load for datasets whose class count is known here.
+    ("metrics=[top5_accuracy]", "top5_accuracy is always 1 with 2 classes (data.name='spirals')"),
+    ("data.name=xor:1.0.0 --also metrics=[top5_accuracy]", "with 2 classes"),
+    ("data.name=mnist --also loss.name=binary_crossentropy", "has 10 (data.name='mnist')"),
+    ("data.name=cifar10 --also metrics=[top5_accuracy]", None),  # 10 classes: fine
+    ("data.name=cifar100 --also metrics=[top5_accuracy]", None),
+    ("data.name=my_set --also metrics=[top5_accuracy]", None),  # unknown: checked later
+    # Long values stay on one line, cut.
+    ("model.hidden_units=[" + ", ".join(["x" * 20] * 40) + "]", "model.hidden_units[0] must be"),
+    ("model.dropout=[" + ", ".join(["0.5"] * 200) + "]", "Received: model.dropout=[0.5, 0.5,"),
+    ("model.activation=" + "r" * 500, "Unknown activation 'rrrrrr"),
+    ("seed=" + "1" * 5000, "--set seed: not valid YAML: Exceeds the limit"),
+    ("seed=" + "[" * 5000, "--set seed: not valid YAML: nested deeper than 32 levels"),
+    ("seed={a: 1, a: 2}", "--set seed: not valid YAML: duplicate key 'a' (first on line 1)"),
+    ("data.name=" + "s" * 500 + " --also loss.name=mean_squared_error", "the dataset 'sssss"),
+    ("model." + "k" * 500 + "=1", "Unknown key 'model.kkkk"),
+    ("seed=1 --also seed." + "k" * 500 + "=1", "'seed' is a value, not a section"),
 ]
 
 
-@pytest.mark.parametrize("override,message", BAD, ids=[b[0] for b in BAD])
+@pytest.mark.parametrize("override,message", BAD, ids=[b[0][:40] for b in BAD])
 def test_bad_settings_are_refused_with_the_key_value_and_allowed(override, message):
+    overrides = override.split(" --also ")
+    if message is None:
+        load_config(None, overrides)
+        return
     with pytest.raises(ConfigError) as info:
-        load_config(None, [override])
+        load_config(None, overrides)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+    assert len(str(info.value)) < 400  # long values are cut, not echoed whole
+
+
+def test_every_integer_key_has_an_upper_bound():
+    def walk(cls, prefix=""):
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            hint = hints[field.name]
+            if dataclasses.is_dataclass(hint):
+                yield from walk(hint, f"{prefix}{field.name}.")
+            elif hint in (int, tuple[int, ...]):
+                yield prefix + field.name, field.metadata.get("range")
+
+    keys = dict(walk(Config))
+    assert "train.epochs" in keys and "model.hidden_units" in keys
+    for key, bounds in keys.items():
+        assert bounds is not None, key
+        _, _, lt, le = bounds
+        assert lt is not None or le is not None, f"{key} has no upper bound"
+
+
+def test_bounds_are_inclusive_where_documented():
+    config = load_config(
+        None, ["seed=4294967295", "train.epochs=100000", "model.hidden_units=[1000000]"]
+    )
+    assert config.seed == 2**32 - 1 and config.train.epochs == 100_000
 
 
 def test_set_below_a_value_is_refused():
@@ -152,11 +215,109 @@ def test_file_that_is_not_a_mapping(tmp_path):
         load_config(path)
 
 
-def test_invalid_yaml_file(tmp_path):
-    path = tmp_path / "broken.yaml"
-    path.write_text("model: [1, 2\n")
-    with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
+# Each bad file, and the exact start of its one-line message after the file's path.
+BAD_FILES = [
+    (
+        "flow",
+        b"seed: 1\nmodel: [1, 2\n",
+        " line 3: not valid YAML: while parsing a flow sequence (line 2)",
+    ),
+    ("indent", b"model:\n  dropout: 0.1\n dropout: 2\n", " line 3: not valid YAML:"),
+    (
+        "duplicate",
+        b"model:\n  dropout: 0.1\nseed: 1\nmodel:\n  dropout: 0.2\n",
+        " line 4: not valid YAML: duplicate key 'model' (first on line 1)",
+    ),
+    (
+        "nested-duplicate",
+        b"model:\n  dropout: 0.1\n  dropout: 0.2\n",
+        " line 3: not valid YAML: duplicate key 'dropout' (first on line 2)",
+    ),
+    (
+        "deep",
+        b"seed: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+        " line 1: not valid YAML: nested deeper than 32 levels",
+    ),
+    (
+        "deep-block",
+        b"".join(b"  " * i + b"k:\n" for i in range(200)),
+        " line 32: not valid YAML: nested deeper than 32 levels",
+    ),
+    (
+        "latin-1",
+        "seed: 1\n# caf\u00e9\n".encode("latin-1"),
+        " is not UTF-8 text: byte 0xe9 on line 2",
+    ),
+    ("binary", bytes(range(256)), " is a binary file, not YAML text"),
+    ("huge", b"# " + b"x" * (1 << 20) + b"\n", " is larger than 1048576 bytes"),
+    ("bad-int", b"seed: !!int abc\n", ": not valid YAML: invalid literal for int()"),
+]
+
+
+@pytest.mark.parametrize(
+    "content,message", [b[1:] for b in BAD_FILES], ids=[b[0] for b in BAD_FILES]
+)
+def test_bad_files_are_refused_naming_the_file_and_line(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
         load_config(path)
+    text = str(info.value)
+    assert "\n" not in text and "<unicode string>" not in text
+    assert f"{path}{message}" in text
+
+
+def test_merge_keys_are_not_duplicates(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("base: &b {dropout: 0.1, activation: tanh}\n")
+    assert config_module.read_yaml_file(path, what="Config") == {
+        "base": {"dropout": 0.1, "activation": "tanh"}
+    }
+    path.write_text("model:\n  <<: {dropout: 0.1, activation: tanh}\n  dropout: 0.2\n")
+    assert (
+        load_config(path).model
+        == load_config(None, ["model.dropout=0.2", "model.activation=tanh"]).model
+    )
+
+
+def test_a_utf8_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.yaml"
+    path.write_bytes("\ufeffseed: 3\n".encode())
+    assert load_config(path).seed == 3
+
+
+def test_a_model_too_large_for_memory_is_refused_with_the_figures(monkeypatch):
+    monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: 64 * 2**30)
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["model.hidden_units=[200000, 200000]"])
+    # By hand: (2+1)*200000 + (200000+1)*200000 + (200000+1)*2 parameters, 16 bytes each
+    # (weights, gradients and Adam's two slots, float32).
+    params = 3 * 200_000 + 200_001 * 200_000 + 200_001 * 2
+    assert str(info.value) == (
+        f"model.hidden_units=[200000, 200000] cannot fit in memory: {params:,} parameters "
+        f"x 4 bytes x 4 copies (weights, gradients and adam's 2 slots) = "
+        f"{params * 16 / 2**30:,.1f} GiB at least; this machine has 64.0 GiB"
+    )
+    # SGD keeps no slot: a quarter less... half as much.
+    with pytest.raises(ConfigError, match=r"x 2 copies \(weights, gradients and sgd's 0 slots\)"):
+        load_config(None, ["model.hidden_units=[200000, 200000]", "optimizer.name=sgd"])
+    # Unknown memory: the check is skipped.
+    monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: None)
+    load_config(None, ["model.hidden_units=[200000, 200000]"])
+
+
+def test_model_size_estimate_uses_the_known_input_and_classes():
+    # mnist: 784 inputs, 10 classes; by hand (784+1)*8 + (8+1)*10.
+    config = load_config(None, ["data.name=mnist", "model.hidden_units=[8]"])
+    assert config_module.estimate_model_bytes(config) == (785 * 8 + 9 * 10, (785 * 8 + 90) * 16)
+    # an unknown set: input length and classes taken as 1, a lower bound.
+    config = load_config(None, ["data.name=my_set", "model.hidden_units=[8]"])
+    assert config_module.estimate_model_bytes(config)[0] == 2 * 8 + 9 * 1
+
+
+def test_physical_memory_is_known_here():
+    memory = config_module.physical_memory_bytes()
+    assert memory is None or memory > 2**28
 
 
 def test_empty_file_means_defaults(tmp_path):

@@ -1,6 +1,12 @@
 """The README tells the truth: its code runs, and it documents every config key."""
 
+import dataclasses
+import math
 import re
+import typing
+
+import pytest
+import yaml
 
 from kerasmlp.config import Config
 from tests.conftest import REPO_ROOT
@@ -11,6 +17,50 @@ README = (REPO_ROOT / "README.md").read_text()
 def test_every_config_key_is_in_the_reference_table():
     documented = set(re.findall(r"^\| `([a-z_.]+)` \|", README, flags=re.M))
     assert documented == set(Config().flatten())
+
+
+def _leaves(node, prefix=""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+TABLE_ROWS = dict(re.findall(r"^\| `([a-z_.]+)` \| `([^`]*)` \|", README, flags=re.M))
+
+
+@pytest.mark.parametrize("key,default", list(_leaves(Config().to_dict())))
+def test_the_reference_table_states_each_default(key, default):
+    # The table's default column, read as YAML, against the dataclasses' own default.
+    assert key in TABLE_ROWS, f"{key} has no row with a `default` in the README's table"
+    assert yaml.safe_load(TABLE_ROWS[key]) == default
+
+
+def _int_bounds(cls=Config, prefix=""):
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[field.name]):
+            yield from _int_bounds(hints[field.name], f"{prefix}{field.name}.")
+        elif hints[field.name] in (int, tuple[int, ...]):
+            _, _, lt, le = field.metadata["range"]
+            yield prefix + field.name, ("< ", lt) if lt is not None else ("<= ", le)
+
+
+def _written(number: int) -> str:
+    """How the README writes a bound: 2^32, 10^9, or the digits."""
+    for base in (10, 2):
+        power = round(math.log(number, base))
+        if base**power == number and number >= 10**7:
+            return f"{base}^{power}"
+    return str(number)
+
+
+@pytest.mark.parametrize("key,bound", list(_int_bounds()))
+def test_the_reference_table_states_each_integer_bound(key, bound):
+    rows = dict(re.findall(r"^\| `([a-z_.]+)` \| [^|]* \| ([^|]*) \|", README, flags=re.M))
+    sign, number = bound
+    assert sign + _written(number) in rows[key]
 
 
 def test_the_losses_and_metrics_examples_run(tmp_path, monkeypatch):

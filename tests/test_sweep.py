@@ -63,10 +63,25 @@ def test_plan_sweep_checks_every_point_before_any_run():
         ("model.activation: relu", "model.activation must be a non-empty list"),
         ("model.activation: []", "model.activation must be a non-empty list"),
         ("'bad key!': [1]", "keys must be dotted config keys"),
-        ("a: [1\n", "is not valid YAML"),
+        ("a: [1\n", r"sweep.yaml line 2: not valid YAML: while parsing a flow sequence"),
         ("seed: " + str(list(range(300))), "at most 256 runs"),
+        (
+            "seed: [1]\nseed: [2]\n",
+            r"sweep.yaml line 2: .*duplicate key 'seed' \(first on line 1\)",
+        ),
+        ("seed: " + "x" * 300, r"Received: seed=xxxx*\.\.\.$"),
     ],
-    ids=["empty", "list", "scalar", "empty-list", "bad-key", "bad-yaml", "too-big"],
+    ids=[
+        "empty",
+        "list",
+        "scalar",
+        "empty-list",
+        "bad-key",
+        "bad-yaml",
+        "too-big",
+        "duplicate",
+        "long-value",
+    ],
 )
 def test_bad_sweep_files_are_refused_with_one_line(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

@@ -1,0 +1,312 @@
+"""Every config key reaches the Keras object it configures (kerasmlp.components, .model, .train).
+
+Each row sets one key with `--set` syntax, builds the object the key is for through
+the same functions `train_and_evaluate` calls, and reads the value back from that
+object (its attribute or `get_config()`), so a key that is parsed but dropped on the
+way fails here.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasmlp import components, losses, metrics, train
+from kerasmlp.config import Config, ConfigError, load_config
+from kerasmlp.model import Head, build_model
+
+HEAD = Head("softmax", 10)
+
+
+def _loss(config):
+    return components.make_loss(config.loss)
+
+
+def _metrics(config):
+    return {m.name: m for m in components.make_metrics(config.metrics, HEAD)}
+
+
+def _schedule(config):
+    # The optimizer's `learning_rate` property is the current value; the schedule
+    # object it holds is `_learning_rate` (Keras 3's BaseOptimizer).
+    schedule = components.make_optimizer(config.optimizer)._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.ExponentialDecay)
+    return schedule
+
+
+def _model(config):
+    return build_model(config.model, input_dim=2, head=Head("softmax", 3), seed=config.seed)
+
+
+def _loaded(config, monkeypatch):
+    """The keyword arguments `train_and_evaluate` passes to `load_datasets`."""
+    seen = {}
+    monkeypatch.setattr(
+        train, "load_datasets", lambda name, **kwargs: seen.update(kwargs, name=name)
+    )
+    train._load(config)
+    return seen
+
+
+# (id, overrides, what to read from the built object, the value it must hold). Each
+# value set differs from the default, so a key that is dropped fails its row.
+KEYS = [
+    (
+        "loss.name=bce",
+        ["loss.name=binary_crossentropy"],
+        lambda c: type(_loss(c)),
+        losses.BinaryCrossentropy,
+    ),
+    (
+        "loss.name=cce",
+        ["loss.name=categorical_crossentropy"],
+        lambda c: type(_loss(c)),
+        losses.CategoricalCrossentropy,
+    ),
+    ("loss.name=scce", [], lambda c: type(_loss(c)), losses.SparseCategoricalCrossentropy),
+    (
+        "loss.name=mse",
+        ["data.name=sine", "loss.name=mean_squared_error", "metrics=[mse]"],
+        lambda c: type(_loss(c)),
+        losses.MeanSquaredError,
+    ),
+    (
+        "loss.name=mae",
+        ["data.name=sine", "loss.name=mean_absolute_error", "metrics=[mae]"],
+        lambda c: type(_loss(c)),
+        losses.MeanAbsoluteError,
+    ),
+    (
+        "loss.label_smoothing",
+        ["loss.label_smoothing=0.1"],
+        lambda c: _loss(c).get_config()["label_smoothing"],
+        0.1,
+    ),
+    ("loss.from_logits", [], lambda c: _loss(c).get_config()["from_logits"], True),
+    (
+        "metrics=accuracy",
+        ["metrics=[accuracy]"],
+        lambda c: type(_metrics(c)["accuracy"]),
+        metrics.SparseCategoricalAccuracy,
+    ),
+    (
+        "metrics=top5_accuracy",
+        ["data.name=mnist", "metrics=[top5_accuracy]"],
+        lambda c: _metrics(c)["top5_accuracy"].get_config()["k"],
+        5,
+    ),
+    (
+        "metrics=ece",
+        ["metrics=[ece]"],
+        lambda c: _metrics(c)["ece"].get_config()["from_logits"],
+        True,
+    ),
+    (
+        "metrics=macro_f1",
+        ["metrics=[macro_f1]"],
+        lambda c: (type(m := _metrics(c)["macro_f1"]), m.average, m.num_classes),
+        (metrics.F1Score, "macro", 10),
+    ),
+    (
+        "metrics=micro_f1",
+        ["metrics=[micro_f1]"],
+        lambda c: _metrics(c)["micro_f1"].average,
+        "micro",
+    ),
+    (
+        "metrics=weighted_f1",
+        ["metrics=[weighted_f1]"],
+        lambda c: _metrics(c)["weighted_f1"].average,
+        "weighted",
+    ),
+    (
+        "metrics=macro_precision",
+        ["metrics=[macro_precision]"],
+        lambda c: type(_metrics(c)["macro_precision"]),
+        metrics.Precision,
+    ),
+    (
+        "metrics=macro_recall",
+        ["metrics=[macro_recall]"],
+        lambda c: type(_metrics(c)["macro_recall"]),
+        metrics.Recall,
+    ),
+    (
+        "metrics=mse",
+        ["data.name=sine", "loss.name=mean_squared_error", "metrics=[mse]"],
+        lambda c: type(_metrics(c)["mse"]),
+        metrics.MeanSquaredError,
+    ),
+    (
+        "metrics=mae",
+        ["data.name=sine", "loss.name=mean_squared_error", "metrics=[mae]"],
+        lambda c: type(_metrics(c)["mae"]),
+        metrics.MeanAbsoluteError,
+    ),
+    (
+        "metrics=rmse",
+        ["data.name=sine", "loss.name=mean_squared_error", "metrics=[rmse]"],
+        lambda c: type(_metrics(c)["rmse"]),
+        metrics.RootMeanSquaredError,
+    ),
+    (
+        "optimizer.name=adam",
+        ["optimizer.name=adam"],
+        lambda c: type(components.make_optimizer(c.optimizer)),
+        keras.optimizers.Adam,
+    ),
+    (
+        "optimizer.name=adamw",
+        ["optimizer.name=adamw"],
+        lambda c: type(components.make_optimizer(c.optimizer)),
+        keras.optimizers.AdamW,
+    ),
+    (
+        "optimizer.name=rmsprop",
+        ["optimizer.name=rmsprop"],
+        lambda c: type(components.make_optimizer(c.optimizer)),
+        keras.optimizers.RMSprop,
+    ),
+    (
+        "optimizer.name=sgd",
+        ["optimizer.name=sgd"],
+        lambda c: type(components.make_optimizer(c.optimizer)),
+        keras.optimizers.SGD,
+    ),
+    (
+        "initial_learning_rate",
+        ["optimizer.learning_rate.initial_learning_rate=0.25"],
+        lambda c: _schedule(c).get_config()["initial_learning_rate"],
+        0.25,
+    ),
+    (
+        "decay_steps",
+        ["optimizer.learning_rate.decay_steps=77"],
+        lambda c: _schedule(c).get_config()["decay_steps"],
+        77,
+    ),
+    (
+        "decay_rate",
+        ["optimizer.learning_rate.decay_rate=0.3"],
+        lambda c: _schedule(c).get_config()["decay_rate"],
+        0.3,
+    ),
+    (
+        "staircase",
+        ["optimizer.learning_rate.staircase=true"],
+        lambda c: _schedule(c).get_config()["staircase"],
+        True,
+    ),
+    (
+        "model.hidden_units",
+        ["model.hidden_units=[5, 7]"],
+        lambda c: [
+            layer.units for layer in _model(c).layers if isinstance(layer, keras.layers.Dense)
+        ],
+        [5, 7, 3],
+    ),
+    (
+        "model.activation",
+        ["model.activation=tanh"],
+        lambda c: _model(c).get_layer("dense_1").get_config()["activation"],
+        "tanh",
+    ),
+    (
+        "model.dropout",
+        ["model.dropout=0.25"],
+        lambda c: _model(c).get_layer("dropout_2").rate,
+        0.25,
+    ),
+    (
+        "model.kernel_initializer",
+        ["model.kernel_initializer=he_normal"],
+        lambda c: {type(layer.kernel_initializer).__name__ for layer in _model(c).layers[1:]},
+        {"HeNormal"},
+    ),
+    (
+        "model.weight_decay",
+        ["model.weight_decay=0.5"],
+        lambda c: {float(layer.kernel_regularizer.l2) for layer in _model(c).layers[1:]},
+        {0.5},
+    ),
+    ("seed", ["seed=7"], lambda c: _model(c).get_layer("dense_0").kernel_initializer.seed, 7),
+]
+# Keys read by the training loop itself; test_train.py and test_end_to_end.py show
+# them at work (steps run, when events are written).
+LOOP_KEYS = {
+    "train.epochs",
+    "train.log_every_steps",
+    "train.eval_every_epochs",
+    "train.histogram_every_epochs",
+    "train.image_every_epochs",
+    "train.profile_steps",
+}
+# Keys passed to load_datasets: checked by test_data_keys_reach_load_datasets.
+DATA_KEYS = {
+    "data.name": ("name", "xor"),
+    "data.data_dir": ("data_dir", "/somewhere"),
+    "data.manual_dir": ("manual_dir", "/elsewhere"),
+    "data.cache": ("cache", False),
+    "data.shuffle_buffer": ("shuffle_buffer", 123),
+    "train.batch_size": ("batch_size", 17),
+    "train.validation_fraction": ("validation_fraction", 0.3),
+    "seed": ("seed", 5),
+}
+
+
+@pytest.mark.parametrize("overrides,read,expected", [k[1:] for k in KEYS], ids=[k[0] for k in KEYS])
+def test_each_key_reaches_its_object(overrides, read, expected):
+    config = load_config(None, overrides)
+    value = read(config)
+    if isinstance(expected, float):  # Keras keeps some floats as float32
+        assert value == pytest.approx(expected, rel=1e-6)
+    else:
+        assert value == expected
+
+
+def test_data_keys_reach_load_datasets(monkeypatch):
+    config = load_config(
+        None, [f"{key}={value!r}".replace("'", "") for key, (_, value) in DATA_KEYS.items()]
+    )
+    seen = _loaded(config, monkeypatch)
+    for key, (argument, value) in DATA_KEYS.items():
+        assert seen[argument] == value, key
+
+
+def test_every_config_key_is_covered_here():
+    # A new key must get a row above (or be named a loop or data key).
+    covered = {o.split("=")[0] for _, overrides, _, _ in KEYS for o in overrides} | {
+        "loss.name",
+        "loss.from_logits",
+        "metrics",
+    }
+    assert set(Config().flatten()) <= covered | LOOP_KEYS | set(DATA_KEYS)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "sgd"])
+def test_each_optimizer_takes_a_training_step(name):
+    config = load_config(None, [f"optimizer.name={name}", "model.hidden_units=[4]"])
+    model = _model(config)
+    optimizer = components.make_optimizer(config.optimizer)
+    loss_fn = components.make_loss(config.loss)
+    x = np.array([[0.5, -1.0], [1.0, 2.0]], "float32")
+    y = np.array([0, 2])
+    before = [w.numpy().copy() for w in model.trainable_variables]
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+    assert int(optimizer.iterations) == 1
+    after = [w.numpy() for w in model.trainable_variables]
+    assert not np.array_equal(before[-2], after[-2])  # the head's kernel moved
+    # The step used the schedule's first value, the config's initial rate.
+    assert float(optimizer.learning_rate) == pytest.approx(
+        config.optimizer.learning_rate.initial_learning_rate * 0.5 ** (1 / 1000), rel=1e-5
+    )
+
+
+def test_top5_accuracy_on_few_classes_is_still_refused_when_the_count_comes_late():
+    # An unknown TFDS set passes the config check; make_metrics refuses once TFDS says 3.
+    config = load_config(None, ["data.name=my_set", "metrics=[top5_accuracy]"])
+    with pytest.raises(ConfigError, match="top5_accuracy is always 1 with 3 classes"):
+        components.make_metrics(config.metrics, Head("softmax", 3))
