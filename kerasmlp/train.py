@@ -469,19 +469,7 @@ def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_req
     best_weights = None
     if train_cfg.early_stopping.monitor and train_cfg.early_stopping.restore_best:
         best_weights = actions.BestWeights(model)
-    objects = {
-        "model": model,
-        # Dropout's RNG state (a SeedGenerator variable) is not among the objects
-        # that tf.train.Checkpoint finds through a Keras 3 model: list every variable.
-        "model_variables": list(model.variables),
-        "optimizer": optimizer_of(trainer),
-        "batches": batches,
-        "metrics": trainer.metric_variables,
-    }
-    if scale is not None:
-        objects["learning_rate_scale"] = scale
-    if best_weights is not None:
-        objects["best_weights"] = best_weights.variables
+    objects = checkpoint_objects(trainer, batches, scale=scale, best_weights=best_weights)
     checkpoints = RunCheckpoints(
         run_dir / "checkpoints", objects, keep=train_cfg.keep_checkpoints, writer=writer
     )
@@ -669,8 +657,22 @@ def _training_batches(data: Datasets, config: Config):
     return iter(data.train.repeat())
 
 
-def optimizer_of(trainer: Trainer) -> keras.optimizers.Optimizer:
-    return trainer.optimizer
+def checkpoint_objects(trainer: Trainer, batches, *, scale=None, best_weights=None) -> dict:
+    """Everything of a run's device state that a checkpoint must hold, by name."""
+    objects = {
+        "model": trainer.model,
+        # Dropout's RNG state (a SeedGenerator variable) is not among the objects
+        # that tf.train.Checkpoint finds through a Keras 3 model: list every variable.
+        "model_variables": list(trainer.model.variables),
+        "optimizer": trainer.optimizer,
+        "batches": batches,
+        "metrics": trainer.metric_variables,
+    }
+    if scale is not None:
+        objects["learning_rate_scale"] = scale
+    if best_weights is not None:
+        objects["best_weights"] = best_weights.variables
+    return objects
 
 
 def _find(items, cls):

@@ -5,11 +5,12 @@ import pytest
 import tensorflow as tf
 
 from kerasmlp import losses
+from kerasmlp.batches import InMemoryBatches
 from kerasmlp.components import make_loss, make_optimizer
 from kerasmlp.config import ConfigError, LossConfig, ModelConfig, OptimizerConfig, load_config
 from kerasmlp.model import Head, build_model
 from kerasmlp.playground import make_spirals
-from kerasmlp.train import RunDirectoryExistsError, Trainer, TrainState, prepare_run_dir
+from kerasmlp.train import RunDirectoryExistsError, Trainer, checkpoint_objects, prepare_run_dir
 
 
 def spirals(n=512, batch_size=32, seed=0):
@@ -21,8 +22,10 @@ def spirals(n=512, batch_size=32, seed=0):
 TWO_LOGITS = Head("softmax", 2)
 
 
-def make_trainer(head=TWO_LOGITS, loss=None, metrics=("accuracy",), units=(16, 16)):
-    model = build_model(ModelConfig(hidden_units=units), input_dim=2, head=head, seed=0)
+def make_trainer(head=TWO_LOGITS, loss=None, metrics=("accuracy",), units=(16, 16), dropout=0.0):
+    model = build_model(
+        ModelConfig(hidden_units=units, dropout=dropout), input_dim=2, head=head, seed=0
+    )
     loss = loss or make_loss(LossConfig())
     return Trainer(model, loss, make_optimizer(OptimizerConfig()), head=head, metric_names=metrics)
 
@@ -127,32 +130,30 @@ def test_regression_head():
     assert after["mse"] < 0.1 * before["mse"]
 
 
-def test_train_state_checkpoints_and_restores_everything(tmp_path):
-    dataset = spirals()
+def test_a_checkpoint_restores_everything_bitwise_dropout_and_shuffle_included(tmp_path):
+    # Reference: the same trainer never checkpointed; equality is bitwise, not approximate.
+    x, y = make_spirals(300, 0.03, np.random.default_rng(0))
 
-    def state_of(trainer):
-        return TrainState(
-            model=trainer.model,
-            optimizer=trainer.optimizer,
-            epoch=tf.Variable(0, dtype=tf.int64),
-            iterator=iter(dataset.repeat()),
-        )
+    def parts():
+        trainer = make_trainer(units=(16, 16), dropout=0.3)
+        batches = InMemoryBatches(x.astype("float32"), y.astype("int32"), batch_size=32, seed=4)
+        return trainer, batches, tf.train.Checkpoint(**checkpoint_objects(trainer, batches))
 
-    trainer = make_trainer()
-    state = state_of(trainer)
-    trainer.run_steps(state.iterator, 5)
-    state.epoch.assign(2)
-    path = state.checkpoint().save(tmp_path / "ckpt")
-    trainer.run_steps(state.iterator, 3)
-    expected = [w.numpy() for w in trainer.model.trainable_variables]
+    trainer, batches, checkpoint = parts()
+    trainer.run_steps(batches, 13)  # mid-epoch: 10 steps per epoch
+    trainer.train_metrics[0].update_state([0], [[1.0, 0.0]])  # metric state is restored too
+    path = checkpoint.save(tmp_path / "ckpt")
+    trainer.run_steps(batches, 9)  # crosses into the next epoch's permutation
+    expected = [w.numpy() for w in trainer.model.weights]
+    expected_accuracy = float(trainer.train_metrics[0].result())
 
-    resumed = make_trainer()
-    resumed_state = state_of(resumed)
-    resumed_state.checkpoint().restore(path).assert_consumed()
-    assert resumed_state.step == 5 and int(resumed_state.epoch) == 2
-    resumed.run_steps(resumed_state.iterator, 3)  # the same 3 batches, the same updates
-    for got, want in zip(resumed.model.trainable_variables, expected, strict=True):
-        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
+    resumed, resumed_batches, resumed_checkpoint = parts()
+    resumed_checkpoint.restore(path).assert_consumed()
+    assert int(resumed.optimizer.iterations) == 13
+    resumed.run_steps(resumed_batches, 9)
+    for got, want in zip(resumed.model.weights, expected, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want)
+    assert float(resumed.train_metrics[0].result()) == expected_accuracy
 
 
 def test_run_dir_is_never_written_over(tmp_path):
