@@ -180,7 +180,7 @@ class Controller:
         self.log_every_steps = log_every_steps
         self.actions = list(actions)
         self.checkpoints = checkpoints
-        self.stop_request = stop_request or StopRequest()
+        self.stop_request = stop_request if stop_request is not None else StopRequest()
         self._clock = clock
         # Host-side counters; all of them go into checkpoints.
         self.step = 0
@@ -194,6 +194,7 @@ class Controller:
         self.rewound = False
         self.last_checkpoint_step: int | None = None
         self.max_steps_this_round: int | None = None
+        self.end_reason: str | None = None  # set when training ends, before on_train_end
 
     # --- control, for actions ----------------------------------------------------
 
@@ -269,15 +270,9 @@ class Controller:
                 self.halt(INTERRUPTED)
                 break
             self._round()
-        reason = self.halted or (STOPPED_EARLY if self.stop_training else COMPLETED)
-        self.halted = reason if reason not in (COMPLETED, STOPPED_EARLY) else None
-        self._end_reason = reason
+        self.end_reason = self.halted or (STOPPED_EARLY if self.stop_training else COMPLETED)
         self._dispatch("on_train_end")
-        return reason
-
-    @property
-    def end_reason(self) -> str | None:
-        return getattr(self, "_end_reason", None)
+        return self.end_reason
 
     def _round(self) -> None:
         if self.step_in_epoch == 0:

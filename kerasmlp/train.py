@@ -423,7 +423,7 @@ def train_and_evaluate(
       RunFilesError: a file of the run could not be written (disk full, ...).
     """
     reporter = reporter or LineReporter()
-    stop_request = stop_request or StopRequest()
+    stop_request = stop_request if stop_request is not None else StopRequest()
     run_dir = pathlib.Path(run_dir)
     previous = check_resumable(run_dir) if resume else None
     if not resume:

@@ -1,0 +1,230 @@
+"""Tests for kerasmlp.actions: early stopping against Keras, the divergence guard, monitors."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerasmlp import actions, metrics
+from kerasmlp.controller import COMPLETED, DIVERGED, Controller
+
+# Values are multiples of 1/8, exact in float32 and float64: Keras compares in
+# float32 tensors, kerasmlp in Python floats, and ties must mean the same to both.
+SEQUENCES = {
+    "falls_then_flat": [1.0, 0.75, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5],
+    "noisy": [1.0, 0.875, 1.125, 0.75, 0.875, 0.875, 1.0, 0.625, 0.75, 0.75, 0.875],
+    "rises": [0.25, 0.5, 0.75, 1.0, 1.25, 1.5],
+    "small_steps": [1.0, 0.9375, 0.875, 0.8125, 0.75, 0.6875, 0.625],
+}
+
+
+class FakeLoop:
+    def __init__(self):
+        self.epoch = 0
+        self.step = 0
+        self.stop_training = False
+        self.end_reason = None
+
+
+def keras_stop_epoch(values, *, mode, patience, min_delta):
+    """The 0-based epoch where keras.callbacks.EarlyStopping sets stop_training, and its best."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    callback = keras.callbacks.EarlyStopping(
+        monitor="val_loss", mode=mode, patience=patience, min_delta=min_delta
+    )
+    callback.set_model(model)
+    model.stop_training = False
+    callback.on_train_begin()
+    for epoch, value in enumerate(values):
+        callback.on_epoch_end(epoch, {"val_loss": value})
+        if model.stop_training:
+            return epoch, float(callback.best), callback.best_epoch
+    return None, float(callback.best), callback.best_epoch
+
+
+def kerasmlp_stop_epoch(values, *, mode, patience, min_delta):
+    action = actions.EarlyStopping(
+        "validation_loss", mode, patience=patience, min_delta=min_delta, log=lambda text: None
+    )
+    loop = FakeLoop()
+    for value in values:
+        loop.epoch += 1
+        action.on_epoch_end(loop, {"validation_loss": value})
+        if loop.stop_training:
+            return loop.epoch - 1, action.best, action.best_epoch
+    return None, action.best, action.best_epoch
+
+
+@pytest.mark.parametrize("sequence", sorted(SEQUENCES))
+@pytest.mark.parametrize("mode", ["min", "max"])
+@pytest.mark.parametrize("patience", [0, 1, 3])
+@pytest.mark.parametrize("min_delta", [0.0, 0.125])
+def test_early_stopping_decides_as_keras(sequence, mode, patience, min_delta):
+    values = SEQUENCES[sequence]
+    expected = keras_stop_epoch(values, mode=mode, patience=patience, min_delta=min_delta)
+    got = kerasmlp_stop_epoch(values, mode=mode, patience=patience, min_delta=min_delta)
+    assert got == expected
+
+
+def test_early_stopping_state_round_trip_continues_the_same():
+    # A run resumed after epoch 4 must stop where the uninterrupted one does.
+    values = SEQUENCES["noisy"]
+    expected = kerasmlp_stop_epoch(values, mode="min", patience=2, min_delta=0.0)
+    first = actions.EarlyStopping("validation_loss", "min", patience=2, min_delta=0.0)
+    loop = FakeLoop()
+    for value in values[:4]:
+        loop.epoch += 1
+        first.on_epoch_end(loop, {"validation_loss": value})
+    second = actions.EarlyStopping("validation_loss", "min", patience=2, min_delta=0.0, log=str)
+    second.set_state(first.get_state())
+    for value in values[4:]:
+        loop.epoch += 1
+        second.on_epoch_end(loop, {"validation_loss": value})
+        if loop.stop_training:
+            break
+    assert (loop.epoch - 1, second.best, second.best_epoch) == expected
+
+
+def test_restore_best_puts_back_the_best_epochs_weights():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    best_weights = actions.BestWeights(model)
+    action = actions.EarlyStopping(
+        "validation_loss", "min", patience=5, min_delta=0.0, best_weights=best_weights, log=str
+    )
+    loop = FakeLoop()
+    snapshots = []
+    for value in [1.0, 0.5, 0.75]:
+        for weight in model.weights:
+            weight.assign(weight + 1.0)
+        snapshots.append([w.numpy() for w in model.weights])
+        loop.epoch += 1
+        action.on_epoch_end(loop, {"validation_loss": value})
+    loop.end_reason = COMPLETED
+    action.on_train_end(loop)
+    for got, want in zip(model.weights, snapshots[1], strict=True):  # epoch 2 was best
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_an_interrupted_run_keeps_its_current_weights():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    action = actions.EarlyStopping(
+        "validation_loss", "min", patience=5, min_delta=0.0,
+        best_weights=actions.BestWeights(model), log=str,
+    )  # fmt: skip
+    loop = FakeLoop()
+    loop.epoch = 1
+    action.on_epoch_end(loop, {"validation_loss": 0.5})
+    model.weights[0].assign(model.weights[0] + 1.0)
+    current = model.weights[0].numpy()
+    loop.end_reason = "interrupted"
+    action.on_train_end(loop)
+    np.testing.assert_array_equal(model.weights[0].numpy(), current)
+
+
+def test_monitor_direction_comes_from_the_metric():
+    found = {
+        "accuracy": metrics.SparseCategoricalAccuracy(name="accuracy"),
+        "ece": metrics.ExpectedCalibrationError(name="ece"),
+        "mse": metrics.MeanSquaredError(name="mse"),
+    }
+    assert actions.monitor_direction("validation_loss", found) == "min"
+    assert actions.monitor_direction("validation_accuracy", found) == "max"
+    assert actions.monitor_direction("validation_ece", found) == "min"
+    assert actions.monitor_direction("validation_mse", found) == "min"
+
+
+def stats(*, steps=10, loss=0.5, gradient_norm=1.0, first=-1.0, weights_finite=1.0):
+    return {
+        "steps": steps,
+        "loss": loss,
+        "gradient_norm": gradient_norm,
+        "learning_rate": 0.01,
+        "first_nonfinite_step": first,
+        "weights_finite": weights_finite,
+    }
+
+
+def test_find_divergence_names_the_first_bad_step_and_what_went_bad():
+    loop = FakeLoop()
+    loop.step = 30  # the round ran steps 21..30
+    assert actions.find_divergence(loop, stats()) is None
+    bad_loss = actions.find_divergence(loop, stats(loss=float("nan"), first=3.0))
+    assert bad_loss.step == 24 and "loss" in bad_loss.what
+    bad_weights = actions.find_divergence(loop, stats(weights_finite=0.0))
+    assert bad_weights.step == 30 and "weight" in bad_weights.what
+    assert "initial_learning_rate" in bad_weights.message()
+
+
+class DivergingTrainer:
+    """Diverges at step 20 while the rate scale is above 0.3; checkpoints are fake."""
+
+    def __init__(self, scale):
+        self.scale = scale
+        self.step = 0
+
+    def run_steps(self, num_steps):
+        self.step += num_steps
+        bad = self.step >= 20 and self.scale.value > 0.3
+        return stats(steps=num_steps, loss=float("inf") if bad else 0.5, first=0.0 if bad else -1)
+
+    def start_epoch(self):
+        pass
+
+    def train_results(self):
+        return {"loss": 0.5}
+
+    def state_dict(self):
+        return {"step": self.step}
+
+    def load_state_dict(self, state):
+        self.step = state["step"]
+
+
+class Scale:
+    def __init__(self):
+        self.value = 1.0
+
+    def assign(self, value):
+        self.value = value
+
+
+class MemoryCheckpoints:
+    def __init__(self):
+        self.states = []
+
+    def save(self, host_state, *, step):
+        self.states.append(host_state)
+        return str(step)
+
+    def restore_latest(self):
+        return self.states[-1] if self.states else None
+
+
+@pytest.mark.parametrize("max_rollbacks,expected", [(1, DIVERGED), (2, COMPLETED)])
+def test_rollback_lowers_the_rate_until_it_recovers_or_gives_up(max_rollbacks, expected):
+    scale = Scale()
+    lines = []
+    guard = actions.DivergenceGuard(
+        policy="rollback", factor=0.5, max_rollbacks=max_rollbacks, scale=scale, log=lines.append
+    )
+
+    class SaveEveryEpoch(actions.Action):
+        name = "save"
+
+        def on_epoch_end(self, loop, logs):
+            loop.save_checkpoint()
+
+    trainer = DivergingTrainer(scale)
+    loop = Controller(
+        trainer,
+        epochs=4,
+        steps_per_epoch=10,
+        log_every_steps=10,
+        actions=[guard, SaveEveryEpoch()],
+        checkpoints=MemoryCheckpoints(),
+    )
+    assert loop.train() == expected
+    assert guard.rollbacks == max_rollbacks
+    assert scale.value == 0.5**max_rollbacks
+    assert len(lines) == max_rollbacks and "back to step 10" in lines[0]
+    if expected == COMPLETED:
+        assert loop.step == 40

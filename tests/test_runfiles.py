@@ -1,0 +1,119 @@
+"""Tests for kerasmlp.runfiles: atomic writes, strict JSON, status.json, run-folder checks."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kerasmlp import runfiles
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text("old")
+
+    def fails(temporary):
+        temporary.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(runfiles.RunFilesError, match=r"metrics.json: No space left on device"):
+        runfiles.replace_atomically(path, fails)
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_write_text_atomic_replaces_whole(tmp_path):
+    path = tmp_path / "config.yaml"
+    runfiles.write_text_atomic(path, "a: 1\n")
+    runfiles.write_text_atomic(path, "b: 2\n")
+    assert path.read_text() == "b: 2\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
+
+
+def test_json_is_strict(tmp_path):
+    path = tmp_path / "metrics.json"
+    runfiles.write_json_atomic(path, {"loss": float("nan"), "nested": [float("inf"), 1.5]})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"loss": None, "nested": [None, 1.5]}
+
+
+def test_status_moves_through_its_states(tmp_path):
+    status = runfiles.RunStatus(tmp_path)
+    status.update("running", epochs=3)
+    record = runfiles.read_status(tmp_path)
+    assert record["state"] == "running" and record["pid"] == os.getpid()
+    assert record["ended"] is None and record["epochs"] == 3
+    status.update(step=10, epoch=1)
+    status.update("interrupted", step=12)
+    record = runfiles.read_status(tmp_path)
+    assert record["state"] == "interrupted" and "pid" not in record and record["ended"]
+    assert (record["step"], record["epoch"]) == (12, 1)
+    resumed = runfiles.RunStatus(tmp_path, record)
+    resumed.update("running")
+    assert runfiles.read_status(tmp_path)["started"] == record["started"]  # kept on resume
+    with pytest.raises(ValueError, match="state must be one of"):
+        status.update("paused")
+
+
+def test_check_run_dir_refuses_any_file_dot_files_too(tmp_path):
+    run = tmp_path / "run"
+    assert runfiles.check_run_dir(run) == run  # missing: fine
+    run.mkdir()
+    assert runfiles.check_run_dir(run) == run  # empty: fine
+    (run / ".hidden").write_text("mine")
+    with pytest.raises(runfiles.RunDirectoryExistsError, match="already holds files"):
+        runfiles.check_run_dir(run)
+    assert (run / ".hidden").read_text() == "mine"
+
+
+@pytest.mark.parametrize("state", runfiles.STATES)
+def test_a_taken_name_says_which_run_holds_it(tmp_path, state):
+    runfiles.RunStatus(tmp_path).update(state)
+    hint = "choose another" if state == "completed" else f"--resume {tmp_path}"
+    with pytest.raises(runfiles.RunDirectoryExistsError, match=f"holds a {state} kerasmlp run"):
+        try:
+            runfiles.check_run_dir(tmp_path)
+        except runfiles.RunDirectoryExistsError as e:
+            assert hint in str(e)
+            raise
+
+
+def test_check_run_dir_refuses_a_file_and_a_dangling_link(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(runfiles.RunFilesError, match="is a file, not a run folder"):
+        runfiles.check_run_dir(tmp_path / "file")
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(runfiles.RunFilesError, match="which does not exist"):
+        runfiles.check_run_dir(tmp_path / "link")
+
+
+def test_check_resumable(tmp_path):
+    with pytest.raises(runfiles.ResumeError, match="no such run folder"):
+        runfiles.check_resumable(tmp_path / "missing")
+    with pytest.raises(runfiles.ResumeError, match="not a kerasmlp run folder"):
+        runfiles.check_resumable(tmp_path)
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    assert runfiles.check_resumable(tmp_path) == {}  # killed before its first status
+    status = runfiles.RunStatus(tmp_path)
+    status.update("interrupted")
+    assert runfiles.check_resumable(tmp_path)["state"] == "interrupted"
+    status.update("completed")
+    with pytest.raises(runfiles.ResumeError, match="the run is completed"):
+        runfiles.check_resumable(tmp_path)
+
+
+def test_a_running_run_is_refused_only_while_its_process_lives(tmp_path):
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        runfiles.write_json_atomic(tmp_path / "status.json", {"state": "running", "pid": sleeper.pid})
+        with pytest.raises(runfiles.ResumeError, match=f"still running \\(process {sleeper.pid}\\)"):
+            runfiles.check_resumable(tmp_path)
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=10)
+    # Killed (as by SIGKILL): its status still says running, and the run can be resumed.
+    assert runfiles.check_resumable(tmp_path)["state"] == "running"
