@@ -64,7 +64,12 @@ def _run_name(value: str | None, config_path: str | None) -> str:
     help="YAML grid {dotted.key: [value, ...]}: one run per point, each named after its "
     "point, under <logdir>/<run-name>/; compare them in TensorBoard's HParams tab.",
 )
-def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path):
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show TensorFlow's own log (its C++ start-up lines, absl warnings), hidden by default.",
+)
+def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path, verbose):
     """Train a Dense network (MLP) from a YAML config and log the run to TensorBoard."""
     overrides = list(overrides)
     if epochs is not None:
@@ -86,7 +91,11 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path):
     except ConfigError as e:
         _fail(e)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # What TensorFlow logs once running.
+        from kerasmlp.console import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     from kerasmlp.data import DataError
     from kerasmlp.train import LineReporter, RunDirectoryExistsError, train_and_evaluate
 

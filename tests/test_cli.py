@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -68,7 +69,7 @@ def test_a_real_run_through_the_console_script(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
-    # TFDS first says it prepares the playground data in the fresh data_dir.
+    assert lines[0].startswith("preparing spirals ... done in ")  # the fresh data_dir
     lines = lines[lines.index("training 2 epochs x 57 steps") :]  # 3600 training examples / 64
     # Not a terminal: plain fixed-width lines, then the summary.
     assert lines[1].startswith("train      | step      20 | loss ")
@@ -79,6 +80,50 @@ def test_a_real_run_through_the_console_script(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2.0
     assert "seed: 3" in (run / "config.yaml").read_text()
+
+
+def test_a_default_run_prints_only_kerasmlp_lines(tmp_path):
+    # As a user runs it: no TF_CPP_MIN_LOG_LEVEL of the tests' own, a fresh data_dir.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    args = ["--epochs", "1", "--logdir", str(tmp_path / "logs")]
+    args += ["--set", f"data.data_dir={tmp_path / 'tfds'}"]
+    out = subprocess.run(
+        [str(SCRIPT), *args, "--run-name", "quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    # No TensorFlow start-up block, no absl warning, no TFDS progress bar.
+    assert out.stderr == ""
+    patterns = [
+        r"preparing spirals \.\.\. done in \d+\.\d s",
+        r"training 1 epochs x 57 steps",
+        r"train      \| step      57 \| loss \d\.\d{4} \| lr \d\.\de-\d\d",
+        r"epoch 1    \| step      57 \| train_loss .* \| validation_accuracy \d\.\d{4}",
+        r"test       \| loss \d\.\d{4} \| accuracy \d\.\d{4}",
+        re.escape(f"run directory: {tmp_path / 'logs' / 'quiet'}"),
+        re.escape(f"see it with:   tensorboard --logdir {tmp_path / 'logs'}"),
+    ]
+    lines = out.stdout.splitlines()
+    assert len(lines) == len(patterns), out.stdout
+    for line, pattern in zip(lines, patterns, strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)
+
+    # --verbose brings TensorFlow's own log back (the data are prepared by now).
+    out = subprocess.run(
+        [str(SCRIPT), *args, "--run-name", "verbose", "--verbose"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr != ""  # e.g. "WARNING: All log messages before absl::InitializeLog() ..."
+    assert out.stdout.splitlines()[0] == "training 1 epochs x 57 steps"
 
 
 # Each user mistake, and the words its one line on stderr must hold.
