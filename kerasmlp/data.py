@@ -295,7 +295,7 @@ def prepare_dataset(
             return builder
         download_dir = builder.data_dir_root / "downloads" / builder.name
         start = time.monotonic()
-        with _progress_line(f"preparing {_shown_name(builder)}{source} ..."):
+        with _progress_line(f"preparing {_shown_name(builder)}{source} ...") as bars:
             with _tfds_quiet():
                 try:
                     builder.download_and_prepare(
@@ -310,7 +310,9 @@ def prepare_dataset(
             shutil.rmtree(download_dir / "extracted", ignore_errors=True)
             _remove_empty(download_dir, download_dir.parent)
             seconds = time.monotonic() - start
-            _say(f" done in {seconds:.1f} s" if seconds < 10 else f" done in {seconds:.0f} s")
+            # After TFDS's bars on a terminal, on a line of its own.
+            _say("... " if bars else " ", end="")
+            _say(f"done in {seconds:.1f} s" if seconds < 10 else f"done in {seconds:.0f} s")
     return builder
 
 
@@ -535,16 +537,17 @@ def _say(text: str, end: str = "") -> None:
 
 @contextlib.contextmanager
 def _progress_line(text: str):
-    """Prints `text` now, and `failed` after it when the block raises; the block ends the line.
+    """Prints `text`, and ` failed` after it when the block raises; the block's end ends the line.
 
-    On a terminal TFDS's progress bars come next, so the line ends at once.
+    Yields whether TFDS's progress bars will show (on a terminal): then the
+    line ends at once, to leave them a line of their own.
     """
     bars = _on_terminal()
     _say(text, end="\n" if bars else "")
     try:
-        yield
+        yield bars
     except BaseException:
-        _say(" failed", end="\n")
+        _say("... failed" if bars else " failed", end="\n")
         raise
     _say("", end="\n")
 

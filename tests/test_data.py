@@ -406,6 +406,13 @@ def test_preparing_prints_one_line_instead_of_tfds_messages(tmp_path, capsys):
     assert not (tmp_path / "tfds" / "downloads").exists()
 
 
+def test_on_a_terminal_the_line_leaves_room_for_tfds_bars(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(data, "_on_terminal", lambda: True)
+    _load("xor", tmp_path / "tfds")
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"preparing xor \.\.\.\n\.\.\. done in \d+\.\d s\n", out), out
+
+
 def test_a_data_dir_that_is_a_file_is_refused(tmp_path):
     not_a_folder = tmp_path / "tfds"
     not_a_folder.write_text("")
@@ -459,7 +466,7 @@ def test_a_corrupt_manual_file_of_the_right_size_is_named(mnist_copy, tmp_path, 
     assert "\n" not in message
 
 
-def test_a_wrong_checksum_from_tfds_becomes_one_line(tmp_path, monkeypatch):
+def test_a_wrong_checksum_from_tfds_becomes_one_line(tmp_path, monkeypatch, capsys):
     # A download that arrives corrupt: TFDS's own check fails inside download_and_prepare.
     def corrupt(self, *args, **kwargs):
         raise download_manager.NonMatchingChecksumError("Artifact x has wrong checksum:\n* ...")
@@ -471,6 +478,7 @@ def test_a_wrong_checksum_from_tfds_becomes_one_line(tmp_path, monkeypatch):
         "A file of 'kerasmlp_playground' has the wrong checksum; fetch it again. "
         "TFDS: Artifact x has wrong checksum:"
     )
+    assert capsys.readouterr().out == "preparing xor ... failed\n"
 
 
 # Run in a fresh Python by the next test: prepares spirals, prints a digest of its examples.
