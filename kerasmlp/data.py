@@ -602,6 +602,13 @@ def _url_folders(urls: list[str]) -> str:
 
 
 def _tfds_is_mocked() -> bool:
-    """True inside `tfds.testing.mock_data`, where preparing is a no-op: nothing to download."""
+    """True inside `tfds.testing.mock_data`, where preparing is a no-op: nothing to download.
+
+    A test hook kept on purpose: mock_data replaces `download_and_prepare` but
+    not `is_prepared` (False), and points every builder's data_dir at TFDS's own
+    packaged metadata folder. Without this check, a mocked dataset would still
+    be probed for on the network, have its manual files checked, and get a lock
+    file written into site-packages, around a preparation that never happens.
+    """
     method = tfds.core.DatasetBuilder.download_and_prepare
     return getattr(method, "__name__", "") == "mock_download_and_prepare"
