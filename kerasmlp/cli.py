@@ -17,8 +17,10 @@ from __future__ import annotations
 import datetime
 import os
 import pathlib
+import shutil
 import signal
 import sys
+import time
 
 import click
 from click.core import ParameterSource
@@ -112,6 +114,11 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
     "point, under <logdir>/<run-name>/; compare them in TensorBoard's HParams tab.",
 )
 @click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show TensorFlow's own log (its C++ start-up lines, absl warnings), hidden by default.",
+)
+@click.option(
     "--resume",
     "resume_dir",
     type=click.Path(file_okay=False),
@@ -119,7 +126,7 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
     help="Continue the run (or sweep) in this folder from its last checkpoint, with its own "
     "config.yaml. Only --epochs may come with it (to extend or shorten the run).",
 )
-def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path, resume_dir):
+def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path, verbose, resume_dir):
     """Train a Dense network (MLP) from a YAML config and log the run to TensorBoard."""
     try:
         if resume_dir is not None:
@@ -146,7 +153,11 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path, res
     except runfiles.RunFilesError as e:
         _fail(e, status=FAILED)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # What TensorFlow logs once running.
+        from kerasmlp.console import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     from kerasmlp.controller import StopRequest
     from kerasmlp.data import DataError
     from kerasmlp.train import LineReporter, RunDiverged, RunInterrupted, train_and_evaluate
@@ -300,53 +311,69 @@ def _silence_stdout() -> None:
 
 
 class _BarReporter:
-    """A click progress bar: epoch, step, loss, metrics and ETA, redrawn in place."""
+    """On a terminal, as Keras's progress bar: one line per finished epoch, a bar below.
+
+    The bar (epoch, steps done in it, the current training loss, time left for
+    the run) is redrawn in place; at each epoch's end it gives way to a line
+    that stays: ``epoch 3/40 | loss 0.1234 | accuracy 0.9500 | validation_loss
+    0.1432 | validation_accuracy 0.9450``, the figures of that epoch.
+    """
+
+    _WIDTH = 20  # characters of the bar itself
 
     def __init__(self, file=None):
-        self._file = file  # None: stdout
-        self._bar = None
-        self._steps_done = 0
-        self._epochs = 0
-        self._last_epoch: dict[str, float] = {}
+        self._file = file  # None: stdout at the time of writing
+        self._epochs = self._steps_per_epoch = self._first_step = 0
+        self._started = 0.0
+        self._drawn = False  # a bar is on the current line
 
     def start(self, *, epochs, steps_per_epoch, initial_step=0):
-        self._epochs = epochs
-        self._steps_done = initial_step
-        self._bar = click.progressbar(
-            length=epochs * steps_per_epoch,
-            show_eta=True,
-            show_pos=True,
-            width=24,
-            item_show_func=lambda item: item,
-            file=self._file,
-        )
-        self._bar.__enter__()
-        if initial_step:
-            self._bar.update(initial_step)
-
-    def _show(self, step, epoch, logs):
-        shown = {"loss": logs.get("loss", 0.0), **self._last_epoch}
-        text = f"epoch {epoch}/{self._epochs} " + " ".join(f"{k} {v:.4f}" for k, v in shown.items())
-        self._bar.update(step - self._steps_done, current_item=text)
-        self._steps_done = step
+        self._epochs, self._steps_per_epoch = epochs, steps_per_epoch
+        self._first_step, self._started = initial_step, time.monotonic()
 
     def train_progress(self, *, step, epoch, logs):
-        self._show(step, epoch, logs)
+        in_epoch = min(max(step - (epoch - 1) * self._steps_per_epoch, 0), self._steps_per_epoch)
+        filled = self._WIDTH * in_epoch // max(self._steps_per_epoch, 1)
+        parts = [
+            f"epoch {epoch}/{self._epochs} [{'#' * filled}{'-' * (self._WIDTH - filled)}] "
+            f"{in_epoch}/{self._steps_per_epoch}",
+            *(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("lr", "learning_rate")),
+        ]
+        done = step - self._first_step
+        if done > 0:
+            left = (self._epochs * self._steps_per_epoch - step) * (
+                (time.monotonic() - self._started) / done
+            )
+            parts.append(f"ETA {datetime.timedelta(seconds=round(left))}")
+        line = " | ".join(parts)[: shutil.get_terminal_size().columns - 1]
+        self._write(f"\r{line}\x1b[K")  # back to the line's start, then clear what was left
+        self._drawn = True
 
     def epoch_end(self, *, step, epoch, logs):
-        self._last_epoch = {k: v for k, v in logs.items() if k.startswith("validation_")}
-        self._show(step, epoch, {"loss": logs.get("train_loss", 0.0)})
+        shown = {k.removeprefix("train_"): v for k, v in logs.items()}
+        line = " | ".join(
+            [f"epoch {epoch}/{self._epochs}", *(f"{k} {v:.4f}" for k, v in shown.items())]
+        )
+        self._write(f"\r{line}\x1b[K\n")
+        self._drawn = False
 
     def end(self, results):
         self.close()
 
     def message(self, text):
-        click.echo(f"\n{text}", file=self._file)
+        self.close()
+        self._write(f"{text}\n")
 
     def close(self):
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
+        """Ends a bar's line, so that what is written next starts on its own line."""
+        if self._drawn:
+            self._write("\n")
+            self._drawn = False
+
+    def _write(self, text):
+        file = self._file or sys.stdout
+        file.write(text)
+        file.flush()
 
 
 if __name__ == "__main__":  # pragma: no cover

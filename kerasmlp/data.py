@@ -8,15 +8,25 @@ flat (images scaled to [0, 1]), y int32 class ids or float32 regression targets.
 Preparing never hangs on a machine without internet: when the data are not
 prepared and no manual download folder is given, the download host is probed
 first (a few seconds at most) and a `DataError` says which config keys to set.
+Preparing prints one line of its own (``preparing mnist from data.manual_dir
+... done in 12 s``) instead of TFDS's messages, shows TFDS's progress bars only
+on a terminal, and holds a file lock in the data directory, so that runs
+started together prepare a dataset once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import fcntl
+import hashlib
+import io
 import os
 import pathlib
+import shutil
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -26,6 +36,7 @@ from collections.abc import Iterable
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download import download_manager
 
 from kerasmlp import playground
 
@@ -153,7 +164,7 @@ def load_datasets(
         )
     builder = _make_builder(name, data_dir)
     x_key, y_key, task = _check_supported(name, builder)
-    prepare_dataset(builder, manual_dir=manual_dir)
+    builder = prepare_dataset(builder, manual_dir=manual_dir)
 
     splits = builder.info.splits
     if "test" not in splits and splits:
@@ -252,40 +263,75 @@ def prepare_offline(
         DataError: unknown dataset, or `manual_dir` lacks some of the files.
     """
     builder = _make_builder(name, data_dir)
-    prepare_dataset(builder, manual_dir=manual_dir)
-    return builder
+    return prepare_dataset(builder, manual_dir=manual_dir)
 
 
 def prepare_dataset(
     builder: tfds.core.DatasetBuilder, *, manual_dir: str | os.PathLike | None = None
-) -> None:
+) -> tfds.core.DatasetBuilder:
     """Downloads and prepares `builder`'s dataset unless it is prepared already.
 
-    With `manual_dir`, every file must be there (TFDS would otherwise quietly
-    fetch the missing ones); without it, the download host must answer a quick
-    probe first, so an offline machine fails in seconds rather than after TFDS's
-    minutes of retries.
+    With `manual_dir`, every file must be there with the size and checksum TFDS
+    records (TFDS would otherwise quietly fetch the missing ones); without it,
+    the download host must answer a quick probe first, so an offline machine
+    fails in seconds rather than after TFDS's minutes of retries.
+
+    Preparing happens under an exclusive lock on ``<data_dir>/.kerasmlp-<builder
+    name>.lock``; a run that waited for it finds the dataset prepared by the
+    other one. Prints one line to stdout (``preparing spirals ... done in 0.4 s``)
+    in place of TFDS's own messages; TFDS's progress bars show only when stdout
+    and stderr are terminals. Files extracted from the downloads are deleted
+    after a successful preparation: the prepared dataset does not read them.
+
+    Returns:
+        A builder of the prepared dataset: `builder` itself, or a fresh one when
+        another run prepared it (a builder keeps what it found when it was made).
 
     Raises:
-        DataError: missing files in `manual_dir`, or no network and no `manual_dir`.
+        DataError: missing, truncated or corrupt files in `manual_dir`, or no
+            network and no `manual_dir`.
     """
     if builder.is_prepared() or _tfds_is_mocked():
-        return
+        return builder
     if builder.name == PLAYGROUND_BUILDER:
         manual_dir = None  # Generated on the spot: nothing to download or look for.
     urls = sorted((builder.url_infos or {}).keys())
     if manual_dir is not None:
         manual_dir = pathlib.Path(manual_dir).expanduser()
         _check_manual_dir(builder, manual_dir, urls)
-        manual_dir = os.fspath(manual_dir)
+        source = " from data.manual_dir"
     elif builder.name != PLAYGROUND_BUILDER:
         unreachable = probe_download_hosts(urls or [_FALLBACK_URL])
         if unreachable:
             raise DataError(_offline_message(builder, urls, unreachable))
-    builder.download_and_prepare(
-        download_dir=os.fspath(builder.data_dir_root / "downloads" / builder.name),
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
-    )
+        source = f" from {_url_folders(urls)}" if urls else ""
+    else:
+        source = ""
+    with _preparation_lock(builder):
+        builder = _fresh_builder(builder)
+        if builder.is_prepared():
+            return builder
+        download_dir = builder.data_dir_root / "downloads" / builder.name
+        start = time.monotonic()
+        with _progress_line(f"preparing {_shown_name(builder)}{source} ...") as bars:
+            with _tfds_quiet():
+                try:
+                    builder.download_and_prepare(
+                        download_dir=os.fspath(download_dir),
+                        download_config=tfds.download.DownloadConfig(
+                            manual_dir=None if manual_dir is None else os.fspath(manual_dir)
+                        ),
+                    )
+                except download_manager.NonMatchingChecksumError as error:
+                    raise DataError(_checksum_message(builder, manual_dir, error)) from error
+            # About 53 MB for MNIST: the decompressed copies TFDS read the examples from.
+            shutil.rmtree(download_dir / "extracted", ignore_errors=True)
+            _remove_empty(download_dir, download_dir.parent)
+            seconds = time.monotonic() - start
+            # After TFDS's bars on a terminal, on a line of its own.
+            _say("... " if bars else " ", end="")
+            _say(f"done in {seconds:.1f} s" if seconds < 10 else f"done in {seconds:.0f} s")
+    return builder
 
 
 def probe_download_hosts(urls: Iterable[str], timeout: float = PROBE_TIMEOUT) -> list[str]:
@@ -342,6 +388,8 @@ def _make_builder(name: str, data_dir) -> tfds.core.DatasetBuilder:
                 f"({', '.join(PLAYGROUND_NAMES)}) or a TFDS image-classification dataset "
                 "such as mnist or fashion_mnist."
             )
+    if data_dir is not None:
+        _check_data_dir(pathlib.Path(data_dir).expanduser())
     try:
         return tfds.builder(tfds_name, data_dir=None if data_dir is None else os.fspath(data_dir))
     # TFDS raises AssertionError for a version it does not have ("mnist:9.9.9").
@@ -350,6 +398,19 @@ def _make_builder(name: str, data_dir) -> tfds.core.DatasetBuilder:
             str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         )
         raise DataError(f"Cannot load dataset {name!r} (data.name): {first_line}") from error
+
+
+def _check_data_dir(data_dir: pathlib.Path) -> None:
+    """Refuses a data_dir that is, or lies under, something other than a folder."""
+    for path in (data_dir, *data_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is" if path == data_dir else f"lies under {os.fspath(path)!r}, which is"
+                raise DataError(
+                    f"data.data_dir {os.fspath(data_dir)!r} {what} a file, not a folder; "
+                    "set data.data_dir to a folder (it is created when missing)."
+                )
+            return
 
 
 def _check_supported(name: str, builder) -> tuple[str, str, str]:
@@ -418,6 +479,122 @@ def _check_manual_dir(builder, manual_dir: pathlib.Path, urls: list[str]) -> Non
             f"data.manual_dir {os.fspath(manual_dir)!r} lacks {len(missing)} file(s) of "
             f"{builder.name!r}: {', '.join(missing)} (from {_url_folders(urls)})."
         )
+    for url, name in zip(urls, names, strict=True):
+        expected, path = infos[url], manual_dir / name
+        size = path.stat().st_size
+        if expected.size is not None and size != int(expected.size):
+            raise DataError(
+                f"data.manual_dir file {os.fspath(path)!r} has {size} bytes instead of "
+                f"{int(expected.size)}: it is truncated or corrupt; fetch it again from {url}"
+            )
+        if expected.checksum and _sha256(path) != expected.checksum:
+            raise DataError(
+                f"data.manual_dir file {os.fspath(path)!r} does not have the sha256 "
+                f"{expected.checksum} TFDS records for it: it is corrupt; fetch it again from {url}"
+            )
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checksum_message(builder, manual_dir, error) -> str:
+    """One line from TFDS's NonMatchingChecksumError (a download that came back wrong)."""
+    first = str(error).strip().splitlines()[0]
+    where = f" in data.manual_dir {os.fspath(manual_dir)!r}" if manual_dir is not None else ""
+    return (
+        f"A file of {builder.name!r}{where} has the wrong checksum; fetch it again. TFDS: {first}"
+    )
+
+
+@contextlib.contextmanager
+def _preparation_lock(builder):
+    """Holds an exclusive lock on ``<data_dir>/.kerasmlp-<builder name>.lock`` for the block.
+
+    TFDS writes a split to a temporary folder and renames it into place; two
+    processes doing so at once fail with ``Failed to finalize writing of split``.
+    The lock file stays: deleting it would let a third process lock a new file
+    while a second one still holds the old.
+    """
+    root = pathlib.Path(builder.data_dir_root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".kerasmlp-{builder.name}.lock", "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _say(f"waiting for another run preparing {_shown_name(builder)} in {root}", end="\n")
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _fresh_builder(builder):
+    """A new builder of the same dataset, config and version: it looks at the files anew."""
+    name = builder.name
+    if builder.builder_config is not None:
+        name += f"/{builder.builder_config.name}"
+    return tfds.builder(f"{name}:{builder.version}", data_dir=os.fspath(builder.data_dir_root))
+
+
+def _shown_name(builder) -> str:
+    """The name a user configured: ``spirals`` for the playground builder's config."""
+    if builder.name == PLAYGROUND_BUILDER and builder.builder_config is not None:
+        return builder.builder_config.name
+    return builder.name
+
+
+def _say(text: str, end: str = "") -> None:
+    print(text, end=end, flush=True)
+
+
+@contextlib.contextmanager
+def _progress_line(text: str):
+    """Prints `text`, and ` failed` after it when the block raises; the block's end ends the line.
+
+    Yields whether TFDS's progress bars will show (on a terminal): then the
+    line ends at once, to leave them a line of their own.
+    """
+    bars = _on_terminal()
+    _say(text, end="\n" if bars else "")
+    try:
+        yield bars
+    except BaseException:
+        _say("... failed" if bars else " failed", end="\n")
+        raise
+    _say("", end="\n")
+
+
+@contextlib.contextmanager
+def _tfds_quiet():
+    """Drops TFDS's prints to stdout; keeps its progress bars only on a terminal."""
+    # TFDS has no public getter for the setting; it is put back as it was found.
+    enabled = getattr(tfds.core.utils.tqdm_utils, "_active", True)
+    tfds.display_progress_bar(_on_terminal())
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        tfds.display_progress_bar(enabled)
+
+
+def _on_terminal() -> bool:
+    # TFDS's bars go to stderr; the line they belong to goes to stdout.
+    return sys.stdout.isatty() and sys.stderr.isatty()
+
+
+def _remove_empty(folder: pathlib.Path, *parents: pathlib.Path) -> None:
+    """Removes `folder` and then each of `parents` while they are empty."""
+    for path in (folder, *parents):
+        try:
+            path.rmdir()
+        except OSError:  # Not empty, or gone already.
+            return
 
 
 def _offline_message(builder, urls: list[str], unreachable: list[str]) -> str:
@@ -443,6 +620,13 @@ def _url_folders(urls: list[str]) -> str:
 
 
 def _tfds_is_mocked() -> bool:
-    """True inside `tfds.testing.mock_data`, where preparing is a no-op: nothing to download."""
+    """True inside `tfds.testing.mock_data`, where preparing is a no-op: nothing to download.
+
+    A test hook kept on purpose: mock_data replaces `download_and_prepare` but
+    not `is_prepared` (False), and points every builder's data_dir at TFDS's own
+    packaged metadata folder. Without this check, a mocked dataset would still
+    be probed for on the network, have its manual files checked, and get a lock
+    file written into site-packages, around a preparation that never happens.
+    """
     method = tfds.core.DatasetBuilder.download_and_prepare
     return getattr(method, "__name__", "") == "mock_download_and_prepare"

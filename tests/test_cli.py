@@ -78,7 +78,7 @@ def test_a_real_run_through_the_console_script(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
-    # TFDS first says it prepares the playground data in the fresh data_dir.
+    assert lines[0].startswith("preparing spirals ... done in ")  # the fresh data_dir
     lines = lines[lines.index("training 2 epochs x 57 steps") :]  # 3600 training examples / 64
     # Not a terminal: plain fixed-width lines, then the summary.
     assert lines[1].startswith("train      | step      20 | loss ")
@@ -89,6 +89,50 @@ def test_a_real_run_through_the_console_script(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2.0
     assert "seed: 3" in (run / "config.yaml").read_text()
+
+
+def test_a_default_run_prints_only_kerasmlp_lines(tmp_path):
+    # As a user runs it: no TF_CPP_MIN_LOG_LEVEL of the tests' own, a fresh data_dir.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    args = ["--epochs", "1", "--logdir", str(tmp_path / "logs")]
+    args += ["--set", f"data.data_dir={tmp_path / 'tfds'}"]
+    out = subprocess.run(
+        [str(SCRIPT), *args, "--run-name", "quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    # No TensorFlow start-up block, no absl warning, no TFDS progress bar.
+    assert out.stderr == ""
+    patterns = [
+        r"preparing spirals \.\.\. done in \d+\.\d s",
+        r"training 1 epochs x 57 steps",
+        r"train      \| step      57 \| loss \d\.\d{4} \| lr \d\.\de-\d\d",
+        r"epoch 1    \| step      57 \| train_loss .* \| validation_accuracy \d\.\d{4}",
+        r"test       \| loss \d\.\d{4} \| accuracy \d\.\d{4}",
+        re.escape(f"run directory: {tmp_path / 'logs' / 'quiet'}"),
+        re.escape(f"see it with:   tensorboard --logdir {tmp_path / 'logs'}"),
+    ]
+    lines = out.stdout.splitlines()
+    assert len(lines) == len(patterns), out.stdout
+    for line, pattern in zip(lines, patterns, strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)
+
+    # --verbose brings TensorFlow's own log back (the data are prepared by now).
+    out = subprocess.run(
+        [str(SCRIPT), *args, "--run-name", "verbose", "--verbose"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr != ""  # e.g. "WARNING: All log messages before absl::InitializeLog() ..."
+    assert out.stdout.splitlines()[0] == "training 1 epochs x 57 steps"
 
 
 # Each user mistake, and the words its one line on stderr must hold.
@@ -191,18 +235,69 @@ class _FakeTerminal(io.StringIO):
         return True
 
 
-def test_progress_bar_shows_epoch_loss_and_eta():
+def _screen(written: str) -> list[str]:
+    """The lines a terminal shows for `written`: each line's text after its last carriage return."""
+    return [line.rsplit("\r", 1)[-1].replace("\x1b[K", "") for line in written.split("\n")]
+
+
+def test_progress_bar_leaves_one_line_per_epoch_with_that_epochs_figures():
     stream = _FakeTerminal()
     bar = cli._BarReporter(file=stream)
     bar.start(epochs=2, steps_per_epoch=10)
     bar.train_progress(step=5, epoch=1, logs={"loss": 0.5, "learning_rate": 0.01})
-    bar.epoch_end(step=10, epoch=1, logs={"train_loss": 0.4, "validation_accuracy": 0.9})
-    bar.train_progress(step=15, epoch=2, logs={"loss": 0.25})
+    drawn = _screen(stream.getvalue())[-1]
+    assert drawn.startswith("epoch 1/2 [##########----------] 5/10 | loss 0.5000 | ETA ")
+    bar.train_progress(step=10, epoch=1, logs={"loss": 0.45, "learning_rate": 0.01})
+    bar.epoch_end(
+        step=10,
+        epoch=1,
+        logs={
+            "train_loss": 0.4,
+            "train_accuracy": 0.8,
+            "validation_loss": 0.3,
+            "validation_accuracy": 0.9,
+        },
+    )
+    bar.train_progress(step=15, epoch=2, logs={"loss": 0.25, "learning_rate": 0.01})
+    # While epoch 2 runs: epoch 1's line stays, and the bar shows epoch 2's current
+    # loss, not epoch 1's validation figures.
+    screen = _screen(stream.getvalue())
+    assert screen[0] == (
+        "epoch 1/2 | loss 0.4000 | accuracy 0.8000 | validation_loss 0.3000 | "
+        "validation_accuracy 0.9000"
+    )
+    assert screen[1].startswith("epoch 2/2 [##########----------] 5/10 | loss 0.2500 | ETA ")
+    assert "validation" not in screen[1]
+    bar.train_progress(step=20, epoch=2, logs={"loss": 0.2, "learning_rate": 0.01})
+    bar.epoch_end(
+        step=20,
+        epoch=2,
+        logs={
+            "train_loss": 0.21,
+            "train_accuracy": 0.85,
+            "validation_loss": 0.2,
+            "validation_accuracy": 0.95,
+        },
+    )
     bar.end({})
-    shown = stream.getvalue()
-    assert "epoch 1/2 loss 0.5000" in shown
-    assert "epoch 2/2 loss 0.2500 validation_accuracy 0.9000" in shown
-    assert "15/20" in shown
+    assert _screen(stream.getvalue()) == [
+        screen[0],
+        "epoch 2/2 | loss 0.2100 | accuracy 0.8500 | validation_loss 0.2000 | "
+        "validation_accuracy 0.9500",
+        "",  # the cursor waits at the start of a fresh line
+    ]
+
+
+def test_progress_bar_of_a_resumed_run_and_one_that_fails():
+    stream = _FakeTerminal()
+    bar = cli._BarReporter(file=stream)
+    bar.start(epochs=4, steps_per_epoch=10, initial_step=20)  # resumed after epoch 2
+    bar.train_progress(step=25, epoch=3, logs={"loss": 0.5})
+    assert _screen(stream.getvalue())[-1].startswith("epoch 3/4 [##########----------] 5/10 |")
+    bar.close()  # an error follows: it must start on a line of its own
+    assert stream.getvalue().endswith("\n")
+    bar.close()
+    assert stream.getvalue().count("\n") == 1
 
 
 # --- bad input and edges, through the installed console script -------------------

@@ -5,7 +5,13 @@ MNIST comes from `tfds.testing.mock_data`. No test here reaches the network:
 (its own tests use sockets on localhost only).
 """
 
+import contextlib
+import fcntl
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -13,8 +19,10 @@ import urllib.parse
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download import download_manager
 
 from kerasmlp import data
+from tests.conftest import REPO_ROOT
 
 REAL_PROBE = data.probe_download_hosts
 MNIST_FILES = (
@@ -380,3 +388,147 @@ def test_names_may_carry_a_version(data_dir):
     assert _load("spirals:1.0.0", data_dir).info.class_names == ("spiral_a", "spiral_b")
     with pytest.raises(data.DataError, match=r"^Cannot load dataset 'mnist:9.9.9' \(data.name\): "):
         data.load_datasets("mnist:9.9.9", batch_size=8)
+
+
+# ----------------------------------------------------------------------------- preparing
+
+
+def test_preparing_prints_one_line_instead_of_tfds_messages(tmp_path, capsys):
+    _load("xor", tmp_path / "tfds")
+    out, err = capsys.readouterr()
+    # Not a terminal here: no progress bars, and TFDS's "Downloading and preparing
+    # dataset Unknown size ..." and "Dataset ... downloaded and prepared" are gone.
+    assert re.fullmatch(r"preparing xor \.\.\. done in \d+\.\d s\n", out), out
+    assert err == ""
+    _load("xor", tmp_path / "tfds")  # Prepared: nothing more to say.
+    assert capsys.readouterr() == ("", "")
+    assert (tmp_path / "tfds" / ".kerasmlp-kerasmlp_playground.lock").is_file()
+    assert not (tmp_path / "tfds" / "downloads").exists()
+
+
+def test_on_a_terminal_the_line_leaves_room_for_tfds_bars(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(data, "_on_terminal", lambda: True)
+    _load("xor", tmp_path / "tfds")
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"preparing xor \.\.\.\n\.\.\. done in \d+\.\d s\n", out), out
+
+
+def test_a_data_dir_that_is_a_file_is_refused(tmp_path):
+    not_a_folder = tmp_path / "tfds"
+    not_a_folder.write_text("")
+    with pytest.raises(data.DataError) as error:
+        _load("xor", not_a_folder)
+    assert str(error.value) == (
+        f"data.data_dir {str(not_a_folder)!r} is a file, not a folder; "
+        "set data.data_dir to a folder (it is created when missing)."
+    )
+    with pytest.raises(data.DataError, match=r"lies under '.*tfds', which is a file, not a"):
+        _load("xor", not_a_folder / "below")
+
+
+@pytest.fixture
+def mnist_copy(shared_data_dir, tmp_path):
+    """A writable copy of the canonical MNIST files."""
+    manual_dir = tmp_path / "manual"
+    manual_dir.mkdir()
+    for name in MNIST_FILES:
+        (manual_dir / name).write_bytes((shared_data_dir / "mnist" / name).read_bytes())
+    return manual_dir
+
+
+def test_a_truncated_manual_file_is_named(mnist_copy, tmp_path, no_download):
+    path = mnist_copy / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(data.DataError) as error:
+        data.prepare_offline("mnist", mnist_copy, tmp_path / "tfds")
+    # 4542 bytes: the size TFDS records for this file (url_checksums/mnist.tsv).
+    assert str(error.value) == (
+        f"data.manual_dir file {str(path)!r} has 1000 bytes instead of 4542: it is "
+        "truncated or corrupt; fetch it again from "
+        "https://storage.googleapis.com/cvdf-datasets/mnist/t10k-labels-idx1-ubyte.gz"
+    )
+
+
+def test_a_corrupt_manual_file_of_the_right_size_is_named(mnist_copy, tmp_path, no_download):
+    path = mnist_copy / "train-labels-idx1-ubyte.gz"
+    content = bytearray(path.read_bytes())
+    content[100] ^= 0xFF
+    path.write_bytes(bytes(content))
+    with pytest.raises(data.DataError) as error:
+        data.prepare_offline("mnist", mnist_copy, tmp_path / "tfds")
+    message = str(error.value)
+    assert message.startswith(f"data.manual_dir file {str(path)!r} does not have the sha256 ")
+    assert message.endswith(
+        "it is corrupt; fetch it again from "
+        "https://storage.googleapis.com/cvdf-datasets/mnist/"
+        "train-labels-idx1-ubyte.gz"
+    )
+    assert "\n" not in message
+
+
+def test_a_wrong_checksum_from_tfds_becomes_one_line(tmp_path, monkeypatch, capsys):
+    # A download that arrives corrupt: TFDS's own check fails inside download_and_prepare.
+    def corrupt(self, *args, **kwargs):
+        raise download_manager.NonMatchingChecksumError("Artifact x has wrong checksum:\n* ...")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", corrupt)
+    with pytest.raises(data.DataError) as error:
+        _load("xor", tmp_path / "tfds")
+    assert str(error.value) == (
+        "A file of 'kerasmlp_playground' has the wrong checksum; fetch it again. "
+        "TFDS: Artifact x has wrong checksum:"
+    )
+    assert capsys.readouterr().out == "preparing xor ... failed\n"
+
+
+# Run in a fresh Python by the next test: prepares spirals, prints a digest of its examples.
+PREPARE_AND_DIGEST = """
+import hashlib, sys
+from kerasmlp import data
+datasets = data.load_datasets("spirals", batch_size=5000, data_dir=sys.argv[1])
+digest = hashlib.sha256()
+for split in (datasets.train.unbatch().batch(10**6), datasets.validation, datasets.test):
+    for x, y in split:
+        digest.update(x.numpy().tobytes()); digest.update(y.numpy().tobytes())
+print("digest", digest.hexdigest(), flush=True)
+"""
+
+
+def test_two_runs_preparing_one_data_dir_at_once_both_succeed(tmp_path):
+    data_dir = tmp_path / "tfds"
+    data_dir.mkdir()
+    lock_path = data_dir / ".kerasmlp-kerasmlp_playground.lock"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    outputs = [tmp_path / f"run{i}.out" for i in range(2)]
+    # This test holds the lock until both runs wait for it, so that they start
+    # preparing at the same moment; the one that gets it second must find the
+    # dataset prepared by the first.
+    with open(lock_path, "a") as lock, contextlib.ExitStack() as files:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", PREPARE_AND_DIGEST, str(data_dir)],
+                stdout=files.enter_context(open(out, "w")),
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            for out in outputs
+        ]
+        try:
+            deadline = time.monotonic() + 240
+            while not all("waiting for another run" in out.read_text() for out in outputs):
+                assert all(run.poll() is None for run in runs), [o.read_text() for o in outputs]
+                assert time.monotonic() < deadline, "the runs never reached the lock"
+                time.sleep(0.5)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            for run in runs:
+                run.wait(timeout=240)
+        finally:
+            for run in runs:
+                run.kill()
+    texts = [out.read_text() for out in outputs]
+    assert [run.returncode for run in runs] == [0, 0], texts
+    digests = [re.search(r"^digest (\w+)$", text, re.M).group(1) for text in texts]
+    assert digests[0] == digests[1]
+    # Exactly one of them prepared the data.
+    assert sorted("preparing spirals ... done in" in text for text in texts) == [False, True]

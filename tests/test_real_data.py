@@ -96,6 +96,18 @@ def test_load_datasets_serves_the_prepared_data(prepared, data_dir, monkeypatch)
     assert test_mean == pytest.approx(EXPECTED[name]["mean"]["test"], abs=6e-4)
 
 
+def test_the_extracted_copies_are_deleted_after_preparing(prepared, data_dir):
+    # TFDS decompresses the four files (about 53 MB for MNIST) under
+    # downloads/<name>/extracted; the prepared TFRecords do not need them, and the
+    # tests above read the dataset after they are gone.
+    name, _ = prepared
+    assert not (data_dir / "downloads" / name).exists()
+    assert sorted(p.name for p in (data_dir / name).glob("*/*.tfrecord*")) == [
+        f"{name}-test.tfrecord-00000-of-00001",
+        f"{name}-train.tfrecord-00000-of-00001",
+    ]
+
+
 def test_prepare_offline_again_is_a_no_op(prepared, data_dir, tmp_path):
     name, _ = prepared
     # Prepared already: the manual_dir is not even looked at.
