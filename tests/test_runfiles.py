@@ -109,8 +109,12 @@ def test_a_running_run_is_refused_only_while_its_process_lives(tmp_path):
     (tmp_path / "config.yaml").write_text("seed: 0\n")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        runfiles.write_json_atomic(tmp_path / "status.json", {"state": "running", "pid": sleeper.pid})
-        with pytest.raises(runfiles.ResumeError, match=f"still running \\(process {sleeper.pid}\\)"):
+        runfiles.write_json_atomic(
+            tmp_path / "status.json", {"state": "running", "pid": sleeper.pid}
+        )
+        with pytest.raises(
+            runfiles.ResumeError, match=f"still running \\(process {sleeper.pid}\\)"
+        ):
             runfiles.check_resumable(tmp_path)
     finally:
         sleeper.kill()
