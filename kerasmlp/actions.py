@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -388,22 +389,31 @@ class Divergence:
         )
 
 
-def find_divergence(loop: Controller, stats: Mapping[str, float]) -> Divergence | None:
-    """The first bad value of a round, from the statistics its one host read brought back."""
+def find_divergence(
+    loop: Controller,
+    stats: Mapping[str, float],
+    rate_at: Callable[[int], float] | None = None,
+) -> Divergence | None:
+    """The first bad value of a round, from the statistics its one host read brought back.
+
+    Args:
+      loop: the controller, whose step is the round's last.
+      stats: the round's statistics (see `train.Trainer.run_steps`).
+      rate_at: the learning rate of an optimizer iteration (0-based); None
+        reports the rate at the round's end.
+    """
     first = int(stats.get("first_nonfinite_step", -1))
-    learning_rate = stats["learning_rate"]
     start = loop.step - int(stats["steps"])
     if first >= 0:
-        return Divergence(
-            start + first + 1, "the loss or the gradient norm became NaN or infinite", learning_rate
-        )
-    if not math.isfinite(stats["loss"]) or not math.isfinite(stats["gradient_norm"]):
-        return Divergence(
-            loop.step, "the loss or the gradient norm became NaN or infinite", learning_rate
-        )
-    if not stats.get("weights_finite", 1.0):
-        return Divergence(loop.step, "a weight became NaN or infinite", learning_rate)
-    return None
+        what, iteration = "the loss or the gradient norm became NaN or infinite", start + first
+    elif not math.isfinite(stats["loss"]) or not math.isfinite(stats["gradient_norm"]):
+        what, iteration = "the loss or the gradient norm became NaN or infinite", loop.step - 1
+    elif not stats.get("weights_finite", 1.0):
+        what, iteration = "a weight became NaN or infinite", loop.step - 1
+    else:
+        return None
+    rate = rate_at(iteration) if rate_at is not None else stats["learning_rate"]
+    return Divergence(iteration + 1, what, rate)
 
 
 class DivergenceGuard(Action):
@@ -418,12 +428,21 @@ class DivergenceGuard(Action):
         learning rate by `factor`, and go on, at most `max_rollbacks` times.
       scale: the learning-rate scale variable (see `components.ScaledSchedule`).
       log: prints one line per rollback.
+      rate_at: the learning rate at an optimizer iteration, for the message.
     """
 
     name = "divergence_guard"
 
     def __init__(
-        self, *, policy="stop", factor=0.5, max_rollbacks=3, scale=None, writer=None, log=print
+        self,
+        *,
+        policy="stop",
+        factor=0.5,
+        max_rollbacks=3,
+        scale=None,
+        writer=None,
+        log=print,
+        rate_at=None,
     ):
         self.policy = policy
         self.factor = factor
@@ -431,11 +450,12 @@ class DivergenceGuard(Action):
         self.scale = scale
         self.writer = writer
         self.log = log
+        self.rate_at = rate_at
         self.rollbacks = 0
         self.divergence: Divergence | None = None
 
     def on_steps(self, loop, stats):
-        divergence = find_divergence(loop, stats)
+        divergence = find_divergence(loop, stats, self.rate_at)
         if divergence is None:
             return
         self.divergence = divergence
@@ -456,6 +476,7 @@ class DivergenceGuard(Action):
                             "learning_rate_scale": self.factor**self.rollbacks,
                         },
                     )
+                loop.save_checkpoint(force=True)
                 return
         loop.halt(DIVERGED)
 
@@ -474,8 +495,8 @@ class Checkpoint(Action):
 
     name = "checkpoint"
 
-    def __init__(self, every_secs: float, status: RunStatus):
-        self.when = Every(secs=every_secs)
+    def __init__(self, every_secs: float, status: RunStatus, *, clock=time.monotonic):
+        self.when = Every(secs=every_secs, clock=clock)
         self.status = status
 
     def _save(self, loop):

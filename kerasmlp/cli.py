@@ -15,6 +15,7 @@ continues). A second SIGINT or SIGTERM ends the process at once.
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import pathlib
 import shutil
@@ -197,6 +198,11 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path, ver
         except runfiles.RunFilesError as e:
             _close(reporter)
             _fail(e, status=FAILED)
+        except OSError as e:
+            if e.errno not in _ENVIRONMENT_ERRORS:
+                raise  # a bug: its traceback
+            _close(reporter)
+            _fail(_environment_error(e), status=FAILED)
         tests = " | ".join(
             f"{k.removeprefix('test_')} {v:.4f}"
             for k, v in results.items()
@@ -299,6 +305,29 @@ def _fail(error: Exception, status: int = USAGE_ERROR) -> None:
         if status == FAILED:
             _silence_stdout()
     sys.exit(status)
+
+
+# Errors of the machine, not of kerasmlp: a full disk, a read-only folder, a closed pipe.
+_ENVIRONMENT_ERRORS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EPIPE,
+    errno.EIO,
+    errno.ENAMETOOLONG,
+}
+
+
+def _environment_error(error: OSError) -> str:
+    """One line naming what could not be written: a file, or standard output.
+
+    An error without a file name came from a stream: our output is on stdout.
+    """
+    if error.filename is None:
+        return f"cannot write to <stdout>: {runfiles.describe_os_error(error, None)}"
+    return f"cannot write {runfiles.describe_os_error(error)}"
 
 
 def _silence_stdout() -> None:

@@ -171,8 +171,8 @@ class EarlyStoppingConfig:
 
     monitor: str | None = None
     mode: str = dataclasses.field(default="auto", metadata=_choice(*MONITOR_MODES))
-    patience: int = dataclasses.field(default=5, metadata=_range(ge=0))
-    min_delta: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0))
+    patience: int = dataclasses.field(default=5, metadata=_range(ge=0, le=MAX_EPOCHS))
+    min_delta: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0, le=1e9))
     restore_best: bool = False
 
 

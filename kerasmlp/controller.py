@@ -202,9 +202,13 @@ class Controller:
         """Ends training after the current action: later actions of this round are skipped."""
         self.halted = reason
 
-    def save_checkpoint(self) -> str | None:
-        """Saves device and host state now (once per step); returns the path."""
-        if self.checkpoints is None or self.last_checkpoint_step == self.step:
+    def save_checkpoint(self, *, force: bool = False) -> str | None:
+        """Saves device and host state now; returns the path.
+
+        Once per step unless `force` (a rollback saves its new rate at the step it
+        went back to, so that what it logged there survives a later restore).
+        """
+        if self.checkpoints is None or (self.last_checkpoint_step == self.step and not force):
             return None
         path = self.checkpoints.save(self.state_dict(), step=self.step)
         self.last_checkpoint_step = self.step

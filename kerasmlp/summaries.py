@@ -19,8 +19,11 @@ epoch end of a small dataset.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pathlib
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,6 +35,8 @@ from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import summary as hparams_summary
 from tensorboard.plugins.scalar import summary_v2 as scalar_summary
+
+from kerasmlp.runfiles import RunFilesError
 
 SPLITS = ("train", "validation", "test")
 # The writer of the run directory itself, for the HParams session records.
@@ -66,7 +71,7 @@ class SummaryWriter:
         self._write_pb(split, step, summary)
 
     def text(self, split: str, step: int, tag: str, markdown: str) -> None:
-        with self.writer(split).as_default(step=step):
+        with _writing(self.run_dir), self.writer(split).as_default(step=step):
             tf.summary.text(tag, markdown)
 
     def histograms(self, split: str, step: int, values: Mapping[str, np.ndarray]) -> None:
@@ -94,12 +99,12 @@ class SummaryWriter:
 
     def image(self, split: str, step: int, tag: str, image: np.ndarray) -> None:
         """One uint8 RGB image, shape (height, width, 3)."""
-        with self.writer(split).as_default(step=step):
+        with _writing(self.run_dir), self.writer(split).as_default(step=step):
             tf.summary.image(tag, np.asarray(image, dtype=np.uint8)[None], max_outputs=1)
 
     def graph(self, split: str, graph: tf.Graph) -> None:
         """A traced graph (e.g. a `tf.function`'s concrete function) for the Graphs tab."""
-        with self.writer(split).as_default():
+        with _writing(self.run_dir), self.writer(split).as_default():
             tf.summary.graph(graph)
 
     def hparams(
@@ -169,23 +174,37 @@ class SummaryWriter:
         return truncate_event_files(self.run_dir, wall_time)
 
     def _write_pb(self, split: str, step: int, summary) -> None:
-        with self.writer(split).as_default(step=step):
+        with _writing(self.run_dir), self.writer(split).as_default(step=step):
             tf.summary.experimental.write_raw_pb(summary.SerializeToString())
 
     def flush(self) -> None:
-        for writer in self._writers.values():
-            writer.flush()
+        with _writing(self.run_dir):
+            for writer in self._writers.values():
+                writer.flush()
 
     def close(self) -> None:
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
+        writers, self._writers = list(self._writers.values()), {}
+        with _writing(self.run_dir):
+            for writer in writers:
+                writer.close()
 
     def __enter__(self) -> SummaryWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _writing(run_dir: pathlib.Path):
+    """TensorFlow's write errors (a full disk, a read-only folder) as one-line RunFilesErrors."""
+    try:
+        yield
+    except tf.errors.OpError as e:
+        # "{{function_node ...}} <path>; No space left on device\n\tFailed to flush ...".
+        first = (e.message or str(e)).strip().splitlines()[0]
+        first = re.sub(r"^\{\{[^}]*\}\}\s*", "", first)
+        raise RunFilesError(f"cannot write TensorBoard events in {run_dir}: {first}") from e
 
 
 def truncate_event_files(folder: str | pathlib.Path, wall_time: float) -> int:
@@ -251,5 +270,7 @@ def _hparam_type(value) -> int:
 def model_summary(model) -> str:
     """`model.summary()` as plain text (Keras draws it with box characters)."""
     lines: list[str] = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=90)
+    # Keras draws with rich, which also writes to stdout: keep that off the console.
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=90)
     return "\n".join(lines)

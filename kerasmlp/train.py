@@ -19,7 +19,7 @@ import contextlib
 import math
 import pathlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol, TextIO
 
 import keras
@@ -479,7 +479,9 @@ def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_req
         max_rollbacks=train_cfg.max_rollbacks,
         scale=scale,
         writer=writer,
-        log=reporter.message,
+        log=_message_of(reporter),
+        # Only on divergence: the schedule (times the rollback scale) at the bad step.
+        rate_at=lambda iteration: float(trainer.optimizer._learning_rate(iteration)),
     )
     action_list = build_actions(
         config, run_dir, data, trainer, batches, writer, status, reporter, guard, best_weights
@@ -627,7 +629,7 @@ def build_actions(
                 patience=stopping.patience,
                 min_delta=stopping.min_delta,
                 best_weights=best_weights,
-                log=reporter.message,
+                log=_message_of(reporter),
             )
         )
     if train_cfg.save_best:
@@ -673,6 +675,11 @@ def checkpoint_objects(trainer: Trainer, batches, *, scale=None, best_weights=No
     if best_weights is not None:
         objects["best_weights"] = best_weights.variables
     return objects
+
+
+def _message_of(reporter) -> Callable[[str], None]:
+    """The reporter's `message`, or print for a reporter written before it existed."""
+    return getattr(reporter, "message", print)
 
 
 def _find(items, cls):

@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from kerasmlp import actions, metrics
+from kerasmlp import actions, metrics, runfiles
 from kerasmlp.controller import COMPLETED, DIVERGED, Controller
+from kerasmlp.runfiles import RunStatus
 
 # Values are multiples of 1/8, exact in float32 and float64: Keras compares in
 # float32 tensors, kerasmlp in Python floats, and ties must mean the same to both.
@@ -147,8 +148,12 @@ def test_find_divergence_names_the_first_bad_step_and_what_went_bad():
     loop = FakeLoop()
     loop.step = 30  # the round ran steps 21..30
     assert actions.find_divergence(loop, stats()) is None
-    bad_loss = actions.find_divergence(loop, stats(loss=float("nan"), first=3.0))
+    bad_loss = actions.find_divergence(
+        loop, stats(loss=float("nan"), first=3.0), rate_at=lambda iteration: 0.5**iteration
+    )
+    # The 4th step of the round (iteration 23, 0-based) is step 24, at rate 0.5 ** 23.
     assert bad_loss.step == 24 and "loss" in bad_loss.what
+    assert bad_loss.learning_rate == 0.5**23
     bad_weights = actions.find_divergence(loop, stats(weights_finite=0.0))
     assert bad_weights.step == 30 and "weight" in bad_weights.what
     assert "initial_learning_rate" in bad_weights.message()
@@ -228,3 +233,30 @@ def test_rollback_lowers_the_rate_until_it_recovers_or_gives_up(max_rollbacks, e
     assert len(lines) == max_rollbacks and "back to step 10" in lines[0]
     if expected == COMPLETED:
         assert loop.step == 40
+
+
+def test_checkpoints_at_the_start_every_epoch_every_n_seconds_and_at_the_end(tmp_path):
+    now = [0.0]
+    checkpoints = MemoryCheckpoints()
+
+    class Clock(actions.Action):  # each round takes 4 "seconds"
+        name = "clock"
+
+        def on_steps(self, loop, stats):
+            now[0] += 4.0
+
+    saver = actions.Checkpoint(10.0, RunStatus(tmp_path), clock=lambda: now[0])
+    scale = Scale()
+    scale.value = 0.0  # at this scale the trainer never diverges
+    loop = Controller(
+        DivergingTrainer(scale),
+        epochs=1,
+        steps_per_epoch=12,
+        log_every_steps=2,
+        actions=[Clock(), saver],
+        checkpoints=checkpoints,
+    )
+    assert loop.train() == COMPLETED
+    # Start (0); rounds end at 2, 4, ... 12 at 4 s each: 12 s at step 6, then the epoch end (12).
+    assert [state["step"] for state in checkpoints.states] == [0, 6, 12]
+    assert runfiles.read_status(tmp_path)["checkpoint_step"] == 12

@@ -240,6 +240,20 @@ LOOP_KEYS = {
     "train.histogram_every_epochs",
     "train.image_every_epochs",
     "train.profile_steps",
+    # The long-run keys reach the controller's actions: tests/test_long_runs.py runs each
+    # (checkpoints and resume, on_divergence with its factor and count, early stopping,
+    # save_best) through the console script, and tests/test_actions.py checks the actions.
+    "train.checkpoint_every_seconds",
+    "train.keep_checkpoints",
+    "train.on_divergence",
+    "train.rollback_factor",
+    "train.max_rollbacks",
+    "train.early_stopping.monitor",
+    "train.early_stopping.mode",
+    "train.early_stopping.patience",
+    "train.early_stopping.min_delta",
+    "train.early_stopping.restore_best",
+    "train.save_best",
 }
 # Keys passed to load_datasets: checked by test_data_keys_reach_load_datasets.
 DATA_KEYS = {

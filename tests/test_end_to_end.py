@@ -61,9 +61,11 @@ def test_run_directory_holds_config_model_metrics_and_events(mnist_run):
     # The run directory's own event file holds the HParams session (see test_summaries).
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events.")) == [
+        "checkpoints",
         "config.yaml",
         "metrics.json",
         "model.keras",
+        "status.json",
         "test",
         "train",
         "validation",
@@ -72,9 +74,10 @@ def test_run_directory_holds_config_model_metrics_and_events(mnist_run):
     assert json.loads((run_dir / "metrics.json").read_text()) == results
 
 
-def test_results_are_plain_floats(mnist_run):
+def test_results_are_plain_numbers_steps_and_epochs_integers(mnist_run):
     _, _, results = mnist_run
-    assert all(type(v) is float for v in results.values())
+    assert type(results["steps"]) is int and type(results["epochs"]) is int
+    assert all(type(v) is float for k, v in results.items() if k not in ("steps", "epochs"))
     for split in ("train", "validation", "test"):
         for name in ("loss", "accuracy", "macro_f1", "ece"):
             assert np.isfinite(results[f"{split}_{name}"])

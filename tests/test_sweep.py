@@ -141,8 +141,12 @@ def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     folder = tmp_path / "logs" / "grid"
-    assert sorted(p.name for p in folder.iterdir()) == ["00-activation=relu", "01-activation=tanh"]
-    for run in folder.iterdir():
-        assert json.loads((run / "metrics.json").read_text())["epochs"] == 1.0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "00-activation=relu",
+        "01-activation=tanh",
+        "sweep.yaml",  # the plan that --resume finishes
+    ]
+    for run in folder.glob("0*"):
+        assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
         assert list(run.glob("events.out.tfevents.*"))  # its HParams session
     assert f"tensorboard --logdir {folder}" in result.output

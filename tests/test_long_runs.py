@@ -1,0 +1,412 @@
+"""Long runs through the real console script: kills, signals, --resume, divergence, early stops.
+
+Every process is started by the test, bounded by a timeout, and killed in a
+`finally` if it is still running. The reference for "resumed exactly" is the
+same command never interrupted: weights compared bit for bit, metrics.json
+compared whole except its two timing fields.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+import kerasmlp  # noqa: F401  (registers kerasmlp's classes for load_model)
+from tests import events
+from tests.conftest import REPO_ROOT
+from tests.test_tensorboard_server import free_port, get, tensorboard_command
+
+SCRIPT = pathlib.Path(sys.executable).with_name("kerasmlp-train")
+TIMEOUT_S = 240
+TIMING_KEYS = ("wall_time_s", "examples_per_second")
+# 3 epochs of spirals: 57 steps each, a round every 20 steps, dropout on, shuffled.
+RUN = ["--epochs", "3", "--set", "model.dropout=0.2", "--set", "train.log_every_steps=20"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tfds")
+
+
+def env():
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+
+def start(args, *, data_dir, killed_at=None):
+    """Starts kerasmlp-train (or the killing wrapper) with the shared data_dir."""
+    options = [*args, "--set", f"data.data_dir={data_dir}"]
+    if killed_at is None:
+        command = [str(SCRIPT), *options]
+    else:
+        command = [sys.executable, "-m", "tests._killed_run", *killed_at, "--", *options]
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(process, timeout=TIMEOUT_S):
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, out, err
+
+
+def run(args, *, data_dir, timeout=TIMEOUT_S):
+    return finish(start(args, data_dir=data_dir), timeout)
+
+
+def resume(run_dir, *extra):
+    """`--resume` alone: the run's own config.yaml names the data_dir."""
+    process = subprocess.Popen(
+        [str(SCRIPT), "--resume", str(run_dir), *extra],
+        cwd=REPO_ROOT,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return finish(process)
+
+
+def metrics_without_timing(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
+
+
+def weights(run_dir):
+    return keras.models.load_model(run_dir / "model.keras").get_weights()
+
+
+def status(run_dir):
+    return json.loads((run_dir / "status.json").read_text())
+
+
+def assert_each_step_once(run_dir):
+    """TensorBoard would draw a zig-zag for a tag logged twice at one step."""
+    for split in ("train", "validation", "test"):
+        for tag, points in events.scalars(run_dir / split).items():
+            steps = [step for step, _ in points]
+            assert steps == sorted(set(steps)), f"{split}/{tag}: {steps}"
+
+
+def session_ends(run_dir):
+    accumulator = events.load(run_dir)
+    return [
+        event
+        for tag in accumulator.Tags()["tensors"]
+        if tag == "_hparams_/session_end_info"
+        for event in accumulator.Tensors(tag)
+    ]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir):
+    logdir = tmp_path_factory.mktemp("reference")
+    code, out, err = run([*RUN, "--logdir", str(logdir), "--run-name", "ref"], data_dir=data_dir)
+    assert code == 0, err[-3000:]
+    return logdir / "ref"
+
+
+KILL_POINTS = {
+    "mid_epoch": ("step", "70"),  # dies after the round ending at step 80, in epoch 2
+    "after_a_checkpoint": ("checkpoint", "2"),  # right after the end of epoch 1 was saved
+    "during_evaluation": ("evaluate", "3"),  # in epoch 3's validation, before its checkpoint
+}
+
+
+def test_killed_runs_resume_to_bitwise_the_same_weights_and_metrics(
+    tmp_path, data_dir, uninterrupted
+):
+    # The killed runs go side by side (two cores), then their resumes.
+    killed = {
+        name: start(
+            [*RUN, "--logdir", str(tmp_path), "--run-name", name],
+            data_dir=data_dir,
+            killed_at=point,
+        )
+        for name, point in KILL_POINTS.items()
+    }
+    for name, process in killed.items():
+        code, _, err = finish(process)
+        assert code == -signal.SIGKILL, f"{name}: {code} {err[-2000:]}"
+        assert status(tmp_path / name)["state"] == "running"  # SIGKILL: nothing ran after
+        assert not (tmp_path / name / "model.keras").exists()
+    resumed = {
+        name: subprocess.Popen(
+            [str(SCRIPT), "--resume", str(tmp_path / name)],
+            cwd=REPO_ROOT,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in KILL_POINTS
+    }
+    expected_metrics = metrics_without_timing(uninterrupted)
+    expected_weights = weights(uninterrupted)
+    for name, process in resumed.items():
+        code, out, err = finish(process)
+        assert code == 0, f"{name}: {err[-3000:]}"
+        assert "resuming at step " in out
+        run_dir = tmp_path / name
+        assert metrics_without_timing(run_dir) == expected_metrics, name
+        for got, want in zip(weights(run_dir), expected_weights, strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=name)
+        assert status(run_dir)["state"] == "completed"
+        assert_each_step_once(run_dir)
+        # The same curves as the reference: every tag at the same steps.
+        assert {
+            tag: [s for s, _ in points] for tag, points in events.scalars(run_dir / "train").items()
+        } == {
+            tag: [s for s, _ in points]
+            for tag, points in events.scalars(uninterrupted / "train").items()
+        }
+        assert len(session_ends(run_dir)) == 1
+
+
+def wait_for_step(run_dir, process, step, timeout=TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        try:
+            if status(run_dir).get("step", 0) >= step:
+                return
+        except (OSError, ValueError):
+            pass  # not written yet
+        time.sleep(0.2)
+    pytest.fail(f"the run did not reach step {step} within {timeout} s")
+
+
+@pytest.mark.parametrize("signal_name,code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_saves_a_checkpoint_and_resume_finishes_the_run(
+    tmp_path, data_dir, signal_name, code
+):
+    run_dir = tmp_path / "run"
+    process = start(
+        ["--epochs", "40", "--logdir", str(tmp_path), "--run-name", "run"], data_dir=data_dir
+    )
+    try:
+        wait_for_step(run_dir, process, 57)  # the first epoch's checkpoint is written
+        process.send_signal(getattr(signal, signal_name))
+        returncode, out, err = finish(process, timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert returncode == code, err[-3000:]
+    last = out.strip().splitlines()[-1]
+    match = re.fullmatch(
+        rf"interrupted at step (\d+) \(epoch (\d+)\); continue with: "
+        rf"kerasmlp-train --resume {re.escape(str(run_dir))}",
+        last,
+    )
+    assert match, last
+    record = status(run_dir)
+    assert record["state"] == "interrupted" and record["signal"] == signal_name
+    assert record["step"] == int(match.group(1)) == record["checkpoint_step"]
+    completed = record["epoch"]  # whole epochs done
+    assert not (run_dir / "model.keras").exists()
+
+    # Continue, shortened to 2 epochs (or finishing at once if 2 are done already).
+    returncode, out, err = resume(run_dir, "--epochs", "2")
+    assert returncode == 0, err[-3000:]
+    record = status(run_dir)
+    assert record["state"] == "completed"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == max(2, completed) and isinstance(metrics["steps"], int)
+    assert_each_step_once(run_dir)
+    assert len(session_ends(run_dir)) == 1
+    if signal_name == "SIGINT":
+        assert_served_once_per_step(tmp_path)
+
+    # A completed run is not resumed again.
+    returncode, out, err = resume(run_dir)
+    assert returncode == 2 and "the run is completed" in err and len(err.splitlines()) == 1
+
+
+def assert_served_once_per_step(logdir):
+    """The real TensorBoard, on 127.0.0.1: the resumed run's curves have each step once."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *tensorboard_command(),
+            f"--logdir={logdir}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--load_fast=false",
+            "--reload_interval=1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if "run/test" in get(base, "/data/runs"):
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "tensorboard did not serve the run within 60 s"
+            time.sleep(0.5)
+        tags = get(base, "/data/plugin/scalars/tags")["run/train"]
+        for tag in tags:
+            served = get(base, "/data/plugin/scalars/scalars", run="run/train", tag=tag)
+            steps = [step for _, step, _ in served]
+            assert steps == sorted(set(steps)), f"{tag}: {steps}"
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def test_a_diverging_run_stops_with_status_3_and_saves_no_model(tmp_path, data_dir):
+    returncode, out, err = run(
+        [
+            "--epochs", "2", "--logdir", str(tmp_path), "--run-name", "nan",
+            "--set", "optimizer.learning_rate.initial_learning_rate=1e6",
+        ],
+        data_dir=data_dir,
+    )  # fmt: skip
+    assert returncode == 3, err[-3000:]
+    (line,) = err.strip().splitlines()
+    assert re.fullmatch(
+        r"kerasmlp-train: error: diverged at step \d: .* \(learning rate (1e\+06|9\.99e\+05)\); "
+        r"try a lower optimizer.learning_rate.initial_learning_rate",
+        line,
+    ), line
+    run_dir = tmp_path / "nan"
+    record = status(run_dir)
+    assert record["state"] == "diverged"
+    # The rate of the step that went bad, one or two steps into the decay: 1e6 * 0.5 ** (i / 1000).
+    assert record["divergence"]["learning_rate"] == pytest.approx(1e6, rel=2e-3)
+    assert not (run_dir / "model.keras").exists() and not (run_dir / "metrics.json").exists()
+    json.loads((run_dir / "status.json").read_text())  # strict JSON: no NaN literal
+
+
+def test_rollback_lowers_the_rate_and_gives_up_after_max_rollbacks(tmp_path, data_dir):
+    returncode, out, err = run(
+        [
+            "--epochs", "2", "--logdir", str(tmp_path), "--run-name", "rb",
+            "--set", "optimizer.name=sgd",
+            "--set", "optimizer.learning_rate.initial_learning_rate=1e30",
+            "--set", "train.on_divergence=rollback",
+            "--set", "train.max_rollbacks=2",
+        ],
+        data_dir=data_dir,
+    )  # fmt: skip
+    assert returncode == 3, err[-3000:]
+    assert "after 2 rollback(s)" in err
+    rollbacks = [line for line in out.splitlines() if line.startswith("rollback ")]
+    assert [line.split(":")[0] for line in rollbacks] == ["rollback 1/2", "rollback 2/2"]
+    assert all("back to step 0" in line for line in rollbacks)
+    scalars = events.scalars(tmp_path / "rb" / "train")
+    assert [value for _, value in scalars["learning_rate_scale"]] == [0.5, 0.25]
+
+
+def test_early_stopping_and_the_best_model(tmp_path, data_dir):
+    returncode, out, err = run(
+        [
+            "--epochs", "6", "--logdir", str(tmp_path), "--run-name", "es",
+            # Nothing improves by 10 after the first epoch: stops at epoch 2 (patience 0).
+            "--set", "train.early_stopping={monitor: validation_loss, patience: 0, min_delta: 10}",
+            "--set", "train.save_best=validation_accuracy",
+            "--set", "train.keep_checkpoints=1",
+        ],
+        data_dir=data_dir,
+    )  # fmt: skip
+    assert returncode == 0, err[-3000:]
+    assert "early stopping at epoch 2: validation_loss has not improved for 1 epochs" in out
+    run_dir = tmp_path / "es"
+    record = status(run_dir)
+    assert record["state"] == "completed" and record["stopped_early"] is True
+    assert record["stopped_epoch"] == 2
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
+    best = record["best"]
+    assert best["monitor"] == "validation_accuracy" and best["file"] == "best.keras"
+    validation = dict(events.scalars(run_dir / "validation")["accuracy"])
+    assert best["value"] == pytest.approx(max(validation.values()), rel=1e-6)
+    assert keras.models.load_model(run_dir / "best.keras").count_params() > 0
+    # Saved at the start and at both epoch ends; one kept.
+    assert [p.name for p in (run_dir / "checkpoints").glob("*.index")] == ["ckpt-114.index"]
+
+
+def test_resume_takes_only_epochs(tmp_path):
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    for extra in (["--seed", "1"], ["--set", "train.epochs=3"], ["--logdir", "x"]):
+        returncode, out, err = resume(tmp_path, *extra)
+        assert returncode == 2 and len(err.splitlines()) == 1
+        assert "only --epochs may come with it" in err and extra[0] in err
+    returncode, out, err = resume(tmp_path / "missing")
+    assert returncode == 2 and "no such run folder" in err
+
+
+def test_stdout_that_cannot_be_written_fails_in_one_line(tmp_path, data_dir):
+    with open("/dev/full", "w") as full:
+        process = subprocess.Popen(
+            [
+                str(SCRIPT), "--epochs", "1", "--logdir", str(tmp_path), "--run-name", "full",
+                "--set", f"data.data_dir={data_dir}",
+            ],
+            cwd=REPO_ROOT, env=env(), stdout=full, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        _, err = process.communicate(timeout=TIMEOUT_S)
+    assert process.returncode == 1, err[-3000:]
+    (line,) = err.strip().splitlines()
+    assert "cannot write to <stdout>: No space left on device" in line
+    # Marked failed where it could be: once its folder exists (the first line may come sooner).
+    if (tmp_path / "full").exists():
+        assert status(tmp_path / "full")["state"] == "failed"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 120 KB tmpfs: room for a run's first files, not for its checkpoints and events."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=120k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {made.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_disk_ends_in_one_line_naming_the_path(small_disk, data_dir):
+    returncode, out, err = run(
+        ["--epochs", "2", "--logdir", str(small_disk), "--run-name", "full"], data_dir=data_dir
+    )
+    assert returncode == 1, err[-3000:]
+    (line,) = err.strip().splitlines()
+    assert line.startswith("kerasmlp-train: error: cannot write ") and str(small_disk) in line
+    assert line.endswith("No space left on device")
+    # config.yaml was written whole or not at all: never a truncated file.
+    config = small_disk / "full" / "config.yaml"
+    assert not config.exists() or config.read_text().rstrip().endswith("save_best: null")
+
+
+def test_a_read_only_log_folder_ends_in_one_line(small_disk, data_dir):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    returncode, out, err = run(
+        ["--epochs", "1", "--logdir", str(small_disk), "--run-name", "ro"], data_dir=data_dir
+    )
+    assert returncode == 1, err[-3000:]
+    (line,) = err.strip().splitlines()
+    assert line == f"kerasmlp-train: error: cannot write {small_disk / 'ro'}: Read-only file system"
