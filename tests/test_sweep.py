@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
@@ -249,6 +250,16 @@ def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     resumed = CliRunner().invoke(main, ["--resume", str(folder)])
     assert resumed.exit_code == 0, resumed.output
     assert resumed.output.count("completed already") == 2
+    assert [line for line in resumed.output.splitlines() if line.startswith("sweep |")] == summary
+    # --sweep-metric may come with --resume of a sweep, to rank again.
+    resumed = CliRunner().invoke(main, ["--resume", str(folder), "--sweep-metric", "test_loss"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "sweep | 2 points ranked by test_loss (lower is better)" in resumed.output
+    # A sweep.yaml written before the keys and the metric were kept: the default again.
+    plan = yaml.safe_load((folder / "sweep.yaml").read_text())
+    assert plan["keys"] == ["model.activation"] and plan["metric"] == "validation_accuracy"
+    (folder / "sweep.yaml").write_text(yaml.safe_dump({"points": plan["points"]}))
+    resumed = CliRunner().invoke(main, ["--resume", str(folder)])
     assert [line for line in resumed.output.splitlines() if line.startswith("sweep |")] == summary
 
 
