@@ -35,6 +35,7 @@ DIVERGED = 3
 # 128 + the signal's number, as a shell reports a process the signal ended.
 INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 SWEEP_FILE = "sweep.yaml"
+SUMMARY_FILE = "summary.txt"
 
 
 def _run_name(value: str | None, config_path: str | None) -> str:
@@ -120,20 +121,42 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
     help="Show TensorFlow's own log (its C++ start-up lines, absl warnings), hidden by default.",
 )
 @click.option(
+    "--sweep-metric",
+    default=None,
+    metavar="NAME",
+    help="Rank a sweep's points by this value of their metrics.json at its end (table "
+    "printed and written to <sweep>/summary.txt). Default: the first metric on the "
+    "validation split, e.g. validation_accuracy (test_ without a validation split).",
+)
+@click.option(
     "--resume",
     "resume_dir",
     type=click.Path(file_okay=False),
     default=None,
     help="Continue the run (or sweep) in this folder from its last checkpoint, with its own "
-    "config.yaml. Only --epochs may come with it (to extend or shorten the run).",
+    "config.yaml. Only --epochs (and --sweep-metric for a sweep) may come with it.",
 )
-def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path, verbose, resume_dir):
+def main(
+    config_path,
+    overrides,
+    logdir,
+    run_name,
+    epochs,
+    seed,
+    sweep_path,
+    sweep_metric,
+    verbose,
+    resume_dir,
+):
     """Train a Dense network (MLP) from a YAML config and log the run to TensorBoard."""
+    swept_keys, metric = [], None
     try:
         if resume_dir is not None:
             _refuse_options_with_resume(click.get_current_context())
             run_dir = pathlib.Path(resume_dir)
             runs, is_sweep = _plan_resume(run_dir, epochs), (run_dir / SWEEP_FILE).is_file()
+            if is_sweep:
+                swept_keys, metric = _sweep_plan_settings(run_dir, sweep_metric)
         else:
             overrides = list(overrides)
             if epochs is not None:
@@ -144,11 +167,17 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path, ver
             run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
             runs, is_sweep = [(config, run_dir, False)], sweep_path is not None
             if is_sweep:
-                runs = _plan_sweep(run_dir, sweep_path, config_path, overrides)
+                runs, swept_keys = _plan_sweep(run_dir, sweep_path, config_path, overrides)
+                metric = _check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
             for _, point_dir, _ in runs:
                 _check_run_dir(point_dir, logdir)
             if is_sweep:
-                _write_sweep_plan(run_dir, runs)
+                _write_sweep_plan(run_dir, runs, swept_keys=swept_keys, metric=metric)
+        if sweep_metric is not None and not is_sweep:
+            raise ConfigError(
+                f"--sweep-metric ranks the points of a sweep; this is one run. Give --sweep "
+                f"or drop it. Received: --sweep-metric={shorten(sweep_metric)}"
+            )
     except (ConfigError, runfiles.ResumeError, runfiles.RunDirectoryExistsError) as e:
         _fail(e)
     except runfiles.RunFilesError as e:
@@ -174,7 +203,12 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path, ver
         reporter = _BarReporter() if sys.stdout.isatty() else LineReporter()
         try:
             results = train_and_evaluate(
-                config, point_dir, reporter=reporter, resume=resume, stop_request=stop_request
+                config,
+                point_dir,
+                reporter=reporter,
+                resume=resume,
+                stop_request=stop_request,
+                hparams_first=swept_keys,
             )
         except RunInterrupted as e:
             _close(reporter)
@@ -210,6 +244,11 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, sweep_path, ver
         )
         click.echo(f"test       | {tests}")
         click.echo(f"run directory: {point_dir}")
+    if is_sweep:
+        try:
+            _summarize_sweep(run_dir, [point_dir for _, point_dir, _ in runs], metric)
+        except runfiles.RunFilesError as e:
+            _fail(e, status=FAILED)
     # A sweep's runs sit together: its folder is the log directory that compares them.
     click.echo(f"see it with:   tensorboard --logdir {run_dir if is_sweep else run_dir.parent}")
 
@@ -222,7 +261,8 @@ def _refuse_options_with_resume(ctx: click.Context) -> None:
     ]
     if given:
         raise ConfigError(
-            f"--resume continues a run with its own config.yaml; only --epochs may come with it. "
+            f"--resume continues a run with its own config.yaml; only --epochs, --verbose and "
+            f"(for a sweep) --sweep-metric may come with it. "
             f"Received also: {', '.join(given)}"
         )
 
@@ -259,24 +299,65 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None) -> list:
     return runs
 
 
-def _plan_sweep(run_dir, sweep_path, config_path, overrides) -> list:
-    """`(config, run_dir, resume)` for every point of the grid, each config checked."""
+def _plan_sweep(run_dir, sweep_path, config_path, overrides) -> tuple[list, list[str]]:
+    """`(config, run_dir, resume)` for every point of the grid, each config checked; the keys."""
     from kerasmlp import sweep
 
     grid = sweep.load_grid(sweep_path)
-    return [
+    runs = [
         (point.config, run_dir / point.name, False)
         for point in sweep.plan_sweep(grid, config_path, overrides)
     ]
+    return runs, list(grid)
 
 
-def _write_sweep_plan(sweep_dir: pathlib.Path, runs: list) -> None:
-    """`<sweep>/sweep.yaml`: every point's name and config, so `--resume` can finish the sweep."""
+def _check_sweep_metric(metric: str | None, configs: list) -> str:
+    from kerasmlp import sweep
+
+    return sweep.check_sweep_metric(metric, configs)
+
+
+def _write_sweep_plan(
+    sweep_dir: pathlib.Path, runs: list, *, swept_keys: list[str], metric: str
+) -> None:
+    """`<sweep>/sweep.yaml`: every point's name and config, so `--resume` can finish the sweep.
+
+    Also the grid's keys (shown first in TensorBoard's HParams tab) and the
+    value that ranks the points, so a resumed sweep ends as it would have.
+    """
     import yaml
 
     runfiles.prepare_run_dir(sweep_dir)
-    plan = {"points": [{"name": d.name, "config": c.to_dict()} for c, d, _ in runs]}
+    plan = {
+        "keys": list(swept_keys),
+        "metric": metric,
+        "points": [{"name": d.name, "config": c.to_dict()} for c, d, _ in runs],
+    }
     runfiles.write_text_atomic(sweep_dir / SWEEP_FILE, yaml.safe_dump(plan, sort_keys=False))
+
+
+def _sweep_plan_settings(sweep_dir: pathlib.Path, metric: str | None) -> tuple[list[str], str]:
+    """The swept keys and the ranking metric of a sweep folder (`metric` replaces its own)."""
+    sweep_file = sweep_dir / SWEEP_FILE
+    plan = parse_yaml(sweep_file.read_text(encoding="utf-8"), source=str(sweep_file))
+    configs = [config_from_dict(point["config"]) for point in plan["points"]]
+    return list(plan.get("keys") or []), _check_sweep_metric(metric or plan.get("metric"), configs)
+
+
+def _summarize_sweep(sweep_dir: pathlib.Path, point_dirs: list, metric: str) -> None:
+    """Prints the points ranked by `metric` and writes the table to `<sweep>/summary.txt`."""
+    from kerasmlp import sweep
+
+    results = {}
+    for point_dir in point_dirs:
+        try:
+            results[point_dir.name] = runfiles.read_json(point_dir / runfiles.METRICS_FILE)
+        except (OSError, ValueError):
+            results[point_dir.name] = None
+    table = sweep.summary_table(results, metric)
+    click.echo(table, nl=False)
+    runfiles.write_text_atomic(sweep_dir / SUMMARY_FILE, table)
+    click.echo(f"summary:       {sweep_dir / SUMMARY_FILE}")
 
 
 def _handle_stop_signals(stop_request) -> None:

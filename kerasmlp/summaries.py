@@ -114,6 +114,7 @@ class SummaryWriter:
         metrics: Sequence[tuple[str, str]],
         trial_id: str,
         start_time_secs: float | None = None,
+        first: Sequence[str] = (),
     ) -> None:
         """The HParams experiment config and this run's session start, in the run directory.
 
@@ -123,6 +124,10 @@ class SummaryWriter:
         the runs, so none may narrow the others: a discrete domain listing only
         this run's values would make the dashboard filter the other runs out.
 
+        The hparams named in `first` (a sweep's grid keys) lead the records and
+        are marked `differs`: TensorBoard sorts the HParams columns by `differs`,
+        then by name, so they come before the keys every run shares.
+
         Args:
           values: hparam name -> bool, number or string (None becomes 'null').
           metrics: (split, tag) pairs of scalars the dashboard shows, e.g.
@@ -130,10 +135,19 @@ class SummaryWriter:
           trial_id: the session group; the run's name, so that two runs with
             equal hparams stay two rows.
           start_time_secs: session start, default now.
+          first: hparam names to put first (a name also leads those below it:
+            `optimizer.learning_rate` leads `optimizer.learning_rate.*`).
         """
-        values = {name: hparam_value(value) for name, value in values.items()}
+        front = [
+            name for key in first for name in values if name == key or name.startswith(f"{key}.")
+        ]
+        front = list(dict.fromkeys(front))
+        values = {
+            name: hparam_value(values[name])
+            for name in [*front, *(name for name in values if name not in front)]
+        }
         infos = [
-            api_pb2.HParamInfo(name=name, type=_hparam_type(value))
+            api_pb2.HParamInfo(name=name, type=_hparam_type(value), differs=name in front)
             for name, value in values.items()
         ]
         metric_infos = [

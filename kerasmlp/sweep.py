@@ -9,7 +9,8 @@ which is the grid of 4 points. Every point is a config (the base config, the
 `--set` options, then the point's values) checked before any run starts, so
 a typo in the last point fails at once. Runs go to `<logdir>/<sweep>/<point>`,
 each named after its point, and each writes its HParams session, so that
-`tensorboard --logdir <logdir>/<sweep>` lists them side by side.
+`tensorboard --logdir <logdir>/<sweep>` lists them side by side. At the end,
+`summary_table` ranks the points by one value of their `metrics.json`.
 
 This module knows only Python, PyYAML and the config: like `config`, it must
 stay importable without TensorFlow.
@@ -18,6 +19,7 @@ stay importable without TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import math
 import os
@@ -31,6 +33,12 @@ from kerasmlp.config import Config, ConfigError, load_config, read_yaml_file, sh
 
 # More runs than this is almost surely a mistake in the file (a long list pasted twice).
 MAX_POINTS = 256
+# Longer point names are cut at a `key=value` boundary: TensorBoard's HParams table
+# shows about this much of a trial's name, and the columns carry the full values.
+MAX_NAME = 64
+# Values of metrics.json for which lower is better; for every other metric, higher is.
+LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "ece")
+SPLITS = ("train", "validation", "test")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,16 +103,22 @@ def run_name(index: int, point: Mapping[str, Any]) -> str:
 
     Keys are shortened to their last part unless two points' keys share it;
     characters outside `[A-Za-z0-9._=,+-]` become `_`. The index keeps names
-    unique and in grid order.
+    unique and in grid order. A name is at most `MAX_NAME` characters, so that
+    TensorBoard shows it whole as the trial's name: the `key=value` parts that
+    do not fit are left out (the HParams columns hold every value).
     """
     last = [key.rsplit(".", 1)[-1] for key in point]
     names = last if len(set(last)) == len(last) else list(point)
     parts = [
-        f"{name}={_name_value(value)}" for name, value in zip(names, point.values(), strict=True)
+        _plain_name(f"{name}={_name_value(value)}")
+        for name, value in zip(names, point.values(), strict=True)
     ]
-    text = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", ",".join(parts)).strip("_")
-    text = text.replace("..", "_")
-    return f"{index:02d}-{text}"[:200]
+    name = f"{index:02d}-{parts[0]}"[:MAX_NAME] if parts else f"{index:02d}"
+    for part in parts[1:]:
+        if len(name) + 1 + len(part) > MAX_NAME:
+            break
+        name += f",{part}"
+    return name.rstrip("_.,=")
 
 
 def plan_sweep(
@@ -126,6 +140,141 @@ def plan_sweep(
             raise ConfigError(f"sweep point {index} ({_describe(point)}): {e}") from None
         runs.append(SweepRun(point=point, name=run_name(index, point), config=config))
     return runs
+
+
+def metric_direction(metric: str) -> str:
+    """'min' when a lower value of `metric` is better (loss, mse, mae, rmse, ece), else 'max'.
+
+    `metric` is a key of metrics.json, e.g. `validation_loss` (min) or `test_accuracy` (max).
+    """
+    split, _, name = metric.partition("_")
+    if split not in SPLITS:
+        name = metric
+    return "min" if name in LOWER_IS_BETTER else "max"
+
+
+def sweep_metrics(configs: Sequence[Config]) -> tuple[str, ...]:
+    """The keys of metrics.json a sweep of these configs can be ranked by, in a stable order.
+
+    `<split>_loss` and `<split>_<metric>` for the splits train and test, and
+    validation where a point holds out a validation split.
+    """
+    names: list[str] = []
+    for config in configs:
+        for split in SPLITS:
+            if split == "validation" and config.train.validation_fraction == 0:
+                continue
+            for metric in ("loss", *config.metrics):
+                if f"{split}_{metric}" not in names:
+                    names.append(f"{split}_{metric}")
+    return tuple(names)
+
+
+def check_sweep_metric(metric: str | None, configs: Sequence[Config]) -> str:
+    """The value that ranks the points: `metric`, checked, or the default.
+
+    The default is the first metric of the first point's config on the
+    validation split (`validation_accuracy`), or on the test split when a
+    point has no validation split; `<split>_loss` when the config lists no metrics.
+
+    Raises:
+      ConfigError: `metric` is not a value every run writes to metrics.json.
+    """
+    allowed = sweep_metrics(configs)
+    if metric is None:
+        split = "validation" if all(c.train.validation_fraction > 0 for c in configs) else "test"
+        return f"{split}_{(*configs[0].metrics, 'loss')[0]}"
+    if metric not in allowed:
+        close = difflib.get_close_matches(metric, allowed, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"Unknown metric {shorten(repr(metric))} (--sweep-metric).{hint} "
+            f"Allowed: {', '.join(allowed)}"
+        )
+    return metric
+
+
+@dataclasses.dataclass(frozen=True)
+class RankedPoint:
+    """One row of a sweep's summary: rank 1 is the best; None when the point has no value."""
+
+    rank: int | None
+    name: str
+    value: float | None
+
+
+def rank_points(results: Mapping[str, Mapping[str, Any] | None], metric: str) -> list[RankedPoint]:
+    """The points best first by `metric` (see `metric_direction`).
+
+    Args:
+      results: point name -> its metrics.json, or None when it has none; in grid order.
+      metric: the key of metrics.json to rank by, e.g. `validation_accuracy`.
+
+    Returns:
+      One `RankedPoint` per point. Equal values share a rank (1, 1, 3) and keep
+      grid order; points without a finite value (no metrics.json, a NaN written
+      as null) come last, unranked, in grid order.
+    """
+    scored, unranked = [], []
+    for name, values in results.items():
+        value = (values or {}).get(metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            scored.append((name, float(value)))
+        else:
+            unranked.append(RankedPoint(None, name, None))
+    sign = 1.0 if metric_direction(metric) == "min" else -1.0
+    scored.sort(key=lambda item: sign * item[1])  # a stable sort: ties stay in grid order
+    ranked: list[RankedPoint] = []
+    for position, (name, value) in enumerate(scored, start=1):
+        tied = ranked and ranked[-1].value == value
+        ranked.append(RankedPoint(ranked[-1].rank if tied else position, name, value))
+    return ranked + unranked
+
+
+def summary_table(results: Mapping[str, Mapping[str, Any] | None], metric: str) -> str:
+    """The sweep's points ranked by `metric`, as fixed-width lines that all start `sweep |`.
+
+    ::
+
+        sweep | 2 points ranked by validation_accuracy (higher is better)
+        sweep | rank | validation_accuracy | test_accuracy | run
+        sweep |    1 |              0.9550 |        0.9470 | 01-activation=tanh
+        sweep |    2 |              0.8830 |        0.8710 | 00-activation=relu
+
+    Beside `metric`, its test value (`validation_x` -> `test_x`) when there is one.
+    A point without a value shows `-`.
+    """
+    split, _, name = metric.partition("_")
+    columns = [metric]
+    if (
+        split in SPLITS
+        and split != "test"
+        and any(f"test_{name}" in (v or {}) for v in results.values())
+    ):
+        columns.append(f"test_{name}")
+    direction = "lower" if metric_direction(metric) == "min" else "higher"
+    lines = [f"sweep | {len(results)} points ranked by {metric} ({direction} is better)"]
+    header = ["rank", *columns, "run"]
+    widths = [max(len(h), 6 if h != "rank" else 4) for h in header[:-1]]
+    rows = [header]
+    for point in rank_points(results, metric):
+        values = results[point.name] or {}
+        cells = [str(point.rank) if point.rank is not None else "-"]
+        for column in columns:
+            value = values.get(column)
+            cells.append(f"{value:.4f}" if isinstance(value, (int, float)) else "-")
+        rows.append([*cells, point.name])
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row[:-1], strict=False)]
+    for row in rows:
+        cells = [cell.rjust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        lines.append(" | ".join(["sweep", *cells, row[-1]]))
+    return "\n".join(lines) + "\n"
+
+
+def _plain_name(text: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", text).strip("_")
+    return text.replace("..", "_")
 
 
 def _name_value(value: Any) -> str:

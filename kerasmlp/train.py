@@ -19,7 +19,7 @@ import contextlib
 import math
 import pathlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TextIO
 
 import keras
@@ -385,6 +385,7 @@ def train_and_evaluate(
     reporter: Reporter | None = None,
     resume: bool = False,
     stop_request: StopRequest | None = None,
+    hparams_first: Sequence[str] = (),
 ) -> dict[str, float]:
     """Trains the model a config describes and evaluates it on held-out data.
 
@@ -405,6 +406,8 @@ def train_and_evaluate(
       resume: continue the run in `run_dir` instead of starting one.
       stop_request: when set (by a signal handler), the run stops after the
         current compiled call, saves a checkpoint and raises `RunInterrupted`.
+      hparams_first: config keys (a sweep's grid keys) that TensorBoard's HParams
+        tab lists first, before the keys every run shares; default none.
 
     Returns:
       Final values: `train_loss`, `train_<metric>` (last epoch),
@@ -451,7 +454,17 @@ def train_and_evaluate(
         write_text_atomic(run_dir / CONFIG_FILE, config.to_yaml())
         status.update("running", epochs=config.train.epochs)
         return _run(
-            config, run_dir, data, head, trainer, scale, status, reporter, stop_request, resume
+            config,
+            run_dir,
+            data,
+            head,
+            trainer,
+            scale,
+            status,
+            reporter,
+            stop_request,
+            resume,
+            hparams_first=hparams_first,
         )
     except (RunInterrupted, RunDiverged):
         raise
@@ -461,7 +474,20 @@ def train_and_evaluate(
         raise
 
 
-def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_request, resume):
+def _run(
+    config,
+    run_dir,
+    data,
+    head,
+    trainer,
+    scale,
+    status,
+    reporter,
+    stop_request,
+    resume,
+    *,
+    hparams_first=(),
+):
     info, train_cfg, model = data.info, config.train, trainer.model
     batches = _training_batches(data, config)
     has_validation = data.validation is not None
@@ -512,6 +538,7 @@ def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_req
                 for tag in ("loss", *config.metrics)
             ],
             trial_id=run_dir.name,
+            first=hparams_first,
         )
 
     reason = controller.train()

@@ -332,6 +332,13 @@ def _taken_run_dir(tmp):
     return ["--run-name", "r"]
 
 
+def _dot_file_run_dir(tmp):
+    # A dot file alone (an editor's .keep, a sync tool's marker) still makes the folder taken.
+    (tmp / "logs" / "r").mkdir(parents=True)
+    _write(tmp / "logs" / "r" / ".keep", "mine")
+    return ["--run-name", "r"]
+
+
 def _taken_sweep_point(tmp):
     (tmp / "logs" / "r" / "00-seed=1").mkdir(parents=True)
     _write(tmp / "logs" / "r" / "00-seed=1" / "notes.txt", "keep me")
@@ -424,6 +431,17 @@ EDGES = [
     ("run-dir-is-a-file", _file_as_run_dir, "logs/r is a file, not a folder"),
     ("run-dir-dangling-link", _dangling_run_dir, "logs/r is a link to nothing"),
     ("run-dir-holds-files", _taken_run_dir, "logs/r already holds files"),
+    ("run-dir-holds-a-dot-file", _dot_file_run_dir, "logs/r already holds files"),
+    (
+        "sweep-metric-typo",
+        lambda tmp: [
+            "--sweep",
+            _write(tmp / "s.yaml", "seed: [1]\n"),
+            "--sweep-metric",
+            "tst_loss",
+        ],
+        "Unknown metric 'tst_loss' (--sweep-metric). Did you mean 'test_loss'?",
+    ),
     (
         "sweep-run-dir-is-a-file",
         lambda tmp: [*_file_as_run_dir(tmp), "--sweep", _write(tmp / "s.yaml", "seed: [1]\n")],

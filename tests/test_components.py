@@ -324,3 +324,24 @@ def test_top5_accuracy_on_few_classes_is_still_refused_when_the_count_comes_late
     config = load_config(None, ["data.name=my_set", "metrics=[top5_accuracy]"])
     with pytest.raises(ConfigError, match="top5_accuracy is always 1 with 3 classes"):
         components.make_metrics(config.metrics, Head("softmax", 3))
+
+
+@pytest.mark.parametrize(
+    "head", [Head("softmax", 3), Head("sigmoid", 1)], ids=["softmax", "sigmoid"]
+)
+def test_the_trainer_feeds_ece_logits_and_says_so(head):
+    # Both heads emit logits (a sigmoid head's z reaches the metrics as [0, z]): an ECE
+    # built with from_logits=False would read them as probabilities, silently wrong.
+    config = load_config(None, ["metrics=[accuracy, ece]"])
+    model = build_model(config.model, input_dim=2, head=head, seed=0)
+    trainer = train.Trainer(
+        model,
+        components.make_loss(config.loss),
+        components.make_optimizer(config.optimizer),
+        head=head,
+        metric_names=config.metrics,
+    )
+    for metric_set in (trainer.train_metrics, trainer.eval_metrics):
+        (ece,) = [m for m in metric_set if m.name == "ece"]
+        assert isinstance(ece, metrics.ExpectedCalibrationError)
+        assert ece.get_config()["from_logits"] is True

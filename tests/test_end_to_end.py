@@ -9,13 +9,18 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 import yaml
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
+import kerasmlp  # noqa: F401  (registers the custom objects that model.keras names)
 from kerasmlp.config import load_config
 from kerasmlp.data import load_datasets
+from kerasmlp.model import Head, build_model
+from kerasmlp.playground import NUM_TRAIN
 from kerasmlp.train import train_and_evaluate
 from tests import events
 from tests.conftest import REPO_ROOT
@@ -74,14 +79,17 @@ def test_run_directory_holds_config_model_metrics_and_events(mnist_run):
     assert json.loads((run_dir / "metrics.json").read_text()) == results
 
 
-def test_results_are_plain_numbers_steps_and_epochs_integers(mnist_run):
-    _, _, results = mnist_run
-    assert type(results["steps"]) is int and type(results["epochs"]) is int
-    assert all(type(v) is float for k, v in results.items() if k not in ("steps", "epochs"))
+def test_results_are_plain_floats_and_counts_are_integers(mnist_run):
+    _, run_dir, results = mnist_run
+    counts = {"steps", "epochs"}
+    assert all(type(v) is float for k, v in results.items() if k not in counts)
     for split in ("train", "validation", "test"):
         for name in ("loss", "accuracy", "macro_f1", "ece"):
             assert np.isfinite(results[f"{split}_{name}"])
-    assert results["steps"] == 38.0 and results["epochs"] == 2.0
+    # Counts are integers in metrics.json too ("steps": 38, not 38.0).
+    written = json.loads((run_dir / "metrics.json").read_text())
+    assert (written["steps"], written["epochs"]) == (38, 2)
+    assert type(written["steps"]) is int and type(written["epochs"]) is int
     # 300 mock examples an epoch, 2 epochs: the rate is over the examples actually seen.
     assert results["examples_per_second"] * results["wall_time_s"] == pytest.approx(600)
 
@@ -194,3 +202,110 @@ def test_one_epoch_of_the_mnist_config_on_real_mnist(real_tfds_dir, tmp_path):
     )
     results = train_and_evaluate(config, tmp_path / "run")
     assert results["test_accuracy"] >= 0.96
+
+
+# --- one-step runs on the spirals, checked against numpy ---------------------------
+
+
+def log_softmax(logits):
+    # Written out in numpy (float64), the max subtracted for stability.
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def cross_entropy(logits, labels, label_smoothing=0.0):
+    """Mean sparse softmax cross-entropy, by hand: targets (1 - e) * one_hot + e / K."""
+    log_probs = log_softmax(np.asarray(logits, np.float64))
+    num_classes = log_probs.shape[-1]
+    targets = np.eye(num_classes)[labels] * (1 - label_smoothing) + label_smoothing / num_classes
+    return float(np.mean(-(targets * log_probs).sum(axis=-1)))
+
+
+def split_arrays(dataset):
+    features, labels = zip(*dataset.as_numpy_iterator(), strict=True)
+    return np.concatenate(features), np.concatenate(labels)
+
+
+@pytest.fixture(scope="module")
+def one_step_runs(tmp_path_factory):
+    """One optimizer step on the whole spirals training split, with and without smoothing.
+
+    No validation split (train.validation_fraction=0), so the batch of 4000 is the
+    whole training split: its loss does not depend on the shuffle.
+    """
+    data_dir = tmp_path_factory.mktemp("tfds")
+    runs = {}
+    for smoothing in (0.0, 0.1):
+        config = load_config(
+            None,
+            [
+                "train.epochs=1",
+                f"train.batch_size={NUM_TRAIN}",
+                "train.validation_fraction=0",
+                "train.histogram_every_epochs=0",
+                "train.image_every_epochs=0",
+                "model.hidden_units=[8]",
+                f"loss.label_smoothing={smoothing}",
+                f"data.data_dir={data_dir}",
+            ],
+        )
+        run_dir = tmp_path_factory.mktemp("runs") / f"smoothing-{smoothing}"
+        results = train_and_evaluate(config, run_dir)
+        assert results["steps"] == 1
+        runs[smoothing] = config, run_dir, results
+    return runs
+
+
+def datasets_of(config):
+    """The splits the run saw, rebuilt from the same config values."""
+    return load_datasets(
+        config.data.name,
+        batch_size=config.train.batch_size,
+        validation_fraction=config.train.validation_fraction,
+        seed=config.seed,
+        data_dir=config.data.data_dir,
+    )
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_test_metrics_equal_numpy_on_the_saved_model(one_step_runs, smoothing):
+    config, run_dir, _ = one_step_runs[smoothing]
+    written = json.loads((run_dir / "metrics.json").read_text())
+    model = keras.models.load_model(run_dir / "model.keras")
+    features, labels = split_arrays(datasets_of(config).test)
+    logits = model.predict(features, verbose=0)
+    # test_loss is the run's loss object on the test split: smoothing included.
+    np.testing.assert_allclose(
+        written["test_loss"], cross_entropy(logits, labels, smoothing), rtol=1e-5
+    )
+    accuracy = np.mean(np.argmax(logits, axis=-1) == labels)
+    np.testing.assert_allclose(written["test_accuracy"], accuracy, rtol=1e-5)
+
+
+def test_label_smoothing_reaches_the_training_loss(one_step_runs):
+    # The first step's loss is taken at the initial weights, which the seed alone
+    # decides: rebuild them, and compute the loss of the whole training split by hand.
+    config, _, plain = one_step_runs[0.0]
+    _, _, smoothed = one_step_runs[0.1]
+    model = build_model(config.model, input_dim=2, head=Head("softmax", 2), seed=config.seed)
+    features, labels = split_arrays(datasets_of(config).train)
+    assert len(labels) == NUM_TRAIN
+    logits = model.predict(features, verbose=0)
+    np.testing.assert_allclose(plain["train_loss"], cross_entropy(logits, labels), rtol=1e-5)
+    np.testing.assert_allclose(
+        smoothed["train_loss"], cross_entropy(logits, labels, 0.1), rtol=1e-5
+    )
+    assert abs(smoothed["train_loss"] - plain["train_loss"]) > 1e-4  # 0.0017 here
+
+
+def test_no_validation_split_means_no_validation_metrics_in_hparams(one_step_runs):
+    _, run_dir, results = one_step_runs[0.0]
+    accumulator = events.load(run_dir)
+    content = accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    experiment = hparams_metadata.parse_experiment_plugin_data(content)
+    assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == [
+        ("test", "loss"),
+        ("test", "accuracy"),
+    ]
+    assert not (run_dir / "validation").exists()
+    assert not any(key.startswith("validation_") for key in results)

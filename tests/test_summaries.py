@@ -26,7 +26,9 @@ def hparams_records(run_dir):
         hparams_metadata.parse_session_start_info_plugin_data(
             content["_hparams_/session_start_info"]
         ),
-        hparams_metadata.parse_session_end_info_plugin_data(content["_hparams_/session_end_info"]),
+        hparams_metadata.parse_session_end_info_plugin_data(content["_hparams_/session_end_info"])
+        if "_hparams_/session_end_info" in content
+        else None,
     )
 
 
@@ -77,6 +79,29 @@ def test_hparams_records_live_in_the_run_directory(tmp_path):
     assert end.status == api_pb2.STATUS_SUCCESS
 
 
+def test_hparams_named_first_lead_the_records_and_differ(tmp_path):
+    values = {
+        "seed": 0,
+        "data.name": "spirals",
+        "model.activation": "relu",
+        "opt.lr.a": 1,
+        "opt.lr.b": 2,
+    }
+    with SummaryWriter(tmp_path) as writer:
+        writer.hparams(values, metrics=[], trial_id="t", first=["model.activation", "opt.lr"])
+    experiment, start, _ = hparams_records(tmp_path)
+    assert [(i.name, i.differs) for i in experiment.hparam_infos] == [
+        ("model.activation", True),
+        ("opt.lr.a", True),
+        ("opt.lr.b", True),
+        ("seed", False),
+        ("data.name", False),
+    ]
+    # The session start holds a proto map, which keeps no order: the values are all there.
+    assert start.hparams["model.activation"].string_value == "relu"
+    assert set(start.hparams) == set(values)
+
+
 def test_hparam_values_are_plain():
     assert [hparam_value(v) for v in (None, True, 2, 0.5, "x", (1, 2))] == [
         "null",
@@ -122,6 +147,8 @@ class _Quiet:
     def epoch_end(self, **kwargs): ...
 
     def end(self, results): ...
+
+    def message(self, text): ...
 
 
 def test_per_step_gradient_norm_and_throughput(tanh_run):

@@ -3,11 +3,14 @@
 import json
 
 import pytest
+import yaml
 from click.testing import CliRunner
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from kerasmlp import sweep
 from kerasmlp.cli import main
-from kerasmlp.config import ConfigError
+from kerasmlp.config import ConfigError, load_config
+from tests import events
 from tests.conftest import REPO_ROOT
 
 
@@ -42,6 +45,88 @@ def test_run_names_are_short_plain_and_unique():
     name = sweep.run_name(0, {"a.name": "x/y", "b.name": "../z"})
     assert name == "00-a.name=x_y,b.name=__z"
     assert "/" not in name and ".." not in name
+
+
+def test_long_run_names_keep_the_key_value_parts_that_fit():
+    point = {
+        "model.hidden_units": [64, 32],
+        "optimizer.learning_rate.initial_learning_rate": 0.003,
+        "model.activation": "leaky_relu",
+        "train.batch_size": 128,
+    }
+    name = sweep.run_name(12, point)
+    # 49 characters hold the first two parts; the third would make 76 > MAX_NAME (64).
+    assert name == "12-hidden_units=64x32,initial_learning_rate=0.003"
+    assert len(sweep.run_name(0, {"a": "x" * 300})) == sweep.MAX_NAME
+
+
+@pytest.mark.parametrize(
+    "metric,direction",
+    [
+        ("validation_loss", "min"),
+        ("test_mse", "min"),
+        ("train_mae", "min"),
+        ("validation_rmse", "min"),
+        ("test_ece", "min"),
+        ("validation_accuracy", "max"),
+        ("test_macro_f1", "max"),
+        ("test_top5_accuracy", "max"),
+    ],
+)
+def test_metric_direction(metric, direction):
+    assert sweep.metric_direction(metric) == direction
+
+
+def test_rank_points_best_first_ties_share_a_rank_missing_values_last():
+    results = {
+        "00-a": {"validation_loss": 0.5},
+        "01-b": None,  # no metrics.json
+        "02-c": {"validation_loss": 0.25},
+        "03-d": {"validation_loss": 0.5},
+        "04-e": {"validation_loss": None},  # a NaN, written as null
+    }
+    ranked = sweep.rank_points(results, "validation_loss")
+    assert [(p.rank, p.name, p.value) for p in ranked] == [
+        (1, "02-c", 0.25),
+        (2, "00-a", 0.5),
+        (2, "03-d", 0.5),
+        (None, "01-b", None),
+        (None, "04-e", None),
+    ]
+    # Higher is better for accuracy: the order turns around.
+    ranked = sweep.rank_points({"x": {"a_accuracy": 0.1}, "y": {"a_accuracy": 0.9}}, "a_accuracy")
+    assert [p.name for p in ranked] == ["y", "x"]
+
+
+def test_summary_table_is_fixed_width_and_greppable():
+    results = {
+        "00-activation=relu": {"validation_accuracy": 0.883, "test_accuracy": 0.871},
+        "01-activation=tanh": {"validation_accuracy": 0.955, "test_accuracy": 0.94704},
+        "02-activation=gelu": None,
+    }
+    assert sweep.summary_table(results, "validation_accuracy") == (
+        "sweep | 3 points ranked by validation_accuracy (higher is better)\n"
+        "sweep | rank | validation_accuracy | test_accuracy | run\n"
+        "sweep |    1 |              0.9550 |        0.9470 | 01-activation=tanh\n"
+        "sweep |    2 |              0.8830 |        0.8710 | 00-activation=relu\n"
+        "sweep |    - |                   - |             - | 02-activation=gelu\n"
+    )
+
+
+def test_sweep_metric_default_and_did_you_mean():
+    with_validation = load_config(None, ["metrics=[accuracy, macro_f1]"])
+    without = load_config(None, ["train.validation_fraction=0"])
+    assert sweep.check_sweep_metric(None, [with_validation]) == "validation_accuracy"
+    assert sweep.check_sweep_metric(None, [with_validation, without]) == "test_accuracy"
+    assert sweep.check_sweep_metric("test_macro_f1", [with_validation]) == "test_macro_f1"
+    with pytest.raises(
+        ConfigError,
+        match=r"^Unknown metric 'validation_acuracy' \(--sweep-metric\)\. "
+        r"Did you mean 'validation_accuracy'\? Allowed: train_loss, ",
+    ):
+        sweep.check_sweep_metric("validation_acuracy", [with_validation])
+    with pytest.raises(ConfigError, match="Unknown metric 'validation_loss'"):
+        sweep.check_sweep_metric("validation_loss", [without])
 
 
 def test_plan_sweep_checks_every_point_before_any_run():
@@ -141,12 +226,80 @@ def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     folder = tmp_path / "logs" / "grid"
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "00-activation=relu",
-        "01-activation=tanh",
-        "sweep.yaml",  # the plan that --resume finishes
-    ]
-    for run in folder.glob("0*"):
-        assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
-        assert list(run.glob("events.out.tfevents.*"))  # its HParams session
+    points = ["00-activation=relu", "01-activation=tanh"]
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == points
+    assert (folder / "sweep.yaml").is_file()  # the plan that --resume finishes
+    results = {}
+    for name in points:
+        results[name] = json.loads((folder / name / "metrics.json").read_text())
+        assert results[name]["epochs"] == 1
+        # The swept key leads the HParams record, marked as the one that differs.
+        experiment = hparams_experiment(folder / name)
+        assert experiment.hparam_infos[0].name == "model.activation"
+        assert [i.name for i in experiment.hparam_infos if i.differs] == ["model.activation"]
     assert f"tensorboard --logdir {folder}" in result.output
+
+    # The summary: ranked by the default, validation_accuracy, from each metrics.json.
+    summary = [line for line in result.output.splitlines() if line.startswith("sweep |")]
+    assert (folder / "summary.txt").read_text() == "\n".join(summary) + "\n"
+    assert summary[0] == "sweep | 2 points ranked by validation_accuracy (higher is better)"
+    best, worst = sorted(points, key=lambda p: -results[p]["validation_accuracy"])
+    assert summary[2].endswith(f" | {best}") and summary[3].endswith(f" | {worst}")
+    assert f"{results[best]['validation_accuracy']:.4f}" in summary[2]
+
+    # A resumed sweep (here, nothing left to run) ends with the same summary over all points.
+    resumed = CliRunner().invoke(main, ["--resume", str(folder)])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.output.count("completed already") == 2
+    assert [line for line in resumed.output.splitlines() if line.startswith("sweep |")] == summary
+    # --sweep-metric may come with --resume of a sweep, to rank again.
+    resumed = CliRunner().invoke(main, ["--resume", str(folder), "--sweep-metric", "test_loss"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "sweep | 2 points ranked by test_loss (lower is better)" in resumed.output
+    # A sweep.yaml written before the keys and the metric were kept: the default again.
+    plan = yaml.safe_load((folder / "sweep.yaml").read_text())
+    assert plan["keys"] == ["model.activation"] and plan["metric"] == "validation_accuracy"
+    (folder / "sweep.yaml").write_text(yaml.safe_dump({"points": plan["points"]}))
+    resumed = CliRunner().invoke(main, ["--resume", str(folder)])
+    assert [line for line in resumed.output.splitlines() if line.startswith("sweep |")] == summary
+
+
+def hparams_experiment(run_dir):
+    accumulator = events.load(run_dir)
+    content = accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    return hparams_metadata.parse_experiment_plugin_data(content)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--sweep-metric", "validation_acuracy"],
+            "Unknown metric 'validation_acuracy' (--sweep-metric). "
+            "Did you mean 'validation_accuracy'?",
+        ),
+        (
+            ["--sweep-metric", "validation_loss", "--set", "train.validation_fraction=0"],
+            "Unknown metric 'validation_loss' (--sweep-metric). Did you mean 'train_loss'?",
+        ),
+    ],
+    ids=["typo", "no-validation-split"],
+)
+def test_cli_bad_sweep_metric_exits_2_with_one_line(tmp_path, args, message):
+    path = write(tmp_path, "model.activation: [relu, tanh]\n")
+    result = CliRunner().invoke(
+        main, ["--sweep", str(path), "--logdir", str(tmp_path / "logs"), *args]
+    )
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "logs").exists()
+
+
+def test_cli_sweep_metric_without_a_sweep_is_refused(tmp_path):
+    result = CliRunner().invoke(
+        main, ["--sweep-metric", "test_loss", "--logdir", str(tmp_path / "logs")]
+    )
+    assert result.exit_code == 2
+    assert "--sweep-metric ranks the points of a sweep" in result.stderr
+    assert not (tmp_path / "logs").exists()

@@ -53,7 +53,9 @@ def logdir(tmp_path_factory):
     ]
     results = {}
     for run in plan_sweep({"model.activation": ["relu", "tanh"]}, None, overrides):
-        results[run.name] = train_and_evaluate(run.config, root / run.name, reporter=_Quiet())
+        results[run.name] = train_and_evaluate(
+            run.config, root / run.name, reporter=_Quiet(), hparams_first=["model.activation"]
+        )
     assert tuple(results) == RUNS
     return root, results
 
@@ -66,6 +68,8 @@ class _Quiet:
     def epoch_end(self, **kwargs): ...
 
     def end(self, results): ...
+
+    def message(self, text): ...
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +161,8 @@ def test_hparams_plugin_lists_every_run_with_hparams_and_metric_values(server, l
     _, results = logdir
     experiment = post(server, "/data/plugin/hparams/experiment", {"experimentName": ""})
     hparam_names = {info["name"] for info in experiment["hparamInfos"]}
+    # The swept key is the first column, before the keys both runs share.
+    assert experiment["hparamInfos"][0]["name"] == "model.activation"
     assert {"model.activation", "optimizer.learning_rate.initial_learning_rate", "seed"} <= (
         hparam_names
     )
