@@ -82,7 +82,7 @@ class LayerReports(Action):
         self.when = Every(epochs=every_epochs)
 
     def on_train_begin(self, loop):
-        if loop.step == 0 and self.when.epochs:
+        if not loop.resumed and self.when.epochs:
             # The weights at initialization; also traces the probe before training.
             self._write(loop.step)
 

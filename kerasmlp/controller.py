@@ -195,6 +195,7 @@ class Controller:
         self.last_checkpoint_step: int | None = None
         self.max_steps_this_round: int | None = None
         self.end_reason: str | None = None  # set when training ends, before on_train_end
+        self.resumed = False  # state loaded from a checkpoint: the start was logged already
 
     # --- control, for actions ----------------------------------------------------
 
@@ -244,6 +245,7 @@ class Controller:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.resumed = True
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state["step_in_epoch"])

@@ -411,3 +411,34 @@ def test_a_read_only_log_folder_ends_in_one_line(small_disk, data_dir):
     assert returncode == 1, err[-3000:]
     (line,) = err.strip().splitlines()
     assert line == f"kerasmlp-train: error: cannot write {small_disk / 'ro'}: Read-only file system"
+
+
+def test_resume_of_a_sweep_keeps_finished_points_and_runs_the_rest(tmp_path, data_dir):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("model.activation: [relu, tanh, sigmoid]\n")
+    # One epoch a point: two checkpoints each (start, epoch end). The third save is the
+    # second point's first: the process dies there, in the middle of the sweep.
+    process = start(
+        ["--sweep", str(grid), "--epochs", "1", "--logdir", str(tmp_path), "--run-name", "S"],
+        data_dir=data_dir,
+        killed_at=("checkpoint", "3"),
+    )
+    code, out, err = finish(process)
+    assert code == -signal.SIGKILL, err[-3000:]
+    sweep = tmp_path / "S"
+    points = ["00-activation=relu", "01-activation=tanh", "02-activation=sigmoid"]
+    assert status(sweep / points[0])["state"] == "completed"
+    assert status(sweep / points[1])["state"] == "running"
+    assert not (sweep / points[2]).exists()
+    first_model = (sweep / points[0] / "model.keras").read_bytes()
+
+    code, out, err = resume(sweep)
+    assert code == 0, err[-3000:]
+    lines = out.splitlines()
+    assert lines[lines.index(f"sweep run {points[0]}") + 1] == "completed already"
+    assert_each_step_once(sweep / points[1])  # continued from its step-0 checkpoint
+    for point in points:
+        assert status(sweep / point)["state"] == "completed"
+        assert json.loads((sweep / point / "metrics.json").read_text())["epochs"] == 1
+    assert (sweep / points[0] / "model.keras").read_bytes() == first_model  # left alone
+    assert (sweep / "summary.txt").read_text().count(" | 0") == 3  # every point ranked
