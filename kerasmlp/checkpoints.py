@@ -16,6 +16,7 @@ event files (`summaries.truncate_event_files`) because the run writes it again.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import time
 from collections.abc import Mapping
@@ -25,6 +26,35 @@ import tensorflow as tf
 
 from kerasmlp.runfiles import RunFilesError
 from kerasmlp.summaries import SummaryWriter
+
+
+class _TracedCheckpoint(tf.train.Checkpoint):
+    """A `tf.train.Checkpoint` whose writes run as one traced function.
+
+    An eager write walks the object graph and reads every variable from Python:
+    about 10x the time of the same write traced once (measured here: 80-130 ms
+    against 9 ms for the default model, optimizer and metrics), which at every
+    epoch end of a small dataset would cost more than the epoch. The files are
+    the same; `tf.train.CheckpointManager` still names, records and deletes them
+    through the write callbacks it passes in `options`.
+    """
+
+    def __init__(self, **objects):
+        super().__init__(**objects)
+        self._traced_write = None
+
+    def _write(self, file_prefix, options=None):
+        if self._traced_write is None:
+            # All variables exist by now (the optimizer and metrics are built).
+            self._traced_write = tf.function(
+                lambda prefix: tf.train.Checkpoint._write(self, prefix), autograph=False
+            )
+        # The eager write makes the folder; the traced one does not.
+        tf.io.gfile.makedirs(os.path.dirname(file_prefix))
+        self._traced_write(tf.constant(file_prefix))
+        for callback in (options.experimental_write_callbacks if options else None) or ():
+            callback(file_prefix)
+        return file_prefix
 
 
 class RunCheckpoints:
@@ -48,7 +78,7 @@ class RunCheckpoints:
         self.directory = pathlib.Path(directory)
         self.writer = writer
         self._host = tf.Variable("", dtype=tf.string, trainable=False, name="host_state")
-        self.checkpoint = tf.train.Checkpoint(**objects, host_state=self._host)
+        self.checkpoint = _TracedCheckpoint(**objects, host_state=self._host)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(self.directory), max_to_keep=keep, checkpoint_name="ckpt"
         )
