@@ -62,7 +62,7 @@ def __getattr__(name: str):
     return value
 
 
-_KERAS_OBJECT_MODULES = ("kerasmlp.losses", "kerasmlp.metrics")
+_KERAS_OBJECT_MODULES = ("kerasmlp.losses", "kerasmlp.metrics", "kerasmlp.layers")
 
 
 def _register_keras_objects() -> None:

@@ -62,6 +62,11 @@ PLAYGROUND_TASKS = {
 }
 
 
+# Your own data: `data.name: csv` (needs data.path and data.label) or `npz` (data.path).
+TABLE_SOURCES = ("csv", "npz")
+DATA_TASKS = ("auto", "classification", "regression")
+TABLE_KEYS = ("path", "test_path", "label")
+
 # Upper bounds of the integer keys. Each is far above any sensible run and far
 # below what breaks: numpy and TensorFlow take 32-bit unsigned seeds, step
 # counts go to tf.int32 tensors, and a number of epochs or a batch past these is
@@ -112,6 +117,12 @@ class DataConfig:
     manual_dir: str | None = None
     cache: bool = True
     shuffle_buffer: int = dataclasses.field(default=10_000, metadata=_range(ge=1, le=MAX_SHUFFLE))
+    # Your own table (name csv or npz; see `kerasmlp.tabular`).
+    path: str | None = None
+    test_path: str | None = None
+    label: str | None = None
+    task: str = dataclasses.field(default="auto", metadata=_choice(*DATA_TASKS))
+    test_fraction: float = dataclasses.field(default=0.2, metadata=_range(gt=0.0, lt=1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +224,15 @@ class Config:
 
     @property
     def task(self) -> str:
-        """'regression' or 'classification', as the dataset decides."""
+        """'regression' or 'classification', as the dataset decides.
+
+        For your own table with `data.task: auto` the data decide once read; until
+        then the loss says which task is meant (`check_data_task` compares them).
+        """
+        if self.data.name in TABLE_SOURCES:
+            if self.data.task != "auto":
+                return self.data.task
+            return "regression" if self.loss.name in REGRESSION_LOSSES else "classification"
         base = self.data.name.split(":")[0]  # "sine:1.0.0" is the sine dataset
         return PLAYGROUND_TASKS.get(base, "classification")
 
@@ -548,8 +567,55 @@ def _check_range(value: float, bounds: tuple, path: str) -> None:
     raise ConfigError(f"{path} must be {allowed}. Received: {path}={_show(value)}")
 
 
+def _check_table_keys(data: DataConfig) -> None:
+    if data.name not in TABLE_SOURCES:
+        for key in TABLE_KEYS:
+            if getattr(data, key) is not None:
+                raise ConfigError(
+                    f"data.{key} applies to your own data (data.name csv or npz); data.name is "
+                    f"{_show(data.name)}. Received: data.{key}={_show(getattr(data, key))}"
+                )
+        if data.task != "auto":
+            raise ConfigError(
+                f"data.task applies to your own data (data.name csv or npz); data.name is "
+                f"{_show(data.name)}, whose task is fixed. Received: data.task={data.task}"
+            )
+        return
+    if data.path is None:
+        raise ConfigError(f"data.name {data.name} needs data.path, the training file")
+    if data.name == "csv" and data.label is None:
+        raise ConfigError("data.name csv needs data.label, the name of the label column")
+    if data.name == "npz" and (data.label is not None or data.test_path is not None):
+        key = "label" if data.label is not None else "test_path"
+        raise ConfigError(
+            f"data.{key} applies to csv; an .npz holds arrays x, y (and x_test, y_test)"
+        )
+
+
+def check_data_task(config: Config, task: str, why: str) -> None:
+    """Refuses a loss or metric that does not fit the task the data turned out to be.
+
+    Args:
+      config: the run's config (`data.task: auto`: the task was guessed from the loss).
+      task: what `kerasmlp.tables.choose_labels` decided.
+      why: its reason, for the message.
+    """
+    if task == config.task:
+        return
+    if task == "regression":
+        fix = "loss.name: mean_squared_error and metrics: [mse]"
+    else:
+        fix = "loss.name: sparse_categorical_crossentropy and metrics: [accuracy]"
+    raise ConfigError(
+        f"data.task auto chose {task} for label {_show(config.data.label or 'y')} of "
+        f"{config.data.path} ({why}), but loss.name {config.loss.name} is for "
+        f"{config.task}: set {fix}, or data.task: {config.task}"
+    )
+
+
 def _check_consistency(config: Config) -> None:
     """Rules that tie several keys together."""
+    _check_table_keys(config.data)
     for i, name in enumerate(config.metrics):
         _check_name(name, METRICS, f"metrics[{i}]", what="metric")
     if len(set(config.metrics)) != len(config.metrics):

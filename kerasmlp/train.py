@@ -29,7 +29,7 @@ from kerasmlp import actions, diagnostics, losses
 from kerasmlp.batches import InMemoryBatches
 from kerasmlp.checkpoints import RunCheckpoints
 from kerasmlp.components import make_loss, make_metrics, make_optimizer
-from kerasmlp.config import Config
+from kerasmlp.config import Config, check_data_task
 from kerasmlp.controller import (
     DIVERGED,
     INTERRUPTED,
@@ -39,6 +39,7 @@ from kerasmlp.controller import (
     StopRequest,
 )
 from kerasmlp.data import Datasets, load_datasets
+from kerasmlp.inference import serving_model, write_data_card
 from kerasmlp.model import Head, build_model
 from kerasmlp.runfiles import (
     CONFIG_FILE,
@@ -431,6 +432,9 @@ def train_and_evaluate(
     keras.utils.set_random_seed(config.seed)
 
     data = _load(config)
+    if data.tabular is not None:
+        reporter.message(data.tabular.describe())
+        check_data_task(config, data.info.task, data.tabular.labels.why)
     head = Head.for_task(
         data.info.task, num_classes=data.info.num_classes, loss_name=config.loss.name
     )
@@ -567,7 +571,10 @@ def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_req
         wall_time_s=controller.train_time,
         examples_per_second=controller.examples_seen / max(controller.train_time, 1e-9),
     )
-    replace_atomically(run_dir / "model.keras", lambda path: model.save(path))
+    # For your own table, the saved model is preprocessing + MLP, on the raw columns.
+    saved = serving_model(model, data)
+    replace_atomically(run_dir / "model.keras", lambda path: saved.save(path))
+    write_data_card(run_dir, data, head)
     write_json_atomic(run_dir / METRICS_FILE, results)
     stopped = _find(action_list, actions.EarlyStopping)
     status.update(
@@ -687,4 +694,9 @@ def _load(config: Config) -> Datasets:
         manual_dir=config.data.manual_dir,
         cache=config.data.cache,
         shuffle_buffer=config.data.shuffle_buffer,
+        path=config.data.path,
+        test_path=config.data.test_path,
+        label=config.data.label,
+        task=config.data.task,
+        test_fraction=config.data.test_fraction,
     )
