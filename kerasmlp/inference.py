@@ -118,6 +118,19 @@ class LoadedRun:
             return self._dict_inputs(inputs), None
         return self._array_inputs(np.asarray(inputs, np.float32), source="the array"), None
 
+    def read_test_split(self) -> tuple[Any, np.ndarray]:
+        """The run's own test split (its rows read again as the config says), and its labels."""
+        from kerasmlp.train import _load
+
+        data = _load(self.config)
+        if data.tabular is not None:
+            from kerasmlp.tabular import raw_inputs
+
+            test = data.tabular.test
+            return _tensors(raw_inputs(test)), data.tabular.labels.encode(test, what="data.path")
+        features, labels = zip(*((x.numpy(), y.numpy()) for x, y in data.test), strict=True)
+        return tf.constant(np.concatenate(features)), np.concatenate(labels)
+
     def _labels(self, table: tables.Table) -> np.ndarray | None:
         if table.labels is None:
             return None
@@ -161,9 +174,10 @@ class LoadedRun:
     def logits(self, inputs: Any, *, batch_size: int = 4096) -> np.ndarray:
         """The model's raw outputs, shape (n, units)."""
         model_inputs, _ = self.read(inputs)
-        return self._outputs(model_inputs, batch_size)
+        return self.outputs(model_inputs, batch_size)
 
-    def _outputs(self, model_inputs, batch_size: int = 4096) -> np.ndarray:
+    def outputs(self, model_inputs, batch_size: int = 4096) -> np.ndarray:
+        """The model on inputs as `read` returns them: logits (n, units)."""
         dataset = tf.data.Dataset.from_tensor_slices(model_inputs).batch(batch_size)
         chunks = [np.asarray(self.model(batch, training=False)) for batch in dataset]
         return np.concatenate(chunks).astype(np.float32)
