@@ -10,8 +10,8 @@ training split only:
   (a missing value becomes 0, the mean; a column with missing training values
   gets a 0/1 "was missing" column too);
 - a string column: `keras.layers.StringLookup` with the training split's
-  vocabulary, one-hot, with one slot for values never seen in training (a
-  missing string is the category '');
+  vocabulary, one-hot, with one slot for values never seen in training and
+  missing strings;
 - an .npz's `x`: flattened, normalized per feature, NaN filled with 0.
 
 The loop trains the MLP on the preprocessed rows (they are computed once and
@@ -227,7 +227,10 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
         if column.kind == STRING:
             raw = keras.Input(shape=(1,), dtype="string", name=name)
             lookup = keras.layers.StringLookup(output_mode="one_hot", name=f"lookup_{name}")
-            lookup.adapt(tf.constant(values.astype(str)))
+            # '' (missing) is kept out of the vocabulary: it goes to the out-of-vocabulary
+            # slot, as an unseen value does (a saved vocabulary cannot hold '' either).
+            present = values.astype(str)[values.astype(str) != ""]
+            lookup.adapt(tf.constant(present if present.size else np.array(["[none]"])))
             parts.append(lookup(raw))
         else:
             shape = values.shape[1:] or (1,)
