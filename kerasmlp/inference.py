@@ -191,6 +191,20 @@ class LoadedRun:
             return np.concatenate([1.0 - p, p], axis=-1)
         raise ValueError("a regression run has no class probabilities; use predict")
 
+    def probability_model(self) -> keras.Model:
+        """The saved model with the head's activation: class probabilities (n, num_classes).
+
+        softmax for one logit per class; for a sigmoid head [1 - p, p]; the value
+        itself for regression. What `kerasmlp-export` serves.
+        """
+        outputs = self.model.output
+        if self.head_kind == "softmax":
+            outputs = keras.layers.Activation("softmax", name="probabilities")(outputs)
+        elif self.head_kind == "sigmoid":
+            p = keras.layers.Activation("sigmoid")(outputs)
+            outputs = keras.layers.Concatenate(name="probabilities")([1.0 - p, p])
+        return keras.Model(self.model.input, outputs, name=f"{self.model.name}_probabilities")
+
     def predict_proba(self, inputs: Any) -> np.ndarray:
         """Class probabilities on raw inputs (see `read`), shape (n, num_classes)."""
         return self.probabilities(self.logits(inputs))

@@ -62,6 +62,7 @@ def test_run_directory_holds_config_model_metrics_and_events(mnist_run):
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events.")) == [
         "config.yaml",
+        "data.json",
         "metrics.json",
         "model.keras",
         "test",
