@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +38,15 @@ def serving_model(model: keras.Model, data) -> keras.Model:
     if tabular is None:
         return model
     preprocessor = tabular.preprocessor
-    return keras.Model(preprocessor.input, model(preprocessor.output), name="mlp_on_raw_columns")
+    return _functional(preprocessor.input, model(preprocessor.output), "mlp_on_raw_columns")
+
+
+def _functional(inputs, outputs, name: str) -> keras.Model:
+    with warnings.catch_warnings():
+        # Keras asks for dict keys equal to the input names; a header such as "width (cm)"
+        # cannot be an input name (see `tabular.input_name`), and the dict maps by key.
+        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+        return keras.Model(inputs, outputs, name=name)
 
 
 def write_data_card(run_dir: pathlib.Path, data, head: Head) -> None:
@@ -86,7 +95,9 @@ class LoadedRun:
         self.source = table["source"] if table else None
         self.label = table["label"] if table else None
         self.columns = tuple(Column(**c) for c in table["columns"]) if table else None
-        self.model: keras.Model = keras.models.load_model(self.run_dir / MODEL_FILE)
+        with warnings.catch_warnings():  # see `_functional`
+            warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+            self.model: keras.Model = keras.models.load_model(self.run_dir / MODEL_FILE)
 
     # --- inputs ------------------------------------------------------------
 
@@ -203,7 +214,7 @@ class LoadedRun:
         elif self.head_kind == "sigmoid":
             p = keras.layers.Activation("sigmoid")(outputs)
             outputs = keras.layers.Concatenate(name="probabilities")([1.0 - p, p])
-        return keras.Model(self.model.input, outputs, name=f"{self.model.name}_probabilities")
+        return _functional(self.model.input, outputs, f"{self.model.name}_probabilities")
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
         """Class probabilities on raw inputs (see `read`), shape (n, num_classes)."""

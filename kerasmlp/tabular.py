@@ -199,7 +199,11 @@ def _npz_has_test(path) -> bool:
 
 
 def input_name(column: str) -> str:
-    """A Keras input name for a column: letters, digits and '_' (the dict keeps the header)."""
+    """The Keras input name of a column: the header's name when a SavedModel signature can
+    carry it, else one with letters, digits and '_' only (the input dict keeps the header's).
+    """
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]*", column):
+        return column
     name = re.sub(r"[^A-Za-z0-9_]", "_", column)
     return name if name[:1].isalpha() else f"c_{name}"
 
@@ -255,7 +259,11 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
     outputs = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
     if outputs.dtype != "float32":
         outputs = keras.layers.Activation("linear", dtype="float32", name="as_float32")(outputs)
-    return keras.Model(inputs, outputs, name="preprocessing")
+    with warnings.catch_warnings():
+        # Keras asks for dict keys equal to input names; a header such as "width (cm)"
+        # cannot be one, and the dict maps by key all the same.
+        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+        return keras.Model(inputs, outputs, name="preprocessing")
 
 
 def raw_inputs(table: Table) -> dict[str, np.ndarray]:

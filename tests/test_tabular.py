@@ -112,3 +112,21 @@ def test_a_split_left_empty_is_refused(tmp_path):
     path.write_text("x,y\n1,a\n2,b\n")
     with pytest.raises(DataError, match="data.test_fraction=0.2 leaves an empty test split"):
         load_datasets("csv", path=path, label="y", batch_size=2)
+
+
+def test_a_header_that_cannot_name_an_input_still_round_trips(tmp_path):
+    # "width (cm)" is no valid input name: the input is renamed, the dict keeps the header.
+    values = np.array([1.0, 3.0, np.nan])
+    table = tables.Table(
+        "t", (tables.Column("width (cm)", "numeric"),), {"width (cm)": values}, None, np.arange(3)
+    )
+    preprocessor = tabular.build_preprocessor(table)
+    assert tabular.input_name("width (cm)") == "width__cm_"
+    assert tabular.input_name("sepal.length") == "sepal.length"
+    path = tmp_path / "p.keras"
+    preprocessor.save(path)
+    reloaded = keras.models.load_model(path)
+    inputs = {"width (cm)": values.astype("float32")[:, None]}
+    # Expected by hand: mean 2, std 1 over the present values; the missing one is 0 with
+    # its indicator set.
+    np.testing.assert_allclose(reloaded(inputs), [[-1, 0], [1, 0], [0, 1]], atol=1e-6)
