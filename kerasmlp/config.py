@@ -41,6 +41,7 @@ REGRESSION_LOSSES = ("mean_absolute_error", "mean_squared_error")
 LOSSES = CLASSIFICATION_LOSSES + REGRESSION_LOSSES
 CLASSIFICATION_METRICS = (
     "accuracy",
+    "auc",
     "ece",
     "macro_f1",
     "macro_precision",
@@ -697,6 +698,11 @@ def _check_known_dataset(config: Config) -> None:
         raise ConfigError(
             f"metrics: top5_accuracy is always 1 with {num_classes} classes "
             f"(data.name={_show(config.data.name)}); use it on datasets with more than 5"
+        )
+    if "auc" in config.metrics and num_classes != 2:
+        raise ConfigError(
+            f"metrics: auc needs 2 classes; data.name={_show(config.data.name)} has "
+            f"{num_classes}. Use it on binary tasks"
         )
 
 
