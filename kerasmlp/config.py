@@ -209,6 +209,8 @@ class TrainConfig:
     max_rollbacks: int = dataclasses.field(default=3, metadata=_range(ge=1, le=100))
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     save_best: str | None = None
+    # 'none', 'balanced' or {class name: weight}; see `kerasmlp.class_weights`.
+    class_weight: str | dict[str, float] | None = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -488,8 +490,22 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
     if origin is typing.Union or (origin is not None and type(None) in args):
         if value is None:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, path)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) > 1:  # `str | dict[...]`: a mapping takes the dict form
+            mappings = [a for a in inner if typing.get_origin(a) is dict]
+            others = [a for a in inner if typing.get_origin(a) is not dict]
+            chosen = mappings if isinstance(value, Mapping) and mappings else others
+            if not isinstance(value, (Mapping, str)):
+                raise ConfigError(
+                    f"{path} must be a name or a mapping. Received: {path}={_show(value)}"
+                )
+            return _convert(chosen[0], value, path)
+        return _convert(inner[0], value, path)
+    if origin is dict:
+        if not isinstance(value, Mapping) or not value:
+            raise ConfigError(f"{path} must be a mapping. Received: {path}={_show(value)}")
+        # YAML reads the key 1 as an integer; a class named "1" is meant.
+        return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path} must be a list. Received: {path}={_show(value)}")
@@ -656,10 +672,34 @@ def _check_consistency(config: Config) -> None:
                 f"metrics[{i}] {name!r} does not fit a {task} task. "
                 f"Allowed: {', '.join(allowed_metrics)}"
             )
+    _check_class_weight(config)
     _check_monitor(config, "train.early_stopping.monitor", config.train.early_stopping.monitor)
     _check_monitor(config, "train.save_best", config.train.save_best)
     _check_known_dataset(config)
     _check_fits_in_memory(config)
+
+
+CLASS_WEIGHT_MODES = ("none", "balanced")
+
+
+def _check_class_weight(config: Config) -> None:
+    setting = config.train.class_weight
+    if setting is None or setting == "none":
+        return
+    if isinstance(setting, str):
+        _check_name(setting, CLASS_WEIGHT_MODES, "train.class_weight", what="class_weight")
+    else:
+        for name, weight in setting.items():
+            if weight < 0:
+                raise ConfigError(
+                    f"train.class_weight.{name} must be >= 0. "
+                    f"Received: train.class_weight.{name}={weight}"
+                )
+    if config.task == "regression":
+        raise ConfigError(
+            "train.class_weight weighs classes; this task is regression. "
+            f"Received: train.class_weight={_show(setting)}"
+        )
 
 
 def monitored_values(config: Config) -> tuple[str, ...]:

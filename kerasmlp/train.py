@@ -23,11 +23,13 @@ from collections.abc import Mapping
 from typing import Protocol, TextIO
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kerasmlp import actions, diagnostics, losses
 from kerasmlp.batches import InMemoryBatches
 from kerasmlp.checkpoints import RunCheckpoints
+from kerasmlp.class_weights import resolve_class_weight
 from kerasmlp.components import make_loss, make_metrics, make_optimizer
 from kerasmlp.config import Config, check_data_task
 from kerasmlp.controller import (
@@ -81,6 +83,8 @@ class Trainer:
       optimizer: a Keras optimizer; its `iterations` is the global step.
       head: what the model emits, which decides how labels reach the loss.
       metric_names: config names of the metrics (see `components.make_metrics`).
+      class_weight: one weight per class id scaling each training example's loss
+        (see `kerasmlp.class_weights`); None weighs all examples 1.
     """
 
     def __init__(
@@ -91,8 +95,10 @@ class Trainer:
         *,
         head: Head,
         metric_names: tuple[str, ...],
+        class_weight=None,
     ):
         self.model = model
+        self.class_weight = None if class_weight is None else tf.constant(class_weight, tf.float32)
         self.loss = loss
         self.optimizer = optimizer
         self.head = head
@@ -128,9 +134,9 @@ class Trainer:
             return tf.cast(labels, outputs.dtype)[:, None], outputs
         return labels, outputs
 
-    def total_loss(self, labels, outputs):
+    def total_loss(self, labels, outputs, sample_weight=None):
         """The training objective: the loss on `outputs` plus the model's regularization."""
-        loss = self.loss(*self._loss_inputs(labels, outputs))
+        loss = self.loss(*self._loss_inputs(labels, outputs), sample_weight=sample_weight)
         if self.model.losses:
             loss = loss + tf.add_n(self.model.losses)
         return loss
@@ -139,7 +145,10 @@ class Trainer:
         """One update; returns the loss and the global norm of the gradients."""
         with tf.GradientTape() as tape:
             outputs = self.model(features, training=True)
-            loss = self.total_loss(labels, outputs)
+            weights = None
+            if self.class_weight is not None:  # as model.fit turns class_weight into sample_weight
+                weights = tf.gather(self.class_weight, tf.cast(labels, tf.int32))
+            loss = self.total_loss(labels, outputs, sample_weight=weights)
         variables = self.model.trainable_variables
         gradients = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
@@ -445,7 +454,12 @@ def train_and_evaluate(
     optimizer = make_optimizer(config.optimizer, learning_rate_scale=scale)
     # Builds the metrics too: refuses e.g. top5_accuracy on 2 classes before any file is written.
     trainer = Trainer(
-        model, make_loss(config.loss), optimizer, head=head, metric_names=config.metrics
+        model,
+        make_loss(config.loss),
+        optimizer,
+        head=head,
+        metric_names=config.metrics,
+        class_weight=_class_weight(config, data),
     )
     # Only now that the data and the config fit, so a refused run leaves no folder behind.
     if not resume:
@@ -682,6 +696,17 @@ def optimizer_of(trainer: Trainer) -> keras.optimizers.Optimizer:
 
 def _find(items, cls):
     return next((item for item in items if isinstance(item, cls)), None)
+
+
+def _class_weight(config: Config, data: Datasets):
+    """`train.class_weight` per class id (counting the training labels for 'balanced')."""
+    setting = config.train.class_weight
+    if setting is None or setting == "none" or data.info.task != "classification":
+        return None
+    labels = None
+    if setting == "balanced":
+        labels = np.concatenate([y.numpy() for _, y in data.train_examples.batch(65536)])
+    return resolve_class_weight(setting, class_names=data.info.class_names, labels=labels)
 
 
 def _load(config: Config) -> Datasets:

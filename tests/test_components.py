@@ -240,6 +240,7 @@ LOOP_KEYS = {
     "train.histogram_every_epochs",
     "train.image_every_epochs",
     "train.profile_steps",
+    "train.class_weight",  # test_class_weights.py: one step equals model.fit's
 }
 # Keys passed to load_datasets: checked by test_data_keys_reach_load_datasets.
 DATA_KEYS = {

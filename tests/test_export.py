@@ -10,7 +10,9 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
+from sklearn.metrics import roc_auc_score
 
 from kerasmlp import cli, export
 from kerasmlp.inference import load_run
@@ -30,7 +32,9 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
         f"data.path={data}",
         "data.label=ok",
         "loss.name=binary_crossentropy",
-        "train.epochs=3",
+        "metrics=[accuracy, auc]",
+        "train.class_weight=balanced",
+        "train.epochs=15",
         "model.hidden_units=[8]",
         "train.image_every_epochs=0",
         "train.histogram_every_epochs=0",
@@ -39,12 +43,18 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
     result = CliRunner().invoke(cli.main, args + [a for o in overrides for a in ("--set", o)])
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "logs" / "b"
+    # The run's test_auc against scikit-learn's on the saved model's test predictions.
+    run = load_run(run_dir)
+    inputs, labels = run.read_test_split()
+    probability = run.probabilities(run.outputs(inputs))[:, 1]
+    test_auc = json.loads((run_dir / "metrics.json").read_text())["test_auc"]
+    assert test_auc == pytest.approx(roc_auc_score(labels, probability), abs=0.02)
     out = tmp_path / "served"
     result = CliRunner().invoke(export.main, [str(run_dir), str(out)])
     assert result.exit_code == 0, result.output
 
     columns = {"size": [0.8, -1.2, float("nan")], "shape": ["round", "square", "oval"]}
-    expected = load_run(run_dir).predict_proba(columns)
+    expected = run.predict_proba(columns)
     assert expected.shape == (3, 2)  # the sigmoid head as [1 - p, p]
     script = textwrap.dedent(
         f"""
