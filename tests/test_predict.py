@@ -208,3 +208,32 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, make, over
     error = [line for line in result.output.splitlines() if line.startswith("kerasmlp-train")]
     assert len(error) == 1 and message in error[0], result.output
     assert not (tmp_path / "logs" / "run").exists()
+
+
+def test_an_npz_run_and_its_predictions(tmp_path):
+    # Class 1 when the 2x2 example's sum is positive; x_test and y_test are the test split.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 2, 2)).astype("float32")
+    y = (x.sum(axis=(1, 2)) > 0).astype("int64")
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x[:120], y=y[:120], x_test=x[120:], y_test=y[120:])
+    result = _train(tmp_path, "data.name=npz", f"data.path={path}", "train.epochs=10")
+    assert result.exit_code == 0, result.output
+    assert "classification (2 distinct integer labels)" in result.output
+    run_dir = tmp_path / "logs" / "run"
+    results = json.loads((run_dir / "metrics.json").read_text())
+    assert results["test_accuracy"] > 0.8  # a linear rule; chance is about 0.5
+
+    new = tmp_path / "new.npz"
+    np.savez(new, x=x[120:], y=y[120:])
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    # The same rows as the run's test split: the same accuracy.
+    assert f"examples 40 | accuracy {results['test_accuracy']:.4f}" in result.output
+    rows = out.read_text().splitlines()
+    assert rows[0] == "predicted,probability_0,probability_1"
+    run = load_run(run_dir)
+    expected = run.predict_proba(x[120:])  # an array of rows works too
+    got = np.array([[float(v) for v in row.split(",")[1:]] for row in rows[1:]])
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
