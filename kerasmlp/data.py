@@ -176,6 +176,21 @@ def load_datasets(
             shuffle_buffer=shuffle_buffer,
         )
     builder = _make_builder(name, data_dir)
+    if builder.name != PLAYGROUND_BUILDER:
+        from kerasmlp import tabular
+
+        if tabular.is_tfds_table(builder.info):  # iris, titanic: a table, not images
+            prepare_dataset(builder, manual_dir=manual_dir)
+            return tabular.load_tfds_table(
+                builder,
+                name,
+                test_fraction=test_fraction,
+                batch_size=batch_size,
+                validation_fraction=validation_fraction,
+                seed=seed,
+                cache=cache,
+                shuffle_buffer=shuffle_buffer,
+            )
     x_key, y_key, task = _check_supported(name, builder)
     prepare_dataset(builder, manual_dir=manual_dir)
 

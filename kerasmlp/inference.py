@@ -166,14 +166,15 @@ class LoadedRun:
         return {"x": tf.constant(x)}
 
     def _dict_inputs(self, inputs: Mapping) -> dict:
-        if self.columns is None or self.source != "csv":
-            raise DataError("a dict of columns fits runs on a CSV only")
+        if self.columns is None or self.source == "npz":
+            raise DataError("a dict of columns fits runs on a table with named columns only")
         missing = [c.name for c in self.columns if c.name not in inputs]
         if missing:
             raise DataError(f"the inputs lack column(s) {', '.join(missing)}")
         out = {}
         for column in self.columns:
-            values = np.asarray(inputs[column.name]).reshape(-1, 1)
+            values = np.asarray(inputs[column.name])
+            values = values.reshape(-1, 1) if values.ndim <= 1 else values
             if column.kind == STRING:
                 out[column.name] = tf.constant(values.astype(str))
             else:

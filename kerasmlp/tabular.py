@@ -28,6 +28,7 @@ import warnings
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from kerasmlp import tables
 from kerasmlp.data import MAX_CACHE_BYTES, DatasetInfo, Datasets
@@ -118,6 +119,7 @@ def load_tabular(
 
     rng = np.random.default_rng(seed)
     pool = pool.take(rng.permutation(pool.num_rows))
+    test = None
     if name == "csv" and test_path:
         test = read_test()
     elif name == "npz" and _npz_has_test(path):
@@ -127,13 +129,57 @@ def load_tabular(
                 f"{path}: 'x_test' examples have shape {test.values['x'].shape[1:]}, 'x' "
                 f"examples {pool.values['x'].shape[1:]} (data.path)"
             )
-    else:
+    return datasets_from_tables(
+        name,
+        pool,
+        test,
+        labels,
+        label=label if name == "csv" else None,
+        indicators=name == "csv",
+        test_what="data.test_path" if test_path else "data.path",
+        test_fraction=test_fraction,
+        batch_size=batch_size,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        cache=cache,
+        shuffle_buffer=shuffle_buffer,
+    )
+
+
+def datasets_from_tables(
+    name: str,
+    pool: Table,
+    test: Table | None,
+    labels: Labels,
+    *,
+    label: str | None,
+    indicators: bool,
+    test_what: str,
+    test_fraction: float,
+    batch_size: int,
+    validation_fraction: float,
+    seed: int,
+    cache: bool,
+    shuffle_buffer: int,
+) -> Datasets:
+    """Splits (`pool` is shuffled already), fits the preprocessing on the training rows, batches.
+
+    Args:
+      name: `data.name`, for `DatasetInfo` and messages.
+      pool: the training rows, shuffled with the seed.
+      test: the test rows, or None to hold out `test_fraction` of `pool`.
+      labels: the task and classes.
+      label: the label column's name (kept for predictions), if any.
+      indicators: give numeric columns with missing values a "was missing" input.
+      test_what: the config key naming where the test rows come from.
+    """
+    if test is None:
         num_test = int(round(pool.num_rows * test_fraction))
         if num_test < 1 or num_test >= pool.num_rows:
             raise DataError(
                 f"data.test_fraction={test_fraction} leaves an empty "
-                f"{'test' if num_test < 1 else 'training'} split: {path} has {pool.num_rows} "
-                "rows. Use a larger fraction or give data.test_path"
+                f"{'test' if num_test < 1 else 'training'} split: {pool.source} has "
+                f"{pool.num_rows} rows. Use a larger fraction or give data.test_path"
             )
         test, pool = pool.take(np.arange(num_test)), pool.take(np.arange(num_test, pool.num_rows))
     num_validation = int(round(pool.num_rows * validation_fraction))
@@ -146,10 +192,10 @@ def load_tabular(
     validation = pool.take(np.arange(num_validation))
     train = pool.take(np.arange(num_validation, pool.num_rows))
 
-    preprocessor = build_preprocessor(train, indicators=name == "csv")
+    preprocessor = build_preprocessor(train, indicators=indicators)
     y_train = labels.encode(train, what="data.path")
     y_validation = labels.encode(validation, what="data.path")
-    y_test = labels.encode(test, what="data.test_path" if test_path else "data.path")
+    y_test = labels.encode(test, what=test_what)
     x_train = preprocess(preprocessor, train)
     x_validation = preprocess(preprocessor, validation)
     x_test = preprocess(preprocessor, test)
@@ -184,12 +230,132 @@ def load_tabular(
         train_fits_in_memory=cache and x_train.nbytes <= MAX_CACHE_BYTES,
         tabular=TabularData(
             source=name,
-            label=label if name == "csv" else None,
+            label=label,
             columns=train.columns,
             labels=labels,
             preprocessor=preprocessor,
             test=test,
         ),
+    )
+
+
+def is_tfds_table(info) -> bool:
+    """Whether a TFDS dataset is a table kerasmlp reads: supervised (features, ClassLabel)
+    pairs whose features are a 1-D numeric tensor (iris) or a dict of scalars, each a
+    number, a string or a ClassLabel (titanic)."""
+    keys = info.supervised_keys
+    if not (isinstance(keys, tuple) and len(keys) == 2 and isinstance(keys[1], str)):
+        return False
+    features = info.features
+    if not isinstance(features[keys[1]], tfds.features.ClassLabel):
+        return False
+    x_key = keys[0]
+    if isinstance(x_key, str):
+        x = features[x_key]
+        return (
+            type(x) is tfds.features.Tensor
+            and len(x.shape) == 1
+            and None not in x.shape
+            and np.issubdtype(np.dtype(x.np_dtype), np.number)
+        )
+    if isinstance(x_key, dict):
+        return all(_scalar_kind(features[k]) is not None for k in x_key.values())
+    return False
+
+
+def _scalar_kind(feature) -> str | None:
+    if isinstance(feature, (tfds.features.ClassLabel, tfds.features.Text)):
+        return STRING
+    if isinstance(feature, tfds.features.Tensor) and tuple(feature.shape) == ():
+        dtype = np.dtype(feature.np_dtype)
+        if dtype.kind in "biuf":
+            return NUMERIC
+        if dtype.kind in "SUO":
+            return STRING
+    return None
+
+
+def read_tfds_table(builder, split: str, name: str) -> tuple[Table, Labels, str]:
+    """All examples of a TFDS table's split as a `Table`, its labels by class name.
+
+    Returns:
+      (table, labels, label key). ClassLabel inputs become string columns of
+      their class names, so they are one-hot encoded like any category.
+    """
+    info = builder.info
+    x_key, y_key = info.supervised_keys
+    features = info.features
+    label_feature = features[y_key]
+    names = tuple(label_feature.names)
+    dataset = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    xs, ys = [], []
+    for x, y in tfds.as_numpy(dataset):
+        xs.append(x)
+        ys.append(int(y))
+    if not xs:
+        raise DataError(f"TFDS dataset {name!r} (data.name) split {split!r} holds no examples")
+    labels = np.array([names[y] for y in ys], dtype=object)
+    rows = np.arange(len(xs), dtype=np.int64)
+    source = f"TFDS {name}[{split}]"
+    if isinstance(x_key, str):  # one numeric vector per example
+        values = {x_key: np.stack(xs).astype(np.float64)}
+        table = Table(source, (Column(x_key, NUMERIC),), values, labels, rows)
+    else:
+        columns, values = [], {}
+        for column, key in x_key.items():
+            feature = features[key]
+            kind = _scalar_kind(feature)
+            raw = [x[column] for x in xs]
+            if isinstance(feature, tfds.features.ClassLabel):
+                data = np.array([feature.names[int(v)] for v in raw], dtype=object)
+            elif kind == STRING:
+                data = np.array(
+                    [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in raw],
+                    dtype=object,
+                )
+            else:
+                data = np.array(raw, dtype=np.float64)
+            columns.append(Column(column, kind))
+            values[column] = data
+        table = Table(source, tuple(columns), values, labels, rows)
+    return table, Labels("classification", names, why=f"TFDS ClassLabel {y_key!r}"), y_key
+
+
+def load_tfds_table(
+    builder,
+    name: str,
+    *,
+    test_fraction: float = 0.2,
+    batch_size: int,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    cache: bool = True,
+    shuffle_buffer: int = 10_000,
+) -> Datasets:
+    """A TFDS table (see `is_tfds_table`) through the same splits and preprocessing as a CSV.
+
+    The test split is TFDS's 'test' split when it has one, else `data.test_fraction`
+    of 'train', drawn with the seed.
+    """
+    pool, labels, label_key = read_tfds_table(builder, "train", name)
+    pool = pool.take(np.random.default_rng(seed).permutation(pool.num_rows))
+    test = None
+    if "test" in builder.info.splits:
+        test, _, _ = read_tfds_table(builder, "test", name)
+    return datasets_from_tables(
+        name,
+        pool,
+        test,
+        labels,
+        label=label_key,
+        indicators=isinstance(builder.info.supervised_keys[0], dict),
+        test_what="data.name",
+        test_fraction=test_fraction,
+        batch_size=batch_size,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        cache=cache,
+        shuffle_buffer=shuffle_buffer,
     )
 
 

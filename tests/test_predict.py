@@ -237,3 +237,22 @@ def test_an_npz_run_and_its_predictions(tmp_path):
     expected = run.predict_proba(x[120:])  # an array of rows works too
     got = np.array([[float(v) for v in row.split(",")[1:]] for row in rows[1:]])
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_a_tfds_table_run_predicts_on_raw_columns(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=40):
+        result = _train(
+            tmp_path, "data.name=titanic", f"data.data_dir={tmp_path / 'tfds'}", "train.epochs=1"
+        )
+    assert result.exit_code == 0, result.output
+    assert "titanic | label survived | classification (TFDS ClassLabel 'survived')" in (
+        result.output
+    )
+    run = load_run(tmp_path / "logs" / "run")
+    assert run.class_names == ("died", "survived")
+    row = {c.name: ["male"] if c.kind == "string" else [30.0] for c in run.columns}
+    row["name"], row["home.dest"] = ["Doe, John"], ["Nowhere"]
+    assert run.predict_proba(row).shape == (1, 2)
+    assert run.predict(row)[0] in ("died", "survived")

@@ -130,3 +130,33 @@ def test_a_header_that_cannot_name_an_input_still_round_trips(tmp_path):
     # Expected by hand: mean 2, std 1 over the present values; the missing one is 0 with
     # its indicator set.
     np.testing.assert_allclose(reloaded(inputs), [[-1, 0], [1, 0], [0, 1]], atol=1e-6)
+
+
+def test_tfds_tables_through_the_same_preprocessing(tmp_path):
+    # tfds.testing.mock_data: random examples of the real feature specs, no download.
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=30):
+        iris = load_datasets("iris", batch_size=8, data_dir=tmp_path, validation_fraction=0.0)
+        titanic = load_datasets("titanic", batch_size=8, data_dir=tmp_path)
+    # iris: one 4-number feature vector, normalized per feature; classes from its ClassLabel.
+    assert iris.info.class_names == ("Iris-setosa", "Iris-versicolor", "Iris-virginica")
+    assert iris.info.input_dim == 4
+    assert (iris.info.num_train, iris.info.num_test) == (24, 6)  # 0.2 of TFDS's train split
+    x, _ = iris.train_examples.batch(100).get_single_element()
+    np.testing.assert_allclose(x.numpy().mean(axis=0), 0.0, atol=1e-5)
+    # titanic: a dict of scalars; ClassLabel and text inputs become string columns.
+    kinds = {c.name: c.kind for c in titanic.tabular.columns}
+    assert kinds["age"] == "numeric" and kinds["sex"] == "string" and kinds["name"] == "string"
+    assert titanic.info.class_names == ("died", "survived")  # TFDS's names, in id order
+    assert titanic.tabular.label == "survived"
+    assert np.isfinite(titanic.train_examples.batch(100).get_single_element()[0].numpy()).all()
+
+
+def test_a_tfds_table_is_told_from_images_and_text():
+    import tensorflow_datasets as tfds
+
+    assert tabular.is_tfds_table(tfds.builder("iris").info)
+    assert tabular.is_tfds_table(tfds.builder("titanic").info)
+    assert not tabular.is_tfds_table(tfds.builder("mnist").info)
+    assert not tabular.is_tfds_table(tfds.builder("imdb_reviews").info)
