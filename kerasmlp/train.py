@@ -669,7 +669,7 @@ def build_actions(
                 train_cfg.save_best,
                 actions.monitor_direction(train_cfg.save_best, metrics),
                 run_dir / "best.keras",
-                trainer.model,
+                serving_model(trainer.model, data),  # raw columns for your own table
                 status,
             )
         )

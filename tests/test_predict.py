@@ -61,7 +61,13 @@ def _train(tmp_path, *overrides, name="run"):
 def csv_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("csv")
     data = _classification_csv(tmp_path / "train.csv")
-    result = _train(tmp_path, "data.name=csv", f"data.path={data}", "data.label=kind")
+    result = _train(
+        tmp_path,
+        "data.name=csv",
+        f"data.path={data}",
+        "data.label=kind",
+        "train.save_best=validation_accuracy",
+    )
     assert result.exit_code == 0, result.output
     return tmp_path, tmp_path / "logs" / "run", result.output
 
@@ -256,3 +262,17 @@ def test_a_tfds_table_run_predicts_on_raw_columns(tmp_path):
     row["name"], row["home.dest"] = ["Doe, John"], ["Nowhere"]
     assert run.predict_proba(row).shape == (1, 2)
     assert run.predict(row)[0] in ("died", "survived")
+
+
+def test_best_keras_takes_raw_columns_too(csv_run):
+    import keras
+    import tensorflow as tf
+
+    _, run_dir, _ = csv_run
+    best = keras.models.load_model(run_dir / "best.keras")
+    inputs = {
+        "x": tf.constant([[1.5]]),
+        "color": tf.constant([["red"]]),
+        "w": tf.constant([[0.0]]),
+    }
+    assert best.predict(inputs, verbose=0).shape == (1, 2)
