@@ -118,7 +118,8 @@ class LoadedRun:
                 x = table.values["x"].astype(np.float32)
                 return self._array_inputs(x, source=str(path)), self._labels(table)
             if self.columns is None or self.source != "csv":
-                raise DataError(f"{path}: this run was not trained on a CSV; give an .npz ({what})")
+                other = "a dict of columns" if self.columns and self.source != "npz" else "an .npz"
+                raise DataError(f"{path}: this run was not trained on a CSV; give {other} ({what})")
             table = tables.read_csv_table(
                 path, label=self.label, columns=self.columns, label_required=False, what=what
             )

@@ -276,3 +276,30 @@ def test_best_keras_takes_raw_columns_too(csv_run):
         "w": tf.constant([[0.0]]),
     }
     assert best.predict(inputs, verbose=0).shape == (1, 2)
+
+
+def test_the_console_scripts_are_declared_and_answer_help_without_tensorflow():
+    from tests.conftest import REPO_ROOT
+
+    setup = (REPO_ROOT / "setup.cfg").read_text()
+    assert "kerasmlp-predict = kerasmlp.predict:main" in setup
+    assert "kerasmlp-export = kerasmlp.export:main" in setup
+    for module in ("kerasmlp.predict", "kerasmlp.export"):
+        code = (
+            "import sys\nfrom click.testing import CliRunner\n"
+            f"from {module} import main\n"
+            "result = CliRunner().invoke(main, ['--help'])\n"
+            "print(result.exit_code, 'tensorflow' in sys.modules)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.split() == ["0", "False"]
+
+
+def test_predict_on_a_folder_that_is_no_run(tmp_path):
+    result = CliRunner().invoke(predict.main, [str(tmp_path), "x.csv"])
+    assert result.exit_code == 2
+    assert "has no model.keras: not a completed kerasmlp run" in result.output
+    result = CliRunner().invoke(predict.main, [str(tmp_path)])
+    assert result.exit_code == 2 and "give INPUT or --split test" in result.output
