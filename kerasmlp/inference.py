@@ -146,6 +146,16 @@ class LoadedRun:
     def _labels(self, table: tables.Table) -> np.ndarray | None:
         if table.labels is None:
             return None
+        raw = np.asarray(table.labels)
+        if self.columns is None and self.task == "classification" and raw.dtype.kind in "iu":
+            # A playground or TFDS run: y holds class ids, as the loop's labels do.
+            bad = np.flatnonzero((raw < 0) | (raw >= len(self.class_names)))
+            if bad.size:
+                raise DataError(
+                    f"{table.source}: y[{bad[0]}]={raw[bad[0]]} is no class id of this run "
+                    f"(0 to {len(self.class_names) - 1})"
+                )
+            return raw.astype(np.int32)
         labels = tables.Labels(self.task, self.class_names, why="")
         return labels.encode(table, what="INPUT")
 

@@ -303,3 +303,25 @@ def test_predict_on_a_folder_that_is_no_run(tmp_path):
     assert "has no model.keras: not a completed kerasmlp run" in result.output
     result = CliRunner().invoke(predict.main, [str(tmp_path)])
     assert result.exit_code == 2 and "give INPUT or --split test" in result.output
+
+
+def test_a_playground_run_predicts_too(tmp_path, monkeypatch):
+    # Runs on the built-in datasets write data.json as well: load_run and kerasmlp-predict
+    # take their flat features, and an .npz's y as class ids.
+    result = _train(
+        tmp_path, "data.name=xor", f"data.data_dir={tmp_path / 'tfds'}", "train.epochs=2"
+    )
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "logs" / "run"
+    run = load_run(run_dir)
+    assert run.class_names is not None and len(run.class_names) == 2 and run.columns is None
+    points = np.array([[0.5, 0.5], [-0.5, 0.5]], "float32")
+    np.testing.assert_allclose(run.predict_proba(points).sum(axis=1), 1.0, rtol=1e-6)
+    result = CliRunner().invoke(predict.main, [str(run_dir), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
+    assert f"| accuracy {saved:.4f}" in result.output
+    path = tmp_path / "points.npz"
+    np.savez(path, x=points, y=np.array([0, 1]))
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(path)])
+    assert result.exit_code == 0 and "examples 2 | accuracy" in result.output, result.output
