@@ -117,6 +117,11 @@ def test_the_own_data_example_runs(tmp_path, monkeypatch):
     assert len(predictions) == 301
     accuracy = float(re.search(r"accuracy (\S+)", outputs[1]).group(1))
     assert accuracy > 0.9  # weight and color separate the three fruits
+    # The confusion matrix (drawn with the class names) is among the run's images.
+    from tests import events
+
+    images = events.tags_by_plugin(tmp_path / "logs" / "fruit" / "validation").get("images", set())
+    assert any("confusion_matrix" in tag for tag in images), images
 
     # "Use the trained model": its Python block runs on that same run.
     (usage,) = re.findall(r"```python\n(.*?)```", _section("Use the trained model"), flags=re.S)
