@@ -10,8 +10,8 @@ training split only:
   (a missing value becomes 0, the mean; a column with missing training values
   gets a 0/1 "was missing" column too);
 - a string column: `keras.layers.StringLookup` with the training split's
-  vocabulary, one-hot, with one slot for values never seen in training and
-  missing strings;
+  vocabulary (its `MAX_CATEGORIES` - 1 most frequent values), one-hot, with one
+  slot for the other values: never seen in training, rarer, or missing;
 - an .npz's `x`: flattened, normalized per feature, NaN filled with 0.
 
 The loop trains the MLP on the preprocessed rows (they are computed once and
@@ -37,6 +37,10 @@ from kerasmlp.layers import FillMissing
 from kerasmlp.tables import NUMERIC, STRING, Column, Labels, Table
 
 SOURCES = ("csv", "npz")
+# Slots of a string column's one-hot: its MAX_CATEGORIES - 1 most frequent training
+# values and one for the rest (unseen, missing); free text such as names would
+# otherwise widen the input by one per row.
+MAX_CATEGORIES = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,7 +400,9 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
         values = train.values[column.name]
         if column.kind == STRING:
             raw = keras.Input(shape=(1,), dtype="string", name=name)
-            lookup = keras.layers.StringLookup(output_mode="one_hot", name=f"lookup_{name}")
+            lookup = keras.layers.StringLookup(
+                output_mode="one_hot", max_tokens=MAX_CATEGORIES, name=f"lookup_{name}"
+            )
             # '' (missing) is kept out of the vocabulary: it goes to the out-of-vocabulary
             # slot, as an unseen value does (a saved vocabulary cannot hold '' either).
             present = values.astype(str)[values.astype(str) != ""]

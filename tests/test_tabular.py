@@ -160,3 +160,13 @@ def test_a_tfds_table_is_told_from_images_and_text():
     assert tabular.is_tfds_table(tfds.builder("titanic").info)
     assert not tabular.is_tfds_table(tfds.builder("mnist").info)
     assert not tabular.is_tfds_table(tfds.builder("imdb_reviews").info)
+
+
+def test_a_string_column_keeps_its_most_frequent_values(monkeypatch):
+    monkeypatch.setattr(tabular, "MAX_CATEGORIES", 3)  # 2 values + the shared slot
+    values = np.array(["a", "a", "a", "b", "b", "c", "d"], dtype=object)
+    table = tables.Table("t", (tables.Column("s", "string"),), {"s": values}, None, np.arange(7))
+    out = tabular.preprocess(tabular.build_preprocessor(table), table)
+    assert out.shape == (7, 3)
+    # 'a' and 'b' (the most frequent) get their own slots; 'c' and 'd' share slot 0.
+    np.testing.assert_array_equal(out[:, 0], [0, 0, 0, 0, 0, 1, 1])
