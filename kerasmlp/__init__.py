@@ -32,6 +32,7 @@ __all__ = [
     "build_model",
     "load_datasets",
     "train_and_evaluate",
+    "load_run",
 ]
 
 from kerasmlp.config import Config, ConfigError, load_config
@@ -44,11 +45,13 @@ _LAZY = {
     "build_model": "kerasmlp.model",
     "load_datasets": "kerasmlp.data",
     "train_and_evaluate": "kerasmlp.train",
+    "load_run": "kerasmlp.inference",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from kerasmlp import losses, metrics, testing
     from kerasmlp.data import load_datasets
+    from kerasmlp.inference import load_run
     from kerasmlp.model import build_model
     from kerasmlp.train import train_and_evaluate
 
@@ -62,7 +65,7 @@ def __getattr__(name: str):
     return value
 
 
-_KERAS_OBJECT_MODULES = ("kerasmlp.losses", "kerasmlp.metrics")
+_KERAS_OBJECT_MODULES = ("kerasmlp.losses", "kerasmlp.metrics", "kerasmlp.layers")
 
 
 def _register_keras_objects() -> None:

@@ -50,7 +50,10 @@ def make_metrics(names: tuple[str, ...], head: Head) -> list[keras.metrics.Metri
             f"metrics: top5_accuracy is always 1 with {num_classes} classes; "
             "use it on datasets with more than 5"
         )
+    if "auc" in names and num_classes != 2:
+        raise ConfigError(f"metrics: auc needs 2 classes; this dataset has {num_classes}")
     factories = {
+        "auc": lambda: metrics.BinaryAUC(name="auc"),
         "accuracy": lambda: metrics.SparseCategoricalAccuracy(name="accuracy"),
         "top5_accuracy": lambda: metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"),
         "macro_f1": lambda: metrics.F1Score(num_classes, average="macro", name="macro_f1"),

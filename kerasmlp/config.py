@@ -41,6 +41,7 @@ REGRESSION_LOSSES = ("mean_absolute_error", "mean_squared_error")
 LOSSES = CLASSIFICATION_LOSSES + REGRESSION_LOSSES
 CLASSIFICATION_METRICS = (
     "accuracy",
+    "auc",
     "ece",
     "macro_f1",
     "macro_precision",
@@ -61,6 +62,11 @@ PLAYGROUND_TASKS = {
     "sine": "regression",
 }
 
+
+# Your own data: `data.name: csv` (needs data.path and data.label) or `npz` (data.path).
+TABLE_SOURCES = ("csv", "npz")
+DATA_TASKS = ("auto", "classification", "regression")
+TABLE_KEYS = ("path", "test_path", "label")
 
 # Upper bounds of the integer keys. Each is far above any sensible run and far
 # below what breaks: numpy and TensorFlow take 32-bit unsigned seeds, step
@@ -112,6 +118,12 @@ class DataConfig:
     manual_dir: str | None = None
     cache: bool = True
     shuffle_buffer: int = dataclasses.field(default=10_000, metadata=_range(ge=1, le=MAX_SHUFFLE))
+    # Your own table (name csv or npz; see `kerasmlp.tabular`).
+    path: str | None = None
+    test_path: str | None = None
+    label: str | None = None
+    task: str = dataclasses.field(default="auto", metadata=_choice(*DATA_TASKS))
+    test_fraction: float = dataclasses.field(default=0.2, metadata=_range(gt=0.0, lt=1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +209,8 @@ class TrainConfig:
     max_rollbacks: int = dataclasses.field(default=3, metadata=_range(ge=1, le=100))
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     save_best: str | None = None
+    # 'none', 'balanced' or {class name: weight}; see `kerasmlp.class_weights`.
+    class_weight: str | dict[str, float] | None = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +227,15 @@ class Config:
 
     @property
     def task(self) -> str:
-        """'regression' or 'classification', as the dataset decides."""
+        """'regression' or 'classification', as the dataset decides.
+
+        For your own table with `data.task: auto` the data decide once read; until
+        then the loss says which task is meant (`check_data_task` compares them).
+        """
+        if self.data.name in TABLE_SOURCES:
+            if self.data.task != "auto":
+                return self.data.task
+            return "regression" if self.loss.name in REGRESSION_LOSSES else "classification"
         base = self.data.name.split(":")[0]  # "sine:1.0.0" is the sine dataset
         return PLAYGROUND_TASKS.get(base, "classification")
 
@@ -468,8 +490,22 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
     if origin is typing.Union or (origin is not None and type(None) in args):
         if value is None:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, path)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) > 1:  # `str | dict[...]`: a mapping takes the dict form
+            mappings = [a for a in inner if typing.get_origin(a) is dict]
+            others = [a for a in inner if typing.get_origin(a) is not dict]
+            chosen = mappings if isinstance(value, Mapping) and mappings else others
+            if not isinstance(value, (Mapping, str)):
+                raise ConfigError(
+                    f"{path} must be a name or a mapping. Received: {path}={_show(value)}"
+                )
+            return _convert(chosen[0], value, path)
+        return _convert(inner[0], value, path)
+    if origin is dict:
+        if not isinstance(value, Mapping) or not value:
+            raise ConfigError(f"{path} must be a mapping. Received: {path}={_show(value)}")
+        # YAML reads the key 1 as an integer; a class named "1" is meant.
+        return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path} must be a list. Received: {path}={_show(value)}")
@@ -548,8 +584,55 @@ def _check_range(value: float, bounds: tuple, path: str) -> None:
     raise ConfigError(f"{path} must be {allowed}. Received: {path}={_show(value)}")
 
 
+def _check_table_keys(data: DataConfig) -> None:
+    if data.name not in TABLE_SOURCES:
+        for key in TABLE_KEYS:
+            if getattr(data, key) is not None:
+                raise ConfigError(
+                    f"data.{key} applies to your own data (data.name csv or npz); data.name is "
+                    f"{_show(data.name)}. Received: data.{key}={_show(getattr(data, key))}"
+                )
+        if data.task != "auto":
+            raise ConfigError(
+                f"data.task applies to your own data (data.name csv or npz); data.name is "
+                f"{_show(data.name)}, whose task is fixed. Received: data.task={data.task}"
+            )
+        return
+    if data.path is None:
+        raise ConfigError(f"data.name {data.name} needs data.path, the training file")
+    if data.name == "csv" and data.label is None:
+        raise ConfigError("data.name csv needs data.label, the name of the label column")
+    if data.name == "npz" and (data.label is not None or data.test_path is not None):
+        key = "label" if data.label is not None else "test_path"
+        raise ConfigError(
+            f"data.{key} applies to csv; an .npz holds arrays x, y (and x_test, y_test)"
+        )
+
+
+def check_data_task(config: Config, task: str, why: str) -> None:
+    """Refuses a loss or metric that does not fit the task the data turned out to be.
+
+    Args:
+      config: the run's config (`data.task: auto`: the task was guessed from the loss).
+      task: what `kerasmlp.tables.choose_labels` decided.
+      why: its reason, for the message.
+    """
+    if task == config.task:
+        return
+    if task == "regression":
+        fix = "loss.name: mean_squared_error and metrics: [mse]"
+    else:
+        fix = "loss.name: sparse_categorical_crossentropy and metrics: [accuracy]"
+    raise ConfigError(
+        f"data.task auto chose {task} for label {_show(config.data.label or 'y')} of "
+        f"{config.data.path} ({why}), but loss.name {config.loss.name} is for "
+        f"{config.task}: set {fix}, or data.task: {config.task}"
+    )
+
+
 def _check_consistency(config: Config) -> None:
     """Rules that tie several keys together."""
+    _check_table_keys(config.data)
     for i, name in enumerate(config.metrics):
         _check_name(name, METRICS, f"metrics[{i}]", what="metric")
     if len(set(config.metrics)) != len(config.metrics):
@@ -589,10 +672,34 @@ def _check_consistency(config: Config) -> None:
                 f"metrics[{i}] {name!r} does not fit a {task} task. "
                 f"Allowed: {', '.join(allowed_metrics)}"
             )
+    _check_class_weight(config)
     _check_monitor(config, "train.early_stopping.monitor", config.train.early_stopping.monitor)
     _check_monitor(config, "train.save_best", config.train.save_best)
     _check_known_dataset(config)
     _check_fits_in_memory(config)
+
+
+CLASS_WEIGHT_MODES = ("none", "balanced")
+
+
+def _check_class_weight(config: Config) -> None:
+    setting = config.train.class_weight
+    if setting is None or setting == "none":
+        return
+    if isinstance(setting, str):
+        _check_name(setting, CLASS_WEIGHT_MODES, "train.class_weight", what="class_weight")
+    else:
+        for name, weight in setting.items():
+            if weight < 0:
+                raise ConfigError(
+                    f"train.class_weight.{name} must be >= 0. "
+                    f"Received: train.class_weight.{name}={weight}"
+                )
+    if config.task == "regression":
+        raise ConfigError(
+            "train.class_weight weighs classes; this task is regression. "
+            f"Received: train.class_weight={_show(setting)}"
+        )
 
 
 def monitored_values(config: Config) -> tuple[str, ...]:
@@ -631,6 +738,11 @@ def _check_known_dataset(config: Config) -> None:
         raise ConfigError(
             f"metrics: top5_accuracy is always 1 with {num_classes} classes "
             f"(data.name={_show(config.data.name)}); use it on datasets with more than 5"
+        )
+    if "auc" in config.metrics and num_classes != 2:
+        raise ConfigError(
+            f"metrics: auc needs 2 classes; data.name={_show(config.data.name)} has "
+            f"{num_classes}. Use it on binary tasks"
         )
 
 

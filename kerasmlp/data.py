@@ -32,6 +32,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -39,6 +40,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import download_manager
 
 from kerasmlp import playground
+from kerasmlp.errors import DataError
 
 # Importing `playground` registers its builder with TFDS.
 # spirals, circles, xor, gaussians, sine
@@ -54,10 +56,6 @@ MAX_CACHE_BYTES = 1 << 30
 PROBE_TIMEOUT = 5.0
 # Probed when a dataset records no download URL: TFDS's own host.
 _FALLBACK_URL = "https://storage.googleapis.com/"
-
-
-class DataError(ValueError):
-    """A dataset that cannot be served as configured; the message names the config key."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +106,9 @@ class Datasets:
     # loop holds it as tensors (`kerasmlp.batches.InMemoryBatches`) instead.
     train_examples: tf.data.Dataset | None = None
     train_fits_in_memory: bool = False
+    # Your own table (data.name csv or npz): a `kerasmlp.tabular.TabularData`, with
+    # the preprocessing model that the saved model puts in front of the MLP.
+    tabular: Any = None
 
 
 def load_datasets(
@@ -120,6 +121,11 @@ def load_datasets(
     manual_dir: str | os.PathLike | None = None,
     cache: bool = True,
     shuffle_buffer: int = 10_000,
+    path: str | os.PathLike | None = None,
+    test_path: str | os.PathLike | None = None,
+    label: str | None = None,
+    task: str = "auto",
+    test_fraction: float = 0.2,
 ) -> Datasets:
     """Builds the train, validation and test pipelines of a dataset.
 
@@ -143,6 +149,8 @@ def load_datasets(
             of the network when the dataset is not yet prepared.
         cache: cache decoded splits in memory when they fit. Default True.
         shuffle_buffer: size of the training shuffle buffer. Default 10000.
+        path, test_path, label, task, test_fraction: for `name` 'csv' or 'npz'
+            (your own table), see `kerasmlp.tabular.load_tabular`.
 
     Returns:
         A `Datasets` whose pipelines yield ``(x, y)``: x float32 of shape
@@ -162,7 +170,38 @@ def load_datasets(
             "Argument `train.validation_fraction` must be in [0, 1). "
             f"Received: train.validation_fraction={validation_fraction!r}"
         )
+    if name in ("csv", "npz"):  # your own table: its own source
+        from kerasmlp.tabular import load_tabular
+
+        return load_tabular(
+            name,
+            path=path,
+            test_path=test_path,
+            label=label,
+            task=task,
+            test_fraction=test_fraction,
+            batch_size=batch_size,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            cache=cache,
+            shuffle_buffer=shuffle_buffer,
+        )
     builder = _make_builder(name, data_dir)
+    if builder.name != PLAYGROUND_BUILDER:
+        from kerasmlp import tabular
+
+        if tabular.is_tfds_table(builder.info):  # iris, titanic: a table, not images
+            prepare_dataset(builder, manual_dir=manual_dir)
+            return tabular.load_tfds_table(
+                builder,
+                name,
+                test_fraction=test_fraction,
+                batch_size=batch_size,
+                validation_fraction=validation_fraction,
+                seed=seed,
+                cache=cache,
+                shuffle_buffer=shuffle_buffer,
+            )
     x_key, y_key, task = _check_supported(name, builder)
     builder = prepare_dataset(builder, manual_dir=manual_dir)
 

@@ -1069,3 +1069,59 @@ class RootMeanSquaredError(MeanSquaredError):
 
     def result(self):
         return ops.sqrt(super().result())
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class BinaryAUC(keras.metrics.AUC):
+    """Keras's own `keras.metrics.AUC`, fed as kerasmlp feeds a two-class metric.
+
+    The loop hands classification metrics integer labels and one logit per class,
+    `(batch, 2)` (a sigmoid head's logit z as `[0, z]`). The probability of class 1
+    is `softmax(z)[1] = sigmoid(z[1] - z[0])`, so AUC receives the margin
+    `z[1] - z[0]` with `from_logits=True`; the thresholds, the curve and the
+    summation are Keras's.
+
+    Example:
+    >>> metric = BinaryAUC()
+    >>> metric.update_state([0, 1, 1, 0], [[0.0, -2.0], [0.0, 1.0], [0.0, 3.0], [0.0, 0.5]])
+    >>> round(float(metric.result()), 4)
+    1.0
+
+    Args:
+      num_thresholds: thresholds of the curve's discretization. Default 200.
+      curve: 'ROC' or 'PR'. Default 'ROC'.
+      summation_method: Keras's; default 'interpolation'.
+      name: default 'auc'.
+      dtype: of the metric's result.
+    """
+
+    def __init__(
+        self,
+        num_thresholds: int = 200,
+        curve: str = "ROC",
+        summation_method: str = "interpolation",
+        name: str = "auc",
+        dtype=None,
+    ):
+        super().__init__(
+            num_thresholds=num_thresholds,
+            curve=curve,
+            summation_method=summation_method,
+            from_logits=True,
+            name=name,
+            dtype=dtype,
+        )
+        self._direction = "up"
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = ops.convert_to_tensor(y_pred)
+        margin = y_pred[..., 1] - y_pred[..., 0]
+        y_true = ops.reshape(ops.cast(y_true, margin.dtype), (-1,))
+        return super().update_state(y_true, margin, sample_weight=sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        return {
+            key: config[key]
+            for key in ("name", "dtype", "num_thresholds", "curve", "summation_method")
+        }

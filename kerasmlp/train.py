@@ -23,13 +23,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TextIO
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kerasmlp import actions, diagnostics, losses
 from kerasmlp.batches import InMemoryBatches
 from kerasmlp.checkpoints import RunCheckpoints
+from kerasmlp.class_weights import resolve_class_weight
 from kerasmlp.components import make_loss, make_metrics, make_optimizer
-from kerasmlp.config import Config
+from kerasmlp.config import Config, check_data_task
 from kerasmlp.controller import (
     DIVERGED,
     INTERRUPTED,
@@ -39,6 +41,7 @@ from kerasmlp.controller import (
     StopRequest,
 )
 from kerasmlp.data import Datasets, load_datasets
+from kerasmlp.inference import serving_model, write_data_card
 from kerasmlp.model import Head, build_model
 from kerasmlp.runfiles import (
     CONFIG_FILE,
@@ -80,6 +83,8 @@ class Trainer:
       optimizer: a Keras optimizer; its `iterations` is the global step.
       head: what the model emits, which decides how labels reach the loss.
       metric_names: config names of the metrics (see `components.make_metrics`).
+      class_weight: one weight per class id scaling each training example's loss
+        (see `kerasmlp.class_weights`); None weighs all examples 1.
     """
 
     def __init__(
@@ -90,8 +95,10 @@ class Trainer:
         *,
         head: Head,
         metric_names: tuple[str, ...],
+        class_weight=None,
     ):
         self.model = model
+        self.class_weight = None if class_weight is None else tf.constant(class_weight, tf.float32)
         self.loss = loss
         self.optimizer = optimizer
         self.head = head
@@ -127,9 +134,9 @@ class Trainer:
             return tf.cast(labels, outputs.dtype)[:, None], outputs
         return labels, outputs
 
-    def total_loss(self, labels, outputs):
+    def total_loss(self, labels, outputs, sample_weight=None):
         """The training objective: the loss on `outputs` plus the model's regularization."""
-        loss = self.loss(*self._loss_inputs(labels, outputs))
+        loss = self.loss(*self._loss_inputs(labels, outputs), sample_weight=sample_weight)
         if self.model.losses:
             loss = loss + tf.add_n(self.model.losses)
         return loss
@@ -138,7 +145,10 @@ class Trainer:
         """One update; returns the loss and the global norm of the gradients."""
         with tf.GradientTape() as tape:
             outputs = self.model(features, training=True)
-            loss = self.total_loss(labels, outputs)
+            weights = None
+            if self.class_weight is not None:  # as model.fit turns class_weight into sample_weight
+                weights = tf.gather(self.class_weight, tf.cast(labels, tf.int32))
+            loss = self.total_loss(labels, outputs, sample_weight=weights)
         variables = self.model.trainable_variables
         gradients = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
@@ -434,6 +444,9 @@ def train_and_evaluate(
     keras.utils.set_random_seed(config.seed)
 
     data = _load(config)
+    if data.tabular is not None:
+        _message_of(reporter)(data.tabular.describe())
+        check_data_task(config, data.info.task, data.tabular.labels.why)
     head = Head.for_task(
         data.info.task, num_classes=data.info.num_classes, loss_name=config.loss.name
     )
@@ -444,7 +457,12 @@ def train_and_evaluate(
     optimizer = make_optimizer(config.optimizer, learning_rate_scale=scale)
     # Builds the metrics too: refuses e.g. top5_accuracy on 2 classes before any file is written.
     trainer = Trainer(
-        model, make_loss(config.loss), optimizer, head=head, metric_names=config.metrics
+        model,
+        make_loss(config.loss),
+        optimizer,
+        head=head,
+        metric_names=config.metrics,
+        class_weight=_class_weight(config, data),
     )
     # Only now that the data and the config fit, so a refused run leaves no folder behind.
     if not resume:
@@ -584,7 +602,10 @@ def _run(
         wall_time_s=controller.train_time,
         examples_per_second=controller.examples_seen / max(controller.train_time, 1e-9),
     )
-    replace_atomically(run_dir / "model.keras", lambda path: model.save(path))
+    # For your own table, the saved model is preprocessing + MLP, on the raw columns.
+    saved = serving_model(model, data)
+    replace_atomically(run_dir / "model.keras", lambda path: saved.save(path))
+    write_data_card(run_dir, data, head)
     write_json_atomic(run_dir / METRICS_FILE, results)
     stopped = _find(action_list, actions.EarlyStopping)
     status.update(
@@ -665,7 +686,7 @@ def build_actions(
                 train_cfg.save_best,
                 actions.monitor_direction(train_cfg.save_best, metrics),
                 run_dir / "best.keras",
-                trainer.model,
+                serving_model(trainer.model, data),  # raw columns for your own table
                 status,
             )
         )
@@ -713,6 +734,17 @@ def _find(items, cls):
     return next((item for item in items if isinstance(item, cls)), None)
 
 
+def _class_weight(config: Config, data: Datasets):
+    """`train.class_weight` per class id (counting the training labels for 'balanced')."""
+    setting = config.train.class_weight
+    if setting is None or setting == "none" or data.info.task != "classification":
+        return None
+    labels = None
+    if setting == "balanced":
+        labels = np.concatenate([y.numpy() for _, y in data.train_examples.batch(65536)])
+    return resolve_class_weight(setting, class_names=data.info.class_names, labels=labels)
+
+
 def _load(config: Config) -> Datasets:
     return load_datasets(
         config.data.name,
@@ -723,4 +755,9 @@ def _load(config: Config) -> Datasets:
         manual_dir=config.data.manual_dir,
         cache=config.data.cache,
         shuffle_buffer=config.data.shuffle_buffer,
+        path=config.data.path,
+        test_path=config.data.test_path,
+        label=config.data.label,
+        task=config.data.task,
+        test_fraction=config.data.test_fraction,
     )

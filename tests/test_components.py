@@ -254,10 +254,16 @@ LOOP_KEYS = {
     "train.early_stopping.min_delta",
     "train.early_stopping.restore_best",
     "train.save_best",
+    "train.class_weight",  # test_class_weights.py: one step equals model.fit's
 }
 # Keys passed to load_datasets: checked by test_data_keys_reach_load_datasets.
 DATA_KEYS = {
-    "data.name": ("name", "xor"),
+    "data.name": ("name", "csv"),
+    "data.path": ("path", "/some/train.csv"),
+    "data.test_path": ("test_path", "/some/test.csv"),
+    "data.label": ("label", "target"),
+    "data.task": ("task", "classification"),
+    "data.test_fraction": ("test_fraction", 0.3),
     "data.data_dir": ("data_dir", "/somewhere"),
     "data.manual_dir": ("manual_dir", "/elsewhere"),
     "data.cache": ("cache", False),

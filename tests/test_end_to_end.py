@@ -68,6 +68,7 @@ def test_run_directory_holds_config_model_metrics_and_events(mnist_run):
     assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events.")) == [
         "checkpoints",
         "config.yaml",
+        "data.json",
         "metrics.json",
         "model.keras",
         "status.json",

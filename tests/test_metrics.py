@@ -1057,3 +1057,48 @@ def test_docstring_examples_run():
     result = doctest.testmod(metrics)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+class TestBinaryAUC:
+    """kerasmlp.metrics.BinaryAUC is keras.metrics.AUC on the loop's (batch, 2) logits."""
+
+    def _data(self):
+        rng = np.random.default_rng(0)
+        labels = rng.integers(0, 2, size=200)
+        logits = rng.normal(size=(200, 2)) + labels[:, None] * np.array([0.0, 1.0])
+        return labels, logits.astype("float32")
+
+    def test_matches_keras_auc_on_probabilities_and_sklearn(self):
+        labels, logits = self._data()
+        metric = metrics.BinaryAUC(num_thresholds=2000)
+        metric.update_state(labels, logits)
+        # Reference 1: Keras's AUC on softmax probabilities of class 1.
+        probability = np.asarray(keras.ops.softmax(logits, axis=-1))[:, 1]
+        keras_auc = keras.metrics.AUC(num_thresholds=2000)
+        keras_auc.update_state(labels, probability)
+        np.testing.assert_allclose(float(metric.result()), float(keras_auc.result()), rtol=1e-5)
+        # Reference 2: scikit-learn's exact ROC AUC (Keras's thresholds approximate it).
+        exact = skm.roc_auc_score(labels, probability)
+        np.testing.assert_allclose(float(metric.result()), exact, atol=2e-3)
+
+    def test_sigmoid_head_form_and_weights(self):
+        labels, logits = self._data()
+        z = logits[:, 1:] - logits[:, :1]
+        from_sigmoid = metrics.BinaryAUC()
+        from_sigmoid.update_state(labels, np.concatenate([np.zeros_like(z), z], axis=-1))
+        from_softmax = metrics.BinaryAUC()
+        from_softmax.update_state(labels, logits)
+        np.testing.assert_allclose(float(from_sigmoid.result()), float(from_softmax.result()))
+        weights = np.linspace(0.1, 2.0, 200)
+        weighted = metrics.BinaryAUC(num_thresholds=2000)
+        weighted.update_state(labels, logits, sample_weight=weights)
+        probability = np.asarray(keras.ops.softmax(logits, axis=-1))[:, 1]
+        exact = skm.roc_auc_score(labels, probability, sample_weight=weights)
+        np.testing.assert_allclose(float(weighted.result()), exact, atol=2e-3)
+
+    def test_config_round_trip_and_direction(self):
+        metric = metrics.BinaryAUC(num_thresholds=50, curve="PR", name="pr_auc")
+        clone = metrics.BinaryAUC.from_config(metric.get_config())
+        assert (clone.num_thresholds, clone.curve.name, clone.name) == (50, "PR", "pr_auc")
+        assert keras.saving.get_registered_name(metrics.BinaryAUC) == "kerasmlp>BinaryAUC"
+        assert clone._direction == "up"

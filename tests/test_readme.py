@@ -81,3 +81,51 @@ def test_the_readme_commands_are_the_ones_ci_runs():
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert "python -m pip install -e '\\.\\[test\\]' && python -m pytest" in ci
     assert re.search(r"^python -m pip install -e '\.\[test\]' && python -m pytest", README, re.M)
+
+
+def _section(title):
+    return README.split(f"## {title}\n")[1].split("\n## ")[0]
+
+
+def test_the_own_data_example_runs(tmp_path, monkeypatch):
+    # The script writes fruit.csv, the YAML block is fruit.yaml, and every command of the
+    # plain block runs through its click command, as the console scripts would.
+    import shlex
+
+    from click.testing import CliRunner
+
+    from kerasmlp import cli, predict
+
+    section = _section("Train on your own data")
+    (script,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    (config,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    commands = re.findall(r"```\n(kerasmlp-train .*?)```", section, flags=re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(script, "README.md", "exec"), {})  # noqa: S102 - our own README
+    (tmp_path / "fruit.yaml").write_text(config)
+    scripts = {"kerasmlp-train": cli.main, "kerasmlp-predict": predict.main}
+    outputs = []
+    for line in commands.strip().splitlines():
+        name, *args = shlex.split(line)
+        result = CliRunner().invoke(scripts[name], args)
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    stated = re.search(r"`(data \| csv \|.*?)`", section).group(1)
+    assert " ".join(stated.split()) in " ".join(outputs[0].split())
+    predictions = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert predictions[0] == "predicted,probability_apple,probability_banana,probability_cherry"
+    assert len(predictions) == 301
+    accuracy = float(re.search(r"accuracy (\S+)", outputs[1]).group(1))
+    assert accuracy > 0.9  # weight and color separate the three fruits
+    # The confusion matrix (drawn with the class names) is among the run's images.
+    from tests import events
+
+    images = events.tags_by_plugin(tmp_path / "logs" / "fruit" / "validation").get("images", set())
+    assert any("confusion_matrix" in tag for tag in images), images
+
+    # "Use the trained model": its Python block runs on that same run.
+    (usage,) = re.findall(r"```python\n(.*?)```", _section("Use the trained model"), flags=re.S)
+    namespace: dict = {}
+    exec(compile(usage, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert namespace["probabilities"].shape == (2, 3)
+    assert list(namespace["run"].predict(namespace["columns"])) == ["apple", "cherry"]

@@ -1,0 +1,53 @@
+"""`kerasmlp-export RUN DIR`: a trained run as a TensorFlow SavedModel for serving.
+
+Thin: `kerasmlp.inference.load_run` loads the run and `keras.Model.export`
+writes the SavedModel. Its `serve` endpoint (also `serving_default`) takes the
+raw inputs the run's model takes (for your own CSV, a dict of (n, 1) tensors
+named by column) and returns class probabilities (or the regression value);
+load it with `tf.saved_model.load(DIR)`, no kerasmlp needed.
+
+Exit status: 0 done; 2 a user's mistake (one line on stderr, nothing written).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+import click
+
+from kerasmlp import __version__
+from kerasmlp.config import ConfigError
+
+USAGE_ERROR = 2
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kerasmlp-export", message="%(prog)s %(version)s")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("export_dir", type=click.Path(file_okay=False))
+def main(run_dir, export_dir):
+    """Export the trained run RUN_DIR as a SavedModel in EXPORT_DIR (new or empty)."""
+    target = pathlib.Path(export_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        _fail(f"{export_dir} already holds files; give a new or empty folder")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from kerasmlp.errors import DataError
+    from kerasmlp.inference import load_run
+
+    try:
+        run = load_run(run_dir)
+    except (ConfigError, DataError) as e:
+        _fail(e)
+    run.probability_model().export(str(target), format="tf_saved_model", verbose=False)
+    click.echo(f"saved model: {target} (endpoint 'serve': raw inputs -> probabilities)")
+
+
+def _fail(error) -> None:
+    click.echo(f"kerasmlp-export: error: {' '.join(str(error).split())}", err=True)
+    sys.exit(USAGE_ERROR)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name="kerasmlp-export")

@@ -1,0 +1,273 @@
+"""A finished run as a predictor: `load_run("logs/<run>")`, and how a run saves its model.
+
+A run writes `model.keras` (`serving_model`) and `data.json` (`write_data_card`:
+the task, the class names, the head, and for your own table its columns). For a
+table the saved model is the preprocessing (see `kerasmlp.tabular`) followed by
+the MLP, so it takes the raw columns; for the playground and TFDS sets it takes
+the flat float32 features, as the loop feeds them. Either way it emits logits;
+`LoadedRun.predict_proba` applies the head's softmax or sigmoid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasmlp import tables
+from kerasmlp.config import Config, load_config
+from kerasmlp.errors import DataError
+from kerasmlp.model import Head
+from kerasmlp.runfiles import CONFIG_FILE, write_json_atomic
+from kerasmlp.tables import STRING, Column
+
+MODEL_FILE = "model.keras"
+DATA_FILE = "data.json"
+
+
+def serving_model(model: keras.Model, data) -> keras.Model:
+    """The model to save: preprocessing + `model` for a table, `model` itself otherwise."""
+    tabular = getattr(data, "tabular", None)
+    if tabular is None:
+        return model
+    preprocessor = tabular.preprocessor
+    return _functional(preprocessor.input, model(preprocessor.output), "mlp_on_raw_columns")
+
+
+def _functional(inputs, outputs, name: str) -> keras.Model:
+    with warnings.catch_warnings():
+        # Keras asks for dict keys equal to the input names; a header such as "width (cm)"
+        # cannot be an input name (see `tabular.input_name`), and the dict maps by key.
+        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+        return keras.Model(inputs, outputs, name=name)
+
+
+def write_data_card(run_dir: pathlib.Path, data, head: Head) -> None:
+    """Writes `data.json`: what `load_run` needs beside the model (inputs, classes)."""
+    info = data.info
+    tabular = getattr(data, "tabular", None)
+    card = {
+        "task": info.task,
+        "class_names": list(info.class_names) if info.class_names else None,
+        "head": head.kind,
+        "dataset": info.name,
+        "input_dim": info.input_dim,
+        "table": tabular.to_json() if tabular is not None else None,
+    }
+    write_json_atomic(run_dir / DATA_FILE, card)
+
+
+class LoadedRun:
+    """A trained run: its model, config and classes, predicting on raw inputs.
+
+    Attributes:
+      run_dir: the run's folder.
+      model: the saved `keras.Model` (emits logits, or the regression value).
+      config: the run's `Config`.
+      task: 'classification' or 'regression'.
+      class_names: class names in id order; None for regression.
+      columns: a table's input columns (`kerasmlp.tables.Column`); None otherwise.
+      label: a CSV's label column; None otherwise.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = pathlib.Path(run_dir)
+        for name in (MODEL_FILE, DATA_FILE, CONFIG_FILE):
+            if not (self.run_dir / name).is_file():
+                raise DataError(
+                    f"{self.run_dir} has no {name}: not a completed kerasmlp run "
+                    "(data.json is written by runs of this version on)"
+                )
+        self.config: Config = load_config(self.run_dir / CONFIG_FILE)
+        card = json.loads((self.run_dir / DATA_FILE).read_text(encoding="utf-8"))
+        self.task: str = card["task"]
+        self.class_names = tuple(card["class_names"]) if card["class_names"] else None
+        self.head_kind: str = card["head"]
+        self.input_dim: int = card["input_dim"]
+        table = card.get("table")
+        self.source = table["source"] if table else None
+        self.label = table["label"] if table else None
+        self.columns = tuple(Column(**c) for c in table["columns"]) if table else None
+        with warnings.catch_warnings():  # see `_functional`
+            warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+            self.model: keras.Model = keras.models.load_model(self.run_dir / MODEL_FILE)
+
+    # --- inputs ------------------------------------------------------------
+
+    def read(self, inputs: Any, *, what: str = "INPUT") -> tuple[Any, np.ndarray | None]:
+        """The model's inputs for `inputs`, and the labels (class ids or targets) if present.
+
+        Args:
+          inputs: a path to a CSV or .npz shaped like the training data (a label
+            column or `y` is used for metrics only); a dict of columns (lists or
+            arrays of one value per row); or an array of rows (an .npz run's x,
+            or the flat features of a playground or TFDS run).
+          what: how messages name the input.
+        """
+        if isinstance(inputs, (str, os.PathLike)):
+            path = pathlib.Path(inputs)
+            if path.suffix.lower() == ".npz":
+                table = tables.read_npz_table(path, labels_required=False, what=what)
+                x = table.values["x"].astype(np.float32)
+                return self._array_inputs(x, source=str(path)), self._labels(table)
+            if self.columns is None or self.source != "csv":
+                other = "a dict of columns" if self.columns and self.source != "npz" else "an .npz"
+                raise DataError(f"{path}: this run was not trained on a CSV; give {other} ({what})")
+            table = tables.read_csv_table(
+                path, label=self.label, columns=self.columns, label_required=False, what=what
+            )
+            from kerasmlp.tabular import raw_inputs
+
+            return _tensors(raw_inputs(table)), self._labels(table)
+        if isinstance(inputs, Mapping):
+            return self._dict_inputs(inputs), None
+        return self._array_inputs(np.asarray(inputs, np.float32), source="the array"), None
+
+    def read_test_split(self) -> tuple[Any, np.ndarray]:
+        """The run's own test split (its rows read again as the config says), and its labels."""
+        from kerasmlp.train import _load
+
+        data = _load(self.config)
+        if data.tabular is not None:
+            from kerasmlp.tabular import raw_inputs
+
+            test = data.tabular.test
+            return _tensors(raw_inputs(test)), data.tabular.labels.encode(test, what="data.path")
+        features, labels = zip(*((x.numpy(), y.numpy()) for x, y in data.test), strict=True)
+        return tf.constant(np.concatenate(features)), np.concatenate(labels)
+
+    def _labels(self, table: tables.Table) -> np.ndarray | None:
+        if table.labels is None:
+            return None
+        raw = np.asarray(table.labels)
+        if self.columns is None and self.task == "classification" and raw.dtype.kind in "iu":
+            # A playground or TFDS run: y holds class ids, as the loop's labels do.
+            bad = np.flatnonzero((raw < 0) | (raw >= len(self.class_names)))
+            if bad.size:
+                raise DataError(
+                    f"{table.source}: y[{bad[0]}]={raw[bad[0]]} is no class id of this run "
+                    f"(0 to {len(self.class_names) - 1})"
+                )
+            return raw.astype(np.int32)
+        labels = tables.Labels(self.task, self.class_names, why="")
+        return labels.encode(table, what="INPUT")
+
+    def _array_inputs(self, x: np.ndarray, *, source: str):
+        if self.columns is None:  # playground / TFDS run: flat float features
+            x = x.reshape(x.shape[0], -1)
+            if x.shape[1] != self.input_dim:
+                raise DataError(
+                    f"{source}: examples have {x.shape[1]} values; the model takes {self.input_dim}"
+                )
+            return tf.constant(x)
+        if self.source != "npz":
+            raise DataError(f"{source}: this run was trained on a CSV; give a CSV or a dict")
+        expected = tuple(self.model.input["x"].shape[1:])
+        if tuple(x.shape[1:]) != expected:
+            raise DataError(
+                f"{source}: examples have shape {x.shape[1:]}; the model takes {expected}"
+            )
+        return {"x": tf.constant(x)}
+
+    def _dict_inputs(self, inputs: Mapping) -> dict:
+        if self.columns is None or self.source == "npz":
+            raise DataError("a dict of columns fits runs on a table with named columns only")
+        missing = [c.name for c in self.columns if c.name not in inputs]
+        if missing:
+            raise DataError(f"the inputs lack column(s) {', '.join(missing)}")
+        out = {}
+        for column in self.columns:
+            values = np.asarray(inputs[column.name])
+            values = values.reshape(-1, 1) if values.ndim <= 1 else values
+            if column.kind == STRING:
+                out[column.name] = tf.constant(values.astype(str))
+            else:
+                out[column.name] = tf.constant(values.astype(np.float32))
+        return out
+
+    # --- predictions -------------------------------------------------------
+
+    def logits(self, inputs: Any, *, batch_size: int = 4096) -> np.ndarray:
+        """The model's raw outputs, shape (n, units)."""
+        model_inputs, _ = self.read(inputs)
+        return self.outputs(model_inputs, batch_size)
+
+    def outputs(self, model_inputs, batch_size: int = 4096) -> np.ndarray:
+        """The model on inputs as `read` returns them: logits (n, units)."""
+        dataset = tf.data.Dataset.from_tensor_slices(model_inputs).batch(batch_size)
+        chunks = [np.asarray(self.model(batch, training=False)) for batch in dataset]
+        return np.concatenate(chunks).astype(np.float32)
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, num_classes) from logits; a sigmoid head gives [1 - p, p]."""
+        if self.head_kind == "softmax":
+            return np.asarray(keras.ops.softmax(outputs, axis=-1))
+        if self.head_kind == "sigmoid":
+            p = np.asarray(keras.ops.sigmoid(outputs))[:, :1]
+            return np.concatenate([1.0 - p, p], axis=-1)
+        raise ValueError("a regression run has no class probabilities; use predict")
+
+    def probability_model(self) -> keras.Model:
+        """The saved model with the head's activation: class probabilities (n, num_classes).
+
+        softmax for one logit per class; for a sigmoid head [1 - p, p]; the value
+        itself for regression. What `kerasmlp-export` serves.
+        """
+        outputs = self.model.output
+        if self.head_kind == "softmax":
+            outputs = keras.layers.Activation("softmax", name="probabilities")(outputs)
+        elif self.head_kind == "sigmoid":
+            p = keras.layers.Activation("sigmoid")(outputs)
+            outputs = keras.layers.Concatenate(name="probabilities")([1.0 - p, p])
+        return _functional(self.model.input, outputs, f"{self.model.name}_probabilities")
+
+    def predict_proba(self, inputs: Any) -> np.ndarray:
+        """Class probabilities on raw inputs (see `read`), shape (n, num_classes)."""
+        return self.probabilities(self.logits(inputs))
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        """Class names (classification, object array) or values (regression), shape (n,)."""
+        return self.decide(self.logits(inputs))
+
+    def decide(self, outputs: np.ndarray) -> np.ndarray:
+        if self.task == "regression":
+            return outputs[:, 0]
+        ids = np.argmax(self.probabilities(outputs), axis=-1)
+        return np.array(self.class_names, dtype=object)[ids]
+
+    def evaluate(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """The run's metrics (`config.metrics`) of `outputs` against `labels`."""
+        from kerasmlp.components import make_metrics
+
+        head = Head(self.head_kind, int(outputs.shape[-1]))
+        metrics = make_metrics(self.config.metrics, head)
+        outputs = tf.constant(outputs)
+        if head.kind == "sigmoid":  # as the loop feeds them (see train.Trainer._metric_inputs)
+            outputs = tf.concat([tf.zeros_like(outputs), outputs], axis=-1)
+        if head.kind == "linear":
+            labels = np.asarray(labels, np.float32)[:, None]
+        results = {}
+        for metric in metrics:
+            metric.update_state(tf.constant(labels), outputs)
+            results[metric.name] = float(metric.result())
+        return results
+
+
+def _tensors(inputs: Mapping[str, np.ndarray]) -> dict:
+    return {k: tf.constant(v.astype(str) if v.dtype == object else v) for k, v in inputs.items()}
+
+
+def load_run(run_dir: str | os.PathLike) -> LoadedRun:
+    """Loads a completed run for prediction: `load_run("logs/<run>").predict("new.csv")`.
+
+    Raises:
+      DataError: the folder lacks model.keras, data.json or config.yaml.
+    """
+    return LoadedRun(run_dir)

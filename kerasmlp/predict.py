@@ -1,0 +1,98 @@
+"""`kerasmlp-predict RUN INPUT`: a trained run's predictions on a file, as a CSV.
+
+Thin: `kerasmlp.inference.load_run` does the work. The CSV holds `predicted`
+(the class name, or the value for regression) and, for classification, one
+`probability_<class>` column per class. When the input has labels, the run's
+metrics on it are printed (on stderr when the CSV goes to stdout).
+
+Exit status: 0 done; 2 a user's mistake (one line on stderr, nothing written).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import pathlib
+import sys
+
+import click
+
+from kerasmlp import __version__
+from kerasmlp.config import ConfigError
+
+USAGE_ERROR = 2
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kerasmlp-predict", message="%(prog)s %(version)s")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("input_path", metavar="INPUT", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--split",
+    type=click.Choice(["test"]),
+    default=None,
+    help="Predict the run's own test split instead of INPUT.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CSV file to write. Default: stdout.",
+)
+def main(run_dir, input_path, split, output):
+    """Predict with the run RUN_DIR on INPUT, a CSV or .npz shaped like its training data."""
+    if (input_path is None) == (split is None):
+        _fail("give INPUT or --split test (one of them)")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from kerasmlp.errors import DataError
+    from kerasmlp.inference import load_run
+
+    try:
+        run = load_run(run_dir)
+        if split is not None:
+            model_inputs, labels = run.read_test_split()
+        else:
+            model_inputs, labels = run.read(input_path)
+        outputs = run.outputs(model_inputs)
+    except (ConfigError, DataError) as e:
+        _fail(e)
+    text = predictions_csv(run, outputs)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            pathlib.Path(output).write_text(text, encoding="utf-8")
+        except OSError as e:
+            _fail(f"cannot write {output}: {e.strerror}")
+    if labels is not None:
+        results = run.evaluate(outputs, labels)
+        line = " | ".join(f"{k} {v:.4f}" for k, v in results.items())
+        click.echo(f"{'metrics':<10} | examples {len(labels)} | {line}", err=output is None)
+
+
+def predictions_csv(run, outputs) -> str:
+    """The CSV text: `predicted`, then `probability_<class>` per class for classification."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    predicted = run.decide(outputs)
+    if run.task == "regression":
+        writer.writerow(["predicted"])
+        writer.writerows([f"{float(v):.9g}"] for v in predicted)
+    else:
+        probabilities = run.probabilities(outputs)
+        writer.writerow(["predicted", *(f"probability_{name}" for name in run.class_names)])
+        for name, row in zip(predicted, probabilities, strict=True):
+            writer.writerow([name, *(f"{float(p):.9g}" for p in row)])
+    return buffer.getvalue()
+
+
+def _fail(error) -> None:
+    message = " ".join(str(error).split())
+    click.echo(f"kerasmlp-predict: error: {message}", err=True)
+    sys.exit(USAGE_ERROR)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name="kerasmlp-predict")

@@ -1,0 +1,399 @@
+"""Tables from your own files: a CSV or an .npz read into typed columns, checked row by row.
+
+Without TensorFlow: this module reads and checks (numpy, and Python's `csv`
+module for the parsing), `kerasmlp.tabular` turns the result into Keras
+preprocessing and `tf.data` pipelines. Every refusal is a one-line `DataError`
+naming the file, and the row and column where there is one.
+
+A CSV's first row names its columns. A field that is empty or one of
+`MISSING_TOKENS` (any case) is missing. A column is numeric when its filled
+values are all numbers; a column where almost all are numbers
+(`NUMERIC_SHARE`) holds a typo, refused with its row; any other column is a
+string (categorical) column.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import math
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from kerasmlp.errors import DataError
+
+TASKS = ("auto", "classification", "regression")
+# Read as "missing" in any case, besides the empty field.
+MISSING_TOKENS = frozenset({"na", "n/a", "nan", "null", "none", "?"})
+# `data.task: auto` calls integer or string labels with at most this many distinct
+# values classes; integer labels with more are a regression target.
+AUTO_MAX_CLASSES = 20
+# A training column is numeric with a typo (refused) rather than a string column
+# when at least this share of its filled values are numbers.
+NUMERIC_SHARE = 0.9
+NUMERIC, STRING = "numeric", "string"
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One input column: its name as in the header, and 'numeric' or 'string'."""
+
+    name: str
+    kind: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """Raw input columns and labels, read from one file.
+
+    Attributes:
+      source: the file, for messages.
+      columns: the input columns (the label excluded), in file order.
+      values: column name -> array of shape (n,): float64 with NaN for missing
+        numbers, or str (object) with '' for missing strings. An .npz gives one
+        entry, 'x', of shape (n, ...).
+      labels: the label texts or numbers, shape (n,); None when the file has no label.
+      rows: the file's row number (1 = header) of each example, for messages.
+    """
+
+    source: str
+    columns: tuple[Column, ...]
+    values: Mapping[str, np.ndarray]
+    labels: np.ndarray | None
+    rows: np.ndarray
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.rows.shape[0])
+
+    def take(self, index: np.ndarray) -> Table:
+        """The rows at `index` (an integer array)."""
+        return dataclasses.replace(
+            self,
+            values={k: v[index] for k, v in self.values.items()},
+            labels=None if self.labels is None else self.labels[index],
+            rows=self.rows[index],
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Labels:
+    """The labels as the model learns them.
+
+    Attributes:
+      task: 'classification' or 'regression'.
+      class_names: class names in id order (classification), else None.
+      why: how the task was chosen, for the console.
+    """
+
+    task: str
+    class_names: tuple[str, ...] | None
+    why: str
+
+    def encode(self, table: Table, *, what: str) -> np.ndarray:
+        """Class ids (int32) or targets (float32) of `table`'s labels; refuses unknown classes."""
+        if self.task == "regression":
+            return _label_numbers(table, what=what).astype(np.float32)
+        index = {name: i for i, name in enumerate(self.class_names)}
+        texts = _label_texts(table)
+        ids = np.empty(len(texts), np.int32)
+        for i, text in enumerate(texts):
+            if text not in index:
+                raise DataError(
+                    f"{table.source} row {table.rows[i]}: label {text!r} is not a class of the "
+                    f"training data ({_list(self.class_names)}) ({what})"
+                )
+            ids[i] = index[text]
+        return ids
+
+
+def is_missing(text: str) -> bool:
+    text = text.strip()
+    return not text or text.lower() in MISSING_TOKENS
+
+
+def read_csv(path: str | os.PathLike, *, what: str = "data.path") -> tuple[list[str], list]:
+    """The header and the rows of a CSV file, each row as long as the header.
+
+    Raises:
+      DataError: a missing or unreadable file, an empty file, a header with an
+        empty or repeated name, or a row with more or fewer fields than the header.
+    """
+    path = pathlib.Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path} is empty: a CSV needs a header row ({what})")
+            header = [name.strip() for name in header]
+            for i, name in enumerate(header):
+                if not name:
+                    raise DataError(f"{path} row 1: column {i + 1} has no name ({what})")
+                if name in header[:i]:
+                    raise DataError(f"{path} row 1: column {name!r} appears twice ({what})")
+            rows, numbers = [], []
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank line
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{path} row {reader.line_num}: {len(row)} fields, the header has "
+                        f"{len(header)} ({what})"
+                    )
+                rows.append(row)
+                numbers.append(reader.line_num)
+    except FileNotFoundError:
+        raise DataError(f"File not found: {path} ({what})") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not a CSV file ({what})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path} is not UTF-8 text: byte 0x{e.object[e.start]:02x} ({what})"
+        ) from None
+    except csv.Error as e:
+        raise DataError(f"{path}: not valid CSV: {e} ({what})") from None
+    except OSError as e:
+        raise DataError(f"Cannot read {path}: {e.strerror} ({what})") from None
+    if not rows:
+        raise DataError(f"{path} has a header but no rows ({what})")
+    return header, (rows, numbers)
+
+
+def read_csv_table(
+    path: str | os.PathLike,
+    *,
+    label: str | None,
+    columns: Sequence[Column] | None = None,
+    label_required: bool = True,
+    what: str = "data.path",
+) -> Table:
+    """Reads a CSV into a `Table`.
+
+    Args:
+      path: the file.
+      label: the label column's name (`data.label`).
+      columns: the training data's input columns; given for a test or prediction
+        file, which must have the same (in any order) and whose values must fit
+        their kinds. None: the kinds are inferred from this file.
+      label_required: a training or test file must hold the label; a file to
+        predict may leave it out.
+      what: the config key or option naming the file, for messages.
+    """
+    header, (rows, numbers) = read_csv(path, what=what)
+    source = str(path)
+    if label is not None and label not in header and (label_required or columns is None):
+        raise DataError(
+            f"{source} has no label column {label!r} (data.label).{_did_you_mean(label, header)} "
+            f"Columns: {_list(header)}"
+        )
+    names = [name for name in header if name != label]
+    if not names:
+        raise DataError(f"{source} has no input column besides the label {label!r} ({what})")
+    if columns is not None:
+        expected = [c.name for c in columns]
+        missing = [n for n in expected if n not in names]
+        extra = [n for n in names if n not in expected]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"lacks {_list(missing)}")
+            if extra:
+                parts.append(f"has {_list(extra)} besides")
+            raise DataError(
+                f"{source} columns differ from the training data's: it {' and '.join(parts)} "
+                f"({what})"
+            )
+    position = {name: i for i, name in enumerate(header)}
+    kinds = {c.name: c.kind for c in columns} if columns is not None else {}
+    values, result_columns = {}, []
+    for name in columns_order(names, columns):
+        texts = [row[position[name]] for row in rows]
+        kind = kinds.get(name) or _infer_kind(texts)
+        values[name] = _convert(texts, kind, name, source, numbers)
+        result_columns.append(Column(name, kind))
+    labels = None
+    if label is not None and label in position:
+        labels = np.array([row[position[label]].strip() for row in rows], dtype=object)
+        for i, text in enumerate(labels):
+            if is_missing(text):
+                raise DataError(
+                    f"{source} row {numbers[i]}: the label column {label!r} is empty ({what})"
+                )
+    return Table(source, tuple(result_columns), values, labels, np.array(numbers, np.int64))
+
+
+def columns_order(names: Sequence[str], columns: Sequence[Column] | None) -> list[str]:
+    """The training order of the columns when known (a test file may order them otherwise)."""
+    return [c.name for c in columns] if columns is not None else list(names)
+
+
+def read_npz_table(
+    path: str | os.PathLike, *, split: str = "train", labels_required: bool = True, what: str
+) -> Table:
+    """Reads arrays `x` and `y` (split 'train') or `x_test` and `y_test` (split 'test') of an .npz.
+
+    Raises:
+      DataError: a missing file or array, arrays of different lengths, a
+        non-numeric `x`.
+    """
+    x_key, y_key = ("x", "y") if split == "train" else ("x_test", "y_test")
+    source = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+            if x_key not in keys:
+                raise DataError(f"{source} has no array {x_key!r} (it has: {_list(keys)}) ({what})")
+            x = archive[x_key]
+            y = archive[y_key] if y_key in keys else None
+    except FileNotFoundError:
+        raise DataError(f"File not found: {source} ({what})") from None
+    except (ValueError, OSError) as e:  # not a zip, or pickled object arrays
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{source} is not a readable .npz of arrays: {e} ({what})") from None
+    if y is None and labels_required:
+        raise DataError(f"{source} has no array {y_key!r} (it has: {_list(keys)}) ({what})")
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise DataError(f"{source}: {x_key!r} holds no examples ({what})")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{source}: {x_key!r} must be numeric; it is {x.dtype} ({what})")
+    if y is not None and (y.ndim != 1 or y.shape[0] != x.shape[0]):
+        raise DataError(
+            f"{source}: {y_key!r} must have shape ({x.shape[0]},) to match {x_key!r}; "
+            f"it has {y.shape} ({what})"
+        )
+    x = x.reshape(x.shape[0], -1) if x.ndim == 1 else x
+    rows = np.arange(x.shape[0], dtype=np.int64)
+    return Table(source, (Column("x", NUMERIC),), {"x": x.astype(np.float64)}, y, rows)
+
+
+def choose_labels(table: Table, task: str, *, label: str) -> Labels:
+    """Decides the task (for `data.task: auto`) and the classes from the training labels.
+
+    auto: string labels, and integer labels with at most AUTO_MAX_CLASSES distinct
+    values, are classes; numbers with a fraction, and integers with more distinct
+    values, are a regression target.
+
+    Raises:
+      DataError: regression on labels that are not numbers, or a single class.
+    """
+    texts = _label_texts(table)
+    numbers = _try_numbers(texts)
+    integers = numbers is not None and all(_is_integer_text(t) for t in texts)
+    if table.labels is not None and np.issubdtype(np.asarray(table.labels).dtype, np.floating):
+        integers = False  # an .npz's float y is a target, whatever its values
+    distinct = sorted(set(texts))
+    if task == "auto":
+        if numbers is None:
+            task, why = "classification", f"{len(distinct)} distinct string labels"
+        elif integers and len(distinct) <= AUTO_MAX_CLASSES:
+            task, why = "classification", f"{len(distinct)} distinct integer labels"
+        elif integers:
+            task = "regression"
+            why = f"{len(distinct)} distinct integer labels, more than {AUTO_MAX_CLASSES}"
+        else:
+            task, why = "regression", "labels are numbers with fractions"
+    else:
+        why = "data.task"
+    if task == "regression":
+        _label_numbers(table, what="data.label")  # refuses a non-number with its row
+        return Labels("regression", None, why)
+    if numbers is not None:  # order classes 2 < 10, not "10" < "2"
+        distinct = sorted(distinct, key=lambda t: float(t))
+    if len(distinct) < 2:
+        raise DataError(
+            f"{table.source}: the label column {label!r} has one class ({distinct[0]!r}); "
+            "classification needs at least 2"
+        )
+    return Labels("classification", tuple(distinct), why)
+
+
+def _label_texts(table: Table) -> list[str]:
+    labels = table.labels
+    if labels is None:
+        raise DataError(f"{table.source} has no labels")
+    if isinstance(labels, np.ndarray) and labels.dtype != object:
+        if np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool:
+            return [str(int(v)) for v in labels]
+        if np.issubdtype(labels.dtype, np.floating):
+            return [_number_text(float(v)) for v in labels]
+    return [str(v).strip() for v in labels]
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _label_numbers(table: Table, *, what: str) -> np.ndarray:
+    texts = _label_texts(table)
+    out = np.empty(len(texts), np.float64)
+    for i, text in enumerate(texts):
+        number = _to_number(text)
+        if number is None or not math.isfinite(number):
+            raise DataError(
+                f"{table.source} row {table.rows[i]}: label {text!r} is not a number; "
+                f"regression needs numeric labels ({what})"
+            )
+        out[i] = number
+    return out
+
+
+def _to_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _try_numbers(texts: Sequence[str]) -> list[float] | None:
+    numbers = [_to_number(t) for t in texts]
+    return None if any(n is None for n in numbers) else numbers
+
+
+def _is_integer_text(text: str) -> bool:
+    try:
+        int(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _infer_kind(texts: Sequence[str]) -> str:
+    filled = [t for t in texts if not is_missing(t)]
+    if not filled:
+        return NUMERIC  # all missing: a column of NaN, filled in by the model
+    numbers = sum(_to_number(t) is not None for t in filled)
+    return NUMERIC if numbers >= NUMERIC_SHARE * len(filled) else STRING
+
+
+def _convert(texts, kind, name, source, numbers) -> np.ndarray:
+    if kind == STRING:
+        return np.array(["" if is_missing(t) else t.strip() for t in texts], dtype=object)
+    out = np.empty(len(texts), np.float64)
+    for i, text in enumerate(texts):
+        if is_missing(text):
+            out[i] = np.nan
+            continue
+        number = _to_number(text)
+        if number is None or not math.isfinite(number):
+            raise DataError(
+                f"{source} row {numbers[i]}, column {name!r}: {text.strip()!r} is not a number "
+                "(the column is numeric)"
+            )
+        out[i] = number
+    return out
+
+
+def _did_you_mean(value: str, allowed: Sequence[str]) -> str:
+    close = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _list(names: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(str(n) for n in list(names)[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")

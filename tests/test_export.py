@@ -1,0 +1,79 @@
+"""Tests for kerasmlp-export: a SavedModel on raw columns, loaded without kerasmlp.
+
+The run is a binary CSV trained a few epochs with binary cross-entropy (a
+sigmoid head); the reference is `load_run(...).predict_proba` in this process.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import roc_auc_score
+
+from kerasmlp import cli, export
+from kerasmlp.inference import load_run
+
+
+def test_export_serves_probabilities_on_raw_columns(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["size,shape,ok"]
+    for i in range(60):
+        size = rng.normal()
+        shape = ["round", "square"][i % 2]
+        lines.append(f"{'' if i % 8 == 0 else f'{size:.3f}'},{shape},{int(size > 0)}")
+    data = tmp_path / "b.csv"
+    data.write_text("\n".join(lines) + "\n")
+    overrides = [
+        "data.name=csv",
+        f"data.path={data}",
+        "data.label=ok",
+        "loss.name=binary_crossentropy",
+        "metrics=[accuracy, auc]",
+        "train.class_weight=balanced",
+        "train.epochs=15",
+        "model.hidden_units=[8]",
+        "train.image_every_epochs=0",
+        "train.histogram_every_epochs=0",
+    ]
+    args = ["--logdir", str(tmp_path / "logs"), "--run-name", "b"]
+    result = CliRunner().invoke(cli.main, args + [a for o in overrides for a in ("--set", o)])
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "logs" / "b"
+    # The run's test_auc against scikit-learn's on the saved model's test predictions.
+    run = load_run(run_dir)
+    inputs, labels = run.read_test_split()
+    probability = run.probabilities(run.outputs(inputs))[:, 1]
+    test_auc = json.loads((run_dir / "metrics.json").read_text())["test_auc"]
+    assert test_auc == pytest.approx(roc_auc_score(labels, probability), abs=0.02)
+    out = tmp_path / "served"
+    result = CliRunner().invoke(export.main, [str(run_dir), str(out)])
+    assert result.exit_code == 0, result.output
+
+    columns = {"size": [0.8, -1.2, float("nan")], "shape": ["round", "square", "oval"]}
+    expected = run.predict_proba(columns)
+    assert expected.shape == (3, 2)  # the sigmoid head as [1 - p, p]
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import tensorflow as tf
+        served = tf.saved_model.load({str(out)!r})
+        assert "kerasmlp" not in sys.modules
+        inputs = {{
+            "size": tf.constant([[0.8], [-1.2], [float("nan")]]),
+            "shape": tf.constant([["round"], ["square"], ["oval"]]),
+        }}
+        print(json.dumps(served.serve(inputs).numpy().tolist()))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    served = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+
+    result = CliRunner().invoke(export.main, [str(run_dir), str(out)])
+    assert result.exit_code == 2 and "already holds files" in result.output

@@ -1,0 +1,327 @@
+"""Your own CSV end to end: `kerasmlp-train` on it, then `kerasmlp-predict` and `load_run`.
+
+The runs are a few epochs on files written here (a classification CSV with a
+string column and missing values, a regression CSV). Predictions are checked
+value by value against the saved model's `model.predict`, run in a fresh process.
+"""
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kerasmlp import cli, predict
+from kerasmlp.inference import load_run
+
+
+def _classification_csv(path, rows=120, seed=0):
+    """Class 'high' when x + (color == 'red') > 1; x missing in every 9th row."""
+    rng = np.random.default_rng(seed)
+    lines = ["x,color,w,kind"]
+    for i in range(rows):
+        x = rng.uniform(-1, 2)
+        color = ["red", "blue", "green"][i % 3]
+        kind = "high" if x + (color == "red") > 1 else "low"
+        shown = "" if i % 9 == 4 else f"{x:.4f}"
+        lines.append(f"{shown},{color if i % 10 else ''},{rng.normal():.3f},{kind}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _train(tmp_path, *overrides, name="run"):
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "--logdir",
+            str(tmp_path / "logs"),
+            "--run-name",
+            name,
+            "--set",
+            "train.epochs=8",
+            "--set",
+            "train.batch_size=16",
+            "--set",
+            "model.hidden_units=[16]",
+            "--set",
+            "train.histogram_every_epochs=0",
+            "--set",
+            "train.image_every_epochs=0",
+            *(a for o in overrides for a in ("--set", o)),
+        ],
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("csv")
+    data = _classification_csv(tmp_path / "train.csv")
+    result = _train(
+        tmp_path,
+        "data.name=csv",
+        f"data.path={data}",
+        "data.label=kind",
+        "train.save_best=validation_accuracy",
+    )
+    assert result.exit_code == 0, result.output
+    return tmp_path, tmp_path / "logs" / "run", result.output
+
+
+def test_training_says_which_task_it_chose_and_learns(csv_run):
+    _, run_dir, output = csv_run
+    assert "classification (2 distinct string labels)" in output
+    results = json.loads((run_dir / "metrics.json").read_text())
+    assert results["test_accuracy"] > 0.7  # a rule of 2 features; chance is about 0.5
+
+
+def test_predict_csv_matches_the_saved_model_in_a_fresh_process(csv_run, tmp_path):
+    tmp, run_dir, _ = csv_run
+    new = _classification_csv(tmp_path / "new.csv", rows=15, seed=1)
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "metrics    | examples 15 | accuracy" in result.output
+    with open(out, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["predicted", "probability_high", "probability_low"]
+    probabilities = np.array([[float(v) for v in row[1:]] for row in rows[1:]])
+
+    # The reference: model.keras loaded after `import kerasmlp` alone, on the raw columns.
+    script = textwrap.dedent(
+        f"""
+        import csv, json
+        import kerasmlp, keras, numpy as np, tensorflow as tf
+        model = keras.models.load_model({str(run_dir / "model.keras")!r})
+        rows = list(csv.DictReader(open({str(new)!r})))
+        def number(v):
+            return float(v) if v else float("nan")
+        inputs = {{
+            "x": tf.constant([[number(r["x"])] for r in rows], tf.float32),
+            "color": tf.constant([[r["color"]] for r in rows]),
+            "w": tf.constant([[number(r["w"])] for r in rows], tf.float32),
+        }}
+        logits = model.predict(inputs, verbose=0)
+        print(json.dumps(keras.ops.convert_to_numpy(keras.ops.softmax(logits)).tolist()))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp
+    )
+    expected = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
+    names = np.array(["high", "low"])[expected.argmax(axis=1)]
+    assert [row[0] for row in rows[1:]] == list(names)
+
+
+def test_load_run_predicts_on_raw_columns(csv_run):
+    tmp, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    assert run.class_names == ("high", "low") and run.task == "classification"
+    assert run.config.data.label == "kind"
+    columns = {"x": [1.9, -0.9, float("nan")], "color": ["red", "blue", "purple"], "w": [0, 0, 0]}
+    proba = run.predict_proba(columns)
+    assert proba.shape == (3, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert list(run.predict(columns)[:2]) == ["high", "low"]
+
+
+def test_predict_the_test_split(csv_run, monkeypatch):
+    tmp, run_dir, _ = csv_run
+    monkeypatch.chdir(tmp)
+    result = CliRunner().invoke(predict.main, [str(run_dir), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith(("high", "low"))]
+    assert len(lines) == 24  # 0.2 of 120 rows
+    saved = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
+    assert f"examples 24 | accuracy {saved:.4f}" in result.output
+
+
+def test_predict_refuses_a_file_with_other_columns(csv_run, tmp_path):
+    _, run_dir, _ = csv_run
+    other = tmp_path / "other.csv"
+    other.write_text("x,colour,w\n1,red,0\n")
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(other)])
+    assert result.exit_code == 2
+    assert "other.csv columns differ from the training data's: it lacks color" in result.output
+
+
+def test_a_regression_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(100, 2))
+    y = 3 * x[:, 0] - x[:, 1] + 0.5
+    path = tmp_path / "reg.csv"
+    path.write_text(
+        "a,b,target\n"
+        + "".join(f"{a:.4f},{b:.4f},{t:.4f}\n" for (a, b), t in zip(x, y, strict=True))
+    )
+    result = _train(
+        tmp_path,
+        "data.name=csv",
+        f"data.path={path}",
+        "data.label=target",
+        "loss.name=mean_squared_error",
+        "metrics=[mae]",
+        "optimizer.learning_rate.initial_learning_rate=0.02",
+        "train.epochs=30",
+    )
+    assert result.exit_code == 0, result.output
+    assert "regression (labels are numbers with fractions)" in result.output
+    run_dir = tmp_path / "logs" / "run"
+    # Predicting the target's mean would give mae about 0.85 (|3 a - b| for uniform a, b).
+    assert json.loads((run_dir / "metrics.json").read_text())["test_mae"] < 0.4
+    run = load_run(run_dir)
+    values = run.predict({"a": [0.5], "b": [0.0]})
+    assert values.dtype == np.float32 and abs(values[0] - 2.0) < 0.6
+
+
+@pytest.mark.parametrize(
+    "make,overrides,message",
+    [
+        (None, ["data.label=kind"], "File not found: "),
+        ("a,b\n1,2\n3,4\n", ["data.label=kind"], "has no label column 'kind' (data.label)"),
+        ("", ["data.label=kind"], "is empty"),
+        ("x,kind\n1,a\n2\n", ["data.label=kind"], "row 3: 1 fields, the header has 2"),
+        (
+            "x,kind\n" + "1,a\n2,b\n" * 10 + "oops,a\n",
+            ["data.label=kind"],
+            "row 22, column 'x': 'oops' is not a number",
+        ),
+        ("x,kind\n1,a\n2,a\n3,a\n", ["data.label=kind"], "has one class ('a')"),
+        (
+            "x,kind\n" + "1.5,a\n2.5,b\n" * 5,
+            ["data.label=kind", "data.test_path=nothere.csv"],
+            "File not found: nothere.csv (data.test_path)",
+        ),
+        (
+            "x,kind\n" + "0.5,1.5\n1.5,2.5\n" * 5,
+            ["data.label=kind"],
+            "data.task auto chose regression for label 'kind'",
+        ),
+    ],
+    ids=["no-file", "no-label", "empty", "ragged", "not-a-number", "one-class", "no-test", "task"],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, make, overrides, message):
+    path = tmp_path / "in.csv"
+    if make is not None:
+        path.write_text(make)
+    result = _train(tmp_path, "data.name=csv", f"data.path={path}", *overrides)
+    assert result.exit_code == 2, result.output
+    error = [line for line in result.output.splitlines() if line.startswith("kerasmlp-train")]
+    assert len(error) == 1 and message in error[0], result.output
+    assert not (tmp_path / "logs" / "run").exists()
+
+
+def test_an_npz_run_and_its_predictions(tmp_path):
+    # Class 1 when the 2x2 example's sum is positive; x_test and y_test are the test split.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 2, 2)).astype("float32")
+    y = (x.sum(axis=(1, 2)) > 0).astype("int64")
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x[:120], y=y[:120], x_test=x[120:], y_test=y[120:])
+    result = _train(tmp_path, "data.name=npz", f"data.path={path}", "train.epochs=10")
+    assert result.exit_code == 0, result.output
+    assert "classification (2 distinct integer labels)" in result.output
+    run_dir = tmp_path / "logs" / "run"
+    results = json.loads((run_dir / "metrics.json").read_text())
+    assert results["test_accuracy"] > 0.8  # a linear rule; chance is about 0.5
+
+    new = tmp_path / "new.npz"
+    np.savez(new, x=x[120:], y=y[120:])
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    # The same rows as the run's test split: the same accuracy.
+    assert f"examples 40 | accuracy {results['test_accuracy']:.4f}" in result.output
+    rows = out.read_text().splitlines()
+    assert rows[0] == "predicted,probability_0,probability_1"
+    run = load_run(run_dir)
+    expected = run.predict_proba(x[120:])  # an array of rows works too
+    got = np.array([[float(v) for v in row.split(",")[1:]] for row in rows[1:]])
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_a_tfds_table_run_predicts_on_raw_columns(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=40):
+        result = _train(
+            tmp_path, "data.name=titanic", f"data.data_dir={tmp_path / 'tfds'}", "train.epochs=1"
+        )
+    assert result.exit_code == 0, result.output
+    assert "titanic | label survived | classification (TFDS ClassLabel 'survived')" in (
+        result.output
+    )
+    run = load_run(tmp_path / "logs" / "run")
+    assert run.class_names == ("died", "survived")
+    row = {c.name: ["male"] if c.kind == "string" else [30.0] for c in run.columns}
+    row["name"], row["home.dest"] = ["Doe, John"], ["Nowhere"]
+    assert run.predict_proba(row).shape == (1, 2)
+    assert run.predict(row)[0] in ("died", "survived")
+
+
+def test_best_keras_takes_raw_columns_too(csv_run):
+    import keras
+    import tensorflow as tf
+
+    _, run_dir, _ = csv_run
+    best = keras.models.load_model(run_dir / "best.keras")
+    inputs = {
+        "x": tf.constant([[1.5]]),
+        "color": tf.constant([["red"]]),
+        "w": tf.constant([[0.0]]),
+    }
+    assert best.predict(inputs, verbose=0).shape == (1, 2)
+
+
+def test_the_console_scripts_are_declared_and_answer_help_without_tensorflow():
+    from tests.conftest import REPO_ROOT
+
+    setup = (REPO_ROOT / "setup.cfg").read_text()
+    assert "kerasmlp-predict = kerasmlp.predict:main" in setup
+    assert "kerasmlp-export = kerasmlp.export:main" in setup
+    for module in ("kerasmlp.predict", "kerasmlp.export"):
+        code = (
+            "import sys\nfrom click.testing import CliRunner\n"
+            f"from {module} import main\n"
+            "result = CliRunner().invoke(main, ['--help'])\n"
+            "print(result.exit_code, 'tensorflow' in sys.modules)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.split() == ["0", "False"]
+
+
+def test_predict_on_a_folder_that_is_no_run(tmp_path):
+    result = CliRunner().invoke(predict.main, [str(tmp_path), "x.csv"])
+    assert result.exit_code == 2
+    assert "has no model.keras: not a completed kerasmlp run" in result.output
+    result = CliRunner().invoke(predict.main, [str(tmp_path)])
+    assert result.exit_code == 2 and "give INPUT or --split test" in result.output
+
+
+def test_a_playground_run_predicts_too(tmp_path, monkeypatch):
+    # Runs on the built-in datasets write data.json as well: load_run and kerasmlp-predict
+    # take their flat features, and an .npz's y as class ids.
+    result = _train(
+        tmp_path, "data.name=xor", f"data.data_dir={tmp_path / 'tfds'}", "train.epochs=2"
+    )
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "logs" / "run"
+    run = load_run(run_dir)
+    assert run.class_names is not None and len(run.class_names) == 2 and run.columns is None
+    points = np.array([[0.5, 0.5], [-0.5, 0.5]], "float32")
+    np.testing.assert_allclose(run.predict_proba(points).sum(axis=1), 1.0, rtol=1e-6)
+    result = CliRunner().invoke(predict.main, [str(run_dir), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
+    assert f"| accuracy {saved:.4f}" in result.output
+    path = tmp_path / "points.npz"
+    np.savez(path, x=points, y=np.array([0, 1]))
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(path)])
+    assert result.exit_code == 0 and "examples 2 | accuracy" in result.output, result.output

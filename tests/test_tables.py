@@ -1,0 +1,156 @@
+"""Tests for kerasmlp.tables: CSV and .npz read into typed columns; refusals by row and column.
+
+Every file is a few lines written here; expected values are read off them by hand.
+"""
+
+import numpy as np
+import pytest
+
+from kerasmlp import tables
+from kerasmlp.errors import DataError
+
+
+def _write(tmp_path, text, name="data.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+MIXED = """age,city,income,label
+25,paris,1.5,yes
+,london,2.0,no
+35,paris,NA,yes
+45,,3.5,no
+"""
+
+
+def test_csv_columns_get_kinds_and_missing_values(tmp_path):
+    table = tables.read_csv_table(_write(tmp_path, MIXED), label="label")
+    assert table.columns == (
+        tables.Column("age", "numeric"),
+        tables.Column("city", "string"),
+        tables.Column("income", "numeric"),
+    )
+    np.testing.assert_array_equal(table.values["age"], [25, np.nan, 35, 45])
+    np.testing.assert_array_equal(table.values["income"], [1.5, 2.0, np.nan, 3.5])
+    assert list(table.values["city"]) == ["paris", "london", "paris", ""]
+    assert list(table.labels) == ["yes", "no", "yes", "no"]
+    assert list(table.rows) == [2, 3, 4, 5]  # file rows, header = 1
+
+
+@pytest.mark.parametrize(
+    "labels,task,expected_task,classes",
+    [
+        (["yes", "no", "yes"], "auto", "classification", ("no", "yes")),
+        (["2", "10", "2"], "auto", "classification", ("2", "10")),  # numeric order, not text
+        (["1.5", "2.25", "3"], "auto", "regression", None),
+        ([str(i) for i in range(30)], "auto", "regression", None),  # > AUTO_MAX_CLASSES
+        (["1.5", "2.25", "1.5"], "classification", "classification", ("1.5", "2.25")),
+        (["1", "0", "1"], "regression", "regression", None),
+    ],
+    ids=["strings", "few-integers", "floats", "many-integers", "forced-classes", "forced-values"],
+)
+def test_the_task_is_chosen_from_the_labels(tmp_path, labels, task, expected_task, classes):
+    text = "x,y\n" + "".join(f"{i},{label}\n" for i, label in enumerate(labels))
+    table = tables.read_csv_table(_write(tmp_path, text), label="y")
+    chosen = tables.choose_labels(table, task, label="y")
+    assert (chosen.task, chosen.class_names) == (expected_task, classes)
+    encoded = chosen.encode(table, what="data.path")
+    if classes:
+        assert [classes[i] for i in encoded] == labels
+    else:
+        np.testing.assert_allclose(encoded, [float(v) for v in labels])
+
+
+@pytest.mark.parametrize(
+    "text,label,message",
+    [
+        ("", "y", "data.csv is empty"),
+        ("x,y\n", "y", "has a header but no rows"),
+        ("x,y\n1,a\n2\n", "y", "data.csv row 3: 1 fields, the header has 2"),
+        ("x,y\n1,a\n2,b,3\n", "y", "data.csv row 3: 3 fields, the header has 2"),
+        (
+            "age,y\n" + "".join(f"{i},a\n" for i in range(20)) + "abc,b\n",
+            "y",
+            "row 22, column 'age': 'abc' is not a number",
+        ),
+        (
+            "x,Species\n1,a\n",
+            "species",
+            "no label column 'species' (data.label). Did you mean 'Species'?",
+        ),
+        ("x,y\n1,a\n2,a\n", "y", "the label column 'y' has one class ('a')"),
+        ("x,y\n1,a\n2,\n", "y", "row 3: the label column 'y' is empty"),
+        ("x,x\n1,2\n", "y", "column 'x' appears twice"),
+    ],
+    ids=[
+        "empty",
+        "header-only",
+        "short-row",
+        "long-row",
+        "not-a-number",
+        "label-typo",
+        "one-class",
+        "no-label",
+        "twice",
+    ],
+)
+def test_bad_files_are_refused_in_one_line_naming_the_place(tmp_path, text, label, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(DataError) as error:
+        table = tables.read_csv_table(path, label=label)
+        tables.choose_labels(table, "auto", label=label)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(DataError, match="File not found: .*nowhere.csv \\(data.path\\)"):
+        tables.read_csv_table(tmp_path / "nowhere.csv", label="y")
+
+
+def test_a_test_file_must_have_the_training_columns_and_kinds(tmp_path):
+    train = tables.read_csv_table(_write(tmp_path, MIXED), label="label")
+    other = _write(tmp_path, "age,town,income,label\n1,a,2,yes\n", "test.csv")
+    with pytest.raises(DataError, match="columns differ .* lacks city and has town besides"):
+        tables.read_csv_table(other, label="label", columns=train.columns, what="data.test_path")
+    # In a test file a column's kind comes from training: one bad number is refused.
+    bad = _write(tmp_path, "income,city,age,label\n2,a,old,yes\n", "bad.csv")
+    with pytest.raises(DataError, match="bad.csv row 2, column 'age': 'old' is not a number"):
+        tables.read_csv_table(bad, label="label", columns=train.columns)
+    # Columns may come in another order, and a file to predict may lack the label.
+    ok = _write(tmp_path, "income,city,age\n2,rome,40\n", "ok.csv")
+    table = tables.read_csv_table(ok, label="label", columns=train.columns, label_required=False)
+    assert [c.name for c in table.columns] == ["age", "city", "income"]
+    assert table.labels is None
+
+
+def test_a_label_of_an_unseen_class_is_refused(tmp_path):
+    train = tables.read_csv_table(_write(tmp_path, MIXED), label="label")
+    labels = tables.choose_labels(train, "auto", label="label")
+    test = tables.read_csv_table(
+        _write(tmp_path, "age,city,income,label\n1,a,2,maybe\n", "t.csv"),
+        label="label",
+        columns=train.columns,
+    )
+    with pytest.raises(DataError, match="t.csv row 2: label 'maybe' is not a class"):
+        labels.encode(test, what="data.test_path")
+
+
+def test_npz_arrays(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.arange(12.0).reshape(3, 2, 2), y=np.array([0, 1, 0]))
+    table = tables.read_npz_table(path, what="data.path")
+    assert table.values["x"].shape == (3, 2, 2)
+    labels = tables.choose_labels(table, "auto", label="y")
+    assert labels.class_names == ("0", "1")
+    np.savez(path, x=np.zeros((3, 2)), y=np.array([0.5, 1.0, 2.0]))
+    assert tables.choose_labels(tables.read_npz_table(path, what="p"), "auto", label="y").task == (
+        "regression"
+    )
+    np.savez(path, x=np.zeros((3, 2)), label=np.zeros(3))
+    with pytest.raises(DataError, match="has no array 'y' \\(it has: x, label\\)"):
+        tables.read_npz_table(path, what="data.path")
+    np.savez(path, x=np.zeros((3, 2)), y=np.zeros(2))
+    with pytest.raises(DataError, match="'y' must have shape \\(3,\\)"):
+        tables.read_npz_table(path, what="data.path")

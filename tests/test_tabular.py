@@ -1,0 +1,172 @@
+"""Tests for kerasmlp.tabular and kerasmlp.layers: splits, Keras preprocessing, the pipelines.
+
+Expected statistics come from numpy on the training rows (written in the test),
+checked against `keras.layers.Normalization.adapt` where no value is missing.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from kerasmlp import tables, tabular
+from kerasmlp.data import load_datasets
+from kerasmlp.errors import DataError
+from kerasmlp.layers import FillMissing
+
+
+def _csv(tmp_path, rows=40, name="data.csv"):
+    """x (numeric, every 7th missing), color (strings, every 5th missing), label a/b/c."""
+    rng = np.random.default_rng(0)
+    lines = ["x,color,label"]
+    for i in range(rows):
+        x = "" if i % 7 == 3 else f"{rng.normal(5, 2):.3f}"
+        color = "" if i % 5 == 4 else ["red", "green", "blue"][i % 3]
+        lines.append(f"{x},{color},{'abc'[i % 3]}")
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_fill_missing_layer():
+    x = np.array([[1.5, np.nan], [np.nan, -2.0]], "float32")
+    np.testing.assert_array_equal(FillMissing(value=7.0)(x), [[1.5, 7.0], [7.0, -2.0]])
+    out = FillMissing(indicator=True)(x)
+    np.testing.assert_array_equal(out, [[1.5, 0, 0, 1], [0, -2.0, 1, 0]])
+    layer = FillMissing.from_config(FillMissing(value=2.0, indicator=True).get_config())
+    assert (layer.value, layer.indicator) == (2.0, True)
+
+
+def test_splits_and_statistics_come_from_the_training_rows_only(tmp_path):
+    data = load_datasets(
+        "csv", path=_csv(tmp_path), label="label", batch_size=8, validation_fraction=0.25, seed=3
+    )
+    info = data.info
+    # 40 rows: 8 test (0.2), then 8 of the remaining 32 for validation (0.25), 24 train.
+    assert (info.num_train, info.num_validation, info.num_test) == (24, 8, 8)
+    assert info.task == "classification" and info.class_names == ("a", "b", "c")
+    # x: normalized + missing indicator (2); color: one-hot over OOV + vocabulary.
+    table = tables.read_csv_table(_csv(tmp_path), label="label")
+    vocabulary = set(table.values["color"]) - {""}  # red, green, blue; '' is missing
+    assert info.input_dim == 2 + 1 + len(vocabulary)
+    train_x, train_y = data.train_examples.batch(100).get_single_element()
+    normalized = train_x.numpy()[:, 0]
+    present = train_x.numpy()[:, 1] == 0
+    # Normalization fitted on the training rows: their present values have mean 0, std 1.
+    np.testing.assert_allclose(normalized[present].mean(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(normalized[present].std(), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(normalized[~present], 0.0)
+    # Each split's rows are whole rows of the file, none in two splits.
+    seen = [r for r in data.tabular.test.rows]
+    assert len(set(seen)) == 8
+    assert sorted(np.unique(train_y.numpy())) == [0, 1, 2]
+
+
+def test_normalization_matches_keras_adapt_without_missing_values():
+    values = np.array([1.0, 2.0, 4.0, 8.0])
+    table = tables.Table("t", (tables.Column("v", "numeric"),), {"v": values}, None, np.arange(4))
+    preprocessor = tabular.build_preprocessor(table)
+    adapted = keras.layers.Normalization()
+    adapted.adapt(values[:, None])  # Keras's own statistics, the reference
+    np.testing.assert_allclose(
+        tabular.preprocess(preprocessor, table)[:, 0],
+        np.asarray(adapted(values[:, None].astype("float32")))[:, 0],
+        rtol=1e-5,
+    )
+
+
+def test_unseen_strings_and_missing_numbers_at_prediction_time(tmp_path):
+    train = tables.read_csv_table(_csv(tmp_path), label="label")
+    preprocessor = tabular.build_preprocessor(train)
+    inputs = {
+        "x": np.array([[np.nan], [5.0]], "float32"),
+        "color": np.array([["purple"], ["red"]], dtype=object),
+    }
+    out = np.asarray(preprocessor(inputs))
+    assert np.isfinite(out).all()
+    assert out[0, 1] == 1.0 and out[1, 1] == 0.0  # the missing indicator
+    assert out[0, 2] == 1.0  # 'purple' lands in the out-of-vocabulary slot
+
+
+def test_a_test_file_and_npz(tmp_path):
+    data = load_datasets(
+        "csv",
+        path=_csv(tmp_path),
+        test_path=_csv(tmp_path, rows=9, name="test.csv"),
+        label="label",
+        batch_size=8,
+        validation_fraction=0.0,
+    )
+    assert (data.info.num_train, data.info.num_validation, data.info.num_test) == (40, 0, 9)
+    assert data.validation is None
+
+    path = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.normal(size=(20, 2, 3)), y=rng.normal(size=20))
+    data = load_datasets("npz", path=path, batch_size=4, validation_fraction=0.0)
+    assert data.info.task == "regression" and data.info.input_dim == 6
+    assert (data.info.num_train, data.info.num_test) == (16, 4)
+
+
+def test_a_split_left_empty_is_refused(tmp_path):
+    path = tmp_path / "tiny.csv"
+    path.write_text("x,y\n1,a\n2,b\n")
+    with pytest.raises(DataError, match="data.test_fraction=0.2 leaves an empty test split"):
+        load_datasets("csv", path=path, label="y", batch_size=2)
+
+
+def test_a_header_that_cannot_name_an_input_still_round_trips(tmp_path):
+    # "width (cm)" is no valid input name: the input is renamed, the dict keeps the header.
+    values = np.array([1.0, 3.0, np.nan])
+    table = tables.Table(
+        "t", (tables.Column("width (cm)", "numeric"),), {"width (cm)": values}, None, np.arange(3)
+    )
+    preprocessor = tabular.build_preprocessor(table)
+    assert tabular.input_name("width (cm)") == "width__cm_"
+    assert tabular.input_name("sepal.length") == "sepal.length"
+    path = tmp_path / "p.keras"
+    preprocessor.save(path)
+    reloaded = keras.models.load_model(path)
+    inputs = {"width (cm)": values.astype("float32")[:, None]}
+    # Expected by hand: mean 2, std 1 over the present values; the missing one is 0 with
+    # its indicator set.
+    np.testing.assert_allclose(reloaded(inputs), [[-1, 0], [1, 0], [0, 1]], atol=1e-6)
+
+
+def test_tfds_tables_through_the_same_preprocessing(tmp_path):
+    # tfds.testing.mock_data: random examples of the real feature specs, no download.
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=30):
+        iris = load_datasets("iris", batch_size=8, data_dir=tmp_path, validation_fraction=0.0)
+        titanic = load_datasets("titanic", batch_size=8, data_dir=tmp_path)
+    # iris: one 4-number feature vector, normalized per feature; classes from its ClassLabel.
+    assert iris.info.class_names == ("Iris-setosa", "Iris-versicolor", "Iris-virginica")
+    assert iris.info.input_dim == 4
+    assert (iris.info.num_train, iris.info.num_test) == (24, 6)  # 0.2 of TFDS's train split
+    x, _ = iris.train_examples.batch(100).get_single_element()
+    np.testing.assert_allclose(x.numpy().mean(axis=0), 0.0, atol=1e-5)
+    # titanic: a dict of scalars; ClassLabel and text inputs become string columns.
+    kinds = {c.name: c.kind for c in titanic.tabular.columns}
+    assert kinds["age"] == "numeric" and kinds["sex"] == "string" and kinds["name"] == "string"
+    assert titanic.info.class_names == ("died", "survived")  # TFDS's names, in id order
+    assert titanic.tabular.label == "survived"
+    assert np.isfinite(titanic.train_examples.batch(100).get_single_element()[0].numpy()).all()
+
+
+def test_a_tfds_table_is_told_from_images_and_text():
+    import tensorflow_datasets as tfds
+
+    assert tabular.is_tfds_table(tfds.builder("iris").info)
+    assert tabular.is_tfds_table(tfds.builder("titanic").info)
+    assert not tabular.is_tfds_table(tfds.builder("mnist").info)
+    assert not tabular.is_tfds_table(tfds.builder("imdb_reviews").info)
+
+
+def test_a_string_column_keeps_its_most_frequent_values(monkeypatch):
+    monkeypatch.setattr(tabular, "MAX_CATEGORIES", 3)  # 2 values + the shared slot
+    values = np.array(["a", "a", "a", "b", "b", "c", "d"], dtype=object)
+    table = tables.Table("t", (tables.Column("s", "string"),), {"s": values}, None, np.arange(7))
+    out = tabular.preprocess(tabular.build_preprocessor(table), table)
+    assert out.shape == (7, 3)
+    # 'a' and 'b' (the most frequent) get their own slots; 'c' and 'd' share slot 0.
+    np.testing.assert_array_equal(out[:, 0], [0, 0, 0, 0, 0, 1, 1])
