@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 
@@ -556,3 +557,20 @@ def test_default_run_names_differ_for_runs_started_in_the_same_second():
     assert names[0] != names[1]
     for name in names:  # readable, and sorted by start time up to the second
         assert re.fullmatch(r"mnist-\d{8}-\d{6}-\d+", name), name
+
+
+def test_the_first_stop_signal_asks_the_loop_to_stop_and_a_second_one_ends_at_once():
+    from kerasmlp.controller import StopRequest
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopRequest()
+    try:
+        cli._handle_stop_signals(stop)
+        signal.raise_signal(signal.SIGTERM)  # handled in this thread before the next line
+        assert stop.signal_name == "SIGTERM"
+        # The next one gets the default action: the process ends without saving.
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
