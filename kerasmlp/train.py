@@ -18,14 +18,17 @@ from __future__ import annotations
 import contextlib
 import math
 import pathlib
+import shutil
 import sys
+import tempfile
+import threading
 from collections.abc import Mapping
 from typing import Protocol, TextIO
 
 import keras
 import tensorflow as tf
 
-from kerasmlp import actions, diagnostics, losses
+from kerasmlp import actions, diagnostics, distribute, losses
 from kerasmlp.batches import InMemoryBatches
 from kerasmlp.checkpoints import RunCheckpoints
 from kerasmlp.components import make_loss, make_metrics, make_optimizer
@@ -80,6 +83,10 @@ class Trainer:
       optimizer: a Keras optimizer; its `iterations` is the global step.
       head: what the model emits, which decides how labels reach the loss.
       metric_names: config names of the metrics (see `components.make_metrics`).
+      strategy: a `tf.distribute` strategy whose scope `model` and `optimizer`
+        were created in, or None (default) for one device. With a strategy,
+        each step splits the global batch over the replicas (see
+        `_replica_step`); evaluation still runs on one device.
     """
 
     def __init__(
@@ -90,21 +97,31 @@ class Trainer:
         *,
         head: Head,
         metric_names: tuple[str, ...],
+        strategy: tf.distribute.Strategy | None = None,
     ):
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
         self.head = head
+        self.strategy = strategy
+        self.replicas = 1 if strategy is None else int(strategy.num_replicas_in_sync)
         # Labels arrive as integers; categorical cross-entropy wants them one-hot.
         self._one_hot = isinstance(loss, losses.CategoricalCrossentropy)
-        self.train_metrics = make_metrics(metric_names, head)
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            self.train_metrics = make_metrics(metric_names, head)
+            self.optimizer.build(model.trainable_variables)
+        # Evaluation runs on one device, outside the strategy: its metrics are plain variables.
         self.eval_metrics = make_metrics(metric_names, head)
         # Mean of the per-batch loss, weighted by batch size, as model.fit reports it.
         self.eval_loss = keras.metrics.Mean(name="loss")
         # The epoch's training loss, summed on the host from what each call returns.
         self._epoch_loss_sum = 0.0
         self._epoch_examples = 0.0
-        self.optimizer.build(model.trainable_variables)
+        if strategy is None:
+            self._step = self._train_step
+        else:
+            self._step = self._distributed_step
+            self._keep_reduced_gradients()
         self.train_loop = tf.function(self._train_loop)
         self.evaluate_loop = tf.function(self._evaluate_loop)
 
@@ -147,6 +164,83 @@ class Trainer:
             metric.update_state(metric_labels, metric_outputs)
         return loss, tf.linalg.global_norm(gradients)
 
+    # --- traced code, with a strategy ---------------------------------------
+    #
+    # The batches come from the same source as on one device (`InMemoryBatches`
+    # or the tf.data iterator), read in cross-replica context: every step takes
+    # the same global batch as a one-device run, and each replica computes on
+    # its slice of it. That keeps what a distributed `tf.data` pipeline would
+    # not give here: the same batches as a single-device run with the same seed
+    # (the tests compare weights to 1e-5), and the data position in checkpoints
+    # (resume and rollback) as it is. The cost: every worker reads the whole
+    # global batch and copies it to its replicas, which for an MLP's flat
+    # inputs is small next to the step; an input pipeline sharded per worker
+    # (`distribute_datasets_from_function`) is the next step for data that is
+    # costly to read.
+
+    def _distributed_step(self, features: tf.Tensor, labels: tf.Tensor):
+        loss, gradient_norm = self.strategy.run(self._replica_step, args=(features, labels))
+        # Both are all-reduced inside the step, so every replica holds the same
+        # global value: this worker's first copy is it, with no further reduction.
+        first = self.strategy.experimental_local_results
+        return first(loss)[0], first(gradient_norm)[0]
+
+    def _replica_step(self, features: tf.Tensor, labels: tf.Tensor):
+        """One update on this replica's slice of the global batch; returns global values.
+
+        The objective is the per-example loss summed over the slice and divided
+        by the global batch size, plus the regularization divided by the number
+        of replicas: the optimizer sums the replicas' gradients, so the sum is
+        the gradient of the one-device objective (mean over the global batch
+        plus the regularization once). The loss object's own reduction is not
+        used: inside a strategy Keras's `sum_over_batch_size` divides by the
+        number of replicas as well (`keras.losses.loss.scale_loss_for_distribution`).
+        """
+        context = tf.distribute.get_replica_context()
+        global_size = tf.shape(features)[0]
+        # Even slices; the last, smaller batch of an epoch may leave a replica fewer
+        # examples (or none: its loss and gradients are then 0).
+        per_replica = (global_size + self.replicas - 1) // self.replicas
+        start = tf.cast(context.replica_id_in_sync_group, tf.int32) * per_replica
+        local_features = features[start : start + per_replica]
+        local_labels = labels[start : start + per_replica]
+        with tf.GradientTape() as tape:
+            outputs = self.model(local_features, training=True)
+            per_example = self.loss.call(*self._loss_inputs(local_labels, outputs))
+            loss = tf.reduce_sum(per_example) / tf.cast(global_size, per_example.dtype)
+            if self.model.losses:
+                loss = loss + tf.add_n(self.model.losses) / self.replicas
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        gradient_norm = tf.linalg.global_norm(self._reduced.gradients)
+        metric_labels, metric_outputs = self._metric_inputs(local_labels, outputs)
+        for metric in self.train_metrics:
+            metric.update_state(metric_labels, metric_outputs)
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, loss), gradient_norm
+
+    def _keep_reduced_gradients(self) -> None:
+        """Keeps the gradients the optimizer all-reduces, for the logged gradient norm.
+
+        Keras's TensorFlow optimizer sums the replicas' gradients inside
+        `apply_gradients` (`_all_reduce_sum_gradients`) and offers no way to
+        see the sum; reducing them a second time here would double the
+        traffic. The tests compare the logged norm with a one-device run, so a
+        change of that private method shows there. Thread-local: MirroredStrategy
+        traces each replica in its own thread.
+        """
+        reduce = self.optimizer._all_reduce_sum_gradients
+        kept = self._reduced = threading.local()
+
+        def reduce_and_keep(grads_and_vars):
+            reduced = reduce(grads_and_vars)
+            kept.gradients = [g for g, _ in reduced]
+            return reduced
+
+        self.optimizer._all_reduce_sum_gradients = reduce_and_keep
+
+    # --- the compiled loop ---------------------------------------------------
+
     def _train_loop(self, iterator, num_steps: tf.Tensor) -> tf.Tensor:
         # The interval's statistics travel as loop values, not variables: nothing
         # extra is written per step, and the host reads them all in one transfer.
@@ -158,7 +252,7 @@ class Trainer:
         first_nonfinite = tf.constant(-1.0)
         for i in tf.range(num_steps):
             features, labels = next(iterator)
-            loss, gradient_norm = self._train_step(features, labels)
+            loss, gradient_norm = self._step(features, labels)
             batch_size = tf.cast(tf.shape(features)[0], tf.float32)
             loss = tf.cast(loss, tf.float32)
             gradient_norm = tf.cast(gradient_norm, tf.float32)
@@ -410,7 +504,8 @@ def train_and_evaluate(
       Final values: `train_loss`, `train_<metric>` (last epoch),
       `validation_*` (when there is a validation split), `test_*`, plus `steps`
       and `epochs` (integers), `wall_time_s` and `examples_per_second`
-      (training steps only).
+      (training steps only), `replicas` and `workers` (integers: how many
+      replicas and worker processes trained in sync, see `config.distribute`).
 
     Raises:
       ConfigError: the config does not fit the dataset (e.g. binary
@@ -421,27 +516,67 @@ def train_and_evaluate(
       RunInterrupted: `stop_request` was set; the run is saved and resumable.
       RunDiverged: the divergence guard stopped the run (exit status 3 in the CLI).
       RunFilesError: a file of the run could not be written (disk full, ...).
+
+    With `config.distribute` naming a strategy, the model, optimizer and
+    training metrics live in its scope, `train.batch_size` is the global batch,
+    and only the chief writes `run_dir` (see `kerasmlp.distribute`).
     """
     reporter = reporter or LineReporter()
     stop_request = stop_request or StopRequest()
     run_dir = pathlib.Path(run_dir)
+    # Before anything else touches TensorFlow's devices (see kerasmlp.distribute).
+    distribute.configure_cpu_devices(config.distribute.cpu_devices)
+    strategy = distribute.make_strategy(config.distribute)
+    role = distribute.strategy_role(strategy)
+    distribute.check_batch_size(config.train.batch_size, role.replicas)
+    if strategy is not None:
+        reporter.message(role.describe())
+    if not role.is_chief:
+        # Only the chief writes the run folder; the others write the same files
+        # (their checkpoints too) into a temporary folder, removed at the end.
+        return _train_as_worker(config, run_dir, role, strategy, reporter, stop_request, resume)
     previous = check_resumable(run_dir) if resume else None
     if not resume:
         check_run_dir(run_dir)
-    keras.utils.set_random_seed(config.seed)
+    return _train(config, run_dir, role, strategy, reporter, stop_request, resume, previous)
 
+
+def _train_as_worker(config, run_dir, role, strategy, reporter, stop_request, resume):
+    work_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"kerasmlp-worker{role.worker}-"))
+    try:
+        if resume:
+            # Every worker restores the chief's latest checkpoint (a shared folder).
+            chief_checkpoints = run_dir / "checkpoints"
+            if chief_checkpoints.is_dir():
+                shutil.copytree(chief_checkpoints, work_dir / "checkpoints")
+        return _train(config, work_dir, role, strategy, reporter, stop_request, resume, None)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _train(config, run_dir, role, strategy, reporter, stop_request, resume, previous):
+    keras.utils.set_random_seed(config.seed)
     data = _load(config)
     head = Head.for_task(
         data.info.task, num_classes=data.info.num_classes, loss_name=config.loss.name
     )
-    model = build_model(config.model, input_dim=data.info.input_dim, head=head, seed=config.seed)
     scale = None
     if config.train.on_divergence == "rollback":
         scale = tf.Variable(1.0, trainable=False, name="learning_rate_scale")
-    optimizer = make_optimizer(config.optimizer, learning_rate_scale=scale)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_model(
+            config.model, input_dim=data.info.input_dim, head=head, seed=config.seed
+        )
+        optimizer = make_optimizer(config.optimizer, learning_rate_scale=scale)
     # Builds the metrics too: refuses e.g. top5_accuracy on 2 classes before any file is written.
+    # The trainer enters the strategy's scope for what trains (see `Trainer`).
     trainer = Trainer(
-        model, make_loss(config.loss), optimizer, head=head, metric_names=config.metrics
+        model,
+        make_loss(config.loss),
+        optimizer,
+        head=head,
+        metric_names=config.metrics,
+        strategy=strategy,
     )
     # Only now that the data and the config fit, so a refused run leaves no folder behind.
     if not resume:
@@ -449,9 +584,21 @@ def train_and_evaluate(
     status = RunStatus(run_dir, previous)
     try:
         write_text_atomic(run_dir / CONFIG_FILE, config.to_yaml())
-        status.update("running", epochs=config.train.epochs)
+        status.update(
+            "running", epochs=config.train.epochs, replicas=role.replicas, workers=role.workers
+        )
         return _run(
-            config, run_dir, data, head, trainer, scale, status, reporter, stop_request, resume
+            config,
+            run_dir,
+            data,
+            head,
+            trainer,
+            scale,
+            status,
+            reporter,
+            stop_request,
+            resume,
+            role,
         )
     except (RunInterrupted, RunDiverged):
         raise
@@ -461,7 +608,7 @@ def train_and_evaluate(
         raise
 
 
-def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_request, resume):
+def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_request, resume, role):
     info, train_cfg, model = data.info, config.train, trainer.model
     batches = _training_batches(data, config)
     has_validation = data.validation is not None
@@ -494,7 +641,17 @@ def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_req
         log=reporter.message,
     )
     action_list = build_actions(
-        config, run_dir, data, trainer, batches, writer, status, reporter, guard, best_weights
+        config,
+        run_dir,
+        data,
+        trainer,
+        batches,
+        writer,
+        status,
+        reporter,
+        guard,
+        best_weights,
+        workers=role.workers,
     )
     controller = Controller(
         trainer.bind(batches),
@@ -566,6 +723,8 @@ def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_req
         epochs=epoch,
         wall_time_s=controller.train_time,
         examples_per_second=controller.examples_seen / max(controller.train_time, 1e-9),
+        replicas=role.replicas,
+        workers=role.workers,
     )
     replace_atomically(run_dir / "model.keras", lambda path: model.save(path))
     write_json_atomic(run_dir / METRICS_FILE, results)
@@ -586,7 +745,18 @@ def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_req
 
 
 def build_actions(
-    config, run_dir, data, trainer, batches, writer, status, reporter, guard, best_weights
+    config,
+    run_dir,
+    data,
+    trainer,
+    batches,
+    writer,
+    status,
+    reporter,
+    guard,
+    best_weights,
+    *,
+    workers: int = 1,
 ) -> list[Action]:
     """The run's actions, in the order each hook calls them (see `kerasmlp.controller`).
 
@@ -653,7 +823,11 @@ def build_actions(
             )
         )
     result.append(actions.Progress(reporter))
-    result.append(actions.Checkpoint(train_cfg.checkpoint_every_seconds, status))
+    # With several workers, checkpoints follow epochs and stops only: a wall-clock
+    # trigger would fire at different steps on different workers, and a rollback
+    # must restore the same checkpoint everywhere.
+    every_seconds = train_cfg.checkpoint_every_seconds if workers == 1 else 0.0
+    result.append(actions.Checkpoint(every_seconds, status))
     if train_cfg.profile_steps:
         result.append(actions.Profile(run_dir / "train", train_cfg.profile_steps, train_cfg.epochs))
     return result
