@@ -180,7 +180,7 @@ class Controller:
         self.log_every_steps = log_every_steps
         self.actions = list(actions)
         self.checkpoints = checkpoints
-        self.stop_request = stop_request or StopRequest()
+        self.stop_request = stop_request if stop_request is not None else StopRequest()
         self._clock = clock
         # Host-side counters; all of them go into checkpoints.
         self.step = 0

@@ -15,8 +15,10 @@ created before any other TensorFlow operation runs: `train_and_evaluate` calls
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import signal
 from typing import Any
 
 from kerasmlp.config import ConfigError, DistributeConfig, shorten
@@ -182,6 +184,24 @@ def make_strategy(config: DistributeConfig):
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def reinstall_signal_handlers() -> None:
+    """Puts the Python handlers of SIGINT and SIGTERM back in force.
+
+    Under MultiWorkerMirroredStrategy the CLI's SIGTERM handler (stop after the
+    current call, save a checkpoint, exit 143) stops running once training has
+    started: seen here with two loopback workers, where a SIGTERM was then
+    ignored, most likely TensorFlow's own preemption handler for SIGTERM taking
+    the signal. Setting the Python handler again after each compiled call
+    brings it back (tests/test_distribute.py sends SIGTERM to one worker); it
+    costs microseconds.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None:
+            with contextlib.suppress(ValueError):  # not the main thread: the caller's affair
+                signal.signal(signum, handler)
 
 
 def strategy_role(strategy) -> Role:

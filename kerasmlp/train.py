@@ -122,6 +122,9 @@ class Trainer:
         else:
             self._step = self._distributed_step
             self._keep_reduced_gradients()
+            # Set by the host before a call when this worker was asked to stop (a
+            # signal); summed over the workers in the call (see `AgreedStop`).
+            self.stop_flag = tf.Variable(0.0, trainable=False, name="stop_requested")
         self.train_loop = tf.function(self._train_loop)
         self.evaluate_loop = tf.function(self._evaluate_loop)
 
@@ -270,16 +273,26 @@ class Trainer:
         weights_finite = tf.reduce_all(
             [tf.reduce_all(tf.math.is_finite(v)) for v in self.model.trainable_variables]
         )
-        return tf.stack(
-            [
-                loss_sum,
-                examples,
-                gradient_norm_sum,
-                learning_rate,
-                first_nonfinite,
-                tf.cast(weights_finite, tf.float32),
-            ]
-        )
+        stats = [
+            loss_sum,
+            examples,
+            gradient_norm_sum,
+            learning_rate,
+            first_nonfinite,
+            tf.cast(weights_finite, tf.float32),
+        ]
+        if self.strategy is not None:
+            stats.append(self._stop_requested_anywhere())
+        return tf.stack(stats)
+
+    def _stop_requested_anywhere(self) -> tf.Tensor:
+        """The stop flags of every replica summed: > 0 when any worker was asked to stop."""
+
+        def replica_fn():
+            context = tf.distribute.get_replica_context()
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, self.stop_flag.read_value())
+
+        return self.strategy.experimental_local_results(self.strategy.run(replica_fn))[0]
 
     def _evaluate_loop(self, dataset: tf.data.Dataset) -> None:
         for features, labels in dataset:
@@ -306,11 +319,11 @@ class Trainer:
         # A tensor argument, so a different count does not retrace.
         stats = self.train_loop(iterator, tf.constant(num_steps, dtype=tf.int32)).numpy()
         loss_sum, examples, gradient_norm_sum, learning_rate, first_bad, weights_ok = (
-            float(v) for v in stats
+            float(v) for v in stats[:6]
         )
         self._epoch_loss_sum += loss_sum
         self._epoch_examples += examples
-        return {
+        results = {
             "loss": loss_sum / max(examples, 1.0),
             "gradient_norm": gradient_norm_sum / max(num_steps, 1),
             "examples": examples,
@@ -318,6 +331,9 @@ class Trainer:
             "first_nonfinite_step": first_bad,
             "weights_finite": weights_ok,
         }
+        if len(stats) > 6:  # with a strategy: whether any worker was asked to stop
+            results["stop_requested"] = float(stats[6] > 0)
+        return results
 
     def state_dict(self) -> dict[str, float]:
         """The epoch's host-side sums; the metrics' variables go into checkpoints themselves."""
@@ -336,9 +352,9 @@ class Trainer:
             for v in metric.variables
         ]
 
-    def bind(self, batches) -> BoundTrainer:
+    def bind(self, batches, stop: AgreedStop | None = None) -> BoundTrainer:
         """This trainer with its source of batches: what the controller drives."""
-        return BoundTrainer(self, batches)
+        return BoundTrainer(self, batches, stop)
 
     def start_epoch(self) -> None:
         self._epoch_loss_sum = self._epoch_examples = 0.0
@@ -361,14 +377,25 @@ class Trainer:
 
 
 class BoundTrainer:
-    """A `Trainer` and its batches, as `kerasmlp.controller.StepRunner` wants them."""
+    """A `Trainer` and its batches, as `kerasmlp.controller.StepRunner` wants them.
 
-    def __init__(self, trainer: Trainer, batches):
+    With `stop` (an `AgreedStop`, for several workers), each call tells the
+    compiled loop whether this worker was asked to stop, and learns whether any was.
+    """
+
+    def __init__(self, trainer: Trainer, batches, stop: AgreedStop | None = None):
         self.trainer = trainer
         self.batches = batches
+        self.stop = stop
 
     def run_steps(self, num_steps: int) -> dict[str, float]:
-        return self.trainer.run_steps(self.batches, num_steps)
+        if self.stop is None:
+            return self.trainer.run_steps(self.batches, num_steps)
+        self.trainer.stop_flag.assign(1.0 if self.stop.local else 0.0)
+        stats = self.trainer.run_steps(self.batches, num_steps)
+        distribute.reinstall_signal_handlers()
+        self.stop.agreed = self.stop.agreed or stats.pop("stop_requested", 0.0) > 0
+        return stats
 
     def start_epoch(self) -> None:
         self.trainer.start_epoch()
@@ -381,6 +408,30 @@ class BoundTrainer:
 
     def load_state_dict(self, state) -> None:
         self.trainer.load_state_dict(state)
+
+
+class AgreedStop:
+    """A stop request that every worker sees after the same compiled call.
+
+    A signal reaches one worker (a cluster manager preempting one machine);
+    if that worker stopped alone, the others would wait for it in the next
+    all-reduce. So the controller reads this instead: it turns true on every
+    worker after the call in which any worker passed its local request in.
+    """
+
+    def __init__(self, local: StopRequest):
+        self.local = local
+        self.agreed = False
+
+    @property
+    def signal_name(self) -> str | None:
+        return self.local.signal_name
+
+    def request(self, signal_name: str) -> None:
+        self.local.request(signal_name)
+
+    def __bool__(self) -> bool:
+        return self.agreed
 
 
 def _results(metrics: list[keras.metrics.Metric]) -> dict[str, float]:
@@ -522,7 +573,8 @@ def train_and_evaluate(
     and only the chief writes `run_dir` (see `kerasmlp.distribute`).
     """
     reporter = reporter or LineReporter()
-    stop_request = stop_request or StopRequest()
+    # Not `or`: a StopRequest not yet set is falsy, and the caller's must be the one read.
+    stop_request = stop_request if stop_request is not None else StopRequest()
     run_dir = pathlib.Path(run_dir)
     # Before anything else touches TensorFlow's devices (see kerasmlp.distribute).
     distribute.configure_cpu_devices(config.distribute.cpu_devices)
@@ -653,14 +705,16 @@ def _run(config, run_dir, data, head, trainer, scale, status, reporter, stop_req
         best_weights,
         workers=role.workers,
     )
+    # With several workers, the stop a signal asks for is agreed in the compiled call.
+    agreed = AgreedStop(stop_request) if role.workers > 1 else None
     controller = Controller(
-        trainer.bind(batches),
+        trainer.bind(batches, agreed),
         epochs=train_cfg.epochs,
         steps_per_epoch=math.ceil(info.num_train / train_cfg.batch_size),
         log_every_steps=train_cfg.log_every_steps,
         actions=action_list,
         checkpoints=checkpoints,
-        stop_request=stop_request,
+        stop_request=agreed if agreed is not None else stop_request,
     )
     state = checkpoints.restore_latest() if resume else None
     if state is not None:

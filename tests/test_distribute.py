@@ -10,6 +10,7 @@ and global batch: the distributed step must compute the same update.
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -254,27 +255,44 @@ def _wait_for_checkpoint(run_dir, step, procs, timeout):
     raise AssertionError(f"no checkpoint at step {step} after {timeout} s")
 
 
-def _kill(procs):
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    outputs = [proc.communicate() for proc in procs]
-    return [(proc.returncode, *output) for proc, output in zip(procs, outputs, strict=True)]
-
-
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
-    """Two workers killed after their first epoch, then resumed to the end of the second.
+    """Two workers; one (not the chief) gets SIGTERM; both are resumed to the end.
 
-    Returns the folder, the one-process reference's output, and each resumed
-    worker's (exit status, stdout, stderr).
+    Returns the folder, the one-process reference's output, the interrupted
+    workers' and the resumed workers' (exit status, stdout, stderr).
     """
+    from kerasmlp.data import load_datasets
+
     tmp_path = tmp_path_factory.mktemp("workers")
     data_dir = tmp_path / "data"
+    load_datasets("spirals", batch_size=64, data_dir=str(data_dir))  # shared, made once
     settings = [*WORKER_SETTINGS, "--set", f"data.data_dir={data_dir}"]
-    # The reference, one process, 2 epochs: also prepares the dataset the workers share.
+    run_dir = tmp_path / "logs" / "run"
+    # Far more epochs than will run. Once the chief has checkpointed the end of
+    # epoch 1 (step 57), only worker 2 is asked to stop: both must stop after the
+    # same compiled call, the chief saving a checkpoint there.
+    args = [*settings, "--epochs", "50", "--strategy", "multi_worker"]
+    procs = _start_workers(
+        tmp_path, [*args, "--logdir", str(tmp_path / "logs"), "--run-name", "run"]
+    )
+    try:
+        _wait_for_checkpoint(run_dir, 57, procs, timeout=240)
+        procs[1].send_signal(signal.SIGTERM)
+    finally:
+        interrupted = _finish(procs, timeout=120)
+    stops = {
+        int(m) for _, out, _ in interrupted for m in re.findall(r"interrupted at step (\d+)", out)
+    }
+    assert len(stops) == 1, interrupted
+    # Resumed to the end of the epoch after the one in progress; the learning-rate
+    # schedule follows the step, so a one-process run of as many epochs is the reference.
+    epochs = stops.pop() // 57 + 1
+    resumed = _start_workers(
+        tmp_path, ["--resume", str(run_dir), "--epochs", str(epochs)], tmp_prefix="resumed"
+    )
     reference = subprocess.run(
-        [str(SCRIPT), *settings, "--epochs", "2"]
+        [str(SCRIPT), *settings, "--epochs", str(epochs)]
         + ["--logdir", str(tmp_path / "reference"), "--run-name", "run"],
         cwd=tmp_path,
         env=_env(),
@@ -282,29 +300,22 @@ def two_workers(tmp_path_factory):
         text=True,
         timeout=300,
     )
+    resumed = _finish(resumed, timeout=300)
     assert reference.returncode == 0, reference.stderr[-3000:]
-    run_dir = tmp_path / "logs" / "run"
-    # Far more epochs than will run: both are killed (SIGKILL, no checkpoint of
-    # their own) once the chief has checkpointed the end of epoch 1 (step 57).
-    args = [*settings, "--epochs", "50", "--strategy", "multi_worker"]
-    procs = _start_workers(
-        tmp_path, [*args, "--logdir", str(tmp_path / "logs"), "--run-name", "run"]
-    )
-    try:
-        _wait_for_checkpoint(run_dir, 57, procs, timeout=240)
-    finally:
-        killed = _kill(procs)
-    assert all(code == -signal.SIGKILL for code, _, _ in killed), killed[0][2][-3000:]
-    # Resumed with --epochs 2: the learning-rate schedule follows the step, so the
-    # result is the reference's whatever step the kill came at.
-    resumed = _start_workers(
-        tmp_path, ["--resume", str(run_dir), "--epochs", "2"], tmp_prefix="resumed"
-    )
-    return tmp_path, reference.stdout, _finish(resumed, timeout=300)
+    return tmp_path, reference.stdout, interrupted, resumed, epochs
 
 
-def test_killed_workers_resume_exit_0_and_name_their_roles(two_workers):
-    _, _, outputs = two_workers
+def test_a_signal_to_one_worker_stops_both_after_the_same_call(two_workers):
+    _, _, interrupted, _, _ = two_workers
+    # The chief was not signalled itself: 130, the code of an interrupted run; the
+    # signalled worker: 143 (128 + SIGTERM), as a shell reports it.
+    assert [code for code, _, _ in interrupted] == [130, 143], interrupted[0][2][-3000:]
+    assert interrupted[0][1].startswith("worker 1 of 2 (chief) | multi_worker | 2 replicas\n")
+    assert interrupted[1][1].startswith("worker 2 of 2 | multi_worker | 2 replicas\n")
+
+
+def test_interrupted_workers_resume_and_exit_0(two_workers):
+    _, _, _, outputs, _ = two_workers
     for code, out, err in outputs:
         assert code == 0, err[-3000:]
         assert "resuming at step" in out
@@ -313,7 +324,7 @@ def test_killed_workers_resume_exit_0_and_name_their_roles(two_workers):
 
 
 def test_only_the_chief_writes_a_complete_run_folder(two_workers):
-    tmp_path, _, _ = two_workers
+    tmp_path, _, _, _, _ = two_workers
     logs = tmp_path / "logs"
     assert [p.name for p in logs.iterdir()] == ["run"]
     run = logs / "run"
@@ -331,12 +342,12 @@ def test_only_the_chief_writes_a_complete_run_folder(two_workers):
     assert not any((tmp_path / "resumed0").iterdir())
 
 
-def test_two_workers_killed_and_resumed_train_as_one_process_does(two_workers):
+def test_two_workers_interrupted_and_resumed_train_as_one_process_does(two_workers):
     import keras
 
     import kerasmlp  # noqa: F401 - registers the model's classes for loading
 
-    tmp_path, reference_out, outputs = two_workers
+    tmp_path, reference_out, _, outputs, epochs = two_workers
     one = keras.models.load_model(tmp_path / "reference" / "run" / "model.keras")
     two = keras.models.load_model(tmp_path / "logs" / "run" / "model.keras")
     for a, b in zip(one.get_weights(), two.get_weights(), strict=True):
@@ -346,6 +357,6 @@ def test_two_workers_killed_and_resumed_train_as_one_process_does(two_workers):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     # The last epoch's line (train and validation values) agrees to the 4 printed
     # decimals, on both workers.
-    (last,) = [line for line in reference_out.splitlines() if line.startswith("epoch 2 ")]
+    (last,) = [line for line in reference_out.splitlines() if line.startswith(f"epoch {epochs} ")]
     for _, out, _ in outputs:
         assert last in out.splitlines()
