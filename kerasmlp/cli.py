@@ -6,8 +6,9 @@ A user's mistake (bad config, missing file, bad `--set`, a run directory that
 exists, data that cannot be had) ends with one line on stderr and status 2;
 a bug still shows its traceback.
 
-Exit status: 0 completed; 1 failed (a file could not be written: one line; a
-bug: its traceback); 2 a user's mistake; 3 diverged (NaN or infinity); 130
+Exit status: 0 completed; 1 failed (a file could not be written, or another
+worker of a multi-worker run was lost: one line; a bug: its traceback); 2 a
+user's mistake; 3 diverged (NaN or infinity); 130
 and 143 stopped by SIGINT or SIGTERM after saving a checkpoint (`--resume`
 continues). A second SIGINT or SIGTERM ends the process at once.
 """
@@ -164,7 +165,13 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, strategy, sweep
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kerasmlp.controller import StopRequest
     from kerasmlp.data import DataError
-    from kerasmlp.train import LineReporter, RunDiverged, RunInterrupted, train_and_evaluate
+    from kerasmlp.train import (
+        LineReporter,
+        RunDiverged,
+        RunInterrupted,
+        WorkerLost,
+        train_and_evaluate,
+    )
 
     stop_request = StopRequest()
     _handle_stop_signals(stop_request)
@@ -198,7 +205,7 @@ def main(config_path, overrides, logdir, run_name, epochs, seed, strategy, sweep
         ) as e:
             _close(reporter)
             _fail(e)
-        except runfiles.RunFilesError as e:
+        except (runfiles.RunFilesError, WorkerLost) as e:
             _close(reporter)
             _fail(e, status=FAILED)
         tests = " | ".join(

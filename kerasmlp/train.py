@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import pathlib
+import re
 import shutil
 import sys
 import tempfile
@@ -67,6 +68,7 @@ __all__ = [
     "RunDirectoryExistsError",
     "RunInterrupted",
     "Trainer",
+    "WorkerLost",
     "check_run_dir",
     "prepare_run_dir",
     "train_and_evaluate",
@@ -514,6 +516,27 @@ class RunInterrupted(Exception):
         )
 
 
+class WorkerLost(Exception):
+    """Another worker of a multi-worker run stopped answering (killed, crashed, unreachable).
+
+    TensorFlow's coordination service notices the missing heartbeats within
+    seconds and aborts the all-reduce the survivors wait in; this says so in one line.
+    """
+
+    def __init__(self, run_dir: pathlib.Path, error: Exception):
+        self.run_dir = run_dir
+        text = " ".join(str(getattr(error, "message", error)).split())
+        match = re.search(r"stopped sending heartbeats\):\s*(\S+)", text) or re.search(
+            r"Error reported from (/job:\w+/(?:replica:\d+/)?task:\d+)", text
+        )
+        who = f"task {match.group(1)}" if match else "another worker"
+        super().__init__(
+            f"lost {who} of the multi-worker run ({type(error).__name__}); stop every "
+            f"worker, then continue from the last checkpoint with: "
+            f"kerasmlp-train --resume {run_dir} (on every worker)"
+        )
+
+
 class RunDiverged(Exception):
     """The loss, a gradient or a weight became NaN or infinite (see `actions.DivergenceGuard`)."""
 
@@ -583,14 +606,19 @@ def train_and_evaluate(
     distribute.check_batch_size(config.train.batch_size, role.replicas)
     if strategy is not None:
         reporter.message(role.describe())
-    if not role.is_chief:
-        # Only the chief writes the run folder; the others write the same files
-        # (their checkpoints too) into a temporary folder, removed at the end.
-        return _train_as_worker(config, run_dir, role, strategy, reporter, stop_request, resume)
-    previous = check_resumable(run_dir) if resume else None
-    if not resume:
-        check_run_dir(run_dir)
-    return _train(config, run_dir, role, strategy, reporter, stop_request, resume, previous)
+    try:
+        if not role.is_chief:
+            # Only the chief writes the run folder; the others write the same files
+            # (their checkpoints too) into a temporary folder, removed at the end.
+            return _train_as_worker(config, run_dir, role, strategy, reporter, stop_request, resume)
+        previous = check_resumable(run_dir) if resume else None
+        if not resume:
+            check_run_dir(run_dir)
+        return _train(config, run_dir, role, strategy, reporter, stop_request, resume, previous)
+    except tf.errors.UnavailableError as e:
+        if role.workers == 1:
+            raise
+        raise WorkerLost(run_dir, e) from e
 
 
 def _train_as_worker(config, run_dir, role, strategy, reporter, stop_request, resume):

@@ -256,18 +256,24 @@ def _wait_for_checkpoint(run_dir, step, procs, timeout):
 
 
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory):
+def spirals_dir(tmp_path_factory):
+    """A TFDS data_dir with the spirals dataset made once: workers then only read it."""
+    from kerasmlp.data import load_datasets
+
+    data_dir = tmp_path_factory.mktemp("data")
+    load_datasets("spirals", batch_size=64, data_dir=str(data_dir))
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, spirals_dir):
     """Two workers; one (not the chief) gets SIGTERM; both are resumed to the end.
 
     Returns the folder, the one-process reference's output, the interrupted
     workers' and the resumed workers' (exit status, stdout, stderr).
     """
-    from kerasmlp.data import load_datasets
-
     tmp_path = tmp_path_factory.mktemp("workers")
-    data_dir = tmp_path / "data"
-    load_datasets("spirals", batch_size=64, data_dir=str(data_dir))  # shared, made once
-    settings = [*WORKER_SETTINGS, "--set", f"data.data_dir={data_dir}"]
+    settings = [*WORKER_SETTINGS, "--set", f"data.data_dir={spirals_dir}"]
     run_dir = tmp_path / "logs" / "run"
     # Far more epochs than will run. Once the chief has checkpointed the end of
     # epoch 1 (step 57), only worker 2 is asked to stop: both must stop after the
@@ -360,3 +366,30 @@ def test_two_workers_interrupted_and_resumed_train_as_one_process_does(two_worke
     (last,) = [line for line in reference_out.splitlines() if line.startswith(f"epoch {epochs} ")]
     for _, out, _ in outputs:
         assert last in out.splitlines()
+
+
+def test_a_worker_killed_mid_run_ends_the_other_with_one_line(tmp_path, spirals_dir):
+    args = [*WORKER_SETTINGS, "--set", f"data.data_dir={spirals_dir}", "--epochs", "50"]
+    args += ["--strategy", "multi_worker", "--logdir", str(tmp_path / "logs"), "--run-name", "run"]
+    procs = _start_workers(tmp_path, args)
+    try:
+        _wait_for_checkpoint(tmp_path / "logs" / "run", 57, procs, timeout=240)
+        procs[1].kill()  # SIGKILL: no handler, no goodbye
+        start = time.monotonic()
+        (code, _, err), _ = _finish(procs, timeout=120)
+        waited = time.monotonic() - start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    # TensorFlow's coordination service misses the heartbeats (every few seconds)
+    # and aborts the all-reduce the chief waits in; 120 s bounds it generously.
+    assert waited < 120
+    assert code == 1, err[-3000:]
+    assert "Traceback" not in err
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith("kerasmlp-train: error: lost "), last
+    assert "of the multi-worker run" in last and "--resume" in last
+    status = json.loads((tmp_path / "logs" / "run" / "status.json").read_text())
+    assert status["state"] == "failed" and status["checkpoint_step"] >= 57
