@@ -6,8 +6,9 @@ A user's mistake (bad config, missing file, bad `--set`, a run directory that
 exists, data that cannot be had) ends with one line on stderr and status 2;
 a bug still shows its traceback.
 
-Exit status: 0 completed; 1 failed (a file could not be written: one line; a
-bug: its traceback); 2 a user's mistake; 3 diverged (NaN or infinity); 130
+Exit status: 0 completed; 1 failed (a file could not be written, or another
+worker of a multi-worker run was lost: one line; a bug: its traceback); 2 a
+user's mistake; 3 diverged (NaN or infinity); 130
 and 143 stopped by SIGINT or SIGTERM after saving a checkpoint (`--resume`
 continues). A second SIGINT or SIGTERM ends the process at once.
 """
@@ -26,7 +27,7 @@ import time
 import click
 from click.core import ParameterSource
 
-from kerasmlp import __version__, runfiles
+from kerasmlp import __version__, distribute, runfiles
 from kerasmlp.config import ConfigError, config_from_dict, load_config, parse_yaml, shorten
 
 FAILED = 1
@@ -108,6 +109,13 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
 @click.option("--epochs", type=int, default=None, help="Shortcut for --set train.epochs=N.")
 @click.option("--seed", type=int, default=None, help="Shortcut for --set seed=N.")
 @click.option(
+    "--strategy",
+    default=None,
+    metavar="NAME",
+    help="Shortcut for --set distribute.strategy=NAME: auto, one_device, mirrored or "
+    "multi_worker (reads TF_CONFIG).",
+)
+@click.option(
     "--sweep",
     "sweep_path",
     type=click.Path(dir_okay=False),
@@ -134,7 +142,8 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
     type=click.Path(file_okay=False),
     default=None,
     help="Continue the run (or sweep) in this folder from its last checkpoint, with its own "
-    "config.yaml. Only --epochs (and --sweep-metric for a sweep) may come with it.",
+    "config.yaml. Only --epochs (to extend or shorten the run), --strategy, --verbose and "
+    "(for a sweep) --sweep-metric may come with it.",
 )
 def main(
     config_path,
@@ -143,6 +152,7 @@ def main(
     run_name,
     epochs,
     seed,
+    strategy,
     sweep_path,
     sweep_metric,
     verbose,
@@ -154,7 +164,9 @@ def main(
         if resume_dir is not None:
             _refuse_options_with_resume(click.get_current_context())
             run_dir = pathlib.Path(resume_dir)
-            runs, is_sweep = _plan_resume(run_dir, epochs), (run_dir / SWEEP_FILE).is_file()
+            runs = _plan_resume(run_dir, epochs, strategy)
+            is_sweep = (run_dir / SWEEP_FILE).is_file()
+            _check_tf_config(runs)
             if is_sweep:
                 swept_keys, metric = _sweep_plan_settings(run_dir, sweep_metric)
         else:
@@ -163,14 +175,20 @@ def main(
                 overrides.append(f"train.epochs={epochs}")
             if seed is not None:
                 overrides.append(f"seed={seed}")
+            if strategy is not None:
+                overrides.append(f"distribute.strategy={strategy}")
             config = load_config(config_path, overrides)
             run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
             runs, is_sweep = [(config, run_dir, False)], sweep_path is not None
             if is_sweep:
                 runs, swept_keys = _plan_sweep(run_dir, sweep_path, config_path, overrides)
                 metric = _check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
-            for _, point_dir, _ in runs:
-                _check_run_dir(point_dir, logdir)
+            _check_tf_config(runs)
+            for run_config, point_dir, _ in runs:
+                # Only a multi-worker run's chief writes the run folder: the other
+                # workers neither check nor make it (the chief may have made it already).
+                if not _is_worker(run_config):
+                    _check_run_dir(point_dir, logdir)
             if is_sweep:
                 _write_sweep_plan(run_dir, runs, swept_keys=swept_keys, metric=metric)
         if sweep_metric is not None and not is_sweep:
@@ -190,7 +208,13 @@ def main(
         import_tensorflow_quietly()
     from kerasmlp.controller import StopRequest
     from kerasmlp.data import DataError
-    from kerasmlp.train import LineReporter, RunDiverged, RunInterrupted, train_and_evaluate
+    from kerasmlp.train import (
+        LineReporter,
+        RunDiverged,
+        RunInterrupted,
+        WorkerLost,
+        train_and_evaluate,
+    )
 
     stop_request = StopRequest()
     _handle_stop_signals(stop_request)
@@ -229,7 +253,7 @@ def main(
         ) as e:
             _close(reporter)
             _fail(e)
-        except runfiles.RunFilesError as e:
+        except (runfiles.RunFilesError, WorkerLost) as e:
             _close(reporter)
             _fail(e, status=FAILED)
         except OSError as e:
@@ -253,6 +277,29 @@ def main(
     click.echo(f"see it with:   tensorboard --logdir {run_dir if is_sweep else run_dir.parent}")
 
 
+def _check_tf_config(runs) -> None:
+    """Refuses, before TensorFlow starts (it reads TF_CONFIG too), a TF_CONFIG that
+    does not parse, and `multi_worker` without one."""
+    for config, _, _ in runs:
+        if config is not None:
+            distribute.role_from_environment(config.distribute, os.environ)
+
+
+def _is_chief(environ) -> bool:
+    """False for a worker of a multi-worker cluster other than the chief (TF_CONFIG says)."""
+    try:
+        return distribute.parse_tf_config(environ.get("TF_CONFIG")).is_chief
+    except ConfigError:
+        return True  # no cluster (or a bad TF_CONFIG, refused once the strategy is known)
+
+
+def _is_worker(config) -> bool:
+    """True for a multi-worker run's worker that is not the chief: it writes no run folder."""
+    if config is None or config.distribute.strategy != "multi_worker":
+        return False
+    return not _is_chief(os.environ)
+
+
 def _refuse_options_with_resume(ctx: click.Context) -> None:
     given = [
         f"--{name.replace('_', '-')}"
@@ -261,8 +308,8 @@ def _refuse_options_with_resume(ctx: click.Context) -> None:
     ]
     if given:
         raise ConfigError(
-            f"--resume continues a run with its own config.yaml; only --epochs, --verbose and "
-            f"(for a sweep) --sweep-metric may come with it. "
+            "--resume continues a run with its own config.yaml; only --epochs, --strategy, "
+            "--verbose and (for a sweep) --sweep-metric may come with it. "
             f"Received also: {', '.join(given)}"
         )
 
@@ -270,17 +317,25 @@ def _refuse_options_with_resume(ctx: click.Context) -> None:
 _PARAMETERS = {"config": "config_path", "set": "overrides", "sweep": "sweep_path"}
 
 
-def _plan_resume(run_dir: pathlib.Path, epochs: int | None) -> list:
+def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None = None) -> list:
     """`(config, run_dir, resume)` for a run, or for each point of a sweep folder.
 
     A sweep's points that are completed come back with config None; those with a
-    folder are resumed, the others start.
+    folder are resumed, the others start. `strategy` (from `--strategy`) replaces
+    the run's own; a multi-worker run's workers other than the chief do not
+    check the run's state: the chief, maybe resumed already, owns it.
     """
     extra = [f"train.epochs={epochs}"] if epochs is not None else []
+    if strategy is not None:
+        extra.append(f"distribute.strategy={strategy}")
     sweep_file = run_dir / SWEEP_FILE
     if not sweep_file.is_file():
-        runfiles.check_resumable(run_dir)
-        return [(load_config(run_dir / runfiles.CONFIG_FILE, extra), run_dir, True)]
+        if not (run_dir / runfiles.CONFIG_FILE).is_file():
+            runfiles.check_resumable(run_dir)  # says why in one line
+        config = load_config(run_dir / runfiles.CONFIG_FILE, extra)
+        if not _is_worker(config):
+            runfiles.check_resumable(run_dir)
+        return [(config, run_dir, True)]
     plan = parse_yaml(sweep_file.read_text(encoding="utf-8"), source=str(sweep_file))
     runs = []
     for point in plan["points"]:

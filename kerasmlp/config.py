@@ -79,6 +79,7 @@ MAX_BATCH = 1_000_000
 MAX_SHUFFLE = 100_000_000  # the buffer holds examples, and is never larger than the train split
 MAX_UNITS = 1_000_000  # per hidden layer; the whole model must also fit in memory
 MAX_LAYERS = 1_000
+MAX_CPU_DEVICES = 64  # logical CPU devices to split the host into; more only divides the same cores
 # A config is 3 levels deep and a sweep 3; deeper YAML is a mistake (or an attack
 # on the recursive YAML composer, which would end in a RecursionError).
 MAX_YAML_DEPTH = 32
@@ -213,6 +214,18 @@ class TrainConfig:
     class_weight: str | dict[str, float] | None = "none"
 
 
+# auto: mirrored when more than one GPU is visible, else one device.
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributeConfig:
+    """How many devices and machines train together (see `kerasmlp.distribute`)."""
+
+    strategy: str = dataclasses.field(default="auto", metadata=_choice(*STRATEGIES))
+    cpu_devices: int = dataclasses.field(default=1, metadata=_range(ge=1, le=MAX_CPU_DEVICES))
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The whole run. Sections mirror `configs/default.yaml`."""
@@ -224,6 +237,7 @@ class Config:
     metrics: tuple[str, ...] = ("accuracy",)
     optimizer: OptimizerConfig = OptimizerConfig()
     train: TrainConfig = TrainConfig()
+    distribute: DistributeConfig = DistributeConfig()
 
     @property
     def task(self) -> str:

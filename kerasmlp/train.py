@@ -18,7 +18,11 @@ from __future__ import annotations
 import contextlib
 import math
 import pathlib
+import re
+import shutil
 import sys
+import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TextIO
 
@@ -26,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasmlp import actions, diagnostics, losses
+from kerasmlp import actions, diagnostics, distribute, losses
 from kerasmlp.batches import InMemoryBatches
 from kerasmlp.checkpoints import RunCheckpoints
 from kerasmlp.class_weights import resolve_class_weight
@@ -67,6 +71,7 @@ __all__ = [
     "RunDirectoryExistsError",
     "RunInterrupted",
     "Trainer",
+    "WorkerLost",
     "check_run_dir",
     "prepare_run_dir",
     "train_and_evaluate",
@@ -85,6 +90,10 @@ class Trainer:
       metric_names: config names of the metrics (see `components.make_metrics`).
       class_weight: one weight per class id scaling each training example's loss
         (see `kerasmlp.class_weights`); None weighs all examples 1.
+      strategy: a `tf.distribute` strategy whose scope `model` and `optimizer`
+        were created in, or None (default) for one device. With a strategy,
+        each step splits the global batch over the replicas (see
+        `_replica_step`); evaluation still runs on one device.
     """
 
     def __init__(
@@ -96,22 +105,35 @@ class Trainer:
         head: Head,
         metric_names: tuple[str, ...],
         class_weight=None,
+        strategy: tf.distribute.Strategy | None = None,
     ):
         self.model = model
         self.class_weight = None if class_weight is None else tf.constant(class_weight, tf.float32)
         self.loss = loss
         self.optimizer = optimizer
         self.head = head
+        self.strategy = strategy
+        self.replicas = 1 if strategy is None else int(strategy.num_replicas_in_sync)
         # Labels arrive as integers; categorical cross-entropy wants them one-hot.
         self._one_hot = isinstance(loss, losses.CategoricalCrossentropy)
-        self.train_metrics = make_metrics(metric_names, head)
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            self.train_metrics = make_metrics(metric_names, head)
+            self.optimizer.build(model.trainable_variables)
+        # Evaluation runs on one device, outside the strategy: its metrics are plain variables.
         self.eval_metrics = make_metrics(metric_names, head)
         # Mean of the per-batch loss, weighted by batch size, as model.fit reports it.
         self.eval_loss = keras.metrics.Mean(name="loss")
         # The epoch's training loss, summed on the host from what each call returns.
         self._epoch_loss_sum = 0.0
         self._epoch_examples = 0.0
-        self.optimizer.build(model.trainable_variables)
+        if strategy is None:
+            self._step = self._train_step
+        else:
+            self._step = self._distributed_step
+            self._keep_reduced_gradients()
+            # Set by the host before a call when this worker was asked to stop (a
+            # signal); summed over the workers in the call (see `AgreedStop`).
+            self.stop_flag = tf.Variable(0.0, trainable=False, name="stop_requested")
         self.train_loop = tf.function(self._train_loop)
         self.evaluate_loop = tf.function(self._evaluate_loop)
 
@@ -157,6 +179,83 @@ class Trainer:
             metric.update_state(metric_labels, metric_outputs)
         return loss, tf.linalg.global_norm(gradients)
 
+    # --- traced code, with a strategy ---------------------------------------
+    #
+    # The batches come from the same source as on one device (`InMemoryBatches`
+    # or the tf.data iterator), read in cross-replica context: every step takes
+    # the same global batch as a one-device run, and each replica computes on
+    # its slice of it. That keeps what a distributed `tf.data` pipeline would
+    # not give here: the same batches as a single-device run with the same seed
+    # (the tests compare weights to 1e-5), and the data position in checkpoints
+    # (resume and rollback) as it is. The cost: every worker reads the whole
+    # global batch and copies it to its replicas, which for an MLP's flat
+    # inputs is small next to the step; an input pipeline sharded per worker
+    # (`distribute_datasets_from_function`) is the next step for data that is
+    # costly to read.
+
+    def _distributed_step(self, features: tf.Tensor, labels: tf.Tensor):
+        loss, gradient_norm = self.strategy.run(self._replica_step, args=(features, labels))
+        # Both are all-reduced inside the step, so every replica holds the same
+        # global value: this worker's first copy is it, with no further reduction.
+        first = self.strategy.experimental_local_results
+        return first(loss)[0], first(gradient_norm)[0]
+
+    def _replica_step(self, features: tf.Tensor, labels: tf.Tensor):
+        """One update on this replica's slice of the global batch; returns global values.
+
+        The objective is the per-example loss summed over the slice and divided
+        by the global batch size, plus the regularization divided by the number
+        of replicas: the optimizer sums the replicas' gradients, so the sum is
+        the gradient of the one-device objective (mean over the global batch
+        plus the regularization once). The loss object's own reduction is not
+        used: inside a strategy Keras's `sum_over_batch_size` divides by the
+        number of replicas as well (`keras.losses.loss.scale_loss_for_distribution`).
+        """
+        context = tf.distribute.get_replica_context()
+        global_size = tf.shape(features)[0]
+        # Even slices; the last, smaller batch of an epoch may leave a replica fewer
+        # examples (or none: its loss and gradients are then 0).
+        per_replica = (global_size + self.replicas - 1) // self.replicas
+        start = tf.cast(context.replica_id_in_sync_group, tf.int32) * per_replica
+        local_features = features[start : start + per_replica]
+        local_labels = labels[start : start + per_replica]
+        with tf.GradientTape() as tape:
+            outputs = self.model(local_features, training=True)
+            per_example = self.loss.call(*self._loss_inputs(local_labels, outputs))
+            loss = tf.reduce_sum(per_example) / tf.cast(global_size, per_example.dtype)
+            if self.model.losses:
+                loss = loss + tf.add_n(self.model.losses) / self.replicas
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        gradient_norm = tf.linalg.global_norm(self._reduced.gradients)
+        metric_labels, metric_outputs = self._metric_inputs(local_labels, outputs)
+        for metric in self.train_metrics:
+            metric.update_state(metric_labels, metric_outputs)
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, loss), gradient_norm
+
+    def _keep_reduced_gradients(self) -> None:
+        """Keeps the gradients the optimizer all-reduces, for the logged gradient norm.
+
+        Keras's TensorFlow optimizer sums the replicas' gradients inside
+        `apply_gradients` (`_all_reduce_sum_gradients`) and offers no way to
+        see the sum; reducing them a second time here would double the
+        traffic. The tests compare the logged norm with a one-device run, so a
+        change of that private method shows there. Thread-local: MirroredStrategy
+        traces each replica in its own thread.
+        """
+        reduce = self.optimizer._all_reduce_sum_gradients
+        kept = self._reduced = threading.local()
+
+        def reduce_and_keep(grads_and_vars):
+            reduced = reduce(grads_and_vars)
+            kept.gradients = [g for g, _ in reduced]
+            return reduced
+
+        self.optimizer._all_reduce_sum_gradients = reduce_and_keep
+
+    # --- the compiled loop ---------------------------------------------------
+
     def _train_loop(self, iterator, num_steps: tf.Tensor) -> tf.Tensor:
         # The interval's statistics travel as loop values, not variables: nothing
         # extra is written per step, and the host reads them all in one transfer.
@@ -168,7 +267,7 @@ class Trainer:
         first_nonfinite = tf.constant(-1.0)
         for i in tf.range(num_steps):
             features, labels = next(iterator)
-            loss, gradient_norm = self._train_step(features, labels)
+            loss, gradient_norm = self._step(features, labels)
             batch_size = tf.cast(tf.shape(features)[0], tf.float32)
             loss = tf.cast(loss, tf.float32)
             gradient_norm = tf.cast(gradient_norm, tf.float32)
@@ -186,16 +285,26 @@ class Trainer:
         weights_finite = tf.reduce_all(
             [tf.reduce_all(tf.math.is_finite(v)) for v in self.model.trainable_variables]
         )
-        return tf.stack(
-            [
-                loss_sum,
-                examples,
-                gradient_norm_sum,
-                learning_rate,
-                first_nonfinite,
-                tf.cast(weights_finite, tf.float32),
-            ]
-        )
+        stats = [
+            loss_sum,
+            examples,
+            gradient_norm_sum,
+            learning_rate,
+            first_nonfinite,
+            tf.cast(weights_finite, tf.float32),
+        ]
+        if self.strategy is not None:
+            stats.append(self._stop_requested_anywhere())
+        return tf.stack(stats)
+
+    def _stop_requested_anywhere(self) -> tf.Tensor:
+        """The stop flags of every replica summed: > 0 when any worker was asked to stop."""
+
+        def replica_fn():
+            context = tf.distribute.get_replica_context()
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, self.stop_flag.read_value())
+
+        return self.strategy.experimental_local_results(self.strategy.run(replica_fn))[0]
 
     def _evaluate_loop(self, dataset: tf.data.Dataset) -> None:
         for features, labels in dataset:
@@ -222,11 +331,11 @@ class Trainer:
         # A tensor argument, so a different count does not retrace.
         stats = self.train_loop(iterator, tf.constant(num_steps, dtype=tf.int32)).numpy()
         loss_sum, examples, gradient_norm_sum, learning_rate, first_bad, weights_ok = (
-            float(v) for v in stats
+            float(v) for v in stats[:6]
         )
         self._epoch_loss_sum += loss_sum
         self._epoch_examples += examples
-        return {
+        results = {
             "loss": loss_sum / max(examples, 1.0),
             "gradient_norm": gradient_norm_sum / max(num_steps, 1),
             "examples": examples,
@@ -234,6 +343,9 @@ class Trainer:
             "first_nonfinite_step": first_bad,
             "weights_finite": weights_ok,
         }
+        if len(stats) > 6:  # with a strategy: whether any worker was asked to stop
+            results["stop_requested"] = float(stats[6] > 0)
+        return results
 
     def state_dict(self) -> dict[str, float]:
         """The epoch's host-side sums; the metrics' variables go into checkpoints themselves."""
@@ -252,9 +364,9 @@ class Trainer:
             for v in metric.variables
         ]
 
-    def bind(self, batches) -> BoundTrainer:
+    def bind(self, batches, stop: AgreedStop | None = None) -> BoundTrainer:
         """This trainer with its source of batches: what the controller drives."""
-        return BoundTrainer(self, batches)
+        return BoundTrainer(self, batches, stop)
 
     def start_epoch(self) -> None:
         self._epoch_loss_sum = self._epoch_examples = 0.0
@@ -277,14 +389,25 @@ class Trainer:
 
 
 class BoundTrainer:
-    """A `Trainer` and its batches, as `kerasmlp.controller.StepRunner` wants them."""
+    """A `Trainer` and its batches, as `kerasmlp.controller.StepRunner` wants them.
 
-    def __init__(self, trainer: Trainer, batches):
+    With `stop` (an `AgreedStop`, for several workers), each call tells the
+    compiled loop whether this worker was asked to stop, and learns whether any was.
+    """
+
+    def __init__(self, trainer: Trainer, batches, stop: AgreedStop | None = None):
         self.trainer = trainer
         self.batches = batches
+        self.stop = stop
 
     def run_steps(self, num_steps: int) -> dict[str, float]:
-        return self.trainer.run_steps(self.batches, num_steps)
+        if self.stop is None:
+            return self.trainer.run_steps(self.batches, num_steps)
+        self.trainer.stop_flag.assign(1.0 if self.stop.local else 0.0)
+        stats = self.trainer.run_steps(self.batches, num_steps)
+        distribute.reinstall_signal_handlers()
+        self.stop.agreed = self.stop.agreed or stats.pop("stop_requested", 0.0) > 0
+        return stats
 
     def start_epoch(self) -> None:
         self.trainer.start_epoch()
@@ -297,6 +420,30 @@ class BoundTrainer:
 
     def load_state_dict(self, state) -> None:
         self.trainer.load_state_dict(state)
+
+
+class AgreedStop:
+    """A stop request that every worker sees after the same compiled call.
+
+    A signal reaches one worker (a cluster manager preempting one machine);
+    if that worker stopped alone, the others would wait for it in the next
+    all-reduce. So the controller reads this instead: it turns true on every
+    worker after the call in which any worker passed its local request in.
+    """
+
+    def __init__(self, local: StopRequest):
+        self.local = local
+        self.agreed = False
+
+    @property
+    def signal_name(self) -> str | None:
+        return self.local.signal_name
+
+    def request(self, signal_name: str) -> None:
+        self.local.request(signal_name)
+
+    def __bool__(self) -> bool:
+        return self.agreed
 
 
 def _results(metrics: list[keras.metrics.Metric]) -> dict[str, float]:
@@ -379,6 +526,27 @@ class RunInterrupted(Exception):
         )
 
 
+class WorkerLost(Exception):
+    """Another worker of a multi-worker run stopped answering (killed, crashed, unreachable).
+
+    TensorFlow's coordination service notices the missing heartbeats within
+    seconds and aborts the all-reduce the survivors wait in; this says so in one line.
+    """
+
+    def __init__(self, run_dir: pathlib.Path, error: Exception):
+        self.run_dir = run_dir
+        text = " ".join(str(getattr(error, "message", error)).split())
+        match = re.search(r"stopped sending heartbeats\):\s*(\S+)", text) or re.search(
+            r"Error reported from (/job:\w+/(?:replica:\d+/)?task:\d+)", text
+        )
+        who = f"task {match.group(1)}" if match else "another worker"
+        super().__init__(
+            f"lost {who} of the multi-worker run ({type(error).__name__}); stop every "
+            f"worker, then continue from the last checkpoint with: "
+            f"kerasmlp-train --resume {run_dir} (on every worker)"
+        )
+
+
 class RunDiverged(Exception):
     """The loss, a gradient or a weight became NaN or infinite (see `actions.DivergenceGuard`)."""
 
@@ -423,7 +591,8 @@ def train_and_evaluate(
       Final values: `train_loss`, `train_<metric>` (last epoch),
       `validation_*` (when there is a validation split), `test_*`, plus `steps`
       and `epochs` (integers), `wall_time_s` and `examples_per_second`
-      (training steps only).
+      (training steps only), `replicas` and `workers` (integers: how many
+      replicas and worker processes trained in sync, see `config.distribute`).
 
     Raises:
       ConfigError: the config does not fit the dataset (e.g. binary
@@ -434,15 +603,62 @@ def train_and_evaluate(
       RunInterrupted: `stop_request` was set; the run is saved and resumable.
       RunDiverged: the divergence guard stopped the run (exit status 3 in the CLI).
       RunFilesError: a file of the run could not be written (disk full, ...).
+
+    With `config.distribute` naming a strategy, the model, optimizer and
+    training metrics live in its scope, `train.batch_size` is the global batch,
+    and only the chief writes `run_dir` (see `kerasmlp.distribute`).
     """
     reporter = reporter or LineReporter()
+    # Not `or`: a StopRequest not yet set is falsy, and the caller's must be the one read.
     stop_request = stop_request if stop_request is not None else StopRequest()
     run_dir = pathlib.Path(run_dir)
-    previous = check_resumable(run_dir) if resume else None
-    if not resume:
-        check_run_dir(run_dir)
-    keras.utils.set_random_seed(config.seed)
+    # Before anything else touches TensorFlow's devices (see kerasmlp.distribute).
+    distribute.configure_cpu_devices(config.distribute.cpu_devices)
+    strategy = distribute.make_strategy(config.distribute)
+    role = distribute.strategy_role(strategy)
+    distribute.check_batch_size(config.train.batch_size, role.replicas)
+    if strategy is not None:
+        _message_of(reporter)(role.describe())
+    try:
+        if not role.is_chief:
+            # Only the chief writes the run folder; the others write the same files
+            # (their checkpoints too) into a temporary folder, removed at the end.
+            return _train_as_worker(
+                config, run_dir, role, strategy, reporter, stop_request, resume, hparams_first
+            )
+        previous = check_resumable(run_dir) if resume else None
+        if not resume:
+            check_run_dir(run_dir)
+        return _train(
+            config, run_dir, role, strategy, reporter, stop_request, resume, previous, hparams_first
+        )
+    except tf.errors.UnavailableError as e:
+        if role.workers == 1:
+            raise
+        raise WorkerLost(run_dir, e) from e
 
+
+def _train_as_worker(
+    config, run_dir, role, strategy, reporter, stop_request, resume, hparams_first
+):
+    work_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"kerasmlp-worker{role.worker}-"))
+    try:
+        if resume:
+            # Every worker restores the chief's latest checkpoint (a shared folder).
+            chief_checkpoints = run_dir / "checkpoints"
+            if chief_checkpoints.is_dir():
+                shutil.copytree(chief_checkpoints, work_dir / "checkpoints")
+        return _train(
+            config, work_dir, role, strategy, reporter, stop_request, resume, None, hparams_first
+        )
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _train(
+    config, run_dir, role, strategy, reporter, stop_request, resume, previous, hparams_first
+):
+    keras.utils.set_random_seed(config.seed)
     data = _load(config)
     if data.tabular is not None:
         _message_of(reporter)(data.tabular.describe())
@@ -450,12 +666,16 @@ def train_and_evaluate(
     head = Head.for_task(
         data.info.task, num_classes=data.info.num_classes, loss_name=config.loss.name
     )
-    model = build_model(config.model, input_dim=data.info.input_dim, head=head, seed=config.seed)
     scale = None
     if config.train.on_divergence == "rollback":
         scale = tf.Variable(1.0, trainable=False, name="learning_rate_scale")
-    optimizer = make_optimizer(config.optimizer, learning_rate_scale=scale)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_model(
+            config.model, input_dim=data.info.input_dim, head=head, seed=config.seed
+        )
+        optimizer = make_optimizer(config.optimizer, learning_rate_scale=scale)
     # Builds the metrics too: refuses e.g. top5_accuracy on 2 classes before any file is written.
+    # The trainer enters the strategy's scope for what trains (see `Trainer`).
     trainer = Trainer(
         model,
         make_loss(config.loss),
@@ -463,6 +683,7 @@ def train_and_evaluate(
         head=head,
         metric_names=config.metrics,
         class_weight=_class_weight(config, data),
+        strategy=strategy,
     )
     # Only now that the data and the config fit, so a refused run leaves no folder behind.
     if not resume:
@@ -470,7 +691,9 @@ def train_and_evaluate(
     status = RunStatus(run_dir, previous)
     try:
         write_text_atomic(run_dir / CONFIG_FILE, config.to_yaml())
-        status.update("running", epochs=config.train.epochs)
+        status.update(
+            "running", epochs=config.train.epochs, replicas=role.replicas, workers=role.workers
+        )
         return _run(
             config,
             run_dir,
@@ -482,6 +705,7 @@ def train_and_evaluate(
             reporter,
             stop_request,
             resume,
+            role,
             hparams_first=hparams_first,
         )
     except (RunInterrupted, RunDiverged):
@@ -503,6 +727,7 @@ def _run(
     reporter,
     stop_request,
     resume,
+    role,
     *,
     hparams_first=(),
 ):
@@ -528,16 +753,28 @@ def _run(
         rate_at=lambda iteration: float(trainer.optimizer._learning_rate(iteration)),
     )
     action_list = build_actions(
-        config, run_dir, data, trainer, batches, writer, status, reporter, guard, best_weights
+        config,
+        run_dir,
+        data,
+        trainer,
+        batches,
+        writer,
+        status,
+        reporter,
+        guard,
+        best_weights,
+        workers=role.workers,
     )
+    # With several workers, the stop a signal asks for is agreed in the compiled call.
+    agreed = AgreedStop(stop_request) if role.workers > 1 else None
     controller = Controller(
-        trainer.bind(batches),
+        trainer.bind(batches, agreed),
         epochs=train_cfg.epochs,
         steps_per_epoch=math.ceil(info.num_train / train_cfg.batch_size),
         log_every_steps=train_cfg.log_every_steps,
         actions=action_list,
         checkpoints=checkpoints,
-        stop_request=stop_request,
+        stop_request=agreed if agreed is not None else stop_request,
     )
     state = checkpoints.restore_latest() if resume else None
     if state is not None:
@@ -601,6 +838,8 @@ def _run(
         epochs=epoch,
         wall_time_s=controller.train_time,
         examples_per_second=controller.examples_seen / max(controller.train_time, 1e-9),
+        replicas=role.replicas,
+        workers=role.workers,
     )
     # For your own table, the saved model is preprocessing + MLP, on the raw columns.
     saved = serving_model(model, data)
@@ -624,7 +863,18 @@ def _run(
 
 
 def build_actions(
-    config, run_dir, data, trainer, batches, writer, status, reporter, guard, best_weights
+    config,
+    run_dir,
+    data,
+    trainer,
+    batches,
+    writer,
+    status,
+    reporter,
+    guard,
+    best_weights,
+    *,
+    workers: int = 1,
 ) -> list[Action]:
     """The run's actions, in the order each hook calls them (see `kerasmlp.controller`).
 
@@ -691,7 +941,11 @@ def build_actions(
             )
         )
     result.append(actions.Progress(reporter))
-    result.append(actions.Checkpoint(train_cfg.checkpoint_every_seconds, status))
+    # With several workers, checkpoints follow epochs and stops only: a wall-clock
+    # trigger would fire at different steps on different workers, and a rollback
+    # must restore the same checkpoint everywhere.
+    every_seconds = train_cfg.checkpoint_every_seconds if workers == 1 else 0.0
+    result.append(actions.Checkpoint(every_seconds, status))
     if train_cfg.profile_steps:
         result.append(actions.Profile(run_dir / "train", train_cfg.profile_steps, train_cfg.epochs))
     return result

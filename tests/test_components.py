@@ -256,6 +256,8 @@ LOOP_KEYS = {
     "train.save_best",
     "train.class_weight",  # test_class_weights.py: one step equals model.fit's
 }
+# Keys that choose the devices: checked by tests/test_distribute.py.
+DISTRIBUTE_KEYS = {"distribute.strategy", "distribute.cpu_devices"}
 # Keys passed to load_datasets: checked by test_data_keys_reach_load_datasets.
 DATA_KEYS = {
     "data.name": ("name", "csv"),
@@ -300,7 +302,7 @@ def test_every_config_key_is_covered_here():
         "loss.from_logits",
         "metrics",
     }
-    assert set(Config().flatten()) <= covered | LOOP_KEYS | set(DATA_KEYS)
+    assert set(Config().flatten()) <= covered | LOOP_KEYS | set(DATA_KEYS) | DISTRIBUTE_KEYS
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "sgd"])

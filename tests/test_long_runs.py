@@ -348,7 +348,7 @@ def test_resume_takes_only_epochs(tmp_path):
     for extra in (["--seed", "1"], ["--set", "train.epochs=3"], ["--logdir", "x"]):
         returncode, out, err = resume(tmp_path, *extra)
         assert returncode == 2 and len(err.splitlines()) == 1
-        assert "only --epochs, --verbose and (for a sweep) --sweep-metric may come" in err
+        assert "only --epochs, --strategy, --verbose and (for a sweep) --sweep-metric may" in err
         assert extra[0] in err
     returncode, out, err = resume(tmp_path / "missing")
     assert returncode == 2 and "no such run folder" in err

@@ -1,0 +1,244 @@
+"""Training on several devices or machines: the `distribute:` config made into a strategy.
+
+`make_strategy` turns `distribute.strategy` into a `tf.distribute` strategy
+(or None: one device, the loop exactly as without distribution), and
+`Role` says which worker this process is and how many replicas train in sync.
+`parse_tf_config` reads the `TF_CONFIG` a multi-worker run needs, without
+TensorFlow, so the CLI refuses a bad one before TensorFlow starts; TensorFlow
+is imported inside the functions that need it for the same reason.
+
+Logical CPU devices (`distribute.cpu_devices`) must be configured before
+TensorFlow initialises its devices, and `MultiWorkerMirroredStrategy` must be
+created before any other TensorFlow operation runs: `train_and_evaluate` calls
+`configure_cpu_devices` and `make_strategy` first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import signal
+from typing import Any
+
+from kerasmlp.config import ConfigError, DistributeConfig, shorten
+
+# The jobs whose tasks train (TensorFlow's `evaluator` and `ps` do not take part in
+# MultiWorkerMirroredStrategy's all-reduce).
+TRAINING_JOBS = ("chief", "worker")
+
+
+@dataclasses.dataclass(frozen=True)
+class Role:
+    """This process in the run.
+
+    Attributes:
+      worker: 0-based index among the training tasks (the chief is 0).
+      workers: training tasks in the cluster (1 without a cluster).
+      replicas: replicas that train in sync, over every worker.
+      is_chief: this process writes the run folder.
+      strategy: the name of the strategy in use ('one_device', 'mirrored', 'multi_worker').
+    """
+
+    worker: int = 0
+    workers: int = 1
+    replicas: int = 1
+    is_chief: bool = True
+    strategy: str = "one_device"
+
+    def describe(self) -> str:
+        """`worker 1 of 2 (chief) | multi_worker | 2 replicas`: the line each worker prints."""
+        chief = " (chief)" if self.is_chief else ""
+        replicas = "replica" if self.replicas == 1 else "replicas"
+        return (
+            f"worker {self.worker + 1} of {self.workers}{chief} | {self.strategy} | "
+            f"{self.replicas} {replicas}"
+        )
+
+
+def parse_tf_config(text: str | None) -> Role:
+    """The role `TF_CONFIG` gives this process (replicas not known yet: 1 per worker).
+
+    `TF_CONFIG` is JSON: `{"cluster": {"worker": ["host:port", ...]}, "task":
+    {"type": "worker", "index": 0}}`, optionally with a `chief` job of one task.
+    The chief is the `chief` task, else worker 0.
+
+    Raises:
+      ConfigError: one line: not JSON, no cluster, a task not in the cluster.
+    """
+    if text is None or not text.strip():
+        raise ConfigError(
+            "distribute.strategy=multi_worker needs TF_CONFIG, e.g. "
+            'TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}\''
+        )
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({e}). Received: {shorten(text)}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"TF_CONFIG must be a JSON object. Received: {shorten(text)}")
+    cluster, task = value.get("cluster"), value.get("task")
+    if not isinstance(cluster, dict) or not cluster:
+        raise ConfigError(
+            f'TF_CONFIG must hold "cluster": {{"worker": ["host:port", ...]}}. '
+            f"Received: {shorten(text)}"
+        )
+    for job, addresses in cluster.items():
+        if not isinstance(addresses, list) or not all(
+            isinstance(a, str) and ":" in a for a in addresses
+        ):
+            raise ConfigError(
+                f'TF_CONFIG cluster "{job}" must list "host:port" strings. '
+                f"Received: {shorten(json.dumps(addresses))}"
+            )
+    if not isinstance(task, dict):
+        raise ConfigError(
+            f'TF_CONFIG must hold "task": {{"type": "worker", "index": 0}}. '
+            f"Received: {shorten(text)}"
+        )
+    task_type, index = task.get("type"), task.get("index", 0)
+    if task_type not in cluster:
+        raise ConfigError(
+            f"TF_CONFIG task type {task_type!r} is not a job of the cluster ({', '.join(cluster)})"
+        )
+    if (
+        isinstance(index, bool)
+        or not isinstance(index, int)
+        or not 0 <= index < len(cluster[task_type])
+    ):
+        raise ConfigError(
+            f"TF_CONFIG task index must be an integer in [0, {len(cluster[task_type])}) for "
+            f"job {task_type!r}. Received: {shorten(repr(index))}"
+        )
+    if task_type not in TRAINING_JOBS:
+        raise ConfigError(
+            f"TF_CONFIG task type {task_type!r} does not train; kerasmlp runs as "
+            f"{' or '.join(TRAINING_JOBS)}"
+        )
+    chiefs = cluster.get("chief", [])
+    workers = len(chiefs) + len(cluster.get("worker", []))
+    worker = index if task_type == "chief" else len(chiefs) + index
+    is_chief = task_type == "chief" or (not chiefs and index == 0)
+    return Role(worker=worker, workers=workers, replicas=workers, is_chief=is_chief)
+
+
+def role_from_environment(config: DistributeConfig, environ: dict[str, Any] | Any) -> Role | None:
+    """The CLI's early check: the role a multi-worker run will have, else None.
+
+    Raises:
+      ConfigError: `multi_worker` without a valid TF_CONFIG, or a TF_CONFIG that
+        is set but does not parse (whatever the strategy: TensorFlow reads it too).
+    """
+    text = environ.get("TF_CONFIG")
+    if config.strategy == "multi_worker":
+        return parse_tf_config(text)
+    if text is not None and text.strip():
+        parse_tf_config(text)
+    return None
+
+
+def configure_cpu_devices(count: int) -> None:
+    """Splits the host CPU into `count` logical devices (1: leaves it as it is).
+
+    Raises:
+      ConfigError: TensorFlow's devices were initialised already with another count
+        (logical devices can be set only before that: a fresh process).
+    """
+    import tensorflow as tf
+
+    if count == 1:
+        return
+    cpus = tf.config.list_physical_devices("CPU")
+    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], wanted)
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != count:
+            raise ConfigError(
+                f"distribute.cpu_devices={count}: TensorFlow's devices were already "
+                f"initialised in this process with {have} CPU device(s); logical devices "
+                "can only be set in a fresh process"
+            ) from None
+
+
+def make_strategy(config: DistributeConfig):
+    """The `tf.distribute` strategy `config` names, or None for one device.
+
+    `auto` is `mirrored` when more than one GPU is visible, else one device.
+    `mirrored` uses every GPU, or every logical CPU device when there is no GPU
+    (`distribute.cpu_devices`). `multi_worker` reads TF_CONFIG.
+    """
+    import tensorflow as tf
+
+    name = config.strategy
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "one_device"
+    if name == "one_device":
+        return None
+    if name == "mirrored":
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def reinstall_signal_handlers() -> None:
+    """Puts the Python handlers of SIGINT and SIGTERM back in force.
+
+    Under MultiWorkerMirroredStrategy the CLI's SIGTERM handler (stop after the
+    current call, save a checkpoint, exit 143) stops running once training has
+    started: seen here with two loopback workers, where a SIGTERM was then
+    ignored, most likely TensorFlow's own preemption handler for SIGTERM taking
+    the signal. Setting the Python handler again after each compiled call
+    brings it back (tests/test_distribute.py sends SIGTERM to one worker); it
+    costs microseconds.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None:
+            with contextlib.suppress(ValueError):  # not the main thread: the caller's affair
+                signal.signal(signum, handler)
+
+
+def strategy_role(strategy) -> Role:
+    """This process's `Role` under `strategy` (None: one device)."""
+    import tensorflow as tf
+
+    if strategy is None:
+        return Role()
+    replicas = int(strategy.num_replicas_in_sync)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not any(spec.get(job) for job in TRAINING_JOBS):
+        multi = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        return Role(replicas=replicas, strategy="multi_worker" if multi else "mirrored")
+    chiefs = len(spec.get("chief", []))
+    workers = chiefs + len(spec.get("worker", []))
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    worker = task_id if task_type == "chief" else chiefs + task_id
+    is_chief = task_type == "chief" or (not chiefs and task_id == 0)
+    return Role(
+        worker=worker,
+        workers=workers,
+        replicas=replicas,
+        is_chief=is_chief,
+        strategy="multi_worker",
+    )
+
+
+def check_batch_size(batch_size: int, replicas: int) -> int:
+    """The per-replica batch: `train.batch_size` is the global batch, split evenly.
+
+    Raises:
+      ConfigError: the global batch does not divide by the number of replicas.
+    """
+    if batch_size % replicas:
+        raise ConfigError(
+            f"train.batch_size={batch_size} is the global batch and must divide by the "
+            f"{replicas} replicas in sync; use a multiple of {replicas}"
+        )
+    return batch_size // replicas

@@ -1,0 +1,395 @@
+"""Training under tf.distribute: the `distribute:` config, TF_CONFIG, runs that match one device.
+
+Two logical CPU devices stand in for two GPUs (`distribute.cpu_devices: 2`), in
+a fresh process (tests/_distribute_mirrored.py) because logical devices are set
+before TensorFlow initialises. Two worker processes on 127.0.0.1 stand in for
+two machines. The reference everywhere is a one-device run with the same seed
+and global batch: the distributed step must compute the same update.
+"""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kerasmlp import cli, distribute
+from kerasmlp.config import ConfigError, DistributeConfig, load_config
+from tests.conftest import REPO_ROOT
+
+SCRIPT = pathlib.Path(sys.executable).with_name("kerasmlp-train")
+MIRRORED = pathlib.Path(__file__).with_name("_distribute_mirrored.py")
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+# --- config and TF_CONFIG, without TensorFlow -----------------------------------
+
+
+def _tf_config(workers, task_type="worker", index=0, **cluster):
+    return json.dumps(
+        {"cluster": {"worker": workers, **cluster}, "task": {"type": task_type, "index": index}}
+    )
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        # Worker 0 is the chief when there is no chief job (TensorFlow's rule).
+        (_tf_config(["a:1", "b:1"], index=0), distribute.Role(0, 2, 2, True)),
+        (_tf_config(["a:1", "b:1"], index=1), distribute.Role(1, 2, 2, False)),
+        # With a chief job, the chief is worker 0 of 3 and the workers follow it.
+        (_tf_config(["a:1", "b:1"], "chief", 0, chief=["c:1"]), distribute.Role(0, 3, 3, True)),
+        (_tf_config(["a:1", "b:1"], "worker", 0, chief=["c:1"]), distribute.Role(1, 3, 3, False)),
+    ],
+    ids=["worker0-chief", "worker1", "chief-job", "worker-after-chief"],
+)
+def test_tf_config_gives_the_role(text, expected):
+    assert distribute.parse_tf_config(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (None, "needs TF_CONFIG"),
+        ("{bad", "not valid JSON"),
+        ("[]", "must be a JSON object"),
+        ('{"task": {"type": "worker", "index": 0}}', '"cluster"'),
+        ('{"cluster": {"worker": ["nohostport"]}, "task": {}}', "host:port"),
+        (_tf_config(["a:1"], "ps", 0), "not a job of the cluster"),
+        (_tf_config(["a:1"], "worker", 1), "index must be an integer in [0, 1)"),
+        (_tf_config(["a:1"], "evaluator", 0, evaluator=["e:1"]), "does not train"),
+    ],
+    ids=["missing", "not-json", "not-object", "no-cluster", "address", "job", "index", "evaluator"],
+)
+def test_a_bad_tf_config_is_refused_in_one_line(text, message):
+    with pytest.raises(ConfigError) as info:
+        distribute.parse_tf_config(text)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_role_line_names_the_worker_and_the_chief():
+    assert distribute.Role(0, 2, 2, True, "multi_worker").describe() == (
+        "worker 1 of 2 (chief) | multi_worker | 2 replicas"
+    )
+    assert distribute.Role(1, 2, 4, False, "multi_worker").describe() == (
+        "worker 2 of 2 | multi_worker | 4 replicas"
+    )
+
+
+def test_global_batch_must_divide_by_the_replicas():
+    assert distribute.check_batch_size(64, 2) == 32
+    with pytest.raises(ConfigError, match=r"train.batch_size=63 is the global batch .* 2 replicas"):
+        distribute.check_batch_size(63, 2)
+
+
+def test_config_defaults_and_refusals():
+    assert load_config(None).distribute == DistributeConfig("auto", 1)
+    with pytest.raises(ConfigError, match="Did you mean 'mirrored'"):
+        load_config(None, ["distribute.strategy=mirorred"])
+    with pytest.raises(ConfigError, match="distribute.cpu_devices must be <= 64"):
+        load_config(None, ["distribute.cpu_devices=65"])
+
+
+@pytest.mark.parametrize(
+    "args,tf_config,message",
+    [
+        (["--strategy", "mirorred"], None, "Unknown strategy 'mirorred' (distribute.strategy)"),
+        (["--strategy", "multi_worker"], None, "multi_worker needs TF_CONFIG"),
+        ([], "{bad", "TF_CONFIG is not valid JSON"),
+    ],
+    ids=["unknown-name", "no-tf-config", "bad-tf-config"],
+)
+def test_cli_refuses_before_tensorflow_starts(tmp_path, args, tf_config, message):
+    env = {"TF_CONFIG": tf_config} if tf_config else {"TF_CONFIG": ""}
+    result = CliRunner().invoke(cli.main, [*args, "--logdir", str(tmp_path)], env=env)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert result.output.count("\n") == 1
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+# --- two logical CPUs: MirroredStrategy against one device ----------------------
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("mirrored")
+    proc = subprocess.run(
+        [sys.executable, str(MIRRORED), str(workdir)],
+        cwd=REPO_ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report["stdout"] = proc.stdout
+    return report
+
+
+def test_mirrored_weights_equal_one_device(mirrored):
+    one, two = mirrored["one_device"], mirrored["mirrored"]
+    assert one["results"]["steps"] == two["results"]["steps"] == 57  # one epoch: ceil(3600 / 64)
+    for a, b in zip(one["weights"], two["weights"], strict=True):
+        # Same global batches, same loss: only the order of float32 sums differs
+        # (each replica sums half of the batch), hence 1e-5 and not equality.
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_mirrored_logs_what_one_device_logs(mirrored):
+    one, two = mirrored["one_device"], mirrored["mirrored"]
+    for tag in ("train_loss", "gradient_norm"):
+        assert [s for s, _ in one[tag]] == [s for s, _ in two[tag]]
+        np.testing.assert_allclose([v for _, v in two[tag]], [v for _, v in one[tag]], rtol=1e-5)
+    for key, value in one["results"].items():
+        if key not in ("wall_time_s", "examples_per_second", "replicas"):
+            assert two["results"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_mirrored_run_records_replicas_and_names_its_role(mirrored):
+    two = mirrored["mirrored"]
+    assert (two["results"]["replicas"], two["results"]["workers"]) == (2, 1)
+    assert (two["status"]["replicas"], two["status"]["workers"]) == (2, 1)
+    assert mirrored["one_device"]["results"]["replicas"] == 1
+    assert "worker 1 of 1 (chief) | mirrored | 2 replicas" in mirrored["stdout"]
+
+
+def test_keras_loss_divides_by_the_replicas_inside_a_strategy(mirrored):
+    # Why the step sums per-example losses itself: Keras's `sum_over_batch_size`
+    # already divides by the 2 replicas inside strategy.run.
+    assert mirrored["keras_loss_in_replica_over_outside"] == pytest.approx(0.5)
+
+
+# --- two worker processes on 127.0.0.1 -------------------------------------------
+
+WORKER_SETTINGS = [
+    "--set",
+    "model.hidden_units=[16,16]",
+    "--set",
+    "train.log_every_steps=19",
+    "--set",
+    "train.histogram_every_epochs=0",
+    "--set",
+    "train.image_every_epochs=0",
+]
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _start_workers(tmp_path, args, count=2, tmp_prefix="tmp"):
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(count)]
+    procs = []
+    for index in range(count):
+        tf_config = json.dumps(
+            {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        )
+        tmpdir = tmp_path / f"{tmp_prefix}{index}"
+        tmpdir.mkdir(exist_ok=True)
+        procs.append(
+            subprocess.Popen(
+                [str(SCRIPT), *args],
+                cwd=tmp_path,
+                env=_env(TF_CONFIG=tf_config, TMPDIR=str(tmpdir)),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        )
+    return procs
+
+
+def _finish(procs, timeout):
+    """Waits for every worker up to `timeout` seconds in all; kills what is left."""
+    deadline = time.monotonic() + timeout
+    outputs = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            outputs.append((proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return outputs
+
+
+def _wait_for_checkpoint(run_dir, step, procs, timeout):
+    """Until the chief's status.json names a checkpoint at `step` or later."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = json.loads((run_dir / "status.json").read_text())
+        except (OSError, ValueError):
+            status = {}
+        if status.get("checkpoint_step", 0) >= step:
+            return
+        if any(proc.poll() is not None for proc in procs):
+            return  # finished or failed: the test then says which
+        time.sleep(0.2)
+    raise AssertionError(f"no checkpoint at step {step} after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def spirals_dir(tmp_path_factory):
+    """A TFDS data_dir with the spirals dataset made once: workers then only read it."""
+    from kerasmlp.data import load_datasets
+
+    data_dir = tmp_path_factory.mktemp("data")
+    load_datasets("spirals", batch_size=64, data_dir=str(data_dir))
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, spirals_dir):
+    """Two workers; one (not the chief) gets SIGTERM; both are resumed to the end.
+
+    Returns the folder, the one-process reference's output, the interrupted
+    workers' and the resumed workers' (exit status, stdout, stderr).
+    """
+    tmp_path = tmp_path_factory.mktemp("workers")
+    settings = [*WORKER_SETTINGS, "--set", f"data.data_dir={spirals_dir}"]
+    run_dir = tmp_path / "logs" / "run"
+    # Far more epochs than will run. Once the chief has checkpointed the end of
+    # epoch 1 (step 57), only worker 2 is asked to stop: both must stop after the
+    # same compiled call, the chief saving a checkpoint there.
+    args = [*settings, "--epochs", "50", "--strategy", "multi_worker"]
+    procs = _start_workers(
+        tmp_path, [*args, "--logdir", str(tmp_path / "logs"), "--run-name", "run"]
+    )
+    try:
+        _wait_for_checkpoint(run_dir, 57, procs, timeout=240)
+        procs[1].send_signal(signal.SIGTERM)
+    finally:
+        interrupted = _finish(procs, timeout=120)
+    stops = {
+        int(m) for _, out, _ in interrupted for m in re.findall(r"interrupted at step (\d+)", out)
+    }
+    assert len(stops) == 1, interrupted
+    # Resumed to the end of the epoch after the one in progress; the learning-rate
+    # schedule follows the step, so a one-process run of as many epochs is the reference.
+    epochs = stops.pop() // 57 + 1
+    resumed = _start_workers(
+        tmp_path, ["--resume", str(run_dir), "--epochs", str(epochs)], tmp_prefix="resumed"
+    )
+    reference = subprocess.run(
+        [str(SCRIPT), *settings, "--epochs", str(epochs)]
+        + ["--logdir", str(tmp_path / "reference"), "--run-name", "run"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    resumed = _finish(resumed, timeout=300)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    return tmp_path, reference.stdout, interrupted, resumed, epochs
+
+
+def test_a_signal_to_one_worker_stops_both_after_the_same_call(two_workers):
+    _, _, interrupted, _, _ = two_workers
+    # The chief was not signalled itself: 130, the code of an interrupted run; the
+    # signalled worker: 143 (128 + SIGTERM), as a shell reports it.
+    assert [code for code, _, _ in interrupted] == [130, 143], interrupted[0][2][-3000:]
+    assert interrupted[0][1].startswith("worker 1 of 2 (chief) | multi_worker | 2 replicas\n")
+    assert interrupted[1][1].startswith("worker 2 of 2 | multi_worker | 2 replicas\n")
+
+
+def test_interrupted_workers_resume_and_exit_0(two_workers):
+    _, _, _, outputs, _ = two_workers
+    for code, out, err in outputs:
+        assert code == 0, err[-3000:]
+        assert "resuming at step" in out
+    assert outputs[0][1].startswith("worker 1 of 2 (chief) | multi_worker | 2 replicas\n")
+    assert outputs[1][1].startswith("worker 2 of 2 | multi_worker | 2 replicas\n")
+
+
+def test_only_the_chief_writes_a_complete_run_folder(two_workers):
+    tmp_path, _, _, _, _ = two_workers
+    logs = tmp_path / "logs"
+    assert [p.name for p in logs.iterdir()] == ["run"]
+    run = logs / "run"
+    for name in ("config.yaml", "status.json", "metrics.json", "model.keras", "checkpoints"):
+        assert (run / name).exists(), name
+    for split in ("train", "validation", "test"):
+        assert any((run / split).glob("events.out.tfevents.*")), split
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "completed"
+    assert (status["replicas"], status["workers"]) == (2, 2)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["replicas"], metrics["workers"]) == (2, 2)
+    # The other worker's temporary folder (its checkpoints, events, model) is gone.
+    assert not any((tmp_path / "resumed1").iterdir())
+    assert not any((tmp_path / "resumed0").iterdir())
+
+
+def test_two_workers_interrupted_and_resumed_train_as_one_process_does(two_workers):
+    import keras
+
+    import kerasmlp  # noqa: F401 - registers the model's classes for loading
+
+    tmp_path, reference_out, _, outputs, epochs = two_workers
+    one = keras.models.load_model(tmp_path / "reference" / "run" / "model.keras")
+    two = keras.models.load_model(tmp_path / "logs" / "run" / "model.keras")
+    for a, b in zip(one.get_weights(), two.get_weights(), strict=True):
+        # As on two logical devices: the same global batches and objective; the
+        # all-reduce adds the two halves' gradients in another order than one
+        # device's sum, a float32 rounding difference of ~1e-7 per step.
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    # The last epoch's line (train and validation values) agrees to the 4 printed
+    # decimals, on both workers.
+    (last,) = [line for line in reference_out.splitlines() if line.startswith(f"epoch {epochs} ")]
+    for _, out, _ in outputs:
+        assert last in out.splitlines()
+
+
+def test_a_worker_killed_mid_run_ends_the_other_with_one_line(tmp_path, spirals_dir):
+    args = [*WORKER_SETTINGS, "--set", f"data.data_dir={spirals_dir}", "--epochs", "50"]
+    args += ["--strategy", "multi_worker", "--logdir", str(tmp_path / "logs"), "--run-name", "run"]
+    procs = _start_workers(tmp_path, args)
+    try:
+        _wait_for_checkpoint(tmp_path / "logs" / "run", 57, procs, timeout=240)
+        procs[1].kill()  # SIGKILL: no handler, no goodbye
+        start = time.monotonic()
+        (code, _, err), _ = _finish(procs, timeout=120)
+        waited = time.monotonic() - start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    # TensorFlow's coordination service misses the heartbeats (every few seconds)
+    # and aborts the all-reduce the chief waits in; 120 s bounds it generously.
+    assert waited < 120
+    assert code == 1, err[-3000:]
+    assert "Traceback" not in err
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith("kerasmlp-train: error: lost "), last
+    assert "of the multi-worker run" in last and "--resume" in last
+    status = json.loads((tmp_path / "logs" / "run" / "status.json").read_text())
+    assert status["state"] == "failed" and status["checkpoint_step"] >= 57
