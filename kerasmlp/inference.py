@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import warnings
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,6 +65,30 @@ def write_data_card(run_dir: pathlib.Path, data, head: Head) -> None:
     write_json_atomic(run_dir / DATA_FILE, card)
 
 
+def load_saved_model(path: str | os.PathLike) -> keras.Model:
+    """`keras.models.load_model`, with a damaged file named as damaged.
+
+    Keras answers "File not found" for a truncated `.keras` file that exists; a
+    `.keras` file is a zip archive, so one that is not a whole zip is damaged.
+
+    Raises:
+      DataError: the file is missing or damaged.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    if not zipfile.is_zipfile(path):
+        raise DataError(
+            f"{path} is damaged: not a whole .keras archive ({path.stat().st_size} bytes; "
+            "truncated?). Train the run again, or restore the file"
+        )
+    try:
+        return keras.models.load_model(path)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as e:
+        cause = " ".join(str(e).split())[:200]
+        raise DataError(f"{path} is damaged: Keras cannot load it ({cause})") from None
+
+
 class LoadedRun:
     """A trained run: its model, config and classes, predicting on raw inputs.
 
@@ -86,7 +111,10 @@ class LoadedRun:
                     "(data.json is written by runs of this version on)"
                 )
         self.config: Config = load_config(self.run_dir / CONFIG_FILE)
-        card = json.loads((self.run_dir / DATA_FILE).read_text(encoding="utf-8"))
+        try:
+            card = json.loads((self.run_dir / DATA_FILE).read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise DataError(f"{self.run_dir / DATA_FILE} is damaged (not JSON: {e})") from None
         self.task: str = card["task"]
         self.class_names = tuple(card["class_names"]) if card["class_names"] else None
         self.head_kind: str = card["head"]
@@ -97,7 +125,7 @@ class LoadedRun:
         self.columns = tuple(Column(**c) for c in table["columns"]) if table else None
         with warnings.catch_warnings():  # see `_functional`
             warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
-            self.model: keras.Model = keras.models.load_model(self.run_dir / MODEL_FILE)
+            self.model: keras.Model = load_saved_model(self.run_dir / MODEL_FILE)
 
     # --- inputs ------------------------------------------------------------
 

@@ -26,10 +26,17 @@ def real_tfds_dir(shared_data_dir, tmp_path_factory) -> pathlib.Path:
     """A TFDS data_dir with MNIST and Fashion-MNIST prepared offline, once per test session.
 
     Preparing takes 10-40 s a dataset; every test that needs real data shares this one.
+    Under pytest-xdist the workers share it too: the folder sits beside their own
+    temporary folders, and kerasmlp's lock around preparation lets one prepare while
+    the others wait, then read (the same lock that lets two runs share a data_dir).
     """
     from kerasmlp.data import prepare_offline
 
-    data_dir = tmp_path_factory.mktemp("tfds_real")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        data_dir = tmp_path_factory.getbasetemp().parent / "tfds_real"
+        data_dir.mkdir(exist_ok=True)
+    else:
+        data_dir = tmp_path_factory.mktemp("tfds_real")
     for name in ("mnist", "fashion_mnist"):
         # Each gets its own download folder inside prepare_offline: the two share file names.
         prepare_offline(name, shared_data_dir / name, data_dir)

@@ -7,6 +7,7 @@ value by value against the saved model's `model.predict`, run in a fresh process
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -325,3 +326,16 @@ def test_a_playground_run_predicts_too(tmp_path, monkeypatch):
     np.savez(path, x=points, y=np.array([0, 1]))
     result = CliRunner().invoke(predict.main, [str(run_dir), str(path)])
     assert result.exit_code == 0 and "examples 2 | accuracy" in result.output, result.output
+
+
+def test_a_damaged_model_file_is_named_as_damaged(csv_run, tmp_path):
+    # Keras itself says "File not found" for a truncated .keras file that exists.
+    _, run_dir, _ = csv_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    model = copy / "model.keras"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    result = CliRunner().invoke(predict.main, [str(copy), "--split", "test"])
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert f"{model} is damaged: not a whole .keras archive" in line
