@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 from click.testing import CliRunner
 
 from kerasmlp import cli
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, SHARED_DATA
 
 # The console script installed next to this Python (the README's `pip install -e .`).
 SCRIPT = pathlib.Path(sys.executable).with_name("kerasmlp-train")
@@ -574,3 +574,47 @@ def test_the_first_stop_signal_asks_the_loop_to_stop_and_a_second_one_ends_at_on
     finally:
         for number, handler in saved.items():
             signal.signal(number, handler)
+
+
+def _data_dir_that_is_a_file(tmp):
+    return ["--set", f"data.data_dir={_write(tmp / 'tfds', 'not a folder')}"]
+
+
+def _truncated_manual_file(tmp):
+    source = SHARED_DATA / "mnist"
+    if not (source / "train-labels-idx1-ubyte.gz").exists():
+        pytest.skip(f"real data not found at {SHARED_DATA} (see shared/data/README.md)")
+    manual = tmp / "manual"
+    manual.mkdir()
+    for file in source.glob("*.gz"):
+        (manual / file.name).symlink_to(file)
+    (manual / "train-labels-idx1-ubyte.gz").unlink()
+    _write(
+        manual / "train-labels-idx1-ubyte.gz",
+        (source / "train-labels-idx1-ubyte.gz").read_bytes()[:1000],
+    )
+    return [
+        "--set", "data.name=mnist",
+        "--set", f"data.manual_dir={manual}",
+        "--set", f"data.data_dir={tmp / 'tfds'}",
+    ]  # fmt: skip
+
+
+# Bad data settings, refused once TensorFlow is up (they need TFDS to check), still in
+# one line, with exit 2 and no run folder.
+DATA_EDGES = [
+    ("data-dir-is-a-file", _data_dir_that_is_a_file, "tfds"),
+    ("truncated-manual-file", _truncated_manual_file, "train-labels-idx1-ubyte.gz"),
+]
+
+
+@pytest.mark.parametrize(
+    "make,message", [e[1:] for e in DATA_EDGES], ids=[e[0] for e in DATA_EDGES]
+)
+def test_bad_data_settings_exit_2_with_one_line_through_the_script(tmp_path, make, message):
+    args = [*make(tmp_path), "--logdir", str(tmp_path / "logs"), "--run-name", "r"]
+    out = run_script(*args, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.startswith("kerasmlp-train: error: ") and out.stderr.count("\n") == 1
+    assert "Traceback" not in out.stderr and message in out.stderr
+    assert not (tmp_path / "logs" / "r").exists()
