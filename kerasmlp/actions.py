@@ -13,10 +13,8 @@ import math
 import pathlib
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from kerasmlp import diagnostics
@@ -314,11 +312,13 @@ class EarlyStopping(Action):
             self.log(f"restored the weights of epoch {self.best_epoch + 1} (best {self.monitor})")
 
     def get_state(self):
-        return dataclasses.asdict(
-            _EarlyStoppingState(
-                self.wait, self.best, self.best_epoch, self.stopped_epoch, self.has_best_weights
-            )
-        )
+        return {
+            "wait": self.wait,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+            "has_best_weights": self.has_best_weights,
+        }
 
     def set_state(self, state):
         self.wait = state["wait"]
@@ -326,15 +326,6 @@ class EarlyStopping(Action):
         self.best_epoch = state["best_epoch"]
         self.stopped_epoch = state["stopped_epoch"]
         self.has_best_weights = state["has_best_weights"]
-
-
-@dataclasses.dataclass
-class _EarlyStoppingState:
-    wait: int
-    best: float | None
-    best_epoch: int
-    stopped_epoch: int
-    has_best_weights: bool
 
 
 class SaveBest(Action):
@@ -517,7 +508,3 @@ class Checkpoint(Action):
     def on_train_end(self, loop):
         if loop.end_reason != DIVERGED:
             self._save(loop)
-
-
-def as_float(value: Any) -> float:
-    return float(np.asarray(value))

@@ -78,6 +78,3 @@ class InMemoryBatches(tf.Module):
         self.permutation.assign(self._shuffle(epoch))
         self.position.assign(0)
         return tf.constant(True)
-
-    def checkpoint_objects(self) -> dict[str, tf.Variable]:
-        return {"epoch": self.epoch, "position": self.position, "permutation": self.permutation}

@@ -95,10 +95,6 @@ class RunCheckpoints:
                 f"cannot write a checkpoint in {self.directory}: {_cause(e)}"
             ) from e
 
-    @property
-    def latest(self) -> str | None:
-        return self.manager.latest_checkpoint
-
     def restore_latest(self) -> dict[str, Any] | None:
         """Restores the latest checkpoint and drops later events; returns its host state."""
         path = self.manager.latest_checkpoint

@@ -30,7 +30,6 @@ This module knows only Python: it is tested with a fake trainer.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -315,7 +314,3 @@ class Controller:
             getattr(action, hook)(self, *args)
             if hook != "on_train_end" and (self.halted or self.rewound):
                 return
-
-
-def is_finite(*values: float) -> bool:
-    return all(math.isfinite(v) for v in values)
