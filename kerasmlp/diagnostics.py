@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
+from kerasmlp.batches import HeldOutSplit
+
 # Activations whose unit can "die": for a pre-activation z <= 0 the unit is off
 # (relu) or in its small-slope negative tail (leaky_relu, elu, gelu, swish).
 RELU_FAMILY = ("elu", "gelu", "leaky_relu", "relu", "swish")
@@ -29,6 +31,8 @@ SATURATING = ("sigmoid", "tanh")
 # A unit is saturated on an example when the derivative of its activation is
 # below this share of the derivative's maximum (1/4 for sigmoid, 1 for tanh).
 SATURATION_THRESHOLD = 0.01
+# Examples per model call when predicting over a split held in memory.
+PREDICT_BATCH = 4096
 
 # tab10: distinguishable class colours, the usual plotting default.
 PALETTE = np.array(
@@ -297,6 +301,8 @@ def collect_predictions(
     """
     labels, predicted, wrong, points = [], [], [], []
     kept = 0
+    if isinstance(dataset, HeldOutSplit):  # in memory: fewer, larger calls than its batches
+        dataset = dataset.batches(PREDICT_BATCH)
     for features, batch_labels in dataset:
         x, y = np.asarray(features), np.asarray(batch_labels)
         labels.append(y)

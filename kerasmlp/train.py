@@ -16,6 +16,7 @@ accumulators, the loop's host counters) goes into `kerasmlp.checkpoints`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import pathlib
 import re
@@ -31,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasmlp import actions, diagnostics, distribute, losses
-from kerasmlp.batches import InMemoryBatches
+from kerasmlp.batches import HeldOutSplit, InMemoryBatches
 from kerasmlp.checkpoints import RunCheckpoints
 from kerasmlp.class_weights import resolve_class_weight
 from kerasmlp.components import make_loss, make_metrics, make_optimizer
@@ -44,7 +45,7 @@ from kerasmlp.controller import (
     Controller,
     StopRequest,
 )
-from kerasmlp.data import Datasets, load_datasets
+from kerasmlp.data import MAX_CACHE_BYTES, Datasets, load_datasets
 from kerasmlp.inference import serving_model, write_data_card
 from kerasmlp.model import Head, build_model
 from kerasmlp.runfiles import (
@@ -136,6 +137,8 @@ class Trainer:
             self.stop_flag = tf.Variable(0.0, trainable=False, name="stop_requested")
         self.train_loop = tf.function(self._train_loop)
         self.evaluate_loop = tf.function(self._evaluate_loop)
+        # Validation and test differ in length: one trace serves both (None first dimension).
+        self.evaluate_in_memory = tf.function(self._evaluate_in_memory, reduce_retracing=True)
 
     # --- traced code -------------------------------------------------------
 
@@ -308,12 +311,26 @@ class Trainer:
 
     def _evaluate_loop(self, dataset: tf.data.Dataset) -> None:
         for features, labels in dataset:
-            outputs = self.model(features, training=False)
-            loss = self.total_loss(labels, outputs)
-            self.eval_loss.update_state(loss, sample_weight=tf.shape(features)[0])
-            metric_labels, metric_outputs = self._metric_inputs(labels, outputs)
-            for metric in self.eval_metrics:
-                metric.update_state(metric_labels, metric_outputs)
+            self._evaluate_batch(features, labels)
+
+    def _evaluate_in_memory(
+        self, features: tf.Tensor, labels: tf.Tensor, batch_size: tf.Tensor
+    ) -> None:
+        """The batches of a `HeldOutSplit`, sliced in order: those `batch(batch_size)` gives."""
+        num_batches = (tf.shape(features)[0] + batch_size - 1) // batch_size
+        for i in tf.range(num_batches):
+            start = i * batch_size
+            self._evaluate_batch(
+                features[start : start + batch_size], labels[start : start + batch_size]
+            )
+
+    def _evaluate_batch(self, features: tf.Tensor, labels: tf.Tensor) -> None:
+        outputs = self.model(features, training=False)
+        loss = self.total_loss(labels, outputs)
+        self.eval_loss.update_state(loss, sample_weight=tf.shape(features)[0])
+        metric_labels, metric_outputs = self._metric_inputs(labels, outputs)
+        for metric in self.eval_metrics:
+            metric.update_state(metric_labels, metric_outputs)
 
     # --- host side ---------------------------------------------------------
 
@@ -379,12 +396,16 @@ class Trainer:
         results.update(_results(self.train_metrics))
         return results
 
-    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
-        """Loss and metrics over `dataset` with `training=False`."""
+    def evaluate(self, dataset: tf.data.Dataset | HeldOutSplit) -> dict[str, float]:
+        """Loss and metrics over `dataset` (batched, or a `HeldOutSplit`) with `training=False`."""
         self.eval_loss.reset_state()
         for metric in self.eval_metrics:
             metric.reset_state()
-        self.evaluate_loop(dataset)
+        if isinstance(dataset, HeldOutSplit):
+            batch_size = tf.constant(dataset.batch_size, tf.int32)
+            self.evaluate_in_memory(dataset.features, dataset.labels, batch_size)
+        else:
+            self.evaluate_loop(dataset)
         return {"loss": float(self.eval_loss.result()), **_results(self.eval_metrics)}
 
 
@@ -731,6 +752,7 @@ def _run(
     *,
     hparams_first=(),
 ):
+    data = _held_out_in_memory(data, config)
     info, train_cfg, model = data.info, config.train, trainer.model
     batches = _training_batches(data, config)
     has_validation = data.validation is not None
@@ -959,6 +981,23 @@ def _training_batches(data: Datasets, config: Config):
             features, labels, batch_size=config.train.batch_size, seed=config.seed
         )
     return iter(data.train.repeat())
+
+
+def _held_out_in_memory(data: Datasets, config: Config) -> Datasets:
+    """Validation and test as tensors (`HeldOutSplit`) when they fit, as the training split."""
+    if not config.data.cache:
+        return data
+
+    def held_out(dataset, count):
+        if dataset is None or count * data.info.input_dim * 4 > MAX_CACHE_BYTES:
+            return dataset
+        return HeldOutSplit.from_dataset(dataset, batch_size=config.train.batch_size)
+
+    return dataclasses.replace(
+        data,
+        validation=held_out(data.validation, data.info.num_validation),
+        test=held_out(data.test, data.info.num_test),
+    )
 
 
 def checkpoint_objects(trainer: Trainer, batches, *, scale=None, best_weights=None) -> dict:

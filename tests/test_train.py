@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from kerasmlp import losses
-from kerasmlp.batches import InMemoryBatches
+from kerasmlp.batches import HeldOutSplit, InMemoryBatches
 from kerasmlp.components import make_loss, make_optimizer
 from kerasmlp.config import ConfigError, LossConfig, ModelConfig, OptimizerConfig, load_config
 from kerasmlp.model import Head, build_model
@@ -44,6 +44,26 @@ def test_evaluate_traces_once_for_every_split_of_one_dataset():
     trainer.evaluate(spirals(seed=1))
     trainer.evaluate(spirals(n=100, seed=2))  # other size, same element spec
     assert trainer.evaluate_loop.experimental_get_tracing_count() == 1
+
+
+def test_held_out_split_in_memory_gives_what_the_dataset_gives():
+    # Reference: the same trainer's tf.data evaluation of the same batches, in the same order.
+    trainer = make_trainer(metrics=("accuracy", "macro_f1"))
+    trainer.run_steps(iter(spirals().repeat()), 20)  # weights away from their start
+    validation, test = spirals(n=200, batch_size=32, seed=1), spirals(n=300, batch_size=32, seed=2)
+    expected = [trainer.evaluate(validation), trainer.evaluate(test)]
+    # 200 and 300 are not multiples of 32: the last batch is smaller, as tf.data's.
+    held_out = [HeldOutSplit.from_dataset(d, batch_size=32) for d in (validation, test)]
+    assert [h.num_examples for h in held_out] == [200, 300]
+    for _ in range(2):
+        got = [trainer.evaluate(h) for h in held_out]
+        for g, e in zip(got, expected, strict=True):
+            assert g.keys() == e.keys()
+            np.testing.assert_allclose(list(g.values()), list(e.values()), rtol=1e-6)
+    # Validation and test of any size share one trace after the first generalizes the length.
+    assert trainer.evaluate_in_memory.experimental_get_tracing_count() <= 2
+    batches = list(held_out[0])
+    assert [len(x) for x, _ in batches] == [32] * 6 + [8]
 
 
 def test_one_step_equals_a_step_written_out_with_gradient_tape():
