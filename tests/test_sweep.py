@@ -7,7 +7,7 @@ import yaml
 from click.testing import CliRunner
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from kerasmlp import sweep
+from kerasmlp import cli, sweep
 from kerasmlp.cli import main
 from kerasmlp.config import ConfigError, load_config
 from tests import events
@@ -151,6 +151,17 @@ def test_a_multi_worker_sweep_keeps_one_distribute_setting():
         sweep.plan_sweep(
             {"distribute.cpu_devices": [1, 2]}, None, ["distribute.strategy=multi_worker"]
         )
+
+
+def test_resume_strategy_reaches_every_point_not_completed(tmp_path):
+    # A sweep folder as --sweep leaves it before any point ran: its plan only.
+    folder = tmp_path / "sweep"
+    points = sweep.plan_sweep({"seed": [1, 2]})
+    runs = [(point.config, folder / point.name, False) for point in points]
+    cli._write_sweep_plan(folder, runs, swept_keys=["seed"], metric="validation_accuracy")
+    planned = cli._plan_resume(folder, None, "mirrored")
+    assert [config.distribute.strategy for config, _, _ in planned] == ["mirrored", "mirrored"]
+    assert [config.seed for config, _, _ in planned] == [1, 2]
 
 
 @pytest.mark.parametrize(
