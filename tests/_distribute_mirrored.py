@@ -3,11 +3,9 @@
 Logical CPU devices can only be configured before TensorFlow initialises, hence
 a fresh process. Both runs split the CPU in two (`distribute.cpu_devices: 2`),
 have the same seed and global batch, and differ only in `distribute.strategy`.
-The pair runs twice: with the training split held in memory
-(`kerasmlp.batches.InMemoryBatches`) and read through tf.data (`data.cache:
-false`). Prints one JSON object: each run's results and final weights, the
-train loss logged per round (TensorBoard), and how Keras's own loss reduction
-behaves inside the strategy.
+Prints one JSON object: each run's results and final weights, the train loss
+logged per round (TensorBoard), and how Keras's own loss reduction behaves
+inside the strategy.
 
 Usage: python tests/_distribute_mirrored.py WORKDIR
 """
@@ -47,28 +45,21 @@ def main(workdir: pathlib.Path) -> None:
     from tests.events import scalars
 
     out = {}
-    # The split held in memory (InMemoryBatches), then read through tf.data (cache off).
-    for name, cache in (("", True), ("_tf_data", False)):
-        for strategy in ("one_device", "mirrored"):
-            config = load_config(
-                None,
-                [
-                    *OVERRIDES,
-                    f"distribute.strategy={strategy}",
-                    f"data.data_dir={workdir / 'data'}",
-                    f"data.cache={str(cache).lower()}",
-                ],
-            )
-            run_dir = workdir / f"{strategy}{name}"
-            results = train_and_evaluate(config, run_dir)
-            model = keras.models.load_model(run_dir / "model.keras")
-            out[f"{strategy}{name}"] = {
-                "results": results,
-                "weights": [w.tolist() for w in model.get_weights()],
-                "train_loss": scalars(run_dir / "train")["loss"],
-                "gradient_norm": scalars(run_dir / "train")["gradient_norm"],
-                "status": json.loads((run_dir / "status.json").read_text()),
-            }
+    for strategy in ("one_device", "mirrored"):
+        config = load_config(
+            None,
+            [*OVERRIDES, f"distribute.strategy={strategy}", f"data.data_dir={workdir / 'data'}"],
+        )
+        run_dir = workdir / strategy
+        results = train_and_evaluate(config, run_dir)
+        model = keras.models.load_model(run_dir / "model.keras")
+        out[strategy] = {
+            "results": results,
+            "weights": [w.tolist() for w in model.get_weights()],
+            "train_loss": scalars(run_dir / "train")["loss"],
+            "gradient_norm": scalars(run_dir / "train")["gradient_norm"],
+            "status": json.loads((run_dir / "status.json").read_text()),
+        }
 
     # Keras's `sum_over_batch_size` inside strategy.run: divided by the replica count?
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

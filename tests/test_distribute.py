@@ -142,14 +142,8 @@ def mirrored(tmp_path_factory):
     return report
 
 
-# The training split held in memory (each replica gathers its rows by index), and
-# read through tf.data (`data.cache: false`: each replica slices the global batch).
-SOURCES = pytest.mark.parametrize("source", ["", "_tf_data"], ids=["in_memory", "tf_data"])
-
-
-@SOURCES
-def test_mirrored_weights_equal_one_device(mirrored, source):
-    one, two = mirrored[f"one_device{source}"], mirrored[f"mirrored{source}"]
+def test_mirrored_weights_equal_one_device(mirrored):
+    one, two = mirrored["one_device"], mirrored["mirrored"]
     assert one["results"]["steps"] == two["results"]["steps"] == 57  # one epoch: ceil(3600 / 64)
     for a, b in zip(one["weights"], two["weights"], strict=True):
         # Same global batches, same loss: only the order of float32 sums differs
@@ -157,9 +151,8 @@ def test_mirrored_weights_equal_one_device(mirrored, source):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
-@SOURCES
-def test_mirrored_logs_what_one_device_logs(mirrored, source):
-    one, two = mirrored[f"one_device{source}"], mirrored[f"mirrored{source}"]
+def test_mirrored_logs_what_one_device_logs(mirrored):
+    one, two = mirrored["one_device"], mirrored["mirrored"]
     for tag in ("train_loss", "gradient_norm"):
         assert [s for s, _ in one[tag]] == [s for s, _ in two[tag]]
         np.testing.assert_allclose([v for _, v in two[tag]], [v for _, v in one[tag]], rtol=1e-5)
