@@ -1,4 +1,5 @@
-"""Training batches from a split held in memory, shuffled by a seeded permutation per epoch.
+"""Training batches: a split held in memory, shuffled by a seeded permutation per epoch, and
+each replica's share of a global batch.
 
 When the training split fits in memory, `InMemoryBatches` keeps it as two
 tensors and gathers each batch by index inside the compiled loop: no `tf.data`
@@ -10,6 +11,13 @@ split holds the cache and the shuffle buffer (211 MB for MNIST, 2 s to write).
 Epoch e is shuffled by `tf.random.experimental.stateless_shuffle` with the seed
 `(seed, e)`: the same seed gives the same order in every run, and a restored
 run continues with the same batches.
+
+Under a `tf.distribute` strategy, every worker reads the same global batch
+description (`next_global`: for `InMemoryBatches` only the batch's indices)
+and each replica takes its own rows of it (`replica_batch`, rows from
+`replica_rows`): the same examples as one device at every step, the same data
+position on every worker (one checkpoint restores them all), and no replica
+or worker gathers the rows of another.
 """
 
 from __future__ import annotations
@@ -17,6 +25,26 @@ from __future__ import annotations
 import math
 
 import tensorflow as tf
+
+
+def replica_rows(global_size: tf.Tensor, replica_id, replicas: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The rows `[start, stop)` of a global batch that replica `replica_id` of `replicas` takes.
+
+    Even slices of `ceil(global_size / replicas)` rows in replica order, so a
+    worker's replicas hold consecutive rows; the last, smaller batch of an
+    epoch may leave the last replicas fewer rows, or none.
+
+    Args:
+      global_size: rows in the global batch (int32 scalar).
+      replica_id: the replica's index in the sync group (0-based, over all workers).
+      replicas: replicas in sync.
+
+    Returns:
+      Two int32 scalars, `start` and `stop`, with `0 <= start <= stop <= global_size`.
+    """
+    per_replica = (global_size + replicas - 1) // replicas
+    start = tf.minimum(tf.cast(replica_id, tf.int32) * per_replica, global_size)
+    return start, tf.minimum(start + per_replica, global_size)
 
 
 class InMemoryBatches(tf.Module):
@@ -60,14 +88,30 @@ class InMemoryBatches(tf.Module):
         return self
 
     def __next__(self) -> tuple[tf.Tensor, tf.Tensor]:
+        return self.gather(self.next_indices())
+
+    def next_indices(self) -> tf.Tensor:
+        """The next batch's example indices (int32, shape (batch,)); moves on by one batch."""
         start = self.position * self.batch_size
         indices = self.permutation[start : start + self.batch_size]
-        batch = tf.gather(self._features, indices), tf.gather(self._labels, indices)
         # Variable reads and writes keep program order in a tf.function (automatic
-        # control dependencies), so the batch is gathered before a reshuffle.
+        # control dependencies), so the indices are read before a reshuffle.
         if_new_epoch = self.position + 1 >= self.steps_per_epoch
         tf.cond(if_new_epoch, self._next_epoch, self._next_position)
-        return batch
+        return indices
+
+    def gather(self, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The features and labels of the examples at `indices`."""
+        return tf.gather(self._features, indices), tf.gather(self._labels, indices)
+
+    def next_global(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """What every replica receives for the next global batch: its indices, and their count."""
+        indices = self.next_indices()
+        return indices, tf.shape(indices)[0]
+
+    def replica_batch(self, indices, start, stop) -> tuple[tf.Tensor, tf.Tensor]:
+        """A replica's rows of the global batch: only its own examples are gathered."""
+        return self.gather(indices[start:stop])
 
     def _next_position(self) -> tf.Tensor:
         self.position.assign_add(1)
@@ -78,6 +122,30 @@ class InMemoryBatches(tf.Module):
         self.permutation.assign(self._shuffle(epoch))
         self.position.assign(0)
         return tf.constant(True)
+
+
+class GlobalBatchIterator:
+    """A `tf.data` iterator of global batches, as a strategy's replicas read it.
+
+    For a training split that is not held in memory: every worker reads each
+    global batch from its own copy of the shuffled pipeline (the shuffle that
+    makes the batches equal to one device's needs every example), and each
+    replica keeps its rows. The iterator itself stays what checkpoints hold.
+
+    Args:
+      iterator: yields `(features, labels)` global batches.
+    """
+
+    def __init__(self, iterator):
+        self.iterator = iterator
+
+    def next_global(self):
+        features, labels = next(self.iterator)
+        return (features, labels), tf.shape(features)[0]
+
+    def replica_batch(self, batch, start, stop) -> tuple[tf.Tensor, tf.Tensor]:
+        features, labels = batch
+        return features[start:stop], labels[start:stop]
 
 
 class HeldOutSplit:

@@ -189,7 +189,7 @@ def main(
                 # workers neither check nor make it (the chief may have made it already).
                 if not _is_worker(run_config):
                     _check_run_dir(point_dir, logdir)
-            if is_sweep:
+            if is_sweep and not _is_worker(runs[0][0]):
                 _write_sweep_plan(run_dir, runs, swept_keys=swept_keys, metric=metric)
         if sweep_metric is not None and not is_sweep:
             raise ConfigError(
@@ -268,7 +268,9 @@ def main(
         )
         click.echo(f"test       | {tests}")
         click.echo(f"run directory: {point_dir}")
-    if is_sweep:
+    # The chief ranks the points; the other workers of a multi-worker sweep wrote
+    # nothing (and the chief may not have written the last metrics.json yet).
+    if is_sweep and not any(_is_worker(config) for config, _, _ in runs):
         try:
             _summarize_sweep(run_dir, [point_dir for _, point_dir, _ in runs], metric)
         except runfiles.RunFilesError as e:
@@ -344,13 +346,20 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
         if status.get("state") == "completed":
             runs.append((None, point_dir, False))
         elif (point_dir / runfiles.CONFIG_FILE).is_file():
-            runfiles.check_resumable(point_dir)
-            runs.append((load_config(point_dir / runfiles.CONFIG_FILE, extra), point_dir, True))
+            config = load_config(point_dir / runfiles.CONFIG_FILE, extra)
+            if not _is_worker(config):
+                runfiles.check_resumable(point_dir)
+            runs.append((config, point_dir, True))
         else:
             raw = point["config"]
             if epochs is not None:
                 raw = {**raw, "train": {**raw.get("train", {}), "epochs": epochs}}
+            if strategy is not None:
+                raw = {**raw, "distribute": {**raw.get("distribute", {}), "strategy": strategy}}
             runs.append((config_from_dict(raw), point_dir, False))
+    from kerasmlp import sweep
+
+    sweep.check_distribute([config for config, _, _ in runs if config is not None])
     return runs
 
 

@@ -10,7 +10,8 @@ is imported inside the functions that need it for the same reason.
 Logical CPU devices (`distribute.cpu_devices`) must be configured before
 TensorFlow initialises its devices, and `MultiWorkerMirroredStrategy` must be
 created before any other TensorFlow operation runs: `train_and_evaluate` calls
-`configure_cpu_devices` and `make_strategy` first.
+`configure_cpu_devices` and `make_strategy` first. A process makes one
+`MultiWorkerMirroredStrategy` and every run in it (a sweep's points) uses it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from kerasmlp.config import ConfigError, DistributeConfig, shorten
 # The jobs whose tasks train (TensorFlow's `evaluator` and `ps` do not take part in
 # MultiWorkerMirroredStrategy's all-reduce).
 TRAINING_JOBS = ("chief", "worker")
+
+# This process's MultiWorkerMirroredStrategy, once made. Making it starts the
+# process's server and enables collective ops in TensorFlow's context; a second
+# one enables them again, which TensorFlow warns "may cause error when accessing
+# previously created tensors" (seen with TF 2.21: it works, with that warning).
+# So a sweep's points, run one after the other in one process, share the first.
+_multi_worker_strategy = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,8 +176,10 @@ def make_strategy(config: DistributeConfig):
 
     `auto` is `mirrored` when more than one GPU is visible, else one device.
     `mirrored` uses every GPU, or every logical CPU device when there is no GPU
-    (`distribute.cpu_devices`). `multi_worker` reads TF_CONFIG.
+    (`distribute.cpu_devices`). `multi_worker` reads TF_CONFIG; the process
+    makes one such strategy and returns it again to every later call.
     """
+    global _multi_worker_strategy
     import tensorflow as tf
 
     name = config.strategy
@@ -183,7 +193,9 @@ def make_strategy(config: DistributeConfig):
             return tf.distribute.MirroredStrategy()
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    if _multi_worker_strategy is None:
+        _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    return _multi_worker_strategy
 
 
 def reinstall_signal_handlers() -> None:

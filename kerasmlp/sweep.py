@@ -129,7 +129,8 @@ def plan_sweep(
     """The checked config of every point: base config, then `overrides`, then the point.
 
     Raises:
-      ConfigError: a point gives a bad config; the message names the point.
+      ConfigError: a point gives a bad config (the message names the point), or
+        the grid varies `distribute.*` under `multi_worker` (see `check_distribute`).
     """
     overrides = list(overrides)
     runs = []
@@ -139,7 +140,35 @@ def plan_sweep(
         except ConfigError as e:
             raise ConfigError(f"sweep point {index} ({_describe(point)}): {e}") from None
         runs.append(SweepRun(point=point, name=run_name(index, point), config=config))
+    check_distribute([run.config for run in runs])
     return runs
+
+
+def check_distribute(configs: Sequence[Config]) -> None:
+    """Refuses a sweep whose points differ in `distribute` when any point is `multi_worker`.
+
+    Every worker process runs the points one after the other under the one
+    MultiWorkerMirroredStrategy it makes (see `kerasmlp.distribute`), and all
+    workers take part in every point: a point on one device would instead
+    train on every machine separately, each writing its folder.
+
+    Raises:
+      ConfigError: one line naming the keys that vary.
+    """
+    settings = {config.distribute for config in configs}
+    if len(settings) < 2 or all(s.strategy != "multi_worker" for s in settings):
+        return
+    varying = {
+        f"distribute.{field.name}": sorted({str(getattr(s, field.name)) for s in settings})
+        for field in dataclasses.fields(next(iter(settings)))
+        if len({getattr(s, field.name) for s in settings}) > 1
+    }
+    raise ConfigError(
+        "A sweep under distribute.strategy=multi_worker runs every point under the one "
+        f"strategy each worker process makes: its points cannot vary {', '.join(varying)}; "
+        "run one sweep per setting. Received: "
+        + ", ".join(f"{key}=[{', '.join(values)}]" for key, values in varying.items())
+    )
 
 
 def metric_direction(metric: str) -> str:

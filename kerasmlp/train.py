@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import pathlib
 import re
@@ -32,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasmlp import actions, diagnostics, distribute, losses
-from kerasmlp.batches import HeldOutSplit, InMemoryBatches
+from kerasmlp.batches import GlobalBatchIterator, HeldOutSplit, InMemoryBatches, replica_rows
 from kerasmlp.checkpoints import RunCheckpoints
 from kerasmlp.class_weights import resolve_class_weight
 from kerasmlp.components import make_loss, make_metrics, make_optimizer
@@ -93,7 +94,7 @@ class Trainer:
         (see `kerasmlp.class_weights`); None weighs all examples 1.
       strategy: a `tf.distribute` strategy whose scope `model` and `optimizer`
         were created in, or None (default) for one device. With a strategy,
-        each step splits the global batch over the replicas (see
+        each replica trains on its rows of the global batch (see
         `_replica_step`); evaluation still runs on one device.
     """
 
@@ -128,9 +129,13 @@ class Trainer:
         self._epoch_loss_sum = 0.0
         self._epoch_examples = 0.0
         if strategy is None:
-            self._step = self._train_step
+            self._step = self._one_device_step
         else:
             self._step = self._distributed_step
+            # Where a worker's replicas take their rows of the global batch: its
+            # host CPU, next to the data, so only each replica's rows travel to it.
+            host = tf.DeviceSpec.from_string(strategy.extended.worker_devices[0])
+            self._input_device = host.replace(device_type="CPU", device_index=0).to_string()
             self._keep_reduced_gradients()
             # Set by the host before a call when this worker was asked to stop (a
             # signal); summed over the workers in the call (see `AgreedStop`).
@@ -166,6 +171,12 @@ class Trainer:
             loss = loss + tf.add_n(self.model.losses)
         return loss
 
+    def _one_device_step(self, iterator) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Reads a batch and takes one step; returns the loss, gradient norm and batch size."""
+        features, labels = next(iterator)
+        loss, gradient_norm = self._train_step(features, labels)
+        return loss, gradient_norm, tf.cast(tf.shape(features)[0], tf.float32)
+
     def _train_step(self, features: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One update; returns the loss and the global norm of the gradients."""
         with tf.GradientTape() as tape:
@@ -184,27 +195,33 @@ class Trainer:
 
     # --- traced code, with a strategy ---------------------------------------
     #
-    # The batches come from the same source as on one device (`InMemoryBatches`
-    # or the tf.data iterator), read in cross-replica context: every step takes
-    # the same global batch as a one-device run, and each replica computes on
-    # its slice of it. That keeps what a distributed `tf.data` pipeline would
-    # not give here: the same batches as a single-device run with the same seed
-    # (the tests compare weights to 1e-5), and the data position in checkpoints
-    # (resume and rollback) as it is. The cost: every worker reads the whole
-    # global batch and copies it to its replicas, which for an MLP's flat
-    # inputs is small next to the step; an input pipeline sharded per worker
-    # (`distribute_datasets_from_function`) is the next step for data that is
-    # costly to read.
+    # The batches come from the same source as on one device, read on every
+    # worker in cross-replica context: for `InMemoryBatches` only the global
+    # batch's indices, and each replica gathers its own rows (`replica_rows`)
+    # on its worker's host; from a tf.data iterator the global batch, of which
+    # each replica keeps its rows. Every step thus trains on the same examples
+    # as a one-device run with the same seed (the tests compare weights to
+    # 1e-5), and the data position is the same on every worker, so the chief's
+    # checkpoint restores every worker (resume and rollback). Not used, and
+    # why: `distribute_datasets_from_function` and `experimental_distribute_dataset`
+    # give iterators that `tf.train.Checkpoint` cannot save (TensorFlow issue
+    # 56372), and sharding the examples per worker before the shuffle would
+    # change the batches and give each worker a data position of its own.
 
-    def _distributed_step(self, features: tf.Tensor, labels: tf.Tensor):
-        loss, gradient_norm = self.strategy.run(self._replica_step, args=(features, labels))
+    def _distributed_step(self, iterator):
+        if not isinstance(iterator, InMemoryBatches):
+            iterator = GlobalBatchIterator(iterator)
+        received, global_size = iterator.next_global()
+        loss, gradient_norm = self.strategy.run(
+            functools.partial(self._replica_step, iterator), args=(received, global_size)
+        )
         # Both are all-reduced inside the step, so every replica holds the same
         # global value: this worker's first copy is it, with no further reduction.
         first = self.strategy.experimental_local_results
-        return first(loss)[0], first(gradient_norm)[0]
+        return first(loss)[0], first(gradient_norm)[0], tf.cast(global_size, tf.float32)
 
-    def _replica_step(self, features: tf.Tensor, labels: tf.Tensor):
-        """One update on this replica's slice of the global batch; returns global values.
+    def _replica_step(self, source, received, global_size: tf.Tensor):
+        """One update on this replica's rows of the global batch; returns global values.
 
         The objective is the per-example loss summed over the slice and divided
         by the global batch size, plus the regularization divided by the number
@@ -215,13 +232,11 @@ class Trainer:
         number of replicas as well (`keras.losses.loss.scale_loss_for_distribution`).
         """
         context = tf.distribute.get_replica_context()
-        global_size = tf.shape(features)[0]
-        # Even slices; the last, smaller batch of an epoch may leave a replica fewer
-        # examples (or none: its loss and gradients are then 0).
-        per_replica = (global_size + self.replicas - 1) // self.replicas
-        start = tf.cast(context.replica_id_in_sync_group, tf.int32) * per_replica
-        local_features = features[start : start + per_replica]
-        local_labels = labels[start : start + per_replica]
+        # The last, smaller batch of an epoch may leave a replica fewer examples
+        # (or none: its loss and gradients are then 0).
+        start, stop = replica_rows(global_size, context.replica_id_in_sync_group, self.replicas)
+        with tf.device(self._input_device):
+            local_features, local_labels = source.replica_batch(received, start, stop)
         with tf.GradientTape() as tape:
             outputs = self.model(local_features, training=True)
             per_example = self.loss.call(*self._loss_inputs(local_labels, outputs))
@@ -269,9 +284,7 @@ class Trainer:
         # loss or gradient norm was not finite, -1 if none.
         first_nonfinite = tf.constant(-1.0)
         for i in tf.range(num_steps):
-            features, labels = next(iterator)
-            loss, gradient_norm = self._step(features, labels)
-            batch_size = tf.cast(tf.shape(features)[0], tf.float32)
+            loss, gradient_norm, batch_size = self._step(iterator)
             loss = tf.cast(loss, tf.float32)
             gradient_norm = tf.cast(gradient_norm, tf.float32)
             loss_sum += loss * batch_size

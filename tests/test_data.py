@@ -18,6 +18,7 @@ import urllib.parse
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import download_manager
 
@@ -182,6 +183,29 @@ def test_cache_off_serves_the_same_data(data_dir):
     for ds_a, ds_b in [(cached.train, uncached.train), (cached.test, uncached.test)]:
         for a, b in zip(_collect(ds_a), _collect(ds_b), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_partly_read_cached_split_is_then_served_whole(data_dir):
+    # As train.build_actions takes its probe batch: one batch of the cached
+    # validation split, then the iterator is dropped. TensorFlow discards a cache
+    # whose writer stopped early (cache_dataset_ops.cc; earlier versions kept it,
+    # which truncated the passes after it), so every later pass, in a tf.function
+    # as Trainer.evaluate reads it or eagerly, is the whole split. Reference: the
+    # same split with the cache off, which nothing can truncate.
+    cached = _load("gaussians", data_dir, seed=3)
+    uncached = _load("gaussians", data_dir, seed=3, cache=False)
+    next(iter(cached.validation))
+
+    @tf.function
+    def examples(dataset):
+        count = tf.constant(0)
+        for features, _ in dataset:
+            count += tf.shape(features)[0]
+        return count
+
+    assert int(examples(cached.validation)) == cached.info.num_validation
+    for a, b in zip(_collect(cached.validation), _collect(uncached.validation), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_playground_never_probes_the_network(tmp_path, offline):

@@ -7,7 +7,7 @@ import yaml
 from click.testing import CliRunner
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from kerasmlp import sweep
+from kerasmlp import cli, sweep
 from kerasmlp.cli import main
 from kerasmlp.config import ConfigError, load_config
 from tests import events
@@ -140,6 +140,30 @@ def test_plan_sweep_checks_every_point_before_any_run():
         sweep.plan_sweep({"model.activation": ["relu", "rleu"]})
 
 
+def test_a_multi_worker_sweep_keeps_one_distribute_setting():
+    # Each worker process runs every point under the one strategy it makes.
+    sweep.plan_sweep({"seed": [1, 2]}, None, ["distribute.strategy=multi_worker"])
+    sweep.plan_sweep({"distribute.strategy": ["one_device", "mirrored"]})  # no multi_worker
+    with pytest.raises(
+        ConfigError,
+        match=r"cannot vary distribute.cpu_devices; .* Received: distribute.cpu_devices=\[1, 2\]$",
+    ):
+        sweep.plan_sweep(
+            {"distribute.cpu_devices": [1, 2]}, None, ["distribute.strategy=multi_worker"]
+        )
+
+
+def test_resume_strategy_reaches_every_point_not_completed(tmp_path):
+    # A sweep folder as --sweep leaves it before any point ran: its plan only.
+    folder = tmp_path / "sweep"
+    points = sweep.plan_sweep({"seed": [1, 2]})
+    runs = [(point.config, folder / point.name, False) for point in points]
+    cli._write_sweep_plan(folder, runs, swept_keys=["seed"], metric="validation_accuracy")
+    planned = cli._plan_resume(folder, None, "mirrored")
+    assert [config.distribute.strategy for config, _, _ in planned] == ["mirrored", "mirrored"]
+    assert [config.seed for config, _, _ in planned] == [1, 2]
+
+
 @pytest.mark.parametrize(
     "text,message",
     [
@@ -192,6 +216,10 @@ def test_the_example_sweep_is_a_valid_grid():
         ),
         ("model.nope: [1]", "Unknown key 'model.nope'"),
         ("model.activation: relu", "must be a non-empty list"),
+        (
+            "distribute.strategy: [multi_worker, one_device]",
+            "its points cannot vary distribute.strategy; run one sweep per setting",
+        ),
     ],
 )
 def test_cli_bad_sweep_exits_2_with_one_line(tmp_path, text, message):
