@@ -20,12 +20,15 @@ config's exponential decay) and batch size, each of these loops trains:
   and unsteadily.
 
 The Keras loops compute the configured metrics (accuracy) as they train; the
-torch loop counts correct predictions on the device; `minimal` computes none.
+torch loop counts correct predictions in a tensor read once an epoch;
+`minimal` computes none.
 Each loop is built and warmed up (one untimed epoch: tracing) once, then every
 round times `--epochs` epochs of each, the order rotating from round to round.
-Printed: samples/s per round, then best and median of each loop, the ratios
-kerasmlp / each other loop (from the best rounds, and the median of the
-per-round ratios: each round's loops share the machine's state of the moment).
+Printed: samples/s per round, then best and median of each loop (and the CPU
+cores its process kept busy: below the thread count, other processes had the
+rest), the ratios kerasmlp / each other loop (from the best rounds, and the
+median of the per-round ratios: each round's loops share the machine's state
+of the moment).
 
 It also measures the machine's matrix-product rate (float32 and bfloat16, a
 256x784 @ 784x1024 product, the shape of the MNIST config's first layer) and
@@ -323,22 +326,33 @@ def bench_model(preset, args, x, y, num_classes, f32_gflops, loop_names) -> None
         loop.train(1)  # warm-up: traces the compiled functions, fills caches
     samples = len(x) * args.epochs
     rates: dict[str, list[float]] = {name: [] for name in loops}
+    # CPU seconds of this process (all its threads) per wall second: how much of the
+    # machine a loop got (or spent spinning); on idle cores near the thread count.
+    cores: dict[str, list[float]] = {name: [] for name in loops}
     names = list(loops)
     for r in range(args.repeats):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             loops[name].train(args.epochs)
-            rates[name].append(samples / (time.perf_counter() - start))
+            wall = time.perf_counter() - start
+            rates[name].append(samples / wall)
+            cores[name].append((time.process_time() - cpu) / wall)
         print(
             f"round {r + 1:>2} | "
             + " | ".join(f"{name} {rates[name][-1]:,.0f}" for name in names)
             + " samples/s"
         )
-    print(f"{'loop':<10} | {'best':>8} | {'median':>8} | share of float32 bound (best)")
+    print(
+        f"{'loop':<10} | {'best':>8} | {'median':>8} | share of float32 bound (best) "
+        "| CPU cores busy (median)"
+    )
     for name in names:
         best, median = max(rates[name]), statistics.median(rates[name])
-        print(f"{name:<10} | {best:>8,.0f} | {median:>8,.0f} | {best / bound:.0%}")
+        print(
+            f"{name:<10} | {best:>8,.0f} | {median:>8,.0f} | {best / bound:>4.0%} "
+            f"| {statistics.median(cores[name]):.2f}"
+        )
     if "torch" not in loops and "torch" in args.loops:
         print(f"{'torch':<10} | skipped: torch not installed")
     if "kerasmlp" in loops:

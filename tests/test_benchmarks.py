@@ -46,12 +46,14 @@ def test_flops_per_example_is_six_times_the_weights():
 
 
 def test_train_loop_vs_fit_prints_every_loop_and_the_ratios():
-    # One tiny round of the seeds' model: 256 examples, two batches of 128 an epoch.
+    # One tiny round of the MNIST config (dropout and label smoothing: the torch loop's
+    # branches) with one narrow layer, which traces faster: 300 examples, 256 + 44 a batch.
     stdout = _run(
         f"""
         import sys, runpy
-        sys.argv = ["train_loop_vs_fit.py", "--examples", "256", "--epochs", "1",
-                    "--repeats", "1", "--matmul-repeats", "1", "--models", "seeds"]
+        sys.argv = ["train_loop_vs_fit.py", "--examples", "300", "--epochs", "1",
+                    "--repeats", "1", "--matmul-repeats", "1", "--models", "mnist",
+                    "--set", "model.hidden_units=[16]"]
         runpy.run_path({str(BENCHMARKS / "train_loop_vs_fit.py")!r}, run_name="__main__")
         """
     )
@@ -59,11 +61,13 @@ def test_train_loop_vs_fit_prints_every_loop_and_the_ratios():
     assert re.search(
         rf"^matmul .*\| float32 {NUMBER} GFLOP/s \| bfloat16 {NUMBER} GFLOP/s$", stdout, re.M
     )
-    assert any(line.startswith("model seeds | [256, 128, 64, 32] -> 10") for line in lines)
-    assert re.search(r"1\.46 MFLOP/example", stdout)
+    assert any(line.startswith("model mnist | [16] -> 10, relu, dropout 0.3") for line in lines)
+    # 6 * (784*16 + 16*10) = 76,224 FLOPs.
+    assert re.search(r"\| 0\.08 MFLOP/example \(6 \* sum\(in\*out\)\)", stdout)
     loops = ["kerasmlp", "fit", "fit_spe32", "minimal"] + (["torch"] if TORCH else [])
     for loop in loops:
-        assert re.search(rf"^{loop} +\| +{NUMBER} \| +{NUMBER} \| \d+%$", stdout, re.M), loop
+        pattern = rf"^{loop} +\| +{NUMBER} \| +{NUMBER} \| +\d+% \| [\d.]+$"
+        assert re.search(pattern, stdout, re.M), loop
     for other in loops[1:]:
         pattern = rf"^ratio +\| kerasmlp / {other} +\| [\d.]+ best \| [\d.]+ median of rounds$"
         assert re.search(pattern, stdout, re.M), other
