@@ -31,8 +31,9 @@ median of the per-round ratios: each round's loops share the machine's state
 of the moment).
 
 It also measures the machine's matrix-product rate (float32 and bfloat16, a
-256x784 @ 784x1024 product, the shape of the MNIST config's first layer) and
-each loop's share of the float32 bound, with `flops_per_example` below.
+256x784 @ 784x1024 product, the shape of the MNIST config's first layer; the
+best over calls made in every round) and each loop's share of the float32
+bound, with `flops_per_example` below. The summaries come after all rounds.
 
     python benchmarks/train_loop_vs_fit.py                        # both models, random data
     python benchmarks/train_loop_vs_fit.py --models mnist --repeats 5
@@ -97,31 +98,42 @@ def flops_per_example(layer_sizes: list[int]) -> float:
     return 6.0 * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:], strict=True))
 
 
-def matmul_gflops(dtype: tf.DType, *, repeats: int = 10, products: int = 8) -> float:
-    """Best rate of `tf.linalg.matmul` on a MATMUL_SHAPE product in a tf.function, in GFLOP/s.
+class MatmulRate:
+    """The best rate of `tf.linalg.matmul` on a MATMUL_SHAPE product in a tf.function, GFLOP/s.
 
     Each call multiplies one batch by `products` different kernels (different, so
-    that the graph optimizer cannot merge them); the best of `repeats` calls counts.
+    that the graph optimizer cannot merge them). `measure` is called once per
+    round, between the loops: on a shared machine the best over the whole run is
+    the rate the machine has, where one measurement may catch a busy moment.
     """
-    m, k, n = MATMUL_SHAPE
-    rng = np.random.default_rng(0)
-    a = tf.cast(rng.random((m, k), dtype=np.float32), dtype)
-    bs = [tf.cast(rng.random((k, n), dtype=np.float32), dtype) for _ in range(products)]
 
-    @tf.function
-    def products_of(a, bs):
-        return [tf.linalg.matmul(a, b) for b in bs]
+    def __init__(self, dtypes=(tf.float32, tf.bfloat16), *, products: int = 8):
+        m, k, n = MATMUL_SHAPE
+        rng = np.random.default_rng(0)
+        self.flops = 2.0 * m * k * n * products
+        self.inputs = {
+            dtype: (
+                tf.cast(rng.random((m, k), dtype=np.float32), dtype),
+                [tf.cast(rng.random((k, n), dtype=np.float32), dtype) for _ in range(products)],
+            )
+            for dtype in dtypes
+        }
+        self.products_of = tf.function(lambda a, bs: [tf.linalg.matmul(a, b) for b in bs])
+        self.best = {dtype: 0.0 for dtype in dtypes}
+        self.calls = 0
+        for a, bs in self.inputs.values():
+            for _ in range(3):  # traces, then lets the matmul library set up its kernels
+                self.products_of(a, bs)[0].numpy()
 
-    for _ in range(3):  # traces, then lets the matmul library set up its kernels
-        products_of(a, bs)[0].numpy()
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = products_of(a, bs)
-        for c in out:
-            c.numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2.0 * m * k * n * products / best / 1e9
+    def measure(self, repeats: int) -> None:
+        for dtype, (a, bs) in self.inputs.items():
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for c in self.products_of(a, bs):
+                    c.numpy()
+                rate = self.flops / (time.perf_counter() - start) / 1e9
+                self.best[dtype] = max(self.best[dtype], rate)
+        self.calls += repeats
 
 
 def load_arrays(args) -> tuple[np.ndarray, np.ndarray, int]:
@@ -311,16 +323,17 @@ def make_loops(names, config, x, y, num_classes) -> dict:
     return {name: makers[name]() for name in names}
 
 
-def bench_model(preset, args, x, y, num_classes, f32_gflops, loop_names) -> None:
+def bench_model(preset, args, x, y, num_classes, loop_names, matmul) -> dict:
+    """Rounds of every loop on one model; returns what `print_summary` prints."""
     config = load_config(args.config, [*PRESETS[preset], *args.overrides])
-    batch, units = config.train.batch_size, list(config.model.hidden_units)
+    units = list(config.model.hidden_units)
     flops = flops_per_example([x.shape[1], *units, num_classes])
-    bound = f32_gflops * 1e9 / flops
-    print(
+    title = (
         f"model {preset} | {units} -> {num_classes}, {config.model.activation}, dropout "
-        f"{config.model.dropout}, batch {batch} | {flops / 1e6:.2f} MFLOP/example "
-        f"(6 * sum(in*out)) | float32 bound {bound:,.0f} samples/s"
+        f"{config.model.dropout}, batch {config.train.batch_size} | {flops / 1e6:.2f} "
+        "MFLOP/example (6 * sum(in*out))"
     )
+    print(title)
     loops = make_loops(loop_names, config, x, y, num_classes)
     for loop in loops.values():
         loop.train(1)  # warm-up: traces the compiled functions, fills caches
@@ -331,6 +344,7 @@ def bench_model(preset, args, x, y, num_classes, f32_gflops, loop_names) -> None
     cores: dict[str, list[float]] = {name: [] for name in loops}
     names = list(loops)
     for r in range(args.repeats):
+        matmul.measure(args.matmul_repeats)
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             start, cpu = time.perf_counter(), time.process_time()
@@ -343,20 +357,27 @@ def bench_model(preset, args, x, y, num_classes, f32_gflops, loop_names) -> None
             + " | ".join(f"{name} {rates[name][-1]:,.0f}" for name in names)
             + " samples/s"
         )
+    return {"title": title, "flops": flops, "rates": rates, "cores": cores}
+
+
+def print_summary(result, f32_gflops: float, *, torch_skipped: bool) -> None:
+    rates, cores = result["rates"], result["cores"]
+    bound = f32_gflops * 1e9 / result["flops"]
+    print(f"{result['title']} | float32 bound {bound:,.0f} samples/s")
     print(
         f"{'loop':<10} | {'best':>8} | {'median':>8} | share of float32 bound (best) "
         "| CPU cores busy (median)"
     )
-    for name in names:
+    for name in rates:
         best, median = max(rates[name]), statistics.median(rates[name])
         print(
             f"{name:<10} | {best:>8,.0f} | {median:>8,.0f} | {best / bound:>4.0%} "
             f"| {statistics.median(cores[name]):.2f}"
         )
-    if "torch" not in loops and "torch" in args.loops:
+    if torch_skipped:
         print(f"{'torch':<10} | skipped: torch not installed")
-    if "kerasmlp" in loops:
-        for name in [n for n in names if n != "kerasmlp"]:
+    if "kerasmlp" in rates:
+        for name in [n for n in rates if n != "kerasmlp"]:
             ours, theirs = rates["kerasmlp"], rates[name]
             paired = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
             print(
@@ -379,7 +400,7 @@ def main():
     parser.add_argument("--loops", nargs="+", choices=LOOPS, default=list(LOOPS))
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per loop and round")
     parser.add_argument("--repeats", type=int, default=3, help="rounds")
-    parser.add_argument("--matmul-repeats", type=int, default=10)
+    parser.add_argument("--matmul-repeats", type=int, default=5, help="matmul calls per round")
     parser.add_argument(
         "--torch-threads",
         type=int,
@@ -396,13 +417,7 @@ def main():
         f"machine  | {os.cpu_count()} CPUs, TensorFlow {tf.__version__} ({threads} threads), "
         f"Keras {keras.__version__}, torch {torch_info or 'not installed'}"
     )
-    f32 = matmul_gflops(tf.float32, repeats=args.matmul_repeats)
-    bf16 = matmul_gflops(tf.bfloat16, repeats=args.matmul_repeats)
-    m, k, n = MATMUL_SHAPE
-    print(
-        f"matmul   | {m}x{k} @ {k}x{n}, tf.function, best of {args.matmul_repeats} "
-        f"| float32 {f32:,.0f} GFLOP/s | bfloat16 {bf16:,.0f} GFLOP/s"
-    )
+    matmul = MatmulRate()
     data = (
         f"random, MNIST-shaped ({x.shape[1]} features, {num_classes} classes)"
         if args.data == "random"
@@ -412,8 +427,18 @@ def main():
         f"data     | {len(x)} examples, {data}; {args.epochs} epochs per loop and round, "
         f"{args.repeats} rounds in rotating order"
     )
-    for preset in args.models:
-        bench_model(preset, args, x, y, num_classes, f32, loop_names)
+    results = [
+        bench_model(preset, args, x, y, num_classes, loop_names, matmul) for preset in args.models
+    ]
+    f32, bf16 = matmul.best[tf.float32], matmul.best[tf.bfloat16]
+    m, k, n = MATMUL_SHAPE
+    print(
+        f"matmul   | {m}x{k} @ {k}x{n}, tf.function, best of {matmul.calls} calls through "
+        f"the run | float32 {f32:,.0f} GFLOP/s | bfloat16 {bf16:,.0f} GFLOP/s"
+    )
+    torch_skipped = "torch" in args.loops and "torch" not in loop_names
+    for result in results:
+        print_summary(result, f32, torch_skipped=torch_skipped)
 
 
 if __name__ == "__main__":
