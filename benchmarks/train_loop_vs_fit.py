@@ -36,14 +36,15 @@ best over calls made in every round) and each loop's share of the float32
 bound, with `flops_per_example` below. The summaries come after all rounds.
 
     python benchmarks/train_loop_vs_fit.py                        # both models, random data
-    python benchmarks/train_loop_vs_fit.py --models mnist --repeats 5
+    python benchmarks/train_loop_vs_fit.py --models config --repeats 5
+    python benchmarks/train_loop_vs_fit.py --config configs/default.yaml --models config
     python benchmarks/train_loop_vs_fit.py --data mnist --manual-dir ../shared/data/mnist
 
-`--models` picks among `mnist` (configs/mnist.yaml: [1024, 256], dropout 0.3,
-batch 256) and `seeds` (the same config with the seeds' [256, 128, 64, 32],
-no dropout, batch 128); `--set` applies to both. The default data is random:
-20,000 examples of MNIST's shape (784 features in [0, 1), 10 classes), which
-is all that throughput depends on.
+`--models` picks among `config` (`--config` as it is; the default,
+configs/mnist.yaml, is [1024, 256], dropout 0.3, batch 256) and `seeds` (the
+same config with the seeds' [256, 128, 64, 32], no dropout, batch 128); `--set`
+applies to both. The default data is random: 20,000 examples of MNIST's shape
+(784 features in [0, 1), 10 classes), which is all that throughput depends on.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ from kerasmlp.model import Head, build_model  # noqa: E402
 from kerasmlp.train import Trainer  # noqa: E402
 
 PRESETS = {
-    "mnist": (),
+    "config": (),
     "seeds": (
         "model.hidden_units=[256,128,64,32]",
         "model.dropout=0.0",
@@ -329,9 +330,9 @@ def bench_model(preset, args, x, y, num_classes, loop_names, matmul) -> dict:
     units = list(config.model.hidden_units)
     flops = flops_per_example([x.shape[1], *units, num_classes])
     title = (
-        f"model {preset} | {units} -> {num_classes}, {config.model.activation}, dropout "
-        f"{config.model.dropout}, batch {config.train.batch_size} | {flops / 1e6:.2f} "
-        "MFLOP/example (6 * sum(in*out))"
+        f"model {preset} ({os.path.basename(args.config)}) | {units} -> {num_classes}, "
+        f"{config.model.activation}, dropout {config.model.dropout}, "
+        f"batch {config.train.batch_size} | {flops / 1e6:.2f} MFLOP/example (6 * sum(in*out))"
     )
     print(title)
     loops = make_loops(loop_names, config, x, y, num_classes)

@@ -52,7 +52,7 @@ def test_train_loop_vs_fit_prints_every_loop_and_the_ratios():
         f"""
         import sys, runpy
         sys.argv = ["train_loop_vs_fit.py", "--examples", "300", "--epochs", "1",
-                    "--repeats", "1", "--matmul-repeats", "1", "--models", "mnist",
+                    "--repeats", "1", "--matmul-repeats", "1", "--models", "config",
                     "--set", "model.hidden_units=[16]"]
         runpy.run_path({str(BENCHMARKS / "train_loop_vs_fit.py")!r}, run_name="__main__")
         """
@@ -61,7 +61,10 @@ def test_train_loop_vs_fit_prints_every_loop_and_the_ratios():
     assert re.search(
         rf"^matmul .*\| float32 {NUMBER} GFLOP/s \| bfloat16 {NUMBER} GFLOP/s$", stdout, re.M
     )
-    assert any(line.startswith("model mnist | [16] -> 10, relu, dropout 0.3") for line in lines)
+    assert any(
+        line.startswith("model config (mnist.yaml) | [16] -> 10, relu, dropout 0.3")
+        for line in lines
+    )
     # 6 * (784*16 + 16*10) = 76,224 FLOPs.
     assert re.search(r"\| 0\.08 MFLOP/example \(6 \* sum\(in\*out\)\)", stdout)
     loops = ["kerasmlp", "fit", "fit_spe32", "minimal"] + (["torch"] if TORCH else [])
