@@ -16,8 +16,8 @@ config's exponential decay) and batch size, each of these loops trains:
   `ExponentialLR` stepped every batch), when `torch` is importable; otherwise
   one "skipped" line. PyTorch is not a dependency of kerasmlp. Its OpenMP
   threads wait for each other by spinning: on 2 cores that other processes
-  kept busy, 2 threads ran mostly 5-15x slower than 1 (`--torch-threads 1`),
-  and unsteadily.
+  kept busy, 2 threads ran 4-17x slower than 1 (`--torch-threads 1`), and
+  unsteadily.
 
 The Keras loops compute the configured metrics (accuracy) as they train; the
 torch loop counts correct predictions in a tensor read once an epoch;
