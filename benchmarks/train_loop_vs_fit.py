@@ -1,15 +1,50 @@
-"""Times kerasmlp's training loop against Keras `model.fit`, side by side in one process.
+"""Times kerasmlp's training loop against Keras `fit`, a minimal loop and PyTorch, side by side.
 
-Both train the same MLP (built by `kerasmlp.model.build_model` from one seed)
-with the same loss, optimizer and schedule, on the same cached in-memory
-`tf.data` pipeline at the same batch size. Each gets one untimed warm-up epoch
-(tracing), then `--epochs` timed epochs; the order alternates over `--repeats`
-rounds and the best round of each is reported.
+In one process, on the same arrays, model, loss, optimizer (Adam with the
+config's exponential decay) and batch size, each of these loops trains:
 
-    python benchmarks/train_loop_vs_fit.py                      # MNIST-shaped random data
+- `kerasmlp`: the real `Trainer`, fed by `InMemoryBatches` and driven by a
+  `Controller` (no actions) in calls of `train.log_every_steps` steps, as
+  `kerasmlp-train` trains a split that fits in memory;
+- `fit`: Keras `model.fit(x, y, batch_size=...)` on the numpy arrays, defaults;
+- `fit_spe32`: the same with `compile(steps_per_execution=32)`;
+- `minimal`: the floor of what a compiled Keras loop costs here: the split as
+  one tensor, one `tf.function` call per epoch gathering each batch by a
+  per-epoch permutation; no metrics, no gradient norm, no checks;
+- `torch`: a PyTorch eager loop (same layer sizes, initial weights copied from
+  the Keras model, `torch.optim.Adam` with `eps=1e-7` as Keras's, the decay as
+  `ExponentialLR` stepped every batch), when `torch` is importable; otherwise
+  one "skipped" line. PyTorch is not a dependency of kerasmlp. Its OpenMP
+  threads wait for each other by spinning: on 2 cores that other processes
+  kept busy, 2 threads ran 4-17x slower than 1 (`--torch-threads 1`), and
+  unsteadily.
+
+The Keras loops compute the configured metrics (accuracy) as they train; the
+torch loop counts correct predictions in a tensor read once an epoch;
+`minimal` computes none.
+Each loop is built and warmed up (one untimed epoch: tracing) once, then every
+round times `--epochs` epochs of each, the order rotating from round to round.
+Printed: samples/s per round, then best and median of each loop (and the CPU
+cores its process kept busy: below the thread count, other processes had the
+rest), the ratios kerasmlp / each other loop (from the best rounds, and the
+median of the per-round ratios: each round's loops share the machine's state
+of the moment).
+
+It also measures the machine's matrix-product rate (float32 and bfloat16, a
+256x784 @ 784x1024 product, the shape of the MNIST config's first layer; the
+best over calls made in every round) and each loop's share of the float32
+bound, with `flops_per_example` below. The summaries come after all rounds.
+
+    python benchmarks/train_loop_vs_fit.py                        # both models, random data
+    python benchmarks/train_loop_vs_fit.py --models config --repeats 5
+    python benchmarks/train_loop_vs_fit.py --config configs/default.yaml --models config
     python benchmarks/train_loop_vs_fit.py --data mnist --manual-dir ../shared/data/mnist
 
-Prints samples/s for each and the ratio kerasmlp / fit (> 1: kerasmlp is faster).
+`--models` picks among `config` (`--config` as it is; the default,
+configs/mnist.yaml, is [1024, 256], dropout 0.3, batch 256) and `seeds` (the
+same config with the seeds' [256, 128, 64, 32], no dropout, batch 128); `--set`
+applies to both. The default data is random: 20,000 examples of MNIST's shape
+(784 features in [0, 1), 10 classes), which is all that throughput depends on.
 """
 
 from __future__ import annotations
@@ -17,6 +52,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import tempfile
 import time
 
@@ -26,10 +62,79 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from kerasmlp.batches import InMemoryBatches  # noqa: E402
 from kerasmlp.components import make_loss, make_metrics, make_optimizer  # noqa: E402
 from kerasmlp.config import load_config  # noqa: E402
+from kerasmlp.controller import Controller  # noqa: E402
 from kerasmlp.model import Head, build_model  # noqa: E402
 from kerasmlp.train import Trainer  # noqa: E402
+
+PRESETS = {
+    "config": (),
+    "seeds": (
+        "model.hidden_units=[256,128,64,32]",
+        "model.dropout=0.0",
+        "train.batch_size=128",
+    ),
+}
+LOOPS = ("kerasmlp", "fit", "fit_spe32", "minimal", "torch")
+MATMUL_SHAPE = (256, 784, 1024)  # (m, k, n): a 256x784 batch times a 784x1024 kernel
+
+
+def flops_per_example(layer_sizes: list[int]) -> float:
+    """FLOPs of one example's forward and backward pass through a Dense stack: 6 * sum(in * out).
+
+    Forward, each Dense layer multiplies and adds once per weight (2 * in * out);
+    backward, twice that (the gradient of the weights and of the layer's inputs).
+    Biases, activations, dropout, the loss and the optimizer update are left out
+    (they are O(units), not O(weights)); the first layer's input gradient, which
+    backpropagation does not need, is counted, as the usual rule counts it.
+
+    Args:
+      layer_sizes: widths from input to output, e.g. [784, 1024, 256, 10].
+
+    Returns:
+      FLOPs per example, e.g. 6 * (784*1024 + 1024*256 + 256*10) = 6,405,120.
+    """
+    return 6.0 * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:], strict=True))
+
+
+class MatmulRate:
+    """The best rate of `tf.linalg.matmul` on a MATMUL_SHAPE product in a tf.function, GFLOP/s.
+
+    Each call multiplies one batch by `products` different kernels (different, so
+    that the graph optimizer cannot merge them). `measure` is called once per
+    round, between the loops: on a shared machine the best over the whole run is
+    the rate the machine has, where one measurement may catch a busy moment.
+    """
+
+    def __init__(self, dtypes=(tf.float32, tf.bfloat16), *, products: int = 8):
+        m, k, n = MATMUL_SHAPE
+        rng = np.random.default_rng(0)
+        self.flops = 2.0 * m * k * n * products
+        self.inputs = {
+            dtype: (
+                tf.cast(rng.random((m, k), dtype=np.float32), dtype),
+                [tf.cast(rng.random((k, n), dtype=np.float32), dtype) for _ in range(products)],
+            )
+            for dtype in dtypes
+        }
+        self.products_of = tf.function(lambda a, bs: [tf.linalg.matmul(a, b) for b in bs])
+        self.best = {dtype: 0.0 for dtype in dtypes}
+        self.calls = 0
+        for a, bs in self.inputs.values():
+            for _ in range(3):  # traces, then lets the matmul library set up its kernels
+                self.products_of(a, bs)[0].numpy()
+
+    def measure(self, repeats: int) -> None:
+        for dtype, (a, bs) in self.inputs.items():
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for c in self.products_of(a, bs):
+                    c.numpy()
+                rate = self.flops / (time.perf_counter() - start) / 1e9
+                self.best[dtype] = max(self.best[dtype], rate)
+        self.calls += repeats
 
 
 def load_arrays(args) -> tuple[np.ndarray, np.ndarray, int]:
@@ -52,40 +157,234 @@ def load_arrays(args) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def make_parts(config, input_dim, num_classes):
+    keras.utils.set_random_seed(config.seed)
     head = Head("softmax", num_classes)
     model = build_model(config.model, input_dim=input_dim, head=head, seed=config.seed)
     return model, make_loss(config.loss), make_optimizer(config.optimizer), head
 
 
-def time_kerasmlp(config, dataset, steps_per_epoch, input_dim, num_classes, epochs):
-    model, loss, optimizer, head = make_parts(config, input_dim, num_classes)
-    trainer = Trainer(model, loss, optimizer, head=head, metric_names=config.metrics)
-    iterator = iter(dataset.repeat())
-    log_every = config.train.log_every_steps
+class KerasmlpLoop:
+    """The real Trainer on InMemoryBatches, driven by a Controller as kerasmlp-train does."""
 
-    def one_epoch():
-        done = 0
-        while done < steps_per_epoch:
-            n = min(log_every, steps_per_epoch - done)
-            trainer.run_steps(iterator, n)  # reads the interval's loss: the loop's host sync
-            done += n
+    def __init__(self, config, x, y, num_classes):
+        model, loss, optimizer, head = make_parts(config, x.shape[1], num_classes)
+        trainer = Trainer(model, loss, optimizer, head=head, metric_names=config.metrics)
+        batches = InMemoryBatches(x, y, batch_size=config.train.batch_size, seed=config.seed)
+        self.runner = trainer.bind(batches)
+        self.steps_per_epoch = batches.steps_per_epoch
+        self.log_every_steps = config.train.log_every_steps
 
-    one_epoch()  # warm-up: traces the loop
-    start = time.perf_counter()
-    for _ in range(epochs):
-        trainer.start_epoch()
-        one_epoch()
-        trainer.train_results()
-    return time.perf_counter() - start
+    def train(self, epochs: int) -> None:
+        Controller(
+            self.runner,
+            epochs=epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            log_every_steps=self.log_every_steps,
+        ).train()
 
 
-def time_fit(config, dataset, steps_per_epoch, input_dim, num_classes, epochs):
-    model, loss, optimizer, head = make_parts(config, input_dim, num_classes)
-    model.compile(optimizer=optimizer, loss=loss, metrics=make_metrics(config.metrics, head))
-    model.fit(dataset, epochs=1, verbose=0)  # warm-up: traces train_function
-    start = time.perf_counter()
-    model.fit(dataset, epochs=epochs, verbose=0)
-    return time.perf_counter() - start
+class FitLoop:
+    """`model.fit` on the numpy arrays, with `steps_per_execution` (1 is Keras's default)."""
+
+    def __init__(self, config, x, y, num_classes, *, steps_per_execution=1):
+        model, loss, optimizer, head = make_parts(config, x.shape[1], num_classes)
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=make_metrics(config.metrics, head),
+            steps_per_execution=steps_per_execution,
+        )
+        self.model, self.x, self.y, self.batch_size = model, x, y, config.train.batch_size
+
+    def train(self, epochs: int) -> None:
+        self.model.fit(self.x, self.y, batch_size=self.batch_size, epochs=epochs, verbose=0)
+
+
+class MinimalLoop:
+    """One tf.function call per epoch over the split held as one tensor; nothing but the step."""
+
+    def __init__(self, config, x, y, num_classes):
+        self.model, self.loss, self.optimizer, _ = make_parts(config, x.shape[1], num_classes)
+        self.x, self.y = tf.constant(x), tf.constant(y)
+        self.batch_size = config.train.batch_size
+        self.steps = math.ceil(len(x) / self.batch_size)
+        self.epoch = 0
+        self.epoch_loop = tf.function(self._epoch_loop)
+
+    def _epoch_loop(self, permutation):
+        loss_sum = tf.constant(0.0)
+        variables = self.model.trainable_variables
+        for i in tf.range(self.steps):
+            indices = permutation[i * self.batch_size : (i + 1) * self.batch_size]
+            features, labels = tf.gather(self.x, indices), tf.gather(self.y, indices)
+            with tf.GradientTape() as tape:
+                loss = self.loss(labels, self.model(features, training=True))
+            gradients = tape.gradient(loss, variables)
+            self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+            loss_sum += loss
+        return loss_sum
+
+    def train(self, epochs: int) -> None:
+        for _ in range(epochs):
+            self.epoch += 1
+            seed = tf.constant([0, self.epoch], tf.int64)
+            permutation = tf.random.experimental.stateless_shuffle(
+                tf.range(self.x.shape[0]), seed=seed
+            )
+            self.epoch_loop(permutation).numpy()
+
+
+class TorchLoop:
+    """A PyTorch eager loop: the same layers, initial weights, optimizer, schedule and loss."""
+
+    def __init__(self, config, x, y, num_classes):
+        import torch
+
+        self.torch = torch
+        torch.manual_seed(config.seed)
+        keras_model, _, _, _ = make_parts(config, x.shape[1], num_classes)
+        layers = []
+        dense = [layer for layer in keras_model.layers if isinstance(layer, keras.layers.Dense)]
+        for i, layer in enumerate(dense):
+            kernel, bias = (w.numpy() for w in layer.weights)
+            linear = torch.nn.Linear(*kernel.shape)
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(kernel.T.copy()))
+                linear.bias.copy_(torch.from_numpy(bias))
+            layers.append(linear)
+            if i < len(dense) - 1:
+                if config.model.activation != "relu":
+                    raise ValueError("the torch loop builds ReLU layers only")
+                layers.append(torch.nn.ReLU())
+                if config.model.dropout:
+                    layers.append(torch.nn.Dropout(config.model.dropout))
+        self.model = torch.nn.Sequential(*layers)
+        if config.optimizer.name != "adam":
+            raise ValueError("the torch loop uses Adam only")
+        lr = config.optimizer.learning_rate
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=lr.initial_learning_rate, eps=1e-7
+        )
+        if lr.staircase:
+            self.schedule = torch.optim.lr_scheduler.StepLR(
+                self.optimizer, step_size=lr.decay_steps, gamma=lr.decay_rate
+            )
+        else:  # decay_rate ** (step / decay_steps), one factor per step
+            self.schedule = torch.optim.lr_scheduler.ExponentialLR(
+                self.optimizer, gamma=lr.decay_rate ** (1.0 / lr.decay_steps)
+            )
+        self.label_smoothing = config.loss.label_smoothing
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y).long()
+        self.batch_size = config.train.batch_size
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def train(self, epochs: int) -> None:
+        torch, functional = self.torch, self.torch.nn.functional
+        self.model.train()
+        for _ in range(epochs):
+            permutation = torch.randperm(len(self.x), generator=self.generator)
+            loss_sum = torch.zeros(())
+            correct = torch.zeros((), dtype=torch.long)
+            for start in range(0, len(self.x), self.batch_size):
+                indices = permutation[start : start + self.batch_size]
+                features, labels = self.x[indices], self.y[indices]
+                logits = self.model(features)
+                loss = functional.cross_entropy(
+                    logits, labels, label_smoothing=self.label_smoothing
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.schedule.step()
+                with torch.no_grad():
+                    loss_sum += loss * len(indices)
+                    correct += (logits.argmax(1) == labels).sum()
+            loss_sum.item(), correct.item()  # the epoch's one read, as the others do
+
+
+def torch_version(threads: int | None) -> str | None:
+    """torch's version and thread count (setting it first when `threads`), or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if threads:
+        torch.set_num_threads(threads)
+    return f"{torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def make_loops(names, config, x, y, num_classes) -> dict:
+    makers = {
+        "kerasmlp": lambda: KerasmlpLoop(config, x, y, num_classes),
+        "fit": lambda: FitLoop(config, x, y, num_classes),
+        "fit_spe32": lambda: FitLoop(config, x, y, num_classes, steps_per_execution=32),
+        "minimal": lambda: MinimalLoop(config, x, y, num_classes),
+        "torch": lambda: TorchLoop(config, x, y, num_classes),
+    }
+    return {name: makers[name]() for name in names}
+
+
+def bench_model(preset, args, x, y, num_classes, loop_names, matmul) -> dict:
+    """Rounds of every loop on one model; returns what `print_summary` prints."""
+    config = load_config(args.config, [*PRESETS[preset], *args.overrides])
+    units = list(config.model.hidden_units)
+    flops = flops_per_example([x.shape[1], *units, num_classes])
+    title = (
+        f"model {preset} ({os.path.basename(args.config)}) | {units} -> {num_classes}, "
+        f"{config.model.activation}, dropout {config.model.dropout}, "
+        f"batch {config.train.batch_size} | {flops / 1e6:.2f} MFLOP/example (6 * sum(in*out))"
+    )
+    print(title)
+    loops = make_loops(loop_names, config, x, y, num_classes)
+    for loop in loops.values():
+        loop.train(1)  # warm-up: traces the compiled functions, fills caches
+    samples = len(x) * args.epochs
+    rates: dict[str, list[float]] = {name: [] for name in loops}
+    # CPU seconds of this process (all its threads) per wall second: how much of the
+    # machine a loop got (or spent spinning); on idle cores near the thread count.
+    cores: dict[str, list[float]] = {name: [] for name in loops}
+    names = list(loops)
+    for r in range(args.repeats):
+        matmul.measure(args.matmul_repeats)
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            start, cpu = time.perf_counter(), time.process_time()
+            loops[name].train(args.epochs)
+            wall = time.perf_counter() - start
+            rates[name].append(samples / wall)
+            cores[name].append((time.process_time() - cpu) / wall)
+        print(
+            f"round {r + 1:>2} | "
+            + " | ".join(f"{name} {rates[name][-1]:,.0f}" for name in names)
+            + " samples/s"
+        )
+    return {"title": title, "flops": flops, "rates": rates, "cores": cores}
+
+
+def print_summary(result, f32_gflops: float, *, torch_skipped: bool) -> None:
+    rates, cores = result["rates"], result["cores"]
+    bound = f32_gflops * 1e9 / result["flops"]
+    print(f"{result['title']} | float32 bound {bound:,.0f} samples/s")
+    print(
+        f"{'loop':<10} | {'best':>8} | {'median':>8} | share of float32 bound (best) "
+        "| CPU cores busy (median)"
+    )
+    for name in rates:
+        best, median = max(rates[name]), statistics.median(rates[name])
+        print(
+            f"{name:<10} | {best:>8,.0f} | {median:>8,.0f} | {best / bound:>4.0%} "
+            f"| {statistics.median(cores[name]):.2f}"
+        )
+    if torch_skipped:
+        print(f"{'torch':<10} | skipped: torch not installed")
+    if "kerasmlp" in rates:
+        for name in [n for n in rates if n != "kerasmlp"]:
+            ours, theirs = rates["kerasmlp"], rates[name]
+            paired = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+            print(
+                f"ratio      | kerasmlp / {name:<9} | {max(ours) / max(theirs):.2f} best "
+                f"| {paired:.2f} median of rounds"
+            )
 
 
 def main():
@@ -98,41 +397,49 @@ def main():
         "--config", default=os.path.join(os.path.dirname(__file__), "..", "configs", "mnist.yaml")
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--models", nargs="+", choices=sorted(PRESETS), default=list(PRESETS))
+    parser.add_argument("--loops", nargs="+", choices=LOOPS, default=list(LOOPS))
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per loop and round")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds")
+    parser.add_argument("--matmul-repeats", type=int, default=5, help="matmul calls per round")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads; default torch's own (the physical cores)",
+    )
     args = parser.parse_args()
 
-    config = load_config(args.config, args.overrides)
-    keras.utils.set_random_seed(config.seed)
+    torch_info = torch_version(args.torch_threads) if "torch" in args.loops else None
+    loop_names = [n for n in args.loops if n != "torch" or torch_info is not None]
     x, y, num_classes = load_arrays(args)
-    batch_size = config.train.batch_size
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((x, y))
-        .cache()
-        .shuffle(len(x), seed=0)
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    steps_per_epoch = math.ceil(len(x) / batch_size)
-    samples = len(x) * args.epochs
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     print(
-        f"{len(x)} examples x {args.epochs} epochs, batch {batch_size}, "
-        f"model {list(config.model.hidden_units)} -> {num_classes}, "
-        f"{tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()} threads"
+        f"machine  | {os.cpu_count()} CPUs, TensorFlow {tf.__version__} ({threads} threads), "
+        f"Keras {keras.__version__}, torch {torch_info or 'not installed'}"
     )
-    best = {"kerasmlp": math.inf, "fit": math.inf}
-    timers = {"kerasmlp": time_kerasmlp, "fit": time_fit}
-    for round_ in range(args.repeats):
-        order = ["kerasmlp", "fit"] if round_ % 2 == 0 else ["fit", "kerasmlp"]
-        for name in order:
-            seconds = timers[name](
-                config, dataset, steps_per_epoch, x.shape[1], num_classes, args.epochs
-            )
-            best[name] = min(best[name], seconds)
-            print(f"round {round_ + 1} | {name:<8} | {samples / seconds:>9.0f} samples/s")
-    ours, theirs = samples / best["kerasmlp"], samples / best["fit"]
-    print(f"best     | kerasmlp {ours:.0f} samples/s | fit {theirs:.0f} samples/s")
-    print(f"ratio    | kerasmlp / fit = {ours / theirs:.2f}")
+    matmul = MatmulRate()
+    data = (
+        f"random, MNIST-shaped ({x.shape[1]} features, {num_classes} classes)"
+        if args.data == "random"
+        else args.data
+    )
+    print(
+        f"data     | {len(x)} examples, {data}; {args.epochs} epochs per loop and round, "
+        f"{args.repeats} rounds in rotating order"
+    )
+    results = [
+        bench_model(preset, args, x, y, num_classes, loop_names, matmul) for preset in args.models
+    ]
+    f32, bf16 = matmul.best[tf.float32], matmul.best[tf.bfloat16]
+    m, k, n = MATMUL_SHAPE
+    print(
+        f"matmul   | {m}x{k} @ {k}x{n}, tf.function, best of {matmul.calls} calls through "
+        f"the run | float32 {f32:,.0f} GFLOP/s | bfloat16 {bf16:,.0f} GFLOP/s"
+    )
+    torch_skipped = "torch" in args.loops and "torch" not in loop_names
+    for result in results:
+        print_summary(result, f32, torch_skipped=torch_skipped)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""The benchmark scripts run, in a tiny mode, and print the lines their READMEs quote.
+
+Each runs in its own process (as a user runs it, with its own TensorFlow and
+TFDS state); the figures are not checked, only the shape of what is printed.
+PyTorch is not a dependency: where it is installed the throughput script's
+torch column is checked, elsewhere its "skipped" line.
+"""
+
+import importlib.util
+import re
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import REPO_ROOT
+
+BENCHMARKS = REPO_ROOT / "benchmarks"
+TORCH = importlib.util.find_spec("torch") is not None
+NUMBER = r"[\d,]+"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(code: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_flops_per_example_is_six_times_the_weights():
+    # By hand: 784*1024 + 1024*256 + 256*10 = 1,067,520 weights (biases not counted).
+    flops = _load("train_loop_vs_fit").flops_per_example
+    assert flops([784, 1024, 256, 10]) == 6 * 1_067_520
+    assert flops([2, 3]) == 36
+
+
+def test_train_loop_vs_fit_prints_every_loop_and_the_ratios():
+    # One tiny round of the MNIST config (dropout and label smoothing: the torch loop's
+    # branches) with one narrow layer, which traces faster: 300 examples, 256 + 44 a batch.
+    stdout = _run(
+        f"""
+        import sys, runpy
+        sys.argv = ["train_loop_vs_fit.py", "--examples", "300", "--epochs", "1",
+                    "--repeats", "1", "--matmul-repeats", "1", "--models", "config",
+                    "--set", "model.hidden_units=[16]"]
+        runpy.run_path({str(BENCHMARKS / "train_loop_vs_fit.py")!r}, run_name="__main__")
+        """
+    )
+    lines = stdout.splitlines()
+    assert re.search(
+        rf"^matmul .*\| float32 {NUMBER} GFLOP/s \| bfloat16 {NUMBER} GFLOP/s$", stdout, re.M
+    )
+    assert any(
+        line.startswith("model config (mnist.yaml) | [16] -> 10, relu, dropout 0.3")
+        for line in lines
+    )
+    # 6 * (784*16 + 16*10) = 76,224 FLOPs.
+    assert re.search(r"\| 0\.08 MFLOP/example \(6 \* sum\(in\*out\)\)", stdout)
+    loops = ["kerasmlp", "fit", "fit_spe32", "minimal"] + (["torch"] if TORCH else [])
+    for loop in loops:
+        pattern = rf"^{loop} +\| +{NUMBER} \| +{NUMBER} \| +\d+% \| [\d.]+$"
+        assert re.search(pattern, stdout, re.M), loop
+    for other in loops[1:]:
+        pattern = rf"^ratio +\| kerasmlp / {other} +\| [\d.]+ best \| [\d.]+ median of rounds$"
+        assert re.search(pattern, stdout, re.M), other
+    if TORCH:
+        assert "skipped" not in stdout
+    else:
+        assert re.search(r"^torch +\| skipped: torch not installed$", stdout, re.M)
+
+
+def test_time_to_accuracy_prints_both_runs_and_the_ratio(tmp_path):
+    # Mock MNIST (64 random examples a split), one epoch each, no images or histograms.
+    stdout = _run(
+        f"""
+        import tensorflow_datasets as tfds
+        import runpy, sys
+        sys.argv = ["time_to_accuracy.py", "--dataset", "mnist", "--seeds", "3",
+                    "--epochs-scale", "0.01", "--data-dir", {str(tmp_path / "tfds")!r},
+                    "--manual-dir", {str(tmp_path)!r}, "--workdir", {str(tmp_path / "runs")!r},
+                    "--set", "train.image_every_epochs=0",
+                    "--set", "train.histogram_every_epochs=0"]
+        with tfds.testing.mock_data(num_examples=64):
+            runpy.run_path({str(BENCHMARKS / "time_to_accuracy.py")!r}, run_name="__main__")
+        """
+    )
+    assert re.search(r"^data +\| mnist: 64 train, 64 test", stdout, re.M)
+    assert "1 epochs, Keras fit" in stdout
+    for who in ("recipe", "kerasmlp"):
+        pattern = rf"^seed +3 \| {who} +\| test accuracy [\d.]+% \| wall +[\d.]+ s \("
+        assert re.search(pattern, stdout, re.M), who
+    assert re.search(r"^seed +3 \| ratio +\| wall time kerasmlp / recipe [\d.]+$", stdout, re.M)
+    assert re.search(r"^summary +\| 1 seeds \|", stdout, re.M)
+    assert (tmp_path / "runs" / "seed3" / "metrics.json").exists()
