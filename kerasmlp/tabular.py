@@ -31,9 +31,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kerasmlp import tables
-from kerasmlp.data import MAX_CACHE_BYTES, DatasetInfo, Datasets
 from kerasmlp.errors import DataError
 from kerasmlp.layers import FillMissing
+from kerasmlp.sources.common import MAX_CACHE_BYTES, DatasetInfo, Datasets
 from kerasmlp.tables import NUMERIC, STRING, Column, Labels, Table
 
 SOURCES = ("csv", "npz")
