@@ -5,6 +5,12 @@ train split (``train[:54000]`` and ``train[54000:]`` for MNIST), test is TFDS's
 test split. Each split is decoded, cached in memory when it fits (and `cache`
 is on), then batched; train is shuffled with the seed before batching and
 reshuffled at every pass.
+
+Images stay as TFDS decodes them: uint8 of shape (28, 28, 1) for MNIST. The
+model scales and flattens them in its first layers (`DatasetInfo.input_scale`,
+see `kerasmlp.model.build_model`), so the saved model takes raw images, and a
+split held in memory is a quarter of its float32 size. The generated sets'
+points are float32 vectors, as the model takes them.
 """
 
 from __future__ import annotations
@@ -116,7 +122,8 @@ def examples_datasets(builder, x_key: str, y_key: str, task: str, request: DataR
     features = builder.info.features
     input_shape = tuple(int(d) for d in features[x_key].shape) or (1,)
     input_dim = int(np.prod(input_shape))
-    convert = _make_converter(features[x_key], task, input_dim)
+    convert, input_dtype, input_scale = _make_converter(features[x_key], task, input_shape)
+    bytes_per_example = input_dim * np.dtype(input_dtype).itemsize
 
     def decoded(spec: str) -> tuple[tf.data.Dataset, int]:
         ds = builder.as_dataset(split=spec, as_supervised=True, shuffle_files=False)
@@ -127,7 +134,7 @@ def examples_datasets(builder, x_key: str, y_key: str, task: str, request: DataR
         return ds, count
 
     def fits(count: int) -> bool:
-        return request.cache and count * input_dim * 4 <= MAX_CACHE_BYTES
+        return request.cache and count * bytes_per_example <= MAX_CACHE_BYTES
 
     def split(spec: str) -> tuple[tf.data.Dataset, int]:
         ds, count = decoded(spec)
@@ -162,6 +169,8 @@ def examples_datasets(builder, x_key: str, y_key: str, task: str, request: DataR
         num_train=num_train,
         num_validation=num_validation,
         num_test=num_test,
+        input_dtype=input_dtype,
+        input_scale=input_scale,
     )
     return Datasets(
         train=train,
@@ -173,19 +182,33 @@ def examples_datasets(builder, x_key: str, y_key: str, task: str, request: DataR
     )
 
 
-def _make_converter(x_feature, task: str, input_dim: int):
-    """The map function: x to flat float32 (integer images to [0, 1]), y to int32 or float32."""
+def _make_converter(x_feature, task: str, input_shape: tuple[int, ...]):
+    """The map function, and the dtype and scale of the x it gives.
+
+    An integer image stays as it is (uint8, its own shape) with the scale that
+    takes it to [0, 1] (1/255), applied by the model; any other x becomes
+    float32 (flat, unless it is an image) with no scale. y becomes int32 class
+    ids or float32 targets.
+
+    Returns:
+      (convert, input dtype name, input scale or None).
+    """
     dtype = np.dtype(x_feature.np_dtype)
-    scale = 1.0 / np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
     y_dtype = tf.int32 if task == "classification" else tf.float32
+    is_image = isinstance(x_feature, tfds.features.Image)
+    if is_image and np.issubdtype(dtype, np.integer):
+        scale = 1.0 / np.iinfo(dtype).max
+
+        def convert(x, y):
+            return tf.ensure_shape(x, input_shape), tf.cast(y, y_dtype)
+
+        return convert, dtype.name, scale
+    shape = list(input_shape) if is_image else [int(np.prod(input_shape))]
 
     def convert(x, y):
-        x = tf.reshape(tf.cast(x, tf.float32), [input_dim])
-        if scale != 1.0:
-            x = x * scale
-        return x, tf.cast(y, y_dtype)
+        return tf.reshape(tf.cast(x, tf.float32), shape), tf.cast(y, y_dtype)
 
-    return convert
+    return convert, "float32", None
 
 
 def _num_examples(builder, split: str) -> int:
