@@ -113,6 +113,8 @@ class DataConfig:
     label: str | None = None
     task: str = dataclasses.field(default="auto", metadata=_choice(*DATA_TASKS))
     test_fraction: float = dataclasses.field(default=0.2, metadata=_range(gt=0.0, lt=1.0))
+    # csv: integer columns whose values are categories (one-hot), not amounts.
+    categorical: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,7 @@ from kerasmlp.config import Config, load_config
 from kerasmlp.errors import DataError
 from kerasmlp.model import Head
 from kerasmlp.runfiles import CONFIG_FILE, write_json_atomic
-from kerasmlp.tables import STRING, Column
+from kerasmlp.tables import INTEGER, STRING, Column
 
 MODEL_FILE = "model.keras"
 DATA_FILE = "data.json"
@@ -214,8 +214,17 @@ class LoadedRun:
             values = values.reshape(-1, 1) if values.ndim <= 1 else values
             if column.kind == STRING:
                 out[column.name] = tf.constant(values.astype(str))
-            else:
-                out[column.name] = tf.constant(values.astype(np.float32))
+                continue
+            numbers = values.astype(np.float32)
+            if column.kind == INTEGER:  # a category: 2.5 would be read as 2
+                filled = numbers[~np.isnan(numbers)]
+                if (filled != np.round(filled)).any():
+                    bad = filled[filled != np.round(filled)][0]
+                    raise DataError(
+                        f"column {column.name!r}: {float(bad)!r} is not a whole number "
+                        "(the run took its values as categories, data.categorical)"
+                    )
+            out[column.name] = tf.constant(numbers)
         return out
 
     # --- predictions -------------------------------------------------------

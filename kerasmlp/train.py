@@ -1021,4 +1021,5 @@ def _load(config: Config) -> Datasets:
         label=config.data.label,
         task=config.data.task,
         test_fraction=config.data.test_fraction,
+        categorical=config.data.categorical,
     )

@@ -73,8 +73,12 @@ def test_the_config_reads_its_names_from_the_records():
         (["data.name=csv", "data.path=d.csv"], "data.name csv needs data.label, the name of"),
         (["data.name=npz"], "data.name npz needs data.path, the training file"),
         (["data.task=regression"], "data.task applies to your own data (data.name csv or npz)"),
+        (
+            ["data.name=npz", "data.path=d.npz", "data.categorical=[zone]"],
+            "data.categorical applies to csv; an .npz holds arrays x, y",
+        ),
     ],
-    ids=["path", "label", "npz-label", "csv-needs-label", "npz-needs-path", "task"],
+    ids=["path", "label", "npz-label", "csv-needs-label", "npz-needs-path", "task", "categorical"],
 )
 def test_own_data_keys_are_checked_against_the_records(overrides, message):
     with pytest.raises(config.ConfigError) as error:

@@ -31,6 +31,7 @@ OWN_DATA_KEYS = {
     "test_path": "a test file with the same columns",
     "label": "the name of the label column",
     "task": "the task",
+    "categorical": "the integer columns whose values are categories",
 }
 # The TFDS builder of the generated sets (`kerasmlp.playground.KerasmlpPlayground.name`).
 GENERATED_BUILDER = "kerasmlp_playground"
@@ -75,7 +76,7 @@ RECORDS = (
         "csv",
         "kerasmlp.sources.tables:CsvSource",
         names=("csv",),
-        keys=("path", "test_path", "label", "task"),
+        keys=("path", "test_path", "label", "task", "categorical"),
         required=("path", "label"),
     ),
     SourceRecord(

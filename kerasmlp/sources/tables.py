@@ -19,6 +19,7 @@ class _FileSource(DataSource):
             label=request.label,
             task=request.task,
             test_fraction=request.test_fraction,
+            categorical=request.categorical,
             batch_size=request.batch_size,
             validation_fraction=request.validation_fraction,
             seed=request.seed,
