@@ -53,6 +53,8 @@ def build_model(
     input_shape: tuple[int, ...] | None = None,
     input_dtype: str = "float32",
     input_scale: float | None = None,
+    target_mean: float | None = None,
+    target_variance: float | None = None,
 ) -> keras.Model:
     """Builds the MLP `input -> [Dense -> activation -> Dropout] * n -> Dense head`.
 
@@ -72,11 +74,17 @@ def build_model(
       input_dtype: the input's dtype, e.g. 'uint8' for raw images. Default 'float32'.
       input_scale: multiplies the input first (`Rescaling`, in float32), e.g.
         1/255 for uint8 images; None (default) for none.
+      target_mean, target_variance: a regression target's training statistics:
+        the head's output is scaled back with them
+        (`keras.layers.Normalization(invert=True)`: head * std + mean), so the
+        head learns the standardized target while the model, its loss and its
+        metrics stay in the target's own units. None (default) for none.
 
     Returns:
       A functional `keras.Model` mapping (batch, *input_shape) to (batch, head.units)
       logits (or regression outputs). Hidden layers are named `dense_0`, `dense_1`,
-      ...; the last is `head`; `rescaling` and `flatten` come before them when used.
+      ...; then `head`; `rescaling` and `flatten` come before them when used,
+      `target_units` after the head.
     """
     regularizer = keras.regularizers.L2(config.weight_decay) if config.weight_decay else None
 
@@ -113,6 +121,12 @@ def build_model(
         kernel_regularizer=regularizer,
         name="head",
     )(x)
+    if target_mean is not None:
+        # Starts the predictions at the training mean with the targets' spread, whatever
+        # their units (prices in the 100,000s, rates near 0.01).
+        outputs = keras.layers.Normalization(
+            mean=[target_mean], variance=[target_variance], invert=True, name="target_units"
+        )(outputs)
     return keras.Model(inputs, outputs, name=f"mlp_{head.kind}")
 
 

@@ -16,6 +16,11 @@ training split only:
   one-hot in the same way (a missing value goes to the other values' slot);
 - an .npz's `x`: flattened, normalized per feature, NaN filled with 0.
 
+A regression target is standardized for the head alone: the training split's
+mean and variance go to `DatasetInfo.target_mean` / `target_variance`, and the
+model scales its head's output back with them (see `kerasmlp.model.build_model`),
+so predictions, the loss and the metrics are in the target's own units.
+
 The loop trains the MLP on the preprocessed rows (they are computed once and
 held in memory); the saved `model.keras` is preprocessing + MLP, so it takes the
 raw columns (see `kerasmlp.inference`).
@@ -220,6 +225,10 @@ def datasets_from_tables(
     )
     train_ds = train_ds.batch(batch_size).prefetch(2)
     class_names = labels.class_names
+    target_mean = target_variance = None
+    if labels.task == "regression":  # the model's output is scaled back with these
+        target_mean = float(np.mean(y_train, dtype=np.float64))
+        target_variance = float(np.var(y_train, dtype=np.float64))
     info = DatasetInfo(
         name=name,
         task=labels.task,
@@ -230,6 +239,8 @@ def datasets_from_tables(
         num_train=train.num_rows,
         num_validation=num_validation,
         num_test=test.num_rows,
+        target_mean=target_mean,
+        target_variance=target_variance,
     )
     return Datasets(
         train=train_ds,

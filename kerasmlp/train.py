@@ -679,6 +679,9 @@ def _train(
             input_shape=data.info.input_shape,
             input_dtype=data.info.input_dtype,
             input_scale=data.info.input_scale,
+            # Your own regression target: the head learns it standardized.
+            target_mean=data.info.target_mean,
+            target_variance=data.info.target_variance,
         )
         optimizer = make_optimizer(config.optimizer, learning_rate_scale=scale)
     # Builds the metrics too: refuses e.g. top5_accuracy on 2 classes before any file is written.
