@@ -100,8 +100,10 @@ def load_datasets(
 
     Returns:
         A `Datasets` whose pipelines yield ``(x, y)``: x float32 of shape
-        (batch, input_dim); y int32 of shape (batch,) for classification or
-        float32 of shape (batch,) for regression.
+        (batch, input_dim), or for a TFDS image set the raw images, uint8 of
+        shape (batch, *input_shape), which the model scales and flattens (see
+        `DatasetInfo.input_scale`); y int32 of shape (batch,) for classification
+        or float32 of shape (batch,) for regression.
 
     Raises:
         DataError: unknown or unsupported dataset, a validation fraction that
