@@ -67,7 +67,12 @@ def load_arrays(name: str, data_dir, manual_dir) -> tuple[dict, int]:
     arrays = {}
     for split, ds in (("train", data.train_examples.batch(4096)), ("test", data.test)):
         xs, ys = zip(*ds.as_numpy_iterator(), strict=True)
-        arrays[split] = np.concatenate(xs), np.concatenate(ys)
+        # kerasmlp keeps images raw (uint8) and scales them in the model; the recipe
+        # gets them as the seeds' script does: flat floats in [0, 1].
+        x = np.concatenate(xs).reshape(-1, data.info.input_dim).astype(np.float32)
+        if data.info.input_scale is not None:
+            x *= data.info.input_scale
+        arrays[split] = x, np.concatenate(ys)
     return arrays, data.info.num_classes
 
 

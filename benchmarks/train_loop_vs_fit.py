@@ -153,7 +153,12 @@ def load_arrays(args) -> tuple[np.ndarray, np.ndarray, int]:
         manual_dir=args.manual_dir,
     )
     xs, ys = zip(*data.train.as_numpy_iterator(), strict=True)
-    return np.concatenate(xs), np.concatenate(ys), data.info.num_classes
+    # TFDS images arrive raw (uint8, their own shape): flat floats in [0, 1] here, the
+    # same input for every loop compared.
+    x = np.concatenate(xs).reshape(-1, data.info.input_dim).astype(np.float32)
+    if data.info.input_scale is not None:
+        x *= data.info.input_scale
+    return x, np.concatenate(ys), data.info.num_classes
 
 
 def make_parts(config, input_dim, num_classes):

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from kerasmlp import sources
+
 ACTIVATIONS = ("elu", "gelu", "leaky_relu", "relu", "sigmoid", "swish", "tanh")
 KERNEL_INITIALIZERS = (
     "glorot_normal",
@@ -52,21 +54,14 @@ CLASSIFICATION_METRICS = (
 )
 REGRESSION_METRICS = ("mae", "mse", "rmse")
 METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+# The data sources' names, tasks and keys: one home, `kerasmlp.sources` (TensorFlow-free).
 # The generated (offline) datasets and their task; any other name is a TFDS
-# image-classification dataset, checked by the data layer when it is loaded.
-PLAYGROUND_TASKS = {
-    "circles": "classification",
-    "gaussians": "classification",
-    "spirals": "classification",
-    "xor": "classification",
-    "sine": "regression",
-}
-
-
+# dataset, checked by the data layer when it is loaded.
+PLAYGROUND_TASKS = dict(sources.GENERATED_TASKS)
 # Your own data: `data.name: csv` (needs data.path and data.label) or `npz` (data.path).
-TABLE_SOURCES = ("csv", "npz")
+TABLE_SOURCES = sources.FILE_NAMES
 DATA_TASKS = ("auto", "classification", "regression")
-TABLE_KEYS = ("path", "test_path", "label")
+TABLE_KEYS = tuple(sources.OWN_DATA_KEYS)
 
 # Upper bounds of the integer keys. Each is far above any sensible run and far
 # below what breaks: numpy and TensorFlow take 32-bit unsigned seeds, step
@@ -86,14 +81,7 @@ MAX_YAML_DEPTH = 32
 MAX_YAML_BYTES = 1 << 20  # a config or sweep file is a few hundred bytes
 # (input length, classes) of TFDS image sets, so that a config is checked against
 # them before TensorFlow loads (the data layer reads the real values from TFDS).
-KNOWN_IMAGE_DATASETS = {
-    "mnist": (784, 10),
-    "fashion_mnist": (784, 10),
-    "kmnist": (784, 10),
-    "cifar10": (3072, 10),
-    "cifar100": (3072, 100),
-    "svhn_cropped": (3072, 10),
-}
+KNOWN_IMAGE_DATASETS = dict(sources.BY_KIND["tfds_image"].shapes)
 # Per-weight state each optimizer keeps (Keras 3 defaults: no momentum for sgd and rmsprop).
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 0}
 
@@ -125,6 +113,8 @@ class DataConfig:
     label: str | None = None
     task: str = dataclasses.field(default="auto", metadata=_choice(*DATA_TASKS))
     test_fraction: float = dataclasses.field(default=0.2, metadata=_range(gt=0.0, lt=1.0))
+    # csv: integer columns whose values are categories (one-hot), not amounts.
+    categorical: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,12 +236,13 @@ class Config:
         For your own table with `data.task: auto` the data decide once read; until
         then the loss says which task is meant (`check_data_task` compares them).
         """
-        if self.data.name in TABLE_SOURCES:
+        record = sources.record_for(self.data.name)
+        if record is not None and record.keys:  # your own file
             if self.data.task != "auto":
                 return self.data.task
             return "regression" if self.loss.name in REGRESSION_LOSSES else "classification"
         base = self.data.name.split(":")[0]  # "sine:1.0.0" is the sine dataset
-        return PLAYGROUND_TASKS.get(base, "classification")
+        return record.tasks.get(base, "classification") if record else "classification"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dicts and lists, as YAML would hold them."""
@@ -599,28 +590,31 @@ def _check_range(value: float, bounds: tuple, path: str) -> None:
 
 
 def _check_table_keys(data: DataConfig) -> None:
-    if data.name not in TABLE_SOURCES:
-        for key in TABLE_KEYS:
-            if getattr(data, key) is not None:
-                raise ConfigError(
-                    f"data.{key} applies to your own data (data.name csv or npz); data.name is "
-                    f"{_show(data.name)}. Received: data.{key}={_show(getattr(data, key))}"
-                )
-        if data.task != "auto":
-            raise ConfigError(
-                f"data.task applies to your own data (data.name csv or npz); data.name is "
-                f"{_show(data.name)}, whose task is fixed. Received: data.task={data.task}"
-            )
-        return
-    if data.path is None:
-        raise ConfigError(f"data.name {data.name} needs data.path, the training file")
-    if data.name == "csv" and data.label is None:
-        raise ConfigError("data.name csv needs data.label, the name of the label column")
-    if data.name == "npz" and (data.label is not None or data.test_path is not None):
-        key = "label" if data.label is not None else "test_path"
+    """Your own data's keys: each only where its source takes it, and the required ones set.
+
+    Which source takes which key is `kerasmlp.sources`' records.
+    """
+    record = sources.record_for(data.name)
+    taken = record.keys if record is not None else ()
+    defaults = DataConfig()
+    for key in sources.OWN_DATA_KEYS:
+        value = getattr(data, key)
+        if key in taken or value == getattr(defaults, key):
+            continue
+        takers = " or ".join(sources.taking(key))
+        if taken:  # another of your own files: npz
+            raise ConfigError(f"data.{key} applies to {takers}; {record.note}")
+        fixed = ", whose task is fixed" if key == "task" else ""
+        shown = value if key == "task" else _show(value)
         raise ConfigError(
-            f"data.{key} applies to csv; an .npz holds arrays x, y (and x_test, y_test)"
+            f"data.{key} applies to your own data (data.name {takers}); data.name is "
+            f"{_show(data.name)}{fixed}. Received: data.{key}={shown}"
         )
+    for key in record.required if record is not None else ():
+        if getattr(data, key) is None:
+            raise ConfigError(
+                f"data.name {data.name} needs data.{key}, {sources.OWN_DATA_KEYS[key]}"
+            )
 
 
 def check_data_task(config: Config, task: str, why: str) -> None:
@@ -768,9 +762,10 @@ def dataset_shape(name: str) -> tuple[int | None, int | None]:
     (None, None), known only once TFDS has loaded its info.
     """
     base = name.split(":")[0]
-    if base in PLAYGROUND_TASKS:
-        return 2, (None if PLAYGROUND_TASKS[base] == "regression" else 2)
-    return KNOWN_IMAGE_DATASETS.get(base, (None, None))
+    for record in sources.RECORDS:
+        if base in record.shapes:
+            return record.shapes[base]
+    return None, None
 
 
 def estimate_model_bytes(config: Config) -> tuple[int, int]:

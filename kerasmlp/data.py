@@ -1,25 +1,26 @@
-"""Input pipelines: a playground or TFDS image-classification dataset as batched `tf.data`.
+"""`load_datasets`, the one entry to the data: it chooses the source; and TFDS's preparation.
 
-`load_datasets` is what the training loop calls. Every dataset goes through
-TFDS (the generated 2-D ones through the `kerasmlp_playground` builder), is
-prepared once when needed, and comes back as ``(x, y)`` batches: x float32 and
-flat (images scaled to [0, 1]), y int32 class ids or float32 regression targets.
+`load_datasets` is what the training loop calls. It checks the arguments every
+source takes, then hands the request to the source that serves `name` (see
+`kerasmlp.sources`: your own CSV or .npz, the generated 2-D sets, TFDS tables,
+TFDS images), which comes back as ``(x, y)`` batches and a `DatasetInfo`.
 
-Preparing never hangs on a machine without internet: when the data are not
-prepared and no manual download folder is given, the download host is probed
-first (a few seconds at most) and a `DataError` says which config keys to set.
-Preparing prints one line of its own (``preparing mnist from data.manual_dir
-... done in 12 s``) instead of TFDS's messages, shows TFDS's progress bars only
-on a terminal, and holds a file lock in the data directory, so that runs
-started together prepare a dataset once.
+A TFDS dataset is prepared once when needed, by `prepare_dataset`, which the
+TFDS sources are handed. Preparing never hangs on a machine without internet:
+when the data are not prepared and no manual download folder is given, the
+download host is probed first (a few seconds at most) and a `DataError` says
+which config keys to set. Preparing prints one line of its own (``preparing
+mnist from data.manual_dir ... done in 12 s``) instead of TFDS's messages,
+shows TFDS's progress bars only on a terminal, and holds a file lock in the data
+directory, so that runs started together prepare a dataset once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import difflib
 import fcntl
+import functools
 import hashlib
 import io
 import os
@@ -31,84 +32,26 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import download_manager
 
-from kerasmlp import playground
+from kerasmlp import playground, sources
 from kerasmlp.errors import DataError
+from kerasmlp.sources.common import MAX_CACHE_BYTES, DataRequest, DatasetInfo, Datasets
 
 # Importing `playground` registers its builder with TFDS.
 # spirals, circles, xor, gaussians, sine
-PLAYGROUND_NAMES = tuple(config.name for config in playground.CONFIGS)
+PLAYGROUND_NAMES = sources.BY_KIND["generated"].names
 PLAYGROUND_BUILDER = playground.KerasmlpPlayground.name  # "kerasmlp_playground"
 
-# A split is cached in memory when its decoded float32 tensors fit in this much:
-# all of MNIST (70k x 784 x 4 bytes = 220 MB) does; larger datasets are re-read
-# from the TFDS files every epoch instead.
-MAX_CACHE_BYTES = 1 << 30
 # Seconds allowed to open a TCP connection to the download host before calling
 # the machine offline. TFDS itself retries for minutes.
 PROBE_TIMEOUT = 5.0
 # Probed when a dataset records no download URL: TFDS's own host.
 _FALLBACK_URL = "https://storage.googleapis.com/"
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """What the model builder and the loop need to know about a dataset.
-
-    Attributes:
-        name: the dataset name as configured (`data.name`).
-        task: "classification" or "regression".
-        num_classes: number of classes; None for regression.
-        class_names: class names in label order; None for regression.
-        input_shape: shape of one example before flattening, e.g. (28, 28, 1).
-        input_dim: length of the flattened float32 input x.
-        num_train: examples in the training split after the validation hold-out.
-        num_validation: examples held out for validation (0 when disabled).
-        num_test: examples in the test split.
-    """
-
-    name: str
-    task: str
-    num_classes: int | None
-    class_names: tuple[str, ...] | None
-    input_shape: tuple[int, ...]
-    input_dim: int
-    num_train: int
-    num_validation: int
-    num_test: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Datasets:
-    """The three batched pipelines and their description.
-
-    Attributes:
-        train: shuffled anew each epoch (with the seed), batched, prefetched;
-            one pass is one epoch (not repeated).
-        validation: batched, in a fixed order; None when validation is disabled.
-        test: batched, in a fixed order.
-        info: a `DatasetInfo`.
-    """
-
-    train: tf.data.Dataset
-    validation: tf.data.Dataset | None
-    test: tf.data.Dataset
-    info: DatasetInfo
-    # The training split decoded but neither cached, shuffled nor batched, and
-    # whether it fits in memory (`cache` on and under MAX_CACHE_BYTES): then the
-    # loop holds it as tensors (`kerasmlp.batches.InMemoryBatches`) instead.
-    train_examples: tf.data.Dataset | None = None
-    train_fits_in_memory: bool = False
-    # Your own table (data.name csv or npz): a `kerasmlp.tabular.TabularData`, with
-    # the preprocessing model that the saved model puts in front of the MLP.
-    tabular: Any = None
 
 
 def load_datasets(
@@ -126,19 +69,21 @@ def load_datasets(
     label: str | None = None,
     task: str = "auto",
     test_fraction: float = 0.2,
+    categorical: Sequence[str] = (),
 ) -> Datasets:
     """Builds the train, validation and test pipelines of a dataset.
 
-    The validation split is the last `validation_fraction` of TFDS's train split
-    (e.g. ``train[:54000]`` and ``train[54000:]`` for MNIST); the test split is
-    TFDS's test split. Each split is decoded, scaled and flattened, cached in
-    memory when it fits (and `cache` is on), then batched; train is shuffled
-    with `seed` before batching and reshuffled at every pass.
+    For the generated sets and TFDS images, the validation split is the last
+    `validation_fraction` of TFDS's train split (e.g. ``train[:54000]`` and
+    ``train[54000:]`` for MNIST) and the test split is TFDS's test split; for
+    tables see `kerasmlp.tabular`. Splits are cached in memory when they fit
+    (and `cache` is on), then batched; train is shuffled with `seed` before
+    batching and reshuffled at every pass.
 
     Args:
-        name: a playground dataset (one of `PLAYGROUND_NAMES`) or a TFDS
-            image-classification dataset, optionally with a version
-            (``"mnist"``, ``"mnist:3.*.*"``).
+        name: a playground dataset (one of `PLAYGROUND_NAMES`), a TFDS
+            image-classification dataset or table, optionally with a version
+            (``"mnist"``, ``"mnist:3.*.*"``, ``"iris"``), or 'csv' or 'npz'.
         batch_size: examples per batch; the last batch of a pass may be smaller.
         validation_fraction: share of the train split held out, in [0, 1);
             0 disables validation. Default 0.1.
@@ -149,13 +94,16 @@ def load_datasets(
             of the network when the dataset is not yet prepared.
         cache: cache decoded splits in memory when they fit. Default True.
         shuffle_buffer: size of the training shuffle buffer. Default 10000.
-        path, test_path, label, task, test_fraction: for `name` 'csv' or 'npz'
-            (your own table), see `kerasmlp.tabular.load_tabular`.
+        path, test_path, label, task, test_fraction, categorical: for `name`
+            'csv' or 'npz' (your own table), see `kerasmlp.tabular.load_tabular`;
+            `test_fraction` for TFDS tables without a test split too.
 
     Returns:
         A `Datasets` whose pipelines yield ``(x, y)``: x float32 of shape
-        (batch, input_dim); y int32 of shape (batch,) for classification or
-        float32 of shape (batch,) for regression.
+        (batch, input_dim), or for a TFDS image set the raw images, uint8 of
+        shape (batch, *input_shape), which the model scales and flattens (see
+        `DatasetInfo.input_scale`); y int32 of shape (batch,) for classification
+        or float32 of shape (batch,) for regression.
 
     Raises:
         DataError: unknown or unsupported dataset, a validation fraction that
@@ -170,113 +118,32 @@ def load_datasets(
             "Argument `train.validation_fraction` must be in [0, 1). "
             f"Received: train.validation_fraction={validation_fraction!r}"
         )
-    if name in ("csv", "npz"):  # your own table: its own source
-        from kerasmlp.tabular import load_tabular
-
-        return load_tabular(
-            name,
-            path=path,
-            test_path=test_path,
-            label=label,
-            task=task,
-            test_fraction=test_fraction,
-            batch_size=batch_size,
-            validation_fraction=validation_fraction,
-            seed=seed,
-            cache=cache,
-            shuffle_buffer=shuffle_buffer,
-        )
-    builder = _make_builder(name, data_dir)
-    if builder.name != PLAYGROUND_BUILDER:
-        from kerasmlp import tabular
-
-        if tabular.is_tfds_table(builder.info):  # iris, titanic: a table, not images
-            prepare_dataset(builder, manual_dir=manual_dir)
-            return tabular.load_tfds_table(
-                builder,
-                name,
-                test_fraction=test_fraction,
-                batch_size=batch_size,
-                validation_fraction=validation_fraction,
-                seed=seed,
-                cache=cache,
-                shuffle_buffer=shuffle_buffer,
-            )
-    x_key, y_key, task = _check_supported(name, builder)
-    builder = prepare_dataset(builder, manual_dir=manual_dir)
-
-    splits = builder.info.splits
-    if "test" not in splits and splits:
-        raise DataError(
-            f"Dataset {name!r} (data.name) has no 'test' split (it has: {', '.join(splits)}); "
-            "kerasmlp evaluates on TFDS's test split."
-        )
-    num_total = _num_examples(builder, "train")
-    num_validation = int(round(num_total * validation_fraction))
-    num_train = num_total - num_validation
-    if num_train <= 0 or (validation_fraction > 0 and num_validation == 0):
-        raise DataError(
-            f"train.validation_fraction={validation_fraction!r} leaves an empty "
-            f"{'training' if num_train <= 0 else 'validation'} split: {name!r} has "
-            f"{num_total} training examples. Use 0 to disable validation, or a fraction "
-            f"of at least {1 / num_total:.2g}."
-        )
-
-    features = builder.info.features
-    input_shape = tuple(int(d) for d in features[x_key].shape) or (1,)
-    input_dim = int(np.prod(input_shape))
-    convert = _make_converter(features[x_key], task, input_dim)
-
-    def decoded(spec: str) -> tuple[tf.data.Dataset, int]:
-        ds = builder.as_dataset(split=spec, as_supervised=True, shuffle_files=False)
-        ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
-        count = int(ds.cardinality())
-        if count < 0:  # Unknown cardinality: trust TFDS's split record.
-            count = _num_examples(builder, spec)
-        return ds, count
-
-    def fits(count: int) -> bool:
-        return cache and count * input_dim * 4 <= MAX_CACHE_BYTES
-
-    def split(spec: str) -> tuple[tf.data.Dataset, int]:
-        ds, count = decoded(spec)
-        return (ds.cache() if fits(count) else ds), count
-
-    train_spec, validation_spec = f"train[:{num_train}]", f"train[{num_train}:]"
-    train_examples, _ = decoded(train_spec if num_validation else "train")
-    train, num_train = split(train_spec if num_validation else "train")
-    train = train.shuffle(
-        min(shuffle_buffer, max(num_train, 1)), seed=seed, reshuffle_each_iteration=True
-    )
-    train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    validation = None
-    if num_validation:
-        validation, num_validation = split(validation_spec)
-        validation = validation.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    test, num_test = split("test")
-    test = test.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-    label = features[y_key]
-    class_names = tuple(label.names) if task == "classification" else None
-    info = DatasetInfo(
+    request = DataRequest(
         name=name,
+        batch_size=int(batch_size),
+        validation_fraction=validation_fraction,
+        seed=seed,
+        cache=cache,
+        shuffle_buffer=shuffle_buffer,
+        path=path,
+        test_path=test_path,
+        label=label,
         task=task,
-        num_classes=len(class_names) if class_names is not None else None,
-        class_names=class_names,
-        input_shape=input_shape,
-        input_dim=input_dim,
-        num_train=num_train,
-        num_validation=num_validation,
-        num_test=num_test,
+        test_fraction=test_fraction,
+        categorical=tuple(categorical or ()),
     )
-    return Datasets(
-        train=train,
-        validation=validation,
-        test=test,
-        info=info,
-        train_examples=train_examples,
-        train_fits_in_memory=fits(num_train),
-    )
+    if name in sources.FILE_NAMES:  # your own file: no TFDS builder
+        return sources.source_class(sources.record_for(name).kind)().load(request)
+    builder = _make_builder(name, data_dir)
+    for kind in sources.BUILDER_KINDS:
+        source_class = sources.source_class(kind)
+        if source_class.accepts(builder):
+            # Made before preparing: an unsupported dataset is refused before any download.
+            source = source_class(
+                name, builder, functools.partial(prepare_dataset, manual_dir=manual_dir)
+            )
+            return source.load(request)
+    raise AssertionError("the last of sources.BUILDER_KINDS accepts every builder")
 
 
 def prepare_offline(
@@ -452,58 +319,6 @@ def _check_data_dir(data_dir: pathlib.Path) -> None:
             return
 
 
-def _check_supported(name: str, builder) -> tuple[str, str, str]:
-    """Returns (x key, y key, task) or raises DataError for an unsupported dataset."""
-    info = builder.info
-    if builder.name == PLAYGROUND_BUILDER:
-        x_key, y_key = info.supervised_keys
-        # From the features, not builder_config.task: a versioned name that is
-        # prepared already gets TFDS's ReadOnlyBuilder, with a plain BuilderConfig.
-        is_label = isinstance(info.features[y_key], tfds.features.ClassLabel)
-        return x_key, y_key, "classification" if is_label else "regression"
-    keys = info.supervised_keys
-    ok = isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)
-    if ok:
-        x_feature, y_feature = info.features[keys[0]], info.features[keys[1]]
-        ok = isinstance(x_feature, tfds.features.Image) and isinstance(
-            y_feature, tfds.features.ClassLabel
-        )
-    if not ok:
-        raise DataError(
-            f"Dataset {name!r} (data.name) is not an image-classification dataset "
-            f"(supervised keys: {keys}); use a playground dataset ({', '.join(PLAYGROUND_NAMES)}) "
-            "or a TFDS dataset of (image, label) pairs such as mnist or fashion_mnist."
-        )
-    if None in x_feature.shape:
-        raise DataError(
-            f"Dataset {name!r} (data.name) has images of varying size {x_feature.shape}; "
-            "kerasmlp needs fixed-size images to flatten, such as mnist or fashion_mnist."
-        )
-    return keys[0], keys[1], "classification"
-
-
-def _make_converter(x_feature, task: str, input_dim: int):
-    """The map function: x to flat float32 (integer images to [0, 1]), y to int32 or float32."""
-    dtype = np.dtype(x_feature.np_dtype)
-    scale = 1.0 / np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
-    y_dtype = tf.int32 if task == "classification" else tf.float32
-
-    def convert(x, y):
-        x = tf.reshape(tf.cast(x, tf.float32), [input_dim])
-        if scale != 1.0:
-            x = x * scale
-        return x, tf.cast(y, y_dtype)
-
-    return convert
-
-
-def _num_examples(builder, split: str) -> int:
-    """Examples in `split`, from TFDS's record or, when it has none (mock data), by counting."""
-    if builder.info.splits:
-        return int(builder.info.splits[split].num_examples)
-    return int(builder.as_dataset(split=split).cardinality())
-
-
 def _check_manual_dir(builder, manual_dir: pathlib.Path, urls: list[str]) -> None:
     if not manual_dir.is_dir():
         raise DataError(
@@ -669,3 +484,21 @@ def _tfds_is_mocked() -> bool:
     """
     method = tfds.core.DatasetBuilder.download_and_prepare
     return getattr(method, "__name__", "") == "mock_download_and_prepare"
+
+
+# `DatasetInfo`, `Datasets`, `DataError` and `MAX_CACHE_BYTES` live in
+# `kerasmlp.sources.common` (below every source); they are named here too, their
+# historical home.
+__all__ = [
+    "MAX_CACHE_BYTES",
+    "PLAYGROUND_BUILDER",
+    "PLAYGROUND_NAMES",
+    "PROBE_TIMEOUT",
+    "DataError",
+    "DatasetInfo",
+    "Datasets",
+    "load_datasets",
+    "prepare_dataset",
+    "prepare_offline",
+    "probe_download_hosts",
+]

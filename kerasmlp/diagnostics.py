@@ -201,8 +201,8 @@ class ModelProbe:
         self._activations = [
             keras.activations.serialize(layer.activation) for layer in self.dense_layers
         ]
-        input_dim = model.input_shape[-1]
-        spec = tf.TensorSpec([None, input_dim], tf.float32)
+        # Raw images (uint8, (28, 28, 1)) as the model takes them, or flat float32 features.
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], model.input.dtype)
         # No AutoGraph: the code has no tensor-dependent control flow, and
         # converting it (and Keras's loss code) would cost most of a second.
         self._measure = tf.function(self._measure_fn, autograph=False)
@@ -276,10 +276,10 @@ class Predictions:
 
     labels: np.ndarray
     predicted: np.ndarray
-    wrong_features: np.ndarray  # (k, input_dim), the first k misclassified examples
+    wrong_features: np.ndarray  # (k, *input shape), the first k misclassified examples
     wrong_labels: np.ndarray
     wrong_predicted: np.ndarray
-    points: np.ndarray  # (n, input_dim) every x, when asked for (2-D plots)
+    points: np.ndarray  # (n, *input shape) every x, when asked for (2-D plots)
 
 
 def collect_predictions(
@@ -317,17 +317,18 @@ def collect_predictions(
             if idx.size:
                 wrong.append((x[idx], y[idx], p[idx]))
                 kept += idx.size
-    input_dim = probe.model.input_shape[-1]
+    input_shape = tuple(probe.model.input_shape[1:])
+    input_dtype = np.dtype(probe.model.input.dtype)
     empty = np.zeros(0, np.int64)
     return Predictions(
         labels=np.concatenate(labels) if labels else empty,
         predicted=np.concatenate(predicted) if predicted else empty,
         wrong_features=np.concatenate([w[0] for w in wrong])
         if wrong
-        else np.zeros((0, input_dim), np.float32),
+        else np.zeros((0, *input_shape), input_dtype),
         wrong_labels=np.concatenate([w[1] for w in wrong]) if wrong else empty,
         wrong_predicted=np.concatenate([w[2] for w in wrong]) if wrong else empty,
-        points=np.concatenate(points) if points else np.zeros((0, input_dim), np.float32),
+        points=np.concatenate(points) if points else np.zeros((0, *input_shape), input_dtype),
     )
 
 
@@ -356,7 +357,8 @@ def render_images(
 
     Args:
       probe: the model's `ModelProbe`.
-      dataset: batched `(x, y)` pairs, x flat.
+      dataset: batched `(x, y)` pairs, x as the model takes it (flat features,
+        or raw images).
       info: the `kerasmlp.data.DatasetInfo` (task, class names, input shape).
 
     Returns:
@@ -556,7 +558,8 @@ def misclassified_grid(
     """Tiles misclassified examples, each captioned `true -> predicted`.
 
     Args:
-      images: shape (k, height, width, channels), values in [0, 1].
+      images: shape (k, height, width, channels): floats in [0, 1], or raw
+        integer pixels (uint8: 0 to 255), scaled by their dtype's maximum.
       true_labels, predicted_labels: class ids, shape (k,).
       class_names: names in label order.
       columns: tiles per row. Default 8.
@@ -565,7 +568,10 @@ def misclassified_grid(
     Returns:
       uint8 RGB image; a single caption "none misclassified" when k = 0.
     """
-    images = np.asarray(images, dtype=np.float32)
+    images = np.asarray(images)
+    if np.issubdtype(images.dtype, np.integer):
+        images = images / np.float32(np.iinfo(images.dtype).max)
+    images = images.astype(np.float32)
     font = _font(10)
     if images.shape[0] == 0:
         canvas = Image.new("RGB", (200, 30), "white")

@@ -3,14 +3,16 @@
 A run writes `model.keras` (`serving_model`) and `data.json` (`write_data_card`:
 the task, the class names, the head, and for your own table its columns). For a
 table the saved model is the preprocessing (see `kerasmlp.tabular`) followed by
-the MLP, so it takes the raw columns; for the playground and TFDS sets it takes
-the flat float32 features, as the loop feeds them. Either way it emits logits;
+the MLP, so it takes the raw columns; for a TFDS image set it takes the raw
+images (uint8, scaled and flattened by its first layers); for the generated sets
+the float32 points. Either way it emits logits;
 `LoadedRun.predict_proba` applies the head's softmax or sigmoid.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import warnings
@@ -27,7 +29,7 @@ from kerasmlp.config import Config, load_config
 from kerasmlp.errors import DataError
 from kerasmlp.model import Head
 from kerasmlp.runfiles import CONFIG_FILE, write_json_atomic
-from kerasmlp.tables import STRING, Column
+from kerasmlp.tables import INTEGER, STRING, Column
 
 MODEL_FILE = "model.keras"
 DATA_FILE = "data.json"
@@ -136,15 +138,15 @@ class LoadedRun:
           inputs: a path to a CSV or .npz shaped like the training data (a label
             column or `y` is used for metrics only); a dict of columns (lists or
             arrays of one value per row); or an array of rows (an .npz run's x,
-            or the flat features of a playground or TFDS run).
+            the raw images of a TFDS image run, the points of a playground run;
+            see `examples_for`).
           what: how messages name the input.
         """
         if isinstance(inputs, (str, os.PathLike)):
             path = pathlib.Path(inputs)
             if path.suffix.lower() == ".npz":
                 table = tables.read_npz_table(path, labels_required=False, what=what)
-                x = table.values["x"].astype(np.float32)
-                return self._array_inputs(x, source=str(path)), self._labels(table)
+                return self._array_inputs(table.values["x"], source=str(path)), self._labels(table)
             if self.columns is None or self.source != "csv":
                 other = "a dict of columns" if self.columns and self.source != "npz" else "an .npz"
                 raise DataError(f"{path}: this run was not trained on a CSV; give {other} ({what})")
@@ -156,7 +158,7 @@ class LoadedRun:
             return _tensors(raw_inputs(table)), self._labels(table)
         if isinstance(inputs, Mapping):
             return self._dict_inputs(inputs), None
-        return self._array_inputs(np.asarray(inputs, np.float32), source="the array"), None
+        return self._array_inputs(np.asarray(inputs), source="the array"), None
 
     def read_test_split(self) -> tuple[Any, np.ndarray]:
         """The run's own test split (its rows read again as the config says), and its labels."""
@@ -188,13 +190,9 @@ class LoadedRun:
         return labels.encode(table, what="INPUT")
 
     def _array_inputs(self, x: np.ndarray, *, source: str):
-        if self.columns is None:  # playground / TFDS run: flat float features
-            x = x.reshape(x.shape[0], -1)
-            if x.shape[1] != self.input_dim:
-                raise DataError(
-                    f"{source}: examples have {x.shape[1]} values; the model takes {self.input_dim}"
-                )
-            return tf.constant(x)
+        if self.columns is None:  # playground / TFDS run: points, or raw images
+            return tf.constant(examples_for(self.model, x, source=source))
+        x = np.asarray(x, np.float32)
         if self.source != "npz":
             raise DataError(f"{source}: this run was trained on a CSV; give a CSV or a dict")
         expected = tuple(self.model.input["x"].shape[1:])
@@ -216,8 +214,17 @@ class LoadedRun:
             values = values.reshape(-1, 1) if values.ndim <= 1 else values
             if column.kind == STRING:
                 out[column.name] = tf.constant(values.astype(str))
-            else:
-                out[column.name] = tf.constant(values.astype(np.float32))
+                continue
+            numbers = values.astype(np.float32)
+            if column.kind == INTEGER:  # a category: 2.5 would be read as 2
+                filled = numbers[~np.isnan(numbers)]
+                if (filled != np.round(filled)).any():
+                    bad = filled[filled != np.round(filled)][0]
+                    raise DataError(
+                        f"column {column.name!r}: {float(bad)!r} is not a whole number "
+                        "(the run took its values as categories, data.categorical)"
+                    )
+            out[column.name] = tf.constant(numbers)
         return out
 
     # --- predictions -------------------------------------------------------
@@ -286,6 +293,40 @@ class LoadedRun:
             metric.update_state(tf.constant(labels), outputs)
             results[metric.name] = float(metric.result())
         return results
+
+
+def examples_for(model: keras.Model, x: np.ndarray, *, source: str) -> np.ndarray:
+    """`x` as `model`'s single input takes it: reshaped to its example shape, in its dtype.
+
+    Any array whose examples hold as many values as the model's input does is
+    reshaped, so MNIST images come as (n, 28, 28), (n, 28, 28, 1) or (n, 784).
+    An integer input (a TFDS image run's uint8) takes the raw pixel values,
+    which must be whole numbers in the dtype's range: images scaled to [0, 1]
+    are refused, since the model scales them itself.
+
+    Raises:
+      DataError: examples of another size, or values an integer input cannot hold.
+    """
+    shape = tuple(int(d) for d in model.input.shape[1:])
+    dtype = np.dtype(model.input.dtype)
+    x = np.asarray(x)
+    size, got = math.prod(shape), math.prod(x.shape[1:]) if x.ndim else 0
+    if x.ndim < 1 or got != size:
+        what = f" (shape {shape})" if len(shape) > 1 else ""
+        raise DataError(f"{source}: examples have {got} values; the model takes {size}{what}")
+    if np.issubdtype(dtype, np.integer) and x.dtype != dtype:
+        limits = np.iinfo(dtype)
+        values = x.astype(np.float64)
+        bad = ~(np.isfinite(values) & (values == np.round(values)))
+        bad |= (values < limits.min) | (values > limits.max)
+        if bad.any():
+            first = float(values.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])
+            raise DataError(
+                f"{source}: this run's model takes raw images, whole numbers from {limits.min} "
+                f"to {limits.max} ({dtype.name}), and scales them itself; received {first!r}. "
+                "Give the pixels as stored, not scaled to [0, 1]"
+            )
+    return x.reshape(-1, *shape).astype(dtype)
 
 
 def _tensors(inputs: Mapping[str, np.ndarray]) -> dict:

@@ -9,6 +9,7 @@ for users come from `probability_model`, which appends softmax or sigmoid.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import keras
 
@@ -44,9 +45,23 @@ class Head:
 
 
 def build_model(
-    config: ModelConfig, *, input_dim: int, head: Head, seed: int | None = None
+    config: ModelConfig,
+    *,
+    input_dim: int,
+    head: Head,
+    seed: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    input_dtype: str = "float32",
+    input_scale: float | None = None,
+    target_mean: float | None = None,
+    target_variance: float | None = None,
 ) -> keras.Model:
     """Builds the MLP `input -> [Dense -> activation -> Dropout] * n -> Dense head`.
+
+    Raw images go in as they are stored: `keras.layers.Rescaling(input_scale)`
+    and `keras.layers.Flatten` come first, so the model (and the saved
+    `model.keras`) takes uint8 images. Both run in the compiled step, where
+    they cost a cast, a multiply and a reshape per batch.
 
     Args:
       config: hidden layer widths, activation, dropout, kernel initializer and
@@ -54,11 +69,22 @@ def build_model(
       input_dim: length of one flattened example.
       head: the last layer's width and kind (see `Head`); it has no activation.
       seed: seeds the kernel initializers and dropout, so two builds match.
+      input_shape: shape of one example as the model takes it, e.g. (28, 28, 1);
+        None (default) for (input_dim,). More than one axis adds a `Flatten`.
+      input_dtype: the input's dtype, e.g. 'uint8' for raw images. Default 'float32'.
+      input_scale: multiplies the input first (`Rescaling`, in float32), e.g.
+        1/255 for uint8 images; None (default) for none.
+      target_mean, target_variance: a regression target's training statistics:
+        the head's output is scaled back with them
+        (`keras.layers.Normalization(invert=True)`: head * std + mean), so the
+        head learns the standardized target while the model, its loss and its
+        metrics stay in the target's own units. None (default) for none.
 
     Returns:
-      A functional `keras.Model` mapping (batch, input_dim) to (batch, head.units)
+      A functional `keras.Model` mapping (batch, *input_shape) to (batch, head.units)
       logits (or regression outputs). Hidden layers are named `dense_0`, `dense_1`,
-      ...; the last is `head`.
+      ...; then `head`; `rescaling` and `flatten` come before them when used,
+      `target_units` after the head.
     """
     regularizer = keras.regularizers.L2(config.weight_decay) if config.weight_decay else None
 
@@ -66,8 +92,16 @@ def build_model(
         cls = keras.initializers.get(config.kernel_initializer).__class__
         return cls(seed=None if seed is None else seed + index)
 
-    inputs = keras.Input(shape=(input_dim,), name="features")
+    input_shape = tuple(input_shape) if input_shape is not None else (input_dim,)
+    if math.prod(input_shape) != input_dim:
+        raise ValueError(f"input_shape {input_shape} does not hold input_dim={input_dim} values")
+    inputs = keras.Input(shape=input_shape, dtype=input_dtype, name="features")
     x = inputs
+    if input_scale is not None:
+        # x * scale in float32: the same values as scaling in the input pipeline.
+        x = keras.layers.Rescaling(input_scale, name="rescaling")(x)
+    if len(input_shape) > 1:
+        x = keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(config.hidden_units):
         x = keras.layers.Dense(
             units,
@@ -87,6 +121,12 @@ def build_model(
         kernel_regularizer=regularizer,
         name="head",
     )(x)
+    if target_mean is not None:
+        # Starts the predictions at the training mean with the targets' spread, whatever
+        # their units (prices in the 100,000s, rates near 0.01).
+        outputs = keras.layers.Normalization(
+            mean=[target_mean], variance=[target_variance], invert=True, name="target_units"
+        )(outputs)
     return keras.Model(inputs, outputs, name=f"mlp_{head.kind}")
 
 

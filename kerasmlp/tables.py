@@ -9,7 +9,8 @@ A CSV's first row names its columns. A field that is empty or one of
 `MISSING_TOKENS` (any case) is missing. A column is numeric when its filled
 values are all numbers; a column where almost all are numbers
 (`NUMERIC_SHARE`) holds a typo, refused with its row; any other column is a
-string (categorical) column.
+string (categorical) column. A numeric column listed in `data.categorical` is
+an integer (categorical) column: its filled values must be whole numbers.
 """
 
 from __future__ import annotations
@@ -36,11 +37,16 @@ AUTO_MAX_CLASSES = 20
 # when at least this share of its filled values are numbers.
 NUMERIC_SHARE = 0.9
 NUMERIC, STRING = "numeric", "string"
+# An integer column listed in `data.categorical`: its values are categories, not amounts.
+INTEGER = "integer"
+# The saved model takes numbers as float32, which holds every whole number up to 2^24
+# exactly; an integer category beyond it would merge with its neighbours.
+MAX_INTEGER_CATEGORY = 2**24
 
 
 @dataclasses.dataclass(frozen=True)
 class Column:
-    """One input column: its name as in the header, and 'numeric' or 'string'."""
+    """One input column: its name as in the header, and 'numeric', 'string' or 'integer'."""
 
     name: str
     kind: str
@@ -54,8 +60,8 @@ class Table:
       source: the file, for messages.
       columns: the input columns (the label excluded), in file order.
       values: column name -> array of shape (n,): float64 with NaN for missing
-        numbers, or str (object) with '' for missing strings. An .npz gives one
-        entry, 'x', of shape (n, ...).
+        numbers (integer columns too), or str (object) with '' for missing
+        strings. An .npz gives one entry, 'x', of shape (n, ...).
       labels: the label texts or numbers, shape (n,); None when the file has no label.
       rows: the file's row number (1 = header) of each example, for messages.
     """
@@ -169,6 +175,7 @@ def read_csv_table(
     *,
     label: str | None,
     columns: Sequence[Column] | None = None,
+    categorical: Sequence[str] = (),
     label_required: bool = True,
     what: str = "data.path",
 ) -> Table:
@@ -180,6 +187,9 @@ def read_csv_table(
       columns: the training data's input columns; given for a test or prediction
         file, which must have the same (in any order) and whose values must fit
         their kinds. None: the kinds are inferred from this file.
+      categorical: `data.categorical`, for a training file: columns whose whole
+        numbers are categories ('integer' columns); a listed string column is
+        categorical already.
       label_required: a training or test file must hold the label; a file to
         predict may leave it out.
       what: the config key or option naming the file, for messages.
@@ -210,10 +220,13 @@ def read_csv_table(
             )
     position = {name: i for i, name in enumerate(header)}
     kinds = {c.name: c.kind for c in columns} if columns is not None else {}
+    categorical = _check_categorical(categorical, names, label, source)
     values, result_columns = {}, []
     for name in columns_order(names, columns):
         texts = [row[position[name]] for row in rows]
         kind = kinds.get(name) or _infer_kind(texts)
+        if name in categorical and kind == NUMERIC:
+            kind = INTEGER
         values[name] = _convert(texts, kind, name, source, numbers)
         result_columns.append(Column(name, kind))
     labels = None
@@ -225,6 +238,24 @@ def read_csv_table(
                     f"{source} row {numbers[i]}: the label column {label!r} is empty ({what})"
                 )
     return Table(source, tuple(result_columns), values, labels, np.array(numbers, np.int64))
+
+
+def _check_categorical(categorical, names, label, source) -> frozenset[str]:
+    """`data.categorical` as a set, each name an input column of the file."""
+    for name in categorical:
+        if name == label:
+            raise DataError(
+                f"data.categorical lists the label column {name!r}; list input columns only "
+                "(the label's classes come from data.task)"
+            )
+        if name not in names:
+            raise DataError(
+                f"{source} has no column {name!r} (data.categorical)."
+                f"{_did_you_mean(name, names)} Columns: {_list(names)}"
+            )
+    if len(set(categorical)) != len(categorical):
+        raise DataError(f"data.categorical lists a column twice: {_list(categorical)}")
+    return frozenset(categorical)
 
 
 def columns_order(names: Sequence[str], columns: Sequence[Column] | None) -> list[str]:
@@ -384,6 +415,12 @@ def _convert(texts, kind, name, source, numbers) -> np.ndarray:
             raise DataError(
                 f"{source} row {numbers[i]}, column {name!r}: {text.strip()!r} is not a number "
                 "(the column is numeric)"
+            )
+        if kind == INTEGER and (not number.is_integer() or abs(number) > MAX_INTEGER_CATEGORY):
+            why = "a whole number" if not number.is_integer() else "within +-2^24"
+            raise DataError(
+                f"{source} row {numbers[i]}, column {name!r}: {text.strip()!r} is not {why} "
+                "(data.categorical makes the column's whole numbers categories)"
             )
         out[i] = number
     return out

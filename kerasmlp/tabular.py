@@ -12,7 +12,14 @@ training split only:
 - a string column: `keras.layers.StringLookup` with the training split's
   vocabulary (its `MAX_CATEGORIES` - 1 most frequent values), one-hot, with one
   slot for the other values: never seen in training, rarer, or missing;
+- an integer column listed in `data.categorical`: `keras.layers.IntegerLookup`,
+  one-hot in the same way (a missing value goes to the other values' slot);
 - an .npz's `x`: flattened, normalized per feature, NaN filled with 0.
+
+A regression target is standardized for the head alone: the training split's
+mean and variance go to `DatasetInfo.target_mean` / `target_variance`, and the
+model scales its head's output back with them (see `kerasmlp.model.build_model`),
+so predictions, the loss and the metrics are in the target's own units.
 
 The loop trains the MLP on the preprocessed rows (they are computed once and
 held in memory); the saved `model.keras` is preprocessing + MLP, so it takes the
@@ -31,10 +38,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kerasmlp import tables
-from kerasmlp.data import MAX_CACHE_BYTES, DatasetInfo, Datasets
 from kerasmlp.errors import DataError
 from kerasmlp.layers import FillMissing
-from kerasmlp.tables import NUMERIC, STRING, Column, Labels, Table
+from kerasmlp.sources.common import MAX_CACHE_BYTES, DatasetInfo, Datasets
+from kerasmlp.tables import INTEGER, NUMERIC, STRING, Column, Labels, Table
 
 SOURCES = ("csv", "npz")
 # Slots of a string column's one-hot: its MAX_CATEGORIES - 1 most frequent training
@@ -90,6 +97,7 @@ def load_tabular(
     label: str | None = None,
     task: str = "auto",
     test_fraction: float = 0.2,
+    categorical: tuple[str, ...] = (),
     batch_size: int,
     validation_fraction: float = 0.1,
     seed: int = 0,
@@ -97,6 +105,9 @@ def load_tabular(
     shuffle_buffer: int = 10_000,
 ) -> Datasets:
     """Reads, splits and preprocesses a table; see the module docstring.
+
+    `categorical` (csv only) names the integer columns whose values are
+    categories, one-hot through `keras.layers.IntegerLookup`.
 
     Returns:
       `Datasets` whose pipelines yield (x float32 (batch, input_dim), y int32
@@ -112,7 +123,7 @@ def load_tabular(
     if name == "csv":
         if not label:
             raise DataError("data.name csv needs data.label, the label column's name")
-        pool = tables.read_csv_table(path, label=label, what="data.path")
+        pool = tables.read_csv_table(path, label=label, categorical=categorical, what="data.path")
         read_test = lambda: tables.read_csv_table(  # noqa: E731
             test_path, label=label, columns=pool.columns, what="data.test_path"
         )
@@ -214,6 +225,10 @@ def datasets_from_tables(
     )
     train_ds = train_ds.batch(batch_size).prefetch(2)
     class_names = labels.class_names
+    target_mean = target_variance = None
+    if labels.task == "regression":  # the model's output is scaled back with these
+        target_mean = float(np.mean(y_train, dtype=np.float64))
+        target_variance = float(np.var(y_train, dtype=np.float64))
     info = DatasetInfo(
         name=name,
         task=labels.task,
@@ -224,6 +239,8 @@ def datasets_from_tables(
         num_train=train.num_rows,
         num_validation=num_validation,
         num_test=test.num_rows,
+        target_mean=target_mean,
+        target_variance=target_variance,
     )
     return Datasets(
         train=train_ds,
@@ -398,7 +415,10 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
             name += "_"
         used.add(name)
         values = train.values[column.name]
-        if column.kind == STRING:
+        if column.kind == INTEGER:
+            raw = keras.Input(shape=(1,), dtype="float32", name=name)
+            parts.append(_integer_one_hot(raw, values, name))
+        elif column.kind == STRING:
             raw = keras.Input(shape=(1,), dtype="string", name=name)
             lookup = keras.layers.StringLookup(
                 output_mode="one_hot", max_tokens=MAX_CATEGORIES, name=f"lookup_{name}"
@@ -436,6 +456,25 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
         # cannot be one, and the dict maps by key all the same.
         warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
         return keras.Model(inputs, outputs, name="preprocessing")
+
+
+def _integer_one_hot(raw, values: np.ndarray, name: str):
+    """`raw` through FillMissing and `keras.layers.IntegerLookup` (one-hot), fitted on `values`.
+
+    The vocabulary is the training split's `MAX_CATEGORIES` - 1 most frequent
+    values; every other value (unseen, rarer, or missing) goes to the one
+    out-of-vocabulary slot. A missing value (NaN) becomes `oov`, one below the
+    smallest training value, which no vocabulary holds; it is IntegerLookup's
+    `oov_token` too, so no training value is taken for it (the default, -1,
+    would merge a real category -1 with the unseen ones).
+    """
+    present = values[~np.isnan(values)].astype(np.int64)
+    oov = int(present.min()) - 1 if present.size else -1
+    lookup = keras.layers.IntegerLookup(
+        output_mode="one_hot", max_tokens=MAX_CATEGORIES, oov_token=oov, name=f"lookup_{name}"
+    )
+    lookup.adapt(present if present.size else np.array([0], np.int64))
+    return lookup(FillMissing(value=float(oov), name=f"fill_{name}")(raw))
 
 
 def raw_inputs(table: Table) -> dict[str, np.ndarray]:

@@ -705,7 +705,17 @@ def _train(
         scale = tf.Variable(1.0, trainable=False, name="learning_rate_scale")
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build_model(
-            config.model, input_dim=data.info.input_dim, head=head, seed=config.seed
+            config.model,
+            input_dim=data.info.input_dim,
+            head=head,
+            seed=config.seed,
+            # Raw images: the model scales and flattens them (see `build_model`).
+            input_shape=data.info.input_shape,
+            input_dtype=data.info.input_dtype,
+            input_scale=data.info.input_scale,
+            # Your own regression target: the head learns it standardized.
+            target_mean=data.info.target_mean,
+            target_variance=data.info.target_variance,
         )
         optimizer = make_optimizer(config.optimizer, learning_rate_scale=scale)
     # Builds the metrics too: refuses e.g. top5_accuracy on 2 classes before any file is written.
@@ -1066,4 +1076,5 @@ def _load(config: Config) -> Datasets:
         label=config.data.label,
         task=config.data.task,
         test_fraction=config.data.test_fraction,
+        categorical=config.data.categorical,
     )

@@ -216,7 +216,7 @@ def test_playground_never_probes_the_network(tmp_path, offline):
 # ----------------------------------------------------------------------------- MNIST, mocked
 
 
-def test_mnist_is_flattened_and_scaled_to_unit_interval(no_download, offline):
+def test_mnist_images_stay_raw_uint8_for_the_model_to_scale(no_download, offline):
     with tfds.testing.mock_data(num_examples=20):
         datasets = data.load_datasets("mnist", batch_size=8)
         # Iterated, not batch_size=-1: get_single_element on mock_data's
@@ -232,17 +232,19 @@ def test_mnist_is_flattened_and_scaled_to_unit_interval(no_download, offline):
         (28, 28, 1),
         784,
     )
+    # The model scales by 1/255 (its Rescaling layer) and flattens.
+    assert (info.input_dtype, info.input_scale) == ("uint8", 1 / 255)
     assert info.class_names == tuple(str(i) for i in range(10))
     # mock_data serves num_examples examples for any split (slices included).
     assert (info.num_train, info.num_validation, info.num_test) == (20, 20, 20)
-    assert test_x.shape == (20, 784) and test_x.dtype == np.float32
+    x_spec, _ = datasets.train.element_spec
+    assert x_spec.shape.as_list() == [None, 28, 28, 1] and x_spec.dtype.name == "uint8"
+    assert test_x.shape == (20, 28, 28, 1) and test_x.dtype == np.uint8
     assert test_y.dtype == np.int32 and set(test_y) <= set(range(10))
-    assert 0.0 <= train_x.min() and train_x.max() <= 1.0
-    # By hand: x is the uint8 image flattened row-major and divided by 255.
-    expected = raw_images.reshape(20, 784).astype(np.float32) / 255.0
-    np.testing.assert_allclose(test_x, expected, rtol=1e-6)
+    # The images exactly as TFDS decodes them.
+    np.testing.assert_array_equal(test_x, raw_images)
     np.testing.assert_array_equal(test_y, raw_labels)
-    assert train_y.dtype == np.int32
+    assert train_x.dtype == np.uint8 and train_y.dtype == np.int32
     assert offline == []  # Inside mock_data nothing is downloaded, so nothing is probed.
 
 

@@ -272,6 +272,15 @@ def test_misclassified_grid_tiles_images_with_captions():
     tile_w, tile_h = 64, 28 * 2 + 26
     assert grid.shape == (3 * tile_h, 4 * tile_w, 3)
     assert grid[28, (64 - 56) // 2 + 28].tolist() == [255, 255, 255]  # a white square's centre
+    # Raw uint8 pixels (what an image run's model takes) draw as the same picture.
+    raw = diagnostics.misclassified_grid(
+        (images * 255).astype(np.uint8),
+        np.arange(10) % 3,
+        np.arange(10) % 2,
+        ["a", "b", "c"],
+        columns=4,
+    )
+    np.testing.assert_array_equal(raw, grid)
     empty = diagnostics.misclassified_grid(np.zeros((0, 28, 28, 1)), [], [], ["a"])
     assert empty.shape[2] == 3
 
@@ -293,21 +302,36 @@ def fake_info(input_shape, num_classes=2, task="classification"):
 
 
 @pytest.mark.parametrize(
-    "input_shape,task,tags",
+    "input_shape,task,tags,raw",
     [
-        ((2,), "classification", {"confusion_matrix", "decision_boundary"}),
-        ((2,), "regression", {"decision_boundary"}),
-        ((4, 4, 1), "classification", {"confusion_matrix", "misclassified"}),
+        ((2,), "classification", {"confusion_matrix", "decision_boundary"}, False),
+        ((2,), "regression", {"decision_boundary"}, False),
+        ((4, 4, 1), "classification", {"confusion_matrix", "misclassified"}, False),
+        ((4, 4, 1), "classification", {"confusion_matrix", "misclassified"}, True),
     ],
-    ids=["2d-classes", "2d-regression", "images"],
+    ids=["2d-classes", "2d-regression", "flat-images", "raw-uint8-images"],
 )
-def test_render_images_by_kind_of_dataset(input_shape, task, tags):
+def test_render_images_by_kind_of_dataset(input_shape, task, tags, raw):
     info = fake_info(input_shape, task=task)
     head = Head("softmax", 2) if task == "classification" else Head("linear", 1)
-    model = build_model(ModelConfig(hidden_units=(4,)), input_dim=info.input_dim, head=head, seed=0)
+    # raw: the model takes uint8 images and scales and flattens them, as TFDS image runs do.
+    as_raw = {"input_shape": input_shape, "input_dtype": "uint8", "input_scale": 1 / 255}
+    model = build_model(
+        ModelConfig(hidden_units=(4,)),
+        input_dim=info.input_dim,
+        head=head,
+        seed=0,
+        **(as_raw if raw else {}),
+    )
     probe = diagnostics.ModelProbe(model, lambda y, out: tf.reduce_mean(out))
     rng = np.random.default_rng(0)
     x = rng.random((30, info.input_dim)).astype("float32")
+    if raw:
+        x = (x * 255).astype(np.uint8).reshape(30, *input_shape)
+        assert [r.name for r in probe.layer_reports(x, np.zeros(30, "int32"))] == [
+            "dense_0",
+            "head",
+        ]
     y = rng.integers(0, 2, 30).astype("int32" if task == "classification" else "float32")
     images = diagnostics.render_images(
         probe, tf.data.Dataset.from_tensor_slices((x, y)).batch(8), info

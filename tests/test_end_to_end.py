@@ -139,17 +139,35 @@ def test_config_is_in_tensorboard_as_text(mnist_run):
     assert yaml.safe_load(textwrap.dedent(text)) == config.to_dict()
 
 
-def test_saved_model_reloads_in_a_fresh_process_and_gives_probabilities(mnist_run):
+def test_saved_model_reloads_in_a_fresh_process_and_gives_probabilities(mnist_run, tmp_path):
+    # model.keras takes raw uint8 images; on them it gives what its Dense stack gives
+    # on the images scaled and flattened the way the input pipeline used to (cast to
+    # float32, times 1/255, in float32). kerasmlp-export's SavedModel takes them too.
+    from click.testing import CliRunner
+
+    from kerasmlp import export
+
     _, run_dir, _ = mnist_run
+    served = tmp_path / "served"
+    result = CliRunner().invoke(export.main, [str(run_dir), str(served)])
+    assert result.exit_code == 0, result.output
     script = textwrap.dedent(
         f"""
-        import numpy as np, keras
+        import numpy as np, keras, tensorflow as tf
         import kerasmlp
         from kerasmlp.model import Head, probability_model
         model = keras.models.load_model({str(run_dir / "model.keras")!r})
-        x = np.random.rand(3, 784).astype("float32")
+        assert model.input.dtype == "uint8" and model.input_shape == (None, 28, 28, 1)
+        x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
         probs = probability_model(model, Head("softmax", 10))(x)
         np.testing.assert_allclose(np.sum(probs, axis=-1), 1.0, rtol=1e-5)
+        scaled = tf.reshape(tf.cast(x, tf.float32), [3, 784]) * (1.0 / 255)
+        names = [layer.name for layer in model.layers]
+        for layer in model.layers[names.index("flatten") + 1 :]:
+            scaled = layer(scaled, training=False)
+        np.testing.assert_allclose(model(x), scaled, rtol=1e-6, atol=1e-7)
+        loaded = tf.saved_model.load({str(served)!r})
+        np.testing.assert_allclose(loaded.serve(tf.constant(x)), probs, rtol=1e-5, atol=1e-6)
         print(model.output_shape)
         """
     )
@@ -158,6 +176,38 @@ def test_saved_model_reloads_in_a_fresh_process_and_gives_probabilities(mnist_ru
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(None, 10)" in out.stdout
+
+
+def test_predict_takes_raw_uint8_images(mnist_run, tmp_path):
+    # kerasmlp-predict and load_run on the images as stored: an .npz of (n, 28, 28)
+    # uint8 as keras.datasets.mnist gives them; scaled images are refused.
+    from click.testing import CliRunner
+
+    from kerasmlp import predict
+    from kerasmlp.inference import load_run
+
+    _, run_dir, _ = mnist_run
+    run = load_run(run_dir)
+    with tfds.testing.mock_data(num_examples=300):
+        images, labels = run.read_test_split()
+    assert images.dtype.name == "uint8" and images.shape == (300, 28, 28, 1)
+    images = images.numpy()[:5]
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=images[..., 0], y=labels[:5])
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(path), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "examples 5 | accuracy" in result.output
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    expected = run.predict_proba(images)
+    np.testing.assert_allclose(
+        [[float(v) for v in row[1:]] for row in rows], expected, rtol=1e-6, atol=1e-7
+    )
+    assert [row[0] for row in rows] == list(run.predict(images.reshape(5, 784)))
+    np.savez(path, x=images / 255.0)  # would be scaled a second time by the model
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(path)])
+    assert result.exit_code == 2
+    assert "takes raw images, whole numbers from 0 to 255 (uint8)" in result.output
 
 
 def test_default_config_learns_the_spirals(tmp_path):

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerasmlp.config import ConfigError, ModelConfig
 from kerasmlp.model import Head, build_model, probability_model
@@ -87,3 +88,27 @@ def test_probability_model_softmax_and_sigmoid():
     binary = build_model(ModelConfig(hidden_units=(4,)), input_dim=3, head=Head("sigmoid", 1))
     p = probability_model(binary, Head("sigmoid", 1))(x).numpy()
     np.testing.assert_allclose(p, 1 / (1 + np.exp(-binary(x).numpy())), rtol=1e-5)
+
+
+def test_raw_uint8_images_give_what_prescaled_floats_gave():
+    # Two models from one seed: one takes raw uint8 images and scales and flattens them
+    # (Rescaling, Flatten), one takes flat float32 scaled as the input pipeline used to
+    # (cast, times 1/255, in float32). Their outputs must agree to the bit.
+    config = ModelConfig(hidden_units=(16, 8), dropout=0.25)
+    raw = build_model(
+        config,
+        input_dim=12,
+        head=Head("softmax", 3),
+        seed=4,
+        input_shape=(2, 3, 2),
+        input_dtype="uint8",
+        input_scale=1 / 255,
+    )
+    flat = build_model(config, input_dim=12, head=Head("softmax", 3), seed=4)
+    assert [layer.name for layer in raw.layers[:3]] == ["features", "rescaling", "flatten"]
+    assert raw.input.dtype == "uint8" and raw.input_shape == (None, 2, 3, 2)
+    images = np.random.default_rng(0).integers(0, 256, (5, 2, 3, 2), dtype=np.uint8)
+    scaled = tf.reshape(tf.cast(images, tf.float32), [5, 12]) * (1.0 / 255)
+    np.testing.assert_array_equal(raw(images), flat(scaled))
+    with pytest.raises(ValueError, match=r"does not hold input_dim=10 values"):
+        build_model(config, input_dim=10, head=Head("softmax", 3), input_shape=(2, 3, 2))

@@ -152,13 +152,15 @@ def test_predict_refuses_a_file_with_other_columns(csv_run, tmp_path):
 
 
 def test_a_regression_csv(tmp_path):
+    # A target in the thousands: the head learns it standardized (mean and variance of the
+    # training rows), the model, its loss and its metrics give it in its own units.
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(100, 2))
-    y = 3 * x[:, 0] - x[:, 1] + 0.5
+    y = 1000 * (3 * x[:, 0] - x[:, 1] + 0.5)
     path = tmp_path / "reg.csv"
     path.write_text(
         "a,b,target\n"
-        + "".join(f"{a:.4f},{b:.4f},{t:.4f}\n" for (a, b), t in zip(x, y, strict=True))
+        + "".join(f"{a:.4f},{b:.4f},{t:.1f}\n" for (a, b), t in zip(x, y, strict=True))
     )
     result = _train(
         tmp_path,
@@ -173,11 +175,17 @@ def test_a_regression_csv(tmp_path):
     assert result.exit_code == 0, result.output
     assert "regression (labels are numbers with fractions)" in result.output
     run_dir = tmp_path / "logs" / "run"
-    # Predicting the target's mean would give mae about 0.85 (|3 a - b| for uniform a, b).
-    assert json.loads((run_dir / "metrics.json").read_text())["test_mae"] < 0.4
+    # Predicting the target's mean gives mae about 1685 (numpy on these 100 rows).
+    test_mae = json.loads((run_dir / "metrics.json").read_text())["test_mae"]
+    assert test_mae < 400
     run = load_run(run_dir)
+    assert run.model.get_layer("mlp_linear").layers[-1].name == "target_units"
     values = run.predict({"a": [0.5], "b": [0.0]})
-    assert values.dtype == np.float32 and abs(values[0] - 2.0) < 0.6
+    assert values.dtype == np.float32 and abs(values[0] - 2000.0) < 600
+    # The logged test mae is numpy's on the saved model's predictions, in the target's units.
+    inputs, labels = run.read_test_split()
+    predicted = run.decide(run.outputs(inputs))
+    assert test_mae == pytest.approx(np.mean(np.abs(predicted - labels)), rel=1e-5)
 
 
 @pytest.mark.parametrize(

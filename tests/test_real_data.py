@@ -80,14 +80,15 @@ def test_load_datasets_serves_the_prepared_data(prepared, data_dir, monkeypatch)
         pixel_sum, n, counts = 0.0, 0, np.zeros(10, np.int64)
         for ds in pipelines:
             for x, y in ds:
-                assert x.shape[1] == 784 and x.dtype.name == "float32" and y.dtype.name == "int32"
+                assert x.shape[1:] == (28, 28, 1) and x.dtype.name == "uint8"
+                assert y.dtype.name == "int32"
                 pixel_sum += x.numpy().sum(dtype=np.float64)
                 n += x.shape[0]
                 counts += np.bincount(y.numpy(), minlength=10)
-        # x is pixel / 255 over 784 pixels: back to the README's 0..255 mean pixel.
-        return pixel_sum / n / 784 * 255, n, counts.tolist()
+        # x is the raw uint8 image (the model scales it): the README's 0..255 mean pixel.
+        return pixel_sum / n / 784, n, counts.tolist()
 
-    # Train plus validation is the whole TFDS train split, scaled to [0, 1].
+    # Train plus validation is the whole TFDS train split, as TFDS decodes it.
     train_mean, n, counts = totals(datasets.train, datasets.validation)
     assert n == SIZES["train"] and counts == EXPECTED[name]["counts"]["train"]
     assert train_mean == pytest.approx(EXPECTED[name]["mean"]["train"], abs=6e-4)

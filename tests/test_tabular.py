@@ -170,3 +170,73 @@ def test_a_string_column_keeps_its_most_frequent_values(monkeypatch):
     assert out.shape == (7, 3)
     # 'a' and 'b' (the most frequent) get their own slots; 'c' and 'd' share slot 0.
     np.testing.assert_array_equal(out[:, 0], [0, 0, 0, 0, 0, 1, 1])
+
+
+def _integer_csv(tmp_path, name="rooms.csv", zone_extra=""):
+    """zone (integer codes -1, 3, 7; one missing), rooms (a count), price class a/b."""
+    lines = ["zone,rooms,price"]
+    for i in range(30):
+        zone = "" if i == 5 else [-1, 3, 7][i % 3]
+        lines.append(f"{zone},{1 + i % 4},{'ab'[i % 2]}")
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n" + zone_extra)
+    return path
+
+
+def test_integer_columns_listed_in_data_categorical_go_through_integer_lookup(tmp_path):
+    data = load_datasets(
+        "csv",
+        path=_integer_csv(tmp_path),
+        label="price",
+        categorical=["zone"],
+        batch_size=8,
+        validation_fraction=0.0,
+    )
+    kinds = {c.name: c.kind for c in data.tabular.columns}
+    assert kinds == {"zone": "integer", "rooms": "numeric"}  # rooms is not listed: an amount
+    preprocessor = data.tabular.preprocessor
+    lookup = preprocessor.get_layer("lookup_zone")
+    assert isinstance(lookup, keras.layers.IntegerLookup)
+    # The out-of-vocabulary token is one below the smallest code, so -1 keeps a slot of its own.
+    vocabulary = [int(v) for v in lookup.get_vocabulary()]
+    assert vocabulary[0] == -2 and sorted(vocabulary[1:]) == [-1, 3, 7]
+    # zone one-hot (4 slots) + rooms normalized (no missing value: no indicator).
+    assert data.info.input_dim == 4 + 1
+    inputs = {
+        "zone": np.array([[3], [-1], [99], [np.nan]], "float32"),  # seen, seen, unseen, missing
+        "rooms": np.full((4, 1), 2.0, "float32"),
+    }
+    one_hot = np.asarray(preprocessor(inputs))[:, :4]
+    slot = {v: i for i, v in enumerate(vocabulary)}
+    expected = np.zeros((4, 4))
+    expected[[0, 1, 2, 3], [slot[3], slot[-1], 0, 0]] = 1  # unseen and missing: the OOV slot
+    np.testing.assert_array_equal(one_hot, expected)
+    # Saved and loaded by Keras alone, it gives the same.
+    path = tmp_path / "p.keras"
+    preprocessor.save(path)
+    np.testing.assert_array_equal(keras.models.load_model(path)(inputs), preprocessor(inputs))
+
+
+@pytest.mark.parametrize(
+    "categorical, extra, message",
+    [
+        (["zone"], "2.5,1,a\n", r"rooms.csv row 32, column 'zone': '2.5' is not a whole number"),
+        (["zone"], "99999999,1,a\n", r"'99999999' is not within \+-2\^24"),
+        (["zon"], "", r"has no column 'zon' \(data.categorical\). Did you mean 'zone'\?"),
+        (["price"], "", r"data.categorical lists the label column 'price'"),
+        (["zone", "zone"], "", r"data.categorical lists a column twice"),
+    ],
+    ids=["fraction", "too-large", "unknown", "label", "twice"],
+)
+def test_data_categorical_mistakes_name_the_column(tmp_path, categorical, extra, message):
+    path = _integer_csv(tmp_path, zone_extra=extra)
+    with pytest.raises(DataError, match=message):
+        tables.read_csv_table(path, label="price", categorical=categorical)
+
+
+def test_a_file_to_predict_keeps_the_integer_kind(tmp_path):
+    # A test or prediction file is read with the training columns: 2.5 is refused there too.
+    columns = (tables.Column("zone", "integer"), tables.Column("rooms", "numeric"))
+    path = _integer_csv(tmp_path, zone_extra="2.5,1,a\n")
+    with pytest.raises(DataError, match=r"row 32, column 'zone': '2.5' is not a whole number"):
+        tables.read_csv_table(path, label="price", columns=columns)
