@@ -969,7 +969,7 @@ def build_actions(
     train_cfg, info = config.train, data.info
     has_validation = data.validation is not None
     probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss)
-    probe_batch = next(iter(data.validation if has_validation else data.test))
+    probe_batch = _first_batch(data.validation if has_validation else data.test)
     metrics = {metric.name: metric for metric in trainer.eval_metrics}
     result: list[Action] = [
         guard,
@@ -1033,6 +1033,23 @@ def build_actions(
     if train_cfg.profile_steps:
         result.append(actions.Profile(run_dir / "train", train_cfg.profile_steps, train_cfg.epochs))
     return result
+
+
+def _first_batch(dataset: tf.data.Dataset):
+    """The first batch of a split, whose pass is then read to its end.
+
+    The splits are cached in memory (`dataset.cache()`). An iterator left after
+    one batch leaves TensorFlow a partly written cache, and that part has been
+    seen to become the whole split: one run in eight under load then evaluated
+    `validation_*` on its first 64 of 400 examples at every epoch (and a resumed
+    run, whose first pass was complete, disagreed with it). Reading the pass to
+    its end completes the cache, as the first evaluation would.
+    """
+    batches = iter(dataset)
+    first = next(batches)
+    for _ in batches:
+        pass
+    return first
 
 
 def _training_batches(data: Datasets, config: Config):
