@@ -253,6 +253,8 @@ def one_step_runs(tmp_path_factory):
                 "train.histogram_every_epochs=0",
                 "train.image_every_epochs=0",
                 "model.hidden_units=[8]",
+                # The reference below is a float32 model: whatever `auto` would pick.
+                "train.precision=float32",
                 f"loss.label_smoothing={smoothing}",
                 f"data.data_dir={data_dir}",
             ],
