@@ -289,6 +289,9 @@ TINY_RUN = [
     "train.epochs=1",
     "train.batch_size=256",
     "model.hidden_units=[16,16]",
+    # Dropout layers take the policy too; the layer reports (at step 0 and the end)
+    # run the model layer by layer in each layer's dtype.
+    "model.dropout=0.1",
     "train.image_every_epochs=0",
 ]
 
