@@ -12,6 +12,11 @@ precision it prints, per round and as the best round:
 - the test accuracy (the same seed, so the precisions differ by rounding only)
   and the wall time of the whole call.
 
+Then the compiled loop alone (no evaluation, no logging, no tracing): one
+trainer per precision on the same data, their calls of `--loop-steps` steps
+interleaved `--loop-calls` times; the median of the per-call ratios is the
+figure that stays steady on a machine shared with other work.
+
 It also prints the machine's float32 and bfloat16 matmul rate on the first
 layer's shape (the batch times the input and the first hidden width), so the
 figures can be read against what the hardware offers.
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import statistics
 import tempfile
 import time
 
@@ -63,6 +69,44 @@ def measure(config, workdir: str, name: str) -> dict[str, float]:
     }
 
 
+def loop_rates(config, precisions: list[str], *, calls: int, steps: int) -> dict[str, list[float]]:
+    """Examples/s of each precision's compiled loop, calls of `steps` steps interleaved.
+
+    One `Trainer` per precision on the same in-memory training split; their calls
+    alternate (A B, B A, ...), so both see the machine in the same state, which
+    matters on a loaded machine more than the number of rounds. Tracing is left out.
+    """
+    from kerasmlp.components import make_loss, make_optimizer
+    from kerasmlp.model import Head, build_model
+    from kerasmlp.train import Trainer, _load, _training_batches
+
+    data = _load(config)
+    head = Head.for_task(
+        data.info.task, num_classes=data.info.num_classes, loss_name=config.loss.name
+    )
+    runs = {}
+    for p in precisions:
+        policy = None if p == "float32" else p
+        model = build_model(
+            config.model, input_dim=data.info.input_dim, head=head, seed=0, dtype_policy=policy
+        )
+        optimizer = make_optimizer(config.optimizer, loss_scaling=p == "mixed_float16")
+        trainer = Trainer(
+            model, make_loss(config.loss), optimizer, head=head, metric_names=config.metrics
+        )
+        batches = _training_batches(data, config)
+        trainer.run_steps(batches, steps)  # traces
+        runs[p] = (trainer, batches)
+    rates: dict[str, list[float]] = {p: [] for p in precisions}
+    for i in range(calls):
+        for p in precisions if i % 2 == 0 else precisions[::-1]:
+            trainer, batches = runs[p]
+            start = time.perf_counter()
+            stats = trainer.run_steps(batches, steps)
+            rates[p].append(stats["examples"] / (time.perf_counter() - start))
+    return rates
+
+
 def matmul_rates(batch: int, fan_in: int, units: int, seconds: float = 1.0) -> dict[str, float]:
     """GFLOP/s of `(batch, fan_in) @ (fan_in, units)` in float32 and bfloat16, best of 3."""
     import tensorflow as tf
@@ -89,10 +133,12 @@ def main() -> None:
     parser.add_argument("-c", "--config", default=None, help="YAML config; default: built-in")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="whole runs; 0: the loop only")
     parser.add_argument(
         "--precisions", default="float32,mixed_bfloat16", help="comma-separated train.precision"
     )
+    parser.add_argument("--loop-calls", type=int, default=40, help="interleaved loop calls")
+    parser.add_argument("--loop-steps", type=int, default=50, help="steps per loop call")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as workdir:
@@ -104,8 +150,9 @@ def main() -> None:
         precisions = args.precisions.split(",")
         configs = {p: load_config(args.config, [*base, f"train.precision={p}"]) for p in precisions}
         first = configs[precisions[0]]
-        # Warm-up: prepares the data and lets TensorFlow settle; not timed.
-        measure(load_config(args.config, [*base, "train.epochs=1"]), workdir, "warmup")
+        if args.repeats:
+            # Warm-up: prepares the data and lets TensorFlow settle; not timed.
+            measure(load_config(args.config, [*base, "train.epochs=1"]), workdir, "warmup")
         rounds: dict[str, list[dict[str, float]]] = {p: [] for p in precisions}
         for r in range(args.repeats):
             order = precisions if r % 2 == 0 else precisions[::-1]
@@ -116,7 +163,7 @@ def main() -> None:
         flags = sorted(read_cpu_flags() & {"amx_bf16", "avx512_bf16", "avx512f"})
         print(f"config: {args.config or 'built-in default'} {' '.join(args.overrides)}")
         print(f"epochs {first.train.epochs}, {args.repeats} alternating rounds; CPU flags {flags}")
-        for p in precisions:
+        for p in precisions if args.repeats else ():
             runs = rounds[p]
             accuracies = " ".join(f"{v['test_accuracy']:.4f}" for v in runs)
             print(
@@ -128,6 +175,17 @@ def main() -> None:
             )
             each = ", ".join(f"{v['examples_per_second']:.0f}/{v['steady']:.0f}" for v in runs)
             print(f"{'':<15} | rounds (metrics.json/steady): {each}")
+        calls, steps = args.loop_calls, args.loop_steps
+        rates = loop_rates(first, precisions, calls=calls, steps=steps)
+        print(f"compiled loop alone, {calls} interleaved calls of {steps} steps each:")
+        reference = rates[precisions[0]]
+        for p in precisions:
+            ratios = [r / q for r, q in zip(rates[p], reference, strict=True)]
+            print(
+                f"{p:<15} | examples/s median {statistics.median(rates[p]):8.0f}"
+                f" | best {max(rates[p]):8.0f}"
+                f" | median ratio to {precisions[0]} {statistics.median(ratios):.3f}"
+            )
         if input_dim:
             rates = matmul_rates(first.train.batch_size, input_dim, units)
             shape = f"({first.train.batch_size} x {input_dim}) @ ({input_dim} x {units})"

@@ -661,7 +661,8 @@ def train_and_evaluate(
       `validation_*` (when there is a validation split), `test_*`, plus `steps`
       and `epochs` (integers), `wall_time_s` and `examples_per_second`
       (training steps only), `replicas` and `workers` (integers: how many
-      replicas and worker processes trained in sync, see `config.distribute`).
+      replicas and worker processes trained in sync, see `config.distribute`)
+      and `precision` (the name `train.precision` resolved to, e.g. 'float32').
 
     Raises:
       ConfigError: the config does not fit the dataset (e.g. binary
