@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasmlp import precision
+from kerasmlp import precision, train
 from kerasmlp.actions import find_divergence
 from kerasmlp.batches import InMemoryBatches
 from kerasmlp.components import make_loss, make_optimizer
@@ -29,6 +29,7 @@ from kerasmlp.config import (
 from kerasmlp.model import Head, build_model
 from kerasmlp.playground import make_spirals
 from kerasmlp.train import Trainer, checkpoint_objects, train_and_evaluate
+from tests import events
 from tests.test_summaries import hparams_records
 
 TWO_LOGITS = Head("softmax", 2)
@@ -183,6 +184,9 @@ def test_float16_scales_the_loss_and_unscales_the_gradients():
     # Keras: scale_loss multiplies by the dynamic scale (2^15 to start).
     trainer = make_trainer("mixed_float16")
     assert float(trainer.optimizer.scale_loss(tf.constant(2.0))) == 2.0 * 2**15
+    # The rate (logged, and named by the divergence guard) is the inner optimizer's.
+    assert float(trainer.optimizer.learning_rate) == pytest.approx(0.1)
+    assert float(train._schedule(trainer.optimizer)(0)) == pytest.approx(0.1)
     # The update is the same at scale 2^15 and 2^3: the gradients are divided
     # by the scale they were multiplied by (float16 rounding aside, hence 1e-2).
     x, y = spirals_batch()
@@ -321,6 +325,13 @@ def test_a_short_run_saves_what_it_chose_and_a_model_that_predicts_float32(
     assert results["precision"] == chosen
     _, start, _ = hparams_records(tmp_path / "run")
     assert start.hparams["train.precision"].string_value == chosen
+    # The learning rate logged is the schedule's (a LossScaleOptimizer's inner one) at
+    # the optimizer's iterations, which skipped float16 steps do not advance.
+    scalars = events.scalars(tmp_path / "run" / "train")
+    skipped = sum(v for _, v in scalars.get("skipped_steps", []))
+    assert ("loss_scale" in scalars) == (chosen == "mixed_float16")
+    step, rate = scalars["learning_rate"][-1]
+    assert rate == pytest.approx(0.01 * 0.5 ** ((step - skipped) / 1000), rel=1e-6)
     # The saved model keeps its layers' policies, reloads, and predicts float32.
     run = load_run(tmp_path / "run")
     assert run.model.get_layer("dense_0").dtype_policy.name == chosen
