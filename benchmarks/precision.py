@@ -162,7 +162,8 @@ def main() -> None:
         units = (first.model.hidden_units or (1,))[0]
         flags = sorted(read_cpu_flags() & {"amx_bf16", "avx512_bf16", "avx512f"})
         print(f"config: {args.config or 'built-in default'} {' '.join(args.overrides)}")
-        print(f"epochs {first.train.epochs}, {args.repeats} alternating rounds; CPU flags {flags}")
+        rounds_said = f"{args.repeats} alternating rounds" if args.repeats else "no whole runs"
+        print(f"epochs {first.train.epochs}, {rounds_said}; CPU flags {flags}")
         for p in precisions if args.repeats else ():
             runs = rounds[p]
             accuracies = " ".join(f"{v['test_accuracy']:.4f}" for v in runs)
@@ -186,7 +187,8 @@ def main() -> None:
                 f" | best {max(rates[p]):8.0f}"
                 f" | median ratio to {precisions[0]} {statistics.median(ratios):.3f}"
             )
-        if input_dim:
+        # A 2-D input's first layer (the playground sets) is too small to time.
+        if input_dim and input_dim * units >= 10_000:
             rates = matmul_rates(first.train.batch_size, input_dim, units)
             shape = f"({first.train.batch_size} x {input_dim}) @ ({input_dim} x {units})"
             print(
