@@ -24,7 +24,10 @@ from kerasmlp.summaries import SummaryWriter
 
 
 class TrainScalars(Action):
-    """Per round: loss, learning rate, gradient norm, examples/s; per epoch: epoch and metrics."""
+    """Per round: loss, learning rate, gradient norm, examples/s; per epoch: epoch and metrics.
+
+    With float16 loss scaling, also per round: `loss_scale` and `skipped_steps`.
+    """
 
     name = "train_scalars"
 
@@ -32,16 +35,14 @@ class TrainScalars(Action):
         self.writer = writer
 
     def on_steps(self, loop, stats):
-        self.writer.scalars(
-            "train",
-            loop.step,
-            {
-                "loss": stats["loss"],
-                "learning_rate": stats["learning_rate"],
-                "gradient_norm": stats["gradient_norm"],
-                "examples_per_second": stats["examples"] / max(stats["seconds"], 1e-9),
-            },
-        )
+        scalars = {
+            "loss": stats["loss"],
+            "learning_rate": stats["learning_rate"],
+            "gradient_norm": stats["gradient_norm"],
+            "examples_per_second": stats["examples"] / max(stats["seconds"], 1e-9),
+        }
+        scalars.update({k: stats[k] for k in ("loss_scale", "skipped_steps") if k in stats})
+        self.writer.scalars("train", loop.step, scalars)
 
     def on_epoch_end(self, loop, logs):
         # train/loss is written per round; a per-epoch value at the same step would clash.

@@ -100,7 +100,7 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(
-    config: OptimizerConfig, *, learning_rate_scale=None
+    config: OptimizerConfig, *, learning_rate_scale=None, loss_scaling: bool = False
 ) -> keras.optimizers.Optimizer:
     """The optimizer named by `optimizer.name`, its rate an exponential decay.
 
@@ -108,8 +108,17 @@ def make_optimizer(
       config: the optimizer section.
       learning_rate_scale: a scalar float variable multiplying the rate (see
         `ScaledSchedule`); None for the plain schedule.
+      loss_scaling: wrap it in `keras.optimizers.LossScaleOptimizer` (for
+        `mixed_float16`): the loss is multiplied by a dynamic scale before the
+        gradients are taken (`optimizer.scale_loss`), `apply_gradients` divides
+        them by it, and a step whose gradients are not finite is skipped and the
+        scale halved (doubled after 2000 finite steps). The wrapped optimizer is
+        `inner_optimizer`; `learning_rate` and `iterations` are its own.
     """
     schedule = make_learning_rate(config)
     if learning_rate_scale is not None:
         schedule = ScaledSchedule(schedule, learning_rate_scale)
-    return _OPTIMIZERS[config.name](learning_rate=schedule)
+    optimizer = _OPTIMIZERS[config.name](learning_rate=schedule)
+    if loss_scaling:
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer

@@ -165,6 +165,9 @@ class OptimizerConfig:
 
 
 DIVERGENCE_POLICIES = ("stop", "rollback")
+# auto: mixed_bfloat16 where the hardware multiplies bfloat16 fast, else float32
+# (see `kerasmlp.precision.choose_precision`).
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 MONITOR_MODES = ("auto", "min", "max")
 
 
@@ -202,6 +205,8 @@ class TrainConfig:
     save_best: str | None = None
     # 'none', 'balanced' or {class name: weight}; see `kerasmlp.class_weights`.
     class_weight: str | dict[str, float] | None = "none"
+    # A Keras dtype policy per layer; see `kerasmlp.precision`.
+    precision: str = dataclasses.field(default="auto", metadata=_choice(*PRECISIONS))
 
 
 # auto: mirrored when more than one GPU is visible, else one device.

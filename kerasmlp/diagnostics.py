@@ -214,15 +214,22 @@ class ModelProbe:
         )
 
     def _forward(self, features):
-        """The model's inference pass, layer by layer, keeping each Dense pre-activation."""
+        """The model's inference pass, layer by layer, keeping each Dense pre-activation.
+
+        Each Dense computes in its own compute dtype, as the layer does under a
+        mixed-precision policy (bfloat16 or float16 hidden layers, a float32
+        head); the pre-activations are reported in float32.
+        """
         x = features
         pre_activations = []
         for layer in self.model.layers:
             if isinstance(layer, keras.layers.InputLayer):
                 continue
             if isinstance(layer, keras.layers.Dense):
-                z = tf.matmul(x, layer.kernel) + layer.bias
-                pre_activations.append(z)
+                dtype = layer.compute_dtype
+                kernel, bias = tf.cast(layer.kernel, dtype), tf.cast(layer.bias, dtype)
+                z = tf.matmul(tf.cast(x, dtype), kernel) + bias
+                pre_activations.append(tf.cast(z, tf.float32))
                 x = layer.activation(z)
             else:
                 x = layer(x, training=False)

@@ -55,6 +55,7 @@ def build_model(
     input_scale: float | None = None,
     target_mean: float | None = None,
     target_variance: float | None = None,
+    dtype_policy: str | None = None,
 ) -> keras.Model:
     """Builds the MLP `input -> [Dense -> activation -> Dropout] * n -> Dense head`.
 
@@ -79,6 +80,10 @@ def build_model(
         (`keras.layers.Normalization(invert=True)`: head * std + mean), so the
         head learns the standardized target while the model, its loss and its
         metrics stay in the target's own units. None (default) for none.
+      dtype_policy: the Keras dtype policy of the hidden layers, e.g.
+        'mixed_bfloat16' (see `kerasmlp.precision`); None (default) is Keras's
+        default, float32. The head is float32 whatever the policy: the logits,
+        and the loss and metrics computed from them, stay float32.
 
     Returns:
       A functional `keras.Model` mapping (batch, *input_shape) to (batch, head.units)
@@ -108,17 +113,25 @@ def build_model(
             activation=config.activation,
             kernel_initializer=initializer(i),
             kernel_regularizer=regularizer,
+            dtype=dtype_policy,
             name=f"dense_{i}",
         )(x)
         if config.dropout:
             x = keras.layers.Dropout(
-                config.dropout, seed=None if seed is None else seed + 1000 + i, name=f"dropout_{i}"
+                config.dropout,
+                seed=None if seed is None else seed + 1000 + i,
+                dtype=dtype_policy,
+                name=f"dropout_{i}",
             )(x)
     outputs = keras.layers.Dense(
         head.units,
         activation=None,
         kernel_initializer=initializer(len(config.hidden_units)),
         kernel_regularizer=regularizer,
+        # float32 logits, as the Keras mixed-precision guide keeps the last layer: the
+        # loss and metrics read them, and bfloat16's 8-bit significand would round a
+        # logit of 20 by up to 0.0625. The head's matmul is the model's smallest.
+        dtype="float32",
         name="head",
     )(x)
     if target_mean is not None:

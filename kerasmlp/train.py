@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasmlp import actions, diagnostics, distribute, losses
+from kerasmlp import actions, diagnostics, distribute, losses, precision
 from kerasmlp.batches import GlobalBatchIterator, HeldOutSplit, InMemoryBatches, replica_rows
 from kerasmlp.checkpoints import RunCheckpoints
 from kerasmlp.class_weights import resolve_class_weight
@@ -87,7 +87,10 @@ class Trainer:
       model: maps flattened examples to logits (or regression outputs).
       loss: a `keras.losses.Loss` reading logits; regularization losses of the
         model are added to it, as `model.fit` does.
-      optimizer: a Keras optimizer; its `iterations` is the global step.
+      optimizer: a Keras optimizer; its `iterations` is the global step. A
+        `keras.optimizers.LossScaleOptimizer` (for `mixed_float16`) scales the
+        loss before the gradients are taken; a step it skips because the scaled
+        gradients overflowed is counted (`skipped_steps`), not taken for divergence.
       head: what the model emits, which decides how labels reach the loss.
       metric_names: config names of the metrics (see `components.make_metrics`).
       class_weight: one weight per class id scaling each training example's loss
@@ -116,6 +119,7 @@ class Trainer:
         self.head = head
         self.strategy = strategy
         self.replicas = 1 if strategy is None else int(strategy.num_replicas_in_sync)
+        self.loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         # Labels arrive as integers; categorical cross-entropy wants them one-hot.
         self._one_hot = isinstance(loss, losses.CategoricalCrossentropy)
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
@@ -136,7 +140,10 @@ class Trainer:
             # host CPU, next to the data, so only each replica's rows travel to it.
             host = tf.DeviceSpec.from_string(strategy.extended.worker_devices[0])
             self._input_device = host.replace(device_type="CPU", device_index=0).to_string()
-            self._keep_reduced_gradients()
+            if self.loss_scaling:
+                self._reduce_before_loss_scaling()
+            else:
+                self._keep_reduced_gradients()
             # Set by the host before a call when this worker was asked to stop (a
             # signal); summed over the workers in the call (see `AgreedStop`).
             self.stop_flag = tf.Variable(0.0, trainable=False, name="stop_requested")
@@ -171,27 +178,52 @@ class Trainer:
             loss = loss + tf.add_n(self.model.losses)
         return loss
 
-    def _one_device_step(self, iterator) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Reads a batch and takes one step; returns the loss, gradient norm and batch size."""
+    def _one_device_step(self, iterator):
+        """Reads a batch and takes one step; returns the loss, gradient norm, `skipped`
+        and the batch size."""
         features, labels = next(iterator)
-        loss, gradient_norm = self._train_step(features, labels)
-        return loss, gradient_norm, tf.cast(tf.shape(features)[0], tf.float32)
+        loss, gradient_norm, skipped = self._train_step(features, labels)
+        return loss, gradient_norm, skipped, tf.cast(tf.shape(features)[0], tf.float32)
 
-    def _train_step(self, features: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """One update; returns the loss and the global norm of the gradients."""
+    def _train_step(self, features: tf.Tensor, labels: tf.Tensor):
+        """One update; returns the loss, the global norm of the gradients and `skipped`."""
         with tf.GradientTape() as tape:
             outputs = self.model(features, training=True)
             weights = None
             if self.class_weight is not None:  # as model.fit turns class_weight into sample_weight
                 weights = tf.gather(self.class_weight, tf.cast(labels, tf.int32))
             loss = self.total_loss(labels, outputs, sample_weight=weights)
+            scaled_loss = self._scale_loss(loss)
         variables = self.model.trainable_variables
-        gradients = tape.gradient(loss, variables)
+        gradients = tape.gradient(scaled_loss, variables)
+        # Before the update, which may change the loss scale the gradients carry.
+        gradient_norm, skipped = self._gradient_norm(gradients)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         metric_labels, metric_outputs = self._metric_inputs(labels, outputs)
         for metric in self.train_metrics:
             metric.update_state(metric_labels, metric_outputs)
-        return loss, tf.linalg.global_norm(gradients)
+        return loss, gradient_norm, skipped
+
+    def _scale_loss(self, loss: tf.Tensor) -> tf.Tensor:
+        """The loss times the dynamic loss scale (float16), or the loss itself."""
+        return self.optimizer.scale_loss(loss) if self.loss_scaling else loss
+
+    def _gradient_norm(self, gradients) -> tuple[tf.Tensor, tf.Tensor]:
+        """The global norm of the (unscaled) gradients, and whether the step is skipped.
+
+        With loss scaling, `LossScaleOptimizer.apply_gradients` skips a step whose
+        scaled gradients are not finite and halves the scale: the scale was too
+        high, the model is fine. Such a step is `skipped` (True), and the divergence
+        guard does not count it, while the scale is above 1. At a scale <= 1 the
+        gradients are not finite without any scaling, which is what divergence
+        means in float32: the step is not `skipped`, and its norm is not finite.
+        """
+        norm = tf.linalg.global_norm(gradients)
+        if not self.loss_scaling:
+            return norm, tf.constant(False)
+        scale = tf.convert_to_tensor(self.optimizer.dynamic_scale)
+        overflowed = tf.logical_not(self.optimizer.check_finite(gradients))
+        return norm / scale, overflowed & (scale > 1.0)
 
     # --- traced code, with a strategy ---------------------------------------
     #
@@ -212,13 +244,18 @@ class Trainer:
         if not isinstance(iterator, InMemoryBatches):
             iterator = GlobalBatchIterator(iterator)
         received, global_size = iterator.next_global()
-        loss, gradient_norm = self.strategy.run(
+        loss, gradient_norm, skipped = self.strategy.run(
             functools.partial(self._replica_step, iterator), args=(received, global_size)
         )
-        # Both are all-reduced inside the step, so every replica holds the same
+        # All are all-reduced inside the step, so every replica holds the same
         # global value: this worker's first copy is it, with no further reduction.
         first = self.strategy.experimental_local_results
-        return first(loss)[0], first(gradient_norm)[0], tf.cast(global_size, tf.float32)
+        return (
+            first(loss)[0],
+            first(gradient_norm)[0],
+            first(skipped)[0],
+            tf.cast(global_size, tf.float32),
+        )
 
     def _replica_step(self, source, received, global_size: tf.Tensor):
         """One update on this replica's rows of the global batch; returns global values.
@@ -243,14 +280,22 @@ class Trainer:
             loss = tf.reduce_sum(per_example) / tf.cast(global_size, per_example.dtype)
             if self.model.losses:
                 loss = loss + tf.add_n(self.model.losses) / self.replicas
+            scaled_loss = self._scale_loss(loss)
         variables = self.model.trainable_variables
-        gradients = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        gradient_norm = tf.linalg.global_norm(self._reduced.gradients)
+        gradients = tape.gradient(scaled_loss, variables)
+        if self.loss_scaling:
+            # Summed here, not in the optimizer (see `_reduce_before_loss_scaling`).
+            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+            gradient_norm, skipped = self._gradient_norm(gradients)
+            self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        else:
+            self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+            gradient_norm = tf.linalg.global_norm(self._reduced.gradients)
+            skipped = tf.constant(False)
         metric_labels, metric_outputs = self._metric_inputs(local_labels, outputs)
         for metric in self.train_metrics:
             metric.update_state(metric_labels, metric_outputs)
-        return context.all_reduce(tf.distribute.ReduceOp.SUM, loss), gradient_norm
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, loss), gradient_norm, skipped
 
     def _keep_reduced_gradients(self) -> None:
         """Keeps the gradients the optimizer all-reduces, for the logged gradient norm.
@@ -272,6 +317,20 @@ class Trainer:
 
         self.optimizer._all_reduce_sum_gradients = reduce_and_keep
 
+    def _reduce_before_loss_scaling(self) -> None:
+        """With loss scaling, the step sums the replicas' gradients itself.
+
+        `LossScaleOptimizer` decides whether to skip a step on the first
+        replica's gradients (`_tf_apply` in Keras's loss_scale_optimizer.py
+        assumes they are summed already), while its inner optimizer sums them
+        only later, inside the branch that applies them: a replica whose slice
+        overflowed alone would put inf into every weight, and the summed
+        gradients would not be reachable for the logged norm. So `_replica_step`
+        sums them first (one all-reduce, as before), and the inner optimizer's
+        own sum becomes the identity.
+        """
+        self.optimizer.inner_optimizer._all_reduce_sum_gradients = list
+
     # --- the compiled loop ---------------------------------------------------
 
     def _train_loop(self, iterator, num_steps: tf.Tensor) -> tf.Tensor:
@@ -283,14 +342,18 @@ class Trainer:
         # For the divergence guard: the first step (0-based, in this call) whose
         # loss or gradient norm was not finite, -1 if none.
         first_nonfinite = tf.constant(-1.0)
+        # Steps the loss scaling skipped (see `_gradient_norm`); 0 without it.
+        skipped_steps = tf.constant(0.0)
         for i in tf.range(num_steps):
-            loss, gradient_norm, batch_size = self._step(iterator)
+            loss, gradient_norm, skipped, batch_size = self._step(iterator)
             loss = tf.cast(loss, tf.float32)
             gradient_norm = tf.cast(gradient_norm, tf.float32)
             loss_sum += loss * batch_size
             examples += batch_size
-            gradient_norm_sum += gradient_norm
-            finite = tf.math.is_finite(loss) & tf.math.is_finite(gradient_norm)
+            # A skipped step's norm is not finite and stays out of the mean.
+            gradient_norm_sum += tf.where(skipped, 0.0, gradient_norm)
+            skipped_steps += tf.cast(skipped, tf.float32)
+            finite = tf.math.is_finite(loss) & (tf.math.is_finite(gradient_norm) | skipped)
             first_nonfinite = tf.where(
                 (first_nonfinite < 0) & ~finite, tf.cast(i, tf.float32), first_nonfinite
             )
@@ -309,6 +372,8 @@ class Trainer:
             first_nonfinite,
             tf.cast(weights_finite, tf.float32),
         ]
+        if self.loss_scaling:
+            stats += [skipped_steps, tf.cast(self.optimizer.dynamic_scale, tf.float32)]
         if self.strategy is not None:
             stats.append(self._stop_requested_anywhere())
         return tf.stack(stats)
@@ -355,26 +420,33 @@ class Trainer:
         `examples`, `learning_rate` (the schedule's value at the new step),
         `first_nonfinite_step` (index in this call of the first step whose loss
         or gradient norm was NaN or infinite; -1 if none) and `weights_finite`
-        (1.0 when every weight is finite after the call). Reading them is the
-        one host sync of the call.
+        (1.0 when every weight is finite after the call). With loss scaling
+        also `skipped_steps` (steps skipped because the scaled gradients
+        overflowed; the gradient norm is the mean over the others) and
+        `loss_scale` (after the call). Reading them is the one host sync of the call.
         """
         # A tensor argument, so a different count does not retrace.
         stats = self.train_loop(iterator, tf.constant(num_steps, dtype=tf.int32)).numpy()
         loss_sum, examples, gradient_norm_sum, learning_rate, first_bad, weights_ok = (
             float(v) for v in stats[:6]
         )
+        rest = [float(v) for v in stats[6:]]
+        skipped = rest.pop(0) if self.loss_scaling else 0.0
         self._epoch_loss_sum += loss_sum
         self._epoch_examples += examples
         results = {
             "loss": loss_sum / max(examples, 1.0),
-            "gradient_norm": gradient_norm_sum / max(num_steps, 1),
+            "gradient_norm": gradient_norm_sum / max(num_steps - skipped, 1),
             "examples": examples,
             "learning_rate": learning_rate,
             "first_nonfinite_step": first_bad,
             "weights_finite": weights_ok,
         }
-        if len(stats) > 6:  # with a strategy: whether any worker was asked to stop
-            results["stop_requested"] = float(stats[6] > 0)
+        if self.loss_scaling:
+            results["skipped_steps"] = skipped
+            results["loss_scale"] = rest.pop(0)
+        if rest:  # with a strategy: whether any worker was asked to stop
+            results["stop_requested"] = float(rest[0] > 0)
         return results
 
     def state_dict(self) -> dict[str, float]:
@@ -626,7 +698,8 @@ def train_and_evaluate(
       `validation_*` (when there is a validation split), `test_*`, plus `steps`
       and `epochs` (integers), `wall_time_s` and `examples_per_second`
       (training steps only), `replicas` and `workers` (integers: how many
-      replicas and worker processes trained in sync, see `config.distribute`).
+      replicas and worker processes trained in sync, see `config.distribute`)
+      and `precision` (the name `train.precision` resolved to, e.g. 'float32').
 
     Raises:
       ConfigError: the config does not fit the dataset (e.g. binary
@@ -697,6 +770,14 @@ def _train(
     if data.tabular is not None:
         _message_of(reporter)(data.tabular.describe())
         check_data_task(config, data.info.task, data.tabular.labels.why)
+    chosen = precision.resolve_precision(config.train.precision)
+    if chosen.dtype_policy is not None:  # float32 is silent, as one device is
+        _message_of(reporter)(chosen.describe())
+    # The run's config.yaml, HParams and a resume hold what was chosen, not `auto`:
+    # the same run on other hardware, or resumed there, trains in the same precision.
+    config = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, precision=chosen.name)
+    )
     head = Head.for_task(
         data.info.task, num_classes=data.info.num_classes, loss_name=config.loss.name
     )
@@ -716,8 +797,11 @@ def _train(
             # Your own regression target: the head learns it standardized.
             target_mean=data.info.target_mean,
             target_variance=data.info.target_variance,
+            dtype_policy=chosen.dtype_policy,
         )
-        optimizer = make_optimizer(config.optimizer, learning_rate_scale=scale)
+        optimizer = make_optimizer(
+            config.optimizer, learning_rate_scale=scale, loss_scaling=chosen.loss_scaling
+        )
     # Builds the metrics too: refuses e.g. top5_accuracy on 2 classes before any file is written.
     # The trainer enters the strategy's scope for what trains (see `Trainer`).
     trainer = Trainer(
@@ -795,7 +879,7 @@ def _run(
         writer=writer,
         log=_message_of(reporter),
         # Only on divergence: the schedule (times the rollback scale) at the bad step.
-        rate_at=lambda iteration: float(trainer.optimizer._learning_rate(iteration)),
+        rate_at=lambda iteration: float(_schedule(trainer.optimizer)(iteration)),
     )
     action_list = build_actions(
         config,
@@ -885,6 +969,7 @@ def _run(
         examples_per_second=controller.examples_seen / max(controller.train_time, 1e-9),
         replicas=role.replicas,
         workers=role.workers,
+        precision=config.train.precision,
     )
     # For your own table, the saved model is preprocessing + MLP, on the raw columns.
     saved = serving_model(model, data)
@@ -930,7 +1015,7 @@ def build_actions(
     train_cfg, info = config.train, data.info
     has_validation = data.validation is not None
     probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss)
-    probe_batch = next(iter(data.validation if has_validation else data.test))
+    probe_batch = _first_batch(data.validation if has_validation else data.test)
     metrics = {metric.name: metric for metric in trainer.eval_metrics}
     result: list[Action] = [
         guard,
@@ -996,6 +1081,23 @@ def build_actions(
     return result
 
 
+def _first_batch(dataset: tf.data.Dataset):
+    """The first batch of a split, whose pass is then read to its end.
+
+    The splits are cached in memory (`dataset.cache()`). An iterator left after
+    one batch leaves TensorFlow a partly written cache, and that part has been
+    seen to become the whole split: one run in eight under load then evaluated
+    `validation_*` on its first 64 of 400 examples at every epoch (and a resumed
+    run, whose first pass was complete, disagreed with it). Reading the pass to
+    its end completes the cache, as the first evaluation would.
+    """
+    batches = iter(dataset)
+    first = next(batches)
+    for _ in batches:
+        pass
+    return first
+
+
 def _training_batches(data: Datasets, config: Config):
     """The split as tensors with a seeded permutation when it fits in memory, else tf.data."""
     if data.train_fits_in_memory and data.train_examples is not None:
@@ -1039,6 +1141,11 @@ def checkpoint_objects(trainer: Trainer, batches, *, scale=None, best_weights=No
     if best_weights is not None:
         objects["best_weights"] = best_weights.variables
     return objects
+
+
+def _schedule(optimizer: keras.optimizers.Optimizer):
+    """The learning-rate schedule (a LossScaleOptimizer's is its inner optimizer's)."""
+    return getattr(optimizer, "inner_optimizer", optimizer)._learning_rate
 
 
 def _message_of(reporter) -> Callable[[str], None]:

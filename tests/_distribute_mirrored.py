@@ -1,8 +1,9 @@
 """Subprocess for tests/test_distribute.py: one run on one device and one under MirroredStrategy.
 
 Logical CPU devices can only be configured before TensorFlow initialises, hence
-a fresh process. Both runs split the CPU in two (`distribute.cpu_devices: 2`),
-have the same seed and global batch, and differ only in `distribute.strategy`.
+a fresh process. The runs split the CPU in two (`distribute.cpu_devices: 2`),
+have the same seed and global batch, and differ only in `distribute.strategy`
+(and one, under MirroredStrategy, in `train.precision: mixed_float16`).
 Prints one JSON object: each run's results and final weights, the train loss
 logged per round (TensorBoard), and how Keras's own loss reduction behaves
 inside the strategy.
@@ -34,6 +35,13 @@ OVERRIDES = [
     "metrics=[accuracy,macro_f1]",
     "distribute.cpu_devices=2",
 ]
+# The runs compared to 1e-5, in float32 whatever `auto` would pick on this machine; and
+# one under MirroredStrategy in mixed_float16 (loss scaling, see kerasmlp.train.Trainer).
+RUNS = {
+    "one_device": ["distribute.strategy=one_device", "train.precision=float32"],
+    "mirrored": ["distribute.strategy=mirrored", "train.precision=float32"],
+    "mirrored_mixed_float16": ["distribute.strategy=mirrored", "train.precision=mixed_float16"],
+}
 
 
 def main(workdir: pathlib.Path) -> None:
@@ -45,19 +53,18 @@ def main(workdir: pathlib.Path) -> None:
     from tests.events import scalars
 
     out = {}
-    for strategy in ("one_device", "mirrored"):
-        config = load_config(
-            None,
-            [*OVERRIDES, f"distribute.strategy={strategy}", f"data.data_dir={workdir / 'data'}"],
-        )
-        run_dir = workdir / strategy
+    for name, overrides in RUNS.items():
+        config = load_config(None, [*OVERRIDES, *overrides, f"data.data_dir={workdir / 'data'}"])
+        run_dir = workdir / name
         results = train_and_evaluate(config, run_dir)
         model = keras.models.load_model(run_dir / "model.keras")
-        out[strategy] = {
+        train = scalars(run_dir / "train")
+        out[name] = {
             "results": results,
             "weights": [w.tolist() for w in model.get_weights()],
-            "train_loss": scalars(run_dir / "train")["loss"],
-            "gradient_norm": scalars(run_dir / "train")["gradient_norm"],
+            "train_loss": train["loss"],
+            "gradient_norm": train["gradient_norm"],
+            "skipped_steps": train.get("skipped_steps"),
             "status": json.loads((run_dir / "status.json").read_text()),
         }
 

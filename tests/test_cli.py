@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 from click.testing import CliRunner
 
 from kerasmlp import cli
+from kerasmlp.precision import resolve_precision
 from tests.conftest import REPO_ROOT, SHARED_DATA
 
 # The console script installed next to this Python (the README's `pip install -e .`).
@@ -117,6 +118,11 @@ def test_a_default_run_prints_only_kerasmlp_lines(tmp_path):
         re.escape(f"run directory: {tmp_path / 'logs' / 'quiet'}"),
         re.escape(f"see it with:   tensorboard --logdir {tmp_path / 'logs'}"),
     ]
+    # `train.precision: auto` says what it chose where that is a mixed precision
+    # (on a CPU with AMX, say); float32 is silent.
+    chosen = resolve_precision("auto")
+    if chosen.dtype_policy is not None:
+        patterns.insert(1, re.escape(chosen.describe()))
     lines = out.stdout.splitlines()
     assert len(lines) == len(patterns), out.stdout
     for line, pattern in zip(lines, patterns, strict=True):
@@ -133,7 +139,8 @@ def test_a_default_run_prints_only_kerasmlp_lines(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stderr != ""  # e.g. "WARNING: All log messages before absl::InitializeLog() ..."
-    assert out.stdout.splitlines()[0] == "training 1 epochs x 57 steps"
+    first = out.stdout.splitlines()[1 if chosen.dtype_policy is not None else 0]
+    assert first == "training 1 epochs x 57 steps"
 
 
 # Each user mistake, and the words its one line on stderr must hold.

@@ -255,6 +255,8 @@ LOOP_KEYS = {
     "train.early_stopping.restore_best",
     "train.save_best",
     "train.class_weight",  # test_class_weights.py: one step equals model.fit's
+    # test_precision.py: the layers' policies, loss scaling, the auto rule, short runs.
+    "train.precision",
 }
 # Keys that choose the devices: checked by tests/test_distribute.py.
 DISTRIBUTE_KEYS = {"distribute.strategy", "distribute.cpu_devices"}

@@ -4,6 +4,7 @@ MNIST comes from `tfds.testing.mock_data` (random images of the right shape),
 the default config from the generated playground data; nothing touches the network.
 """
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -76,14 +77,17 @@ def test_run_directory_holds_config_model_metrics_and_events(mnist_run):
         "train",
         "validation",
     ]
-    assert load_config(run_dir / "config.yaml") == config
+    # The config resolved: `train.precision: auto` is written as what it chose.
+    chosen = dataclasses.replace(config.train, precision=results["precision"])
+    assert load_config(run_dir / "config.yaml") == dataclasses.replace(config, train=chosen)
     assert json.loads((run_dir / "metrics.json").read_text()) == results
 
 
 def test_results_are_plain_floats_and_counts_are_integers(mnist_run):
     _, run_dir, results = mnist_run
     counts = {"steps", "epochs", "replicas", "workers"}
-    assert all(type(v) is float for k, v in results.items() if k not in counts)
+    assert all(type(v) is float for k, v in results.items() if k not in {*counts, "precision"})
+    assert results["precision"] in ("float32", "mixed_bfloat16")  # what `auto` chose here
     for split in ("train", "validation", "test"):
         for name in ("loss", "accuracy", "macro_f1", "ece"):
             assert np.isfinite(results[f"{split}_{name}"])
@@ -134,9 +138,12 @@ def test_validation_and_test_overlay_train_tags(mnist_run):
 
 
 def test_config_is_in_tensorboard_as_text(mnist_run):
-    config, run_dir, _ = mnist_run
+    config, run_dir, results = mnist_run
     text = events.texts(run_dir / "train")["config"]
-    assert yaml.safe_load(textwrap.dedent(text)) == config.to_dict()
+    # As config.yaml: `train.precision` as chosen.
+    expected = config.to_dict()
+    expected["train"]["precision"] = results["precision"]
+    assert yaml.safe_load(textwrap.dedent(text)) == expected
 
 
 def test_saved_model_reloads_in_a_fresh_process_and_gives_probabilities(mnist_run, tmp_path):
@@ -296,6 +303,8 @@ def one_step_runs(tmp_path_factory):
                 "train.histogram_every_epochs=0",
                 "train.image_every_epochs=0",
                 "model.hidden_units=[8]",
+                # The reference below is a float32 model: whatever `auto` would pick.
+                "train.precision=float32",
                 f"loss.label_smoothing={smoothing}",
                 f"data.data_dir={data_dir}",
             ],

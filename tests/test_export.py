@@ -38,6 +38,9 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
         "model.hidden_units=[8]",
         "train.image_every_epochs=0",
         "train.histogram_every_epochs=0",
+        # Served and in-process probabilities agree to 1e-5 in float32, whatever `auto`
+        # would pick (in bfloat16 they move with the batch's shape by ~1e-3).
+        "train.precision=float32",
     ]
     args = ["--logdir", str(tmp_path / "logs"), "--run-name", "b"]
     result = CliRunner().invoke(cli.main, args + [a for o in overrides for a in ("--set", o)])

@@ -52,6 +52,10 @@ def _train(tmp_path, *overrides, name="run"):
             "train.histogram_every_epochs=0",
             "--set",
             "train.image_every_epochs=0",
+            # Predictions are compared with the saved model's to 1e-5: float32, whatever
+            # `auto` would pick (in bfloat16 they move with the batch's shape by ~1e-3).
+            "--set",
+            "train.precision=float32",
             *(a for o in overrides for a in ("--set", o)),
         ],
     )

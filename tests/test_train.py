@@ -10,7 +10,13 @@ from kerasmlp.components import make_loss, make_optimizer
 from kerasmlp.config import ConfigError, LossConfig, ModelConfig, OptimizerConfig, load_config
 from kerasmlp.model import Head, build_model
 from kerasmlp.playground import make_spirals
-from kerasmlp.train import RunDirectoryExistsError, Trainer, checkpoint_objects, prepare_run_dir
+from kerasmlp.train import (
+    RunDirectoryExistsError,
+    Trainer,
+    _first_batch,
+    checkpoint_objects,
+    prepare_run_dir,
+)
 
 
 def spirals(n=512, batch_size=32, seed=0):
@@ -189,3 +195,25 @@ def test_run_dir_is_never_written_over(tmp_path):
 def test_top5_accuracy_is_refused_with_five_classes_or_fewer():
     with pytest.raises(ConfigError, match="top5_accuracy is always 1 with 2 classes"):
         make_trainer(metrics=("accuracy", "top5_accuracy"))
+
+
+def test_the_probe_batch_reads_its_cached_split_to_the_end():
+    # An iterator left after one batch of a cached split has left TensorFlow's
+    # in-memory cache holding that batch alone (validation on 64 of 400 examples).
+    read = []
+
+    def note(i):
+        read.append(int(i))
+        return i
+
+    dataset = (
+        tf.data.Dataset.range(10)
+        .map(lambda i: tf.numpy_function(note, [i], tf.int64))
+        .cache()
+        .batch(4)
+    )
+    assert _first_batch(dataset).numpy().tolist() == [0, 1, 2, 3]
+    assert read == list(range(10))
+    # The cache is complete: the next pass is served from it, all of it.
+    assert [b.numpy().tolist() for b in dataset] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert read == list(range(10))
