@@ -54,8 +54,12 @@ class TimingReporter(LineReporter):
         self.epoch_ends.append(time.perf_counter())
 
 
-def measure(config, workdir: str, name: str) -> tuple[float, float]:
-    """(steady-state training examples/s, wall time of the whole `train_and_evaluate` call)."""
+def measure(config, workdir: str, name: str) -> dict[str, float]:
+    """One `train_and_evaluate` call: its rates, test accuracy and wall time.
+
+    `steady` is the steady-state training rate: examples over the wall time
+    from the end of the first epoch to the end of the last (nan for one epoch).
+    """
     reporter = TimingReporter()
     start = time.perf_counter()
     results = train_and_evaluate(config, os.path.join(workdir, name), reporter=reporter)
@@ -63,7 +67,13 @@ def measure(config, workdir: str, name: str) -> tuple[float, float]:
     # Examples per epoch, from the loop's own count (examples/s over its step time).
     per_epoch = results["examples_per_second"] * results["wall_time_s"] / results["epochs"]
     ends = reporter.epoch_ends
-    return per_epoch * (len(ends) - 1) / (ends[-1] - ends[0]), wall
+    steady = per_epoch * (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 else float("nan")
+    return {
+        "examples_per_second": results["examples_per_second"],
+        "steady": steady,
+        "test_accuracy": results.get("test_accuracy", float("nan")),
+        "wall": wall,
+    }
 
 
 def main() -> None:
@@ -89,8 +99,9 @@ def main() -> None:
             order = [("logged", logged_config, logged), ("off", off_config, off)]
             for name, config, out in order if r % 2 == 0 else order[::-1]:
                 out.append(measure(config, workdir, f"{name}-{r}"))
-        best_logged, best_off = max(v[0] for v in logged), max(v[0] for v in off)
-        wall_logged, wall_off = min(v[1] for v in logged), min(v[1] for v in off)
+        best_logged = max(v["steady"] for v in logged)
+        best_off = max(v["steady"] for v in off)
+        wall_logged, wall_off = min(v["wall"] for v in logged), min(v["wall"] for v in off)
         print(f"config: {args.config or 'built-in default'} {' '.join(args.overrides)}")
         print(f"epochs {logged_config.train.epochs}, best of {args.repeats} alternating rounds")
         print(f"default logging : {best_logged:9.0f} examples/s  (rounds {_rounds(logged)})")
@@ -98,13 +109,13 @@ def main() -> None:
         print(f"ratio logged/off: {best_logged / best_off:.3f} (best round of each)")
         # Each round runs the two back to back, so their ratio shares the machine's
         # state of the moment; the median of these is the steadier figure.
-        paired = sorted(lo[0] / of[0] for lo, of in zip(logged, off, strict=True))
+        paired = sorted(lo["steady"] / of["steady"] for lo, of in zip(logged, off, strict=True))
         print(f"ratio logged/off: {statistics.median(paired):.3f} (median of per-round ratios)")
         print(f"whole run wall time: logged {wall_logged:.2f} s, off {wall_off:.2f} s")
 
 
 def _rounds(values) -> str:
-    return " ".join(f"{v[0]:.0f}" for v in values)
+    return " ".join(f"{v['steady']:.0f}" for v in values)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ figures can be read against what the hardware offers.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import tempfile
@@ -37,36 +36,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from logging_overhead import measure  # noqa: E402  (the script's own folder)
+
 from kerasmlp.config import dataset_shape, load_config  # noqa: E402
 from kerasmlp.precision import read_cpu_flags  # noqa: E402
-from kerasmlp.train import LineReporter, train_and_evaluate  # noqa: E402
-
-
-class TimingReporter(LineReporter):
-    """Notes when each epoch ends."""
-
-    def __init__(self):
-        super().__init__(io.StringIO())
-        self.epoch_ends: list[float] = []
-
-    def epoch_end(self, *, step, epoch, logs):
-        self.epoch_ends.append(time.perf_counter())
-
-
-def measure(config, workdir: str, name: str) -> dict[str, float]:
-    reporter = TimingReporter()
-    start = time.perf_counter()
-    results = train_and_evaluate(config, os.path.join(workdir, name), reporter=reporter)
-    wall = time.perf_counter() - start
-    per_epoch = results["examples_per_second"] * results["wall_time_s"] / results["epochs"]
-    ends = reporter.epoch_ends
-    steady = per_epoch * (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 else float("nan")
-    return {
-        "examples_per_second": results["examples_per_second"],
-        "steady": steady,
-        "test_accuracy": results.get("test_accuracy", float("nan")),
-        "wall": wall,
-    }
 
 
 def loop_rates(config, precisions: list[str], *, calls: int, steps: int) -> dict[str, list[float]]:
