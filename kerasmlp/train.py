@@ -825,15 +825,15 @@ def _train(
         return _run(
             config,
             run_dir,
-            data,
-            head,
-            trainer,
-            scale,
-            status,
-            reporter,
-            stop_request,
-            resume,
-            role,
+            data=data,
+            head=head,
+            trainer=trainer,
+            scale=scale,
+            status=status,
+            reporter=reporter,
+            stop_request=stop_request,
+            resume=resume,
+            role=role,
             hparams_first=hparams_first,
         )
     except (RunInterrupted, RunDiverged):
@@ -847,6 +847,7 @@ def _train(
 def _run(
     config,
     run_dir,
+    *,
     data,
     head,
     trainer,
@@ -856,7 +857,6 @@ def _run(
     stop_request,
     resume,
     role,
-    *,
     hparams_first=(),
 ):
     data = _held_out_in_memory(data, config)
