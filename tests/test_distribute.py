@@ -462,12 +462,15 @@ def test_both_workers_killed_then_resumed_finish_a_sweep(tmp_path, spirals_dir):
     from the chief's last epoch checkpoint; a sweep runs under multi_worker,
     the second point under the strategy the process made for the first (one
     per process); and the training split read through tf.data (`data.cache:
-    false`) restores its data position on both workers.
+    false`) restores its data position on both workers; all in mixed_float16,
+    whose loss scale the checkpoints carry.
     """
     grid = tmp_path / "grid.yaml"
     grid.write_text("seed: [1, 2]\n")
     logs, sweep_dir = tmp_path / "logs", tmp_path / "logs" / "sweep"
     args = [*TINY_SETTINGS, "--set", f"data.data_dir={spirals_dir}", "--set", "data.cache=false"]
+    # Mixed precision with loss scaling too: its scale is in the checkpoints that resume.
+    args += ["--set", "train.precision=mixed_float16"]
     args += ["--epochs", "50", "--strategy", "multi_worker", "--sweep", str(grid)]
     procs = _start_workers(tmp_path, [*args, "--logdir", str(logs), "--run-name", "sweep"])
     try:
@@ -512,6 +515,7 @@ def test_both_workers_killed_then_resumed_finish_a_sweep(tmp_path, spirals_dir):
         assert (status["replicas"], status["workers"]) == (2, 2)
         metrics = json.loads((sweep_dir / point / "metrics.json").read_text())
         assert (metrics["replicas"], metrics["workers"]) == (2, 2)
+        assert metrics["precision"] == "mixed_float16"
         assert metrics["steps"] == epochs * TINY_STEPS_PER_EPOCH
         assert "test_accuracy" in metrics
     assert not any((tmp_path / "resumed1").iterdir())  # the other worker's folder is gone
