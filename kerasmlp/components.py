@@ -1,38 +1,25 @@
 """Config names to Keras objects: the loss, the metrics, the optimizer and its schedule.
 
 The names users write in YAML (`sparse_categorical_crossentropy`, `macro_f1`,
-`adam`) map here, and only here, to `kerasmlp.losses`, `kerasmlp.metrics` and
-Keras's optimizers with an `ExponentialDecay` learning rate.
+`adam`) are listed once, in `kerasmlp.catalog`, with the class each one names;
+here they become `kerasmlp.losses`, `kerasmlp.metrics` and Keras's optimizers
+with an `ExponentialDecay` learning rate.
 """
 
 from __future__ import annotations
 
 import keras
 
-from kerasmlp import losses, metrics
+from kerasmlp import catalog, losses, metrics
 from kerasmlp.config import ConfigError, LossConfig, OptimizerConfig
 from kerasmlp.model import Head
-
-_LOSSES = {
-    "binary_crossentropy": losses.BinaryCrossentropy,
-    "categorical_crossentropy": losses.CategoricalCrossentropy,
-    "sparse_categorical_crossentropy": losses.SparseCategoricalCrossentropy,
-    "mean_squared_error": losses.MeanSquaredError,
-    "mean_absolute_error": losses.MeanAbsoluteError,
-}
-
-_OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-    "rmsprop": keras.optimizers.RMSprop,
-    "sgd": keras.optimizers.SGD,
-}
 
 
 def make_loss(config: LossConfig) -> keras.losses.Loss:
     """The kerasmlp loss named by `loss.name`, averaged over the batch."""
-    cls = _LOSSES[config.name]
-    if config.name in ("mean_squared_error", "mean_absolute_error"):
+    entry = catalog.LOSSES[config.name]
+    cls = getattr(losses, entry.cls)
+    if not entry.takes_logits:
         return cls()
     return cls(from_logits=config.from_logits, label_smoothing=config.label_smoothing)
 
@@ -40,35 +27,20 @@ def make_loss(config: LossConfig) -> keras.losses.Loss:
 def make_metrics(names: tuple[str, ...], head: Head) -> list[keras.metrics.Metric]:
     """The metrics named in the config, each named as in the config.
 
-    Classification metrics are fed integer labels and one logit per class (a
-    sigmoid head's logit z becomes the two logits [0, z], whose softmax is
-    [1 - sigmoid(z), sigmoid(z)]).
+    Classification metrics are fed what `Head.metric_inputs` gives: class ids
+    and one logit per class (a sigmoid head's logit z becomes [0, z]).
     """
-    num_classes = 2 if head.kind == "sigmoid" else head.units
-    if "top5_accuracy" in names and num_classes <= 5:
-        raise ConfigError(
-            f"metrics: top5_accuracy is always 1 with {num_classes} classes; "
-            "use it on datasets with more than 5"
+    entries = {name: catalog.METRICS[name] for name in names}
+    for name, entry in entries.items():
+        refusal = entry.refusal(name, head.num_classes) if head.num_classes else None
+        if refusal:
+            raise ConfigError(refusal)
+    return [
+        getattr(metrics, entry.cls)(
+            *([head.num_classes] if entry.per_class else []), **entry.kwargs, name=name
         )
-    if "auc" in names and num_classes != 2:
-        raise ConfigError(f"metrics: auc needs 2 classes; this dataset has {num_classes}")
-    factories = {
-        "auc": lambda: metrics.BinaryAUC(name="auc"),
-        "accuracy": lambda: metrics.SparseCategoricalAccuracy(name="accuracy"),
-        "top5_accuracy": lambda: metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"),
-        "macro_f1": lambda: metrics.F1Score(num_classes, average="macro", name="macro_f1"),
-        "micro_f1": lambda: metrics.F1Score(num_classes, average="micro", name="micro_f1"),
-        "weighted_f1": lambda: metrics.F1Score(num_classes, average="weighted", name="weighted_f1"),
-        "macro_precision": lambda: metrics.Precision(
-            num_classes, average="macro", name="macro_precision"
-        ),
-        "macro_recall": lambda: metrics.Recall(num_classes, average="macro", name="macro_recall"),
-        "ece": lambda: metrics.ExpectedCalibrationError(from_logits=True, name="ece"),
-        "mse": lambda: metrics.MeanSquaredError(name="mse"),
-        "mae": lambda: metrics.MeanAbsoluteError(name="mae"),
-        "rmse": lambda: metrics.RootMeanSquaredError(name="rmse"),
-    }
-    return [factories[name]() for name in names]
+        for name, entry in entries.items()
+    ]
 
 
 def make_learning_rate(config: OptimizerConfig) -> keras.optimizers.schedules.ExponentialDecay:
@@ -118,7 +90,9 @@ def make_optimizer(
     schedule = make_learning_rate(config)
     if learning_rate_scale is not None:
         schedule = ScaledSchedule(schedule, learning_rate_scale)
-    optimizer = _OPTIMIZERS[config.name](learning_rate=schedule)
+    optimizer = getattr(keras.optimizers, catalog.OPTIMIZERS[config.name].cls)(
+        learning_rate=schedule
+    )
     if loss_scaling:
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from kerasmlp import sources
+from kerasmlp import catalog, sources
 
 ACTIVATIONS = ("elu", "gelu", "leaky_relu", "relu", "sigmoid", "swish", "tanh")
 KERNEL_INITIALIZERS = (
@@ -33,26 +33,13 @@ KERNEL_INITIALIZERS = (
     "lecun_normal",
     "lecun_uniform",
 )
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
-CLASSIFICATION_LOSSES = (
-    "binary_crossentropy",
-    "categorical_crossentropy",
-    "sparse_categorical_crossentropy",
-)
-REGRESSION_LOSSES = ("mean_absolute_error", "mean_squared_error")
+# Loss, metric and optimizer names: one home, `kerasmlp.catalog` (TensorFlow-free).
+OPTIMIZERS = tuple(catalog.OPTIMIZERS)
+CLASSIFICATION_LOSSES = catalog.names_for(catalog.LOSSES, catalog.CLASSIFICATION)
+REGRESSION_LOSSES = catalog.names_for(catalog.LOSSES, catalog.REGRESSION)
 LOSSES = CLASSIFICATION_LOSSES + REGRESSION_LOSSES
-CLASSIFICATION_METRICS = (
-    "accuracy",
-    "auc",
-    "ece",
-    "macro_f1",
-    "macro_precision",
-    "macro_recall",
-    "micro_f1",
-    "top5_accuracy",
-    "weighted_f1",
-)
-REGRESSION_METRICS = ("mae", "mse", "rmse")
+CLASSIFICATION_METRICS = catalog.names_for(catalog.METRICS, catalog.CLASSIFICATION)
+REGRESSION_METRICS = catalog.names_for(catalog.METRICS, catalog.REGRESSION)
 METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
 # The data sources' names, tasks and keys: one home, `kerasmlp.sources` (TensorFlow-free).
 # The generated (offline) datasets and their task; any other name is a TFDS
@@ -83,7 +70,7 @@ MAX_YAML_BYTES = 1 << 20  # a config or sweep file is a few hundred bytes
 # them before TensorFlow loads (the data layer reads the real values from TFDS).
 KNOWN_IMAGE_DATASETS = dict(sources.BY_KIND["tfds_image"].shapes)
 # Per-weight state each optimizer keeps (Keras 3 defaults: no momentum for sgd and rmsprop).
-OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 0}
+OPTIMIZER_SLOTS = {name: entry.slots for name, entry in catalog.OPTIMIZERS.items()}
 
 
 class ConfigError(ValueError):

@@ -283,14 +283,10 @@ class LoadedRun:
 
         head = Head(self.head_kind, int(outputs.shape[-1]))
         metrics = make_metrics(self.config.metrics, head)
-        outputs = tf.constant(outputs)
-        if head.kind == "sigmoid":  # as the loop feeds them (see train.Trainer._metric_inputs)
-            outputs = tf.concat([tf.zeros_like(outputs), outputs], axis=-1)
-        if head.kind == "linear":
-            labels = np.asarray(labels, np.float32)[:, None]
+        labels, outputs = head.metric_inputs(tf.constant(labels), tf.constant(outputs))
         results = {}
         for metric in metrics:
-            metric.update_state(tf.constant(labels), outputs)
+            metric.update_state(labels, outputs)
             results[metric.name] = float(metric.result())
         return results
 

@@ -12,6 +12,7 @@ import dataclasses
 import math
 
 import keras
+import tensorflow as tf
 
 from kerasmlp.config import ConfigError, ModelConfig
 
@@ -42,6 +43,42 @@ class Head:
                 )
             return cls("sigmoid", 1)
         return cls("softmax", int(num_classes))
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes the metrics count: 2 for a sigmoid head, one per logit for softmax."""
+        return {"softmax": self.units, "sigmoid": 2}.get(self.kind)
+
+    def loss_inputs(self, labels, outputs, *, one_hot: bool = False):
+        """`(y_true, y_pred)` as the loss takes them, from the labels as the data gives them.
+
+        Labels arrive as class ids (classification) or values (regression). A
+        softmax head's loss takes the ids (sparse cross-entropy) or, with
+        `one_hot`, one-hot rows in the outputs' dtype (categorical
+        cross-entropy); a one-column head (a sigmoid logit, a regression value)
+        takes a column of the labels in the outputs' dtype, as Keras's
+        `BinaryCrossentropy` and `MeanSquaredError` expect `(batch, 1)`.
+        """
+        if self.kind == "softmax":
+            if one_hot:
+                return tf.one_hot(labels, self.units, dtype=outputs.dtype), outputs
+            return labels, outputs
+        return tf.cast(labels, outputs.dtype)[:, None], outputs
+
+    def metric_inputs(self, labels, outputs):
+        """`(y_true, y_pred)` as kerasmlp's metrics take them.
+
+        Classification metrics take class ids and one logit per class, so one set
+        serves both classification heads: a sigmoid head's logit z becomes the
+        logits [0, z], whose softmax is [1 - sigmoid(z), sigmoid(z)]. Regression
+        metrics take a column of the labels in the outputs' dtype.
+        """
+        outputs = tf.convert_to_tensor(outputs)
+        if self.kind == "sigmoid":
+            return labels, tf.concat([tf.zeros_like(outputs), outputs], axis=-1)
+        if self.kind == "linear":
+            return tf.cast(labels, outputs.dtype)[:, None], outputs
+        return labels, outputs
 
 
 def build_model(

@@ -155,21 +155,7 @@ class Trainer:
     # --- traced code -------------------------------------------------------
 
     def _loss_inputs(self, labels: tf.Tensor, outputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Labels arrive as integers (classification) or scalars (regression)."""
-        if self.head.kind == "softmax":
-            if self._one_hot:
-                return tf.one_hot(labels, self.head.units, dtype=outputs.dtype), outputs
-            return labels, outputs
-        # One output column: binary logit or regression value.
-        return tf.cast(labels, outputs.dtype)[:, None], outputs
-
-    def _metric_inputs(self, labels: tf.Tensor, outputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        if self.head.kind == "sigmoid":
-            # softmax([0, z]) == [1 - sigmoid(z), sigmoid(z)]: one metric set serves both heads.
-            return labels, tf.concat([tf.zeros_like(outputs), outputs], axis=-1)
-        if self.head.kind == "linear":
-            return tf.cast(labels, outputs.dtype)[:, None], outputs
-        return labels, outputs
+        return self.head.loss_inputs(labels, outputs, one_hot=self._one_hot)
 
     def total_loss(self, labels, outputs, sample_weight=None):
         """The training objective: the loss on `outputs` plus the model's regularization."""
@@ -199,7 +185,7 @@ class Trainer:
         # Before the update, which may change the loss scale the gradients carry.
         gradient_norm, skipped = self._gradient_norm(gradients)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        metric_labels, metric_outputs = self._metric_inputs(labels, outputs)
+        metric_labels, metric_outputs = self.head.metric_inputs(labels, outputs)
         for metric in self.train_metrics:
             metric.update_state(metric_labels, metric_outputs)
         return loss, gradient_norm, skipped
@@ -292,7 +278,7 @@ class Trainer:
             self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
             gradient_norm = tf.linalg.global_norm(self._reduced.gradients)
             skipped = tf.constant(False)
-        metric_labels, metric_outputs = self._metric_inputs(local_labels, outputs)
+        metric_labels, metric_outputs = self.head.metric_inputs(local_labels, outputs)
         for metric in self.train_metrics:
             metric.update_state(metric_labels, metric_outputs)
         return context.all_reduce(tf.distribute.ReduceOp.SUM, loss), gradient_norm, skipped
@@ -406,7 +392,7 @@ class Trainer:
         outputs = self.model(features, training=False)
         loss = self.total_loss(labels, outputs)
         self.eval_loss.update_state(loss, sample_weight=tf.shape(features)[0])
-        metric_labels, metric_outputs = self._metric_inputs(labels, outputs)
+        metric_labels, metric_outputs = self.head.metric_inputs(labels, outputs)
         for metric in self.eval_metrics:
             metric.update_state(metric_labels, metric_outputs)
 

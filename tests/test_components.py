@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasmlp import components, losses, metrics, train
+from kerasmlp import catalog, components, losses, metrics, train
 from kerasmlp.config import Config, ConfigError, load_config
 from kerasmlp.model import Head, build_model
 
@@ -329,6 +329,44 @@ def test_each_optimizer_takes_a_training_step(name):
     assert float(optimizer.learning_rate) == pytest.approx(
         config.optimizer.learning_rate.initial_learning_rate * 0.5 ** (1 / 1000), rel=1e-5
     )
+
+
+@pytest.mark.parametrize("name", sorted(catalog.METRICS))
+def test_each_metric_name_builds_the_class_the_catalog_names(name):
+    entry = catalog.METRICS[name]
+    head = (
+        Head("sigmoid", 1)
+        if name == "auc"
+        else Head("linear", 1)
+        if (entry.task == "regression")
+        else HEAD
+    )
+    (metric,) = components.make_metrics((name,), head)
+    assert type(metric) is getattr(metrics, entry.cls) and metric.name == name
+    if entry.per_class:
+        assert metric.num_classes == head.num_classes
+    for key, value in entry.kwargs.items():
+        assert metric.get_config()[key] == value
+
+
+@pytest.mark.parametrize("name", sorted(catalog.LOSSES))
+def test_each_loss_name_builds_the_class_the_catalog_names(name):
+    config = load_config(
+        None,
+        [f"loss.name={name}"]
+        + (["data.name=sine", "metrics=[mse]"] if catalog.LOSSES[name].task == "regression" else []),
+    )
+    assert type(components.make_loss(config.loss)) is getattr(losses, catalog.LOSSES[name].cls)
+
+
+def test_the_config_checks_the_catalog_names():
+    # The config's lists are read from the catalog, not kept beside it.
+    from kerasmlp import config as config_module
+
+    assert set(config_module.LOSSES) == set(catalog.LOSSES)
+    assert set(config_module.METRICS) == set(catalog.METRICS)
+    assert set(config_module.OPTIMIZERS) == set(catalog.OPTIMIZERS)
+    assert config_module.OPTIMIZER_SLOTS == {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 0}
 
 
 def test_top5_accuracy_on_few_classes_is_still_refused_when_the_count_comes_late():

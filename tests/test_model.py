@@ -27,6 +27,54 @@ def test_binary_crossentropy_needs_two_classes():
         Head.for_task("classification", num_classes=10, loss_name="binary_crossentropy")
 
 
+@pytest.mark.parametrize(
+    "head,expected", [(Head("softmax", 10), 10), (Head("sigmoid", 1), 2), (Head("linear", 1), None)]
+)
+def test_head_num_classes(head, expected):
+    assert head.num_classes == expected
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf.function"])
+def test_head_routes_labels_to_the_loss(compiled):
+    # Each loss's own convention (Keras's): sparse ids; one-hot rows for
+    # categorical cross-entropy; a (batch, 1) column for one-output heads.
+    ids = tf.constant([2, 0])
+    logits = tf.constant([[0.1, 0.2, 0.3], [1.0, 2.0, 3.0]])
+    column = tf.constant([[0.5], [-1.5]])
+
+    def route(head, labels, outputs, one_hot=False):
+        return head.loss_inputs(labels, outputs, one_hot=one_hot)
+
+    route = tf.function(route) if compiled else route
+    y, p = route(Head("softmax", 3), ids, logits)
+    assert y.numpy().tolist() == [2, 0] and p is not None
+    y, _ = route(Head("softmax", 3), ids, logits, one_hot=True)
+    np.testing.assert_array_equal(y.numpy(), [[0, 0, 1], [1, 0, 0]])
+    assert y.dtype == tf.float32
+    y, _ = route(Head("sigmoid", 1), tf.constant([1, 0]), column)
+    np.testing.assert_array_equal(y.numpy(), [[1.0], [0.0]])
+    y, _ = route(Head("linear", 1), tf.constant([2.5, -1.0], tf.float64), column)
+    assert y.dtype == tf.float32 and y.numpy().tolist() == [[2.5], [-1.0]]
+
+
+def test_head_gives_the_metrics_one_logit_per_class():
+    # A sigmoid logit z becomes [0, z]: softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)],
+    # worked with numpy here, so one set of metrics serves both classification heads.
+    z = np.array([[-2.0], [0.0], [3.0]], np.float32)
+    labels, two = Head("sigmoid", 1).metric_inputs(tf.constant([0, 1, 1]), z)
+    assert labels.numpy().tolist() == [0, 1, 1]
+    sigmoid = 1 / (1 + np.exp(-z[:, 0]))
+    np.testing.assert_allclose(
+        tf.nn.softmax(two).numpy(), np.stack([1 - sigmoid, sigmoid], -1), rtol=1e-6
+    )
+    labels, values = Head("linear", 1).metric_inputs(tf.constant([1, 2]), z[:2])
+    assert labels.numpy().tolist() == [[1.0], [2.0]] and values.shape == (2, 1)
+    logits = tf.constant([[0.1, 0.9]])
+    labels, same = Head("softmax", 2).metric_inputs(tf.constant([1]), logits)
+    assert labels.numpy().tolist() == [1]
+    np.testing.assert_array_equal(same.numpy(), logits.numpy())
+
+
 def test_layers_shapes_and_logit_head():
     config = ModelConfig(hidden_units=(16, 8), activation="tanh", dropout=0.5)
     model = build_model(config, input_dim=5, head=Head("softmax", 3), seed=0)
