@@ -11,7 +11,8 @@ Logical CPU devices (`distribute.cpu_devices`) must be configured before
 TensorFlow initialises its devices, and `MultiWorkerMirroredStrategy` must be
 created before any other TensorFlow operation runs: `train_and_evaluate` calls
 `configure_cpu_devices` and `make_strategy` first. A process makes one
-`MultiWorkerMirroredStrategy` and every run in it (a sweep's points) uses it.
+strategy of each kind (one `MirroredStrategy` per device list, one
+`MultiWorkerMirroredStrategy`) and every run in it (a sweep's points) uses it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ TRAINING_JOBS = ("chief", "worker")
 # previously created tensors" (seen with TF 2.21: it works, with that warning).
 # So a sweep's points, run one after the other in one process, share the first.
 _multi_worker_strategy = None
+# This process's MirroredStrategy for each device list. Two of them over the same
+# devices number their collective ops alike: the second run's gradient all-reduce
+# reuses the first one's instance key, and TensorFlow, which keeps what that
+# instance was, aborts it when the model differs ("Shape mismatch in the
+# collective instance 100", seen with two sweep points of different widths;
+# TensorFlow issue 62790). One strategy goes on counting, so its runs never collide.
+_mirrored_strategies: dict[tuple[str, ...], Any] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,8 +184,8 @@ def make_strategy(config: DistributeConfig):
 
     `auto` is `mirrored` when more than one GPU is visible, else one device.
     `mirrored` uses every GPU, or every logical CPU device when there is no GPU
-    (`distribute.cpu_devices`). `multi_worker` reads TF_CONFIG; the process
-    makes one such strategy and returns it again to every later call.
+    (`distribute.cpu_devices`). `multi_worker` reads TF_CONFIG. The process
+    makes one strategy of each kind and returns it again to every later call.
     """
     global _multi_worker_strategy
     import tensorflow as tf
@@ -189,10 +197,13 @@ def make_strategy(config: DistributeConfig):
     if name == "one_device":
         return None
     if name == "mirrored":
-        if gpus:
-            return tf.distribute.MirroredStrategy()
-        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        kind = "GPU" if gpus else "CPU"
+        devices = tuple(d.name for d in tf.config.list_logical_devices(kind))
+        if devices not in _mirrored_strategies:
+            _mirrored_strategies[devices] = tf.distribute.MirroredStrategy(
+                None if gpus else list(devices)
+            )
+        return _mirrored_strategies[devices]
     if _multi_worker_strategy is None:
         _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
     return _multi_worker_strategy

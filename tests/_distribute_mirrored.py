@@ -3,7 +3,10 @@
 Logical CPU devices can only be configured before TensorFlow initialises, hence
 a fresh process. The runs split the CPU in two (`distribute.cpu_devices: 2`),
 have the same seed and global batch, and differ only in `distribute.strategy`
-(and one, under MirroredStrategy, in `train.precision: mixed_float16`).
+(and one, under MirroredStrategy, in `train.precision: mixed_float16`). Then the
+same on raw images (mock MNIST) and on a CSV table: five models of three shapes
+trained under MirroredStrategy one after another in this process, as a sweep's
+points are.
 Prints one JSON object: each run's results and final weights, the train loss
 logged per round (TensorBoard), and how Keras's own loss reduction behaves
 inside the strategy.
@@ -44,19 +47,66 @@ RUNS = {
 }
 
 
+# Raw uint8 images (mock MNIST: the model rescales and flattens them, each replica
+# gathers its rows of the global batch in uint8) and a CSV with a string column
+# (a dict of columns, looked up and normalized inside the model), each on one
+# device and mirrored; images drawn (misclassified digits, confusion matrix).
+IMAGES = ["data.name=mnist", "train.image_every_epochs=1", "metrics=[accuracy]"]
+ROWS = 240
+
+
+def _write_table(path: pathlib.Path) -> pathlib.Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lines = ["width,colour,label"]
+    for _ in range(ROWS):
+        width, colour = rng.normal(), rng.choice(["red", "green", "blue"])
+        label = "big" if width + (colour == "red") > 0.5 else "small"
+        lines.append(f"{width:.4f},{colour},{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main(workdir: pathlib.Path) -> None:
     import keras
     import tensorflow as tf
+    import tensorflow_datasets as tfds
 
     from kerasmlp import losses
     from kerasmlp.train import train_and_evaluate
-    from tests.events import scalars
+    from tests.events import scalars, tags_by_plugin
 
+    table = _write_table(workdir / "table.csv")
+    runs = dict(RUNS)
+    for strategy in ("one_device", "mirrored"):
+        runs[f"images_{strategy}"] = [f"distribute.strategy={strategy}", "train.precision=float32"]
+        runs[f"table_{strategy}"] = [
+            f"distribute.strategy={strategy}",
+            "train.precision=float32",
+            "data.name=csv",
+            f"data.path={table}",
+            "data.label=label",
+            "train.batch_size=32",
+        ]
     out = {}
-    for name, overrides in RUNS.items():
-        config = load_config(None, [*OVERRIDES, *overrides, f"data.data_dir={workdir / 'data'}"])
+    for name, overrides in runs.items():
+        config = load_config(
+            None,
+            [
+                *OVERRIDES,
+                *(IMAGES if name.startswith("images") else []),
+                *overrides,
+                f"data.data_dir={workdir / 'data'}",
+            ],
+        )
         run_dir = workdir / name
-        results = train_and_evaluate(config, run_dir)
+        if name.startswith("images"):
+            # mock_data: random images of MNIST's shape, the same in both runs.
+            with tfds.testing.mock_data(num_examples=320):
+                results = train_and_evaluate(config, run_dir)
+        else:
+            results = train_and_evaluate(config, run_dir)
         model = keras.models.load_model(run_dir / "model.keras")
         train = scalars(run_dir / "train")
         out[name] = {
@@ -66,6 +116,7 @@ def main(workdir: pathlib.Path) -> None:
             "gradient_norm": train["gradient_norm"],
             "skipped_steps": train.get("skipped_steps"),
             "status": json.loads((run_dir / "status.json").read_text()),
+            "images": sorted(tags_by_plugin(run_dir / "validation").get("images", ())),
         }
 
     # Keras's `sum_over_batch_size` inside strategy.run: divided by the replica count?

@@ -186,6 +186,36 @@ def test_mirrored_trains_in_mixed_float16_as_one_device_in_float32(mirrored):
     )
 
 
+@pytest.mark.parametrize("data", ["images", "table"])
+def test_mirrored_trains_raw_images_and_tables_as_one_device(mirrored, data):
+    # Raw uint8 images (mock MNIST: Rescaling and Flatten in the model, each replica
+    # gathering its uint8 rows) and a CSV with a string column (a dict of columns,
+    # looked up and normalized in the model): weights to 1e-5 as above, the same
+    # metrics, and the images drawn on the chief.
+    one, two = mirrored[f"{data}_one_device"], mirrored[f"{data}_mirrored"]
+    assert two["results"]["replicas"] == 2
+    assert one["results"]["steps"] == two["results"]["steps"] > 1
+    for a, b in zip(one["weights"], two["weights"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    for key in ("train_loss", "validation_loss", "test_loss", "test_accuracy"):
+        assert two["results"][key] == pytest.approx(one["results"][key], rel=1e-5), key
+    if data == "images":
+        assert one["images"] == two["images"] == ["confusion_matrix", "misclassified"]
+
+
+def test_one_process_runs_mirrored_models_of_different_shapes_one_after_another(mirrored):
+    # The subprocess trained three models under MirroredStrategy (spirals, images,
+    # table), as a sweep does: a second MirroredStrategy over the same devices would
+    # have reused the first one's collective instance and aborted ("Shape mismatch
+    # in the collective instance 100"; TensorFlow issue 62790), so the process makes
+    # one and every run uses it (kerasmlp.distribute.make_strategy).
+    shapes = {
+        name: [np.shape(w) for w in mirrored[name]["weights"]]
+        for name in ("mirrored", "images_mirrored", "table_mirrored")
+    }
+    assert len({str(s) for s in shapes.values()}) == 3
+
+
 def test_mirrored_run_records_replicas_and_names_its_role(mirrored):
     two = mirrored["mirrored"]
     assert (two["results"]["replicas"], two["results"]["workers"]) == (2, 1)
