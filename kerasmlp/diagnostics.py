@@ -22,6 +22,7 @@ import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
 from kerasmlp.batches import HeldOutSplit
+from kerasmlp.model import Head
 
 # Activations whose unit can "die": for a pre-activation z <= 0 the unit is off
 # (relu) or in its small-slope negative tail (leaky_relu, elu, gelu, swish).
@@ -190,11 +191,13 @@ class ModelProbe:
         (Input -> Dense/Dropout ... -> Dense).
       loss_fn: `loss_fn(labels, outputs)`, the training loss including
         regularization (see `Trainer.total_loss`).
+      head: the model's `Head`, which decides the predicted classes.
     """
 
-    def __init__(self, model: keras.Model, loss_fn: Callable[[Any, Any], Any]):
+    def __init__(self, model: keras.Model, loss_fn: Callable[[Any, Any], Any], head: Head):
         self.model = model
         self.loss_fn = loss_fn
+        self.head = head
         self.dense_layers = [
             layer for layer in model.layers if isinstance(layer, keras.layers.Dense)
         ]
@@ -270,11 +273,8 @@ class ModelProbe:
         ]
 
     def predict_classes(self, features) -> np.ndarray:
-        """Class ids: argmax of the logits, or logit > 0 for a single-logit (sigmoid) head."""
-        logits = np.asarray(self.predict(features))
-        if logits.shape[-1] == 1:
-            return (logits[:, 0] > 0).astype(np.int64)
-        return np.argmax(logits, axis=-1)
+        """Class ids, as the head decides them (see `Head.classes`)."""
+        return self.head.classes(self.predict(features))
 
 
 @dataclasses.dataclass(frozen=True)

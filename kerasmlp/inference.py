@@ -119,7 +119,6 @@ class LoadedRun:
             raise DataError(f"{self.run_dir / DATA_FILE} is damaged (not JSON: {e})") from None
         self.task: str = card["task"]
         self.class_names = tuple(card["class_names"]) if card["class_names"] else None
-        self.head_kind: str = card["head"]
         self.input_dim: int = card["input_dim"]
         table = card.get("table")
         self.source = table["source"] if table else None
@@ -128,6 +127,7 @@ class LoadedRun:
         with warnings.catch_warnings():  # see `_functional`
             warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
             self.model: keras.Model = load_saved_model(self.run_dir / MODEL_FILE)
+        self.head = Head(card["head"], int(self.model.output.shape[-1]))
 
     # --- inputs ------------------------------------------------------------
 
@@ -242,12 +242,9 @@ class LoadedRun:
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """Class probabilities (n, num_classes) from logits; a sigmoid head gives [1 - p, p]."""
-        if self.head_kind == "softmax":
-            return np.asarray(keras.ops.softmax(outputs, axis=-1))
-        if self.head_kind == "sigmoid":
-            p = np.asarray(keras.ops.sigmoid(outputs))[:, :1]
-            return np.concatenate([1.0 - p, p], axis=-1)
-        raise ValueError("a regression run has no class probabilities; use predict")
+        if self.head.kind == "linear":
+            raise ValueError("a regression run has no class probabilities; use predict")
+        return self.head.probabilities(outputs)
 
     def probability_model(self) -> keras.Model:
         """The saved model with the head's activation: class probabilities (n, num_classes).
@@ -256,9 +253,9 @@ class LoadedRun:
         itself for regression. What `kerasmlp-export` serves.
         """
         outputs = self.model.output
-        if self.head_kind == "softmax":
+        if self.head.kind == "softmax":
             outputs = keras.layers.Activation("softmax", name="probabilities")(outputs)
-        elif self.head_kind == "sigmoid":
+        elif self.head.kind == "sigmoid":
             p = keras.layers.Activation("sigmoid")(outputs)
             outputs = keras.layers.Concatenate(name="probabilities")([1.0 - p, p])
         return _functional(self.model.input, outputs, f"{self.model.name}_probabilities")
@@ -274,16 +271,14 @@ class LoadedRun:
     def decide(self, outputs: np.ndarray) -> np.ndarray:
         if self.task == "regression":
             return outputs[:, 0]
-        ids = np.argmax(self.probabilities(outputs), axis=-1)
-        return np.array(self.class_names, dtype=object)[ids]
+        return np.array(self.class_names, dtype=object)[self.head.classes(outputs)]
 
     def evaluate(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         """The run's metrics (`config.metrics`) of `outputs` against `labels`."""
         from kerasmlp.components import make_metrics
 
-        head = Head(self.head_kind, int(outputs.shape[-1]))
-        metrics = make_metrics(self.config.metrics, head)
-        labels, outputs = head.metric_inputs(tf.constant(labels), tf.constant(outputs))
+        metrics = make_metrics(self.config.metrics, self.head)
+        labels, outputs = self.head.metric_inputs(tf.constant(labels), tf.constant(outputs))
         results = {}
         for metric in metrics:
             metric.update_state(labels, outputs)

@@ -12,6 +12,7 @@ import dataclasses
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kerasmlp.config import ConfigError, ModelConfig
@@ -48,6 +49,29 @@ class Head:
     def num_classes(self) -> int | None:
         """Classes the metrics count: 2 for a sigmoid head, one per logit for softmax."""
         return {"softmax": self.units, "sigmoid": 2}.get(self.kind)
+
+    def probabilities(self, outputs) -> np.ndarray:
+        """Class probabilities (n, num_classes) from the head's outputs (logits).
+
+        softmax for one logit per class; for a sigmoid head's logit z, the two
+        columns [1 - sigmoid(z), sigmoid(z)]. A regression head has none.
+        """
+        if self.kind == "softmax":
+            return np.asarray(keras.ops.softmax(outputs, axis=-1))
+        if self.kind == "sigmoid":
+            p = np.asarray(keras.ops.sigmoid(outputs))[:, :1]
+            return np.concatenate([1.0 - p, p], axis=-1)
+        raise ValueError("a regression head has no class probabilities")
+
+    def classes(self, outputs) -> np.ndarray:
+        """Predicted class ids (n,): the largest logit, or z > 0 for a sigmoid head's logit z
+        (where sigmoid(z) > 0.5, as `probabilities` gives it)."""
+        outputs = np.asarray(outputs)
+        if self.kind == "softmax":
+            return np.argmax(outputs, axis=-1)
+        if self.kind == "sigmoid":
+            return (outputs[:, 0] > 0).astype(np.int64)
+        raise ValueError("a regression head predicts values, not classes")
 
     def loss_inputs(self, labels, outputs, *, one_hot: bool = False):
         """`(y_true, y_pred)` as the loss takes them, from the labels as the data gives them.

@@ -1000,7 +1000,7 @@ def build_actions(
     """
     train_cfg, info = config.train, data.info
     has_validation = data.validation is not None
-    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss)
+    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss, trainer.head)
     probe_batch = _first_batch(data.validation if has_validation else data.test)
     metrics = {metric.name: metric for metric in trainer.eval_metrics}
     result: list[Action] = [

@@ -16,6 +16,7 @@ from kerasmlp.config import Config, ConfigError, load_config
 from kerasmlp.model import Head, build_model
 
 HEAD = Head("softmax", 10)
+REGRESSION = catalog.REGRESSION
 
 
 def _loss(config):
@@ -334,13 +335,8 @@ def test_each_optimizer_takes_a_training_step(name):
 @pytest.mark.parametrize("name", sorted(catalog.METRICS))
 def test_each_metric_name_builds_the_class_the_catalog_names(name):
     entry = catalog.METRICS[name]
-    head = (
-        Head("sigmoid", 1)
-        if name == "auc"
-        else Head("linear", 1)
-        if (entry.task == "regression")
-        else HEAD
-    )
+    heads = {"auc": Head("sigmoid", 1)}
+    head = heads.get(name, Head("linear", 1) if entry.task == REGRESSION else HEAD)
     (metric,) = components.make_metrics((name,), head)
     assert type(metric) is getattr(metrics, entry.cls) and metric.name == name
     if entry.per_class:
@@ -354,7 +350,7 @@ def test_each_loss_name_builds_the_class_the_catalog_names(name):
     config = load_config(
         None,
         [f"loss.name={name}"]
-        + (["data.name=sine", "metrics=[mse]"] if catalog.LOSSES[name].task == "regression" else []),
+        + (["data.name=sine", "metrics=[mse]"] if catalog.LOSSES[name].task == REGRESSION else []),
     )
     assert type(components.make_loss(config.loss)) is getattr(losses, catalog.LOSSES[name].cls)
 

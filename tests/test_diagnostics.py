@@ -124,7 +124,7 @@ def batch(n=16, classes=3, seed=0):
 @pytest.mark.parametrize("dropout", [0.0, 0.5], ids=["no-dropout", "dropout"])
 def test_probe_gradients_and_pre_activations_match_keras(dropout):
     trainer = make_trainer(dropout=dropout)
-    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss)
+    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss, trainer.head)
     x, y = batch()
     reports = probe.layer_reports(x, y)
     assert [r.name for r in reports] == ["dense_0", "dense_1", "head"]
@@ -165,14 +165,14 @@ def test_probe_sees_a_unit_killed_by_hand():
     bias = layer.bias.numpy()
     bias[[0, 3]] = -100.0  # two of six units can never fire on this data
     layer.bias.assign(bias)
-    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss)
+    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss, trainer.head)
     scalars = probe.layer_reports(*batch())[1].scalars()
     assert scalars["dead_fraction"] == pytest.approx(2 / 6)
 
 
 def test_probe_traces_once_and_leaves_the_train_loop_alone():
     trainer = make_trainer()
-    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss)
+    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss, trainer.head)
     data = tf.data.Dataset.from_tensor_slices(batch(n=40)).batch(16)
     trainer.run_steps(iter(data.repeat()), 5)
     for n in (16, 8):
@@ -185,7 +185,7 @@ def test_probe_traces_once_and_leaves_the_train_loop_alone():
 
 def test_predict_classes_of_a_single_logit_head():
     trainer = make_trainer(head=Head("sigmoid", 1))
-    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss)
+    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss, trainer.head)
     x, _ = batch()
     logits = trainer.model(x, training=False).numpy()[:, 0]
     np.testing.assert_array_equal(probe.predict_classes(x), (logits > 0).astype(int))
@@ -201,7 +201,7 @@ def test_confusion_matrix_matches_scikit_learn():
 
 def test_collect_predictions_keeps_the_first_misclassified():
     trainer = make_trainer()
-    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss)
+    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss, trainer.head)
     x, y = batch(n=50)
     found = diagnostics.collect_predictions(
         probe, tf.data.Dataset.from_tensor_slices((x, y)).batch(16), keep_wrong=5
@@ -323,7 +323,7 @@ def test_render_images_by_kind_of_dataset(input_shape, task, tags, raw):
         seed=0,
         **(as_raw if raw else {}),
     )
-    probe = diagnostics.ModelProbe(model, lambda y, out: tf.reduce_mean(out))
+    probe = diagnostics.ModelProbe(model, lambda y, out: tf.reduce_mean(out), head)
     rng = np.random.default_rng(0)
     x = rng.random((30, info.input_dim)).astype("float32")
     if raw:

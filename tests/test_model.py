@@ -75,6 +75,26 @@ def test_head_gives_the_metrics_one_logit_per_class():
     np.testing.assert_array_equal(same.numpy(), logits.numpy())
 
 
+def test_head_probabilities_and_classes():
+    # softmax and sigmoid worked with numpy; a sigmoid head's class is z > 0,
+    # i.e. sigmoid(z) > 0.5 (z = 0 gives class 0 in both).
+    logits = np.array([[1.0, 2.0, 0.5], [3.0, -1.0, 0.0]], np.float32)
+    expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    softmax = Head("softmax", 3)
+    np.testing.assert_allclose(softmax.probabilities(logits), expected, rtol=1e-6)
+    assert softmax.classes(logits).tolist() == [1, 0]
+    z = np.array([[-2.0], [0.0], [0.7]], np.float32)
+    sigmoid = Head("sigmoid", 1)
+    p = 1 / (1 + np.exp(-z[:, 0]))
+    np.testing.assert_allclose(sigmoid.probabilities(z), np.stack([1 - p, p], -1), rtol=1e-6)
+    assert sigmoid.classes(z).tolist() == [0, 0, 1]
+    assert sigmoid.classes(z).tolist() == np.argmax(sigmoid.probabilities(z), -1).tolist()
+    with pytest.raises(ValueError, match="no class probabilities"):
+        Head("linear", 1).probabilities(z)
+    with pytest.raises(ValueError, match="predicts values, not classes"):
+        Head("linear", 1).classes(z)
+
+
 def test_layers_shapes_and_logit_head():
     config = ModelConfig(hidden_units=(16, 8), activation="tanh", dropout=0.5)
     model = build_model(config, input_dim=5, head=Head("softmax", 3), seed=0)
