@@ -24,23 +24,53 @@ def make_loss(config: LossConfig) -> keras.losses.Loss:
     return cls(from_logits=config.from_logits, label_smoothing=config.label_smoothing)
 
 
-def make_metrics(names: tuple[str, ...], head: Head) -> list[keras.metrics.Metric]:
-    """The metrics named in the config, each named as in the config.
+class MetricList(list):
+    """The metrics a config names, updated, reset and read as one.
 
-    Classification metrics are fed what `Head.metric_inputs` gives: class ids
-    and one logit per class (a sigmoid head's logit z becomes [0, z]).
+    As Keras's `CompileMetrics` does for `fit`: one `update_state(labels,
+    outputs)` feeds every metric, through `Head.metric_inputs` (class ids and one
+    logit per class, or a column of values for regression). A list, so it
+    iterates and indexes as the metrics themselves.
     """
+
+    def __init__(self, metrics: list[keras.metrics.Metric], head: Head):
+        super().__init__(metrics)
+        self.head = head
+
+    def update_state(self, labels, outputs) -> None:
+        labels, outputs = self.head.metric_inputs(labels, outputs)
+        for metric in self:
+            metric.update_state(labels, outputs)
+
+    def reset_state(self) -> None:
+        for metric in self:
+            metric.reset_state()
+
+    def results(self) -> dict[str, float]:
+        """`{name: value}` as Python floats (a host read of every metric)."""
+        return {metric.name: float(metric.result()) for metric in self}
+
+    @property
+    def variables(self) -> list:
+        return [v for metric in self for v in metric.variables]
+
+
+def make_metrics(names: tuple[str, ...], head: Head) -> MetricList:
+    """The metrics named in the config, each named as in the config, fed as `head` routes them."""
     entries = {name: catalog.METRICS[name] for name in names}
     for name, entry in entries.items():
         refusal = entry.refusal(name, head.num_classes) if head.num_classes else None
         if refusal:
             raise ConfigError(refusal)
-    return [
-        getattr(metrics, entry.cls)(
-            *([head.num_classes] if entry.per_class else []), **entry.kwargs, name=name
-        )
-        for name, entry in entries.items()
-    ]
+    return MetricList(
+        [
+            getattr(metrics, entry.cls)(
+                *([head.num_classes] if entry.per_class else []), **entry.kwargs, name=name
+            )
+            for name, entry in entries.items()
+        ],
+        head,
+    )
 
 
 def make_learning_rate(config: OptimizerConfig) -> keras.optimizers.schedules.ExponentialDecay:

@@ -278,12 +278,8 @@ class LoadedRun:
         from kerasmlp.components import make_metrics
 
         metrics = make_metrics(self.config.metrics, self.head)
-        labels, outputs = self.head.metric_inputs(tf.constant(labels), tf.constant(outputs))
-        results = {}
-        for metric in metrics:
-            metric.update_state(labels, outputs)
-            results[metric.name] = float(metric.result())
-        return results
+        metrics.update_state(tf.constant(labels), tf.constant(outputs))
+        return metrics.results()
 
 
 def examples_for(model: keras.Model, x: np.ndarray, *, source: str) -> np.ndarray:

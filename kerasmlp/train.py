@@ -185,9 +185,7 @@ class Trainer:
         # Before the update, which may change the loss scale the gradients carry.
         gradient_norm, skipped = self._gradient_norm(gradients)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        metric_labels, metric_outputs = self.head.metric_inputs(labels, outputs)
-        for metric in self.train_metrics:
-            metric.update_state(metric_labels, metric_outputs)
+        self.train_metrics.update_state(labels, outputs)
         return loss, gradient_norm, skipped
 
     def _scale_loss(self, loss: tf.Tensor) -> tf.Tensor:
@@ -278,9 +276,7 @@ class Trainer:
             self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
             gradient_norm = tf.linalg.global_norm(self._reduced.gradients)
             skipped = tf.constant(False)
-        metric_labels, metric_outputs = self.head.metric_inputs(local_labels, outputs)
-        for metric in self.train_metrics:
-            metric.update_state(metric_labels, metric_outputs)
+        self.train_metrics.update_state(local_labels, outputs)
         return context.all_reduce(tf.distribute.ReduceOp.SUM, loss), gradient_norm, skipped
 
     def _keep_reduced_gradients(self) -> None:
@@ -392,9 +388,7 @@ class Trainer:
         outputs = self.model(features, training=False)
         loss = self.total_loss(labels, outputs)
         self.eval_loss.update_state(loss, sample_weight=tf.shape(features)[0])
-        metric_labels, metric_outputs = self.head.metric_inputs(labels, outputs)
-        for metric in self.eval_metrics:
-            metric.update_state(metric_labels, metric_outputs)
+        self.eval_metrics.update_state(labels, outputs)
 
     # --- host side ---------------------------------------------------------
 
@@ -446,11 +440,8 @@ class Trainer:
     @property
     def metric_variables(self) -> list:
         """The state of the train and eval metrics, for `tf.train.Checkpoint`."""
-        return [
-            v
-            for metric in (*self.train_metrics, self.eval_loss, *self.eval_metrics)
-            for v in metric.variables
-        ]
+        train, evaluation = self.train_metrics.variables, self.eval_metrics.variables
+        return [*train, *self.eval_loss.variables, *evaluation]
 
     def bind(self, batches, stop: AgreedStop | None = None) -> BoundTrainer:
         """This trainer with its source of batches: what the controller drives."""
@@ -458,26 +449,24 @@ class Trainer:
 
     def start_epoch(self) -> None:
         self._epoch_loss_sum = self._epoch_examples = 0.0
-        for metric in self.train_metrics:
-            metric.reset_state()
+        self.train_metrics.reset_state()
 
     def train_results(self) -> dict[str, float]:
         """Loss and metrics over the steps of the current epoch (dropout on)."""
         results = {"loss": self._epoch_loss_sum / max(self._epoch_examples, 1.0)}
-        results.update(_results(self.train_metrics))
+        results.update(self.train_metrics.results())
         return results
 
     def evaluate(self, dataset: tf.data.Dataset | HeldOutSplit) -> dict[str, float]:
         """Loss and metrics over `dataset` (batched, or a `HeldOutSplit`) with `training=False`."""
         self.eval_loss.reset_state()
-        for metric in self.eval_metrics:
-            metric.reset_state()
+        self.eval_metrics.reset_state()
         if isinstance(dataset, HeldOutSplit):
             batch_size = tf.constant(dataset.batch_size, tf.int32)
             self.evaluate_in_memory(dataset.features, dataset.labels, batch_size)
         else:
             self.evaluate_loop(dataset)
-        return {"loss": float(self.eval_loss.result()), **_results(self.eval_metrics)}
+        return {"loss": float(self.eval_loss.result()), **self.eval_metrics.results()}
 
 
 class BoundTrainer:
@@ -536,10 +525,6 @@ class AgreedStop:
 
     def __bool__(self) -> bool:
         return self.agreed
-
-
-def _results(metrics: list[keras.metrics.Metric]) -> dict[str, float]:
-    return {metric.name: float(metric.result()) for metric in metrics}
 
 
 # --- reporting ----------------------------------------------------------------
