@@ -60,6 +60,7 @@ __all__ = [
     "kl_divergence",
     "mean_absolute_error",
     "mean_squared_error",
+    "smooth_labels",
     "sparse_categorical_crossentropy",
     "squared_hinge",
 ]
@@ -260,6 +261,26 @@ def _binary_to_signed(y_true):
 # ----------------------------------------------------------------------------------------------
 
 
+def smooth_labels(targets, label_smoothing: float, num_classes):
+    """Targets mixed with the uniform distribution over `num_classes` classes.
+
+    Formula (Optax's `smooth_labels`):
+
+    ```python
+    targets * (1 - label_smoothing) + label_smoothing / num_classes
+    ```
+
+    For binary targets (`num_classes=2`) it squeezes 0 and 1 towards 0.5, as
+    Keras's `binary_crossentropy` does.
+
+    Example:
+
+    >>> [round(smooth_labels(y, 0.2, 2), 6) for y in (0.0, 1.0)]
+    [0.1, 0.9]
+    """
+    return targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+
+
 def mean_squared_error(y_true, y_pred):
     """Mean squared error over the last axis.
 
@@ -356,7 +377,7 @@ def binary_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.
     y_true, y_pred = _convert(y_true, y_pred)
     _check_same_shape("binary_crossentropy", y_true, y_pred)
     if label_smoothing:
-        y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+        y_true = smooth_labels(y_true, label_smoothing, 2)  # towards 0.5
     y_pred, from_logits = _get_logits(y_pred, from_logits, "Sigmoid", "binary_crossentropy")
     if from_logits:
         # = max(x, 0) - x * y + log1p(exp(-|x|)): no exp of a large positive number.
@@ -417,7 +438,7 @@ def categorical_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothi
         )
     if label_smoothing:
         num_classes = ops.cast(ops.shape(y_true)[axis], y_pred.dtype)
-        y_true = y_true * (1.0 - label_smoothing) + label_smoothing / num_classes
+        y_true = smooth_labels(y_true, label_smoothing, num_classes)
     if from_logits:
         _warn_if_probabilities("categorical_crossentropy", y_pred, axis)
     y_pred, from_logits = _get_logits(y_pred, from_logits, "Softmax", "categorical_crossentropy")
@@ -506,7 +527,7 @@ def sparse_categorical_crossentropy(
         y_pred = ops.log(ops.clip(y_pred, eps, 1.0 - eps))
     if label_smoothing:
         targets = ops.one_hot(labels, num_classes, dtype=y_pred.dtype)
-        targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+        targets = smooth_labels(targets, label_smoothing, num_classes)
         loss = -ops.sum(targets * ops.log_softmax(y_pred, axis=-1), axis=-1)
     else:
         # The fused op is the log-softmax form, and its gradient is softmax(logits) - one_hot.

@@ -4,6 +4,7 @@ Where each expected value comes from is said next to it: a Keras built-in class 
 reference for every loss that has one), numpy written here, or a value worked out by hand.
 """
 
+import doctest
 import json
 import math
 import os
@@ -570,3 +571,10 @@ def test_saved_models_load_in_a_fresh_process_after_import_kerasmlp_losses(reloa
 def test_saved_model_loads_in_a_fresh_process_after_import_kerasmlp(reloaded):
     _, got = reloaded
     assert isinstance(got["after_import_kerasmlp"], dict), got["after_import_kerasmlp"]
+
+
+def test_docstring_examples_run():
+    # The `Example:` blocks of kerasmlp.losses (smooth_labels' among them), run as doctests.
+    result = doctest.testmod(losses)
+    assert result.attempted >= 20
+    assert result.failed == 0
