@@ -118,6 +118,9 @@ class ModelConfig:
         default="glorot_uniform", metadata=_choice(*KERNEL_INITIALIZERS)
     )
     weight_decay: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0))
+    # Images only: the largest shift of a training image, as a fraction of its height
+    # and width (keras.layers.RandomTranslation); 0 for none.
+    random_translation: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0, lt=0.5))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -637,6 +640,14 @@ def _check_consistency(config: Config) -> None:
         _check_name(name, METRICS, f"metrics[{i}]", what="metric")
     if len(set(config.metrics)) != len(config.metrics):
         raise ConfigError(f"metrics lists a name twice. Received: metrics={list(config.metrics)}")
+
+    shift = config.model.random_translation
+    if shift and (config.data.name in PLAYGROUND_TASKS or config.data.name in TABLE_SOURCES):
+        raise ConfigError(
+            f"model.random_translation shifts images; data.name {_show(config.data.name)} "
+            f"gives rows of numbers, not images. Received: model.random_translation={shift}. "
+            "Use 0 here, or a TFDS image set such as mnist"
+        )
 
     task = config.task
     loss = config.loss

@@ -39,6 +39,11 @@ def _model(config):
     return build_model(config.model, input_dim=2, head=Head("softmax", 3), seed=config.seed)
 
 
+def _image_model(config):
+    raw = {"input_shape": (28, 28, 1), "input_dtype": "uint8", "input_scale": 1 / 255}
+    return build_model(config.model, input_dim=784, head=HEAD, seed=config.seed, **raw)
+
+
 def _loaded(config, monkeypatch):
     """The keyword arguments `train_and_evaluate` passes to `load_datasets`."""
     seen = {}
@@ -229,6 +234,12 @@ KEYS = [
         ["model.weight_decay=0.5"],
         lambda c: {float(layer.kernel_regularizer.l2) for layer in _model(c).layers[1:]},
         {0.5},
+    ),
+    (
+        "model.random_translation",
+        ["data.name=mnist", "model.random_translation=0.1"],
+        lambda c: _image_model(c).get_layer("random_translation").get_config()["width_factor"],
+        0.1,
     ),
     ("seed", ["seed=7"], lambda c: _model(c).get_layer("dense_0").kernel_initializer.seed, 7),
 ]

@@ -110,6 +110,17 @@ BAD = [
     ("optimizer.learning_rate.decay_rate=0", "decay_rate must be in (0.0, 1.0]."),
     ("optimizer.learning_rate.initial_learning_rate=-1", "initial_learning_rate must be > 0.0"),
     ("model.dropout=1", "model.dropout must be in [0.0, 1.0). Received: model.dropout=1.0"),
+    ("model.random_translation=0.5", "model.random_translation must be in [0.0, 0.5)."),
+    (
+        "model.random_translation=0.1",
+        "model.random_translation shifts images; data.name 'spirals' gives rows of numbers",
+    ),
+    (
+        "model.random_translation=0.1 --also data.name=csv --also data.path=a.csv "
+        "--also data.label=y",
+        "data.name 'csv' gives rows of numbers, not images",
+    ),
+    ("model.random_translation=0.1 --also data.name=mnist", None),
     ("model.hidden_units=[64, 0]", "model.hidden_units[1] must be >= 1."),
     ("model.hidden_units=64", "model.hidden_units must be a list. Received: model.hidden_units=64"),
     ("train.epochs=2.5", "train.epochs must be an integer. Received: train.epochs=2.5"),

@@ -369,3 +369,63 @@ def test_no_validation_split_means_no_validation_metrics_in_hparams(one_step_run
     ]
     assert not (run_dir / "validation").exists()
     assert not any(key.startswith("validation_") for key in results)
+
+
+def test_a_run_with_random_translation_resumes_bitwise(tmp_path):
+    # The shifts come from the layer's seed generator, whose state checkpoints hold
+    # with the model's: a run stopped after its first epoch and resumed ends with the
+    # weights and metrics of the same run never stopped. A run without the shifts
+    # ends elsewhere, so they were drawn.
+    import io
+
+    from kerasmlp.controller import StopRequest
+    from kerasmlp.train import LineReporter, RunInterrupted
+
+    def config(shift):
+        return load_config(
+            CONFIGS / "mnist.yaml",
+            [
+                "train.epochs=2",
+                "train.batch_size=32",
+                "model.hidden_units=[16]",
+                f"model.random_translation={shift}",
+                "train.histogram_every_epochs=0",
+                "train.image_every_epochs=0",
+                f"data.data_dir={tmp_path / 'tfds'}",
+            ],
+        )
+
+    stop = StopRequest()
+
+    class StopAfterFirstEpoch(LineReporter):
+        def epoch_end(self, *, step, epoch, logs):
+            if epoch == 1:
+                stop.request("SIGINT")
+
+    quiet = {"reporter": LineReporter(io.StringIO())}
+    with tfds.testing.mock_data(num_examples=200):
+        reference = train_and_evaluate(config(0.1), tmp_path / "ref", **quiet)
+        unshifted = train_and_evaluate(config(0.0), tmp_path / "plain", **quiet)
+        with pytest.raises(RunInterrupted):
+            train_and_evaluate(
+                config(0.1),
+                tmp_path / "cut",
+                reporter=StopAfterFirstEpoch(io.StringIO()),
+                stop_request=stop,
+            )
+        lines = io.StringIO()
+        resumed = train_and_evaluate(
+            config(0.1), tmp_path / "cut", resume=True, reporter=LineReporter(lines)
+        )
+    # From the first epoch's checkpoint, not from the start (which would match too).
+    steps_per_epoch = reference["steps"] // 2
+    assert f"resuming at step {steps_per_epoch}" in lines.getvalue()
+    timing = {"wall_time_s", "examples_per_second"}
+    assert {k: v for k, v in resumed.items() if k not in timing} == {
+        k: v for k, v in reference.items() if k not in timing
+    }
+    want = keras.models.load_model(tmp_path / "ref" / "model.keras").get_weights()
+    got = keras.models.load_model(tmp_path / "cut" / "model.keras").get_weights()
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert resumed["train_loss"] != unshifted["train_loss"]

@@ -180,3 +180,56 @@ def test_raw_uint8_images_give_what_prescaled_floats_gave():
     np.testing.assert_array_equal(raw(images), flat(scaled))
     with pytest.raises(ValueError, match=r"does not hold input_dim=10 values"):
         build_model(config, input_dim=10, head=Head("softmax", 3), input_shape=(2, 3, 2))
+
+
+RAW_DIGITS = {"input_shape": (28, 28, 1), "input_dtype": "uint8", "input_scale": 1 / 255}
+
+
+def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """`image` moved down dy and right dx pixels, black (0) let in: numpy reference."""
+    out = np.zeros_like(image)
+    h, w = image.shape[:2]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def test_random_translation_moves_training_images_by_whole_pixels_only():
+    config = ModelConfig(hidden_units=(8,), random_translation=0.1)
+    model = build_model(config, input_dim=784, head=Head("softmax", 10), seed=3, **RAW_DIGITS)
+    names = [layer.name for layer in model.layers[1:4]]
+    assert names == ["random_translation", "rescaling", "flatten"]
+    images = np.random.default_rng(0).integers(1, 256, (16, 28, 28, 1)).astype(np.uint8)
+    layer = model.get_layer("random_translation")
+    moved = np.asarray(layer(images, training=True))
+    # Each image is its own whole-pixel shift of at most round(0.1 * 28) = 3 pixels
+    # (nearest-pixel interpolation, zeros let in), found by trying every one.
+    shifts = []
+    for image, out in zip(images, moved, strict=True):
+        found = [
+            (dy, dx)
+            for dy in range(-3, 4)
+            for dx in range(-3, 4)
+            if np.array_equal(out, _shifted(image, dy, dx).astype(out.dtype))
+        ]
+        assert found, "not a whole-pixel shift of its input"
+        shifts.append(found[0])
+    assert len(set(shifts)) > 4  # drawn per image, not one shift for the batch
+    # Evaluation and the saved model's predictions see the images as they are.
+    plain = build_model(
+        ModelConfig(hidden_units=(8,)),
+        input_dim=784,
+        head=Head("softmax", 10),
+        seed=3,
+        **RAW_DIGITS,
+    )
+    np.testing.assert_array_equal(model(images, training=False), plain(images, training=False))
+    assert not np.allclose(model(images, training=True), plain(images, training=False))
+
+
+def test_random_translation_needs_images():
+    with pytest.raises(ConfigError, match=r"shifts images .* examples have shape \(2,\)"):
+        build_model(
+            ModelConfig(random_translation=0.1), input_dim=2, head=Head("softmax", 2), seed=0
+        )
