@@ -21,6 +21,7 @@ the checkpoint's milliseconds and its share of an epoch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import tempfile
@@ -61,7 +62,9 @@ class UncheckedTrainer(Trainer):
 
 def make(cls, config, x, y, num_classes):
     head = Head("softmax", num_classes)
-    model = build_model(config.model, input_dim=x.shape[1], head=head, seed=config.seed)
+    # Flat features: no training shift of images (model.random_translation) here.
+    flat = dataclasses.replace(config.model, random_translation=0.0)
+    model = build_model(flat, input_dim=x.shape[1], head=head, seed=config.seed)
     trainer = cls(
         model,
         make_loss(config.loss),

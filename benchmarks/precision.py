@@ -29,6 +29,7 @@ figures can be read against what the hardware offers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -60,8 +61,10 @@ def loop_rates(config, precisions: list[str], *, calls: int, steps: int) -> dict
     runs = {}
     for p in precisions:
         policy = None if p == "float32" else p
+        # Flat features: no training shift of images (model.random_translation) here.
+        flat = dataclasses.replace(config.model, random_translation=0.0)
         model = build_model(
-            config.model, input_dim=data.info.input_dim, head=head, seed=0, dtype_policy=policy
+            flat, input_dim=data.info.input_dim, head=head, seed=0, dtype_policy=policy
         )
         optimizer = make_optimizer(config.optimizer, loss_scaling=p == "mixed_float16")
         trainer = Trainer(

@@ -50,6 +50,7 @@ applies to both. The default data is random: 20,000 examples of MNIST's shape
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import statistics
@@ -164,7 +165,10 @@ def load_arrays(args) -> tuple[np.ndarray, np.ndarray, int]:
 def make_parts(config, input_dim, num_classes):
     keras.utils.set_random_seed(config.seed)
     head = Head("softmax", num_classes)
-    model = build_model(config.model, input_dim=input_dim, head=head, seed=config.seed)
+    # Every loop trains the same step on flat features: the training shift of images
+    # (model.random_translation) is an input stage the other loops do not have.
+    flat = dataclasses.replace(config.model, random_translation=0.0)
+    model = build_model(flat, input_dim=input_dim, head=head, seed=config.seed)
     return model, make_loss(config.loss), make_optimizer(config.optimizer), head
 
 
@@ -196,7 +200,9 @@ class FitLoop:
         model.compile(
             optimizer=optimizer,
             loss=loss,
-            metrics=make_metrics(config.metrics, head),
+            # A plain list: compile reads it with optree, which takes a list subclass
+            # (MetricList) for one leaf.
+            metrics=list(make_metrics(config.metrics, head)),
             steps_per_execution=steps_per_execution,
         )
         self.model, self.x, self.y, self.batch_size = model, x, y, config.train.batch_size
