@@ -30,7 +30,9 @@ class MetricList(list):
     As Keras's `CompileMetrics` does for `fit`: one `update_state(labels,
     outputs)` feeds every metric, through `Head.metric_inputs` (class ids and one
     logit per class, or a column of values for regression). A list, so it
-    iterates and indexes as the metrics themselves.
+    iterates and indexes as the metrics themselves; hand `compile` a plain
+    `list(...)` of it, as Keras reads nested structures with optree, which
+    takes a list subclass for a single leaf.
     """
 
     def __init__(self, metrics: list[keras.metrics.Metric], head: Head):
