@@ -18,6 +18,11 @@ config's exponential decay) and batch size, each of these loops trains:
   threads wait for each other by spinning: on 2 cores that other processes
   kept busy, 2 threads ran 4-17x slower than 1 (`--torch-threads 1`), and
   unsteadily.
+- every loop above in `mixed_bfloat16` as well, when asked for with a `_bf16`
+  suffix (`--loops kerasmlp_bf16 fit_bf16 minimal_bf16 torch_bf16`): the Keras
+  loops with the hidden layers under Keras's policy (head and loss float32, as
+  `train.precision` does), torch under CPU autocast; compared with
+  `kerasmlp_bf16`, and measured against the bfloat16 matrix-product rate.
 
 The Keras loops compute the configured metrics (accuracy) as they train; the
 torch loop counts correct predictions in a tensor read once an epoch;
@@ -79,6 +84,10 @@ PRESETS = {
     ),
 }
 LOOPS = ("kerasmlp", "fit", "fit_spe32", "minimal", "torch")
+# Each loop in mixed_bfloat16 as well (`--loops kerasmlp_bf16 fit_bf16 ...`); not run by
+# default. Their share is of the bfloat16 bound, and they are compared with kerasmlp_bf16.
+BF16 = "_bf16"
+BF16_LOOPS = tuple(name + BF16 for name in LOOPS)
 MATMUL_SHAPE = (256, 784, 1024)  # (m, k, n): a 256x784 batch times a 784x1024 kernel
 
 
@@ -162,21 +171,25 @@ def load_arrays(args) -> tuple[np.ndarray, np.ndarray, int]:
     return x, np.concatenate(ys), data.info.num_classes
 
 
-def make_parts(config, input_dim, num_classes):
+def make_parts(config, input_dim, num_classes, precision=None):
+    """Model (hidden layers under the `precision` policy, e.g. 'mixed_bfloat16'), loss,
+    optimizer and head, as kerasmlp builds them; the head stays float32."""
     keras.utils.set_random_seed(config.seed)
     head = Head("softmax", num_classes)
     # Every loop trains the same step on flat features: the training shift of images
     # (model.random_translation) is an input stage the other loops do not have.
     flat = dataclasses.replace(config.model, random_translation=0.0)
-    model = build_model(flat, input_dim=input_dim, head=head, seed=config.seed)
+    model = build_model(
+        flat, input_dim=input_dim, head=head, seed=config.seed, dtype_policy=precision
+    )
     return model, make_loss(config.loss), make_optimizer(config.optimizer), head
 
 
 class KerasmlpLoop:
     """The real Trainer on InMemoryBatches, driven by a Controller as kerasmlp-train does."""
 
-    def __init__(self, config, x, y, num_classes):
-        model, loss, optimizer, head = make_parts(config, x.shape[1], num_classes)
+    def __init__(self, config, x, y, num_classes, precision=None):
+        model, loss, optimizer, head = make_parts(config, x.shape[1], num_classes, precision)
         trainer = Trainer(model, loss, optimizer, head=head, metric_names=config.metrics)
         batches = InMemoryBatches(x, y, batch_size=config.train.batch_size, seed=config.seed)
         self.runner = trainer.bind(batches)
@@ -195,8 +208,8 @@ class KerasmlpLoop:
 class FitLoop:
     """`model.fit` on the numpy arrays, with `steps_per_execution` (1 is Keras's default)."""
 
-    def __init__(self, config, x, y, num_classes, *, steps_per_execution=1):
-        model, loss, optimizer, head = make_parts(config, x.shape[1], num_classes)
+    def __init__(self, config, x, y, num_classes, *, steps_per_execution=1, precision=None):
+        model, loss, optimizer, head = make_parts(config, x.shape[1], num_classes, precision)
         model.compile(
             optimizer=optimizer,
             loss=loss,
@@ -214,8 +227,10 @@ class FitLoop:
 class MinimalLoop:
     """One tf.function call per epoch over the split held as one tensor; nothing but the step."""
 
-    def __init__(self, config, x, y, num_classes):
-        self.model, self.loss, self.optimizer, _ = make_parts(config, x.shape[1], num_classes)
+    def __init__(self, config, x, y, num_classes, precision=None):
+        self.model, self.loss, self.optimizer, _ = make_parts(
+            config, x.shape[1], num_classes, precision
+        )
         self.x, self.y = tf.constant(x), tf.constant(y)
         self.batch_size = config.train.batch_size
         self.steps = math.ceil(len(x) / self.batch_size)
@@ -248,10 +263,13 @@ class MinimalLoop:
 class TorchLoop:
     """A PyTorch eager loop: the same layers, initial weights, optimizer, schedule and loss."""
 
-    def __init__(self, config, x, y, num_classes):
+    def __init__(self, config, x, y, num_classes, precision=None):
         import torch
 
         self.torch = torch
+        # bfloat16: the forward pass under CPU autocast (matrix products in bfloat16,
+        # cross-entropy in float32), weights and Adam in float32, as Keras's policy does.
+        self.autocast = precision == "mixed_bfloat16"
         torch.manual_seed(config.seed)
         keras_model, _, _, _ = make_parts(config, x.shape[1], num_classes)
         layers = []
@@ -299,10 +317,11 @@ class TorchLoop:
             for start in range(0, len(self.x), self.batch_size):
                 indices = permutation[start : start + self.batch_size]
                 features, labels = self.x[indices], self.y[indices]
-                logits = self.model(features)
-                loss = functional.cross_entropy(
-                    logits, labels, label_smoothing=self.label_smoothing
-                )
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+                    logits = self.model(features)
+                    loss = functional.cross_entropy(
+                        logits, labels, label_smoothing=self.label_smoothing
+                    )
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -325,14 +344,20 @@ def torch_version(threads: int | None) -> str | None:
 
 
 def make_loops(names, config, x, y, num_classes) -> dict:
+    """The loops by name; a `_bf16` suffix trains the same loop in mixed_bfloat16."""
     makers = {
-        "kerasmlp": lambda: KerasmlpLoop(config, x, y, num_classes),
-        "fit": lambda: FitLoop(config, x, y, num_classes),
-        "fit_spe32": lambda: FitLoop(config, x, y, num_classes, steps_per_execution=32),
-        "minimal": lambda: MinimalLoop(config, x, y, num_classes),
-        "torch": lambda: TorchLoop(config, x, y, num_classes),
+        "kerasmlp": KerasmlpLoop,
+        "fit": FitLoop,
+        "fit_spe32": lambda *a, **k: FitLoop(*a, steps_per_execution=32, **k),
+        "minimal": MinimalLoop,
+        "torch": TorchLoop,
     }
-    return {name: makers[name]() for name in names}
+    loops = {}
+    for name in names:
+        base, bf16 = name.removesuffix(BF16), name.endswith(BF16)
+        precision = "mixed_bfloat16" if bf16 else None
+        loops[name] = makers[base](config, x, y, num_classes, precision=precision)
+    return loops
 
 
 def bench_model(preset, args, x, y, num_classes, loop_names, matmul) -> dict:
@@ -372,30 +397,36 @@ def bench_model(preset, args, x, y, num_classes, loop_names, matmul) -> dict:
     return {"title": title, "flops": flops, "rates": rates, "cores": cores}
 
 
-def print_summary(result, f32_gflops: float, *, torch_skipped: bool) -> None:
+def print_summary(result, f32_gflops: float, bf16_gflops: float, *, torch_skipped: bool) -> None:
     rates, cores = result["rates"], result["cores"]
-    bound = f32_gflops * 1e9 / result["flops"]
-    print(f"{result['title']} | float32 bound {bound:,.0f} samples/s")
+    bounds = {False: f32_gflops * 1e9 / result["flops"], True: bf16_gflops * 1e9 / result["flops"]}
+    said = f"float32 bound {bounds[False]:,.0f} samples/s"
+    if any(name.endswith(BF16) for name in rates):
+        said += f" | bfloat16 bound {bounds[True]:,.0f} samples/s"
+    print(f"{result['title']} | {said}")
     print(
-        f"{'loop':<10} | {'best':>8} | {'median':>8} | share of float32 bound (best) "
-        "| CPU cores busy (median)"
+        f"{'loop':<10} | {'best':>8} | {'median':>8} | share of the bound (best; bfloat16's "
+        "for _bf16) | CPU cores busy (median)"
     )
     for name in rates:
         best, median = max(rates[name]), statistics.median(rates[name])
+        bound = bounds[name.endswith(BF16)]
         print(
             f"{name:<10} | {best:>8,.0f} | {median:>8,.0f} | {best / bound:>4.0%} "
             f"| {statistics.median(cores[name]):.2f}"
         )
     if torch_skipped:
         print(f"{'torch':<10} | skipped: torch not installed")
-    if "kerasmlp" in rates:
-        for name in [n for n in rates if n != "kerasmlp"]:
-            ours, theirs = rates["kerasmlp"], rates[name]
-            paired = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
-            print(
-                f"ratio      | kerasmlp / {name:<9} | {max(ours) / max(theirs):.2f} best "
-                f"| {paired:.2f} median of rounds"
-            )
+    for name in rates:
+        ours = "kerasmlp" + (BF16 if name.endswith(BF16) else "")
+        if name == ours or ours not in rates:
+            continue
+        theirs = rates[name]
+        paired = statistics.median(a / b for a, b in zip(rates[ours], theirs, strict=True))
+        print(
+            f"ratio      | {ours} / {name:<9} | {max(rates[ours]) / max(theirs):.2f} best "
+            f"| {paired:.2f} median of rounds"
+        )
 
 
 def main():
@@ -409,7 +440,9 @@ def main():
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--models", nargs="+", choices=sorted(PRESETS), default=list(PRESETS))
-    parser.add_argument("--loops", nargs="+", choices=LOOPS, default=list(LOOPS))
+    parser.add_argument(
+        "--loops", nargs="+", choices=LOOPS + BF16_LOOPS, default=list(LOOPS), metavar="LOOP"
+    )
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per loop and round")
     parser.add_argument("--repeats", type=int, default=3, help="rounds")
     parser.add_argument("--matmul-repeats", type=int, default=5, help="matmul calls per round")
@@ -421,8 +454,9 @@ def main():
     )
     args = parser.parse_args()
 
-    torch_info = torch_version(args.torch_threads) if "torch" in args.loops else None
-    loop_names = [n for n in args.loops if n != "torch" or torch_info is not None]
+    torch_wanted = any(n.startswith("torch") for n in args.loops)
+    torch_info = torch_version(args.torch_threads) if torch_wanted else None
+    loop_names = [n for n in args.loops if not n.startswith("torch") or torch_info is not None]
     x, y, num_classes = load_arrays(args)
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     print(
@@ -448,9 +482,9 @@ def main():
         f"matmul   | {m}x{k} @ {k}x{n}, tf.function, best of {matmul.calls} calls through "
         f"the run | float32 {f32:,.0f} GFLOP/s | bfloat16 {bf16:,.0f} GFLOP/s"
     )
-    torch_skipped = "torch" in args.loops and "torch" not in loop_names
+    torch_skipped = torch_wanted and torch_info is None
     for result in results:
-        print_summary(result, f32, torch_skipped=torch_skipped)
+        print_summary(result, f32, bf16, torch_skipped=torch_skipped)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,28 @@ def test_train_loop_vs_fit_prints_every_loop_and_the_ratios():
         assert re.search(r"^torch +\| skipped: torch not installed$", stdout, re.M)
 
 
+def test_train_loop_vs_fit_runs_the_loops_in_bfloat16_too():
+    stdout = _run(
+        f"""
+        import sys, runpy
+        sys.argv = ["train_loop_vs_fit.py", "--examples", "300", "--epochs", "1",
+                    "--repeats", "1", "--matmul-repeats", "1", "--models", "seeds",
+                    "--set", "model.hidden_units=[16]",
+                    "--loops", "kerasmlp", "kerasmlp_bf16", "fit_bf16", "minimal_bf16"
+                    {', "torch_bf16"' if TORCH else ""}]
+        runpy.run_path({str(BENCHMARKS / "train_loop_vs_fit.py")!r}, run_name="__main__")
+        """
+    )
+    assert re.search(rf"\| bfloat16 bound {NUMBER} samples/s$", stdout, re.M)
+    others = ["fit_bf16", "minimal_bf16"] + (["torch_bf16"] if TORCH else [])
+    for loop in ["kerasmlp", "kerasmlp_bf16", *others]:
+        assert re.search(rf"^{loop} +\| +{NUMBER} \| +{NUMBER} \| +\d+% \| [\d.]+$", stdout, re.M)
+    for other in others:  # each bfloat16 loop against kerasmlp's in bfloat16
+        pattern = rf"^ratio +\| kerasmlp_bf16 / {other} +\| [\d.]+ best \| [\d.]+ median"
+        assert re.search(pattern, stdout, re.M), other
+    assert "kerasmlp / kerasmlp_bf16" not in stdout
+
+
 def test_time_to_accuracy_prints_both_runs_and_the_ratio(tmp_path):
     # Mock MNIST (64 random examples a split), one epoch each, no images or histograms.
     stdout = _run(
