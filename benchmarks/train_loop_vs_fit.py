@@ -405,18 +405,18 @@ def print_summary(result, f32_gflops: float, bf16_gflops: float, *, torch_skippe
         said += f" | bfloat16 bound {bounds[True]:,.0f} samples/s"
     print(f"{result['title']} | {said}")
     print(
-        f"{'loop':<10} | {'best':>8} | {'median':>8} | share of the bound (best; bfloat16's "
+        f"{'loop':<14} | {'best':>8} | {'median':>8} | share of the bound (best; bfloat16's "
         "for _bf16) | CPU cores busy (median)"
     )
     for name in rates:
         best, median = max(rates[name]), statistics.median(rates[name])
         bound = bounds[name.endswith(BF16)]
         print(
-            f"{name:<10} | {best:>8,.0f} | {median:>8,.0f} | {best / bound:>4.0%} "
+            f"{name:<14} | {best:>8,.0f} | {median:>8,.0f} | {best / bound:>4.0%} "
             f"| {statistics.median(cores[name]):.2f}"
         )
     if torch_skipped:
-        print(f"{'torch':<10} | skipped: torch not installed")
+        print(f"{'torch':<14} | skipped: torch not installed")
     for name in rates:
         ours = "kerasmlp" + (BF16 if name.endswith(BF16) else "")
         if name == ours or ours not in rates:
@@ -424,7 +424,7 @@ def print_summary(result, f32_gflops: float, bf16_gflops: float, *, torch_skippe
         theirs = rates[name]
         paired = statistics.median(a / b for a, b in zip(rates[ours], theirs, strict=True))
         print(
-            f"ratio      | {ours} / {name:<9} | {max(rates[ours]) / max(theirs):.2f} best "
+            f"{'ratio':<14} | {ours} / {name:<14} | {max(rates[ours]) / max(theirs):.2f} best "
             f"| {paired:.2f} median of rounds"
         )
 
