@@ -125,3 +125,26 @@ def test_time_to_accuracy_prints_both_runs_and_the_ratio(tmp_path):
     assert re.search(r"^seed +3 \| ratio +\| wall time kerasmlp / recipe [\d.]+$", stdout, re.M)
     assert re.search(r"^summary +\| 1 seeds \|", stdout, re.M)
     assert (tmp_path / "runs" / "seed3" / "metrics.json").exists()
+
+
+def test_whole_command_vs_fit_prints_both_rates_and_the_ratio(tmp_path):
+    # Mock MNIST (64 random examples a split), one epoch of a narrow model, shifts on.
+    stdout = _run(
+        f"""
+        import tensorflow_datasets as tfds
+        import runpy, sys
+        sys.argv = ["whole_command_vs_fit.py", "--epochs", "1",
+                    "--set", "model.hidden_units=[16]",
+                    "--set", "data.data_dir={tmp_path / "tfds"}",
+                    "--set", "train.image_every_epochs=0",
+                    "--set", "train.histogram_every_epochs=0"]
+        with tfds.testing.mock_data(num_examples=64):
+            runpy.run_path({str(BENCHMARKS / "whole_command_vs_fit.py")!r}, run_name="__main__")
+        """
+    )
+    config_line = r"^config +\| mnist\.yaml .*\| 1 epochs, batch 256, precision \w+$"
+    assert re.search(config_line, stdout, re.M)
+    for who in ("kerasmlp", "fit"):
+        pattern = rf"^{who} +\| {NUMBER} examples/s \| test accuracy [\d.]+$"
+        assert re.search(pattern, stdout, re.M), who
+    assert re.search(r"^ratio +\| kerasmlp / fit [\d.]+$", stdout, re.M)

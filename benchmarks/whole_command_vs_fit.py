@@ -1,0 +1,106 @@
+"""The whole command's training throughput against Keras `fit` on the same model, data and batch.
+
+kerasmlp's side is `train_and_evaluate` on the config, as `kerasmlp-train -c
+configs/mnist.yaml --epochs N` runs it: its `examples_per_second` (in
+metrics.json) is the training examples over the time of its compiled training
+calls, tracing included. `fit`'s side, in the same process afterwards, is the
+same model (`build_model` from the same config, seed and precision: the image
+shifts of `model.random_translation` included), loss, optimizer, metrics and
+batch size, compiled with Keras's defaults and fitted on the numpy arrays of
+the same training split for the same epochs; its examples/s is those examples
+over `fit`'s wall time, tracing included, with no validation and no callbacks.
+kerasmlp's run validates every epoch and logs to TensorBoard, outside the time
+its rate counts; so does nothing on `fit`'s side.
+
+    python benchmarks/whole_command_vs_fit.py --epochs 3 \\
+        --set data.manual_dir=../shared/data/mnist
+
+Prints both rates and the ratio kerasmlp / fit, then the accuracy each reached
+on the test split (a check that both trained, not a comparison: one run each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kerasmlp.components import make_loss, make_metrics, make_optimizer  # noqa: E402
+from kerasmlp.config import load_config  # noqa: E402
+from kerasmlp.model import Head, build_model  # noqa: E402
+from kerasmlp.train import LineReporter, _load, train_and_evaluate  # noqa: E402
+
+
+def arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """A batched `(x, y)` split as two numpy arrays."""
+    xs, ys = zip(*((np.asarray(x), np.asarray(y)) for x, y in dataset), strict=True)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def fit_rate(config, data, precision: str) -> tuple[float, float]:
+    """(examples/s of `fit` over its wall time, its test accuracy); `precision` as the
+    kerasmlp run resolved `train.precision` (e.g. 'float32')."""
+    info = data.info
+    head = Head.for_task(info.task, num_classes=info.num_classes, loss_name=config.loss.name)
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(
+        config.model,
+        input_dim=info.input_dim,
+        head=head,
+        seed=config.seed,
+        input_shape=info.input_shape,
+        input_dtype=info.input_dtype,
+        input_scale=info.input_scale,
+        dtype_policy=None if precision == "float32" else precision,
+    )
+    model.compile(
+        optimizer=make_optimizer(config.optimizer),
+        loss=make_loss(config.loss),
+        # A plain list: compile reads it with optree, which takes a list subclass for a leaf.
+        metrics=list(make_metrics(config.metrics, head)),
+    )
+    x, y = arrays(data.train_examples.batch(4096))
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=config.train.batch_size, epochs=config.train.epochs, verbose=0)
+    seconds = time.perf_counter() - start
+    test_x, test_y = arrays(data.test)
+    accuracy = float(np.mean(np.argmax(model.predict(test_x, verbose=0), -1) == test_y))
+    return len(x) * config.train.epochs / seconds, accuracy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--config", default=os.path.join(os.path.dirname(__file__), "..", "configs", "mnist.yaml")
+    )
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as workdir:
+        overrides = [*args.overrides, f"train.epochs={args.epochs}"]
+        if not any(o.startswith("data.data_dir=") for o in overrides):
+            overrides.append(f"data.data_dir={os.path.join(workdir, 'tfds')}")
+        config = load_config(args.config, overrides)
+        ours = train_and_evaluate(
+            config, os.path.join(workdir, "run"), reporter=LineReporter(open(os.devnull, "w"))
+        )
+        theirs, fit_accuracy = fit_rate(config, _load(config), ours["precision"])
+    rate = ours["examples_per_second"]
+    print(
+        f"config   | {os.path.basename(args.config)} {' '.join(args.overrides)} | "
+        f"{args.epochs} epochs, batch {config.train.batch_size}, precision {ours['precision']}"
+    )
+    print(f"kerasmlp | {rate:,.0f} examples/s | test accuracy {ours['test_accuracy']:.4f}")
+    print(f"fit      | {theirs:,.0f} examples/s | test accuracy {fit_accuracy:.4f}")
+    print(f"ratio    | kerasmlp / fit {rate / theirs:.2f}")
+
+
+if __name__ == "__main__":
+    main()
