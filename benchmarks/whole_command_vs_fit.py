@@ -4,7 +4,7 @@ kerasmlp's side is `train_and_evaluate` on the config, as `kerasmlp-train -c
 configs/mnist.yaml --epochs N` runs it: its `examples_per_second` (in
 metrics.json) is the training examples over the time of its compiled training
 calls, tracing included. `fit`'s side, in the same process afterwards, is the
-same model (`build_model` from the same config, seed and precision: the image
+same model (`train.model_for`, as the run builds it, with its seed and precision: the image
 shifts of `model.random_translation` included), loss, optimizer, metrics and
 batch size, compiled with Keras's defaults and fitted on the numpy arrays of
 the same training split for the same epochs; its examples/s is those examples
@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 
 from kerasmlp.components import make_loss, make_metrics, make_optimizer  # noqa: E402
 from kerasmlp.config import load_config  # noqa: E402
-from kerasmlp.model import Head, build_model  # noqa: E402
-from kerasmlp.train import LineReporter, _load, train_and_evaluate  # noqa: E402
+from kerasmlp.model import Head  # noqa: E402
+from kerasmlp.train import LineReporter, _load, model_for, train_and_evaluate  # noqa: E402
 
 
 def arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -49,15 +49,8 @@ def fit_rate(config, data, precision: str) -> tuple[float, float]:
     info = data.info
     head = Head.for_task(info.task, num_classes=info.num_classes, loss_name=config.loss.name)
     keras.utils.set_random_seed(config.seed)
-    model = build_model(
-        config.model,
-        input_dim=info.input_dim,
-        head=head,
-        seed=config.seed,
-        input_shape=info.input_shape,
-        input_dtype=info.input_dtype,
-        input_scale=info.input_scale,
-        dtype_policy=None if precision == "float32" else precision,
+    model = model_for(
+        config, info, head, dtype_policy=None if precision == "float32" else precision
     )
     model.compile(
         optimizer=make_optimizer(config.optimizer),

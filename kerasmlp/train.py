@@ -154,12 +154,12 @@ class Trainer:
 
     # --- traced code -------------------------------------------------------
 
-    def _loss_inputs(self, labels: tf.Tensor, outputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return self.head.loss_inputs(labels, outputs, one_hot=self._one_hot)
-
     def total_loss(self, labels, outputs, sample_weight=None):
         """The training objective: the loss on `outputs` plus the model's regularization."""
-        loss = self.loss(*self._loss_inputs(labels, outputs), sample_weight=sample_weight)
+        loss = self.loss(
+            *self.head.loss_inputs(labels, outputs, one_hot=self._one_hot),
+            sample_weight=sample_weight,
+        )
         if self.model.losses:
             loss = loss + tf.add_n(self.model.losses)
         return loss
@@ -260,7 +260,9 @@ class Trainer:
             local_features, local_labels = source.replica_batch(received, start, stop)
         with tf.GradientTape() as tape:
             outputs = self.model(local_features, training=True)
-            per_example = self.loss.call(*self._loss_inputs(local_labels, outputs))
+            per_example = self.loss.call(
+                *self.head.loss_inputs(local_labels, outputs, one_hot=self._one_hot)
+            )
             loss = tf.reduce_sum(per_example) / tf.cast(global_size, per_example.dtype)
             if self.model.losses:
                 loss = loss + tf.add_n(self.model.losses) / self.replicas
@@ -756,20 +758,7 @@ def _train(
     if config.train.on_divergence == "rollback":
         scale = tf.Variable(1.0, trainable=False, name="learning_rate_scale")
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_model(
-            config.model,
-            input_dim=data.info.input_dim,
-            head=head,
-            seed=config.seed,
-            # Raw images: the model scales and flattens them (see `build_model`).
-            input_shape=data.info.input_shape,
-            input_dtype=data.info.input_dtype,
-            input_scale=data.info.input_scale,
-            # Your own regression target: the head learns it standardized.
-            target_mean=data.info.target_mean,
-            target_variance=data.info.target_variance,
-            dtype_policy=chosen.dtype_policy,
-        )
+        model = model_for(config, data.info, head, dtype_policy=chosen.dtype_policy)
         optimizer = make_optimizer(
             config.optimizer, learning_rate_scale=scale, loss_scaling=chosen.loss_scaling
         )
@@ -1137,6 +1126,31 @@ def _class_weight(config: Config, data: Datasets):
     if setting == "balanced":
         labels = np.concatenate([y.numpy() for _, y in data.train_examples.batch(65536)])
     return resolve_class_weight(setting, class_names=data.info.class_names, labels=labels)
+
+
+def model_for(config: Config, info, head: Head, *, dtype_policy: str | None = None):
+    """The run's model for a dataset: `build_model` on `config.model` with what `info` says.
+
+    Args:
+      config: the run's config (its model section and seed).
+      info: the dataset's `DatasetInfo`: raw images come with their shape, dtype and
+        scale (the model scales and flattens them), your own regression target with
+        its training mean and variance (the head learns it standardized).
+      head: the output head (`Head.for_task`).
+      dtype_policy: the hidden layers' Keras dtype policy; None for float32.
+    """
+    return build_model(
+        config.model,
+        input_dim=info.input_dim,
+        head=head,
+        seed=config.seed,
+        input_shape=info.input_shape,
+        input_dtype=info.input_dtype,
+        input_scale=info.input_scale,
+        target_mean=info.target_mean,
+        target_variance=info.target_variance,
+        dtype_policy=dtype_policy,
+    )
 
 
 def _load(config: Config) -> Datasets:
