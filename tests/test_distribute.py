@@ -582,7 +582,9 @@ def test_two_workers_roll_back_together_and_stop_together_when_the_run_diverges(
     args += ["--strategy", "multi_worker", "--logdir", str(tmp_path / "logs"), "--run-name", "nan"]
     outputs = _finish(_start_workers(tmp_path, args), timeout=240)
     assert [code for code, _, _ in outputs] == [3, 3], outputs[0][2][-3000:]
-    rollbacks = [[x for x in out.splitlines() if x.startswith("rollback ")] for _, out, _ in outputs]
+    rollbacks = [
+        [x for x in out.splitlines() if x.startswith("rollback ")] for _, out, _ in outputs
+    ]
     assert rollbacks[0] == rollbacks[1], rollbacks
     assert [x.split(":")[0] for x in rollbacks[0]] == ["rollback 1/2", "rollback 2/2"]
     assert all("back to step 0" in x for x in rollbacks[0])
