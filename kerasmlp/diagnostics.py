@@ -215,6 +215,16 @@ class ModelProbe:
             input_signature=[spec],
             autograph=False,
         )
+        self._input_spec = spec
+
+    def warm_up(self) -> None:
+        """Traces `predict` and runs it once, on one example of zeros.
+
+        TensorFlow optimises a traced function's graph at its first call; done
+        here, neither cost falls on the first picture drawn mid-training.
+        """
+        spec = self._input_spec
+        self.predict(tf.zeros([1, *spec.shape[1:]], spec.dtype))
 
     def _forward(self, features):
         """The model's inference pass, layer by layer, keeping each Dense pre-activation.
@@ -362,6 +372,9 @@ def render_images(
     - `misclassified` for image inputs: up to `max_wrong` misclassified examples
       with their true and predicted labels.
 
+    The model's part (`predict_for_images`) and the drawing (`draw_images`,
+    numpy only, which a caller may run on another thread) are separate.
+
     Args:
       probe: the model's `ModelProbe`.
       dataset: batched `(x, y)` pairs, x as the model takes it (flat features,
@@ -371,7 +384,33 @@ def render_images(
     Returns:
       `{tag: uint8 RGB image}`.
     """
-    images: dict[str, np.ndarray] = {}
+    found = predict_for_images(
+        probe, dataset, info, resolution=resolution, max_points=max_points, max_wrong=max_wrong
+    )
+    return draw_images(found, info)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePredictions:
+    """What `draw_images` draws: the model's predictions on a split, and on the plane."""
+
+    predictions: Predictions
+    points: np.ndarray  # up to max_points of the split's x (2-D inputs), else empty
+    labels: np.ndarray  # their labels
+    extent: tuple[float, float, float, float] | None  # the plane shown (2-D inputs)
+    boundary: np.ndarray | None  # (resolution, resolution) classes or values over it
+
+
+def predict_for_images(
+    probe: ModelProbe,
+    dataset: tf.data.Dataset,
+    info,
+    *,
+    resolution: int = 100,
+    max_points: int = 1000,
+    max_wrong: int = 32,
+) -> ImagePredictions:
+    """The model's part of `render_images`: predictions on `dataset` (and on the plane)."""
     classification = info.task == "classification"
     is_image = len(info.input_shape) == 3
     keep = max_wrong if classification and is_image else 0
@@ -382,27 +421,38 @@ def render_images(
         keep_wrong=keep,
         keep_points=info.input_dim == 2,
     )
-    if classification:
-        matrix = confusion_matrix(found.labels, found.predicted, info.num_classes)
-        images["confusion_matrix"] = confusion_matrix_image(matrix, info.class_names)
-        if is_image:
-            wrong = found.wrong_features.reshape((-1, *info.input_shape))
-            images["misclassified"] = misclassified_grid(
-                wrong, found.wrong_labels, found.wrong_predicted, info.class_names
-            )
+    points, labels = found.points[:max_points], found.labels[:max_points]
+    extent = boundary = None
     if info.input_dim == 2:
-        points, labels = found.points[:max_points], found.labels[:max_points]
         extent = plot_extent(points)
         grid = grid_points(extent, resolution)
         if classification:
             values = probe.predict_classes(grid)
         else:
             values = np.asarray(probe.predict(grid))[:, 0]
+        boundary = values.reshape(resolution, resolution)
+    return ImagePredictions(found, points, labels, extent, boundary)
+
+
+def draw_images(found: ImagePredictions, info) -> dict[str, np.ndarray]:
+    """The pictures of `render_images` from the model's predictions: numpy only."""
+    images: dict[str, np.ndarray] = {}
+    classification = info.task == "classification"
+    predictions = found.predictions
+    if classification:
+        matrix = confusion_matrix(predictions.labels, predictions.predicted, info.num_classes)
+        images["confusion_matrix"] = confusion_matrix_image(matrix, info.class_names)
+        if len(info.input_shape) == 3:
+            wrong = predictions.wrong_features.reshape((-1, *info.input_shape))
+            images["misclassified"] = misclassified_grid(
+                wrong, predictions.wrong_labels, predictions.wrong_predicted, info.class_names
+            )
+    if found.boundary is not None:
         images["decision_boundary"] = decision_boundary_image(
-            values.reshape(resolution, resolution),
-            points,
-            labels,
-            extent=extent,
+            found.boundary,
+            found.points,
+            found.labels,
+            extent=found.extent,
             classification=classification,
         )
     return images

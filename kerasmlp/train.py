@@ -148,6 +148,7 @@ class Trainer:
             # signal); summed over the workers in the call (see `AgreedStop`).
             self.stop_flag = tf.Variable(0.0, trainable=False, name="stop_requested")
         self.train_loop = tf.function(self._train_loop)
+        self._bound_loop = None  # (iterator, the loop's concrete function for it)
         self.evaluate_loop = tf.function(self._evaluate_loop)
         # Validation and test differ in length: one trace serves both (None first dimension).
         self.evaluate_in_memory = tf.function(self._evaluate_in_memory, reduce_retracing=True)
@@ -408,7 +409,7 @@ class Trainer:
         `loss_scale` (after the call). Reading them is the one host sync of the call.
         """
         # A tensor argument, so a different count does not retrace.
-        stats = self.train_loop(iterator, tf.constant(num_steps, dtype=tf.int32)).numpy()
+        stats = self._loop_for(iterator)(tf.constant(num_steps, dtype=tf.int32)).numpy()
         loss_sum, examples, gradient_norm_sum, learning_rate, first_bad, weights_ok = (
             float(v) for v in stats[:6]
         )
@@ -430,6 +431,19 @@ class Trainer:
         if rest:  # with a strategy: whether any worker was asked to stop
             results["stop_requested"] = float(rest[0] > 0)
         return results
+
+    def _loop_for(self, iterator) -> Callable[[tf.Tensor], tf.Tensor]:
+        """`train_loop` on `iterator`, through its concrete function (traced once).
+
+        Calling the concrete function skips `tf.function`'s matching of the
+        arguments against its traces, which costs more than the graph's own work
+        on a short call: about 0.17 ms of the 0.7 ms a one-step call of the
+        default model took here. `train_loop` itself is the same trace.
+        """
+        if self._bound_loop is None or self._bound_loop[0] is not iterator:
+            concrete = self.train_loop.get_concrete_function(iterator, tf.TensorSpec([], tf.int32))
+            self._bound_loop = (iterator, functools.partial(concrete, iterator))
+        return self._bound_loop[1]
 
     def state_dict(self) -> dict[str, float]:
         """The epoch's host-side sums; the metrics' variables go into checkpoints themselves."""

@@ -51,6 +51,64 @@ def test_scalars_histograms_and_images_read_back(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), picture)
 
 
+def test_scalars_are_written_as_tensorboards_scalar_pb_writes_them(tmp_path):
+    # The writer builds the scalar protos itself (it is in the hot path); the
+    # reference is TensorBoard's own `scalar_pb`, byte for byte, NaN and inf included.
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.plugins.scalar import summary_v2
+
+    values = {"loss": 0.1234567, "nan": float("nan"), "inf": -float("inf"), "big": 1e30}
+    with SummaryWriter(tmp_path) as writer:
+        writer.scalars("train", 7, values)
+    (path,) = (tmp_path / "train").glob("events.out.tfevents.*")
+    records = [event_pb2.Event.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
+    (event,) = [e for e in records if e.HasField("summary")]
+    assert event.step == 7
+    assert [v.SerializeToString() for v in event.summary.value] == [
+        summary_v2.scalar_pb(tag, np.float32(value)).value[0].SerializeToString()
+        for tag, value in values.items()
+    ]
+
+
+def test_background_work_runs_in_order_and_flush_waits_for_it(tmp_path):
+    import threading
+
+    writer = SummaryWriter(tmp_path)
+    started, release, threads = threading.Event(), threading.Event(), []
+
+    def slow(step):
+        threads.append(threading.current_thread().name)
+        started.set()
+        release.wait(timeout=30)
+        writer.scalars("train", step, {"loss": step / 4})
+
+    writer.in_background(lambda: slow(1))
+    writer.in_background(lambda: writer.scalars("train", 2, {"loss": 0.5}))
+    assert started.wait(timeout=30)
+    assert not (tmp_path / "train").exists()  # nothing written yet: the work waits
+    release.set()
+    writer.flush()  # waits for both, then flushes the files
+    assert events.scalars(tmp_path / "train") == {"loss": [(1, 0.25), (2, 0.5)]}
+    assert threads[0].startswith("kerasmlp-summaries")
+    writer.close()
+
+
+def test_an_error_in_background_work_is_raised_by_the_next_call(tmp_path):
+    from kerasmlp.runfiles import RunFilesError
+
+    def fails():
+        raise RunFilesError(f"cannot write {tmp_path}: No space left on device")
+
+    writer = SummaryWriter(tmp_path)
+    writer.in_background(fails)
+    with pytest.raises(RunFilesError, match="No space left on device"):
+        writer.flush()
+    writer.in_background(fails)
+    with pytest.raises(RunFilesError, match="No space left on device"):
+        writer.close()  # and the thread is stopped all the same
+    assert writer._background is None
+
+
 def test_hparams_records_live_in_the_run_directory(tmp_path):
     with SummaryWriter(tmp_path) as writer:
         writer.hparams(
