@@ -982,9 +982,11 @@ def build_actions(
 ) -> list[Action]:
     """The run's actions, in the order each hook calls them (see `kerasmlp.controller`).
 
-    The guard comes first, so nothing is logged from a diverged round; evaluation
-    before the actions that read `validation_*`; the progress line after them;
-    the checkpoint last but for the profiler, so it holds every action's decision.
+    The guard comes first, so nothing is logged from a diverged round; the layer
+    reports and pictures before evaluation, which runs while they are drawn on the
+    writer's thread; evaluation before the actions that read `validation_*`; the
+    progress line after them; the checkpoint last but for the profiler, so it holds
+    every action's decision (it waits for the drawing: see `SummaryWriter.flush`).
     """
     train_cfg, info = config.train, data.info
     has_validation = data.validation is not None
@@ -1002,20 +1004,18 @@ def build_actions(
             writer,
         ),
         actions.TrainScalars(writer),
+        actions.LayerReports(probe, probe_batch, writer, train_cfg.histogram_every_epochs),
     ]
-    if has_validation:
-        result.append(
-            actions.Evaluate(
-                lambda: trainer.evaluate(data.validation), writer, train_cfg.eval_every_epochs
-            )
-        )
-    result.append(
-        actions.LayerReports(probe, probe_batch, writer, train_cfg.histogram_every_epochs)
-    )
     if has_validation and train_cfg.image_every_epochs:
         result.append(
             actions.Images(
                 probe, data.validation, info, "validation", writer, train_cfg.image_every_epochs
+            )
+        )
+    if has_validation:
+        result.append(
+            actions.Evaluate(
+                lambda: trainer.evaluate(data.validation), writer, train_cfg.eval_every_epochs
             )
         )
     result.append(actions.EpochLogs())
