@@ -98,8 +98,10 @@ class SummaryWriter:
 
     def _raise_failed(self) -> None:
         """Forgets background work that is done; raises the first error among it."""
-        done = [f for f in self._pending if f.done()]
-        self._pending = [f for f in self._pending if not f.done()]
+        done, pending = [], []
+        for future in self._pending:  # one look at each: work may finish meanwhile
+            (done if future.done() else pending).append(future)
+        self._pending = pending
         for future in done:
             future.result()
 
