@@ -14,8 +14,8 @@ below it, so the metric `(group='validation', tag='accuracy')` is read from
 Scalars, histograms and HParams records are built as protos in numpy and
 written with one `write_raw_pb` call per batch of values: eager
 `tf.summary.histogram` costs milliseconds per tag, which adds up at every
-epoch end of a small dataset. What needs no TensorFlow state of the moment
-(drawing the pictures, the histograms, a round's scalars) can be handed to
+epoch end of a small dataset. What needs no TensorFlow state of the moment and
+takes milliseconds (drawing the pictures, the histograms) can be handed to
 `SummaryWriter.in_background`, which writes it on the writer's own thread while
 the next compiled call runs.
 """
