@@ -94,7 +94,7 @@ class LayerReports(Action):
 
     def _write(self, step):
         reports = self.probe.layer_reports(*self.batch)  # the model's part, here
-        # The histograms (numpy) while training goes on.
+        # The histograms (numpy) on the writer's thread, while validation runs.
         self.writer.in_background(
             functools.partial(self.writer.layer_reports, "train", step, reports)
         )
@@ -121,7 +121,7 @@ class Images(Action):
 
     def on_epoch_end(self, loop, logs):
         if self.when.epoch_due(loop):
-            # The model's part here; the drawing (numpy, Pillow) while training goes on.
+            # The model's part here; the drawing (numpy, Pillow) on the writer's thread.
             found = diagnostics.predict_for_images(self.probe, self.dataset, self.info)
             self.writer.in_background(functools.partial(self._draw, found, loop.step))
 

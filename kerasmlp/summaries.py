@@ -17,7 +17,7 @@ written with one `write_raw_pb` call per batch of values: eager
 epoch end of a small dataset. What needs no TensorFlow state of the moment and
 takes milliseconds (drawing the pictures, the histograms) can be handed to
 `SummaryWriter.in_background`, which writes it on the writer's own thread while
-the next compiled call runs.
+the compiled calls that follow run.
 """
 
 from __future__ import annotations
@@ -83,11 +83,12 @@ class SummaryWriter:
         """Runs `work`, which writes through this writer, on the writer's own thread.
 
         For what costs milliseconds of numpy and Pillow at an epoch's end (the
-        pictures, the layers' histograms): the next compiled call of the
-        training loop, which leaves Python's lock free, runs meanwhile, as CLU's
-        asynchronous writer does. Work runs in the order given. `flush`, `close`
-        and the next `in_background` wait for what is done to be checked and
-        raise its error (e.g. `RunFilesError` on a full disk) in the caller.
+        pictures, the layers' histograms): the compiled calls that follow (the
+        validation, the next training steps), which leave Python's lock free,
+        run meanwhile, as with CLU's asynchronous writer. Work runs in the order
+        given. `flush`, `close` and the next `in_background` check what is done
+        and raise its error (e.g. `RunFilesError` on a full disk) in the caller;
+        `flush` and `close` wait for all of it first.
         """
         self._raise_failed()
         if self._background is None:
