@@ -1,6 +1,7 @@
 """Tests for kerasmlp.summaries: each kind of record read back, and what a real run writes when."""
 
 import io
+import pathlib
 
 import numpy as np
 import pytest
@@ -68,6 +69,53 @@ def test_scalars_are_written_as_tensorboards_scalar_pb_writes_them(tmp_path):
         summary_v2.scalar_pb(tag, np.float32(value)).value[0].SerializeToString()
         for tag, value in values.items()
     ]
+
+
+def _records(folder):
+    from tensorboard.compat.proto import event_pb2
+
+    (path,) = pathlib.Path(folder).glob("events.out.tfevents.*")
+    return path, [event_pb2.Event.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
+
+
+def test_event_files_hold_what_tf_summary_writes(tmp_path):
+    from tensorboard.compat.proto import graph_pb2
+
+    # The reference: the same text and graph through tf.summary's own writer.
+    @tf.function
+    def f(x):
+        return x * 2.0
+
+    graph = f.get_concrete_function(tf.TensorSpec([], tf.float32)).graph
+    reference = tf.summary.create_file_writer(str(tmp_path / "reference"))
+    with reference.as_default(step=3):
+        tf.summary.text("config", "    seed: 0")
+        tf.summary.graph(graph)
+    reference.close()
+    with SummaryWriter(tmp_path / "run") as writer:
+        writer.text("train", 3, "config", "    seed: 0")
+        writer.graph("train", graph)
+    ref_path, expected = _records(tmp_path / "reference")
+    path, got = _records(tmp_path / "run" / "train")
+    # Same name pattern: events.out.tfevents.<seconds>.<host>.<pid>.<n>.v2.
+    assert path.name.split(".")[:3] == ref_path.name.split(".")[:3]
+    assert path.name.endswith(".v2") and ref_path.name.endswith(".v2")
+    assert [e.file_version for e in got[:1]] == [e.file_version for e in expected[:1]]
+    (text, graph_event), (expected_text, expected_graph) = got[1:], expected[1:]
+    assert (text.step, text.summary) == (expected_text.step, expected_text.summary)
+    # A GraphDef's attributes are a map, serialized in no fixed order: compare parsed.
+    assert graph_event.step == expected_graph.step == 0
+    assert graph_pb2.GraphDef.FromString(graph_event.graph_def) == graph_pb2.GraphDef.FromString(
+        expected_graph.graph_def
+    )
+
+
+def test_each_write_is_on_disk_when_it_returns(tmp_path):
+    # TensorBoard sees a round's scalars at once, and a killed run keeps them.
+    writer = SummaryWriter(tmp_path)
+    writer.scalars("train", 5, {"loss": 0.5})
+    assert events.scalars(tmp_path / "train") == {"loss": [(5, 0.5)]}
+    writer.close()
 
 
 def test_background_work_runs_in_order_and_flush_waits_for_it(tmp_path):
