@@ -73,7 +73,13 @@ class Evaluate(Action):
 
 
 class LayerReports(Action):
-    """Per Dense layer histograms, gradient norms and unit health, at step 0 and every N epochs."""
+    """Per Dense layer histograms, gradient norms and unit health, at step 0 and every N epochs.
+
+    It comes after the checkpoint (see `kerasmlp.train.build_actions`): the
+    histograms are drawn on the writer's thread while the next epoch trains, and
+    a run restored to that checkpoint, whose later events were dropped, writes
+    them again (`on_restore`), from the same weights.
+    """
 
     name = "layer_reports"
 
@@ -84,7 +90,9 @@ class LayerReports(Action):
         self.when = Every(epochs=every_epochs)
 
     def on_train_begin(self, loop):
-        if not loop.resumed and self.when.epochs:
+        if loop.resumed:
+            self.on_restore(loop)
+        elif self.when.epochs:
             # The weights at initialization; also traces the probe before training.
             self._write(loop.step)
 
@@ -92,16 +100,25 @@ class LayerReports(Action):
         if self.when.epoch_due(loop):
             self._write(loop.step)
 
+    def on_restore(self, loop):
+        at_start = loop.epoch == 0 and self.when.epochs
+        if loop.step_in_epoch == 0 and (at_start or self.when.epoch_due(loop)):
+            self._write(loop.step)
+
     def _write(self, step):
         reports = self.probe.layer_reports(*self.batch)  # the model's part, here
-        # The histograms (numpy) on the writer's thread, while validation runs.
+        # The histograms (numpy) on the writer's thread, while training goes on.
         self.writer.in_background(
             functools.partial(self.writer.layer_reports, "train", step, reports)
         )
 
 
 class Images(Action):
-    """Confusion matrix, decision boundary or misclassified examples every N epochs."""
+    """Confusion matrix, decision boundary or misclassified examples every N epochs.
+
+    After the checkpoint, as `LayerReports`: drawn while the next epoch trains,
+    and drawn again by a run restored to that checkpoint.
+    """
 
     name = "images"
 
@@ -118,12 +135,21 @@ class Images(Action):
         # costs, rather than in the middle of training at the first image (about
         # 30 ms for the default model: more than an epoch of the spirals).
         self.probe.warm_up()
+        if loop.resumed:
+            self.on_restore(loop)
 
     def on_epoch_end(self, loop, logs):
         if self.when.epoch_due(loop):
-            # The model's part here; the drawing (numpy, Pillow) on the writer's thread.
-            found = diagnostics.predict_for_images(self.probe, self.dataset, self.info)
-            self.writer.in_background(functools.partial(self._draw, found, loop.step))
+            self._write(loop.step)
+
+    def on_restore(self, loop):
+        if loop.epoch and loop.step_in_epoch == 0 and self.when.epoch_due(loop):
+            self._write(loop.step)
+
+    def _write(self, step):
+        # The model's part here; the drawing (numpy, Pillow) on the writer's thread.
+        found = diagnostics.predict_for_images(self.probe, self.dataset, self.info)
+        self.writer.in_background(functools.partial(self._draw, found, step))
 
     def _draw(self, found, step):
         for tag, image in diagnostics.draw_images(found, self.info).items():

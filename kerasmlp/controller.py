@@ -21,6 +21,11 @@ Keras), or call `loop.halt(reason)` (the round ends at once: later actions of
 that round do not run). A stop request (a signal) halts with `interrupted`
 after the current round's compiled call. At the end, `on_train_end(loop)`.
 
+An action that rewinds to a checkpoint (`loop.restore_checkpoint()`, the
+divergence guard's rollback) ends its round too; then every action's
+`on_restore(loop)` runs, so that what is written after a checkpoint (and was
+dropped with the events after it) can be written again.
+
 The host-side counters and every action's state travel in checkpoints
 (`state_dict` / `load_state_dict`), so a resumed or rolled-back run continues
 exactly where the checkpoint was taken.
@@ -103,6 +108,9 @@ class Action:
 
     def on_train_end(self, loop: Controller) -> None:
         pass
+
+    def on_restore(self, loop: Controller) -> None:
+        """After a round that rewound to a checkpoint (a rollback), at the checkpoint's step."""
 
     def get_state(self) -> dict[str, Any]:
         """JSON-able state a resumed run needs (e.g. early stopping's patience counter)."""
@@ -299,6 +307,9 @@ class Controller:
         stats.update(steps=n, seconds=elapsed)
         self.rewound = False
         self._dispatch("on_steps", stats)
+        if self.rewound:
+            for action in self.actions:
+                action.on_restore(self)
         if self.halted or self.rewound:
             return
         if self.step_in_epoch >= self.steps_per_epoch:

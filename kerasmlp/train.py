@@ -982,11 +982,14 @@ def build_actions(
 ) -> list[Action]:
     """The run's actions, in the order each hook calls them (see `kerasmlp.controller`).
 
-    The guard comes first, so nothing is logged from a diverged round; the layer
-    reports and pictures before evaluation, which runs while they are drawn on the
-    writer's thread; evaluation before the actions that read `validation_*`; the
-    progress line after them; the checkpoint last but for the profiler, so it holds
-    every action's decision (it waits for the drawing: see `SummaryWriter.flush`).
+    The guard comes first, so nothing is logged from a diverged round; evaluation
+    before the actions that read `validation_*`; the progress line after them; the
+    checkpoint after every action with a decision to keep. The layer reports and
+    pictures come after the checkpoint: they keep no state, and their drawing on
+    the writer's thread then overlaps the next epoch's training instead of holding
+    up the checkpoint (which waits for earlier drawing: see `SummaryWriter.flush`).
+    A run restored to that checkpoint drops the events written after it and
+    draws them again (`Action.on_restore`).
     """
     train_cfg, info = config.train, data.info
     has_validation = data.validation is not None
@@ -1004,14 +1007,7 @@ def build_actions(
             writer,
         ),
         actions.TrainScalars(writer),
-        actions.LayerReports(probe, probe_batch, writer, train_cfg.histogram_every_epochs),
     ]
-    if has_validation and train_cfg.image_every_epochs:
-        result.append(
-            actions.Images(
-                probe, data.validation, info, "validation", writer, train_cfg.image_every_epochs
-            )
-        )
     if has_validation:
         result.append(
             actions.Evaluate(
@@ -1050,6 +1046,14 @@ def build_actions(
     # must restore the same checkpoint everywhere.
     every_seconds = train_cfg.checkpoint_every_seconds if workers == 1 else 0.0
     result.append(actions.Checkpoint(every_seconds, status))
+    every_histogram = train_cfg.histogram_every_epochs
+    result.append(actions.LayerReports(probe, probe_batch, writer, every_histogram))
+    if has_validation and train_cfg.image_every_epochs:
+        result.append(
+            actions.Images(
+                probe, data.validation, info, "validation", writer, train_cfg.image_every_epochs
+            )
+        )
     if train_cfg.profile_steps:
         result.append(actions.Profile(run_dir / "train", train_cfg.profile_steps, train_cfg.epochs))
     return result

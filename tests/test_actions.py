@@ -260,3 +260,59 @@ def test_checkpoints_at_the_start_every_epoch_every_n_seconds_and_at_the_end(tmp
     # Start (0); rounds end at 2, 4, ... 12 at 4 s each: 12 s at step 6, then the epoch end (12).
     assert [state["step"] for state in checkpoints.states] == [0, 6, 12]
     assert runfiles.read_status(tmp_path)["checkpoint_step"] == 12
+
+
+class _Probe:
+    def layer_reports(self, *batch):
+        return []
+
+
+class _Writer:
+    """Records the steps of the work handed to the writer's thread."""
+
+    def __init__(self):
+        self.steps = []
+
+    def in_background(self, work):
+        work()
+
+    def layer_reports(self, split, step, reports):
+        self.steps.append(step)
+
+
+class _Loop:
+    def __init__(self, *, step, epoch, step_in_epoch=0, epochs=40, resumed=True):
+        self.step, self.epoch, self.step_in_epoch = step, epoch, step_in_epoch
+        self.epochs, self.resumed = epochs, resumed
+
+
+@pytest.mark.parametrize(
+    "loop,expected",
+    [
+        # (where the restored checkpoint is, steps redrawn); histograms every 10 epochs.
+        (_Loop(step=0, epoch=0, resumed=False), [0]),  # a fresh run: the initial weights
+        (_Loop(step=0, epoch=0), [0]),  # the step-0 checkpoint: drawn after it, so again
+        (_Loop(step=570, epoch=10), [570]),  # a due epoch's end
+        (_Loop(step=399, epoch=7), []),  # an epoch end that was not due
+        (_Loop(step=399, epoch=7, epochs=7), [399]),  # the last epoch's end is always due
+        (_Loop(step=600, epoch=10, step_in_epoch=30), []),  # mid-epoch (a timed checkpoint)
+    ],
+)
+def test_layer_reports_are_drawn_again_where_a_restored_checkpoint_was_due(loop, expected):
+    # They are written after the checkpoint of their epoch end, so a run restored
+    # to it has lost them (the events after the checkpoint are dropped).
+    writer = _Writer()
+    action = actions.LayerReports(_Probe(), (None, None), writer, every_epochs=10)
+    action.on_train_begin(loop)
+    if loop.resumed:
+        action.on_restore(loop)  # a rollback to the same checkpoint: the same rule
+        expected = expected * 2
+    assert writer.steps == expected
+
+
+def test_layer_reports_off_draw_nothing_on_restore():
+    writer = _Writer()
+    action = actions.LayerReports(_Probe(), (None, None), writer, every_epochs=0)
+    action.on_train_begin(_Loop(step=0, epoch=0))
+    action.on_restore(_Loop(step=570, epoch=10))
+    assert writer.steps == []

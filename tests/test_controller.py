@@ -256,6 +256,38 @@ def test_save_checkpoint_once_per_step_and_restore_rewinds():
     assert trainer.calls == [3, 3, 1, 2, 3, 2, 3, 2]
 
 
+def test_after_a_rewinding_round_every_action_hears_on_restore_at_the_checkpoints_step():
+    checkpoints = FakeCheckpoints()
+    restored = []
+
+    class SavesEachEpoch(Action):
+        name = "saves"
+
+        def on_epoch_end(self, loop, logs):
+            loop.save_checkpoint()
+
+    class RewindsOnceAtTwelve(Action):
+        name = "rewinds"
+
+        def on_steps(self, loop, stats):
+            if loop.step == 12 and not restored:
+                loop.restore_checkpoint()
+
+        def on_restore(self, loop):
+            restored.append((self.name, loop.step, loop.epoch, loop.step_in_epoch))
+
+    class Listens(Action):
+        name = "listens"
+
+        def on_restore(self, loop):
+            restored.append((self.name, loop.step, loop.epoch, loop.step_in_epoch))
+
+    loop, _ = make([RewindsOnceAtTwelve(), SavesEachEpoch(), Listens()], checkpoints=checkpoints)
+    assert loop.train() == COMPLETED
+    # Once, after the round that rewound (to the end of epoch 1, step 7), in order.
+    assert restored == [("rewinds", 7, 1, 0), ("listens", 7, 1, 0)]
+
+
 def test_limit_next_round():
     class Limits(Action):
         name = "limits"

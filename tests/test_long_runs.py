@@ -103,6 +103,15 @@ def assert_each_step_once(run_dir):
             assert steps == sorted(set(steps)), f"{split}/{tag}: {steps}"
 
 
+def tensor_steps(event_dir):
+    """`{tag: [step, ...]}` of every summary in a split: scalars, histograms, pictures, text."""
+    accumulator = events.load(event_dir)
+    return {
+        tag: [event.step for event in accumulator.Tensors(tag)]
+        for tag in accumulator.Tags()["tensors"]
+    }
+
+
 def session_ends(run_dir):
     accumulator = events.load(run_dir)
     return [
@@ -124,6 +133,9 @@ def uninterrupted(tmp_path_factory, data_dir):
 KILL_POINTS = {
     "mid_epoch": ("step", "70"),  # dies after the round ending at step 80, in epoch 2
     "after_a_checkpoint": ("checkpoint", "2"),  # right after the end of epoch 1 was saved
+    # Right after the last epoch's save, before its histograms and pictures (drawn
+    # after the checkpoint): the resumed run draws them, once.
+    "after_the_last_checkpoint": ("checkpoint", "4"),
     "during_evaluation": ("evaluate", "3"),  # in epoch 3's validation, before its checkpoint
 }
 
@@ -168,13 +180,9 @@ def test_killed_runs_resume_to_bitwise_the_same_weights_and_metrics(
             np.testing.assert_array_equal(got, want, err_msg=name)
         assert status(run_dir)["state"] == "completed"
         assert_each_step_once(run_dir)
-        # The same curves as the reference: every tag at the same steps.
-        assert {
-            tag: [s for s, _ in points] for tag, points in events.scalars(run_dir / "train").items()
-        } == {
-            tag: [s for s, _ in points]
-            for tag, points in events.scalars(uninterrupted / "train").items()
-        }
+        # The same curves, histograms and pictures as the reference: every tag at the same steps.
+        for split in ("train", "validation"):
+            assert tensor_steps(run_dir / split) == tensor_steps(uninterrupted / split), name
         assert len(session_ends(run_dir)) == 1
 
 
@@ -315,6 +323,10 @@ def test_rollback_lowers_the_rate_and_gives_up_after_max_rollbacks(tmp_path, dat
     assert all("back to step 0" in line for line in rollbacks)
     scalars = events.scalars(tmp_path / "rb" / "train")
     assert [value for _, value in scalars["learning_rate_scale"]] == [0.5, 0.25]
+    # The initial weights' histograms, drawn after the step-0 checkpoint, dropped by
+    # each rollback to it and drawn again: once in the end.
+    steps = tensor_steps(tmp_path / "rb" / "train")
+    assert steps["dense_0/kernel"] == steps["dense_0/gradient_norm"] == [0]
 
 
 def test_early_stopping_and_the_best_model(tmp_path, data_dir):
