@@ -78,7 +78,8 @@ class LayerReports(Action):
     It comes after the checkpoint (see `kerasmlp.train.build_actions`): the
     histograms are drawn on the writer's thread while the next epoch trains, and
     a run restored to that checkpoint, whose later events were dropped, writes
-    them again (`on_restore`), from the same weights.
+    them again (`on_restore`), from the same weights. Not from a checkpoint of
+    an older kerasmlp, which wrote them before the checkpoint: they are kept.
     """
 
     name = "layer_reports"
@@ -88,6 +89,7 @@ class LayerReports(Action):
         self.batch = batch
         self.writer = writer
         self.when = Every(epochs=every_epochs)
+        self.restored_drawn_after = False  # what the restored checkpoint says (see set_state)
 
     def on_train_begin(self, loop):
         if loop.resumed:
@@ -102,8 +104,15 @@ class LayerReports(Action):
 
     def on_restore(self, loop):
         at_start = loop.epoch == 0 and self.when.epochs
-        if loop.step_in_epoch == 0 and (at_start or self.when.epoch_due(loop)):
+        due = loop.step_in_epoch == 0 and (at_start or self.when.epoch_due(loop))
+        if due and self.restored_drawn_after:
             self._write(loop.step)
+
+    def get_state(self):
+        return {"drawn_after_checkpoint": True}
+
+    def set_state(self, state):
+        self.restored_drawn_after = bool(state.get("drawn_after_checkpoint", False))
 
     def _write(self, step):
         reports = self.probe.layer_reports(*self.batch)  # the model's part, here
@@ -117,7 +126,7 @@ class Images(Action):
     """Confusion matrix, decision boundary or misclassified examples every N epochs.
 
     After the checkpoint, as `LayerReports`: drawn while the next epoch trains,
-    and drawn again by a run restored to that checkpoint.
+    and drawn again by a run restored to that checkpoint (one of this version).
     """
 
     name = "images"
@@ -129,6 +138,7 @@ class Images(Action):
         self.split = split
         self.writer = writer
         self.when = Every(epochs=every_epochs)
+        self.restored_drawn_after = False  # what the restored checkpoint says (see set_state)
 
     def on_train_begin(self, loop):
         # The probe's prediction is made ready now, with the run's other once-only
@@ -143,8 +153,15 @@ class Images(Action):
             self._write(loop.step)
 
     def on_restore(self, loop):
-        if loop.epoch and loop.step_in_epoch == 0 and self.when.epoch_due(loop):
+        due = loop.epoch and loop.step_in_epoch == 0 and self.when.epoch_due(loop)
+        if due and self.restored_drawn_after:
             self._write(loop.step)
+
+    def get_state(self):
+        return {"drawn_after_checkpoint": True}
+
+    def set_state(self, state):
+        self.restored_drawn_after = bool(state.get("drawn_after_checkpoint", False))
 
     def _write(self, step):
         # The model's part here; the drawing (numpy, Pillow) on the writer's thread.

@@ -303,6 +303,8 @@ def test_layer_reports_are_drawn_again_where_a_restored_checkpoint_was_due(loop,
     # to it has lost them (the events after the checkpoint are dropped).
     writer = _Writer()
     action = actions.LayerReports(_Probe(), (None, None), writer, every_epochs=10)
+    if loop.resumed:
+        action.set_state(action.get_state())  # the checkpoint's state, as the controller loads it
     action.on_train_begin(loop)
     if loop.resumed:
         action.on_restore(loop)  # a rollback to the same checkpoint: the same rule
@@ -310,9 +312,21 @@ def test_layer_reports_are_drawn_again_where_a_restored_checkpoint_was_due(loop,
     assert writer.steps == expected
 
 
+def test_a_checkpoint_of_an_older_version_keeps_its_layer_reports():
+    # Older versions drew them before the checkpoint, so they survive the restore:
+    # drawn again they would show twice at that step. Such a checkpoint saved {}.
+    writer = _Writer()
+    action = actions.LayerReports(_Probe(), (None, None), writer, every_epochs=10)
+    action.set_state({})
+    action.on_train_begin(_Loop(step=570, epoch=10))
+    action.on_restore(_Loop(step=0, epoch=0))
+    assert writer.steps == []
+
+
 def test_layer_reports_off_draw_nothing_on_restore():
     writer = _Writer()
     action = actions.LayerReports(_Probe(), (None, None), writer, every_epochs=0)
+    action.set_state(action.get_state())
     action.on_train_begin(_Loop(step=0, epoch=0))
     action.on_restore(_Loop(step=570, epoch=10))
     assert writer.steps == []
