@@ -72,30 +72,27 @@ class Evaluate(Action):
             logs.update({f"validation_{k}": v for k, v in results.items()})
 
 
-class LayerReports(Action):
-    """Per Dense layer histograms, gradient norms and unit health, at step 0 and every N epochs.
+class _DrawnAfterCheckpoint(Action):
+    """What is drawn at due epoch ends, after the checkpoint (see `kerasmlp.train.build_actions`).
 
-    It comes after the checkpoint (see `kerasmlp.train.build_actions`): the
-    histograms are drawn on the writer's thread while the next epoch trains, and
-    a run restored to that checkpoint, whose later events were dropped, writes
-    them again (`on_restore`), from the same weights. Not from a checkpoint of
-    an older kerasmlp, which wrote them before the checkpoint: they are kept.
+    The drawing runs on the writer's thread while the next epoch trains. A run
+    restored to that checkpoint, whose later events were dropped, draws it again
+    (`on_restore`) from the same weights; not from a checkpoint of an older
+    kerasmlp, which drew it before the checkpoint, so that it was kept.
+
+    Subclasses set `when` and write in `_write(step)`.
     """
 
-    name = "layer_reports"
+    draws_at_start = False  # also at step 0, the initial weights
+    when: Every
 
-    def __init__(self, probe: diagnostics.ModelProbe, batch, writer: SummaryWriter, every_epochs):
-        self.probe = probe
-        self.batch = batch
-        self.writer = writer
-        self.when = Every(epochs=every_epochs)
+    def __init__(self):
         self.restored_drawn_after = False  # what the restored checkpoint says (see set_state)
 
     def on_train_begin(self, loop):
         if loop.resumed:
             self.on_restore(loop)
-        elif self.when.epochs:
-            # The weights at initialization; also traces the probe before training.
+        elif self.draws_at_start and self.when.epochs:
             self._write(loop.step)
 
     def on_epoch_end(self, loop, logs):
@@ -103,9 +100,8 @@ class LayerReports(Action):
             self._write(loop.step)
 
     def on_restore(self, loop):
-        at_start = loop.epoch == 0 and self.when.epochs
-        due = loop.step_in_epoch == 0 and (at_start or self.when.epoch_due(loop))
-        if due and self.restored_drawn_after:
+        at_epoch_end = loop.step_in_epoch == 0 and (loop.epoch or self.draws_at_start)
+        if at_epoch_end and self.when.epoch_due(loop) and self.restored_drawn_after:
             self._write(loop.step)
 
     def get_state(self):
@@ -115,6 +111,23 @@ class LayerReports(Action):
         self.restored_drawn_after = bool(state.get("drawn_after_checkpoint", False))
 
     def _write(self, step):
+        raise NotImplementedError
+
+
+class LayerReports(_DrawnAfterCheckpoint):
+    """Per Dense layer histograms, gradient norms and unit health, at step 0 and every N epochs."""
+
+    name = "layer_reports"
+    draws_at_start = True  # the weights at initialization; also traces the probe before training
+
+    def __init__(self, probe: diagnostics.ModelProbe, batch, writer: SummaryWriter, every_epochs):
+        super().__init__()
+        self.probe = probe
+        self.batch = batch
+        self.writer = writer
+        self.when = Every(epochs=every_epochs)
+
+    def _write(self, step):
         reports = self.probe.layer_reports(*self.batch)  # the model's part, here
         # The histograms (numpy) on the writer's thread, while training goes on.
         self.writer.in_background(
@@ -122,46 +135,26 @@ class LayerReports(Action):
         )
 
 
-class Images(Action):
-    """Confusion matrix, decision boundary or misclassified examples every N epochs.
-
-    After the checkpoint, as `LayerReports`: drawn while the next epoch trains,
-    and drawn again by a run restored to that checkpoint (one of this version).
-    """
+class Images(_DrawnAfterCheckpoint):
+    """Confusion matrix, decision boundary or misclassified examples every N epochs."""
 
     name = "images"
 
     def __init__(self, probe, dataset, info, split: str, writer: SummaryWriter, every_epochs):
+        super().__init__()
         self.probe = probe
         self.dataset = dataset
         self.info = info
         self.split = split
         self.writer = writer
         self.when = Every(epochs=every_epochs)
-        self.restored_drawn_after = False  # what the restored checkpoint says (see set_state)
 
     def on_train_begin(self, loop):
         # The probe's prediction is made ready now, with the run's other once-only
         # costs, rather than in the middle of training at the first image (about
         # 30 ms for the default model: more than an epoch of the spirals).
         self.probe.warm_up()
-        if loop.resumed:
-            self.on_restore(loop)
-
-    def on_epoch_end(self, loop, logs):
-        if self.when.epoch_due(loop):
-            self._write(loop.step)
-
-    def on_restore(self, loop):
-        due = loop.epoch and loop.step_in_epoch == 0 and self.when.epoch_due(loop)
-        if due and self.restored_drawn_after:
-            self._write(loop.step)
-
-    def get_state(self):
-        return {"drawn_after_checkpoint": True}
-
-    def set_state(self, state):
-        self.restored_drawn_after = bool(state.get("drawn_after_checkpoint", False))
+        super().on_train_begin(loop)
 
     def _write(self, step):
         # The model's part here; the drawing (numpy, Pillow) on the writer's thread.
