@@ -5,8 +5,13 @@ config's exponential decay) and batch size, each of these loops trains:
 
 - `kerasmlp`: the real `Trainer`, fed by `InMemoryBatches` and driven by a
   `Controller` (no actions) in calls of `train.log_every_steps` steps, as
-  `kerasmlp-train` trains a split that fits in memory;
-- `fit`: Keras `model.fit(x, y, batch_size=...)` on the numpy arrays, defaults;
+  `kerasmlp-train` trains a split that fits in memory, with its optimizer
+  (`kerasmlp.optimizers.Adam`: each variable's update one fused kernel);
+- `kerasmlp_keras_adam` (not run by default): the same loop with
+  `keras.optimizers.Adam`, whose update is a dozen element-wise ops: what the
+  fused update saves;
+- `fit`: Keras `model.fit(x, y, batch_size=...)` on the numpy arrays, defaults,
+  with `keras.optimizers.Adam` as a `fit` user has it (as do the loops below);
 - `fit_spe32`: the same with `compile(steps_per_execution=32)`;
 - `minimal`: the floor of what a compiled Keras loop costs here: the split as
   one tensor, one `tf.function` call per epoch gathering each batch by a
@@ -88,6 +93,8 @@ LOOPS = ("kerasmlp", "fit", "fit_spe32", "minimal", "torch")
 # default. Their share is of the bfloat16 bound, and they are compared with kerasmlp_bf16.
 BF16 = "_bf16"
 BF16_LOOPS = tuple(name + BF16 for name in LOOPS)
+# Not run by default: kerasmlp's loop with Keras's own Adam, to see what the fused update saves.
+EXTRA_LOOPS = ("kerasmlp_keras_adam",)
 MATMUL_SHAPE = (256, 784, 1024)  # (m, k, n): a 256x784 batch times a 784x1024 kernel
 
 
@@ -171,9 +178,10 @@ def load_arrays(args) -> tuple[np.ndarray, np.ndarray, int]:
     return x, np.concatenate(ys), data.info.num_classes
 
 
-def make_parts(config, input_dim, num_classes, precision=None):
+def make_parts(config, input_dim, num_classes, precision=None, *, fused=False):
     """Model (hidden layers under the `precision` policy, e.g. 'mixed_bfloat16'), loss,
-    optimizer and head, as kerasmlp builds them; the head stays float32."""
+    optimizer and head, as kerasmlp builds them; the head stays float32. The optimizer
+    is kerasmlp's (fused) or Keras's own class (see `make_optimizer`)."""
     keras.utils.set_random_seed(config.seed)
     head = Head("softmax", num_classes)
     # Every loop trains the same step on flat features: the training shift of images
@@ -182,14 +190,17 @@ def make_parts(config, input_dim, num_classes, precision=None):
     model = build_model(
         flat, input_dim=input_dim, head=head, seed=config.seed, dtype_policy=precision
     )
-    return model, make_loss(config.loss), make_optimizer(config.optimizer), head
+    optimizer = make_optimizer(config.optimizer, fused=fused)
+    return model, make_loss(config.loss), optimizer, head
 
 
 class KerasmlpLoop:
     """The real Trainer on InMemoryBatches, driven by a Controller as kerasmlp-train does."""
 
-    def __init__(self, config, x, y, num_classes, precision=None):
-        model, loss, optimizer, head = make_parts(config, x.shape[1], num_classes, precision)
+    def __init__(self, config, x, y, num_classes, precision=None, *, fused=True):
+        model, loss, optimizer, head = make_parts(
+            config, x.shape[1], num_classes, precision, fused=fused
+        )
         trainer = Trainer(model, loss, optimizer, head=head, metric_names=config.metrics)
         batches = InMemoryBatches(x, y, batch_size=config.train.batch_size, seed=config.seed)
         self.runner = trainer.bind(batches)
@@ -347,6 +358,7 @@ def make_loops(names, config, x, y, num_classes) -> dict:
     """The loops by name; a `_bf16` suffix trains the same loop in mixed_bfloat16."""
     makers = {
         "kerasmlp": KerasmlpLoop,
+        "kerasmlp_keras_adam": lambda *a, **k: KerasmlpLoop(*a, fused=False, **k),
         "fit": FitLoop,
         "fit_spe32": lambda *a, **k: FitLoop(*a, steps_per_execution=32, **k),
         "minimal": MinimalLoop,
@@ -441,7 +453,11 @@ def main():
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--models", nargs="+", choices=sorted(PRESETS), default=list(PRESETS))
     parser.add_argument(
-        "--loops", nargs="+", choices=LOOPS + BF16_LOOPS, default=list(LOOPS), metavar="LOOP"
+        "--loops",
+        nargs="+",
+        choices=LOOPS + EXTRA_LOOPS + BF16_LOOPS,
+        default=list(LOOPS),
+        metavar="LOOP",
     )
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per loop and round")
     parser.add_argument("--repeats", type=int, default=3, help="rounds")

@@ -4,11 +4,12 @@ The public API. Importing `kerasmlp` does not import TensorFlow (so that
 `kerasmlp-train --help` answers at once); the names below that need it are
 loaded on first use.
 
-Saved models name kerasmlp's losses and metrics as `kerasmlp>ClassName`, and
-Keras finds them only once their classes are registered. So that `import
-kerasmlp` is all a user needs before `keras.models.load_model`, the two modules
-are imported as soon as Keras is: at once if it already is, else right after
-Keras's own import (the one import hook below, which removes itself).
+Saved models name kerasmlp's losses, metrics, layers and optimizers as
+`kerasmlp>ClassName`, and Keras finds them only once their classes are
+registered. So that `import kerasmlp` is all a user needs before
+`keras.models.load_model`, their modules are imported as soon as Keras is: at
+once if it already is, else right after Keras's own import (the one import hook
+below, which removes itself).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "load_config",
     "losses",
     "metrics",
+    "optimizers",
     "testing",
     "build_model",
     "load_datasets",
@@ -41,6 +43,7 @@ from kerasmlp.config import Config, ConfigError, load_config
 _LAZY = {
     "losses": "kerasmlp.losses",
     "metrics": "kerasmlp.metrics",
+    "optimizers": "kerasmlp.optimizers",
     "testing": "kerasmlp.testing",
     "build_model": "kerasmlp.model",
     "load_datasets": "kerasmlp.data",
@@ -49,7 +52,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kerasmlp import losses, metrics, testing
+    from kerasmlp import losses, metrics, optimizers, testing
     from kerasmlp.data import load_datasets
     from kerasmlp.inference import load_run
     from kerasmlp.model import build_model
@@ -65,7 +68,12 @@ def __getattr__(name: str):
     return value
 
 
-_KERAS_OBJECT_MODULES = ("kerasmlp.losses", "kerasmlp.metrics", "kerasmlp.layers")
+_KERAS_OBJECT_MODULES = (
+    "kerasmlp.losses",
+    "kerasmlp.metrics",
+    "kerasmlp.layers",
+    "kerasmlp.optimizers",
+)
 
 
 def _register_keras_objects() -> None:

@@ -3,7 +3,7 @@
 One home for these names: `kerasmlp.config` reads them to check a config (which
 task each name serves, what an optimizer keeps per weight), and
 `kerasmlp.components` reads them to build the Keras object (the class, by its
-name in `kerasmlp.losses`, `kerasmlp.metrics` or `keras.optimizers`, and its
+name in `kerasmlp.losses`, `kerasmlp.metrics` or `kerasmlp.optimizers`, and its
 arguments). Like `kerasmlp.sources`, this module imports neither TensorFlow
 nor Keras, so that checking a config stays instant.
 """
@@ -66,10 +66,10 @@ class MetricEntry:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerEntry:
-    """An optimizer in `keras.optimizers`.
+    """An optimizer in `kerasmlp.optimizers` (Keras's, with Adam's update fused).
 
     Attributes:
-      cls: its class name in `keras.optimizers`.
+      cls: its class name in `kerasmlp.optimizers`.
       slots: per-weight state it keeps (Keras 3 defaults: no momentum for sgd
         and rmsprop), for the memory estimate.
     """

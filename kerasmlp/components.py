@@ -2,15 +2,15 @@
 
 The names users write in YAML (`sparse_categorical_crossentropy`, `macro_f1`,
 `adam`) are listed once, in `kerasmlp.catalog`, with the class each one names;
-here they become `kerasmlp.losses`, `kerasmlp.metrics` and Keras's optimizers
-with an `ExponentialDecay` learning rate.
+here they become `kerasmlp.losses`, `kerasmlp.metrics` and `kerasmlp.optimizers`
+(Keras's optimizers, Adam's update fused) with an `ExponentialDecay` learning rate.
 """
 
 from __future__ import annotations
 
 import keras
 
-from kerasmlp import catalog, losses, metrics
+from kerasmlp import catalog, losses, metrics, optimizers
 from kerasmlp.config import ConfigError, LossConfig, OptimizerConfig
 from kerasmlp.model import Head
 
@@ -104,7 +104,11 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(
-    config: OptimizerConfig, *, learning_rate_scale=None, loss_scaling: bool = False
+    config: OptimizerConfig,
+    *,
+    learning_rate_scale=None,
+    loss_scaling: bool = False,
+    fused: bool = True,
 ) -> keras.optimizers.Optimizer:
     """The optimizer named by `optimizer.name`, its rate an exponential decay.
 
@@ -118,13 +122,15 @@ def make_optimizer(
         them by it, and a step whose gradients are not finite is skipped and the
         scale halved (doubled after 2000 finite steps). The wrapped optimizer is
         `inner_optimizer`; `learning_rate` and `iterations` are its own.
+      fused: True (default) for `kerasmlp.optimizers` (Adam's update one fused
+        kernel per variable); False for the class of that name in
+        `keras.optimizers`, as a `fit` user has it (the benchmarks' reference).
     """
     schedule = make_learning_rate(config)
     if learning_rate_scale is not None:
         schedule = ScaledSchedule(schedule, learning_rate_scale)
-    optimizer = getattr(keras.optimizers, catalog.OPTIMIZERS[config.name].cls)(
-        learning_rate=schedule
-    )
+    module = optimizers if fused else keras.optimizers
+    optimizer = getattr(module, catalog.OPTIMIZERS[config.name].cls)(learning_rate=schedule)
     if loss_scaling:
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

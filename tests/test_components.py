@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasmlp import catalog, components, losses, metrics, train
+from kerasmlp import catalog, components, losses, metrics, optimizers, train
 from kerasmlp.config import Config, ConfigError, load_config
 from kerasmlp.model import Head, build_model
 
@@ -159,25 +159,25 @@ KEYS = [
         "optimizer.name=adam",
         ["optimizer.name=adam"],
         lambda c: type(components.make_optimizer(c.optimizer)),
-        keras.optimizers.Adam,
+        optimizers.Adam,
     ),
     (
         "optimizer.name=adamw",
         ["optimizer.name=adamw"],
         lambda c: type(components.make_optimizer(c.optimizer)),
-        keras.optimizers.AdamW,
+        optimizers.AdamW,
     ),
     (
         "optimizer.name=rmsprop",
         ["optimizer.name=rmsprop"],
         lambda c: type(components.make_optimizer(c.optimizer)),
-        keras.optimizers.RMSprop,
+        optimizers.RMSprop,
     ),
     (
         "optimizer.name=sgd",
         ["optimizer.name=sgd"],
         lambda c: type(components.make_optimizer(c.optimizer)),
-        keras.optimizers.SGD,
+        optimizers.SGD,
     ),
     (
         "initial_learning_rate",
