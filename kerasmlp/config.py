@@ -119,7 +119,7 @@ class ModelConfig:
     )
     weight_decay: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0))
     # Images only: the largest shift of a training image, as a fraction of its height
-    # and width (keras.layers.RandomTranslation); 0 for none.
+    # and width (kerasmlp.layers.RandomShift: RandomTranslation, nearest pixel); 0 for none.
     random_translation: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0, lt=0.5))
 
 

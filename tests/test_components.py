@@ -238,7 +238,7 @@ KEYS = [
     (
         "model.random_translation",
         ["data.name=mnist", "model.random_translation=0.1"],
-        lambda c: _image_model(c).get_layer("random_translation").get_config()["width_factor"],
+        lambda c: _image_model(c).get_layer("random_translation").get_config()["factor"],
         0.1,
     ),
     ("seed", ["seed=7"], lambda c: _model(c).get_layer("dense_0").kernel_initializer.seed, 7),

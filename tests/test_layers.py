@@ -1,0 +1,122 @@
+"""Tests for kerasmlp.layers.RandomShift (FillMissing's are in tests/test_tabular.py).
+
+References: shifts written in numpy here (`_shifted`), and Keras's own
+`keras.layers.RandomTranslation(..., fill_mode="constant", interpolation="nearest")`,
+whose shifts are drawn from the same distribution.
+"""
+
+import doctest
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasmlp import layers
+from kerasmlp.layers import RandomShift
+
+
+def _shifted(image, dy, dx):
+    """`image` moved down by dy and right by dx pixels, zeros let in (numpy)."""
+    out = np.zeros_like(image)
+    h, w = image.shape[:2]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def _impulses(n, size=28):
+    """n images with one lit pixel in the middle: a shift moves it by (dy, dx)."""
+    images = np.zeros((n, size, size, 1), "uint8")
+    images[:, size // 2, size // 2, 0] = 255
+    return images
+
+
+def _found_shifts(moved, size=28):
+    """(dy, dx) of each impulse image after the shift."""
+    flat = np.asarray(moved)[..., 0].reshape(len(moved), -1).argmax(axis=1)
+    return np.stack([flat // size - size // 2, flat % size - size // 2], axis=1)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
+def test_moves_each_image_by_its_own_whole_pixel_shift(compiled):
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, (32, 28, 28, 3)).astype("uint8")
+    layer = RandomShift(0.1, seed=3)
+    call = tf.function(lambda x: layer(x, training=True)) if compiled else layer
+    moved = np.asarray(call(images) if compiled else layer(images, training=True))
+    assert moved.dtype == np.float32 and moved.shape == images.shape
+    shifts = set()
+    for image, out in zip(images, moved, strict=True):
+        # round(0.1 * 28) = 3 pixels at most; every channel moved alike, exactly.
+        found = [
+            (dy, dx)
+            for dy in range(-3, 4)
+            for dx in range(-3, 4)
+            if np.array_equal(out, _shifted(image, dy, dx).astype("float32"))
+        ]
+        assert len(found) == 1, "not a whole-pixel shift of its input"
+        shifts.add(found[0])
+    assert len(shifts) > 8  # drawn per image, not one shift for the batch
+
+
+def test_shifts_are_distributed_as_keras_random_translation_draws_them():
+    # By hand: factor 0.08 on 28 pixels draws uniform(-2.24, 2.24) and rounds it, so
+    # 0 and +-1 each come with probability 1 / 4.48 and +-2 with 0.74 / 4.48.
+    expected = {0: 1 / 4.48, 1: 1 / 4.48, -1: 1 / 4.48, 2: 0.74 / 4.48, -2: 0.74 / 4.48}
+    n = 4000
+    ours = _found_shifts(RandomShift(0.08, seed=1)(_impulses(n), training=True))
+    keras_layer = keras.layers.RandomTranslation(
+        0.08, 0.08, fill_mode="constant", interpolation="nearest", seed=1
+    )
+    theirs = _found_shifts(keras_layer(_impulses(n), training=True))
+    for shifts in (ours, theirs):
+        assert set(np.unique(shifts)) == set(expected)
+        for value, p in expected.items():
+            frequency = np.mean(shifts == value)
+            # 5 standard deviations of a frequency over 2n draws (both axes).
+            assert abs(frequency - p) < 5 * np.sqrt(p * (1 - p) / (2 * n)), (value, frequency)
+
+
+def test_inference_passes_images_unchanged():
+    images = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1)).astype("uint8")
+    layer = RandomShift(0.2, seed=0)
+    np.testing.assert_array_equal(layer(images), images.astype("float32"))
+    np.testing.assert_array_equal(layer(images, training=False), images.astype("float32"))
+    np.testing.assert_array_equal(RandomShift(0.0)(images, training=True), images)
+
+
+def test_a_seed_repeats_its_shifts_and_the_state_advances():
+    images = _impulses(64)
+    first, second = RandomShift(0.1, seed=5), RandomShift(0.1, seed=5)
+    a, b = (_found_shifts(layer(images, training=True)) for layer in (first, second))
+    np.testing.assert_array_equal(a, b)
+    # The SeedGenerator's state is a variable of the layer: the next batch differs.
+    assert [v.name for v in first.variables] == ["seed_generator_state"]
+    assert not np.array_equal(_found_shifts(first(images, training=True)), a)
+
+
+def test_rejects_a_factor_out_of_range():
+    with pytest.raises(ValueError, match=r"`factor` must be in \[0, 0.5\). Received: factor=0.5"):
+        RandomShift(0.5)
+
+
+def test_config_round_trip_and_a_saved_model(tmp_path):
+    layer = RandomShift(0.15, seed=7, name="shift")
+    config = layer.get_config()
+    assert config["factor"] == 0.15 and config["seed"] == 7
+    assert RandomShift.from_config(config).get_config() == config
+    inputs = keras.Input((28, 28, 1), dtype="uint8")
+    model = keras.Model(inputs, keras.layers.Flatten()(RandomShift(0.1, seed=0)(inputs)))
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(reloaded.layers[1], RandomShift)
+    images = _impulses(3)
+    np.testing.assert_array_equal(reloaded(images), model(images))
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(layers)
+    assert result.attempted >= 6
+    assert result.failed == 0
