@@ -17,14 +17,18 @@ its rate counts; so does nothing on `fit`'s side.
     python benchmarks/whole_command_vs_fit.py --epochs 3 \\
         --set data.manual_dir=../shared/data/mnist
 
-Prints both rates and the ratio kerasmlp / fit, then the accuracy each reached
-on the test split (a check that both trained, not a comparison: one run each).
+Prints, for each pair of runs, both rates, the accuracy each reached on the test
+split (a check that both trained, not a comparison) and the ratio kerasmlp / fit;
+then the median ratio. With `--repeats N`, N pairs, which side goes first
+alternating: the machine's speed drifts between two long runs, and a single pair
+has moved by a quarter on these 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -36,6 +40,7 @@ import numpy as np  # noqa: E402
 from kerasmlp.components import make_loss, make_metrics, make_optimizer  # noqa: E402
 from kerasmlp.config import load_config  # noqa: E402
 from kerasmlp.model import Head  # noqa: E402
+from kerasmlp.precision import resolve_precision  # noqa: E402
 from kerasmlp.train import LineReporter, _load, model_for, train_and_evaluate  # noqa: E402
 
 
@@ -77,25 +82,47 @@ def main() -> None:
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="pairs of runs; which goes first alternates"
+    )
     args = parser.parse_args()
 
+    ratios = []
     with tempfile.TemporaryDirectory() as workdir:
         overrides = [*args.overrides, f"train.epochs={args.epochs}"]
         if not any(o.startswith("data.data_dir=") for o in overrides):
             overrides.append(f"data.data_dir={os.path.join(workdir, 'tfds')}")
         config = load_config(args.config, overrides)
-        ours = train_and_evaluate(
-            config, os.path.join(workdir, "run"), reporter=LineReporter(open(os.devnull, "w"))
-        )
-        theirs, fit_accuracy = fit_rate(config, _load(config), ours["precision"])
-    rate = ours["examples_per_second"]
+        # As the run resolves `train.precision` (`auto` by this machine's hardware).
+        precision = resolve_precision(config.train.precision).name
+        for repeat in range(args.repeats):
+            ours = theirs = None
+            for side in ("kerasmlp", "fit") if repeat % 2 == 0 else ("fit", "kerasmlp"):
+                if side == "kerasmlp":
+                    ours = train_and_evaluate(
+                        config,
+                        os.path.join(workdir, f"run{repeat}"),
+                        reporter=LineReporter(open(os.devnull, "w")),
+                    )
+                else:
+                    theirs, fit_accuracy = fit_rate(config, _load(config), precision)
+            rate = ours["examples_per_second"]
+            ratios.append(rate / theirs)
+            if repeat == 0:
+                print(
+                    f"config   | {os.path.basename(args.config)} {' '.join(args.overrides)} | "
+                    f"{args.epochs} epochs, batch {config.train.batch_size}, "
+                    f"precision {ours['precision']}"
+                )
+            print(
+                f"pair {repeat + 1:>3} | kerasmlp {rate:,.0f} examples/s, test accuracy "
+                f"{ours['test_accuracy']:.4f} | fit {theirs:,.0f} examples/s, test accuracy "
+                f"{fit_accuracy:.4f} | kerasmlp / fit {rate / theirs:.2f}"
+            )
     print(
-        f"config   | {os.path.basename(args.config)} {' '.join(args.overrides)} | "
-        f"{args.epochs} epochs, batch {config.train.batch_size}, precision {ours['precision']}"
+        f"ratio    | kerasmlp / fit, median of {len(ratios)} pairs {statistics.median(ratios):.2f} "
+        f"(range {min(ratios):.2f}-{max(ratios):.2f})"
     )
-    print(f"kerasmlp | {rate:,.0f} examples/s | test accuracy {ours['test_accuracy']:.4f}")
-    print(f"fit      | {theirs:,.0f} examples/s | test accuracy {fit_accuracy:.4f}")
-    print(f"ratio    | kerasmlp / fit {rate / theirs:.2f}")
 
 
 if __name__ == "__main__":

@@ -128,12 +128,13 @@ def test_time_to_accuracy_prints_both_runs_and_the_ratio(tmp_path):
 
 
 def test_whole_command_vs_fit_prints_both_rates_and_the_ratio(tmp_path):
-    # Mock MNIST (64 random examples a split), one epoch of a narrow model, shifts on.
+    # Mock MNIST (64 random examples a split), one epoch of a narrow model, shifts on;
+    # two pairs, so that fit goes first in the second.
     stdout = _run(
         f"""
         import tensorflow_datasets as tfds
         import runpy, sys
-        sys.argv = ["whole_command_vs_fit.py", "--epochs", "1",
+        sys.argv = ["whole_command_vs_fit.py", "--epochs", "1", "--repeats", "2",
                     "--set", "model.hidden_units=[16]",
                     "--set", "data.data_dir={tmp_path / "tfds"}",
                     "--set", "train.image_every_epochs=0",
@@ -144,10 +145,18 @@ def test_whole_command_vs_fit_prints_both_rates_and_the_ratio(tmp_path):
     )
     config_line = r"^config +\| mnist\.yaml .*\| 1 epochs, batch 256, precision \w+$"
     assert re.search(config_line, stdout, re.M)
-    for who in ("kerasmlp", "fit"):
-        pattern = rf"^{who} +\| {NUMBER} examples/s \| test accuracy [\d.]+$"
-        assert re.search(pattern, stdout, re.M), who
-    assert re.search(r"^ratio +\| kerasmlp / fit [\d.]+$", stdout, re.M)
+    pair = (
+        rf"^pair +(\d) \| kerasmlp ({NUMBER}) examples/s, test accuracy [\d.]+ \| "
+        rf"fit ({NUMBER}) examples/s, test accuracy [\d.]+ \| kerasmlp / fit ([\d.]+)$"
+    )
+    pairs = re.findall(pair, stdout, re.M)
+    assert [p[0] for p in pairs] == ["1", "2"]
+    ratios = sorted(float(p[-1]) for p in pairs)
+    # The median of two is their mean, printed to two decimals.
+    median = re.search(
+        r"^ratio +\| kerasmlp / fit, median of 2 pairs ([\d.]+) \(range ", stdout, re.M
+    )
+    assert median and abs(float(median.group(1)) - sum(ratios) / 2) <= 0.006
 
 
 def test_logging_overhead_sums_each_epochs_median_over_the_rounds():
