@@ -22,6 +22,7 @@ float64, Keras raises the betas to the power t after rounding them to float32
 (`ops.cast` of a Python float) where the kernel is given them in float64: there
 the kernel follows the formula to float64 rounding and Keras's updates are off it
 by about 1e-5 relative.
+
 Everything around the update stays Keras's: the slots (`m`, `v`) are the same
 variables under the same names, so checkpoints of either class restore into
 the other; weight decay (AdamW), gradient clipping, `use_ema` and loss scaling
