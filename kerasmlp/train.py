@@ -726,10 +726,23 @@ def train_and_evaluate(
         return _train(
             config, run_dir, role, strategy, reporter, stop_request, resume, previous, hparams_first
         )
-    except tf.errors.UnavailableError as e:
-        if role.workers == 1:
+    except (tf.errors.UnavailableError, RunFilesError) as e:
+        lost = peer_loss(e)
+        if role.workers == 1 or lost is None:
             raise
-        raise WorkerLost(run_dir, e) from e
+        raise WorkerLost(run_dir, lost) from e
+
+
+def peer_loss(error: Exception) -> tf.errors.UnavailableError | None:
+    """The `UnavailableError` of a lost peer behind `error`, or None.
+
+    Under `MultiWorkerMirroredStrategy` a checkpoint's save runs collectives too: a
+    worker lost while the chief writes one aborts the write, which
+    `RunCheckpoints.save` reports as a `RunFilesError` ("cannot write a checkpoint")
+    caused by the `UnavailableError`. The files were never the trouble.
+    """
+    lost = error if isinstance(error, tf.errors.UnavailableError) else error.__cause__
+    return lost if isinstance(lost, tf.errors.UnavailableError) else None
 
 
 def _train_as_worker(

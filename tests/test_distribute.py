@@ -476,6 +476,49 @@ def test_a_worker_killed_mid_run_ends_the_other_with_one_line(tmp_path, spirals_
     assert status["state"] == "failed" and status["checkpoint_step"] >= 57
 
 
+def test_a_checkpoint_write_a_lost_peer_aborted_reports_the_lost_worker(tmp_path):
+    # Under MultiWorkerMirroredStrategy a checkpoint's save runs collectives: a worker
+    # killed while the chief writes one aborts the write with the coordination
+    # service's UnavailableError (this message is one CI printed), which
+    # RunCheckpoints.save wraps in "cannot write a checkpoint". The run must still say
+    # which worker was lost, not blame the disk.
+    import tensorflow as tf
+
+    from kerasmlp import train
+    from kerasmlp.checkpoints import RunCheckpoints
+
+    message = (
+        "{{function_node __inference_<lambda>_909}} Collective ops is aborted by: Error "
+        "reported from /job:worker/task:1: The following tasks are unhealthy (stopped "
+        "sending heartbeats): /job:worker/replica:0/task:1 The tasks have crashed."
+    )
+
+    class AbortedWriter:  # the save's first step, standing in for its collectives
+        def flush(self):
+            raise tf.errors.UnavailableError(None, None, message)
+
+    checkpoints = RunCheckpoints(
+        tmp_path / "checkpoints", {"step": tf.Variable(0)}, keep=1, writer=AbortedWriter()
+    )
+    with pytest.raises(OSError, match="cannot write a checkpoint") as raised:
+        checkpoints.save({}, step=57)
+    lost = train.peer_loss(raised.value)
+    assert isinstance(lost, tf.errors.UnavailableError)
+    assert str(train.WorkerLost(tmp_path, lost)).startswith(
+        "lost task /job:worker/replica:0/task:1 of the multi-worker run (UnavailableError);"
+    )
+
+    # A disk that fails is still the disk's failure.
+    class FullDisk:
+        def flush(self):
+            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    full = RunCheckpoints(tmp_path / "full", {"step": tf.Variable(0)}, keep=1, writer=FullDisk())
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        full.save({}, step=57)
+    assert train.peer_loss(raised.value) is None
+
+
 # Small enough that the test below costs little: 15 steps of 256 spirals per epoch,
 # and no validation split to evaluate at each epoch's end.
 TINY_SETTINGS = [
