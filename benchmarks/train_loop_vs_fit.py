@@ -13,9 +13,10 @@ config's exponential decay) and batch size, each of these loops trains:
 - `fit`: Keras `model.fit(x, y, batch_size=...)` on the numpy arrays, defaults,
   with `keras.optimizers.Adam` as a `fit` user has it (as do the loops below);
 - `fit_spe32`: the same with `compile(steps_per_execution=32)`;
-- `minimal`: the floor of what a compiled Keras loop costs here: the split as
+- `minimal`: a compiled Keras loop with nothing but the step: the split as
   one tensor, one `tf.function` call per epoch gathering each batch by a
-  per-epoch permutation; no metrics, no gradient norm, no checks;
+  per-epoch permutation; no metrics, no gradient norm, no checks (and Keras's
+  Adam, so the fused update puts kerasmlp's loop ahead of it);
 - `torch`: a PyTorch eager loop (same layer sizes, initial weights copied from
   the Keras model, `torch.optim.Adam` with `eps=1e-7` as Keras's, the decay as
   `ExponentialLR` stepped every batch), when `torch` is importable; otherwise

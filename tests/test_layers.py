@@ -1,6 +1,6 @@
 """Tests for kerasmlp.layers.RandomShift (FillMissing's are in tests/test_tabular.py).
 
-References: shifts written in numpy here (`_shifted`), and Keras's own
+References: shifts written in numpy (`_shifted`, from tests/test_model.py), and Keras's own
 `keras.layers.RandomTranslation(..., fill_mode="constant", interpolation="nearest")`,
 whose shifts are drawn from the same distribution.
 """
@@ -14,16 +14,7 @@ import tensorflow as tf
 
 from kerasmlp import layers
 from kerasmlp.layers import RandomShift
-
-
-def _shifted(image, dy, dx):
-    """`image` moved down by dy and right by dx pixels, zeros let in (numpy)."""
-    out = np.zeros_like(image)
-    h, w = image.shape[:2]
-    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
-        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
-    ]
-    return out
+from tests.test_model import _shifted  # the numpy reference shift
 
 
 def _impulses(n, size=28):
