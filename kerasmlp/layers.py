@@ -62,8 +62,8 @@ class RandomShift(keras.layers.Layer):
     each rounded to the nearest pixel (so at most round(factor * size) pixels).
     Keras's layer moves the pixels through an affine transform computed pixel by
     pixel; here each image is multiplied by two 0/1 matrices, which gives the
-    same pixels (each sum has one nonzero term) in a third of the time: 0.6
-    against 1.6-1.9 ms per batch of 256 MNIST images, on 2 CPU cores. At inference
+    same pixels (each sum has one nonzero term) in 40% of the time: 0.38-0.41
+    against 1.05-1.08 ms per batch of 256 MNIST images, on 2 CPU cores. At inference
     (`training=False`, the saved model's predictions) the images pass unchanged.
 
     Formula (each channel of an image X of shape (height, width)):
@@ -105,13 +105,27 @@ class RandomShift(keras.layers.Layer):
         sizes = keras.ops.cast(keras.ops.stack([height, width]), fractions.dtype)
         shifts = keras.ops.cast(keras.ops.round(fractions * sizes), "int32")
 
-        def moves(size, shift):  # (batch, size, size): row i has its 1 at i - shift
-            target = keras.ops.expand_dims(keras.ops.arange(size, dtype="int32"), 0)
-            return keras.ops.one_hot(target - shift[:, None], size, dtype=self.compute_dtype)
+        def moves(size, shift):  # (batch, size, size): row i has its 1 at column i - shift
+            rows = keras.ops.arange(size, dtype="int32")[None, :, None] - shift[:, None, None]
+            columns = keras.ops.arange(size, dtype="int32")[None, None, :]
+            return keras.ops.cast(keras.ops.equal(rows, columns), self.compute_dtype)
 
-        rows, cols = moves(height, shifts[:, 0]), moves(width, shifts[:, 1])
-        moved = keras.ops.einsum("bij,bjwc->biwc", rows, images)
-        return keras.ops.einsum("bkw,biwc->bikc", cols, moved)
+        # R @ X, then (R @ X) @ C.T, as batched matrix products; C.T is `moves` of -dx.
+        # The channels ride along as extra columns of X in the first product and as
+        # extra rows in the second (a transpose that is free for one channel). Einsum
+        # transposed the images for this, and one_hot made the 0/1 matrices more
+        # slowly than equal-and-cast: 0.46-0.55 ms then, against 0.61-0.74 ms.
+        channels = images.shape[-1]
+        moved = keras.ops.matmul(
+            moves(height, shifts[:, 0]), keras.ops.reshape(images, (batch, height, -1))
+        )
+        moved = keras.ops.reshape(moved, (batch, height, width, channels))
+        moved = keras.ops.reshape(
+            keras.ops.transpose(moved, (0, 1, 3, 2)), (batch, -1, width)
+        )
+        moved = keras.ops.matmul(moved, moves(width, -shifts[:, 1]))
+        moved = keras.ops.reshape(moved, (batch, height, channels, width))
+        return keras.ops.transpose(moved, (0, 1, 3, 2))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -31,23 +31,27 @@ def _found_shifts(moved, size=28):
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
-def test_moves_each_image_by_its_own_whole_pixel_shift(compiled):
+@pytest.mark.parametrize("shape", [(28, 28, 3), (20, 30, 2)], ids=["square", "wide"])
+def test_moves_each_image_by_its_own_whole_pixel_shift(compiled, shape):
     rng = np.random.default_rng(0)
-    images = rng.integers(1, 256, (32, 28, 28, 3)).astype("uint8")
+    images = rng.integers(1, 256, (32, *shape)).astype("uint8")
     layer = RandomShift(0.1, seed=3)
     call = tf.function(lambda x: layer(x, training=True)) if compiled else layer
     moved = np.asarray(call(images) if compiled else layer(images, training=True))
     assert moved.dtype == np.float32 and moved.shape == images.shape
+    # At most round(0.1 * 28) = 3 pixels; for 20 x 30 images 2 down and 3 across.
+    most_dy, most_dx = round(0.1 * shape[0]), round(0.1 * shape[1])
     shifts = set()
     for image, out in zip(images, moved, strict=True):
-        # round(0.1 * 28) = 3 pixels at most; every channel moved alike, exactly.
+        # Every channel moved alike, exactly.
         found = [
             (dy, dx)
-            for dy in range(-3, 4)
-            for dx in range(-3, 4)
+            for dy in range(-4, 5)
+            for dx in range(-4, 5)
             if np.array_equal(out, _shifted(image, dy, dx).astype("float32"))
         ]
         assert len(found) == 1, "not a whole-pixel shift of its input"
+        assert abs(found[0][0]) <= most_dy and abs(found[0][1]) <= most_dx
         shifts.add(found[0])
     assert len(shifts) > 8  # drawn per image, not one shift for the batch
 
