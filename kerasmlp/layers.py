@@ -120,9 +120,7 @@ class RandomShift(keras.layers.Layer):
             moves(height, shifts[:, 0]), keras.ops.reshape(images, (batch, height, -1))
         )
         moved = keras.ops.reshape(moved, (batch, height, width, channels))
-        moved = keras.ops.reshape(
-            keras.ops.transpose(moved, (0, 1, 3, 2)), (batch, -1, width)
-        )
+        moved = keras.ops.reshape(keras.ops.transpose(moved, (0, 1, 3, 2)), (batch, -1, width))
         moved = keras.ops.matmul(moved, moves(width, -shifts[:, 1]))
         moved = keras.ops.reshape(moved, (batch, height, channels, width))
         return keras.ops.transpose(moved, (0, 1, 3, 2))

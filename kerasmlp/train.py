@@ -337,22 +337,25 @@ class Trainer:
                 loss_sum + loss * batch_size,
                 examples + batch_size,
                 gradient_norm_sum + tf.where(skipped, 0.0, gradient_norm),
-                tf.where(
-                    (first_nonfinite < 0) & ~finite, tf.cast(i, tf.float32), first_nonfinite
-                ),
+                tf.where((first_nonfinite < 0) & ~finite, tf.cast(i, tf.float32), first_nonfinite),
                 skipped_steps + tf.cast(skipped, tf.float32),
             )
 
         # The interval's statistics travel as loop values, not variables: nothing
         # extra is written per step, and the host reads them all in one transfer.
-        # `first_nonfinite`, for the divergence guard: the first step (0-based, in
-        # this call) whose loss or gradient norm was not finite, -1 if none.
-        # `skipped_steps`: steps the loss scaling skipped (see `_gradient_norm`).
-        start = (tf.constant(0), *(tf.constant(v) for v in (0.0, 0.0, 0.0, -1.0, 0.0)))
-        _, loss_sum, examples, gradient_norm_sum, first_nonfinite, skipped_steps = (
-            tf.while_loop(
-                lambda i, *_: i < num_steps, step, start, maximum_iterations=num_steps
-            )
+        start = (
+            tf.constant(0),  # the step, in this call
+            tf.constant(0.0),  # loss_sum
+            tf.constant(0.0),  # examples
+            tf.constant(0.0),  # gradient_norm_sum
+            # For the divergence guard: the first step (0-based, in this call) whose
+            # loss or gradient norm was not finite, -1 if none.
+            tf.constant(-1.0),  # first_nonfinite
+            # Steps the loss scaling skipped (see `_gradient_norm`); 0 without it.
+            tf.constant(0.0),  # skipped_steps
+        )
+        _, loss_sum, examples, gradient_norm_sum, first_nonfinite, skipped_steps = tf.while_loop(
+            lambda i, *_: i < num_steps, step, start, maximum_iterations=num_steps
         )
         # The schedule's value at the new iteration count: the rate of the next step.
         learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)
