@@ -114,7 +114,8 @@ class RandomShift(keras.layers.Layer):
         # The channels ride along as extra columns of X in the first product and as
         # extra rows in the second (a transpose that is free for one channel). Einsum
         # transposed the images for this, and one_hot made the 0/1 matrices more
-        # slowly than equal-and-cast: 0.46-0.55 ms then, against 0.61-0.74 ms.
+        # slowly than equal-and-cast: 0.61-0.74 ms a batch of 256 digits that way,
+        # 0.46-0.55 ms this way, measured side by side.
         channels = images.shape[-1]
         moved = keras.ops.matmul(
             moves(height, shifts[:, 0]), keras.ops.reshape(images, (batch, height, -1))
