@@ -30,15 +30,27 @@ def _found_shifts(moved, size=28):
     return np.stack([flat // size - size // 2, flat % size - size // 2], axis=1)
 
 
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
+def _call(layer, images, mode):
+    """The layer's training call: eager, traced for this batch, or traced for any batch size."""
+    if mode == "eager":
+        return layer(images, training=True)
+    signature = None
+    if mode == "any_batch":
+        signature = [tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype))]
+    return tf.function(lambda x: layer(x, training=True), input_signature=signature)(images)
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function", "any_batch"])
 @pytest.mark.parametrize("shape", [(28, 28, 3), (20, 30, 2)], ids=["square", "wide"])
-def test_moves_each_image_by_its_own_whole_pixel_shift(compiled, shape):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_moves_each_image_by_its_own_whole_pixel_shift(mode, shape, dtype):
     rng = np.random.default_rng(0)
     images = rng.integers(1, 256, (32, *shape)).astype("uint8")
-    layer = RandomShift(0.1, seed=3)
-    call = tf.function(lambda x: layer(x, training=True)) if compiled else layer
-    moved = np.asarray(call(images) if compiled else layer(images, training=True))
-    assert moved.dtype == np.float32 and moved.shape == images.shape
+    # bfloat16 holds every integer up to 256 exactly, so the pixels compare exactly there too.
+    layer = RandomShift(0.1, seed=3, dtype=dtype)
+    moved = _call(layer, images, mode)
+    assert moved.dtype == dtype and tuple(moved.shape) == images.shape
+    moved = np.asarray(tf.cast(moved, "float32"))
     # At most round(0.1 * 28) = 3 pixels; for 20 x 30 images 2 down and 3 across.
     most_dy, most_dx = round(0.1 * shape[0]), round(0.1 * shape[1])
     shifts = set()
