@@ -175,9 +175,8 @@ def build_model(
         # Training only (identity at evaluation and in the saved model's predictions):
         # each image moved by up to this fraction of its height and width, the pixels
         # let in black (0), the nearest source pixel taken: Keras's RandomTranslation
-        # with nearest interpolation, by moving whole rows of the uint8 images (0.8
-        # against 2.0 ms per batch of 256 MNIST images, measured side by side; see
-        # `RandomShift`).
+        # with nearest interpolation, by moving whole rows of the uint8 images (its
+        # docstring has the timings).
         x = RandomShift(
             config.random_translation,
             seed=None if seed is None else seed + 2000,
