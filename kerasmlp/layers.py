@@ -123,6 +123,14 @@ class RandomShift(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
+    def build(self, input_shape):
+        # Checked here, once, not in `call`: the rows are moved with these sizes fixed.
+        if len(input_shape) != 4 or None in tuple(input_shape)[1:]:
+            raise ValueError(
+                "RandomShift takes images of shape (batch, height, width, channels) with "
+                f"height, width and channels known. Received: input_shape={tuple(input_shape)}"
+            )
+
     def call(self, inputs, training=False):
         if not training or self.factor == 0.0:
             return keras.ops.cast(inputs, self.compute_dtype)

@@ -109,6 +109,14 @@ def test_rejects_a_factor_out_of_range():
         RandomShift(0.5)
 
 
+@pytest.mark.parametrize(
+    "shape", [(2, 5, 5), (None, None, None, 1)], ids=["no_channel_axis", "unknown_size"]
+)
+def test_rejects_inputs_that_are_not_images_of_known_size(shape):
+    with pytest.raises(ValueError, match=r"\(batch, height, width, channels\) with height, width"):
+        RandomShift(0.1)(keras.Input(batch_shape=shape, dtype="uint8"))
+
+
 def test_config_round_trip_and_a_saved_model(tmp_path):
     layer = RandomShift(0.15, seed=7, name="shift")
     config = layer.get_config()
