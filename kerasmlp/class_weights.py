@@ -34,7 +34,8 @@ def resolve_class_weight(
 
     Raises:
       ConfigError: a mapping naming a class the dataset does not have (with a
-        "did you mean"), or 'balanced' with a class absent from the training split.
+        "did you mean") or weighing every class 0, or 'balanced' with a class absent
+        from the training split.
     """
     if setting is None or setting == "none":
         return None
@@ -60,4 +61,9 @@ def resolve_class_weight(
                 f"{hint} Classes: {shown}"
             )
         weights[index[name]] = weight
+    if not weights.any():
+        raise ConfigError(
+            "train.class_weight gives every class weight 0: no example would count, and "
+            f"nothing would train. Received: train.class_weight={dict(setting)}"
+        )
     return weights

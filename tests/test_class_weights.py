@@ -34,17 +34,36 @@ def test_a_mapping_names_classes_and_leaves_the_others_at_one():
         resolve_class_weight("balanced", class_names=("a", "b"), labels=np.array([0, 0]))
 
 
+def test_weights_of_zero_for_every_class_are_refused():
+    # Some zeros are a choice (drop a class); all of them leave nothing to train on.
+    np.testing.assert_array_equal(
+        resolve_class_weight({"a": 0.0}, class_names=("a", "b")), [0.0, 1.0]
+    )
+    with pytest.raises(ConfigError, match="every class weight 0: .* nothing would train"):
+        resolve_class_weight({"a": 0.0, "b": 0}, class_names=("a", "b"))
+
+
 @pytest.mark.parametrize(
     "value,message",
     [
         ("balnced", "Did you mean 'balanced'"),
         ("{a: -1}", "train.class_weight.a must be >= 0"),
         ("[1, 2]", "train.class_weight must be a name or a mapping"),
+        # Keys YAML reads as something other than a name: the name the user meant is lost.
+        ("{null: 1}", "YAML read the key null as no value: quote the name"),
+        ("{1e3: 2}", "YAML read the key 1000.0 as a number: quote the name"),
+        ("{true: 2}", "YAML read the key true as a boolean: quote the name"),
     ],
 )
 def test_bad_settings_are_refused_at_load(value, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [f"train.class_weight={value}"])
+
+
+def test_keys_are_class_names_as_written():
+    # YAML 1.1 would read yes and no as booleans; kerasmlp's YAML keeps them names.
+    config = load_config(None, ["train.class_weight={yes: 3, no: 1, 1: 2, '1e3': 4}"])
+    assert config.train.class_weight == {"yes": 3.0, "no": 1.0, "1": 2.0, "1e3": 4.0}
 
 
 def test_regression_refuses_class_weights():
