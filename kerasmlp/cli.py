@@ -28,7 +28,14 @@ import click
 from click.core import ParameterSource
 
 from kerasmlp import __version__, distribute, runfiles
-from kerasmlp.config import ConfigError, config_from_dict, load_config, parse_yaml, shorten
+from kerasmlp.config import (
+    ConfigError,
+    config_from_dict,
+    dump_yaml,
+    load_config,
+    parse_yaml,
+    shorten,
+)
 
 FAILED = 1
 USAGE_ERROR = 2
@@ -389,15 +396,13 @@ def _write_sweep_plan(
     Also the grid's keys (shown first in TensorBoard's HParams tab) and the
     value that ranks the points, so a resumed sweep ends as it would have.
     """
-    import yaml
-
     runfiles.prepare_run_dir(sweep_dir)
     plan = {
         "keys": list(swept_keys),
         "metric": metric,
         "points": [{"name": d.name, "config": c.to_dict()} for c, d, _ in runs],
     }
-    runfiles.write_text_atomic(sweep_dir / SWEEP_FILE, yaml.safe_dump(plan, sort_keys=False))
+    runfiles.write_text_atomic(sweep_dir / SWEEP_FILE, dump_yaml(plan, sort_keys=False))
 
 
 def _sweep_plan_settings(sweep_dir: pathlib.Path, metric: str | None) -> tuple[list[str], str]:

@@ -244,7 +244,7 @@ class Config:
         return _to_plain(dataclasses.asdict(self))
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        return dump_yaml(self.to_dict(), sort_keys=False, default_flow_style=None)
 
     def flatten(self) -> dict[str, Any]:
         """`{'optimizer.learning_rate.decay_rate': 0.5, ...}`; lists become strings."""
@@ -275,9 +275,15 @@ def _to_plain(value: Any) -> Any:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`), refuses a key
+    """SafeLoader that reads plain scalars as YAML 1.2's core schema does, refuses a key
     given twice in one mapping (PyYAML keeps the last, silently dropping the first
     block), and refuses nesting deeper than MAX_YAML_DEPTH (the composer recurses).
+
+    PyYAML implements YAML 1.1, where `1e-3` is a string, `0123` an octal 83, `1:30`
+    a base-60 90, `yes`, `no`, `on` and `off` booleans and `2024-01-31` a date. Here,
+    as in YAML 1.2 and in Python, `1e-3` is a float, `0123` and `1_000` decimal
+    integers, `0x1f` and `0o17` hexadecimal and octal, only `true` and `false` (any
+    case) booleans, and the rest strings.
     """
 
     _depth = 0
@@ -318,18 +324,65 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_BOOL, _INT, _FLOAT, _TIMESTAMP = (
+    f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float", "timestamp")
+)
+# SafeLoader's resolvers for the rest (null, merge keys); a date stays a string.
+_Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT, _FLOAT, _TIMESTAMP)
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    _INT,
+    re.compile(r"^(?:[-+]?[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    _FLOAT,
     re.compile(
         r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
         |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
         |[-+]?\.(?:inf|Inf|INF)
         |\.(?:nan|NaN|NAN))$""",
         re.X,
     ),
     list("-+0123456789."),
 )
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    """An integer as YAML 1.2 and Python read it: `0123` is 123, not octal 83."""
+    text = loader.construct_scalar(node).replace("_", "")
+    if text.startswith(("0x", "0o")):
+        return int(text, 16 if text[1] == "x" else 8)
+    return int(text, 10)
+
+
+def _construct_bool(loader: _Loader, node: yaml.ScalarNode) -> bool:
+    return loader.construct_scalar(node).lower() == "true"
+
+
+_Loader.add_constructor(_INT, _construct_int)
+_Loader.add_constructor(_BOOL, _construct_bool)
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string `_Loader` would read as something else
+    (`'1e3'`, `'true'`), so that a run's config.yaml reads back as written."""
+
+
+_Dumper.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+
+
+def dump_yaml(value: Any, **options: Any) -> str:
+    """`value` as YAML that `parse_yaml` reads back equal (`yaml.dump`'s `options`)."""
+    return yaml.dump(value, Dumper=_Dumper, **options)
 
 
 def read_yaml_file(path: str | os.PathLike, *, what: str) -> Any:
@@ -378,7 +431,7 @@ def parse_yaml(text: str, *, source: str, source_is_file: bool = False) -> Any:
       ConfigError: one line naming the source (and the line, for a file).
     """
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        value = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{source} line {mark.line + 1}" if source_is_file and mark else source
@@ -396,6 +449,36 @@ def parse_yaml(text: str, *, source: str, source_is_file: bool = False) -> Any:
         # A tagged scalar the constructor cannot read (`!!int x`), an integer of
         # more digits than Python converts.
         raise ConfigError(f"{source}: not valid YAML: {shorten(str(e), 200)}") from None
+    if _holds_itself(value):
+        raise ConfigError(
+            f"{source}: an alias (*name) refers to a list or mapping that holds it; "
+            "a config is a tree"
+        )
+    return value
+
+
+def _holds_itself(value: Any) -> bool:
+    """Whether a list or mapping contains itself (YAML allows `a: &x [*x]`).
+
+    A node reached twice through aliases is walked once, so that aliases of
+    aliases cannot make the walk exponential.
+    """
+    open_nodes: set[int] = set()
+    done: set[int] = set()
+
+    def walk(node: Any) -> bool:
+        if not isinstance(node, (list, dict)) or id(node) in done:
+            return False
+        if id(node) in open_nodes:
+            return True
+        open_nodes.add(id(node))
+        if any(walk(item) for item in (node.values() if isinstance(node, dict) else node)):
+            return True
+        open_nodes.discard(id(node))
+        done.add(id(node))
+        return False
+
+    return walk(value)
 
 
 # --- Loading ----------------------------------------------------------------
@@ -432,7 +515,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
 
 
 def apply_override(raw: dict, item: str) -> None:
-    """Sets `raw[a][b][c] = value` for `item == 'a.b.c=value'` (value parsed as YAML)."""
+    """Sets `raw[a][b][c] = value` for `item == 'a.b.c=value'` (value parsed as YAML).
+
+    A mapping given to a section (`optimizer={name: sgd}`) sets those keys in it
+    and keeps the others, as a section in a config file does over the defaults.
+    """
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
@@ -443,12 +530,37 @@ def apply_override(raw: dict, item: str) -> None:
     parts = key.split(".")
     node = raw
     for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
+        if node.get(part) is None:  # absent, or a section left empty (`train:`)
+            node[part] = {}
+        child = node[part]
         if not isinstance(child, dict):
             where = ".".join(parts[: i + 1])
             raise ConfigError(f"--set {shorten(key)}: {_show(where)} is a value, not a section")
         node = child
-    node[parts[-1]] = value
+    _set(node, parts, value)
+
+
+def _is_section(parts: list[str]) -> bool:
+    """Whether the dotted key `parts` names a section of `Config` (a dataclass field)."""
+    cls: Any = Config
+    for part in parts:
+        fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else ()
+        if part not in fields:
+            return False
+        cls = typing.get_type_hints(cls)[part]
+    return dataclasses.is_dataclass(cls)
+
+
+def _set(node: dict, parts: list[str], value: Any) -> None:
+    """`node[parts[-1]] = value`; a mapping for a section is merged into it key by key."""
+    last = parts[-1]
+    if value is None and _is_section(parts):
+        return  # an empty section changes nothing, as `train:` alone in a file
+    if not (_is_section(parts) and isinstance(value, dict) and isinstance(node.get(last), dict)):
+        node[last] = value
+        return
+    for key, item in value.items():
+        _set(node[last], [*parts, key], item)
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
@@ -459,6 +571,8 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
 
 
 def _build(cls: type, raw: Any, path: str) -> Any:
+    if raw is None and path:
+        raw = {}  # a section with every key commented out: its defaults
     if not isinstance(raw, Mapping):
         where = path.rstrip(".") or "the config"
         received = f"{where}={_show(raw)}" if path else _show(raw)
@@ -504,6 +618,13 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
     if origin is dict:
         if not isinstance(value, Mapping) or not value:
             raise ConfigError(f"{path} must be a mapping. Received: {path}={_show(value)}")
+        for k in value:
+            if not isinstance(k, (str, int)) or isinstance(k, bool):
+                kind = {type(None): "no value", bool: "a boolean"}.get(type(k), "a number")
+                raise ConfigError(
+                    f"{path} keys are class names; YAML read the key {_show(k)} as {kind}: "
+                    f"quote the name as written. Received: {path}={_show(value)}"
+                )
         # YAML reads the key 1 as an integer; a class named "1" is meant.
         return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
     if origin is tuple:
@@ -612,6 +733,21 @@ def _check_table_keys(data: DataConfig) -> None:
             )
 
 
+def _check_test_fraction(data: DataConfig) -> None:
+    """`data.test_fraction` only where a split is held out: not for the datasets known
+    to have a test split of their own (the generated sets, the common image sets)."""
+    record = sources.record_for(data.name)
+    own_test_split = (record is not None and record.kind == "generated") or (
+        data.name.split(":")[0] in sources.BY_KIND["tfds_image"].shapes
+    )
+    if own_test_split and data.test_fraction != DataConfig.test_fraction:
+        raise ConfigError(
+            f"data.test_fraction applies to tables and your own files; {data.name!r} "
+            f"(data.name) has a test split of its own. "
+            f"Received: data.test_fraction={data.test_fraction}"
+        )
+
+
 def check_data_task(config: Config, task: str, why: str) -> None:
     """Refuses a loss or metric that does not fit the task the data turned out to be.
 
@@ -636,6 +772,7 @@ def check_data_task(config: Config, task: str, why: str) -> None:
 def _check_consistency(config: Config) -> None:
     """Rules that tie several keys together."""
     _check_table_keys(config.data)
+    _check_test_fraction(config.data)
     for i, name in enumerate(config.metrics):
         _check_name(name, METRICS, f"metrics[{i}]", what="metric")
     if len(set(config.metrics)) != len(config.metrics):

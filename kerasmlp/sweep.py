@@ -27,9 +27,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import yaml
-
-from kerasmlp.config import Config, ConfigError, load_config, read_yaml_file, shorten
+from kerasmlp.config import Config, ConfigError, dump_yaml, load_config, read_yaml_file, shorten
 
 # More runs than this is almost surely a mistake in the file (a long list pasted twice).
 MAX_POINTS = 256
@@ -314,7 +312,7 @@ def _name_value(value: Any) -> str:
 
 def _yaml_value(value: Any) -> str:
     return (
-        yaml.safe_dump(value, default_flow_style=True, width=math.inf)
+        dump_yaml(value, default_flow_style=True, width=math.inf)
         .strip()
         .removesuffix("...")
         .strip()

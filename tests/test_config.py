@@ -54,6 +54,39 @@ def test_plain_exponent_floats_are_floats(tmp_path):
     assert load_config(path).optimizer.learning_rate.initial_learning_rate == 1e-3
 
 
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        # Each as YAML 1.2's core schema and Python read it, not YAML 1.1 (in brackets).
+        ("064", 64),  # (octal 52)
+        ("0123", 123),  # (83)
+        ("1_000", 1000),
+        ("0x1f", 31),
+        ("0o17", 15),
+        ("-12", -12),
+        ("1:30", "1:30"),  # (base 60: 90)
+        ("yes", "yes"),  # (true)
+        ("off", "off"),  # (false)
+        ("True", True),
+        ("FALSE", False),
+        ("2024-01-31", "2024-01-31"),  # (a date)
+        ("-.5", -0.5),
+        ("1.0e+30", 1e30),
+        ("~", None),
+    ],
+)
+def test_plain_scalars_read_as_yaml_1_2_core(text, expected):
+    value = config_module.parse_yaml(text, source="t")
+    assert value == expected and type(value) is type(expected)
+
+
+def test_integers_with_leading_zeros_are_decimal():
+    config = load_config(None, ["model.hidden_units=[064, 032]", "seed=0123"])
+    assert config.model.hidden_units == (64, 32) and config.seed == 123
+    with pytest.raises(ConfigError, match="train.epochs must be an integer. Received: .*'1:30'"):
+        load_config(None, ["train.epochs=1:30"])
+
+
 def test_int_is_accepted_for_float_but_not_bool_for_int():
     assert load_config(None, ["model.weight_decay=0"]).model.weight_decay == 0.0
     with pytest.raises(ConfigError, match="train.epochs must be an integer"):
@@ -62,6 +95,16 @@ def test_int_is_accepted_for_float_but_not_bool_for_int():
 
 def test_round_trip_through_yaml(tmp_path):
     config = load_config(None, ["model.hidden_units=[8]", "metrics=[accuracy, macro_f1]"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config.to_yaml())
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize("text", ["1e3", "true", "yes", "0123", "1:30", "null", "2024-01-31"])
+def test_strings_that_look_like_other_values_round_trip(tmp_path, text):
+    # A run's config.yaml is read back by `-c` and `--resume`: strings stay strings.
+    config = load_config(None, ["data.name=csv", "data.path=x.csv", f"data.label='{text}'"])
+    assert config.data.label == text
     path = tmp_path / "resolved.yaml"
     path.write_text(config.to_yaml())
     assert load_config(path) == config
@@ -121,6 +164,13 @@ BAD = [
         "data.name 'csv' gives rows of numbers, not images",
     ),
     ("model.random_translation=0.1 --also data.name=mnist", None),
+    # The generated sets and the image sets have test splits of their own.
+    (
+        "data.test_fraction=0.5",
+        "data.test_fraction applies to tables and your own files; 'spirals'",
+    ),
+    ("data.test_fraction=0.3 --also data.name=mnist", "'mnist' (data.name) has a test split"),
+    ("data.test_fraction=0.3 --also data.name=iris", None),
     ("model.hidden_units=[64, 0]", "model.hidden_units[1] must be >= 1."),
     ("model.hidden_units=64", "model.hidden_units must be a list. Received: model.hidden_units=64"),
     ("train.epochs=2.5", "train.epochs must be an integer. Received: train.epochs=2.5"),
@@ -212,6 +262,42 @@ def test_bounds_are_inclusive_where_documented():
 def test_set_below_a_value_is_refused():
     with pytest.raises(ConfigError, match="--set seed.x: 'seed' is a value, not a section"):
         load_config(None, ["seed=1", "seed.x=2"])
+
+
+def test_a_mapping_set_on_a_section_keeps_its_other_keys():
+    # As a section in a file keeps the defaults it does not name.
+    mnist = load_config(CONFIGS / "mnist.yaml")
+    config = load_config(CONFIGS / "mnist.yaml", ["optimizer={name: sgd}", "train={epochs: 1}"])
+    assert config.optimizer == dataclasses.replace(mnist.optimizer, name="sgd")
+    assert config.train == dataclasses.replace(mnist.train, epochs=1)
+    nested = load_config(CONFIGS / "mnist.yaml", ["optimizer={learning_rate: {decay_rate: 0.5}}"])
+    assert nested.optimizer.learning_rate == dataclasses.replace(
+        mnist.optimizer.learning_rate, decay_rate=0.5
+    )
+
+
+def test_a_mapping_set_on_a_value_replaces_it():
+    # train.class_weight is one value, a mapping of classes: a new one replaces it.
+    config = load_config(None, ["train.class_weight={a: 2, b: 1}", "train={class_weight: {c: 3}}"])
+    assert config.train.class_weight == {"c": 3.0}
+
+
+def test_an_empty_section_means_its_defaults(tmp_path):
+    path = tmp_path / "empty-section.yaml"
+    path.write_text("train:\n  # epochs: 3\nmodel:\n")
+    assert load_config(path) == Config()
+    assert load_config(path, ["train.epochs=2"]).train.epochs == 2
+    assert load_config(CONFIGS / "mnist.yaml", ["train="]) == load_config(CONFIGS / "mnist.yaml")
+
+
+@pytest.mark.parametrize("text", ["seed: &a [*a]\n", "model: &m {hidden_units: *m}\n"])
+def test_an_alias_inside_its_own_node_is_refused(tmp_path, text):
+    path = tmp_path / "cycle.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="an alias .* refers to a list or mapping that holds it"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="^--set model.hidden_units: an alias"):
+        load_config(None, ["model.hidden_units=&a [1, *a]"])
 
 
 def test_missing_file(tmp_path):

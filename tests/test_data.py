@@ -307,6 +307,12 @@ def test_validation_fraction_leaving_an_empty_split(data_dir, fraction, empty):
         _load("spirals", data_dir, validation_fraction=fraction)
 
 
+def test_a_test_fraction_is_refused_where_the_dataset_has_a_test_split(data_dir):
+    # It would be ignored: the generated sets and TFDS image sets bring their test split.
+    with pytest.raises(data.DataError, match="test_fraction applies to tables .* test split of"):
+        _load("spirals", data_dir, test_fraction=0.5)
+
+
 def test_batch_size_must_be_positive():
     with pytest.raises(
         data.DataError,

@@ -9,7 +9,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from kerasmlp import cli, sweep
 from kerasmlp.cli import main
-from kerasmlp.config import ConfigError, load_config
+from kerasmlp.config import ConfigError, load_config, parse_yaml
 from tests import events
 from tests.conftest import REPO_ROOT
 
@@ -34,6 +34,12 @@ def test_point_overrides_round_trip_through_yaml():
         "model.activation=tanh",
         "x.flag=true",
     ]
+    # Strings that kerasmlp's YAML would read as numbers or booleans are quoted.
+    looks_alike = {"data.label": "1e3", "a.b": "true", "c.d": "0123"}
+    overrides = sweep.point_overrides(looks_alike)
+    assert overrides == ["data.label='1e3'", "a.b='true'", "c.d='0123'"]
+    for item, value in zip(overrides, looks_alike.values(), strict=True):
+        assert parse_yaml(item.partition("=")[2], source="t") == value
 
 
 def test_run_names_are_short_plain_and_unique():

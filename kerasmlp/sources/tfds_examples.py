@@ -108,6 +108,11 @@ def examples_datasets(builder, x_key: str, y_key: str, task: str, request: DataR
             f"Dataset {name!r} (data.name) has no 'test' split (it has: {', '.join(splits)}); "
             "kerasmlp evaluates on TFDS's test split."
         )
+    if request.test_fraction != DataRequest.test_fraction:
+        raise DataError(
+            f"data.test_fraction applies to tables and your own files; {name!r} (data.name) "
+            f"has a test split of its own. Received: data.test_fraction={request.test_fraction}"
+        )
     num_total = _num_examples(builder, "train")
     num_validation = int(round(num_total * validation_fraction))
     num_train = num_total - num_validation
