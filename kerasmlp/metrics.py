@@ -184,6 +184,13 @@ def _example_weights(sample_weight, values, dtype):
     return _samplewise(values, sample_weight, dtype)[1]
 
 
+def _as_float(x):
+    """`x` as a float tensor to compute in: float64 stays float64 (Keras's metrics
+    compute in the predictions' dtype), every other dtype becomes float32."""
+    x = ops.convert_to_tensor(x)
+    return x if keras.backend.standardize_dtype(x.dtype) == "float64" else ops.cast(x, "float32")
+
+
 def _predicted_classes(y_pred):
     return ops.cast(ops.argmax(y_pred, axis=-1), "int32")
 
@@ -257,11 +264,11 @@ def _binary_entry_matches(y_true, y_pred, threshold: float, from_logits: bool):
     y_pred = ops.convert_to_tensor(y_pred)
     if len(y_pred.shape) == 1:
         y_pred = ops.expand_dims(y_pred, -1)
-    y_pred = ops.cast(y_pred, "float32")
-    y_true = ops.reshape(ops.cast(y_true, "float32"), ops.shape(y_pred))
+    y_pred = _as_float(y_pred)
+    y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
     if from_logits:
         y_pred = ops.sigmoid(y_pred)
-    predicted = ops.cast(ops.greater(y_pred, threshold), "float32")
+    predicted = ops.cast(ops.greater(y_pred, threshold), y_pred.dtype)
     return ops.cast(ops.equal(predicted, y_true), "float32")
 
 
@@ -448,20 +455,21 @@ def calibration_bins_update(
         from_logits: Whether `y_pred` holds logits (default False).
 
     Returns:
-        `(counts, confidence_sums, correct_sums)`, each float32 `(num_bins,)`.
+        `(counts, confidence_sums, correct_sums)`, each `(num_bins,)`, float32 (float64
+        for float64 `y_pred`).
 
     Example:
         >>> sums = calibration_bins_update([0, 1], [[0.9, 0.1], [0.7, 0.3]], num_bins=2)
         >>> [[round(float(x), 4) for x in s] for s in sums]
         [[0.0, 2.0], [0.0, 1.6], [0.0, 1.0]]
     """
-    y_pred = ops.cast(y_pred, "float32")
+    y_pred = _as_float(y_pred)
     probabilities = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
     confidence = ops.max(probabilities, axis=-1)
-    correct = sparse_categorical_matches(y_true, probabilities)
+    correct = ops.cast(sparse_categorical_matches(y_true, probabilities), y_pred.dtype)
     bins = ops.minimum(ops.cast(ops.floor(confidence * num_bins), "int32"), num_bins - 1)
-    bin_hot = ops.one_hot(ops.maximum(bins, 0), num_bins, dtype="float32")
-    weights = _example_weights(sample_weight, confidence, "float32")
+    bin_hot = ops.one_hot(ops.maximum(bins, 0), num_bins, dtype=y_pred.dtype)
+    weights = _example_weights(sample_weight, confidence, y_pred.dtype)
     stats = ops.stack([weights, weights * confidence, weights * correct], axis=0)
     sums = ops.matmul(stats, bin_hot)
     return sums[0], sums[1], sums[2]
@@ -492,8 +500,8 @@ def expected_calibration_error_from_bins(counts, confidence_sums, correct_sums):
 
 
 def _aligned(y_true, y_pred):
-    y_pred = ops.cast(y_pred, "float32")
-    y_true = ops.reshape(ops.cast(y_true, "float32"), ops.shape(y_pred))
+    y_pred = _as_float(y_pred)
+    y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
     return y_true, y_pred
 
 
@@ -508,7 +516,7 @@ def squared_errors(y_true, y_pred):
         y_pred: Predictions with as many entries as `y_true`.
 
     Returns:
-        Float32 tensor `(batch,)`.
+        Tensor `(batch,)`: float64 for float64 `y_pred`, else float32.
 
     Example:
         >>> squared_errors([[1.0, 2.0]], [[0.0, 4.0]]).numpy().tolist()
@@ -529,7 +537,7 @@ def absolute_errors(y_true, y_pred):
         y_pred: Predictions with as many entries as `y_true`.
 
     Returns:
-        Float32 tensor `(batch,)`.
+        Tensor `(batch,)`: float64 for float64 `y_pred`, else float32.
 
     Example:
         >>> absolute_errors([[1.0, 2.0]], [[0.0, 4.0]]).numpy().tolist()

@@ -697,6 +697,31 @@ def test_binary_accuracy_weights_per_output_from_the_report():
     assert float(ours.result()) == 1.0
 
 
+# Targets and predictions that float32 cannot tell apart: 2**24 + 1 rounds to 2**24,
+# and 0.5 + 1e-10 to 0.5.
+FLOAT64_CASES = {
+    "MeanSquaredError": ([[16777217.0], [1e20]], [[16777216.0], [1e21]]),
+    "MeanAbsoluteError": ([[16777217.0], [3.0]], [[16777216.0], [1.0]]),
+    "RootMeanSquaredError": ([[16777217.0], [1e20]], [[16777216.0], [1e21]]),
+    "BinaryAccuracy": ([[1.0], [0.0]], [[0.5 + 1e-10], [0.5]]),
+}
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("name", FLOAT64_CASES)
+def test_float64_metrics_compute_in_float64_as_keras(name, mode):
+    y_true, y_pred = (np.array(v, np.float64) for v in FLOAT64_CASES[name])
+    ours = getattr(metrics, name)(dtype="float64")
+    theirs = getattr(keras.metrics, name)(dtype="float64")
+    update = tf.function(ours.update_state) if mode == "tf_function" else ours.update_state
+    update(y_true, y_pred)
+    theirs.update_state(y_true, y_pred)
+    # Expected: Keras's built-in in float64 (by hand: MSE (1 + 8.1e41) / 2, MAE 1.5, binary
+    # accuracy 1.0); float32 would give 0 for the first example's error.
+    assert float(theirs.result()) != float(np.float32(0.0))
+    np.testing.assert_allclose(float(ours.result()), float(theirs.result()), rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", KERAS_ACCURACIES)
 def test_scalar_sample_weight_weighs_every_example(name):
     ours, theirs, inputs = KERAS_ACCURACIES[name]
