@@ -420,6 +420,21 @@ def check_loss(
 # ----------------------------------------------------------------------------------------------
 
 
+def _loss_for(y_true: np.ndarray, y_pred: np.ndarray) -> keras.losses.Loss:
+    """A loss `compile` accepts for these targets; only the metric is checked.
+
+    Class ids, one per example beside a score per class, take sparse cross-entropy
+    (from logits: finite for any scores); targets shaped as the outputs, MSE.
+    """
+    sparse = y_pred.ndim >= 2 and y_pred.shape[-1] > 1 and y_true.shape in (
+        y_pred.shape[:-1],
+        (*y_pred.shape[:-1], 1),
+    )
+    if sparse:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return keras.losses.MeanSquaredError()
+
+
 def check_metric(
     metric: keras.metrics.Metric,
     *,
@@ -542,18 +557,13 @@ def check_metric(
 
     def check_saving():
         model = keras.Sequential([keras.Input(y_pred.shape[1:]), keras.layers.Identity()])
-        model.compile(loss="mse", metrics=[_clone(metric)])
+        model.compile(loss=_loss_for(y_true, y_pred), metrics=[_clone(metric)])
         model.evaluate(y_pred, y_true, verbose=0)  # builds the compiled metrics, as fit would
         with tempfile.TemporaryDirectory() as directory:
             path = os.path.join(directory, "model.keras")
             model.save(path)
             restored = keras.saving.load_model(path)
         restored.evaluate(y_pred, y_true, verbose=0)
-        found = (
-            [m for m in restored.metrics[-1].metrics if hasattr(restored.metrics[-1], "metrics")]
-            if restored.metrics
-            else []
-        )
         # Compiled metrics sit inside a CompileMetrics container in `model.metrics`.
         found = [
             m

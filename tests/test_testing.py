@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasmlp import losses
+from kerasmlp import losses, metrics
 from kerasmlp.testing import LOSS_CHECKS, CheckError, check_loss, check_metric
 
 RNG = np.random.default_rng(0)
@@ -185,6 +185,28 @@ def test_keras_metric_passes_check_metric():
         y_pred=BINARY_PRED,
         config_exclude=["dtype"],
     )
+
+
+# Class ids beside three scores per example: the 4th example's removal changes accuracy
+# (by hand: argmax 0, 1, 2, 0 against labels 0, 1, 2, 1 gives 3/4, and 3/3 without it).
+SPARSE_TRUE = np.array([0, 1, 2, 1])
+SPARSE_PRED = np.array([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0], [2.0, 0, 0]], np.float32)
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        keras.metrics.SparseCategoricalAccuracy(),
+        metrics.SparseCategoricalAccuracy(),
+        metrics.F1Score(3),
+    ],
+    ids=lambda m: f"{type(m).__module__.split('.')[0]}.{type(m).__name__}",
+)
+@pytest.mark.parametrize("column", [False, True], ids=["ids", "ids_as_a_column"])
+def test_metrics_of_class_ids_pass_check_metric(metric, column):
+    # `saving` compiles a model with a loss for these targets (class ids, not outputs' shape).
+    y_true = SPARSE_TRUE[:, None] if column else SPARSE_TRUE
+    check_metric(metric, y_true=y_true, y_pred=SPARSE_PRED, config_exclude=["dtype"])
 
 
 @_BROKEN
