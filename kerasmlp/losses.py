@@ -16,6 +16,8 @@ differ on purpose:
   (`jit_compile=True`, Keras's default on a GPU) TensorFlow drops assertions, so there such
   labels give a NaN loss instead of an error.
 - `SparseCategoricalCrossentropy` accepts `label_smoothing`.
+- `CategoricalCrossentropy` with `label_smoothing` and an `axis` other than the last spreads
+  the smoothing over that axis's classes; Keras divides it by the size of the last axis.
 - `from_logits=True` fed rows that are obviously probabilities warns, eagerly; like Keras, an
   input produced by a softmax or sigmoid activation warns in graphs too.
 

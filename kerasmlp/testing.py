@@ -426,9 +426,14 @@ def _loss_for(y_true: np.ndarray, y_pred: np.ndarray) -> keras.losses.Loss:
     Class ids, one per example beside a score per class, take sparse cross-entropy
     (from logits: finite for any scores); targets shaped as the outputs, MSE.
     """
-    sparse = y_pred.ndim >= 2 and y_pred.shape[-1] > 1 and y_true.shape in (
-        y_pred.shape[:-1],
-        (*y_pred.shape[:-1], 1),
+    sparse = (
+        y_pred.ndim >= 2
+        and y_pred.shape[-1] > 1
+        and y_true.shape
+        in (
+            y_pred.shape[:-1],
+            (*y_pred.shape[:-1], 1),
+        )
     )
     if sparse:
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -360,6 +360,19 @@ def test_sparse_categorical_crossentropy_on_another_axis_numpy():
     np.testing.assert_allclose(value.numpy(), expected, rtol=1e-12)
 
 
+def test_label_smoothing_on_another_axis_spreads_over_that_axis_numpy():
+    # Keras divides the smoothing by the last axis's size (2 here), not the classes' (3).
+    rng = np.random.default_rng(4)
+    labels = np.moveaxis(np.eye(3)[rng.integers(0, 3, size=(4, 2))], -1, 1)  # (4, 3, 2)
+    logits = rng.normal(size=(4, 3, 2))
+    value = losses.categorical_crossentropy(
+        labels, logits, from_logits=True, label_smoothing=0.2, axis=1
+    )
+    smoothed = np.moveaxis(labels, 1, -1) * 0.8 + 0.2 / 3  # numpy, over the 3 classes
+    expected = -(smoothed * _log_softmax64(np.moveaxis(logits, 1, -1))).sum(axis=-1)
+    np.testing.assert_allclose(value.numpy(), expected, rtol=1e-12)
+
+
 def test_ignore_class_averages_over_the_other_entries_by_hand():
     loss = losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255)
     # By hand: the two kept entries cost log(2) each (two equal logits); the mean is log(2).
