@@ -208,23 +208,27 @@ def main(
     except runfiles.RunFilesError as e:
         _fail(e, status=FAILED)
 
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # What TensorFlow logs once running.
-        from kerasmlp.console import import_tensorflow_quietly
+    try:  # Until the handlers below are in place, Ctrl-C stops the command at once.
+        if not verbose:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # What TensorFlow logs once running.
+            from kerasmlp.console import import_tensorflow_quietly
 
-        import_tensorflow_quietly()
-    from kerasmlp.controller import StopRequest
-    from kerasmlp.data import DataError
-    from kerasmlp.train import (
-        LineReporter,
-        RunDiverged,
-        RunInterrupted,
-        WorkerLost,
-        train_and_evaluate,
-    )
+            import_tensorflow_quietly()
+        from kerasmlp.controller import StopRequest
+        from kerasmlp.data import DataError
+        from kerasmlp.train import (
+            LineReporter,
+            RunDiverged,
+            RunInterrupted,
+            WorkerLost,
+            train_and_evaluate,
+        )
 
-    stop_request = StopRequest()
-    _handle_stop_signals(stop_request)
+        stop_request = StopRequest()
+        _handle_stop_signals(stop_request)
+    except KeyboardInterrupt:
+        click.echo("interrupted while TensorFlow started, before training", err=True)
+        sys.exit(INTERRUPTED["SIGINT"])
     for config, point_dir, resume in runs:
         if is_sweep:
             click.echo(f"sweep run {point_dir.name}")

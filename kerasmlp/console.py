@@ -28,8 +28,8 @@ from collections.abc import Iterator
 def held_back_stderr() -> Iterator[None]:
     """Sends file descriptor 2 (C++ and Python alike) to a temporary file during the block.
 
-    What was written is dropped when the block succeeds, and written to the real
-    stderr, before the exception travels on, when it fails.
+    What was written is dropped when the block succeeds or is interrupted (Ctrl-C),
+    and written to the real stderr, before the exception travels on, when it fails.
     """
     sys.stderr.flush()
     saved = os.dup(2)
@@ -39,6 +39,9 @@ def held_back_stderr() -> Iterator[None]:
         try:
             yield
             failed = False
+        except KeyboardInterrupt:
+            failed = False  # the user stopped it: the start-up log tells them nothing
+            raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

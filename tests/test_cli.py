@@ -189,6 +189,19 @@ def test_an_existing_run_is_not_written_over(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
 
 
+def test_ctrl_c_while_tensorflow_starts_exits_130_in_one_line(tmp_path, monkeypatch):
+    from kerasmlp import console
+
+    def interrupted():
+        raise KeyboardInterrupt  # as Ctrl-C lands during `import tensorflow`
+
+    monkeypatch.setattr(console, "import_tensorflow_quietly", interrupted)
+    result = invoke("--logdir", str(tmp_path / "logs"))
+    # 130 as for a run interrupted later (128 + SIGINT), not click's "Aborted!" and 1.
+    assert result.exit_code == 130
+    assert result.stderr == "interrupted while TensorFlow started, before training\n"
+
+
 def test_offline_without_data_fails_fast_naming_the_keys(tmp_path, monkeypatch):
     from kerasmlp import data
 

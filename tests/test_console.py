@@ -29,3 +29,13 @@ def test_what_a_block_wrote_is_shown_when_it_fails(capfd):
     assert capfd.readouterr().err == (
         "E0000 loader.cc] libfoo.so: cannot open shared object\nlater\n"
     )
+
+
+def test_what_a_block_wrote_is_dropped_when_ctrl_c_stops_it(capfd):
+    # Stopping the start-up is no failure of it: its log would only bury the user's prompt.
+    with pytest.raises(KeyboardInterrupt):
+        with console.held_back_stderr():
+            os.write(2, b"I0000 cudart_stub.cc:31] Could not find cuda drivers\n")
+            raise KeyboardInterrupt
+    os.write(2, b"later\n")
+    assert capfd.readouterr().err == "later\n"
