@@ -146,6 +146,20 @@ def test_predict_the_test_split(csv_run, monkeypatch):
     assert f"examples 24 | accuracy {saved:.4f}" in result.output
 
 
+def test_predict_refuses_an_output_file_that_exists(csv_run, tmp_path):
+    # `--output` naming INPUT once overwrote the data it predicted on.
+    _, run_dir, _ = csv_run
+    new = _classification_csv(tmp_path / "new.csv", rows=15, seed=1)
+    before = new.read_bytes()
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "--output", str(new)])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"kerasmlp-predict: error: --output {new} already exists; give a new file name, "
+        "or remove it first"
+    ]
+    assert new.read_bytes() == before
+
+
 def test_predict_refuses_a_file_with_other_columns(csv_run, tmp_path):
     _, run_dir, _ = csv_run
     other = tmp_path / "other.csv"
