@@ -6,7 +6,8 @@ preprocessing model is built from Keras's own layers and fitted on the
 training split only:
 
 - a numeric column: `keras.layers.Normalization` with the training split's mean
-  and variance (missing values left out of both), then `kerasmlp.layers.FillMissing`
+  and variance (missing values left out of both; variance 1 for a column constant
+  in training, which is only centred), then `kerasmlp.layers.FillMissing`
   (a missing value becomes 0, the mean; a column with missing training values
   gets a 0/1 "was missing" column too);
 - a string column: `keras.layers.StringLookup` with the training split's
@@ -440,6 +441,10 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
                 variance = np.nanvar(flat, axis=0)
             # A column missing in every training row: nothing to learn from but the indicator.
             mean, variance = np.nan_to_num(mean, nan=0.0), np.nan_to_num(variance, nan=1.0)
+            # A column constant in training (an always-0 border pixel) is centred only:
+            # Normalization divides by max(std, 1e-7), which would make any other value
+            # at prediction time ~1e7 and saturate the output.
+            variance = np.where(variance > 0, variance, 1.0)
             x = keras.layers.Normalization(
                 mean=mean.astype("float32"),
                 variance=variance.astype("float32"),

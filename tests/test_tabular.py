@@ -74,6 +74,28 @@ def test_normalization_matches_keras_adapt_without_missing_values():
     )
 
 
+def test_a_column_constant_in_training_is_centred_only():
+    # Variance 0 in training once gave Normalization std 1e-7: another value at prediction
+    # time became ~1e7. Expected by hand: variance 1, so the value minus the mean (5).
+    values = np.array([5.0, 5.0, np.nan, 5.0])
+    table = tables.Table("t", (tables.Column("v", "numeric"),), {"v": values}, None, np.arange(4))
+    preprocessor = tabular.build_preprocessor(table)
+    np.testing.assert_allclose(
+        tabular.preprocess(preprocessor, table), [[0, 0], [0, 0], [0, 1], [0, 0]]
+    )
+    out = preprocessor({"v": np.array([[7.0], [2.0]], "float32")})
+    np.testing.assert_allclose(out, [[2.0, 0], [-3.0, 0]], atol=1e-6)
+
+
+def test_an_npz_feature_constant_in_training_is_centred_only():
+    # An always-0 border pixel beside a feature of mean 2 and variance 1 (by hand).
+    x = np.array([[0.0, 1.0], [0.0, 3.0]])
+    table = tables.Table("t", (tables.Column("x", "numeric"),), {"x": x}, None, np.arange(2))
+    preprocessor = tabular.build_preprocessor(table, indicators=False)
+    out = preprocessor({"x": np.array([[4.0, 2.0]], "float32")})
+    np.testing.assert_allclose(out, [[4.0, 0.0]], atol=1e-6)
+
+
 def test_unseen_strings_and_missing_numbers_at_prediction_time(tmp_path):
     train = tables.read_csv_table(_csv(tmp_path), label="label")
     preprocessor = tabular.build_preprocessor(train)
