@@ -269,13 +269,20 @@ def read_npz_table(
     """Reads arrays `x` and `y` (split 'train') or `x_test` and `y_test` (split 'test') of an .npz.
 
     Raises:
-      DataError: a missing file or array, arrays of different lengths, a
-        non-numeric `x`.
+      DataError: a missing file or array, a .npy file (a single array), arrays of
+        different lengths, a non-numeric `x`.
     """
     x_key, y_key = ("x", "y") if split == "train" else ("x_test", "y_test")
     source = str(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if isinstance(archive, np.ndarray):  # np.load reads a .npy too, whatever its name
+            raise DataError(
+                f"{source} holds a single array (shape {archive.shape}), not an .npz archive "
+                f"with arrays {x_key!r} and {y_key!r}; make one with "
+                f"np.savez(path, {x_key}=..., {y_key}=...) ({what})"
+            )
+        with archive:
             keys = list(archive.keys())
             if x_key not in keys:
                 raise DataError(f"{source} has no array {x_key!r} (it has: {_list(keys)}) ({what})")

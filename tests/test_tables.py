@@ -154,3 +154,18 @@ def test_npz_arrays(tmp_path):
     np.savez(path, x=np.zeros((3, 2)), y=np.zeros(2))
     with pytest.raises(DataError, match="'y' must have shape \\(3,\\)"):
         tables.read_npz_table(path, what="data.path")
+
+
+def test_a_npy_file_is_told_from_an_npz(tmp_path):
+    # np.load reads a .npy as one array, whatever the file's name: once a TypeError
+    # ("does not support the context manager protocol").
+    for name in ("d.npy", "renamed.npz"):
+        path = tmp_path / name
+        with open(path, "wb") as f:
+            np.save(f, np.zeros((4, 3)))
+        with pytest.raises(DataError) as error:
+            tables.read_npz_table(path, what="data.path")
+        assert str(error.value) == (
+            f"{path} holds a single array (shape (4, 3)), not an .npz archive with arrays "
+            "'x' and 'y'; make one with np.savez(path, x=..., y=...) (data.path)"
+        )
