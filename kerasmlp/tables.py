@@ -270,7 +270,7 @@ def read_npz_table(
 
     Raises:
       DataError: a missing file or array, a .npy file (a single array), arrays of
-        different lengths, a non-numeric `x`.
+        different lengths, a non-numeric `x` or one of zero features per example.
     """
     x_key, y_key = ("x", "y") if split == "train" else ("x_test", "y_test")
     source = str(path)
@@ -298,6 +298,11 @@ def read_npz_table(
         raise DataError(f"{source} has no array {y_key!r} (it has: {_list(keys)}) ({what})")
     if x.ndim < 1 or x.shape[0] == 0:
         raise DataError(f"{source}: {x_key!r} holds no examples ({what})")
+    if math.prod(x.shape[1:]) == 0:
+        raise DataError(
+            f"{source}: {x_key!r} has shape {x.shape}: its examples hold no features; "
+            f"each needs at least one number ({what})"
+        )
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataError(f"{source}: {x_key!r} must be numeric; it is {x.dtype} ({what})")
     if y is not None and (y.ndim != 1 or y.shape[0] != x.shape[0]):

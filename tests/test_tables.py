@@ -169,3 +169,16 @@ def test_a_npy_file_is_told_from_an_npz(tmp_path):
             f"{path} holds a single array (shape (4, 3)), not an .npz archive with arrays "
             "'x' and 'y'; make one with np.savez(path, x=..., y=...) (data.path)"
         )
+
+
+@pytest.mark.parametrize("shape", [(5, 0), (5, 2, 0)], ids=["flat", "image"])
+def test_an_npz_of_zero_features_is_refused(tmp_path, shape):
+    # Once it trained on nothing.
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros(shape), y=np.arange(5) % 2)
+    with pytest.raises(DataError) as error:
+        tables.read_npz_table(path, what="data.path")
+    assert str(error.value) == (
+        f"{path}: 'x' has shape {shape}: its examples hold no features; each needs at least "
+        "one number (data.path)"
+    )
