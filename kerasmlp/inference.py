@@ -190,6 +190,13 @@ class LoadedRun:
         return labels.encode(table, what="INPUT")
 
     def _array_inputs(self, x: np.ndarray, *, source: str):
+        infinite = tables.first_infinite(x)
+        if infinite is not None:  # the model would answer NaN probabilities, read as class 0
+            missing = ", NaN for a missing one" if self.columns is not None else ""
+            raise DataError(
+                f"{source}: example {infinite[0]} (from 0) holds {infinite[1]}; give finite "
+                f"numbers{missing}"
+            )
         if self.columns is None:  # playground / TFDS run: points, or raw images
             return tf.constant(examples_for(self.model, x, source=source))
         x = np.asarray(x, np.float32)
@@ -216,6 +223,12 @@ class LoadedRun:
                 out[column.name] = tf.constant(values.astype(str))
                 continue
             numbers = values.astype(np.float32)
+            infinite = tables.first_infinite(numbers)
+            if infinite is not None:  # NaN is the missing value; inf would give NaN outputs
+                raise DataError(
+                    f"column {column.name!r}: row {infinite[0]} (from 0) is {infinite[1]}; "
+                    "give finite numbers, NaN for a missing one"
+                )
             if column.kind == INTEGER:  # a category: 2.5 would be read as 2
                 filled = numbers[~np.isnan(numbers)]
                 if (filled != np.round(filled)).any():

@@ -270,7 +270,8 @@ def read_npz_table(
 
     Raises:
       DataError: a missing file or array, a .npy file (a single array), arrays of
-        different lengths, a non-numeric `x` or one of zero features per example.
+        different lengths, a non-numeric `x` or one of zero features per example,
+        an infinity in `x` (NaN is a missing value) or a `y` that is not finite.
     """
     x_key, y_key = ("x", "y") if split == "train" else ("x_test", "y_test")
     source = str(path)
@@ -311,8 +312,37 @@ def read_npz_table(
             f"it has {y.shape} ({what})"
         )
     x = x.reshape(x.shape[0], -1) if x.ndim == 1 else x
+    infinite = first_infinite(x)
+    if infinite is not None:  # NaN is a missing value, filled in by the model; inf is no number
+        raise DataError(
+            f"{source}: {x_key!r} example {infinite[0]} (from 0) holds {infinite[1]}; values "
+            f"must be finite numbers, NaN for a missing one ({what})"
+        )
+    if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
+        row = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise DataError(
+            f"{source}: {y_key!r} example {row} (from 0) is {float(y[row])}; labels must be "
+            f"finite numbers (a missing label is refused) ({what})"
+        )
     rows = np.arange(x.shape[0], dtype=np.int64)
     return Table(source, (Column("x", NUMERIC),), {"x": x.astype(np.float64)}, y, rows)
+
+
+def first_infinite(values: np.ndarray) -> tuple[int, float] | None:
+    """The first row (index on axis 0) of `values` holding +inf or -inf, and that value.
+
+    NaN passes: it marks a missing number, which the model fills in. None when
+    there is no infinity.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind not in "fc" or values.ndim == 0:
+        return None  # integers, booleans and strings hold no infinity
+    flat = values.reshape(values.shape[0], -1)
+    rows = np.flatnonzero(np.isinf(flat).any(axis=1))
+    if not rows.size:
+        return None
+    row = flat[rows[0]]
+    return int(rows[0]), float(row[np.isinf(row)][0])
 
 
 def choose_labels(table: Table, task: str, *, label: str) -> Labels:

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from kerasmlp import cli, predict
+from kerasmlp.errors import DataError
 from kerasmlp.inference import load_run
 
 
@@ -133,6 +134,18 @@ def test_load_run_predicts_on_raw_columns(csv_run):
     assert proba.shape == (3, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
     assert list(run.predict(columns)[:2]) == ["high", "low"]
+
+
+def test_infinities_in_a_dict_of_columns_are_refused(csv_run):
+    # NaN is the missing value; inf once gave NaN probabilities, read as class 0.
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    columns = {"x": [1.0, float("nan"), -np.inf], "color": ["red"] * 3, "w": [0, 0, 0]}
+    with pytest.raises(DataError) as error:
+        run.predict(columns)
+    assert str(error.value) == (
+        "column 'x': row 2 (from 0) is -inf; give finite numbers, NaN for a missing one"
+    )
 
 
 def test_predict_the_test_split(csv_run, monkeypatch):
@@ -271,6 +284,19 @@ def test_an_npz_run_and_its_predictions(tmp_path):
     got = np.array([[float(v) for v in row.split(",")[1:]] for row in rows[1:]])
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
 
+    # Infinities once gave NaN probabilities, read as class 0: refused, naming the example.
+    bad = x[120:].copy()
+    bad[3, 1, 0] = np.inf
+    with pytest.raises(DataError, match=r"^the array: example 3 \(from 0\) holds inf; give "):
+        run.predict_proba(bad)
+    np.savez(tmp_path / "bad.npz", x=bad)
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(tmp_path / "bad.npz")])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"kerasmlp-predict: error: {tmp_path / 'bad.npz'}: 'x' example 3 (from 0) holds inf; "
+        "values must be finite numbers, NaN for a missing one (INPUT)\n"
+    )
+
 
 def test_a_tfds_table_run_predicts_on_raw_columns(tmp_path):
     import tensorflow_datasets as tfds
@@ -344,6 +370,8 @@ def test_a_playground_run_predicts_too(tmp_path, monkeypatch):
     assert run.class_names is not None and len(run.class_names) == 2 and run.columns is None
     points = np.array([[0.5, 0.5], [-0.5, 0.5]], "float32")
     np.testing.assert_allclose(run.predict_proba(points).sum(axis=1), 1.0, rtol=1e-6)
+    with pytest.raises(DataError, match=r"example 1 \(from 0\) holds inf; give finite numbers$"):
+        run.predict_proba(np.array([[0.5, 0.5], [np.inf, 0.5]], "float32"))
     result = CliRunner().invoke(predict.main, [str(run_dir), "--split", "test"])
     assert result.exit_code == 0, result.output
     saved = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
