@@ -349,8 +349,9 @@ def choose_labels(table: Table, task: str, *, label: str) -> Labels:
     """Decides the task (for `data.task: auto`) and the classes from the training labels.
 
     auto: string labels, and integer labels with at most AUTO_MAX_CLASSES distinct
-    values, are classes; numbers with a fraction, and integers with more distinct
-    values, are a regression target.
+    values, are classes; numbers with a fraction, integers with more distinct
+    values, and an .npz's floating-point `y` (whole numbers included) are a
+    regression target.
 
     Raises:
       DataError: regression on labels that are not numbers, or a single class.
@@ -358,7 +359,8 @@ def choose_labels(table: Table, task: str, *, label: str) -> Labels:
     texts = _label_texts(table)
     numbers = _try_numbers(texts)
     integers = numbers is not None and all(_is_integer_text(t) for t in texts)
-    if table.labels is not None and np.issubdtype(np.asarray(table.labels).dtype, np.floating):
+    floats = table.labels is not None and np.asarray(table.labels).dtype.kind == "f"
+    if floats:
         integers = False  # an .npz's float y is a target, whatever its values
     distinct = sorted(set(texts))
     if task == "auto":
@@ -369,6 +371,8 @@ def choose_labels(table: Table, task: str, *, label: str) -> Labels:
         elif integers:
             task = "regression"
             why = f"{len(distinct)} distinct integer labels, more than {AUTO_MAX_CLASSES}"
+        elif floats:  # 1.0, 2.0, ... included: the dtype says so, not the values
+            task, why = "regression", "labels are floating-point numbers"
         else:
             task, why = "regression", "labels are numbers with fractions"
     else:

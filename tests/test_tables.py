@@ -226,3 +226,14 @@ def test_first_infinite_names_the_row_and_value():
     assert tables.first_infinite(np.array([[0.0, np.nan], [1.0, -np.inf]])) == (1, -np.inf)
     assert tables.first_infinite(np.array([np.nan, 2.0])) is None
     assert tables.first_infinite(np.array([1, 2])) is None
+
+
+def test_an_npz_float_y_of_whole_numbers_is_a_regression_target_and_says_why(tmp_path):
+    # The dtype decides, not the values; the reason once said "numbers with fractions".
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((4, 2)), y=np.array([1.0, 2.0, 1.0, 3.0]))
+    table = tables.read_npz_table(path, what="data.path")
+    labels = tables.choose_labels(table, "auto", label="y")
+    assert (labels.task, labels.why) == ("regression", "labels are floating-point numbers")
+    labels = tables.choose_labels(table, "classification", label="y")
+    assert labels.class_names == ("1", "2", "3")
