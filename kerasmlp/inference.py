@@ -266,11 +266,16 @@ class LoadedRun:
         itself for regression. What `kerasmlp-export` serves.
         """
         outputs = self.model.output
-        if self.head.kind == "softmax":
-            outputs = keras.layers.Activation("softmax", name="probabilities")(outputs)
-        elif self.head.kind == "sigmoid":
-            p = keras.layers.Activation("sigmoid")(outputs)
-            outputs = keras.layers.Concatenate(name="probabilities")([1.0 - p, p])
+        if self.head.kind != "linear":
+            # One nested model, named with the prefix no input name has (see
+            # `tabular.LAYER_PREFIX`): its layers' names cannot meet a column's.
+            logits = keras.Input(shape=outputs.shape[1:], name="logits")
+            if self.head.kind == "softmax":
+                p = keras.layers.Activation("softmax", name="softmax")(logits)
+            else:
+                p = keras.layers.Activation("sigmoid", name="sigmoid")(logits)
+                p = keras.layers.Concatenate(name="probabilities")([1.0 - p, p])
+            outputs = keras.Model(logits, p, name="kerasmlp_probabilities")(outputs)
         return _functional(self.model.input, outputs, f"{self.model.name}_probabilities")
 
     def predict_proba(self, inputs: Any) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kerasmlp import cli, predict
+from kerasmlp import cli, export, predict
 from kerasmlp.errors import DataError
 from kerasmlp.inference import load_run
 
@@ -180,6 +180,49 @@ def test_predict_refuses_a_file_with_other_columns(csv_run, tmp_path):
     result = CliRunner().invoke(predict.main, [str(run_dir), str(other)])
     assert result.exit_code == 2
     assert "other.csv columns differ from the training data's: it lacks color" in result.output
+
+
+def test_columns_named_like_kerasmlp_layers_train_predict_and_export(tmp_path):
+    import tensorflow as tf
+
+    # "features", "lookup_color", "mlp_softmax" and "probabilities" were names of layers
+    # kerasmlp adds (preprocessing, the MLP, the exported softmax): training crashed with
+    # 'The name "features" is used 2 times in the model'.
+    rng = np.random.default_rng(0)
+    lines = ["features,color,lookup_color,mlp_softmax,probabilities,kind"]
+    for i in range(40):
+        value = rng.normal()
+        color = ["red", "blue"][i % 2]
+        lines.append(f"{value:.3f},{color},{color},{i % 3},{i % 5},{'ab'[int(value > 0)]}")
+    path = tmp_path / "named.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = _train(
+        tmp_path, "data.name=csv", f"data.path={path}", "data.label=kind", "train.epochs=1"
+    )
+    assert result.exit_code == 0, result.output
+    run = load_run(tmp_path / "logs" / "run")
+    row = {
+        "features": [0.5],
+        "color": ["red"],
+        "lookup_color": ["red"],
+        "mlp_softmax": [1.0],
+        "probabilities": [2.0],
+    }
+    expected = run.predict_proba(row)
+    served = run.probability_model()
+    layer_names = [layer.name for layer in served.layers]
+    assert len(set(layer_names)) == len(layer_names)
+    # What kerasmlp-export serves: (1, 1) tensors by column, strings as strings.
+    inputs = {k: tf.constant([v]) for k, v in row.items()}
+    np.testing.assert_allclose(served(inputs), expected, rtol=1e-6)
+    result = CliRunner().invoke(export.main, [str(tmp_path / "logs" / "run"), str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    signature = tf.saved_model.load(str(tmp_path / "s")).signatures["serve"]
+    # The signature names inputs by input name: the column mlp_softmax is mlp_softmax_.
+    named = dict(inputs, mlp_softmax_=inputs["mlp_softmax"])
+    del named["mlp_softmax"]
+    (probabilities,) = signature(**named).values()
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
 
 
 def test_a_regression_csv(tmp_path):
