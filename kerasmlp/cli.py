@@ -29,6 +29,7 @@ from click.core import ParameterSource
 
 from kerasmlp import __version__, distribute, runfiles
 from kerasmlp.config import ConfigError, config_from_dict, load_config, parse_yaml, shorten
+from kerasmlp.console import start_tensorflow
 
 FAILED = 1
 USAGE_ERROR = 2
@@ -201,11 +202,7 @@ def main(
     except runfiles.RunFilesError as e:
         _fail(e, status=FAILED)
 
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # What TensorFlow logs once running.
-        from kerasmlp.console import import_tensorflow_quietly
-
-        import_tensorflow_quietly()
+    start_tensorflow(verbose=verbose)
     from kerasmlp.controller import StopRequest
     from kerasmlp.data import DataError
     from kerasmlp.train import (

@@ -6,6 +6,9 @@ Thin: `kerasmlp.inference.load_run` does the work. The CSV holds `predicted`
 metrics on it are printed (on stderr when the CSV goes to stdout). `--output`
 makes a new file: one that exists (INPUT itself, say) is refused, not overwritten.
 
+TensorFlow's start-up log is held back as `kerasmlp-train` holds it back
+(`kerasmlp.console`); `--verbose` shows it.
+
 Exit status: 0 done; 2 a user's mistake (one line on stderr, nothing written).
 """
 
@@ -20,6 +23,7 @@ import click
 
 from kerasmlp import __version__
 from kerasmlp.config import ConfigError
+from kerasmlp.console import start_tensorflow
 
 USAGE_ERROR = 2
 
@@ -41,14 +45,19 @@ USAGE_ERROR = 2
     default=None,
     help="CSV file to write (a new file: one that exists is refused). Default: stdout.",
 )
-def main(run_dir, input_path, split, output):
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show TensorFlow's own log (its C++ start-up lines, absl warnings), hidden by default.",
+)
+def main(run_dir, input_path, split, output, verbose):
     """Predict with the run RUN_DIR on INPUT, a CSV or .npz shaped like its training data."""
     if (input_path is None) == (split is None):
         _fail("give INPUT or --split test (one of them)")
     if output is not None and os.path.lexists(output):
         # Nothing overwritten: `--output` naming INPUT would destroy the data predicted on.
         _fail(_taken(output))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    start_tensorflow(verbose=verbose)
     from kerasmlp.errors import DataError
     from kerasmlp.inference import load_run
 

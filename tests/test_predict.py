@@ -7,6 +7,8 @@ value by value against the saved model's `model.predict`, run in a fresh process
 
 import csv
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -157,6 +159,31 @@ def test_predict_the_test_split(csv_run, monkeypatch):
     assert len(lines) == 24  # 0.2 of 120 rows
     saved = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
     assert f"examples 24 | accuracy {saved:.4f}" in result.output
+
+
+def test_predict_prints_only_its_own_lines(csv_run, tmp_path):
+    # As a user runs it: no TF_CPP_MIN_LOG_LEVEL of the tests' own. TensorFlow's C++
+    # start-up lines (absl::InitializeLog, cuda drivers, cuInit) once came first on stderr.
+    _, run_dir, _ = csv_run
+    new = _classification_csv(tmp_path / "new.csv", rows=15, seed=1)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "kerasmlp.predict", str(run_dir), str(new)]
+    out = subprocess.run(
+        [*command, "-o", "quiet.csv"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr == ""
+    assert re.fullmatch(r"metrics    \| examples 15 \| accuracy \d\.\d{4}\n", out.stdout)
+    # --verbose brings TensorFlow's own log back, as kerasmlp-train's does.
+    out = subprocess.run(
+        [*command, "-o", "verbose.csv", "--verbose"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr != ""  # e.g. "WARNING: All log messages before absl::InitializeLog() ..."
 
 
 def test_predict_refuses_an_output_file_that_exists(csv_run, tmp_path):
