@@ -150,6 +150,60 @@ def test_infinities_in_a_dict_of_columns_are_refused(csv_run):
     )
 
 
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            {"x": [1.9, ""]},
+            "column 'x': row 1 (from 0) is '', not a number; the column takes numbers, "
+            "float('nan') for a missing one",
+        ),
+        ({"x": ["heavy", 1.0]}, "column 'x': row 0 (from 0) is 'heavy', not a number"),
+        (
+            {"x": [1.9]},
+            "the columns have different lengths (x 1, color 2, w 2); give each one value per row",
+        ),
+        (
+            {"x": [], "color": [], "w": []},
+            "the columns are empty; give each one value per row, at least one row",
+        ),
+        (
+            {"w": [[0, 1], [1, 0]]},
+            "column 'w': values of shape (2, 2); give one value per row, shape (n,) or (n, 1)",
+        ),
+    ],
+    ids=["empty-text", "word", "lengths", "no-rows", "two-per-row"],
+)
+def test_mistakes_in_a_dict_of_columns_name_the_column(csv_run, change, message):
+    # Once numpy's or TensorFlow's own errors ("could not convert string to float: ''").
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    columns = {"x": [1.9, float("nan")], "color": ["red", ""], "w": [0, None], **change}
+    with pytest.raises(DataError) as error:
+        run.predict(columns)
+    assert str(error.value).startswith(message)
+
+
+def test_numbers_as_text_and_none_still_work_in_a_dict(csv_run):
+    # What numpy accepted before the checks: None is a missing number, "1.9" a number.
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    plain = run.predict_proba({"x": [1.9, float("nan")], "color": ["red", "blue"], "w": [0, 0]})
+    text = run.predict_proba({"x": ["1.9", None], "color": ["red", "blue"], "w": [0, 0]})
+    np.testing.assert_array_equal(text, plain)
+
+
+def test_rows_given_to_a_csv_run_are_refused(csv_run):
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    with pytest.raises(DataError) as error:
+        run.predict([[1.9, "red", 0.0]])
+    assert str(error.value) == (
+        "the array: this run was trained on named columns (csv); give a dict {column: values} "
+        "or a CSV file, not an array of rows"
+    )
+
+
 def test_predict_the_test_split(csv_run, monkeypatch):
     tmp, run_dir, _ = csv_run
     monkeypatch.chdir(tmp)
