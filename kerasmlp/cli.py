@@ -36,6 +36,7 @@ from kerasmlp.config import (
     parse_yaml,
     shorten,
 )
+from kerasmlp.console import start_tensorflow
 
 FAILED = 1
 USAGE_ERROR = 2
@@ -209,11 +210,7 @@ def main(
         _fail(e, status=FAILED)
 
     try:  # Until the handlers below are in place, Ctrl-C stops the command at once.
-        if not verbose:
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # What TensorFlow logs once running.
-            from kerasmlp.console import import_tensorflow_quietly
-
-            import_tensorflow_quietly()
+        start_tensorflow(verbose=verbose)
         from kerasmlp.controller import StopRequest
         from kerasmlp.data import DataError
         from kerasmlp.train import (
@@ -229,6 +226,7 @@ def main(
     except KeyboardInterrupt:
         click.echo("interrupted while TensorFlow started, before training", err=True)
         sys.exit(INTERRUPTED["SIGINT"])
+
     for config, point_dir, resume in runs:
         if is_sweep:
             click.echo(f"sweep run {point_dir.name}")

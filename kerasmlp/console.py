@@ -1,4 +1,4 @@
-"""What `kerasmlp-train` leaves on the console: TensorFlow's start-up log held back.
+"""What the command lines leave on the console: TensorFlow's start-up log held back.
 
 TensorFlow 2.21 logs from C++ before absl's logging is initialised (``WARNING:
 All log messages before absl::InitializeLog() ...``, ``cudart_stub.cc] Could not
@@ -11,8 +11,9 @@ errors with it), so `import_tensorflow_quietly` sends file descriptor 2 to a
 temporary file for those two steps only, and shows what it held back when they
 fail. Everything logged afterwards reaches stderr as usual.
 
-This module imports no TensorFlow itself, so the CLI can import it before
-deciding whether to be quiet.
+This module imports no TensorFlow itself, so the CLIs (`kerasmlp-train`,
+`kerasmlp-predict`, `kerasmlp-export`) import it before deciding whether to be
+quiet, and call `start_tensorflow` before their first TensorFlow import.
 """
 
 from __future__ import annotations
@@ -68,3 +69,15 @@ def import_tensorflow_quietly() -> None:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def start_tensorflow(*, verbose: bool = False) -> None:
+    """What a CLI calls before it imports TensorFlow: the start-up log held back.
+
+    Args:
+      verbose: the CLI's `--verbose`: leave TensorFlow's own log as it is.
+    """
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # What TensorFlow logs once running.
+    import_tensorflow_quietly()

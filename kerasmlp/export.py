@@ -6,12 +6,14 @@ raw inputs the run's model takes (for your own CSV, a dict of (n, 1) tensors
 named by column) and returns class probabilities (or the regression value);
 load it with `tf.saved_model.load(DIR)`, no kerasmlp needed.
 
+TensorFlow's start-up log is held back as `kerasmlp-train` holds it back
+(`kerasmlp.console`); `--verbose` shows it.
+
 Exit status: 0 done; 2 a user's mistake (one line on stderr, nothing written).
 """
 
 from __future__ import annotations
 
-import os
 import pathlib
 import sys
 
@@ -19,6 +21,7 @@ import click
 
 from kerasmlp import __version__
 from kerasmlp.config import ConfigError
+from kerasmlp.console import start_tensorflow
 
 USAGE_ERROR = 2
 
@@ -27,12 +30,17 @@ USAGE_ERROR = 2
 @click.version_option(__version__, prog_name="kerasmlp-export", message="%(prog)s %(version)s")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("export_dir", type=click.Path(file_okay=False))
-def main(run_dir, export_dir):
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show TensorFlow's own log (its C++ start-up lines, absl warnings), hidden by default.",
+)
+def main(run_dir, export_dir, verbose):
     """Export the trained run RUN_DIR as a SavedModel in EXPORT_DIR (new or empty)."""
     target = pathlib.Path(export_dir)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         _fail(f"{export_dir} already holds files; give a new or empty folder")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    start_tensorflow(verbose=verbose)
     from kerasmlp.errors import DataError
     from kerasmlp.inference import load_run
 

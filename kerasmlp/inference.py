@@ -158,7 +158,7 @@ class LoadedRun:
             return _tensors(raw_inputs(table)), self._labels(table)
         if isinstance(inputs, Mapping):
             return self._dict_inputs(inputs), None
-        return self._array_inputs(np.asarray(inputs), source="the array"), None
+        return self._array_inputs(inputs, source="the array"), None
 
     def read_test_split(self) -> tuple[Any, np.ndarray]:
         """The run's own test split (its rows read again as the config says), and its labels."""
@@ -189,12 +189,23 @@ class LoadedRun:
         labels = tables.Labels(self.task, self.class_names, why="")
         return labels.encode(table, what="INPUT")
 
-    def _array_inputs(self, x: np.ndarray, *, source: str):
+    def _array_inputs(self, x: Any, *, source: str):
+        if self.columns is not None and self.source != "npz":
+            raise DataError(
+                f"{source}: this run was trained on named columns ({self.source}); give a "
+                "dict {column: values} or a CSV file, not an array of rows"
+            )
+        x = _number_array(x, source=source)
+        infinite = tables.first_infinite(x)
+        if infinite is not None:  # the model would answer NaN probabilities, read as class 0
+            missing = ", NaN for a missing one" if self.columns is not None else ""
+            raise DataError(
+                f"{source}: example {infinite[0]} (from 0) holds {infinite[1]}; give finite "
+                f"numbers{missing}"
+            )
         if self.columns is None:  # playground / TFDS run: points, or raw images
             return tf.constant(examples_for(self.model, x, source=source))
-        x = np.asarray(x, np.float32)
-        if self.source != "npz":
-            raise DataError(f"{source}: this run was trained on a CSV; give a CSV or a dict")
+        x = x.astype(np.float32)
         expected = tuple(self.model.input["x"].shape[1:])
         if tuple(x.shape[1:]) != expected:
             raise DataError(
@@ -208,14 +219,28 @@ class LoadedRun:
         missing = [c.name for c in self.columns if c.name not in inputs]
         if missing:
             raise DataError(f"the inputs lack column(s) {', '.join(missing)}")
+        columns = {c.name: _column_values(inputs[c.name], c.name) for c in self.columns}
+        lengths = {name: len(values) for name, values in columns.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{name} {length}" for name, length in lengths.items())
+            raise DataError(
+                f"the columns have different lengths ({shown}); give each one value per row"
+            )
+        if not next(iter(lengths.values())):
+            raise DataError("the columns are empty; give each one value per row, at least one row")
         out = {}
         for column in self.columns:
-            values = np.asarray(inputs[column.name])
-            values = values.reshape(-1, 1) if values.ndim <= 1 else values
+            values = columns[column.name]
             if column.kind == STRING:
                 out[column.name] = tf.constant(values.astype(str))
                 continue
-            numbers = values.astype(np.float32)
+            numbers = _column_numbers(values, column.name)
+            infinite = tables.first_infinite(numbers)
+            if infinite is not None:  # NaN is the missing value; inf would give NaN outputs
+                raise DataError(
+                    f"column {column.name!r}: row {infinite[0]} (from 0) is {infinite[1]}; "
+                    "give finite numbers, NaN for a missing one"
+                )
             if column.kind == INTEGER:  # a category: 2.5 would be read as 2
                 filled = numbers[~np.isnan(numbers)]
                 if (filled != np.round(filled)).any():
@@ -253,11 +278,16 @@ class LoadedRun:
         itself for regression. What `kerasmlp-export` serves.
         """
         outputs = self.model.output
-        if self.head.kind == "softmax":
-            outputs = keras.layers.Activation("softmax", name="probabilities")(outputs)
-        elif self.head.kind == "sigmoid":
-            p = keras.layers.Activation("sigmoid")(outputs)
-            outputs = keras.layers.Concatenate(name="probabilities")([1.0 - p, p])
+        if self.head.kind != "linear":
+            # One nested model, named with the prefix no input name has (see
+            # `tabular.LAYER_PREFIX`): its layers' names cannot meet a column's.
+            logits = keras.Input(shape=outputs.shape[1:], name="logits")
+            if self.head.kind == "softmax":
+                p = keras.layers.Activation("softmax", name="softmax")(logits)
+            else:
+                p = keras.layers.Activation("sigmoid", name="sigmoid")(logits)
+                p = keras.layers.Concatenate(name="probabilities")([1.0 - p, p])
+            outputs = keras.Model(logits, p, name="kerasmlp_probabilities")(outputs)
         return _functional(self.model.input, outputs, f"{self.model.name}_probabilities")
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
@@ -314,6 +344,64 @@ def examples_for(model: keras.Model, x: np.ndarray, *, source: str) -> np.ndarra
                 "Give the pixels as stored, not scaled to [0, 1]"
             )
     return x.reshape(-1, *shape).astype(dtype)
+
+
+def _number_array(x: Any, *, source: str) -> np.ndarray:
+    """`x` as a numeric numpy array (numbers written as text included).
+
+    Raises:
+      DataError: rows of different lengths, or a value that is no number.
+    """
+    try:
+        x = np.asarray(x)
+        return x if x.dtype.kind in "biuf" else x.astype(np.float64)
+    except (ValueError, TypeError) as e:
+        cause = " ".join(str(e).split())[:120]
+        raise DataError(f"{source}: not an array of numbers with equal rows ({cause})") from None
+
+
+def _column_values(values: Any, name: str) -> np.ndarray:
+    """One column of a dict input as an array of shape (n, 1).
+
+    Raises:
+      DataError: nested lists of different lengths, or more than one value per row.
+    """
+    try:
+        array = np.asarray(values)
+    except ValueError:
+        raise DataError(
+            f"column {name!r}: rows of different lengths; give one value per row"
+        ) from None
+    array = array.reshape(-1, 1) if array.ndim <= 1 else array
+    if array.shape[1:] != (1,):
+        raise DataError(
+            f"column {name!r}: values of shape {array.shape}; give one value per row, "
+            "shape (n,) or (n, 1)"
+        )
+    return array
+
+
+def _column_numbers(values: np.ndarray, name: str) -> np.ndarray:
+    """A numeric column's values as float32, NaN (or None) for a missing one.
+
+    Raises:
+      DataError: a value that is not a number (text such as 'heavy', or ''), named
+        with its row.
+    """
+    if values.dtype.kind in "biuf":
+        return values.astype(np.float32)
+    flat = values.reshape(-1)
+    numbers = np.empty(flat.shape, np.float32)
+    for i, value in enumerate(flat):
+        value = value.item() if isinstance(value, np.generic) else value  # np.str_('') -> ''
+        try:
+            numbers[i] = np.nan if value is None else float(value)
+        except (ValueError, TypeError):
+            raise DataError(
+                f"column {name!r}: row {i} (from 0) is {value!r}, not a number; the column "
+                "takes numbers, float('nan') for a missing one"
+            ) from None
+    return numbers.reshape(values.shape)
 
 
 def _tensors(inputs: Mapping[str, np.ndarray]) -> dict:

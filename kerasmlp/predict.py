@@ -3,7 +3,11 @@
 Thin: `kerasmlp.inference.load_run` does the work. The CSV holds `predicted`
 (the class name, or the value for regression) and, for classification, one
 `probability_<class>` column per class. When the input has labels, the run's
-metrics on it are printed (on stderr when the CSV goes to stdout).
+metrics on it are printed (on stderr when the CSV goes to stdout). `--output`
+makes a new file: one that exists (INPUT itself, say) is refused, not overwritten.
+
+TensorFlow's start-up log is held back as `kerasmlp-train` holds it back
+(`kerasmlp.console`); `--verbose` shows it.
 
 Exit status: 0 done; 2 a user's mistake (one line on stderr, nothing written).
 """
@@ -13,13 +17,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import pathlib
 import sys
 
 import click
 
 from kerasmlp import __version__
 from kerasmlp.config import ConfigError
+from kerasmlp.console import start_tensorflow
 
 USAGE_ERROR = 2
 
@@ -39,13 +43,21 @@ USAGE_ERROR = 2
     "-o",
     type=click.Path(dir_okay=False),
     default=None,
-    help="CSV file to write. Default: stdout.",
+    help="CSV file to write (a new file: one that exists is refused). Default: stdout.",
 )
-def main(run_dir, input_path, split, output):
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show TensorFlow's own log (its C++ start-up lines, absl warnings), hidden by default.",
+)
+def main(run_dir, input_path, split, output, verbose):
     """Predict with the run RUN_DIR on INPUT, a CSV or .npz shaped like its training data."""
     if (input_path is None) == (split is None):
         _fail("give INPUT or --split test (one of them)")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if output is not None and os.path.lexists(output):
+        # Nothing overwritten: `--output` naming INPUT would destroy the data predicted on.
+        _fail(_taken(output))
+    start_tensorflow(verbose=verbose)
     from kerasmlp.errors import DataError
     from kerasmlp.inference import load_run
 
@@ -63,7 +75,10 @@ def main(run_dir, input_path, split, output):
         sys.stdout.write(text)
     else:
         try:
-            pathlib.Path(output).write_text(text, encoding="utf-8")
+            with open(output, "x", encoding="utf-8") as f:  # "x": never over a file made since
+                f.write(text)
+        except FileExistsError:
+            _fail(_taken(output))
         except OSError as e:
             _fail(f"cannot write {output}: {e.strerror}")
     if labels is not None:
@@ -86,6 +101,10 @@ def predictions_csv(run, outputs) -> str:
         for name, row in zip(predicted, probabilities, strict=True):
             writer.writerow([name, *(f"{float(p):.9g}" for p in row)])
     return buffer.getvalue()
+
+
+def _taken(output) -> str:
+    return f"--output {output} already exists; give a new file name, or remove it first"
 
 
 def _fail(error) -> None:

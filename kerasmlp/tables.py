@@ -269,13 +269,21 @@ def read_npz_table(
     """Reads arrays `x` and `y` (split 'train') or `x_test` and `y_test` (split 'test') of an .npz.
 
     Raises:
-      DataError: a missing file or array, arrays of different lengths, a
-        non-numeric `x`.
+      DataError: a missing file or array, a .npy file (a single array), arrays of
+        different lengths, a non-numeric `x` or one of zero features per example,
+        an infinity in `x` (NaN is a missing value) or a `y` that is not finite.
     """
     x_key, y_key = ("x", "y") if split == "train" else ("x_test", "y_test")
     source = str(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if isinstance(archive, np.ndarray):  # np.load reads a .npy too, whatever its name
+            raise DataError(
+                f"{source} holds a single array (shape {archive.shape}), not an .npz archive "
+                f"with arrays {x_key!r} and {y_key!r}; make one with "
+                f"np.savez(path, {x_key}=..., {y_key}=...) ({what})"
+            )
+        with archive:
             keys = list(archive.keys())
             if x_key not in keys:
                 raise DataError(f"{source} has no array {x_key!r} (it has: {_list(keys)}) ({what})")
@@ -291,6 +299,11 @@ def read_npz_table(
         raise DataError(f"{source} has no array {y_key!r} (it has: {_list(keys)}) ({what})")
     if x.ndim < 1 or x.shape[0] == 0:
         raise DataError(f"{source}: {x_key!r} holds no examples ({what})")
+    if math.prod(x.shape[1:]) == 0:
+        raise DataError(
+            f"{source}: {x_key!r} has shape {x.shape}: its examples hold no features; "
+            f"each needs at least one number ({what})"
+        )
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataError(f"{source}: {x_key!r} must be numeric; it is {x.dtype} ({what})")
     if y is not None and (y.ndim != 1 or y.shape[0] != x.shape[0]):
@@ -299,16 +312,46 @@ def read_npz_table(
             f"it has {y.shape} ({what})"
         )
     x = x.reshape(x.shape[0], -1) if x.ndim == 1 else x
+    infinite = first_infinite(x)
+    if infinite is not None:  # NaN is a missing value, filled in by the model; inf is no number
+        raise DataError(
+            f"{source}: {x_key!r} example {infinite[0]} (from 0) holds {infinite[1]}; values "
+            f"must be finite numbers, NaN for a missing one ({what})"
+        )
+    if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
+        row = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise DataError(
+            f"{source}: {y_key!r} example {row} (from 0) is {float(y[row])}; labels must be "
+            f"finite numbers (a missing label is refused) ({what})"
+        )
     rows = np.arange(x.shape[0], dtype=np.int64)
     return Table(source, (Column("x", NUMERIC),), {"x": x.astype(np.float64)}, y, rows)
+
+
+def first_infinite(values: np.ndarray) -> tuple[int, float] | None:
+    """The first row (index on axis 0) of `values` holding +inf or -inf, and that value.
+
+    NaN passes: it marks a missing number, which the model fills in. None when
+    there is no infinity.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind not in "fc" or values.ndim == 0:
+        return None  # integers, booleans and strings hold no infinity
+    flat = values.reshape(values.shape[0], -1)
+    rows = np.flatnonzero(np.isinf(flat).any(axis=1))
+    if not rows.size:
+        return None
+    row = flat[rows[0]]
+    return int(rows[0]), float(row[np.isinf(row)][0])
 
 
 def choose_labels(table: Table, task: str, *, label: str) -> Labels:
     """Decides the task (for `data.task: auto`) and the classes from the training labels.
 
     auto: string labels, and integer labels with at most AUTO_MAX_CLASSES distinct
-    values, are classes; numbers with a fraction, and integers with more distinct
-    values, are a regression target.
+    values, are classes; numbers with a fraction, integers with more distinct
+    values, and an .npz's floating-point `y` (whole numbers included) are a
+    regression target.
 
     Raises:
       DataError: regression on labels that are not numbers, or a single class.
@@ -316,7 +359,8 @@ def choose_labels(table: Table, task: str, *, label: str) -> Labels:
     texts = _label_texts(table)
     numbers = _try_numbers(texts)
     integers = numbers is not None and all(_is_integer_text(t) for t in texts)
-    if table.labels is not None and np.issubdtype(np.asarray(table.labels).dtype, np.floating):
+    floats = table.labels is not None and np.asarray(table.labels).dtype.kind == "f"
+    if floats:
         integers = False  # an .npz's float y is a target, whatever its values
     distinct = sorted(set(texts))
     if task == "auto":
@@ -327,6 +371,8 @@ def choose_labels(table: Table, task: str, *, label: str) -> Labels:
         elif integers:
             task = "regression"
             why = f"{len(distinct)} distinct integer labels, more than {AUTO_MAX_CLASSES}"
+        elif floats:  # 1.0, 2.0, ... included: the dtype says so, not the values
+            task, why = "regression", "labels are floating-point numbers"
         else:
             task, why = "regression", "labels are numbers with fractions"
     else:

@@ -6,7 +6,8 @@ preprocessing model is built from Keras's own layers and fitted on the
 training split only:
 
 - a numeric column: `keras.layers.Normalization` with the training split's mean
-  and variance (missing values left out of both), then `kerasmlp.layers.FillMissing`
+  and variance (missing values left out of both; variance 1 for a column constant
+  in training, which is only centred), then `kerasmlp.layers.FillMissing`
   (a missing value becomes 0, the mean; a column with missing training values
   gets a 0/1 "was missing" column too);
 - a string column: `keras.layers.StringLookup` with the training split's
@@ -48,6 +49,16 @@ SOURCES = ("csv", "npz")
 # values and one for the rest (unseen, missing); free text such as names would
 # otherwise widen the input by one per row.
 MAX_CATEGORIES = 1000
+# The layers kerasmlp adds beside the inputs are named with this prefix
+# (`kerasmlp_features`, `kerasmlp_normalize_<input>`, ...), which `input_name` never gives
+# a column, so a column named `features` or `lookup_color` cannot take a layer's name.
+# (A leading '_' would do as well, but TensorFlow refuses it as a root name scope when
+# the model is traced for a SavedModel.)
+LAYER_PREFIX = "kerasmlp_"
+# The saved model holds one more layer beside them, the MLP, which
+# `kerasmlp.model.build_model` names mlp_<head>: a column of that name gets another input
+# name, as a repeated one does.
+MLP_NAMES = frozenset({"mlp_softmax", "mlp_sigmoid", "mlp_linear"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,11 +399,18 @@ def _npz_has_test(path) -> bool:
 def input_name(column: str) -> str:
     """The Keras input name of a column: the header's name when a SavedModel signature can
     carry it, else one with letters, digits and '_' only (the input dict keeps the header's).
+
+    It never starts with `LAYER_PREFIX`, kept for the preprocessing layers' names.
     """
-    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]*", column):
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]*", column) and not column.startswith(LAYER_PREFIX):
         return column
     name = re.sub(r"[^A-Za-z0-9_]", "_", column)
-    return name if name[:1].isalpha() else f"c_{name}"
+    return name if name[:1].isalpha() and not name.startswith(LAYER_PREFIX) else f"c_{name}"
+
+
+def _own(name: str) -> str:
+    """The name of a layer kerasmlp adds: `LAYER_PREFIX` + `name`, never an input's."""
+    return LAYER_PREFIX + name
 
 
 def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
@@ -408,7 +426,7 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
       float32, strings (batch, 1) string, an .npz's x (batch, ...)) to
       (batch, input_dim) float32.
     """
-    inputs, parts, used = {}, [], set()
+    inputs, parts, used = {}, [], set(MLP_NAMES)
     for column in train.columns:
         name = input_name(column.name)
         while name in used:
@@ -421,7 +439,7 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
         elif column.kind == STRING:
             raw = keras.Input(shape=(1,), dtype="string", name=name)
             lookup = keras.layers.StringLookup(
-                output_mode="one_hot", max_tokens=MAX_CATEGORIES, name=f"lookup_{name}"
+                output_mode="one_hot", max_tokens=MAX_CATEGORIES, name=_own(f"lookup_{name}")
             )
             # '' (missing) is kept out of the vocabulary: it goes to the out-of-vocabulary
             # slot, as an unseen value does (a saved vocabulary cannot hold '' either).
@@ -431,7 +449,7 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
         else:
             shape = values.shape[1:] or (1,)
             raw = keras.Input(shape=shape, dtype="float32", name=name)
-            x = raw if len(shape) == 1 else keras.layers.Flatten(name=f"flatten_{name}")(raw)
+            x = raw if len(shape) == 1 else keras.layers.Flatten(name=_own(f"flatten_{name}"))(raw)
             flat = values.reshape(values.shape[0], -1)
             missing = np.isnan(flat)
             with warnings.catch_warnings():  # all-NaN columns warn; handled just below
@@ -440,17 +458,27 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
                 variance = np.nanvar(flat, axis=0)
             # A column missing in every training row: nothing to learn from but the indicator.
             mean, variance = np.nan_to_num(mean, nan=0.0), np.nan_to_num(variance, nan=1.0)
+            # A column constant in training (an always-0 border pixel) is centred only:
+            # Normalization divides by max(std, 1e-7), which would make any other value
+            # at prediction time ~1e7 and saturate the output.
+            variance = np.where(variance > 0, variance, 1.0)
             x = keras.layers.Normalization(
                 mean=mean.astype("float32"),
                 variance=variance.astype("float32"),
-                name=f"normalize_{name}",
+                name=_own(f"normalize_{name}"),
             )(x)
-            x = FillMissing(indicator=indicators and bool(missing.any()), name=f"fill_{name}")(x)
+            x = FillMissing(
+                indicator=indicators and bool(missing.any()), name=_own(f"fill_{name}")
+            )(x)
             parts.append(x)
         inputs[column.name] = raw
-    outputs = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
+    outputs = (
+        parts[0] if len(parts) == 1 else keras.layers.Concatenate(name=_own("features"))(parts)
+    )
     if outputs.dtype != "float32":
-        outputs = keras.layers.Activation("linear", dtype="float32", name="as_float32")(outputs)
+        outputs = keras.layers.Activation("linear", dtype="float32", name=_own("as_float32"))(
+            outputs
+        )
     with warnings.catch_warnings():
         # Keras asks for dict keys equal to input names; a header such as "width (cm)"
         # cannot be one, and the dict maps by key all the same.
@@ -471,10 +499,10 @@ def _integer_one_hot(raw, values: np.ndarray, name: str):
     present = values[~np.isnan(values)].astype(np.int64)
     oov = int(present.min()) - 1 if present.size else -1
     lookup = keras.layers.IntegerLookup(
-        output_mode="one_hot", max_tokens=MAX_CATEGORIES, oov_token=oov, name=f"lookup_{name}"
+        output_mode="one_hot", max_tokens=MAX_CATEGORIES, oov_token=oov, name=_own(f"lookup_{name}")
     )
     lookup.adapt(present if present.size else np.array([0], np.int64))
-    return lookup(FillMissing(value=float(oov), name=f"fill_{name}")(raw))
+    return lookup(FillMissing(value=float(oov), name=_own(f"fill_{name}"))(raw))
 
 
 def raw_inputs(table: Table) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ sigmoid head); the reference is `load_run(...).predict_proba` in this process.
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -80,3 +81,18 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
 
     result = CliRunner().invoke(export.main, [str(run_dir), str(out)])
     assert result.exit_code == 2 and "already holds files" in result.output
+
+    # As a user runs it: no TF_CPP_MIN_LOG_LEVEL of the tests' own. TensorFlow's C++
+    # start-up lines (absl::InitializeLog, cuda drivers, cuInit) once came first on stderr.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "kerasmlp.export", str(run_dir), str(tmp_path / "quiet")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr == ""
+    assert done.stdout == (
+        f"saved model: {tmp_path / 'quiet'} (endpoint 'serve': raw inputs -> probabilities)\n"
+    )

@@ -7,6 +7,8 @@ value by value against the saved model's `model.predict`, run in a fresh process
 
 import csv
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +18,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kerasmlp import cli, predict
+from kerasmlp import cli, export, predict
+from kerasmlp.errors import DataError
 from kerasmlp.inference import load_run
 
 
@@ -135,6 +138,72 @@ def test_load_run_predicts_on_raw_columns(csv_run):
     assert list(run.predict(columns)[:2]) == ["high", "low"]
 
 
+def test_infinities_in_a_dict_of_columns_are_refused(csv_run):
+    # NaN is the missing value; inf once gave NaN probabilities, read as class 0.
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    columns = {"x": [1.0, float("nan"), -np.inf], "color": ["red"] * 3, "w": [0, 0, 0]}
+    with pytest.raises(DataError) as error:
+        run.predict(columns)
+    assert str(error.value) == (
+        "column 'x': row 2 (from 0) is -inf; give finite numbers, NaN for a missing one"
+    )
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            {"x": [1.9, ""]},
+            "column 'x': row 1 (from 0) is '', not a number; the column takes numbers, "
+            "float('nan') for a missing one",
+        ),
+        ({"x": ["heavy", 1.0]}, "column 'x': row 0 (from 0) is 'heavy', not a number"),
+        (
+            {"x": [1.9]},
+            "the columns have different lengths (x 1, color 2, w 2); give each one value per row",
+        ),
+        (
+            {"x": [], "color": [], "w": []},
+            "the columns are empty; give each one value per row, at least one row",
+        ),
+        (
+            {"w": [[0, 1], [1, 0]]},
+            "column 'w': values of shape (2, 2); give one value per row, shape (n,) or (n, 1)",
+        ),
+    ],
+    ids=["empty-text", "word", "lengths", "no-rows", "two-per-row"],
+)
+def test_mistakes_in_a_dict_of_columns_name_the_column(csv_run, change, message):
+    # Once numpy's or TensorFlow's own errors ("could not convert string to float: ''").
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    columns = {"x": [1.9, float("nan")], "color": ["red", ""], "w": [0, None], **change}
+    with pytest.raises(DataError) as error:
+        run.predict(columns)
+    assert str(error.value).startswith(message)
+
+
+def test_numbers_as_text_and_none_still_work_in_a_dict(csv_run):
+    # What numpy accepted before the checks: None is a missing number, "1.9" a number.
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    plain = run.predict_proba({"x": [1.9, float("nan")], "color": ["red", "blue"], "w": [0, 0]})
+    text = run.predict_proba({"x": ["1.9", None], "color": ["red", "blue"], "w": [0, 0]})
+    np.testing.assert_array_equal(text, plain)
+
+
+def test_rows_given_to_a_csv_run_are_refused(csv_run):
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    with pytest.raises(DataError) as error:
+        run.predict([[1.9, "red", 0.0]])
+    assert str(error.value) == (
+        "the array: this run was trained on named columns (csv); give a dict {column: values} "
+        "or a CSV file, not an array of rows"
+    )
+
+
 def test_predict_the_test_split(csv_run, monkeypatch):
     tmp, run_dir, _ = csv_run
     monkeypatch.chdir(tmp)
@@ -146,6 +215,45 @@ def test_predict_the_test_split(csv_run, monkeypatch):
     assert f"examples 24 | accuracy {saved:.4f}" in result.output
 
 
+def test_predict_prints_only_its_own_lines(csv_run, tmp_path):
+    # As a user runs it: no TF_CPP_MIN_LOG_LEVEL of the tests' own. TensorFlow's C++
+    # start-up lines (absl::InitializeLog, cuda drivers, cuInit) once came first on stderr.
+    _, run_dir, _ = csv_run
+    new = _classification_csv(tmp_path / "new.csv", rows=15, seed=1)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "kerasmlp.predict", str(run_dir), str(new)]
+    out = subprocess.run(
+        [*command, "-o", "quiet.csv"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr == ""
+    assert re.fullmatch(r"metrics    \| examples 15 \| accuracy \d\.\d{4}\n", out.stdout)
+    # --verbose brings TensorFlow's own log back, as kerasmlp-train's does.
+    out = subprocess.run(
+        [*command, "-o", "verbose.csv", "--verbose"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr != ""  # e.g. "WARNING: All log messages before absl::InitializeLog() ..."
+
+
+def test_predict_refuses_an_output_file_that_exists(csv_run, tmp_path):
+    # `--output` naming INPUT once overwrote the data it predicted on.
+    _, run_dir, _ = csv_run
+    new = _classification_csv(tmp_path / "new.csv", rows=15, seed=1)
+    before = new.read_bytes()
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "--output", str(new)])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"kerasmlp-predict: error: --output {new} already exists; give a new file name, "
+        "or remove it first"
+    ]
+    assert new.read_bytes() == before
+
+
 def test_predict_refuses_a_file_with_other_columns(csv_run, tmp_path):
     _, run_dir, _ = csv_run
     other = tmp_path / "other.csv"
@@ -153,6 +261,49 @@ def test_predict_refuses_a_file_with_other_columns(csv_run, tmp_path):
     result = CliRunner().invoke(predict.main, [str(run_dir), str(other)])
     assert result.exit_code == 2
     assert "other.csv columns differ from the training data's: it lacks color" in result.output
+
+
+def test_columns_named_like_kerasmlp_layers_train_predict_and_export(tmp_path):
+    import tensorflow as tf
+
+    # "features", "lookup_color", "mlp_softmax" and "probabilities" were names of layers
+    # kerasmlp adds (preprocessing, the MLP, the exported softmax): training crashed with
+    # 'The name "features" is used 2 times in the model'.
+    rng = np.random.default_rng(0)
+    lines = ["features,color,lookup_color,mlp_softmax,probabilities,kind"]
+    for i in range(40):
+        value = rng.normal()
+        color = ["red", "blue"][i % 2]
+        lines.append(f"{value:.3f},{color},{color},{i % 3},{i % 5},{'ab'[int(value > 0)]}")
+    path = tmp_path / "named.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = _train(
+        tmp_path, "data.name=csv", f"data.path={path}", "data.label=kind", "train.epochs=1"
+    )
+    assert result.exit_code == 0, result.output
+    run = load_run(tmp_path / "logs" / "run")
+    row = {
+        "features": [0.5],
+        "color": ["red"],
+        "lookup_color": ["red"],
+        "mlp_softmax": [1.0],
+        "probabilities": [2.0],
+    }
+    expected = run.predict_proba(row)
+    served = run.probability_model()
+    layer_names = [layer.name for layer in served.layers]
+    assert len(set(layer_names)) == len(layer_names)
+    # What kerasmlp-export serves: (1, 1) tensors by column, strings as strings.
+    inputs = {k: tf.constant([v]) for k, v in row.items()}
+    np.testing.assert_allclose(served(inputs), expected, rtol=1e-6)
+    result = CliRunner().invoke(export.main, [str(tmp_path / "logs" / "run"), str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    signature = tf.saved_model.load(str(tmp_path / "s")).signatures["serve"]
+    # The signature names inputs by input name: the column mlp_softmax is mlp_softmax_.
+    named = dict(inputs, mlp_softmax_=inputs["mlp_softmax"])
+    del named["mlp_softmax"]
+    (probabilities,) = signature(**named).values()
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
 
 
 def test_a_regression_csv(tmp_path):
@@ -257,6 +408,19 @@ def test_an_npz_run_and_its_predictions(tmp_path):
     got = np.array([[float(v) for v in row.split(",")[1:]] for row in rows[1:]])
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
 
+    # Infinities once gave NaN probabilities, read as class 0: refused, naming the example.
+    bad = x[120:].copy()
+    bad[3, 1, 0] = np.inf
+    with pytest.raises(DataError, match=r"^the array: example 3 \(from 0\) holds inf; give "):
+        run.predict_proba(bad)
+    np.savez(tmp_path / "bad.npz", x=bad)
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(tmp_path / "bad.npz")])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"kerasmlp-predict: error: {tmp_path / 'bad.npz'}: 'x' example 3 (from 0) holds inf; "
+        "values must be finite numbers, NaN for a missing one (INPUT)\n"
+    )
+
 
 def test_a_tfds_table_run_predicts_on_raw_columns(tmp_path):
     import tensorflow_datasets as tfds
@@ -330,6 +494,8 @@ def test_a_playground_run_predicts_too(tmp_path, monkeypatch):
     assert run.class_names is not None and len(run.class_names) == 2 and run.columns is None
     points = np.array([[0.5, 0.5], [-0.5, 0.5]], "float32")
     np.testing.assert_allclose(run.predict_proba(points).sum(axis=1), 1.0, rtol=1e-6)
+    with pytest.raises(DataError, match=r"example 1 \(from 0\) holds inf; give finite numbers$"):
+        run.predict_proba(np.array([[0.5, 0.5], [np.inf, 0.5]], "float32"))
     result = CliRunner().invoke(predict.main, [str(run_dir), "--split", "test"])
     assert result.exit_code == 0, result.output
     saved = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]

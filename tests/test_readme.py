@@ -117,6 +117,19 @@ def test_the_own_data_example_runs(tmp_path, monkeypatch):
     assert len(predictions) == 301
     accuracy = float(re.search(r"accuracy (\S+)", outputs[1]).group(1))
     assert accuracy > 0.9  # weight and color separate the three fruits
+    # The section's error line is what kerasmlp-train prints for this fruit.csv.
+    (shown,) = re.findall(r"```\n(kerasmlp-train: error: .*?)\n```", section)
+    args = ["-c", "fruit.yaml", "--set", "data.label=Fruit", "--run-name", "typo"]
+    result = CliRunner().invoke(cli.main, args)
+    assert (result.exit_code, result.output) == (2, shown + "\n")
+    # data.path is relative to the current directory, as config.yaml keeps it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(predict.main, [str(tmp_path / "logs" / "fruit"), "--split", "test"])
+    assert result.exit_code == 2
+    assert result.output == "kerasmlp-predict: error: File not found: fruit.csv (data.path)\n"
+    monkeypatch.chdir(tmp_path)
     # The confusion matrix (drawn with the class names) is among the run's images.
     from tests import events
 

@@ -154,3 +154,86 @@ def test_npz_arrays(tmp_path):
     np.savez(path, x=np.zeros((3, 2)), y=np.zeros(2))
     with pytest.raises(DataError, match="'y' must have shape \\(3,\\)"):
         tables.read_npz_table(path, what="data.path")
+
+
+def test_a_npy_file_is_told_from_an_npz(tmp_path):
+    # np.load reads a .npy as one array, whatever the file's name: once a TypeError
+    # ("does not support the context manager protocol").
+    for name in ("d.npy", "renamed.npz"):
+        path = tmp_path / name
+        with open(path, "wb") as f:
+            np.save(f, np.zeros((4, 3)))
+        with pytest.raises(DataError) as error:
+            tables.read_npz_table(path, what="data.path")
+        assert str(error.value) == (
+            f"{path} holds a single array (shape (4, 3)), not an .npz archive with arrays "
+            "'x' and 'y'; make one with np.savez(path, x=..., y=...) (data.path)"
+        )
+
+
+@pytest.mark.parametrize("shape", [(5, 0), (5, 2, 0)], ids=["flat", "image"])
+def test_an_npz_of_zero_features_is_refused(tmp_path, shape):
+    # Once it trained on nothing.
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros(shape), y=np.arange(5) % 2)
+    with pytest.raises(DataError) as error:
+        tables.read_npz_table(path, what="data.path")
+    assert str(error.value) == (
+        f"{path}: 'x' has shape {shape}: its examples hold no features; each needs at least "
+        "one number (data.path)"
+    )
+
+
+@pytest.mark.parametrize(
+    "arrays,message",
+    [
+        (
+            {"x": [[0.0, 1.0], [2.0, np.inf], [-np.inf, 0.0]], "y": [0, 1, 0]},
+            "'x' example 1 (from 0) holds inf; values must be finite numbers, NaN for a missing "
+            "one (data.path)",
+        ),
+        (
+            {"x": [[0.0, 1.0], [2.0, 3.0], [-np.inf, 0.0]], "y": [0, 1, 0]},
+            "'x' example 2 (from 0) holds -inf",
+        ),
+        (
+            {"x": [[0.0], [1.0], [2.0]], "y": [0.5, np.inf, 1.0]},
+            "'y' example 1 (from 0) is inf; labels must be finite numbers (a missing label is "
+            "refused) (data.path)",
+        ),
+        ({"x": [[0.0], [1.0], [2.0]], "y": [0.5, 1.5, np.nan]}, "'y' example 2 (from 0) is nan"),
+    ],
+    ids=["x-inf", "x-minus-inf", "y-inf", "y-nan"],
+)
+def test_an_npz_with_infinities_is_refused_by_example(tmp_path, arrays, message):
+    # Once accepted: NaN probabilities read as class 0, and a "diverged" training run.
+    path = tmp_path / "d.npz"
+    np.savez(path, **{k: np.array(v) for k, v in arrays.items()})
+    with pytest.raises(DataError) as error:
+        tables.read_npz_table(path, what="data.path")
+    assert str(error.value).startswith(f"{path}: {message}")
+
+
+def test_nan_in_an_npz_x_is_a_missing_value(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.array([[np.nan, 1.0], [2.0, 3.0]]), y=np.array([0, 1]))
+    table = tables.read_npz_table(path, what="data.path")
+    np.testing.assert_array_equal(table.values["x"], [[np.nan, 1.0], [2.0, 3.0]])
+
+
+def test_first_infinite_names_the_row_and_value():
+    # Read off by hand: row 1 holds the first infinity; NaN and integers hold none.
+    assert tables.first_infinite(np.array([[0.0, np.nan], [1.0, -np.inf]])) == (1, -np.inf)
+    assert tables.first_infinite(np.array([np.nan, 2.0])) is None
+    assert tables.first_infinite(np.array([1, 2])) is None
+
+
+def test_an_npz_float_y_of_whole_numbers_is_a_regression_target_and_says_why(tmp_path):
+    # The dtype decides, not the values; the reason once said "numbers with fractions".
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((4, 2)), y=np.array([1.0, 2.0, 1.0, 3.0]))
+    table = tables.read_npz_table(path, what="data.path")
+    labels = tables.choose_labels(table, "auto", label="y")
+    assert (labels.task, labels.why) == ("regression", "labels are floating-point numbers")
+    labels = tables.choose_labels(table, "classification", label="y")
+    assert labels.class_names == ("1", "2", "3")

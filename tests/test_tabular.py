@@ -74,6 +74,28 @@ def test_normalization_matches_keras_adapt_without_missing_values():
     )
 
 
+def test_a_column_constant_in_training_is_centred_only():
+    # Variance 0 in training once gave Normalization std 1e-7: another value at prediction
+    # time became ~1e7. Expected by hand: variance 1, so the value minus the mean (5).
+    values = np.array([5.0, 5.0, np.nan, 5.0])
+    table = tables.Table("t", (tables.Column("v", "numeric"),), {"v": values}, None, np.arange(4))
+    preprocessor = tabular.build_preprocessor(table)
+    np.testing.assert_allclose(
+        tabular.preprocess(preprocessor, table), [[0, 0], [0, 0], [0, 1], [0, 0]]
+    )
+    out = preprocessor({"v": np.array([[7.0], [2.0]], "float32")})
+    np.testing.assert_allclose(out, [[2.0, 0], [-3.0, 0]], atol=1e-6)
+
+
+def test_an_npz_feature_constant_in_training_is_centred_only():
+    # An always-0 border pixel beside a feature of mean 2 and variance 1 (by hand).
+    x = np.array([[0.0, 1.0], [0.0, 3.0]])
+    table = tables.Table("t", (tables.Column("x", "numeric"),), {"x": x}, None, np.arange(2))
+    preprocessor = tabular.build_preprocessor(table, indicators=False)
+    out = preprocessor({"x": np.array([[4.0, 2.0]], "float32")})
+    np.testing.assert_allclose(out, [[4.0, 0.0]], atol=1e-6)
+
+
 def test_unseen_strings_and_missing_numbers_at_prediction_time(tmp_path):
     train = tables.read_csv_table(_csv(tmp_path), label="label")
     preprocessor = tabular.build_preprocessor(train)
@@ -130,6 +152,34 @@ def test_a_header_that_cannot_name_an_input_still_round_trips(tmp_path):
     # Expected by hand: mean 2, std 1 over the present values; the missing one is 0 with
     # its indicator set.
     np.testing.assert_allclose(reloaded(inputs), [[-1, 0], [1, 0], [0, 1]], atol=1e-6)
+
+
+def test_columns_named_like_the_preprocessing_layers_do_not_collide(tmp_path):
+    # Once "The name "features" is used 2 times in the model": kerasmlp's own layers were
+    # named features, lookup_<input>, normalize_<input>, fill_<input>, flatten_<input>.
+    names = ["features", "color", "lookup_color", "x", "normalize_x", "fill_x", "mlp_softmax"]
+    names += ["kerasmlp_features"]
+    kinds = {"color": "string", "lookup_color": "string"}
+    columns = tuple(tables.Column(n, kinds.get(n, "numeric")) for n in names)
+    values = {n: np.array([1.0, 3.0]) for n in names}
+    values["color"] = values["lookup_color"] = np.array(["red", "blue"], dtype=object)
+    table = tables.Table("t", columns, values, None, np.arange(2))
+    preprocessor = tabular.build_preprocessor(table)
+    layer_names = [layer.name for layer in preprocessor.layers]
+    assert len(set(layer_names)) == len(layer_names)
+    # The MLP beside them in the saved model is named mlp_<head>: the column takes another.
+    assert preprocessor.input["mlp_softmax"].name == "mlp_softmax_"
+    # kerasmlp's own layers take the prefix; a column that has it is renamed.
+    assert preprocessor.get_layer("kerasmlp_normalize_x").name == "kerasmlp_normalize_x"
+    assert preprocessor.input["kerasmlp_features"].name == "c_kerasmlp_features"
+    path = tmp_path / "p.keras"
+    preprocessor.save(path)
+    reloaded = keras.models.load_model(path)
+    # By hand: each numeric column is [1, 3] (mean 2, std 1) -> [-1, 1]; each string column
+    # one-hot over [OOV, vocabulary of 2], so 6 numbers + 2 x 3 slots.
+    out = tabular.preprocess(reloaded, table)
+    assert out.shape == (2, 6 + 6)
+    np.testing.assert_allclose(out[:, 0], [-1, 1], atol=1e-6)
 
 
 def test_tfds_tables_through_the_same_preprocessing(tmp_path):
@@ -195,7 +245,7 @@ def test_integer_columns_listed_in_data_categorical_go_through_integer_lookup(tm
     kinds = {c.name: c.kind for c in data.tabular.columns}
     assert kinds == {"zone": "integer", "rooms": "numeric"}  # rooms is not listed: an amount
     preprocessor = data.tabular.preprocessor
-    lookup = preprocessor.get_layer("lookup_zone")
+    lookup = preprocessor.get_layer("kerasmlp_lookup_zone")
     assert isinstance(lookup, keras.layers.IntegerLookup)
     # The out-of-vocabulary token is one below the smallest code, so -1 keeps a slot of its own.
     vocabulary = [int(v) for v in lookup.get_vocabulary()]
