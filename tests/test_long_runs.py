@@ -356,6 +356,39 @@ def test_early_stopping_and_the_best_model(tmp_path, data_dir):
     assert [p.name for p in (run_dir / "checkpoints").glob("*.index")] == ["ckpt-114.index"]
 
 
+def test_a_run_killed_after_its_early_stop_finishes_as_it_would_have(tmp_path, data_dir):
+    # The test above's early stop at epoch 2, restoring epoch 1's weights. Saves: the
+    # start, epoch 1, epoch 2 (the stop): killed right after the third, before the
+    # test evaluation, the resumed run must not train on to epoch 3.
+    stopping = [
+        "--epochs", "6",
+        "--set", "train.early_stopping={monitor: validation_loss, patience: 0, min_delta: 10, "
+        "restore_best: true}",
+        "--set", "train.save_best=validation_accuracy",
+    ]  # fmt: skip
+    processes = {
+        name: start(
+            [*stopping, "--logdir", str(tmp_path), "--run-name", name],
+            data_dir=data_dir,
+            killed_at=killed_at,
+        )
+        for name, killed_at in (("ref", None), ("killed", ("checkpoint", "3")))
+    }
+    code, _, err = finish(processes["ref"])
+    assert code == 0, err[-3000:]
+    code, _, err = finish(processes["killed"])
+    assert code == -signal.SIGKILL, err[-3000:]
+
+    code, out, err = resume(tmp_path / "killed")
+    assert code == 0, err[-3000:]
+    assert "restored the weights of epoch 1" in out
+    record = status(tmp_path / "killed")
+    assert record["stopped_early"] is True and record["stopped_epoch"] == 2
+    assert metrics_without_timing(tmp_path / "killed") == metrics_without_timing(tmp_path / "ref")
+    for got, want in zip(weights(tmp_path / "killed"), weights(tmp_path / "ref"), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_resume_takes_only_epochs(tmp_path):
     (tmp_path / "config.yaml").write_text("seed: 0\n")
     for extra in (["--seed", "1"], ["--set", "train.epochs=3"], ["--logdir", "x"]):
