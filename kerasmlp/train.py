@@ -878,7 +878,11 @@ def _run(
         best_weights = actions.BestWeights(model)
     objects = checkpoint_objects(trainer, batches, scale=scale, best_weights=best_weights)
     checkpoints = RunCheckpoints(
-        run_dir / "checkpoints", objects, keep=train_cfg.keep_checkpoints, writer=writer
+        run_dir / "checkpoints",
+        objects,
+        keep=train_cfg.keep_checkpoints,
+        writer=writer,
+        log=_message_of(reporter),
     )
     guard = actions.DivergenceGuard(
         policy=train_cfg.on_divergence,

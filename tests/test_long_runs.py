@@ -186,6 +186,49 @@ def test_killed_runs_resume_to_bitwise_the_same_weights_and_metrics(
         assert len(session_ends(run_dir)) == 1
 
 
+def test_a_damaged_checkpoint_gives_way_to_the_one_kept_before_it(
+    tmp_path, data_dir, uninterrupted
+):
+    # Killed right after epoch 2's save: ckpt-57 and ckpt-114 kept (train.keep_checkpoints 2).
+    code, _, err = finish(
+        start(
+            [*RUN, "--logdir", str(tmp_path), "--run-name", "run"],
+            data_dir=data_dir,
+            killed_at=("checkpoint", "3"),
+        )
+    )
+    assert code == -signal.SIGKILL, err[-3000:]
+    run_dir = tmp_path / "run"
+
+    # A config.yaml that no longer describes the trained model: one line, status 2.
+    config = (run_dir / "config.yaml").read_text()
+    assert "hidden_units: [32, 32, 32]" in config  # the defaults
+    (run_dir / "config.yaml").write_text(config.replace("[32, 32, 32]", "[33, 32, 32]"))
+    code, out, err = resume(run_dir)
+    assert code == 2, err[-3000:]
+    (line,) = err.splitlines()  # TensorFlow's warnings about unrestored values are silenced
+    assert line.startswith("kerasmlp-train: error: cannot restore checkpoint ")
+    assert "ckpt-114: Received incompatible tensor with shape" in line
+    assert line.endswith("does the run's config.yaml still describe the model that was trained?")
+    (run_dir / "config.yaml").write_text(config)
+
+    # The newest checkpoint's largest data file cut short, as a crash in its write leaves it.
+    data = max((run_dir / "checkpoints").glob("ckpt-114.data-*"), key=lambda p: p.stat().st_size)
+    os.truncate(data, data.stat().st_size // 2)
+    code, out, err = resume(run_dir)
+    assert code == 0, err[-3000:]
+    assert re.search(
+        r"cannot read checkpoint \S+ckpt-114 \(truncated or corrupt\?\): .*; "
+        r"going on from the one before it, ckpt-57\n",
+        out,
+    ), out[:3000]
+    assert "resuming at step 57" in out
+    assert metrics_without_timing(run_dir) == metrics_without_timing(uninterrupted)
+    for got, want in zip(weights(run_dir), weights(uninterrupted), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert_each_step_once(run_dir)
+
+
 def wait_for_step(run_dir, process, step, timeout=TIMEOUT_S):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
