@@ -338,7 +338,7 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
         if not _is_worker(config):
             runfiles.check_resumable(run_dir)
         return [(config, run_dir, True)]
-    plan = parse_yaml(sweep_file.read_text(encoding="utf-8"), source=str(sweep_file))
+    plan = _read_sweep_plan(run_dir)
     runs = []
     for point in plan["points"]:
         point_dir = run_dir / point["name"]
@@ -400,10 +400,51 @@ def _write_sweep_plan(
     runfiles.write_text_atomic(sweep_dir / SWEEP_FILE, yaml.safe_dump(plan, sort_keys=False))
 
 
-def _sweep_plan_settings(sweep_dir: pathlib.Path, metric: str | None) -> tuple[list[str], str]:
-    """The swept keys and the ranking metric of a sweep folder (`metric` replaces its own)."""
+def _read_sweep_plan(sweep_dir: pathlib.Path) -> dict:
+    """`<sweep>/sweep.yaml` as `_write_sweep_plan` wrote it, or one line saying what is wrong.
+
+    Raises:
+      ConfigError: the file is not YAML, or not a mapping with `points`, a list of
+        `{name: <plain folder name>, config: <mapping>}`, and optional `keys` (a
+        list) and `metric` (a string).
+    """
     sweep_file = sweep_dir / SWEEP_FILE
     plan = parse_yaml(sweep_file.read_text(encoding="utf-8"), source=str(sweep_file))
+    wrong = _what_is_wrong_with_plan(plan)
+    if wrong:
+        raise ConfigError(
+            f"{sweep_file} is not a sweep plan as --sweep writes it: {wrong}. Restore it, or "
+            "start the sweep again under another --run-name"
+        )
+    return plan
+
+
+def _what_is_wrong_with_plan(plan) -> str | None:
+    if plan is None:
+        return "it is empty"
+    if not isinstance(plan, dict):
+        return f"it must be a mapping with 'points'; it holds {shorten(repr(plan))}"
+    points = plan.get("points")
+    if not isinstance(points, list) or not points:
+        return f"'points' must be a non-empty list. Received: points={shorten(repr(points))}"
+    for i, point in enumerate(points):
+        name = point.get("name") if isinstance(point, dict) else None
+        plain = isinstance(name, str) and name and not set(name) & {"/", "\\"}
+        if not plain or name.startswith(".") or not isinstance(point.get("config"), dict):
+            return (
+                f"point {i} must be {{name: <folder name>, config: <mapping>}}. "
+                f"Received: {shorten(repr(point))}"
+            )
+    if not isinstance(plan.get("keys", []), (list, type(None))):
+        return f"'keys' must be a list. Received: keys={shorten(repr(plan['keys']))}"
+    if not isinstance(plan.get("metric", ""), (str, type(None))):
+        return f"'metric' must be a string. Received: metric={shorten(repr(plan['metric']))}"
+    return None
+
+
+def _sweep_plan_settings(sweep_dir: pathlib.Path, metric: str | None) -> tuple[list[str], str]:
+    """The swept keys and the ranking metric of a sweep folder (`metric` replaces its own)."""
+    plan = _read_sweep_plan(sweep_dir)
     configs = [config_from_dict(point["config"]) for point in plan["points"]]
     return list(plan.get("keys") or []), _check_sweep_metric(metric or plan.get("metric"), configs)
 

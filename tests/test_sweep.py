@@ -164,6 +164,37 @@ def test_resume_strategy_reaches_every_point_not_completed(tmp_path):
     assert [config.seed for config, _, _ in planned] == [1, 2]
 
 
+DAMAGED_PLANS = [
+    ("", "it is empty"),
+    ("keys: [seed]\n", "'points' must be a non-empty list. Received: points=None"),
+    ("[1, 2]", "it must be a mapping with 'points'; it holds [1, 2]"),
+    ("points: [1]\n", "point 0 must be {name: <folder name>, config: <mapping>}. Received: 1"),
+    ("points:\n- {name: ../up, config: {}}\n", "point 0 must be {name: <folder name>"),
+    ("points:\n- {name: a, config: {}}\nkeys: seed\n", "'keys' must be a list"),
+]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    DAMAGED_PLANS,
+    ids=["empty", "no-points", "list", "bad-point", "escaping-name", "keys-not-a-list"],
+)
+def test_resume_of_a_damaged_sweep_plan_is_one_line_naming_the_file(tmp_path, text, message):
+    # The plan --sweep writes (see test_resume_strategy_reaches_every_point_not_completed),
+    # damaged: emptied, cut down to its keys, or edited by hand.
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    write(folder, text)
+    result = CliRunner().invoke(main, ["--resume", str(folder)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        f"kerasmlp-train: error: {folder / 'sweep.yaml'} is not a sweep plan as --sweep writes it: "
+    )
+    assert message in line
+    assert sorted(p.name for p in folder.iterdir()) == ["sweep.yaml"]
+
+
 @pytest.mark.parametrize(
     "text,message",
     [
