@@ -8,7 +8,7 @@ a bug still shows its traceback.
 
 Exit status: 0 completed; 1 failed (a file could not be written, or another
 worker of a multi-worker run was lost: one line; a bug: its traceback); 2 a
-user's mistake; 3 diverged (NaN or infinity); 130
+user's mistake; 3 diverged (NaN or infinity; a sweep runs its other points first); 130
 and 143 stopped by SIGINT or SIGTERM after saving a checkpoint (`--resume`
 continues). A second SIGINT or SIGTERM ends the process at once.
 """
@@ -218,11 +218,15 @@ def main(
 
     stop_request = StopRequest()
     _handle_stop_signals(stop_request)
+    diverged = []  # a sweep's points that diverged: the sweep goes on, then exits with 3
     for config, point_dir, resume in runs:
         if is_sweep:
             click.echo(f"sweep run {point_dir.name}")
             if config is None:
-                click.echo("completed already")
+                state = (runfiles.read_status(point_dir) or {}).get("state")
+                click.echo(f"{state} already")
+                if state == "diverged":
+                    diverged.append(point_dir.name)
                 continue
         reporter = _BarReporter() if sys.stdout.isatty() else LineReporter()
         try:
@@ -244,7 +248,12 @@ def main(
             sys.exit(INTERRUPTED.get(e.signal_name, 130))
         except RunDiverged as e:
             _close(reporter)
-            _fail(e, status=DIVERGED)
+            if not is_sweep:
+                _fail(e, status=DIVERGED)
+            # One point's rate was too high: the other points still tell which one is not.
+            click.echo(f"kerasmlp-train: error: sweep run {point_dir.name}: {e}", err=True)
+            diverged.append(point_dir.name)
+            continue
         except (
             ConfigError,
             DataError,
@@ -277,6 +286,12 @@ def main(
             _fail(e, status=FAILED)
     # A sweep's runs sit together: its folder is the log directory that compares them.
     click.echo(f"see it with:   tensorboard --logdir {run_dir if is_sweep else run_dir.parent}")
+    if diverged:
+        _fail(
+            f"{len(diverged)} of {len(runs)} sweep runs diverged (ranked last): "
+            f"{', '.join(diverged)}",
+            status=DIVERGED,
+        )
 
 
 def _check_tf_config(runs) -> None:
@@ -322,7 +337,8 @@ _PARAMETERS = {"config": "config_path", "set": "overrides", "sweep": "sweep_path
 def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None = None) -> list:
     """`(config, run_dir, resume)` for a run, or for each point of a sweep folder.
 
-    A sweep's points that are completed come back with config None; those with a
+    A sweep's points that are completed or diverged come back with config None
+    (a diverged point would diverge again: its config is the same); those with a
     folder are resumed, the others start. `strategy` (from `--strategy`) replaces
     the run's own; a multi-worker run's workers other than the chief do not
     check the run's state: the chief, maybe resumed already, owns it.
@@ -343,7 +359,7 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
     for point in plan["points"]:
         point_dir = run_dir / point["name"]
         status = runfiles.read_status(point_dir) or {}
-        if status.get("state") == "completed":
+        if status.get("state") in ("completed", "diverged"):
             runs.append((None, point_dir, False))
         elif (point_dir / runfiles.CONFIG_FILE).is_file():
             config = load_config(point_dir / runfiles.CONFIG_FILE, extra)
@@ -483,7 +499,7 @@ def _close(reporter) -> None:
         reporter.close()  # end the bar's line before the message
 
 
-def _fail(error: Exception, status: int = USAGE_ERROR) -> None:
+def _fail(error: Exception | str, status: int = USAGE_ERROR) -> None:
     message = " ".join(str(error).split())
     try:
         click.echo(f"kerasmlp-train: error: {message}", err=True)

@@ -323,6 +323,44 @@ def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     assert [line for line in resumed.output.splitlines() if line.startswith("sweep |")] == summary
 
 
+def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
+    # sgd at 1e30 turns the weights to inf within a step or two (as the README's
+    # divergence example); 0.01 trains.
+    path = write(tmp_path, "optimizer.learning_rate.initial_learning_rate: [1.0e+30, 0.01]\n")
+    args = [
+        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "swd",
+        "--epochs", "1",
+        "--set", "model.hidden_units=[16,16]",
+        "--set", "optimizer.name=sgd",
+        "--set", "train.histogram_every_epochs=0",
+        "--set", "train.image_every_epochs=0",
+        "--set", f"data.data_dir={tmp_path / 'tfds'}",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 3, result.output
+    folder = tmp_path / "logs" / "swd"
+    diverged, trained = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    assert json.loads((folder / diverged / "status.json").read_text())["state"] == "diverged"
+    assert json.loads((folder / trained / "status.json").read_text())["state"] == "completed"
+    errors = result.stderr.splitlines()
+    assert errors[0].startswith(f"kerasmlp-train: error: sweep run {diverged}: diverged at step ")
+    assert errors[1:] == [
+        f"kerasmlp-train: error: 1 of 2 sweep runs diverged (ranked last): {diverged}"
+    ]
+    summary = [line for line in result.output.splitlines() if line.startswith("sweep |")]
+    assert summary[2].startswith("sweep |    1 |") and summary[2].endswith(trained)
+    assert summary[3].startswith("sweep |    - |") and summary[3].endswith(diverged)
+    assert (folder / "summary.txt").read_text() == "\n".join(summary) + "\n"
+
+    # Resumed: the diverged point is not run again (it would diverge again), and the
+    # sweep still says that one of its points diverged.
+    resumed = CliRunner().invoke(main, ["--resume", str(folder)])
+    assert resumed.exit_code == 3, resumed.output
+    assert "diverged already" in resumed.output and "completed already" in resumed.output
+    assert "training" not in resumed.output
+    assert resumed.stderr.splitlines() == errors[1:]
+
+
 def hparams_experiment(run_dir):
     accumulator = events.load(run_dir)
     content = accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content
