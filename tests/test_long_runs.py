@@ -268,16 +268,25 @@ def test_a_signal_saves_a_checkpoint_and_resume_finishes_the_run(
     record = status(run_dir)
     assert record["state"] == "interrupted" and record["signal"] == signal_name
     assert record["step"] == int(match.group(1)) == record["checkpoint_step"]
-    completed = record["epoch"]  # whole epochs done
+    begun = int(match.group(2))  # the epoch it was in (or the last done, at an epoch's end)
     assert not (run_dir / "model.keras").exists()
 
-    # Continue, shortened to 2 epochs (or finishing at once if 2 are done already).
-    returncode, out, err = resume(run_dir, "--epochs", "2")
+    # Fewer epochs than it has trained: refused, nothing written (57 steps an epoch).
+    if record["step"] > 57:
+        before = (run_dir / "status.json").read_text(), (run_dir / "config.yaml").read_text()
+        returncode, out, err = resume(run_dir, "--epochs", "1")
+        assert returncode == 2, err[-3000:]
+        assert err.endswith(f"--epochs must be at least {begun}\n") and len(err.splitlines()) == 1
+        after = (run_dir / "status.json").read_text(), (run_dir / "config.yaml").read_text()
+        assert after == before
+
+    # Continue, shortened to 2 epochs (or to the epoch it was in, if later).
+    returncode, out, err = resume(run_dir, "--epochs", str(max(2, begun)))
     assert returncode == 0, err[-3000:]
     record = status(run_dir)
     assert record["state"] == "completed"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["epochs"] == max(2, completed) and isinstance(metrics["steps"], int)
+    assert metrics["epochs"] == max(2, begun) and isinstance(metrics["steps"], int)
     assert_each_step_once(run_dir)
     assert len(session_ends(run_dir)) == 1
     if signal_name == "SIGINT":
