@@ -83,6 +83,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused_and_tensorflows_warnings_drop
     with pytest.raises(ResumeError, match=r"ckpt-2: .*incompatible tensor with shape \(64,\)"):
         other.restore_latest()
     # What TensorFlow logs when the failed restore's objects are deleted (at exit).
+    caplog.clear()  # what was logged before (tf.function's retracing notes, in a long session)
     with caplog.at_level(logging.WARNING, logger="tensorflow"):
         logging.getLogger("tensorflow").warning(
             "Value in checkpoint could not be found in the restored object: (root).save_counter"
