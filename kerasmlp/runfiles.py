@@ -127,6 +127,9 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+_STOP_FIELDS = ("signal", "error", "divergence")  # set with interrupted, failed, diverged
+
+
 class RunStatus:
     """Keeps `<run>/status.json` up to date; each write replaces the file atomically.
 
@@ -145,6 +148,10 @@ class RunStatus:
             if state not in STATES:
                 raise ValueError(f"state must be one of {STATES}. Received: state={state!r}")
             self.record["state"] = state
+            # Why an earlier attempt stopped is not why this one did: a resumed run
+            # marked completed says no signal nor error.
+            for key in _STOP_FIELDS:
+                self.record.pop(key, None)
             if state == "running":
                 self.record.setdefault("started", now_iso())
                 self.record["pid"] = os.getpid()

@@ -58,6 +58,21 @@ def test_status_moves_through_its_states(tmp_path):
         status.update("paused")
 
 
+def test_a_resumed_run_keeps_no_stale_stop_fields(tmp_path):
+    status = runfiles.RunStatus(tmp_path)
+    status.update("running")
+    status.update("interrupted", signal="SIGINT")
+    resumed = runfiles.RunStatus(tmp_path, runfiles.read_status(tmp_path))
+    resumed.update("running")
+    resumed.update("failed", error="OSError: disk full")
+    again = runfiles.RunStatus(tmp_path, runfiles.read_status(tmp_path))
+    again.update("running")
+    again.update("completed", step=114)
+    record = runfiles.read_status(tmp_path)
+    assert record["state"] == "completed" and record["step"] == 114
+    assert "signal" not in record and "error" not in record
+
+
 def test_check_run_dir_refuses_any_file_dot_files_too(tmp_path):
     run = tmp_path / "run"
     assert runfiles.check_run_dir(run) == run  # missing: fine
