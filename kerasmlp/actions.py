@@ -332,6 +332,12 @@ class EarlyStopping(Action):
         self.stopped_epoch = 0
         self.has_best_weights = False
 
+    def on_train_begin(self, loop):
+        # A run resumed from the checkpoint of the epoch it stopped at stops again at
+        # once (a checkpoint of an older kerasmlp does not keep the loop's stop_training).
+        if self.stopped_epoch:
+            loop.stop_training = True
+
     def on_epoch_end(self, loop, logs):
         current = logs.get(self.monitor)
         if current is None:  # not evaluated this epoch (train.eval_every_epochs)

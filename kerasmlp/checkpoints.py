@@ -16,15 +16,16 @@ event files (`summaries.truncate_event_files`) because the run writes it again.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pathlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import tensorflow as tf
 
-from kerasmlp.runfiles import RunFilesError
+from kerasmlp.runfiles import ResumeError, RunFilesError
 from kerasmlp.summaries import SummaryWriter
 
 
@@ -65,6 +66,7 @@ class RunCheckpoints:
       objects: name -> trackable (model, optimizer, batches, variable lists).
       keep: how many of the latest checkpoints to keep.
       writer: the run's summaries, flushed before and truncated after.
+      log: prints one line when a damaged checkpoint gives way to an older one.
     """
 
     def __init__(
@@ -74,9 +76,11 @@ class RunCheckpoints:
         *,
         keep: int,
         writer: SummaryWriter,
+        log: Callable[[str], None] = print,
     ):
         self.directory = pathlib.Path(directory)
         self.writer = writer
+        self.log = log
         self._host = tf.Variable("", dtype=tf.string, trainable=False, name="host_state")
         self.checkpoint = _TracedCheckpoint(**objects, host_state=self._host)
         self.manager = tf.train.CheckpointManager(
@@ -96,17 +100,78 @@ class RunCheckpoints:
             ) from e
 
     def restore_latest(self) -> dict[str, Any] | None:
-        """Restores the latest checkpoint and drops later events; returns its host state."""
-        path = self.manager.latest_checkpoint
-        if path is None:
+        """Restores the latest readable checkpoint and drops later events; returns its host state.
+
+        A checkpoint whose files cannot be read (truncated or corrupt: a crash
+        while it was written, a damaged disk) gives way to the one before it, with
+        a message: the older checkpoints kept (`train.keep_checkpoints`) are there
+        for that. A checkpoint that does not fit the run (a config.yaml edited so
+        that the model differs) is refused at once: an older one would not fit either.
+
+        Raises:
+          ResumeError: the checkpoint does not fit the run, or none kept can be read.
+        """
+        paths = list(reversed(self.manager.checkpoints))  # newest first
+        if not paths:
             return None
-        try:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as e:
-            raise RunFilesError(f"cannot restore checkpoint {path}: {_cause(e)}") from e
+        first_error = None
+        for path, older in zip(paths, [*paths[1:], None], strict=True):
+            try:
+                self._restore(path)
+                break
+            except _UNREADABLE as e:
+                first_error = first_error or e
+                unreadable = f"cannot read checkpoint {paths[0]} (truncated or corrupt?): "
+                if older is None:
+                    nor = f", nor the older ones in {self.directory}" if len(paths) > 1 else ""
+                    raise ResumeError(f"{unreadable}{_cause(first_error)}{nor}") from e
+                self.log(
+                    f"cannot read checkpoint {path} (truncated or corrupt?): {_cause(e)}; "
+                    f"going on from the one before it, {pathlib.Path(older).name}"
+                )
         state = json.loads(self._host.numpy().decode("utf-8"))
         self.writer.truncate_after(state["wall_time"])
         return state
+
+    def _restore(self, path: str) -> None:
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        except (AssertionError, ValueError) as e:
+            _quiet_unrestored_warnings()
+            raise ResumeError(
+                f"cannot restore checkpoint {path}: {_cause(e).rstrip('.')}; does the run's "
+                "config.yaml still describe the model that was trained?"
+            ) from e
+        except _UNREADABLE:
+            _quiet_unrestored_warnings()
+            raise
+
+
+# What reading a damaged checkpoint raises: a truncated data file gives IndexError
+# ("Read less bytes than requested"), a damaged index a DataLossError.
+_UNREADABLE = (tf.errors.OpError, IndexError)
+_UNRESTORED_WARNINGS = (
+    "Detecting that an object or model or tf.train.Checkpoint is being deleted with "
+    "unrestored values",
+    "Value in checkpoint could not be found in the restored object",
+)
+
+
+class _UnrestoredWarnings(logging.Filter):
+    """Drops TensorFlow's warnings about a failed restore's values, said once already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(_UNRESTORED_WARNINGS)
+
+
+def _quiet_unrestored_warnings() -> None:
+    """After a failed restore, TensorFlow warns (when its objects are deleted, at exit)
+    about the values it did not restore: four lines more for what the error said. A
+    restore that raised leaves no status object whose `expect_partial()` would silence
+    them, so they are filtered out of the `tensorflow` logger."""
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _UnrestoredWarnings) for f in logger.filters):
+        logger.addFilter(_UnrestoredWarnings())
 
 
 def _cause(error: Exception) -> str:

@@ -8,7 +8,7 @@ a bug still shows its traceback.
 
 Exit status: 0 completed; 1 failed (a file could not be written, or another
 worker of a multi-worker run was lost: one line; a bug: its traceback); 2 a
-user's mistake; 3 diverged (NaN or infinity); 130
+user's mistake; 3 diverged (NaN or infinity; a sweep runs its other points first); 130
 and 143 stopped by SIGINT or SIGTERM after saving a checkpoint (`--resume`
 continues). A second SIGINT or SIGTERM ends the process at once.
 """
@@ -227,11 +227,15 @@ def main(
         click.echo("interrupted while TensorFlow started, before training", err=True)
         sys.exit(INTERRUPTED["SIGINT"])
 
+    diverged = []  # a sweep's points that diverged: the sweep goes on, then exits with 3
     for config, point_dir, resume in runs:
         if is_sweep:
             click.echo(f"sweep run {point_dir.name}")
             if config is None:
-                click.echo("completed already")
+                state = (runfiles.read_status(point_dir) or {}).get("state")
+                click.echo(f"{state} already")
+                if state == "diverged":
+                    diverged.append(point_dir.name)
                 continue
         reporter = _BarReporter() if sys.stdout.isatty() else LineReporter()
         try:
@@ -253,7 +257,12 @@ def main(
             sys.exit(INTERRUPTED.get(e.signal_name, 130))
         except RunDiverged as e:
             _close(reporter)
-            _fail(e, status=DIVERGED)
+            if not is_sweep:
+                _fail(e, status=DIVERGED)
+            # One point's rate was too high: the other points still tell which one is not.
+            click.echo(f"kerasmlp-train: error: sweep run {point_dir.name}: {e}", err=True)
+            diverged.append(point_dir.name)
+            continue
         except (
             ConfigError,
             DataError,
@@ -286,6 +295,12 @@ def main(
             _fail(e, status=FAILED)
     # A sweep's runs sit together: its folder is the log directory that compares them.
     click.echo(f"see it with:   tensorboard --logdir {run_dir if is_sweep else run_dir.parent}")
+    if diverged:
+        _fail(
+            f"{len(diverged)} of {len(runs)} sweep runs diverged (ranked last): "
+            f"{', '.join(diverged)}",
+            status=DIVERGED,
+        )
 
 
 def _check_tf_config(runs) -> None:
@@ -331,7 +346,8 @@ _PARAMETERS = {"config": "config_path", "set": "overrides", "sweep": "sweep_path
 def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None = None) -> list:
     """`(config, run_dir, resume)` for a run, or for each point of a sweep folder.
 
-    A sweep's points that are completed come back with config None; those with a
+    A sweep's points that are completed or diverged come back with config None
+    (a diverged point would diverge again: its config is the same); those with a
     folder are resumed, the others start. `strategy` (from `--strategy`) replaces
     the run's own; a multi-worker run's workers other than the chief do not
     check the run's state: the chief, maybe resumed already, owns it.
@@ -347,12 +363,12 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
         if not _is_worker(config):
             runfiles.check_resumable(run_dir)
         return [(config, run_dir, True)]
-    plan = parse_yaml(sweep_file.read_text(encoding="utf-8"), source=str(sweep_file))
+    plan = _read_sweep_plan(run_dir)
     runs = []
     for point in plan["points"]:
         point_dir = run_dir / point["name"]
         status = runfiles.read_status(point_dir) or {}
-        if status.get("state") == "completed":
+        if status.get("state") in ("completed", "diverged"):
             runs.append((None, point_dir, False))
         elif (point_dir / runfiles.CONFIG_FILE).is_file():
             config = load_config(point_dir / runfiles.CONFIG_FILE, extra)
@@ -407,10 +423,51 @@ def _write_sweep_plan(
     runfiles.write_text_atomic(sweep_dir / SWEEP_FILE, dump_yaml(plan, sort_keys=False))
 
 
-def _sweep_plan_settings(sweep_dir: pathlib.Path, metric: str | None) -> tuple[list[str], str]:
-    """The swept keys and the ranking metric of a sweep folder (`metric` replaces its own)."""
+def _read_sweep_plan(sweep_dir: pathlib.Path) -> dict:
+    """`<sweep>/sweep.yaml` as `_write_sweep_plan` wrote it, or one line saying what is wrong.
+
+    Raises:
+      ConfigError: the file is not YAML, or not a mapping with `points`, a list of
+        `{name: <plain folder name>, config: <mapping>}`, and optional `keys` (a
+        list) and `metric` (a string).
+    """
     sweep_file = sweep_dir / SWEEP_FILE
     plan = parse_yaml(sweep_file.read_text(encoding="utf-8"), source=str(sweep_file))
+    wrong = _what_is_wrong_with_plan(plan)
+    if wrong:
+        raise ConfigError(
+            f"{sweep_file} is not a sweep plan as --sweep writes it: {wrong}. Restore it, or "
+            "start the sweep again under another --run-name"
+        )
+    return plan
+
+
+def _what_is_wrong_with_plan(plan) -> str | None:
+    if plan is None:
+        return "it is empty"
+    if not isinstance(plan, dict):
+        return f"it must be a mapping with 'points'; it holds {shorten(repr(plan))}"
+    points = plan.get("points")
+    if not isinstance(points, list) or not points:
+        return f"'points' must be a non-empty list. Received: points={shorten(repr(points))}"
+    for i, point in enumerate(points):
+        name = point.get("name") if isinstance(point, dict) else None
+        plain = isinstance(name, str) and name and not set(name) & {"/", "\\"}
+        if not plain or name.startswith(".") or not isinstance(point.get("config"), dict):
+            return (
+                f"point {i} must be {{name: <folder name>, config: <mapping>}}. "
+                f"Received: {shorten(repr(point))}"
+            )
+    if not isinstance(plan.get("keys", []), (list, type(None))):
+        return f"'keys' must be a list. Received: keys={shorten(repr(plan['keys']))}"
+    if not isinstance(plan.get("metric", ""), (str, type(None))):
+        return f"'metric' must be a string. Received: metric={shorten(repr(plan['metric']))}"
+    return None
+
+
+def _sweep_plan_settings(sweep_dir: pathlib.Path, metric: str | None) -> tuple[list[str], str]:
+    """The swept keys and the ranking metric of a sweep folder (`metric` replaces its own)."""
+    plan = _read_sweep_plan(sweep_dir)
     configs = [config_from_dict(point["config"]) for point in plan["points"]]
     return list(plan.get("keys") or []), _check_sweep_metric(metric or plan.get("metric"), configs)
 
@@ -449,7 +506,7 @@ def _close(reporter) -> None:
         reporter.close()  # end the bar's line before the message
 
 
-def _fail(error: Exception, status: int = USAGE_ERROR) -> None:
+def _fail(error: Exception | str, status: int = USAGE_ERROR) -> None:
     message = " ".join(str(error).split())
     try:
         click.echo(f"kerasmlp-train: error: {message}", err=True)

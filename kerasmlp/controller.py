@@ -247,6 +247,9 @@ class Controller:
             "step_in_epoch": self.step_in_epoch,
             "train_time": self.train_time,
             "examples_seen": self.examples_seen,
+            # An early stop decided at an epoch end is saved with that epoch's checkpoint:
+            # a run interrupted after it finishes at once when resumed.
+            "stop_training": self.stop_training,
             "trainer": self.trainer.state_dict(),
             "actions": {action.name: action.get_state() for action in self.actions},
         }
@@ -258,6 +261,7 @@ class Controller:
         self.step_in_epoch = int(state["step_in_epoch"])
         self.train_time = float(state["train_time"])
         self.examples_seen = float(state["examples_seen"])
+        self.stop_training = bool(state.get("stop_training", False))  # older checkpoints lack it
         self.trainer.load_state_dict(state["trainer"])
         saved = state.get("actions", {})
         for action in self.actions:

@@ -24,12 +24,14 @@ import json
 import math
 import os
 import pathlib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
+CHECKPOINTS_FOLDER = "checkpoints"
 STATES = ("running", "completed", "interrupted", "diverged", "failed")
 
 
@@ -125,6 +127,9 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+_STOP_FIELDS = ("signal", "error", "divergence")  # set with interrupted, failed, diverged
+
+
 class RunStatus:
     """Keeps `<run>/status.json` up to date; each write replaces the file atomically.
 
@@ -143,6 +148,10 @@ class RunStatus:
             if state not in STATES:
                 raise ValueError(f"state must be one of {STATES}. Received: state={state!r}")
             self.record["state"] = state
+            # Why an earlier attempt stopped is not why this one did: a resumed run
+            # marked completed says no signal nor error.
+            for key in _STOP_FIELDS:
+                self.record.pop(key, None)
             if state == "running":
                 self.record.setdefault("started", now_iso())
                 self.record["pid"] = os.getpid()
@@ -230,10 +239,14 @@ def check_resumable(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The status of a run that `--resume` may continue, or a one-line refusal.
 
     A run can be continued unless it is completed or still running (its process
-    alive). A run killed outright still says `running`, with a dead `pid`.
+    alive). A run killed outright still says `running`, with a dead `pid`. A
+    folder without kerasmlp's `status.json` is not continued (nor written over),
+    and neither is a run whose recorded checkpoint is gone: starting it again
+    from step 0 would drop what it had done.
 
     Raises:
-      ResumeError: no such folder, not a kerasmlp run, completed, or running.
+      ResumeError: no such folder, not a kerasmlp run, completed, running, or
+        its checkpoint cannot be found.
     """
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
@@ -244,6 +257,12 @@ def check_resumable(run_dir: str | os.PathLike) -> dict[str, Any]:
         )
     status = read_status(run_dir) or {}
     state = status.get("state")
+    if state not in STATES:
+        raise ResumeError(
+            f"--resume {run_dir}: not a kerasmlp run (it has no readable {STATUS_FILE}); "
+            f"to train from its {CONFIG_FILE}, start a new run: "
+            f"kerasmlp-train -c {run_dir / CONFIG_FILE}"
+        )
     if state == "completed":
         raise ResumeError(
             f"--resume {run_dir}: the run is completed (status.json); there is nothing to "
@@ -258,4 +277,34 @@ def check_resumable(run_dir: str | os.PathLike) -> dict[str, Any]:
             f"--resume {run_dir}: the run is still running (process {status['pid']}); "
             "stop it first (Ctrl-C or kill -TERM saves a checkpoint)"
         )
+    if status.get("checkpoint_step") is not None:
+        _check_checkpoint_found(run_dir, status["checkpoint_step"])
     return status
+
+
+def _check_checkpoint_found(run_dir: pathlib.Path, step: Any) -> None:
+    """Refuses a run whose status records a checkpoint that its `checkpoints/` no longer has.
+
+    `tf.train.CheckpointManager` finds its latest checkpoint through the index file
+    `checkpoints/checkpoint` (a text proto); without it, it would find none.
+    """
+    folder = run_dir / CHECKPOINTS_FOLDER
+    where = f"--resume {run_dir}: status.json records a checkpoint at step {step}, but"
+    if not folder.is_dir():
+        raise ResumeError(f"{where} {folder} is missing; restore it, or start a new run")
+    try:
+        index = (folder / "checkpoint").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        index = ""
+    match = re.search(r'^model_checkpoint_path: "([^"]+)"\s*$', index, re.MULTILINE)
+    if match is None:
+        raise ResumeError(
+            f"{where} {folder} has no readable index of its checkpoints (the file "
+            "'checkpoint'); restore the folder, or start a new run"
+        )
+    prefix = folder / match.group(1)  # relative to the folder, or absolute
+    if not pathlib.Path(f"{prefix}.index").is_file():
+        raise ResumeError(
+            f"{where} {prefix}.index, the latest checkpoint in {folder}, is missing; "
+            "restore the folder, or start a new run"
+        )

@@ -370,7 +370,11 @@ def _writing(folder: pathlib.Path):
 
 
 def truncate_event_files(folder: str | pathlib.Path, wall_time: float) -> int:
-    """Drops the events written after `wall_time` from every event file under `folder`.
+    """Drops the events written after `wall_time` from a run's event files.
+
+    Only the run's own: those in `folder` itself (the HParams session) and in its
+    split folders (`train/`, `validation/`, `test/`). Other folders inside it,
+    which a user may keep there, are not the run's and are left alone.
 
     Each changed file is rewritten under a temporary name (without "tfevents",
     so TensorBoard ignores it) and renamed over the original: a crash leaves
@@ -382,7 +386,9 @@ def truncate_event_files(folder: str | pathlib.Path, wall_time: float) -> int:
       The number of events dropped.
     """
     dropped = 0
-    for path in sorted(pathlib.Path(folder).rglob("*tfevents*")):
+    folder = pathlib.Path(folder)
+    own = [folder, *(folder / split for split in SPLITS)]
+    for path in sorted(path for place in own for path in place.glob("*tfevents*")):
         if not path.is_file():
             continue
         kept, total = [], 0

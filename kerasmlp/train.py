@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
 import pathlib
 import re
 import shutil
@@ -52,6 +53,7 @@ from kerasmlp.model import Head, build_model
 from kerasmlp.runfiles import (
     CONFIG_FILE,
     METRICS_FILE,
+    ResumeError,
     RunDirectoryExistsError,
     RunFilesError,
     RunStatus,
@@ -826,11 +828,16 @@ def _train(
     if not resume:
         run_dir = prepare_run_dir(run_dir)
     status = RunStatus(run_dir, previous)
-    try:
+
+    def begin() -> None:
         write_text_atomic(run_dir / CONFIG_FILE, config.to_yaml())
         status.update(
             "running", epochs=config.train.epochs, replicas=role.replicas, workers=role.workers
         )
+
+    try:
+        if not resume:
+            begin()  # a resumed run begins once its checkpoint is restored and fits
         return _run(
             config,
             run_dir,
@@ -844,12 +851,16 @@ def _train(
             resume=resume,
             role=role,
             hparams_first=hparams_first,
+            begin=begin,
         )
     except (RunInterrupted, RunDiverged):
         raise
     except BaseException as e:
-        with contextlib.suppress(OSError):
-            status.update("failed", error=" ".join(f"{type(e).__name__}: {e}".split())[:500])
+        # A resumed run refused before it began (its checkpoint cannot be read or does
+        # not fit, --epochs too few) is left as it was: nothing of it was written.
+        if status.record.get("pid") == os.getpid():
+            with contextlib.suppress(OSError):
+                status.update("failed", error=" ".join(f"{type(e).__name__}: {e}".split())[:500])
         raise
 
 
@@ -867,6 +878,7 @@ def _run(
     resume,
     role,
     hparams_first=(),
+    begin=lambda: None,
 ):
     data = _held_out_in_memory(data, config)
     info, train_cfg, model = data.info, config.train, trainer.model
@@ -878,7 +890,11 @@ def _run(
         best_weights = actions.BestWeights(model)
     objects = checkpoint_objects(trainer, batches, scale=scale, best_weights=best_weights)
     checkpoints = RunCheckpoints(
-        run_dir / "checkpoints", objects, keep=train_cfg.keep_checkpoints, writer=writer
+        run_dir / "checkpoints",
+        objects,
+        keep=train_cfg.keep_checkpoints,
+        writer=writer,
+        log=_message_of(reporter),
     )
     guard = actions.DivergenceGuard(
         policy=train_cfg.on_divergence,
@@ -918,7 +934,10 @@ def _run(
     if state is not None:
         controller.load_state_dict(state)
         controller.last_checkpoint_step = controller.step
-    else:
+        _check_epochs_cover(controller, run_dir)
+    if resume:
+        begin()
+    if state is None:
         if resume:  # killed before its first checkpoint: start again in the same folder
             writer.truncate_after(0.0)
         writer.text("train", 0, "config", code_block(config.to_yaml()))
@@ -999,6 +1018,22 @@ def _run(
     )
     reporter.end(results)
     return results
+
+
+def _check_epochs_cover(controller: Controller, run_dir: pathlib.Path) -> None:
+    """Refuses `--resume --epochs N` of a run that has trained past epoch N.
+
+    Its model would be tested and saved as N epochs' while it holds more steps
+    (and its last validation would be older than its test).
+    """
+    if controller.step <= controller.epochs * controller.steps_per_epoch:
+        return
+    begun = controller.epoch + (1 if controller.step_in_epoch else 0)
+    raise ResumeError(
+        f"--resume {run_dir} --epochs {controller.epochs}: the run has already trained past "
+        f"epoch {controller.epochs} ({controller.step} steps of {controller.steps_per_epoch} "
+        f"an epoch, in epoch {begun}); --epochs must be at least {begun}"
+    )
 
 
 def build_actions(

@@ -85,6 +85,27 @@ def test_early_stopping_state_round_trip_continues_the_same():
     assert (loop.epoch - 1, second.best, second.best_epoch) == expected
 
 
+def test_a_resumed_early_stop_stops_the_loop_again():
+    # A checkpoint taken at the epoch that stopped (patience 0: epoch 2 does not
+    # improve on epoch 1 by 10), restored where the loop's own flag was not kept.
+    first = actions.EarlyStopping("validation_loss", "min", patience=0, min_delta=10.0, log=str)
+    loop = FakeLoop()
+    for value in [1.0, 0.5]:
+        loop.epoch += 1
+        first.on_epoch_end(loop, {"validation_loss": value})
+    assert loop.stop_training and first.stopped_epoch == 1
+    second = actions.EarlyStopping("validation_loss", "min", patience=0, min_delta=10.0, log=str)
+    second.set_state(first.get_state())
+    resumed = FakeLoop()
+    second.on_train_begin(resumed)
+    assert resumed.stop_training
+    fresh = FakeLoop()
+    actions.EarlyStopping("validation_loss", "min", patience=0, min_delta=10.0).on_train_begin(
+        fresh
+    )
+    assert not fresh.stop_training
+
+
 def test_restore_best_puts_back_the_best_epochs_weights():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     best_weights = actions.BestWeights(model)

@@ -202,6 +202,25 @@ def test_ctrl_c_while_tensorflow_starts_exits_130_in_one_line(tmp_path, monkeypa
     assert result.stderr == "interrupted while TensorFlow started, before training\n"
 
 
+def test_resume_of_a_folder_that_is_not_a_run_writes_nothing(tmp_path):
+    # A project folder: the user's commented config and another run kept inside.
+    project = tmp_path / "proj"
+    (project / "old-run" / "train").mkdir(parents=True)
+    config = "# my notes\nseed: 0\n"
+    (project / "config.yaml").write_text(config)
+    (project / "old-run" / "train" / "events.out.tfevents.1.host").write_bytes(b"x")
+    before = sorted(project.rglob("*"))
+    result = invoke("--resume", str(project))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"kerasmlp-train: error: --resume {project}: not a kerasmlp run (it has no readable "
+        f"status.json); to train from its config.yaml, start a new run: "
+        f"kerasmlp-train -c {project / 'config.yaml'}\n"
+    )
+    assert sorted(project.rglob("*")) == before
+    assert (project / "config.yaml").read_text() == config
+
+
 def test_offline_without_data_fails_fast_naming_the_keys(tmp_path, monkeypatch):
     from kerasmlp import data
 

@@ -213,6 +213,27 @@ def test_state_round_trip_resumes_mid_epoch_without_restarting_the_epoch():
     assert resumed_trainer.epoch_examples == 70.0  # epoch 3's own examples
 
 
+def test_an_early_stop_travels_in_the_state_and_a_resumed_run_ends_at_once():
+    stop = StopRequest()
+
+    class StopsAtFirstEpoch(Action):
+        name = "stops"
+
+        def on_epoch_end(self, loop, logs):
+            loop.stop_training = True
+            stop.request("SIGINT")  # the signal comes as the early stop is decided
+
+    loop, _ = make([StopsAtFirstEpoch()], stop_request=stop, epochs=5)
+    assert loop.train() == INTERRUPTED
+    state = loop.state_dict()
+    assert state["stop_training"] is True and state["step"] == 7
+
+    resumed, resumed_trainer = make(epochs=5)
+    resumed.load_state_dict(state)
+    assert resumed.train() == STOPPED_EARLY
+    assert resumed_trainer.calls == []  # not a step more than the uninterrupted run
+
+
 class FakeCheckpoints:
     def __init__(self):
         self.saved = []

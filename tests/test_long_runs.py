@@ -186,6 +186,49 @@ def test_killed_runs_resume_to_bitwise_the_same_weights_and_metrics(
         assert len(session_ends(run_dir)) == 1
 
 
+def test_a_damaged_checkpoint_gives_way_to_the_one_kept_before_it(
+    tmp_path, data_dir, uninterrupted
+):
+    # Killed right after epoch 2's save: ckpt-57 and ckpt-114 kept (train.keep_checkpoints 2).
+    code, _, err = finish(
+        start(
+            [*RUN, "--logdir", str(tmp_path), "--run-name", "run"],
+            data_dir=data_dir,
+            killed_at=("checkpoint", "3"),
+        )
+    )
+    assert code == -signal.SIGKILL, err[-3000:]
+    run_dir = tmp_path / "run"
+
+    # A config.yaml that no longer describes the trained model: one line, status 2.
+    config = (run_dir / "config.yaml").read_text()
+    assert "hidden_units: [32, 32, 32]" in config  # the defaults
+    (run_dir / "config.yaml").write_text(config.replace("[32, 32, 32]", "[33, 32, 32]"))
+    code, out, err = resume(run_dir)
+    assert code == 2, err[-3000:]
+    (line,) = err.splitlines()  # TensorFlow's warnings about unrestored values are silenced
+    assert line.startswith("kerasmlp-train: error: cannot restore checkpoint ")
+    assert "ckpt-114: Received incompatible tensor with shape" in line
+    assert line.endswith("does the run's config.yaml still describe the model that was trained?")
+    (run_dir / "config.yaml").write_text(config)
+
+    # The newest checkpoint's largest data file cut short, as a crash in its write leaves it.
+    data = max((run_dir / "checkpoints").glob("ckpt-114.data-*"), key=lambda p: p.stat().st_size)
+    os.truncate(data, data.stat().st_size // 2)
+    code, out, err = resume(run_dir)
+    assert code == 0, err[-3000:]
+    assert re.search(
+        r"cannot read checkpoint \S+ckpt-114 \(truncated or corrupt\?\): .*; "
+        r"going on from the one before it, ckpt-57\n",
+        out,
+    ), out[:3000]
+    assert "resuming at step 57" in out
+    assert metrics_without_timing(run_dir) == metrics_without_timing(uninterrupted)
+    for got, want in zip(weights(run_dir), weights(uninterrupted), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert_each_step_once(run_dir)
+
+
 def wait_for_step(run_dir, process, step, timeout=TIMEOUT_S):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -225,16 +268,25 @@ def test_a_signal_saves_a_checkpoint_and_resume_finishes_the_run(
     record = status(run_dir)
     assert record["state"] == "interrupted" and record["signal"] == signal_name
     assert record["step"] == int(match.group(1)) == record["checkpoint_step"]
-    completed = record["epoch"]  # whole epochs done
+    begun = int(match.group(2))  # the epoch it was in (or the last done, at an epoch's end)
     assert not (run_dir / "model.keras").exists()
 
-    # Continue, shortened to 2 epochs (or finishing at once if 2 are done already).
-    returncode, out, err = resume(run_dir, "--epochs", "2")
+    # Fewer epochs than it has trained: refused, nothing written (57 steps an epoch).
+    if record["step"] > 57:
+        before = (run_dir / "status.json").read_text(), (run_dir / "config.yaml").read_text()
+        returncode, out, err = resume(run_dir, "--epochs", "1")
+        assert returncode == 2, err[-3000:]
+        assert err.endswith(f"--epochs must be at least {begun}\n") and len(err.splitlines()) == 1
+        after = (run_dir / "status.json").read_text(), (run_dir / "config.yaml").read_text()
+        assert after == before
+
+    # Continue, shortened to 2 epochs (or to the epoch it was in, if later).
+    returncode, out, err = resume(run_dir, "--epochs", str(max(2, begun)))
     assert returncode == 0, err[-3000:]
     record = status(run_dir)
     assert record["state"] == "completed"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["epochs"] == max(2, completed) and isinstance(metrics["steps"], int)
+    assert metrics["epochs"] == max(2, begun) and isinstance(metrics["steps"], int)
     assert_each_step_once(run_dir)
     assert len(session_ends(run_dir)) == 1
     if signal_name == "SIGINT":
@@ -354,6 +406,39 @@ def test_early_stopping_and_the_best_model(tmp_path, data_dir):
     assert keras.models.load_model(run_dir / "best.keras").count_params() > 0
     # Saved at the start and at both epoch ends; one kept.
     assert [p.name for p in (run_dir / "checkpoints").glob("*.index")] == ["ckpt-114.index"]
+
+
+def test_a_run_killed_after_its_early_stop_finishes_as_it_would_have(tmp_path, data_dir):
+    # The test above's early stop at epoch 2, restoring epoch 1's weights. Saves: the
+    # start, epoch 1, epoch 2 (the stop): killed right after the third, before the
+    # test evaluation, the resumed run must not train on to epoch 3.
+    stopping = [
+        "--epochs", "6",
+        "--set", "train.early_stopping={monitor: validation_loss, patience: 0, min_delta: 10, "
+        "restore_best: true}",
+        "--set", "train.save_best=validation_accuracy",
+    ]  # fmt: skip
+    processes = {
+        name: start(
+            [*stopping, "--logdir", str(tmp_path), "--run-name", name],
+            data_dir=data_dir,
+            killed_at=killed_at,
+        )
+        for name, killed_at in (("ref", None), ("killed", ("checkpoint", "3")))
+    }
+    code, _, err = finish(processes["ref"])
+    assert code == 0, err[-3000:]
+    code, _, err = finish(processes["killed"])
+    assert code == -signal.SIGKILL, err[-3000:]
+
+    code, out, err = resume(tmp_path / "killed")
+    assert code == 0, err[-3000:]
+    assert "restored the weights of epoch 1" in out
+    record = status(tmp_path / "killed")
+    assert record["stopped_early"] is True and record["stopped_epoch"] == 2
+    assert metrics_without_timing(tmp_path / "killed") == metrics_without_timing(tmp_path / "ref")
+    for got, want in zip(weights(tmp_path / "killed"), weights(tmp_path / "ref"), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_resume_takes_only_epochs(tmp_path):

@@ -58,6 +58,21 @@ def test_status_moves_through_its_states(tmp_path):
         status.update("paused")
 
 
+def test_a_resumed_run_keeps_no_stale_stop_fields(tmp_path):
+    status = runfiles.RunStatus(tmp_path)
+    status.update("running")
+    status.update("interrupted", signal="SIGINT")
+    resumed = runfiles.RunStatus(tmp_path, runfiles.read_status(tmp_path))
+    resumed.update("running")
+    resumed.update("failed", error="OSError: disk full")
+    again = runfiles.RunStatus(tmp_path, runfiles.read_status(tmp_path))
+    again.update("running")
+    again.update("completed", step=114)
+    record = runfiles.read_status(tmp_path)
+    assert record["state"] == "completed" and record["step"] == 114
+    assert "signal" not in record and "error" not in record
+
+
 def test_check_run_dir_refuses_any_file_dot_files_too(tmp_path):
     run = tmp_path / "run"
     assert runfiles.check_run_dir(run) == run  # missing: fine
@@ -96,12 +111,48 @@ def test_check_resumable(tmp_path):
     with pytest.raises(runfiles.ResumeError, match="not a kerasmlp run folder"):
         runfiles.check_resumable(tmp_path)
     (tmp_path / "config.yaml").write_text("seed: 0\n")
-    assert runfiles.check_resumable(tmp_path) == {}  # killed before its first status
+    # A folder with a config but no status.json: not a run of kerasmlp's to go on with.
+    with pytest.raises(runfiles.ResumeError, match="not a kerasmlp run .*no readable status"):
+        runfiles.check_resumable(tmp_path)
     status = runfiles.RunStatus(tmp_path)
+    status.update("running")  # killed before its first checkpoint: starts again
+    assert runfiles.check_resumable(tmp_path)["state"] == "running"
     status.update("interrupted")
     assert runfiles.check_resumable(tmp_path)["state"] == "interrupted"
     status.update("completed")
     with pytest.raises(runfiles.ResumeError, match="the run is completed"):
+        runfiles.check_resumable(tmp_path)
+
+
+def interrupted_at_step_210(run_dir):
+    """A run folder as an interrupt at step 210 leaves it (the CheckpointManager's index)."""
+    (run_dir / "config.yaml").write_text("seed: 0\n")
+    runfiles.write_json_atomic(
+        run_dir / "status.json", {"state": "interrupted", "step": 210, "checkpoint_step": 210}
+    )
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-210"\nall_model_checkpoint_paths: "ckpt-210"\n'
+    )
+    (checkpoints / "ckpt-210.index").write_bytes(b"")
+    return checkpoints
+
+
+def test_a_run_whose_recorded_checkpoint_is_gone_is_refused(tmp_path):
+    checkpoints = interrupted_at_step_210(tmp_path)
+    assert runfiles.check_resumable(tmp_path)["checkpoint_step"] == 210
+    (checkpoints / "ckpt-210.index").unlink()
+    with pytest.raises(runfiles.ResumeError, match=r"step 210, but .*ckpt-210.index.* is missing"):
+        runfiles.check_resumable(tmp_path)
+    (checkpoints / "checkpoint").write_text("garbled\x00")
+    with pytest.raises(runfiles.ResumeError, match=r"step 210, but .*no readable index"):
+        runfiles.check_resumable(tmp_path)
+    (checkpoints / "checkpoint").unlink()
+    with pytest.raises(runfiles.ResumeError, match=r"step 210, but .*no readable index"):
+        runfiles.check_resumable(tmp_path)
+    checkpoints.rmdir()
+    with pytest.raises(runfiles.ResumeError, match=r"step 210, but .*checkpoints is missing"):
         runfiles.check_resumable(tmp_path)
 
 

@@ -11,7 +11,7 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from kerasmlp.config import load_config
-from kerasmlp.summaries import SummaryWriter, hparam_value, model_summary
+from kerasmlp.summaries import SummaryWriter, hparam_value, model_summary, truncate_event_files
 from kerasmlp.train import train_and_evaluate
 from tests import events
 
@@ -217,6 +217,21 @@ def test_hparam_values_are_plain():
         "x",
         "(1, 2)",
     ]
+
+
+def test_truncation_touches_only_the_runs_own_event_files(tmp_path):
+    with SummaryWriter(tmp_path) as writer:
+        writer.scalars("train", 1, {"loss": 1.0})
+        writer.hparams({"seed": 0}, metrics=[("test", "loss")], trial_id="run")
+    # Another run a user keeps inside the folder: its events are not this run's.
+    with SummaryWriter(tmp_path / "old-run") as other:
+        other.scalars("train", 1, {"loss": 1.0})
+    kept = {path: path.read_bytes() for path in (tmp_path / "old-run").rglob("*tfevents*")}
+    # Every event is later than wall time 0: the run's own files go whole.
+    assert truncate_event_files(tmp_path, 0.0) > 0
+    assert not list((tmp_path / "train").glob("*tfevents*"))
+    assert not list(tmp_path.glob("*tfevents*"))
+    assert {path: path.read_bytes() for path in kept} == kept
 
 
 def test_unknown_split_is_refused(tmp_path):

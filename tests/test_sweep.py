@@ -170,6 +170,37 @@ def test_resume_strategy_reaches_every_point_not_completed(tmp_path):
     assert [config.seed for config, _, _ in planned] == [1, 2]
 
 
+DAMAGED_PLANS = [
+    ("", "it is empty"),
+    ("keys: [seed]\n", "'points' must be a non-empty list. Received: points=None"),
+    ("[1, 2]", "it must be a mapping with 'points'; it holds [1, 2]"),
+    ("points: [1]\n", "point 0 must be {name: <folder name>, config: <mapping>}. Received: 1"),
+    ("points:\n- {name: ../up, config: {}}\n", "point 0 must be {name: <folder name>"),
+    ("points:\n- {name: a, config: {}}\nkeys: seed\n", "'keys' must be a list"),
+]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    DAMAGED_PLANS,
+    ids=["empty", "no-points", "list", "bad-point", "escaping-name", "keys-not-a-list"],
+)
+def test_resume_of_a_damaged_sweep_plan_is_one_line_naming_the_file(tmp_path, text, message):
+    # The plan --sweep writes (see test_resume_strategy_reaches_every_point_not_completed),
+    # damaged: emptied, cut down to its keys, or edited by hand.
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    write(folder, text)
+    result = CliRunner().invoke(main, ["--resume", str(folder)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        f"kerasmlp-train: error: {folder / 'sweep.yaml'} is not a sweep plan as --sweep writes it: "
+    )
+    assert message in line
+    assert sorted(p.name for p in folder.iterdir()) == ["sweep.yaml"]
+
+
 @pytest.mark.parametrize(
     "text,message",
     [
@@ -296,6 +327,44 @@ def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     (folder / "sweep.yaml").write_text(yaml.safe_dump({"points": plan["points"]}))
     resumed = CliRunner().invoke(main, ["--resume", str(folder)])
     assert [line for line in resumed.output.splitlines() if line.startswith("sweep |")] == summary
+
+
+def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
+    # sgd at 1e30 turns the weights to inf within a step or two (as the README's
+    # divergence example); 0.01 trains.
+    path = write(tmp_path, "optimizer.learning_rate.initial_learning_rate: [1.0e+30, 0.01]\n")
+    args = [
+        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "swd",
+        "--epochs", "1",
+        "--set", "model.hidden_units=[16,16]",
+        "--set", "optimizer.name=sgd",
+        "--set", "train.histogram_every_epochs=0",
+        "--set", "train.image_every_epochs=0",
+        "--set", f"data.data_dir={tmp_path / 'tfds'}",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 3, result.output
+    folder = tmp_path / "logs" / "swd"
+    diverged, trained = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    assert json.loads((folder / diverged / "status.json").read_text())["state"] == "diverged"
+    assert json.loads((folder / trained / "status.json").read_text())["state"] == "completed"
+    errors = result.stderr.splitlines()
+    assert errors[0].startswith(f"kerasmlp-train: error: sweep run {diverged}: diverged at step ")
+    assert errors[1:] == [
+        f"kerasmlp-train: error: 1 of 2 sweep runs diverged (ranked last): {diverged}"
+    ]
+    summary = [line for line in result.output.splitlines() if line.startswith("sweep |")]
+    assert summary[2].startswith("sweep |    1 |") and summary[2].endswith(trained)
+    assert summary[3].startswith("sweep |    - |") and summary[3].endswith(diverged)
+    assert (folder / "summary.txt").read_text() == "\n".join(summary) + "\n"
+
+    # Resumed: the diverged point is not run again (it would diverge again), and the
+    # sweep still says that one of its points diverged.
+    resumed = CliRunner().invoke(main, ["--resume", str(folder)])
+    assert resumed.exit_code == 3, resumed.output
+    assert "diverged already" in resumed.output and "completed already" in resumed.output
+    assert "training" not in resumed.output
+    assert resumed.stderr.splitlines() == errors[1:]
 
 
 def hparams_experiment(run_dir):

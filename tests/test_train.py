@@ -217,3 +217,30 @@ def test_the_probe_batch_reads_its_cached_split_to_the_end():
     # The cache is complete: the next pass is served from it, all of it.
     assert [b.numpy().tolist() for b in dataset] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert read == list(range(10))
+
+
+@pytest.mark.parametrize(
+    "step,epochs,refused",
+    [
+        (171, 3, None),  # 3 x 57: epoch 3 done exactly, the run finishes at once
+        (200, 3, "in epoch 4); --epochs must be at least 4"),  # 29 steps into epoch 4
+        (228, 3, "in epoch 4); --epochs must be at least 4"),  # 4 epochs done
+        (200, 4, None),
+    ],
+)
+def test_resume_with_fewer_epochs_than_trained_is_refused(step, epochs, refused):
+    from kerasmlp.controller import Controller
+    from kerasmlp.runfiles import ResumeError
+    from kerasmlp.train import _check_epochs_cover
+
+    loop = Controller(None, epochs=epochs, steps_per_epoch=57, log_every_steps=10)
+    loop.step, loop.epoch, loop.step_in_epoch = step, step // 57, step % 57
+    if refused is None:
+        _check_epochs_cover(loop, "run")
+        return
+    with pytest.raises(ResumeError) as raised:
+        _check_epochs_cover(loop, "run")
+    assert str(raised.value) == (
+        f"--resume run --epochs 3: the run has already trained past epoch 3 ({step} steps of "
+        f"57 an epoch, {refused}"
+    )

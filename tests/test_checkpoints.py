@@ -1,0 +1,92 @@
+"""Tests for kerasmlp.checkpoints: a damaged checkpoint gives way to the one kept before it.
+
+The checkpoints hold a single vector whose value says which save it came from.
+"""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasmlp.checkpoints import RunCheckpoints
+from kerasmlp.runfiles import ResumeError
+from kerasmlp.summaries import SummaryWriter
+
+
+def saved_twice(run_dir, shape=(64,)):
+    """Checkpoints at steps 1 and 2 of a vector of ones, then of twos; returns a restorer."""
+    weights = tf.Variable(tf.ones(shape))
+    messages = []
+    checkpoints = RunCheckpoints(
+        run_dir / "checkpoints",
+        {"weights": weights},
+        keep=2,
+        writer=SummaryWriter(run_dir),
+        log=messages.append,
+    )
+    checkpoints.save({"step": 1}, step=1)
+    weights.assign(2.0 * tf.ones(shape))
+    checkpoints.save({"step": 2}, step=2)
+    weights.assign(tf.zeros(shape))
+    return checkpoints, weights, messages
+
+
+def cut_short(prefix):
+    """Halves the largest data file of a checkpoint, as a crash in its write may leave it."""
+    data = max(prefix.parent.glob(f"{prefix.name}.data-*"), key=lambda p: p.stat().st_size)
+    os.truncate(data, data.stat().st_size // 2)
+
+
+def test_the_latest_checkpoint_is_restored(tmp_path):
+    checkpoints, weights, messages = saved_twice(tmp_path)
+    assert checkpoints.restore_latest()["step"] == 2
+    np.testing.assert_array_equal(weights.numpy(), np.full(64, 2.0))
+    assert messages == []
+
+
+def test_a_truncated_checkpoint_gives_way_to_the_one_before_it(tmp_path):
+    checkpoints, weights, messages = saved_twice(tmp_path)
+    cut_short(tmp_path / "checkpoints" / "ckpt-2")
+    assert checkpoints.restore_latest()["step"] == 1
+    np.testing.assert_array_equal(weights.numpy(), np.ones(64))
+    (message,) = messages
+    assert message.startswith(f"cannot read checkpoint {tmp_path / 'checkpoints' / 'ckpt-2'} ")
+    assert message.endswith("going on from the one before it, ckpt-1")
+
+
+def test_no_readable_checkpoint_is_one_line_naming_the_latest(tmp_path):
+    checkpoints, _, _ = saved_twice(tmp_path)
+    cut_short(tmp_path / "checkpoints" / "ckpt-2")
+    cut_short(tmp_path / "checkpoints" / "ckpt-1")
+    with pytest.raises(ResumeError) as raised:
+        checkpoints.restore_latest()
+    message = str(raised.value)
+    assert message.startswith(
+        f"cannot read checkpoint {tmp_path / 'checkpoints' / 'ckpt-2'} (truncated or corrupt?): "
+    )
+    assert message.endswith(f", nor the older ones in {tmp_path / 'checkpoints'}")
+    assert "\n" not in message
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_and_tensorflows_warnings_dropped(
+    tmp_path, caplog
+):
+    saved_twice(tmp_path)
+    other = RunCheckpoints(
+        tmp_path / "checkpoints",
+        {"weights": tf.Variable(tf.ones((65,)))},
+        keep=2,
+        writer=SummaryWriter(tmp_path),
+    )
+    with pytest.raises(ResumeError, match=r"ckpt-2: .*incompatible tensor with shape \(64,\)"):
+        other.restore_latest()
+    # What TensorFlow logs when the failed restore's objects are deleted (at exit).
+    caplog.clear()  # what was logged before (tf.function's retracing notes, in a long session)
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        logging.getLogger("tensorflow").warning(
+            "Value in checkpoint could not be found in the restored object: (root).save_counter"
+        )
+        logging.getLogger("tensorflow").warning("another warning")
+    assert [record.getMessage() for record in caplog.records] == ["another warning"]
