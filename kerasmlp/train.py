@@ -981,6 +981,12 @@ def _run(
 
     # Completed, or stopped early: evaluate on the test split and save the model.
     results = dict(_find(action_list, actions.EpochLogs).last)
+    if has_validation and not any(key.startswith("validation_") for key in results):
+        # Resumed with --epochs N at the end of an epoch N that train.eval_every_epochs
+        # skipped (it was not the last then): the last epoch is validated all the same.
+        validation_logs = trainer.evaluate(data.validation)
+        writer.scalars("validation", step, validation_logs)
+        results.update({f"validation_{k}": v for k, v in validation_logs.items()})
     test_logs = trainer.evaluate(data.test)
     writer.scalars("test", step, test_logs)
     if not has_validation and train_cfg.image_every_epochs:

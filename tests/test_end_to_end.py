@@ -429,3 +429,48 @@ def test_a_run_with_random_translation_resumes_bitwise(tmp_path):
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
     assert resumed["train_loss"] != unshifted["train_loss"]
+
+
+def test_a_run_resumed_with_fewer_epochs_validates_its_new_last_epoch(tmp_path):
+    # Stopped at the end of epoch 2 of 4 with validation every 3 epochs, epoch 2 was
+    # not validated; resumed as a 2-epoch run, it is the last, and the last is validated.
+    import io
+
+    from kerasmlp.controller import StopRequest
+    from kerasmlp.train import LineReporter, RunInterrupted
+
+    def config(epochs):
+        return load_config(
+            None,
+            [
+                f"train.epochs={epochs}",
+                "train.eval_every_epochs=3",
+                "model.hidden_units=[8]",
+                "train.histogram_every_epochs=0",
+                "train.image_every_epochs=0",
+                f"data.data_dir={tmp_path / 'tfds'}",
+            ],
+        )
+
+    stop = StopRequest()
+
+    class StopAfterSecondEpoch(LineReporter):
+        def epoch_end(self, *, step, epoch, logs):
+            if epoch == 2:
+                stop.request("SIGINT")
+
+    quiet = io.StringIO()
+    with pytest.raises(RunInterrupted):
+        train_and_evaluate(
+            config(4), tmp_path / "cut", reporter=StopAfterSecondEpoch(quiet), stop_request=stop
+        )
+    assert not (tmp_path / "cut" / "validation").exists()  # epoch 2 was not due
+    resumed = train_and_evaluate(
+        config(2), tmp_path / "cut", resume=True, reporter=LineReporter(quiet)
+    )
+    reference = train_and_evaluate(config(2), tmp_path / "ref", reporter=LineReporter(quiet))
+    # Expected: the uninterrupted 2-epoch run, which validates its last epoch.
+    for key in ("validation_loss", "validation_accuracy"):
+        assert resumed[key] == reference[key]
+    step = resumed["steps"]
+    assert [s for s, _ in events.scalars(tmp_path / "cut" / "validation")["loss"]] == [step]
