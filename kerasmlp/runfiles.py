@@ -155,10 +155,12 @@ class RunStatus:
             if state == "running":
                 self.record.setdefault("started", now_iso())
                 self.record["pid"] = os.getpid()
+                self.record["pid_started"] = process_start_time(os.getpid())
                 self.record["ended"] = None
             else:
                 self.record["ended"] = now_iso()
                 self.record.pop("pid", None)
+                self.record.pop("pid_started", None)
         self.record.update(fields)
         self.record["updated"] = now_iso()
         write_json_atomic(self.path, self.record)
@@ -173,8 +175,13 @@ def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def process_is_alive(pid: Any) -> bool:
-    """Whether a process with this id runs on this machine (signal 0 probes without signalling)."""
+def process_is_alive(pid: Any, started: Any = None) -> bool:
+    """Whether a process with this id runs on this machine (signal 0 probes without signalling).
+
+    With `started` (the process's start time as `process_start_time` gave it), a
+    process of that id that started at another time is another process: after a
+    reboot or a crash, ids are given again.
+    """
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -182,8 +189,25 @@ def process_is_alive(pid: Any) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    now = process_start_time(pid)
+    return not isinstance(started, (int, float)) or now is None or abs(now - started) < 2.0
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process `pid` started, in seconds since the epoch; None where /proc cannot say.
+
+    Linux's /proc/<pid>/stat gives it in clock ticks since boot (field 22), and
+    /proc/stat the boot time (btime).
+    """
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+        boot = pathlib.Path("/proc/stat").read_text()
+        ticks = int(stat.rpartition(")")[2].split()[19])  # fields after "(comm)" start at 3
+        btime = int(next(line.split()[1] for line in boot.splitlines() if line.startswith("btime")))
+        return round(btime + ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def check_run_dir(run_dir: str | os.PathLike) -> pathlib.Path:
@@ -270,7 +294,7 @@ def check_resumable(run_dir: str | os.PathLike) -> dict[str, Any]:
         )
     if (
         state == "running"
-        and process_is_alive(status.get("pid"))
+        and process_is_alive(status.get("pid"), status.get("pid_started"))
         and status.get("pid") != os.getpid()
     ):
         raise ResumeError(

@@ -45,11 +45,13 @@ def test_status_moves_through_its_states(tmp_path):
     status.update("running", epochs=3)
     record = runfiles.read_status(tmp_path)
     assert record["state"] == "running" and record["pid"] == os.getpid()
+    assert record["pid_started"] == runfiles.process_start_time(os.getpid())
     assert record["ended"] is None and record["epochs"] == 3
     status.update(step=10, epoch=1)
     status.update("interrupted", step=12)
     record = runfiles.read_status(tmp_path)
     assert record["state"] == "interrupted" and "pid" not in record and record["ended"]
+    assert "pid_started" not in record
     assert (record["step"], record["epoch"]) == (12, 1)
     resumed = runfiles.RunStatus(tmp_path, record)
     resumed.update("running")
@@ -172,3 +174,24 @@ def test_a_running_run_is_refused_only_while_its_process_lives(tmp_path):
         sleeper.wait(timeout=10)
     # Killed (as by SIGKILL): its status still says running, and the run can be resumed.
     assert runfiles.check_resumable(tmp_path)["state"] == "running"
+
+
+def test_a_process_id_given_again_to_another_process_does_not_block_resume(tmp_path):
+    # After a reboot the run's pid may belong to another process: one that started at
+    # another time than the run's (pid_started, from /proc) is not the run.
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = runfiles.process_start_time(other.pid)
+        if started is None:
+            pytest.skip("no /proc here: a process's start time is unknown")
+        status = {"state": "running", "pid": other.pid, "pid_started": started}
+        runfiles.write_json_atomic(tmp_path / "status.json", status)
+        with pytest.raises(runfiles.ResumeError, match="still running"):
+            runfiles.check_resumable(tmp_path)
+        status["pid_started"] = started - 3600.0  # the run's process started an hour before
+        runfiles.write_json_atomic(tmp_path / "status.json", status)
+        assert runfiles.check_resumable(tmp_path)["state"] == "running"
+    finally:
+        other.kill()
+        other.wait(timeout=10)
