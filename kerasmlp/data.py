@@ -447,7 +447,7 @@ def _remove_empty(folder: pathlib.Path, *parents: pathlib.Path) -> None:
     for path in (folder, *parents):
         try:
             path.rmdir()
-        except OSError:  # Not empty, or gone already.
+        except (OSError, ValueError):  # Not empty (etils' paths raise ValueError), or gone.
             return
 
 

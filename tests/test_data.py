@@ -313,6 +313,21 @@ def test_a_test_fraction_is_refused_where_the_dataset_has_a_test_split(data_dir)
         _load("spirals", data_dir, test_fraction=0.5)
 
 
+def test_folders_left_after_preparing_stay_when_not_empty(tmp_path):
+    # TFDS gives its data folder as an etils path, whose rmdir raises ValueError (not
+    # OSError) for a folder that is not empty: ~/tensorflow_datasets/downloads holds
+    # other datasets' files and the default manual folder.
+    from etils import epath
+
+    downloads = epath.Path(tmp_path) / "downloads"
+    (downloads / "manual").mkdir(parents=True)
+    (downloads / "manual" / "notes.txt").write_text("keep")
+    (downloads / "mnist").mkdir()
+    data._remove_empty(downloads / "mnist", downloads)
+    assert not (downloads / "mnist").exists()
+    assert (downloads / "manual" / "notes.txt").read_text() == "keep"
+
+
 def test_batch_size_must_be_positive():
     with pytest.raises(
         data.DataError,
