@@ -14,6 +14,7 @@ Exit status: 0 done; 2 a user's mistake (one line on stderr, nothing written).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -61,13 +62,17 @@ def main(run_dir, input_path, split, output, verbose):
     from kerasmlp.errors import DataError
     from kerasmlp.inference import load_run
 
+    # Without --output, stdout holds the CSV alone: what reading the data says (TFDS
+    # preparing the test split: "preparing mnist ... done") goes to stderr.
+    said = contextlib.redirect_stdout(sys.stderr) if output is None else contextlib.nullcontext()
     try:
-        run = load_run(run_dir)
-        if split is not None:
-            model_inputs, labels = run.read_test_split()
-        else:
-            model_inputs, labels = run.read(input_path)
-        outputs = run.outputs(model_inputs)
+        with said:
+            run = load_run(run_dir)
+            if split is not None:
+                model_inputs, labels = run.read_test_split()
+            else:
+                model_inputs, labels = run.read(input_path)
+            outputs = run.outputs(model_inputs)
     except (ConfigError, DataError) as e:
         _fail(e)
     text = predictions_csv(run, outputs)

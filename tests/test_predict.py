@@ -506,6 +506,19 @@ def test_a_playground_run_predicts_too(tmp_path, monkeypatch):
     assert result.exit_code == 0 and "examples 2 | accuracy" in result.output, result.output
 
 
+def test_the_test_split_prepared_again_leaves_stdout_to_the_csv(tmp_path):
+    # The run's data folder is gone: --split test prepares the dataset again, and says so
+    # on stderr, so that `kerasmlp-predict RUN --split test > out.csv` holds the CSV alone.
+    data_dir = tmp_path / "tfds"
+    result = _train(tmp_path, "data.name=xor", f"data.data_dir={data_dir}", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    shutil.rmtree(data_dir)
+    result = CliRunner().invoke(predict.main, [str(tmp_path / "logs" / "run"), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("predicted,probability_"), result.stdout[:200]
+    assert "preparing xor" in result.stderr
+
+
 def test_a_damaged_model_file_is_named_as_damaged(csv_run, tmp_path):
     # Keras itself says "File not found" for a truncated .keras file that exists.
     _, run_dir, _ = csv_run
