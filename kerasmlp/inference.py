@@ -319,7 +319,8 @@ def examples_for(model: keras.Model, x: np.ndarray, *, source: str) -> np.ndarra
     reshaped, so MNIST images come as (n, 28, 28), (n, 28, 28, 1) or (n, 784).
     An integer input (a TFDS image run's uint8) takes the raw pixel values,
     which must be whole numbers in the dtype's range: images scaled to [0, 1]
-    are refused, since the model scales them itself.
+    are refused, since the model scales them itself, and so are values of another
+    dtype all within [0, 1] (scaled, then binarized, or a bool mask).
 
     Raises:
       DataError: examples of another size, or values an integer input cannot hold.
@@ -342,6 +343,16 @@ def examples_for(model: keras.Model, x: np.ndarray, *, source: str) -> np.ndarra
                 f"{source}: this run's model takes raw images, whole numbers from {limits.min} "
                 f"to {limits.max} ({dtype.name}), and scales them itself; received {first!r}. "
                 "Give the pixels as stored, not scaled to [0, 1]"
+            )
+        if values.size and 0 < values.max() <= 1:
+            # Scaled to [0, 1] and then binarized (x > 0.5), or a bool mask: whole numbers,
+            # but read as pixels they are all black. Given in the model's own dtype (the
+            # stored pixels), any values are taken as they are.
+            raise DataError(
+                f"{source}: this run's model takes raw images, whole numbers from {limits.min} "
+                f"to {limits.max} ({dtype.name}), and scales them itself; received "
+                f"{x.dtype.name} values all within [0, 1] (at most {float(values.max())!r}): "
+                "images scaled to [0, 1] or binarized. Give the pixels as stored"
             )
     return x.reshape(-1, *shape).astype(dtype)
 

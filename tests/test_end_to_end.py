@@ -191,6 +191,7 @@ def test_predict_takes_raw_uint8_images(mnist_run, tmp_path):
     from click.testing import CliRunner
 
     from kerasmlp import predict
+    from kerasmlp.errors import DataError
     from kerasmlp.inference import load_run
 
     _, run_dir, _ = mnist_run
@@ -215,6 +216,12 @@ def test_predict_takes_raw_uint8_images(mnist_run, tmp_path):
     result = CliRunner().invoke(predict.main, [str(run_dir), str(path)])
     assert result.exit_code == 2
     assert "takes raw images, whole numbers from 0 to 255 (uint8)" in result.output
+    # Scaled, then binarized: whole numbers, all black as pixels. Refused too, as floats
+    # and as a bool mask; the same 0s and 1s as uint8 are pixels as stored, and pass.
+    for binarized in [(images > 127).astype("float32"), images > 127]:
+        with pytest.raises(DataError, match=r"values all within \[0, 1\] \(at most 1.0\)"):
+            run.predict_proba(binarized)
+    assert run.predict_proba((images > 127).astype("uint8")).shape == (5, 10)
 
 
 def test_default_config_learns_the_spirals(tmp_path):
