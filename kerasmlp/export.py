@@ -15,6 +15,7 @@ Exit status: 0 done; 2 a user's mistake (one line on stderr, nothing written).
 from __future__ import annotations
 
 import pathlib
+import shutil
 import sys
 
 import click
@@ -40,7 +41,12 @@ def main(run_dir, export_dir, verbose):
     target = pathlib.Path(export_dir)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         _fail(f"{export_dir} already holds files; give a new or empty folder")
+    existing = next((p for p in target.absolute().parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        _fail(f"cannot make {export_dir}: {existing} is a file, not a folder")
     start_tensorflow(verbose=verbose)
+    import tensorflow as tf
+
     from kerasmlp.errors import DataError
     from kerasmlp.inference import load_run
 
@@ -48,7 +54,13 @@ def main(run_dir, export_dir, verbose):
         run = load_run(run_dir)
     except (ConfigError, DataError) as e:
         _fail(e)
-    run.probability_model().export(str(target), format="tf_saved_model", verbose=False)
+    made = not target.exists()
+    try:
+        run.probability_model().export(str(target), format="tf_saved_model", verbose=False)
+    except (OSError, tf.errors.OpError) as e:
+        if made:  # nothing half-written left behind
+            shutil.rmtree(target, ignore_errors=True)
+        _fail(f"cannot write {export_dir}: {getattr(e, 'message', None) or e}")
     click.echo(f"saved model: {target} (endpoint 'serve': raw inputs -> probabilities)")
 
 

@@ -6,6 +6,7 @@ sigmoid head); the reference is `load_run(...).predict_proba` in this process.
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -96,3 +97,31 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
     assert done.stdout == (
         f"saved model: {tmp_path / 'quiet'} (endpoint 'serve': raw inputs -> probabilities)\n"
     )
+
+    # A folder that cannot be made: one line, before TensorFlow starts, nothing written.
+    blocker = tmp_path / "afile"
+    blocker.write_text("keep")
+    result = CliRunner().invoke(export.main, [str(run_dir), str(blocker / "served")])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"kerasmlp-export: error: cannot make {blocker / 'served'}: {blocker} is a file, "
+        "not a folder\n"
+    )
+    assert blocker.read_text() == "keep"
+    # One that TensorFlow cannot write (a read-only disk): one line, no half-written folder.
+    import keras
+    import tensorflow as tf
+
+    def read_only(self, filepath, **kwargs):
+        pathlib.Path(filepath, "variables").mkdir(parents=True)  # as far as it got
+        raise tf.errors.PermissionDeniedError(None, None, f"{filepath}; Read-only file system")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.Model, "export", read_only)
+        result = CliRunner().invoke(export.main, [str(run_dir), str(tmp_path / "ro")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr == (
+        f"kerasmlp-export: error: cannot write {tmp_path / 'ro'}: {tmp_path / 'ro'}; "
+        "Read-only file system\n"
+    )
+    assert not (tmp_path / "ro").exists()
