@@ -196,6 +196,8 @@ class LoadedRun:
                 "dict {column: values} or a CSV file, not an array of rows"
             )
         x = _number_array(x, source=source)
+        if x.ndim == 0 or len(x) == 0:
+            raise DataError(f"{source}: holds no examples (an array of shape {x.shape})")
         infinite = tables.first_infinite(x)
         if infinite is not None:  # the model would answer NaN probabilities, read as class 0
             missing = ", NaN for a missing one" if self.columns is not None else ""

@@ -496,6 +496,9 @@ def test_a_playground_run_predicts_too(tmp_path, monkeypatch):
     np.testing.assert_allclose(run.predict_proba(points).sum(axis=1), 1.0, rtol=1e-6)
     with pytest.raises(DataError, match=r"example 1 \(from 0\) holds inf; give finite numbers$"):
         run.predict_proba(np.array([[0.5, 0.5], [np.inf, 0.5]], "float32"))
+    # As the CLI refuses an .npz whose x holds no examples.
+    with pytest.raises(DataError, match=r"holds no examples \(an array of shape \(0, 2\)\)$"):
+        run.predict_proba(np.zeros((0, 2), "float32"))
     result = CliRunner().invoke(predict.main, [str(run_dir), "--split", "test"])
     assert result.exit_code == 0, result.output
     saved = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
