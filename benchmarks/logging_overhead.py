@@ -32,6 +32,7 @@ import argparse
 import io
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -135,4 +136,7 @@ def _rounds(values) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also under runpy
+    from _script import run
+
+    run(main)

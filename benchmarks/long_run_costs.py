@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import math
 import os
+import sys
 import tempfile
 import time
 
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    if args.examples is not None and args.examples < 1:
+        parser.error(f"--examples must be at least 1. Received: {args.examples}")
     config = load_config(args.config)
     input_dim, num_classes = dataset_shape(config.data.name)
     input_dim, num_classes = input_dim or 784, num_classes or 10
@@ -151,4 +154,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also under runpy
+    from _script import run
+
+    run(main)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import tempfile
 import time
 
@@ -109,6 +110,8 @@ def main():
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
+    if args.examples is not None and args.examples < 1:
+        parser.error(f"--examples must be at least 1. Received: {args.examples}")
 
     config = load_config(args.config, args.overrides)
     keras.utils.set_random_seed(config.seed)
@@ -152,4 +155,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also under runpy
+    from _script import run
+
+    run(main)

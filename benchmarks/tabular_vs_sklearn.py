@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import pathlib
+import sys
 import tempfile
 from contextlib import redirect_stdout
 
@@ -112,4 +114,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also under runpy
+    from _script import run
+
+    run(main)

@@ -36,6 +36,7 @@ import argparse
 import io
 import os
 import pathlib
+import sys
 import tempfile
 import time
 
@@ -214,4 +215,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also under runpy
+    from _script import run
+
+    run(main)

@@ -65,6 +65,7 @@ import dataclasses
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -470,6 +471,8 @@ def main():
         help="torch.set_num_threads; default torch's own (the physical cores)",
     )
     args = parser.parse_args()
+    if args.examples is not None and args.examples < 1:
+        parser.error(f"--examples must be at least 1. Received: {args.examples}")
 
     torch_wanted = any(n.startswith("torch") for n in args.loops)
     torch_info = torch_version(args.torch_threads) if torch_wanted else None
@@ -505,4 +508,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also under runpy
+    from _script import run
+
+    run(main)

@@ -178,3 +178,18 @@ def test_logging_overhead_prints_the_three_ratios(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     ratios = re.findall(r"ratio logged/off: (\d\.\d{3}) \((best|median|epoch by epoch)", out.stdout)
     assert [kind for _, kind in ratios] == ["best", "median", "epoch by epoch"], out.stdout
+
+
+def test_a_mistake_in_a_scripts_arguments_is_one_line():
+    # As kerasmlp-train says it: the key, the value and what is allowed; status 2.
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "logging_overhead.py"), "--set", "model.activation=rleu"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("logging_overhead.py: error: Unknown activation 'rleu'")
+    assert "Traceback" not in out.stderr
