@@ -273,6 +273,11 @@ class Trainer:
             per_example = self.loss.call(
                 *self.head.loss_inputs(local_labels, outputs, one_hot=self._one_hot)
             )
+            if self.class_weight is not None:  # as `_train_step` weighs each example
+                weights = tf.gather(self.class_weight, tf.cast(local_labels, tf.int32))
+                per_example = per_example * tf.cast(
+                    tf.reshape(weights, tf.shape(per_example)), per_example.dtype
+                )
             loss = tf.reduce_sum(per_example) / tf.cast(global_size, per_example.dtype)
             if self.model.losses:
                 loss = loss + tf.add_n(self.model.losses) / self.replicas

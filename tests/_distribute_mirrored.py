@@ -99,6 +99,8 @@ def main(workdir: pathlib.Path) -> None:
             f"data.path={table}",
             "data.label=label",
             "train.batch_size=32",
+            # Each example weighed by its class, on every replica as on one device.
+            "train.class_weight={big: 3.0}",
         ]
     out = {}
     for name, overrides in runs.items():

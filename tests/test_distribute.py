@@ -202,7 +202,7 @@ def test_mirrored_trains_and_converges_with_dropout_on(mirrored):
 def test_mirrored_trains_raw_images_and_tables_as_one_device(mirrored, data):
     # Raw uint8 images (mock MNIST: Rescaling and Flatten in the model, each replica
     # gathering its uint8 rows) and a CSV with a string column (a dict of columns,
-    # looked up and normalized in the model): weights to 1e-5 as above, the same
+    # looked up and normalized in the model) and class weights: weights to 1e-5 as above, the same
     # metrics, and the images drawn on the chief.
     one, two = mirrored[f"{data}_one_device"], mirrored[f"{data}_mirrored"]
     assert two["results"]["replicas"] == 2
