@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import signal
+import threading
 from typing import Any
 
 from kerasmlp.config import ConfigError, DistributeConfig, shorten
@@ -101,13 +102,16 @@ def parse_tf_config(text: str | None) -> Role:
             f"Received: {shorten(text)}"
         )
     for job, addresses in cluster.items():
-        if not isinstance(addresses, list) or not all(
-            isinstance(a, str) and ":" in a for a in addresses
-        ):
+        if not isinstance(addresses, list) or not all(map(_is_address, addresses)):
             raise ConfigError(
-                f'TF_CONFIG cluster "{job}" must list "host:port" strings. '
-                f"Received: {shorten(json.dumps(addresses))}"
+                f'TF_CONFIG cluster "{job}" must list "host:port" strings, each port a '
+                f"number from 1 to 65535. Received: {shorten(json.dumps(addresses))}"
             )
+    if len(cluster.get("chief", [])) > 1:
+        raise ConfigError(
+            'TF_CONFIG cluster "chief" holds one task at most (the other tasks are '
+            f'"worker"s). Received: {shorten(json.dumps(cluster["chief"]))}'
+        )
     if not isinstance(task, dict):
         raise ConfigError(
             f'TF_CONFIG must hold "task": {{"type": "worker", "index": 0}}. '
@@ -137,6 +141,14 @@ def parse_tf_config(text: str | None) -> Role:
     worker = index if task_type == "chief" else len(chiefs) + index
     is_chief = task_type == "chief" or (not chiefs and index == 0)
     return Role(worker=worker, workers=workers, replicas=workers, is_chief=is_chief)
+
+
+def _is_address(address: Any) -> bool:
+    """Whether `address` is "host:port" with a port TensorFlow's server can bind."""
+    if not isinstance(address, str):
+        return False
+    host, _, port = address.rpartition(":")
+    return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
 
 
 def role_from_environment(config: DistributeConfig, environ: dict[str, Any] | Any) -> Role | None:
@@ -205,8 +217,30 @@ def make_strategy(config: DistributeConfig):
             )
         return _mirrored_strategies[devices]
     if _multi_worker_strategy is None:
-        _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        # It waits in C++ until every worker in TF_CONFIG has started, where Python's
+        # signal handlers cannot run: a worker whose peer never comes would ignore
+        # Ctrl-C and SIGTERM. Nothing of the run is written yet, so until then the
+        # signals end the process at once, as they do by default.
+        with _signals_end_the_process():
+            _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
     return _multi_worker_strategy
+
+
+@contextlib.contextmanager
+def _signals_end_the_process():
+    """SIGINT and SIGTERM take their default action (the process ends) during the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread sets handlers
+        return
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in saved:
+        signal.signal(signum, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def reinstall_signal_handlers() -> None:

@@ -72,8 +72,24 @@ def test_tf_config_gives_the_role(text, expected):
         (_tf_config(["a:1"], "ps", 0), "not a job of the cluster"),
         (_tf_config(["a:1"], "worker", 1), "index must be an integer in [0, 1)"),
         (_tf_config(["a:1"], "evaluator", 0, evaluator=["e:1"]), "does not train"),
+        # TensorFlow's server would fail on these with a traceback, or refuse two chiefs.
+        (_tf_config(["127.0.0.1:abc"], "worker", 0), "each port a number from 1 to 65535"),
+        (_tf_config(["127.0.0.1:70000"], "worker", 0), "each port a number from 1 to 65535"),
+        (_tf_config(["a:1"], "worker", 0, chief=["c:1", "c:2"]), '"chief" holds one task at'),
     ],
-    ids=["missing", "not-json", "not-object", "no-cluster", "address", "job", "index", "evaluator"],
+    ids=[
+        "missing",
+        "not-json",
+        "not-object",
+        "no-cluster",
+        "address",
+        "job",
+        "index",
+        "evaluator",
+        "port",
+        "port-range",
+        "two-chiefs",
+    ],
 )
 def test_a_bad_tf_config_is_refused_in_one_line(text, message):
     with pytest.raises(ConfigError) as info:
@@ -447,6 +463,48 @@ def test_two_workers_interrupted_and_resumed_train_as_one_process_does(two_worke
 def _logged_values(line):
     """`{name: value}` of a fixed-width log line (`format_logs`), step left out."""
     return {name: float(value) for name, value in re.findall(r"(\w+) (-?\d+\.\d+)", line)}
+
+
+def test_ctrl_c_ends_a_worker_whose_peer_never_starts(tmp_path, spirals_dir):
+    # MultiWorkerMirroredStrategy waits in C++ for every worker of TF_CONFIG, where
+    # Python's handlers cannot run: Ctrl-C, a second one and SIGTERM were all ignored,
+    # and only SIGKILL ended the process. Nothing is written yet: it ends at once.
+    args = [*WORKER_SETTINGS, "--set", f"data.data_dir={spirals_dir}", "--epochs", "1"]
+    args += ["--strategy", "multi_worker", "--logdir", str(tmp_path / "logs"), "--run-name", "run"]
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    tf_config = json.dumps(
+        {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": 0}}
+    )
+    alone = subprocess.Popen(
+        [str(SCRIPT), *args],
+        cwd=tmp_path,
+        env=_env(TF_CONFIG=tf_config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        # Its server listens once the strategy is being made: then it waits for worker 1.
+        host, port = addresses[0].split(":")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and alone.poll() is None:
+            with socket.socket() as probe:
+                if probe.connect_ex((host, int(port))) == 0:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"worker 0 never listened: {alone.communicate()}")
+        time.sleep(1.0)
+        alone.send_signal(signal.SIGINT)
+        alone.wait(timeout=20)
+    finally:
+        if alone.poll() is None:
+            os.killpg(alone.pid, signal.SIGKILL)
+            alone.wait()
+            pytest.fail("a worker waiting for its peer ignored Ctrl-C")
+    assert alone.returncode in (-signal.SIGINT, 130)
+    assert not (tmp_path / "logs" / "run").exists()
 
 
 def test_a_worker_killed_mid_run_ends_the_other_with_one_line(tmp_path, spirals_dir):
