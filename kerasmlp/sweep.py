@@ -150,9 +150,19 @@ def check_distribute(configs: Sequence[Config]) -> None:
     workers take part in every point: a point on one device would instead
     train on every machine separately, each writing its folder.
 
+    Nor can points vary `distribute.cpu_devices`: TensorFlow splits the CPU into
+    logical devices once per process, before the first point.
+
     Raises:
       ConfigError: one line naming the keys that vary.
     """
+    counts = sorted({config.distribute.cpu_devices for config in configs})
+    if len(counts) > 1:
+        raise ConfigError(
+            "A sweep runs its points in one process, where TensorFlow splits the CPU into "
+            "logical devices once: its points cannot vary distribute.cpu_devices; run one "
+            f"sweep per count. Received: distribute.cpu_devices={counts}"
+        )
     settings = {config.distribute for config in configs}
     if len(settings) < 2 or all(s.strategy != "multi_worker" for s in settings):
         return

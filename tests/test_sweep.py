@@ -159,6 +159,12 @@ def test_a_multi_worker_sweep_keeps_one_distribute_setting():
         )
 
 
+def test_a_sweep_keeps_one_cpu_device_count():
+    # TensorFlow splits the CPU once per process: point 01 failed after point 00 had run.
+    with pytest.raises(ConfigError, match=r"Received: distribute.cpu_devices=\[2, 4\]$"):
+        sweep.plan_sweep({"distribute.cpu_devices": [2, 4]}, None, ["distribute.strategy=mirrored"])
+
+
 def test_resume_strategy_reaches_every_point_not_completed(tmp_path):
     # A sweep folder as --sweep leaves it before any point ran: its plan only.
     folder = tmp_path / "sweep"
