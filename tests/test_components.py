@@ -252,7 +252,7 @@ LOOP_KEYS = {
     "train.histogram_every_epochs",
     "train.image_every_epochs",
     "train.profile_steps",
-    # The long-run keys reach the controller's actions: tests/test_long_runs.py runs each
+    # The long-run keys reach the controller's actions: tests/test_long_run*.py run each
     # (checkpoints and resume, on_divergence with its factor and count, early stopping,
     # save_best) through the console script, and tests/test_actions.py checks the actions.
     "train.checkpoint_every_seconds",
