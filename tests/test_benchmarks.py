@@ -1,16 +1,18 @@
 """The benchmark scripts run, in a tiny mode, and print the lines their READMEs quote.
 
-Each runs in its own process (as a user runs it, with its own TensorFlow and
-TFDS state); the figures are not checked, only the shape of what is printed.
+They run in processes of their own (as a user runs them, with their own TensorFlow
+and TFDS state), two scripts one after the other where they can share one: starting
+TensorFlow is most of a tiny run's time. The figures are not checked, only the shape
+of what is printed.
 PyTorch is not a dependency: where it is installed the throughput script's
 torch column is checked, elsewhere its "skipped" line.
 """
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -28,16 +30,21 @@ def _load(name):
     return module
 
 
-def _run(code: str) -> str:
+def _run_scripts(*runs: list[str], mock_examples: int | None = None) -> list[str]:
+    """Runs `python benchmarks/SCRIPT ARGS...` for each `[SCRIPT, *ARGS]`, one after another
+    in one process (tests/_run_benchmarks.py); returns the stdout of each."""
+    mock = [] if mock_examples is None else ["--mock-examples", str(mock_examples)]
     out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-m", "tests._run_benchmarks", *mock, json.dumps(runs)],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
+    parts = re.split(r"^=== end of (\S+) ===\n", out.stdout, flags=re.M)
+    assert parts[-1] == "" and parts[1::2] == [argv[0] for argv in runs], out.stdout[-3000:]
+    return parts[0:-1:2]
 
 
 def test_flops_per_example_is_six_times_the_weights():
@@ -47,18 +54,28 @@ def test_flops_per_example_is_six_times_the_weights():
     assert flops([2, 3]) == 36
 
 
-def test_train_loop_vs_fit_prints_every_loop_and_the_ratios():
-    # One tiny round of the MNIST config (dropout and label smoothing: the torch loop's
-    # branches) with one narrow layer, which traces faster: 300 examples, 256 + 44 a batch.
-    stdout = _run(
-        f"""
-        import sys, runpy
-        sys.argv = ["train_loop_vs_fit.py", "--examples", "300", "--epochs", "1",
-                    "--repeats", "1", "--matmul-repeats", "1", "--models", "config",
-                    "--set", "model.hidden_units=[16]"]
-        runpy.run_path({str(BENCHMARKS / "train_loop_vs_fit.py")!r}, run_name="__main__")
-        """
-    )
+@pytest.fixture(scope="module")
+def loop_rounds():
+    """One tiny round of train_loop_vs_fit.py in float32, then one of its bfloat16 loops.
+
+    300 examples, one narrow layer (it traces faster): 256 + 44 a batch. The float32 round
+    takes the MNIST config (dropout and label smoothing: the torch loop's branches).
+    """
+    tiny = ["--examples", "300", "--epochs", "1", "--repeats", "1", "--matmul-repeats", "1"]
+    narrow = ["--set", "model.hidden_units=[16]"]
+    float32, bfloat16 = _run_scripts(
+        ["train_loop_vs_fit.py", *tiny, "--models", "config", *narrow],
+        [
+            "train_loop_vs_fit.py", *tiny, "--models", "seeds", *narrow,
+            "--loops", "kerasmlp", "kerasmlp_bf16", "fit_bf16", "minimal_bf16",
+            *(["torch_bf16"] if TORCH else []),
+        ],
+    )  # fmt: skip
+    return float32, bfloat16
+
+
+def test_train_loop_vs_fit_prints_every_loop_and_the_ratios(loop_rounds):
+    stdout, _ = loop_rounds
     lines = stdout.splitlines()
     assert re.search(
         rf"^matmul .*\| float32 {NUMBER} GFLOP/s \| bfloat16 {NUMBER} GFLOP/s$", stdout, re.M
@@ -82,18 +99,8 @@ def test_train_loop_vs_fit_prints_every_loop_and_the_ratios():
         assert re.search(r"^torch +\| skipped: torch not installed$", stdout, re.M)
 
 
-def test_train_loop_vs_fit_runs_the_loops_in_bfloat16_too():
-    stdout = _run(
-        f"""
-        import sys, runpy
-        sys.argv = ["train_loop_vs_fit.py", "--examples", "300", "--epochs", "1",
-                    "--repeats", "1", "--matmul-repeats", "1", "--models", "seeds",
-                    "--set", "model.hidden_units=[16]",
-                    "--loops", "kerasmlp", "kerasmlp_bf16", "fit_bf16", "minimal_bf16"
-                    {', "torch_bf16"' if TORCH else ""}]
-        runpy.run_path({str(BENCHMARKS / "train_loop_vs_fit.py")!r}, run_name="__main__")
-        """
-    )
+def test_train_loop_vs_fit_runs_the_loops_in_bfloat16_too(loop_rounds):
+    _, stdout = loop_rounds
     assert re.search(rf"\| bfloat16 bound {NUMBER} samples/s$", stdout, re.M)
     others = ["fit_bf16", "minimal_bf16"] + (["torch_bf16"] if TORCH else [])
     for loop in ["kerasmlp", "kerasmlp_bf16", *others]:
@@ -104,21 +111,31 @@ def test_train_loop_vs_fit_runs_the_loops_in_bfloat16_too():
     assert "kerasmlp / kerasmlp_bf16" not in stdout
 
 
-def test_time_to_accuracy_prints_both_runs_and_the_ratio(tmp_path):
-    # Mock MNIST (64 random examples a split), one epoch each, no images or histograms.
-    stdout = _run(
-        f"""
-        import tensorflow_datasets as tfds
-        import runpy, sys
-        sys.argv = ["time_to_accuracy.py", "--dataset", "mnist", "--seeds", "3",
-                    "--epochs-scale", "0.01", "--data-dir", {str(tmp_path / "tfds")!r},
-                    "--manual-dir", {str(tmp_path)!r}, "--workdir", {str(tmp_path / "runs")!r},
-                    "--set", "train.image_every_epochs=0",
-                    "--set", "train.histogram_every_epochs=0"]
-        with tfds.testing.mock_data(num_examples=64):
-            runpy.run_path({str(BENCHMARKS / "time_to_accuracy.py")!r}, run_name="__main__")
-        """
-    )
+@pytest.fixture(scope="module")
+def mock_mnist_runs(tmp_path_factory):
+    """time_to_accuracy.py, then whole_command_vs_fit.py, on mock MNIST (64 random examples
+    a split): one epoch each, no images or histograms."""
+    tmp_path = tmp_path_factory.mktemp("mock_mnist")
+    quiet = ["--set", "train.image_every_epochs=0", "--set", "train.histogram_every_epochs=0"]
+    time_to_accuracy, whole_command = _run_scripts(
+        [
+            "time_to_accuracy.py", "--dataset", "mnist", "--seeds", "3", "--epochs-scale", "0.01",
+            "--data-dir", str(tmp_path / "tfds"), "--manual-dir", str(tmp_path),
+            "--workdir", str(tmp_path / "runs"), *quiet,
+        ],
+        # A narrow model, shifts on; two pairs, so that fit goes first in the second.
+        [
+            "whole_command_vs_fit.py", "--epochs", "1", "--repeats", "2",
+            "--set", "model.hidden_units=[16]", "--set", f"data.data_dir={tmp_path / 'tfds2'}",
+            *quiet,
+        ],
+        mock_examples=64,
+    )  # fmt: skip
+    return tmp_path, time_to_accuracy, whole_command
+
+
+def test_time_to_accuracy_prints_both_runs_and_the_ratio(mock_mnist_runs):
+    tmp_path, stdout, _ = mock_mnist_runs
     assert re.search(r"^data +\| mnist: 64 train, 64 test", stdout, re.M)
     assert "1 epochs, Keras fit" in stdout
     for who in ("recipe", "kerasmlp"):
@@ -129,22 +146,8 @@ def test_time_to_accuracy_prints_both_runs_and_the_ratio(tmp_path):
     assert (tmp_path / "runs" / "seed3" / "metrics.json").exists()
 
 
-def test_whole_command_vs_fit_prints_both_rates_and_the_ratio(tmp_path):
-    # Mock MNIST (64 random examples a split), one epoch of a narrow model, shifts on;
-    # two pairs, so that fit goes first in the second.
-    stdout = _run(
-        f"""
-        import tensorflow_datasets as tfds
-        import runpy, sys
-        sys.argv = ["whole_command_vs_fit.py", "--epochs", "1", "--repeats", "2",
-                    "--set", "model.hidden_units=[16]",
-                    "--set", "data.data_dir={tmp_path / "tfds"}",
-                    "--set", "train.image_every_epochs=0",
-                    "--set", "train.histogram_every_epochs=0"]
-        with tfds.testing.mock_data(num_examples=64):
-            runpy.run_path({str(BENCHMARKS / "whole_command_vs_fit.py")!r}, run_name="__main__")
-        """
-    )
+def test_whole_command_vs_fit_prints_both_rates_and_the_ratio(mock_mnist_runs):
+    _, _, stdout = mock_mnist_runs
     config_line = r"^config +\| mnist\.yaml .*\| 1 epochs, batch 256, precision \w+$"
     assert re.search(config_line, stdout, re.M)
     pair = (
@@ -170,8 +173,9 @@ def test_logging_overhead_sums_each_epochs_median_over_the_rounds():
 
 
 def test_logging_overhead_prints_the_three_ratios(tmp_path):
+    # Two epochs (the steady rate starts after the first) and one round of each.
     out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "logging_overhead.py"), "--epochs=3", "--repeats=2"],
+        [sys.executable, str(BENCHMARKS / "logging_overhead.py"), "--epochs=2", "--repeats=1"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

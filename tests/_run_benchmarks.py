@@ -1,0 +1,38 @@
+"""Runs benchmark scripts one after another in ONE process, for tests/test_benchmarks.py.
+
+    python -m tests._run_benchmarks [--mock-examples N] '[["SCRIPT.py", "ARG", ...], ...]'
+
+Each runs as `python benchmarks/SCRIPT.py ARG ...` would (`runpy`, as `__main__`),
+and a line `=== end of SCRIPT.py ===` follows its output. One process for several:
+starting TensorFlow takes most of a tiny run's time. With `--mock-examples`,
+under `tfds.testing.mock_data` (that many random examples a split, no files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import runpy
+import sys
+
+from tests.conftest import REPO_ROOT
+
+
+def main(args: list[str]) -> None:
+    mock_examples = None
+    if args[0] == "--mock-examples":
+        mock_examples, args = int(args[1]), args[2:]
+    (runs,) = args
+    with contextlib.ExitStack() as stack:
+        if mock_examples is not None:
+            import tensorflow_datasets as tfds
+
+            stack.enter_context(tfds.testing.mock_data(num_examples=mock_examples))
+        for argv in json.loads(runs):
+            sys.argv = list(argv)
+            runpy.run_path(str(REPO_ROOT / "benchmarks" / argv[0]), run_name="__main__")
+            print(f"=== end of {argv[0]} ===", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
