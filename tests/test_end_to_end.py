@@ -259,16 +259,6 @@ def test_regression_dataset_end_to_end(tmp_path):
     assert set(events.scalars(tmp_path / "run" / "validation")) == {"loss", "mse", "mae"}
 
 
-def test_one_epoch_of_the_mnist_config_on_real_mnist(real_tfds_dir, tmp_path):
-    # Real MNIST prepared offline from ../shared/data (skipped when absent); bar from issue 2.
-    config = load_config(
-        CONFIGS / "mnist.yaml",
-        ["train.epochs=1", "train.histogram_every_epochs=0", f"data.data_dir={real_tfds_dir}"],
-    )
-    results = train_and_evaluate(config, tmp_path / "run")
-    assert results["test_accuracy"] >= 0.96
-
-
 # --- one-step runs on the spirals, checked against numpy ---------------------------
 
 

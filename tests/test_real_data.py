@@ -13,6 +13,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from kerasmlp import data
+from kerasmlp.config import load_config
+from kerasmlp.train import train_and_evaluate
+from tests.conftest import REPO_ROOT
 
 # Reference figures from ../shared/data/README.md (mean pixel on the 0..255 scale,
 # three decimals; label counts per class), except the MNIST test counts, which
@@ -114,3 +117,14 @@ def test_prepare_offline_again_is_a_no_op(prepared, data_dir, tmp_path):
     # Prepared already: the manual_dir is not even looked at.
     builder = data.prepare_offline(name, tmp_path / "not-there", data_dir)
     assert builder.is_prepared()
+
+
+def test_one_epoch_of_the_mnist_config_on_real_mnist(data_dir, tmp_path):
+    # The real entry point on real MNIST (here, not in test_end_to_end.py, so that one
+    # pytest-xdist worker prepares the real data and no other waits for it); bar from issue 2.
+    config = load_config(
+        REPO_ROOT / "configs" / "mnist.yaml",
+        ["train.epochs=1", "train.histogram_every_epochs=0", f"data.data_dir={data_dir}"],
+    )
+    results = train_and_evaluate(config, tmp_path / "run")
+    assert results["test_accuracy"] >= 0.96
