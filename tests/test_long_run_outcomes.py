@@ -88,19 +88,30 @@ def test_rollback_lowers_the_rate_and_gives_up_after_max_rollbacks(tmp_path, dat
     assert steps["dense_0/kernel"] == steps["dense_0/gradient_norm"] == [0]
 
 
-def test_early_stopping_and_the_best_model(tmp_path, data_dir):
-    returncode, out, err = run(
-        [
-            "--epochs", "6", "--logdir", str(tmp_path), "--run-name", "es",
-            # Nothing improves by 10 after the first epoch: stops at epoch 2 (patience 0).
-            "--set", "train.early_stopping={monitor: validation_loss, patience: 0, min_delta: 10}",
-            "--set", "train.save_best=validation_accuracy",
-            "--set", "train.keep_checkpoints=1",
-        ],
-        data_dir=data_dir,
-    )  # fmt: skip
-    assert returncode == 0, err[-3000:]
+def test_early_stopping_the_best_model_and_a_run_killed_after_its_stop(tmp_path, data_dir):
+    # Nothing improves by 10 after the first epoch: stops at epoch 2 (patience 0) and
+    # restores epoch 1's weights. Saves: the start, epoch 1, epoch 2 (the stop); one kept.
+    # The same run killed right after its third save, before the test evaluation: the
+    # resumed run must not train on to epoch 3, and must end as the first one did.
+    stopping = [
+        "--epochs", "6",
+        "--set", "train.early_stopping={monitor: validation_loss, patience: 0, min_delta: 10, "
+        "restore_best: true}",
+        "--set", "train.save_best=validation_accuracy",
+        "--set", "train.keep_checkpoints=1",
+    ]  # fmt: skip
+    processes = {
+        name: start(
+            [*stopping, "--logdir", str(tmp_path), "--run-name", name],
+            data_dir=data_dir,
+            killed_at=killed_at,
+        )
+        for name, killed_at in (("es", None), ("killed", ("checkpoint", "3")))
+    }
+    code, out, err = finish(processes["es"])
+    assert code == 0, err[-3000:]
     assert "early stopping at epoch 2: validation_loss has not improved for 1 epochs" in out
+    assert "restored the weights of epoch 1" in out
     run_dir = tmp_path / "es"
     record = status(run_dir)
     assert record["state"] == "completed" and record["stopped_early"] is True
@@ -111,40 +122,17 @@ def test_early_stopping_and_the_best_model(tmp_path, data_dir):
     validation = dict(events.scalars(run_dir / "validation")["accuracy"])
     assert best["value"] == pytest.approx(max(validation.values()), rel=1e-6)
     assert keras.models.load_model(run_dir / "best.keras").count_params() > 0
-    # Saved at the start and at both epoch ends; one kept.
     assert [p.name for p in (run_dir / "checkpoints").glob("*.index")] == ["ckpt-114.index"]
 
-
-def test_a_run_killed_after_its_early_stop_finishes_as_it_would_have(tmp_path, data_dir):
-    # The test above's early stop at epoch 2, restoring epoch 1's weights. Saves: the
-    # start, epoch 1, epoch 2 (the stop): killed right after the third, before the
-    # test evaluation, the resumed run must not train on to epoch 3.
-    stopping = [
-        "--epochs", "6",
-        "--set", "train.early_stopping={monitor: validation_loss, patience: 0, min_delta: 10, "
-        "restore_best: true}",
-        "--set", "train.save_best=validation_accuracy",
-    ]  # fmt: skip
-    processes = {
-        name: start(
-            [*stopping, "--logdir", str(tmp_path), "--run-name", name],
-            data_dir=data_dir,
-            killed_at=killed_at,
-        )
-        for name, killed_at in (("ref", None), ("killed", ("checkpoint", "3")))
-    }
-    code, _, err = finish(processes["ref"])
-    assert code == 0, err[-3000:]
     code, _, err = finish(processes["killed"])
     assert code == -signal.SIGKILL, err[-3000:]
-
     code, out, err = resume(tmp_path / "killed")
     assert code == 0, err[-3000:]
     assert "restored the weights of epoch 1" in out
     record = status(tmp_path / "killed")
     assert record["stopped_early"] is True and record["stopped_epoch"] == 2
-    assert metrics_without_timing(tmp_path / "killed") == metrics_without_timing(tmp_path / "ref")
-    for got, want in zip(weights(tmp_path / "killed"), weights(tmp_path / "ref"), strict=True):
+    assert metrics_without_timing(tmp_path / "killed") == metrics_without_timing(run_dir)
+    for got, want in zip(weights(tmp_path / "killed"), weights(run_dir), strict=True):
         np.testing.assert_array_equal(got, want)
 
 

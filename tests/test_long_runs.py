@@ -131,12 +131,33 @@ def uninterrupted(tmp_path_factory, data_dir):
 
 KILL_POINTS = {
     "mid_epoch": ("step", "70"),  # dies after the round ending at step 80, in epoch 2
-    "after_a_checkpoint": ("checkpoint", "2"),  # right after the end of epoch 1 was saved
+    # Right after the end of epoch 2 was saved: ckpt-57 and ckpt-114 are kept
+    # (train.keep_checkpoints 2). The newest is damaged before the resume (see `damage`).
+    "damaged": ("checkpoint", "3"),
     # Right after the last epoch's save, before its histograms and pictures (drawn
     # after the checkpoint): the resumed run draws them, once.
     "after_the_last_checkpoint": ("checkpoint", "4"),
     "during_evaluation": ("evaluate", "3"),  # in epoch 3's validation, before its checkpoint
 }
+
+
+def damage(run_dir):
+    """A config.yaml that no longer describes the trained model is refused in one line;
+    then the newest checkpoint's largest data file is cut short, as a crash in its write
+    leaves it, and the resume must go on from the one kept before it."""
+    config = (run_dir / "config.yaml").read_text()
+    assert "hidden_units: [32, 32, 32]" in config  # the defaults
+    (run_dir / "config.yaml").write_text(config.replace("[32, 32, 32]", "[33, 32, 32]"))
+    code, out, err = resume(run_dir)
+    assert code == 2, err[-3000:]
+    (line,) = err.splitlines()  # TensorFlow's warnings about unrestored values are silenced
+    assert line.startswith("kerasmlp-train: error: cannot restore checkpoint ")
+    assert "ckpt-114: Received incompatible tensor with shape" in line
+    assert line.endswith("does the run's config.yaml still describe the model that was trained?")
+    (run_dir / "config.yaml").write_text(config)
+
+    data = max((run_dir / "checkpoints").glob("ckpt-114.data-*"), key=lambda p: p.stat().st_size)
+    os.truncate(data, data.stat().st_size // 2)
 
 
 def test_killed_runs_resume_to_bitwise_the_same_weights_and_metrics(
@@ -156,6 +177,7 @@ def test_killed_runs_resume_to_bitwise_the_same_weights_and_metrics(
         assert code == -signal.SIGKILL, f"{name}: {code} {err[-2000:]}"
         assert status(tmp_path / name)["state"] == "running"  # SIGKILL: nothing ran after
         assert not (tmp_path / name / "model.keras").exists()
+    damage(tmp_path / "damaged")
     resumed = {
         name: subprocess.Popen(
             [str(SCRIPT), "--resume", str(tmp_path / name)],
@@ -173,6 +195,13 @@ def test_killed_runs_resume_to_bitwise_the_same_weights_and_metrics(
         code, out, err = finish(process)
         assert code == 0, f"{name}: {err[-3000:]}"
         assert "resuming at step " in out
+        if name == "damaged":
+            assert re.search(
+                r"cannot read checkpoint \S+ckpt-114 \(truncated or corrupt\?\): .*; "
+                r"going on from the one before it, ckpt-57\n",
+                out,
+            ), out[:3000]
+            assert "resuming at step 57" in out
         run_dir = tmp_path / name
         assert metrics_without_timing(run_dir) == expected_metrics, name
         for got, want in zip(weights(run_dir), expected_weights, strict=True):
@@ -183,49 +212,6 @@ def test_killed_runs_resume_to_bitwise_the_same_weights_and_metrics(
         for split in ("train", "validation"):
             assert tensor_steps(run_dir / split) == tensor_steps(uninterrupted / split), name
         assert len(session_ends(run_dir)) == 1
-
-
-def test_a_damaged_checkpoint_gives_way_to_the_one_kept_before_it(
-    tmp_path, data_dir, uninterrupted
-):
-    # Killed right after epoch 2's save: ckpt-57 and ckpt-114 kept (train.keep_checkpoints 2).
-    code, _, err = finish(
-        start(
-            [*RUN, "--logdir", str(tmp_path), "--run-name", "run"],
-            data_dir=data_dir,
-            killed_at=("checkpoint", "3"),
-        )
-    )
-    assert code == -signal.SIGKILL, err[-3000:]
-    run_dir = tmp_path / "run"
-
-    # A config.yaml that no longer describes the trained model: one line, status 2.
-    config = (run_dir / "config.yaml").read_text()
-    assert "hidden_units: [32, 32, 32]" in config  # the defaults
-    (run_dir / "config.yaml").write_text(config.replace("[32, 32, 32]", "[33, 32, 32]"))
-    code, out, err = resume(run_dir)
-    assert code == 2, err[-3000:]
-    (line,) = err.splitlines()  # TensorFlow's warnings about unrestored values are silenced
-    assert line.startswith("kerasmlp-train: error: cannot restore checkpoint ")
-    assert "ckpt-114: Received incompatible tensor with shape" in line
-    assert line.endswith("does the run's config.yaml still describe the model that was trained?")
-    (run_dir / "config.yaml").write_text(config)
-
-    # The newest checkpoint's largest data file cut short, as a crash in its write leaves it.
-    data = max((run_dir / "checkpoints").glob("ckpt-114.data-*"), key=lambda p: p.stat().st_size)
-    os.truncate(data, data.stat().st_size // 2)
-    code, out, err = resume(run_dir)
-    assert code == 0, err[-3000:]
-    assert re.search(
-        r"cannot read checkpoint \S+ckpt-114 \(truncated or corrupt\?\): .*; "
-        r"going on from the one before it, ckpt-57\n",
-        out,
-    ), out[:3000]
-    assert "resuming at step 57" in out
-    assert metrics_without_timing(run_dir) == metrics_without_timing(uninterrupted)
-    for got, want in zip(weights(run_dir), weights(uninterrupted), strict=True):
-        np.testing.assert_array_equal(got, want)
-    assert_each_step_once(run_dir)
 
 
 def wait_for_step(run_dir, process, step, timeout=TIMEOUT_S):
@@ -241,10 +227,10 @@ def wait_for_step(run_dir, process, step, timeout=TIMEOUT_S):
     pytest.fail(f"the run did not reach step {step} within {timeout} s")
 
 
-@pytest.mark.parametrize("signal_name,code", [("SIGINT", 130), ("SIGTERM", 143)])
-def test_a_signal_saves_a_checkpoint_and_resume_finishes_the_run(
-    tmp_path, data_dir, signal_name, code
-):
+def interrupt(tmp_path, data_dir, signal_name, code):
+    """A run stopped by `signal_name` once its first epoch's checkpoint is written: it saves
+    a checkpoint, exits with `code` and says how to continue. Returns (run_dir, the epoch
+    it was in, or the last done at an epoch's end)."""
     run_dir = tmp_path / "run"
     process = start(
         ["--epochs", "40", "--logdir", str(tmp_path), "--run-name", "run"], data_dir=data_dir
@@ -267,11 +253,20 @@ def test_a_signal_saves_a_checkpoint_and_resume_finishes_the_run(
     record = status(run_dir)
     assert record["state"] == "interrupted" and record["signal"] == signal_name
     assert record["step"] == int(match.group(1)) == record["checkpoint_step"]
-    begun = int(match.group(2))  # the epoch it was in (or the last done, at an epoch's end)
     assert not (run_dir / "model.keras").exists()
+    return run_dir, int(match.group(2))
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, data_dir):
+    # As Ctrl-C below; the resume is the same whichever signal stopped the run.
+    interrupt(tmp_path, data_dir, "SIGTERM", 143)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path, data_dir):
+    run_dir, begun = interrupt(tmp_path, data_dir, "SIGINT", 130)
 
     # Fewer epochs than it has trained: refused, nothing written (57 steps an epoch).
-    if record["step"] > 57:
+    if status(run_dir)["step"] > 57:
         before = (run_dir / "status.json").read_text(), (run_dir / "config.yaml").read_text()
         returncode, out, err = resume(run_dir, "--epochs", "1")
         assert returncode == 2, err[-3000:]
@@ -288,8 +283,7 @@ def test_a_signal_saves_a_checkpoint_and_resume_finishes_the_run(
     assert metrics["epochs"] == max(2, begun) and isinstance(metrics["steps"], int)
     assert_each_step_once(run_dir)
     assert len(session_ends(run_dir)) == 1
-    if signal_name == "SIGINT":
-        assert_served_once_per_step(tmp_path)
+    assert_served_once_per_step(tmp_path)
 
     # A completed run is not resumed again.
     returncode, out, err = resume(run_dir)
