@@ -1,10 +1,12 @@
-"""Tests for kerasmlp.console: output on file descriptor 2 held back, or shown on failure.
+"""Tests for kerasmlp.console: output on file descriptor 2 held back, or shown on failure;
+the garbage collector paused while TensorFlow imports.
 
 `capfd` reads file descriptor 2 itself, where TensorFlow's C++ logging writes,
 so these tests see what a terminal would. (Python's own writes to stderr go
 through it too in a real process; the CLI test checks a whole run's stderr.)
 """
 
+import gc
 import os
 
 import pytest
@@ -39,3 +41,38 @@ def test_what_a_block_wrote_is_dropped_when_ctrl_c_stops_it(capfd):
             raise KeyboardInterrupt
     os.write(2, b"later\n")
     assert capfd.readouterr().err == "later\n"
+
+
+@pytest.fixture
+def collector_restored():
+    """This process's collector as it was, and nothing left frozen, after the test."""
+    enabled = gc.isenabled()
+    frozen = gc.get_freeze_count()
+    assert frozen == 0, "something else froze objects: the counts below would be off"
+    yield
+    gc.unfreeze()
+    (gc.enable if enabled else gc.disable)()
+
+
+def test_the_collector_is_paused_in_the_block_and_what_it_made_is_frozen(collector_restored):
+    gc.enable()
+    with console.collector_paused():
+        assert not gc.isenabled()
+        made = [[index] for index in range(1000)]  # 1,000 containers the collector tracks
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= len(made)
+
+
+def test_a_collector_that_was_off_stays_off(collector_restored):
+    gc.disable()
+    with console.collector_paused():
+        pass
+    assert not gc.isenabled()
+
+
+def test_a_block_that_fails_freezes_nothing_and_the_collector_runs_again(collector_restored):
+    gc.enable()
+    with pytest.raises(ImportError):
+        with console.collector_paused():
+            raise ImportError("no such library")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
