@@ -13,7 +13,7 @@ fail. Everything logged afterwards reaches stderr as usual.
 
 `start_tensorflow` also keeps Python's cyclic garbage collector out of the
 objects those imports make (`collector_paused`): a command then starts and ends
-about 1.5 s sooner.
+1.5-3 s sooner.
 
 This module imports no TensorFlow itself, so the CLIs (`kerasmlp-train`,
 `kerasmlp-predict`, `kerasmlp-export`) import it before deciding whether to be

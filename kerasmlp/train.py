@@ -181,14 +181,18 @@ class Trainer:
         loss, gradient_norm, skipped = self._train_step(features, labels)
         return loss, gradient_norm, skipped, tf.cast(tf.shape(features)[0], tf.float32)
 
+    def _example_weights(self, labels: tf.Tensor) -> tf.Tensor | None:
+        """Each example's `train.class_weight`, as `model.fit` turns class_weight into
+        sample_weight; None when all weigh 1."""
+        if self.class_weight is None:
+            return None
+        return tf.gather(self.class_weight, tf.cast(labels, tf.int32))
+
     def _train_step(self, features: tf.Tensor, labels: tf.Tensor):
         """One update; returns the loss, the global norm of the gradients and `skipped`."""
         with tf.GradientTape() as tape:
             outputs = self.model(features, training=True)
-            weights = None
-            if self.class_weight is not None:  # as model.fit turns class_weight into sample_weight
-                weights = tf.gather(self.class_weight, tf.cast(labels, tf.int32))
-            loss = self.total_loss(labels, outputs, sample_weight=weights)
+            loss = self.total_loss(labels, outputs, sample_weight=self._example_weights(labels))
             scaled_loss = self._scale_loss(loss)
         variables = self.model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
@@ -273,8 +277,8 @@ class Trainer:
             per_example = self.loss.call(
                 *self.head.loss_inputs(local_labels, outputs, one_hot=self._one_hot)
             )
-            if self.class_weight is not None:  # as `_train_step` weighs each example
-                weights = tf.gather(self.class_weight, tf.cast(local_labels, tf.int32))
+            weights = self._example_weights(local_labels)
+            if weights is not None:
                 per_example = per_example * tf.cast(
                     tf.reshape(weights, tf.shape(per_example)), per_example.dtype
                 )

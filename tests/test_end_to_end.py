@@ -5,6 +5,7 @@ the default config from the generated playground data; nothing touches the netwo
 """
 
 import dataclasses
+import io
 import json
 import subprocess
 import sys
@@ -19,10 +20,11 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 import kerasmlp  # noqa: F401  (registers the custom objects that model.keras names)
 from kerasmlp.config import load_config
+from kerasmlp.controller import StopRequest
 from kerasmlp.data import load_datasets
 from kerasmlp.model import Head, build_model
 from kerasmlp.playground import NUM_TRAIN
-from kerasmlp.train import train_and_evaluate
+from kerasmlp.train import LineReporter, RunInterrupted, train_and_evaluate
 from tests import events
 from tests.conftest import REPO_ROOT
 
@@ -368,16 +370,24 @@ def test_no_validation_split_means_no_validation_metrics_in_hparams(one_step_run
     assert not any(key.startswith("validation_") for key in results)
 
 
+def interrupt_after_epoch(last, config, run_dir):
+    """Trains `config` into `run_dir`, stopped as Ctrl-C stops it at the end of epoch `last`."""
+    stop = StopRequest()
+
+    class StopAtTheEnd(LineReporter):
+        def epoch_end(self, *, step, epoch, logs):
+            if epoch == last:
+                stop.request("SIGINT")
+
+    with pytest.raises(RunInterrupted):
+        train_and_evaluate(config, run_dir, reporter=StopAtTheEnd(io.StringIO()), stop_request=stop)
+
+
 def test_a_run_with_random_translation_resumes_bitwise(tmp_path):
     # The shifts come from the layer's seed generator, whose state checkpoints hold
     # with the model's: a run stopped after its first epoch and resumed ends with the
     # weights and metrics of the same run never stopped. A run without the shifts
     # ends elsewhere, so they were drawn.
-    import io
-
-    from kerasmlp.controller import StopRequest
-    from kerasmlp.train import LineReporter, RunInterrupted
-
     def config(shift):
         return load_config(
             CONFIGS / "mnist.yaml",
@@ -392,24 +402,11 @@ def test_a_run_with_random_translation_resumes_bitwise(tmp_path):
             ],
         )
 
-    stop = StopRequest()
-
-    class StopAfterFirstEpoch(LineReporter):
-        def epoch_end(self, *, step, epoch, logs):
-            if epoch == 1:
-                stop.request("SIGINT")
-
     quiet = {"reporter": LineReporter(io.StringIO())}
     with tfds.testing.mock_data(num_examples=200):
         reference = train_and_evaluate(config(0.1), tmp_path / "ref", **quiet)
         unshifted = train_and_evaluate(config(0.0), tmp_path / "plain", **quiet)
-        with pytest.raises(RunInterrupted):
-            train_and_evaluate(
-                config(0.1),
-                tmp_path / "cut",
-                reporter=StopAfterFirstEpoch(io.StringIO()),
-                stop_request=stop,
-            )
+        interrupt_after_epoch(1, config(0.1), tmp_path / "cut")
         lines = io.StringIO()
         resumed = train_and_evaluate(
             config(0.1), tmp_path / "cut", resume=True, reporter=LineReporter(lines)
@@ -431,11 +428,6 @@ def test_a_run_with_random_translation_resumes_bitwise(tmp_path):
 def test_a_run_resumed_with_fewer_epochs_validates_its_new_last_epoch(tmp_path):
     # Stopped at the end of epoch 2 of 4 with validation every 3 epochs, epoch 2 was
     # not validated; resumed as a 2-epoch run, it is the last, and the last is validated.
-    import io
-
-    from kerasmlp.controller import StopRequest
-    from kerasmlp.train import LineReporter, RunInterrupted
-
     def config(epochs):
         return load_config(
             None,
@@ -449,18 +441,8 @@ def test_a_run_resumed_with_fewer_epochs_validates_its_new_last_epoch(tmp_path):
             ],
         )
 
-    stop = StopRequest()
-
-    class StopAfterSecondEpoch(LineReporter):
-        def epoch_end(self, *, step, epoch, logs):
-            if epoch == 2:
-                stop.request("SIGINT")
-
+    interrupt_after_epoch(2, config(4), tmp_path / "cut")
     quiet = io.StringIO()
-    with pytest.raises(RunInterrupted):
-        train_and_evaluate(
-            config(4), tmp_path / "cut", reporter=StopAfterSecondEpoch(quiet), stop_request=stop
-        )
     assert not (tmp_path / "cut" / "validation").exists()  # epoch 2 was not due
     resumed = train_and_evaluate(
         config(2), tmp_path / "cut", resume=True, reporter=LineReporter(quiet)
