@@ -1,7 +1,10 @@
-"""Long runs through the real console script: kills, signals, --resume, divergence, early stops.
+"""Long runs of kerasmlp-train: kills, signals and --resume.
 
-Every process is started by the test, bounded by a timeout, and killed in a
-`finally` if it is still running. The reference for "resumed exactly" is the
+The runs that are killed or signalled are the real console script (or the killing
+wrapper, tests/_killed_run.py), each a process started by the test, bounded by a
+timeout and killed in a `finally` if it is still running. The references, the
+resumes that finish and the refusals run in the test's own process (`invoke`),
+where TensorFlow has started already. The reference for "resumed exactly" is the
 same command never interrupted: weights compared bit for bit, metrics.json
 compared whole except its two timing fields.
 """
@@ -16,12 +19,15 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 
 import keras
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import kerasmlp  # noqa: F401  (registers kerasmlp's classes for load_model)
+from kerasmlp import cli
 from tests import events
 from tests.conftest import REPO_ROOT
 from tests.test_tensorboard_server import free_port, get, tensorboard_command
@@ -64,21 +70,31 @@ def finish(process, timeout=TIMEOUT_S):
     return process.returncode, out, err
 
 
-def run(args, *, data_dir, timeout=TIMEOUT_S):
-    return finish(start(args, data_dir=data_dir), timeout)
+def run(args, *, data_dir):
+    """A whole run in this process (see `invoke`), with the shared data_dir."""
+    return invoke(*args, "--set", f"data.data_dir={data_dir}")
+
+
+def invoke(*args):
+    """`kerasmlp-train ARGS` in this process, where TensorFlow has started already (a new
+    process spends most of a short run starting it). Returns (exit status, stdout, stderr);
+    stderr ends with the traceback of an exception the command let through, if any. The
+    signal handlers a run installs are put back as they were."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = CliRunner().invoke(cli.main, [str(a) for a in args])
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    err = result.stderr
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        err += "".join(traceback.format_exception(*result.exc_info))
+    return result.exit_code, result.stdout, err
 
 
 def resume(run_dir, *extra):
-    """`--resume` alone: the run's own config.yaml names the data_dir."""
-    process = subprocess.Popen(
-        [str(SCRIPT), "--resume", str(run_dir), *extra],
-        cwd=REPO_ROOT,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return finish(process)
+    """`--resume` alone, in this process: the run's own config.yaml names the data_dir."""
+    return invoke("--resume", run_dir, *extra)
 
 
 def metrics_without_timing(run_dir):
@@ -129,16 +145,23 @@ def uninterrupted(tmp_path_factory, data_dir):
     return logdir / "ref"
 
 
-KILL_POINTS = {
-    "mid_epoch": ("step", "70"),  # dies after the round ending at step 80, in epoch 2
-    # Right after the end of epoch 2 was saved: ckpt-57 and ckpt-114 are kept
-    # (train.keep_checkpoints 2). The newest is damaged before the resume (see `damage`).
-    "damaged": ("checkpoint", "3"),
-    # Right after the last epoch's save, before its histograms and pictures (drawn
-    # after the checkpoint): the resumed run draws them, once.
-    "after_the_last_checkpoint": ("checkpoint", "4"),
-    "during_evaluation": ("evaluate", "3"),  # in epoch 3's validation, before its checkpoint
-}
+def resume_killed(run_dir, killed_at):
+    """`--resume` through the killing wrapper: dies at `killed_at` of the resumed process."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests._killed_run", *killed_at, "--", "--resume", str(run_dir)],
+        cwd=REPO_ROOT,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return finish(process)
+
+
+def assert_killed(run_dir, code, err):
+    assert code == -signal.SIGKILL, f"{code} {err[-2000:]}"
+    assert status(run_dir)["state"] == "running"  # SIGKILL: nothing ran after
+    assert not (run_dir / "model.keras").exists()
 
 
 def damage(run_dir):
@@ -160,58 +183,52 @@ def damage(run_dir):
     os.truncate(data, data.stat().st_size // 2)
 
 
-def test_killed_runs_resume_to_bitwise_the_same_weights_and_metrics(
+def test_a_run_killed_again_and_again_resumes_to_bitwise_the_same_weights_and_metrics(
     tmp_path, data_dir, uninterrupted
 ):
-    # The killed runs go side by side (two cores), then their resumes.
-    killed = {
-        name: start(
-            [*RUN, "--logdir", str(tmp_path), "--run-name", name],
-            data_dir=data_dir,
-            killed_at=point,
-        )
-        for name, point in KILL_POINTS.items()
-    }
-    for name, process in killed.items():
-        code, _, err = finish(process)
-        assert code == -signal.SIGKILL, f"{name}: {code} {err[-2000:]}"
-        assert status(tmp_path / name)["state"] == "running"  # SIGKILL: nothing ran after
-        assert not (tmp_path / name / "model.keras").exists()
-    damage(tmp_path / "damaged")
-    resumed = {
-        name: subprocess.Popen(
-            [str(SCRIPT), "--resume", str(tmp_path / name)],
-            cwd=REPO_ROOT,
-            env=env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in KILL_POINTS
-    }
-    expected_metrics = metrics_without_timing(uninterrupted)
-    expected_weights = weights(uninterrupted)
-    for name, process in resumed.items():
-        code, out, err = finish(process)
-        assert code == 0, f"{name}: {err[-3000:]}"
-        assert "resuming at step " in out
-        if name == "damaged":
-            assert re.search(
-                r"cannot read checkpoint \S+ckpt-114 \(truncated or corrupt\?\): .*; "
-                r"going on from the one before it, ckpt-57\n",
-                out,
-            ), out[:3000]
-            assert "resuming at step 57" in out
-        run_dir = tmp_path / name
-        assert metrics_without_timing(run_dir) == expected_metrics, name
-        for got, want in zip(weights(run_dir), expected_weights, strict=True):
-            np.testing.assert_array_equal(got, want, err_msg=name)
-        assert status(run_dir)["state"] == "completed"
-        assert_each_step_once(run_dir)
-        # The same curves, histograms and pictures as the reference: every tag at the same steps.
-        for split in ("train", "validation"):
-            assert tensor_steps(run_dir / split) == tensor_steps(uninterrupted / split), name
-        assert len(session_ends(run_dir)) == 1
+    # One run killed (SIGKILL) at a new point by each resume, then resumed to its end.
+    # 57 steps an epoch; checkpoints at steps 0, 57, 114 and 171, the last two kept
+    # (train.keep_checkpoints 2). Each resume starts a new process, whose counts of
+    # evaluations and saves start from 0.
+    run_dir = tmp_path / "run"
+    process = start(
+        [*RUN, "--logdir", str(tmp_path), "--run-name", "run"],
+        data_dir=data_dir,
+        killed_at=("step", "70"),  # after the round ending at step 80, mid-epoch 2
+    )
+    code, _, err = finish(process)
+    assert_killed(run_dir, code, err)
+
+    # From ckpt-57: dies in epoch 3's validation, its second, before epoch 3's checkpoint.
+    code, out, err = resume_killed(run_dir, ("evaluate", "2"))
+    assert_killed(run_dir, code, err)
+    assert "resuming at step 57\n" in out
+
+    # ckpt-57 and ckpt-114 are kept; ckpt-114 is damaged (see `damage`). The resume goes
+    # on from ckpt-57 and dies right after its second save, epoch 3's: the last
+    # checkpoint, before that epoch's histograms and pictures (drawn after it).
+    damage(run_dir)
+    code, out, err = resume_killed(run_dir, ("checkpoint", "2"))
+    assert_killed(run_dir, code, err)
+    assert re.search(
+        r"cannot read checkpoint \S+ckpt-114 \(truncated or corrupt\?\): .*; "
+        r"going on from the one before it, ckpt-57\nresuming at step 57\n",
+        out,
+    ), out[:3000]
+
+    # From ckpt-171: draws the last epoch's histograms and pictures, once, and ends.
+    code, out, err = resume(run_dir)
+    assert code == 0, err[-3000:]
+    assert "resuming at step 171\n" in out
+    assert metrics_without_timing(run_dir) == metrics_without_timing(uninterrupted)
+    for got, want in zip(weights(run_dir), weights(uninterrupted), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert status(run_dir)["state"] == "completed"
+    assert_each_step_once(run_dir)
+    # The same curves, histograms and pictures as the reference: every tag at the same steps.
+    for split in ("train", "validation"):
+        assert tensor_steps(run_dir / split) == tensor_steps(uninterrupted / split)
+    assert len(session_ends(run_dir)) == 1
 
 
 def wait_for_step(run_dir, process, step, timeout=TIMEOUT_S):
