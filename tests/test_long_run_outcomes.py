@@ -1,8 +1,10 @@
-"""What long runs end in, through the real console script: divergence, rollbacks, early
-stops, a full disk or a closed stdout, and a sweep resumed.
+"""What long runs end in: divergence, rollbacks, early stops, a full disk or a closed
+stdout, and a sweep resumed.
 
 Split from tests/test_long_runs.py (kills, signals and bitwise resumes), whose helpers it
-uses, so that pytest-xdist's `--dist loadfile` can give the two files to two workers.
+uses, so that pytest-xdist's `--dist loadfile` can give the two files to two workers. As
+there, the runs that are killed, and the one whose stdout is /dev/full, are processes of
+their own; the others run in the test's process (`invoke`).
 """
 
 from __future__ import annotations
@@ -100,15 +102,14 @@ def test_early_stopping_the_best_model_and_a_run_killed_after_its_stop(tmp_path,
         "--set", "train.save_best=validation_accuracy",
         "--set", "train.keep_checkpoints=1",
     ]  # fmt: skip
-    processes = {
-        name: start(
-            [*stopping, "--logdir", str(tmp_path), "--run-name", name],
-            data_dir=data_dir,
-            killed_at=killed_at,
-        )
-        for name, killed_at in (("es", None), ("killed", ("checkpoint", "3")))
-    }
-    code, out, err = finish(processes["es"])
+    killed = start(
+        [*stopping, "--logdir", str(tmp_path), "--run-name", "killed"],
+        data_dir=data_dir,
+        killed_at=("checkpoint", "3"),
+    )
+    code, out, err = run(
+        [*stopping, "--logdir", str(tmp_path), "--run-name", "es"], data_dir=data_dir
+    )
     assert code == 0, err[-3000:]
     assert "early stopping at epoch 2: validation_loss has not improved for 1 epochs" in out
     assert "restored the weights of epoch 1" in out
@@ -124,7 +125,7 @@ def test_early_stopping_the_best_model_and_a_run_killed_after_its_stop(tmp_path,
     assert keras.models.load_model(run_dir / "best.keras").count_params() > 0
     assert [p.name for p in (run_dir / "checkpoints").glob("*.index")] == ["ckpt-114.index"]
 
-    code, _, err = finish(processes["killed"])
+    code, _, err = finish(killed)
     assert code == -signal.SIGKILL, err[-3000:]
     code, out, err = resume(tmp_path / "killed")
     assert code == 0, err[-3000:]
