@@ -507,33 +507,6 @@ def test_ctrl_c_ends_a_worker_whose_peer_never_starts(tmp_path, spirals_dir):
     assert not (tmp_path / "logs" / "run").exists()
 
 
-def test_a_worker_killed_mid_run_ends_the_other_with_one_line(tmp_path, spirals_dir):
-    args = [*WORKER_SETTINGS, "--set", f"data.data_dir={spirals_dir}", "--epochs", "50"]
-    args += ["--strategy", "multi_worker", "--logdir", str(tmp_path / "logs"), "--run-name", "run"]
-    procs = _start_workers(tmp_path, args)
-    try:
-        _wait_for_checkpoint(tmp_path / "logs" / "run", 57, procs, timeout=240)
-        procs[1].kill()  # SIGKILL: no handler, no goodbye
-        start = time.monotonic()
-        (code, _, err), _ = _finish(procs, timeout=120)
-        waited = time.monotonic() - start
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    # TensorFlow's coordination service misses the heartbeats (every few seconds)
-    # and aborts the all-reduce the chief waits in; 120 s bounds it generously.
-    assert waited < 120
-    assert code == 1, err[-3000:]
-    assert "Traceback" not in err
-    last = err.rstrip().splitlines()[-1]
-    assert last.startswith("kerasmlp-train: error: lost "), last
-    assert "of the multi-worker run" in last and "--resume" in last
-    status = json.loads((tmp_path / "logs" / "run" / "status.json").read_text())
-    assert status["state"] == "failed" and status["checkpoint_step"] >= 57
-
-
 def test_a_checkpoint_write_a_lost_peer_aborted_reports_the_lost_worker(tmp_path):
     # Under MultiWorkerMirroredStrategy a checkpoint's save runs collectives: a worker
     # killed while the chief writes one aborts the write with the coordination
@@ -597,16 +570,17 @@ TINY_STEPS_PER_EPOCH = 16  # ceil(4000 / 256): the whole training split
 
 
 @pytest.mark.slow
-def test_both_workers_killed_then_resumed_finish_a_sweep(tmp_path, spirals_dir):
-    """SIGKILL to both workers mid-sweep, then `--resume` on both: every point completes.
+def test_a_worker_killed_mid_sweep_ends_the_other_and_both_resumed_finish_it(tmp_path, spirals_dir):
+    """SIGKILL to one worker mid-sweep ends the other in one line; `--resume` on both
+    then completes every point.
 
-    Three things in one pair of workers, to keep the suite short: a run killed
-    outright on every machine (no handler, no checkpoint at the stop) continues
-    from the chief's last epoch checkpoint; a sweep runs under multi_worker,
-    the second point under the strategy the process made for the first (one
-    per process); and the training split read through tf.data (`data.cache:
-    false`) restores its data position on both workers; all in mixed_float16,
-    whose loss scale the checkpoints carry.
+    Four things in one pair of workers, to keep the suite short: a worker killed
+    outright (no handler, no goodbye) ends the chief with one line saying which;
+    the run continues from the chief's last epoch checkpoint; a sweep runs under
+    multi_worker, the second point under the strategy the process made for the
+    first (one per process); and the training split read through tf.data
+    (`data.cache: false`) restores its data position on both workers; all in
+    mixed_float16, whose loss scale the checkpoints carry.
     """
     grid = tmp_path / "grid.yaml"
     grid.write_text("seed: [1, 2]\n")
@@ -618,15 +592,27 @@ def test_both_workers_killed_then_resumed_finish_a_sweep(tmp_path, spirals_dir):
     procs = _start_workers(tmp_path, [*args, "--logdir", str(logs), "--run-name", "sweep"])
     try:
         _wait_for_checkpoint(sweep_dir / "00-seed=1", TINY_STEPS_PER_EPOCH, procs, timeout=240)
-        for proc in procs:
-            proc.kill()
+        procs[1].kill()  # SIGKILL: no handler, no goodbye
+        start = time.monotonic()
+        (code, _, err), (killed, _, _) = _finish(procs, timeout=120)
+        waited = time.monotonic() - start
     finally:
-        killed = _finish(procs, timeout=60)
-    assert [code for code, _, _ in killed] == [-signal.SIGKILL] * 2, killed[0][2][-3000:]
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert killed == -signal.SIGKILL
+    # TensorFlow's coordination service misses the heartbeats (every few seconds)
+    # and aborts the all-reduce the chief waits in; 120 s bounds it generously.
+    assert waited < 120
+    assert code == 1, err[-3000:]
+    assert "Traceback" not in err
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith("kerasmlp-train: error: lost "), last
+    assert "of the multi-worker run" in last and "--resume" in last
     status = json.loads((sweep_dir / "00-seed=1" / "status.json").read_text())
-    assert status["state"] == "running"  # as a killed run leaves it
-    # Continue for one epoch past the last recorded checkpoint (a later one may
-    # exist: the kill can fall between saving it and recording it).
+    assert status["state"] == "failed" and status["checkpoint_step"] >= TINY_STEPS_PER_EPOCH
+    # Continue for one epoch past the last recorded checkpoint.
     epochs = status["checkpoint_step"] // TINY_STEPS_PER_EPOCH + 1
     resumed = _start_workers(
         tmp_path, ["--resume", str(sweep_dir), "--epochs", str(epochs)], tmp_prefix="resumed"
