@@ -56,26 +56,28 @@ def test_flops_per_example_is_six_times_the_weights():
 
 @pytest.fixture(scope="module")
 def loop_rounds():
-    """One tiny round of train_loop_vs_fit.py in float32, then one of its bfloat16 loops.
+    """One tiny round of train_loop_vs_fit.py in float32, then one of its bfloat16 loops,
+    then logging_overhead.py for two epochs (the steady rate starts after the first) and
+    one round of each setting.
 
     300 examples, one narrow layer (it traces faster): 256 + 44 a batch. The float32 round
     takes the MNIST config (dropout and label smoothing: the torch loop's branches).
     """
     tiny = ["--examples", "300", "--epochs", "1", "--repeats", "1", "--matmul-repeats", "1"]
     narrow = ["--set", "model.hidden_units=[16]"]
-    float32, bfloat16 = _run_scripts(
+    return _run_scripts(
         ["train_loop_vs_fit.py", *tiny, "--models", "config", *narrow],
         [
             "train_loop_vs_fit.py", *tiny, "--models", "seeds", *narrow,
             "--loops", "kerasmlp", "kerasmlp_bf16", "fit_bf16", "minimal_bf16",
             *(["torch_bf16"] if TORCH else []),
         ],
+        ["logging_overhead.py", "--epochs=2", "--repeats=1"],
     )  # fmt: skip
-    return float32, bfloat16
 
 
 def test_train_loop_vs_fit_prints_every_loop_and_the_ratios(loop_rounds):
-    stdout, _ = loop_rounds
+    stdout, _, _ = loop_rounds
     lines = stdout.splitlines()
     assert re.search(
         rf"^matmul .*\| float32 {NUMBER} GFLOP/s \| bfloat16 {NUMBER} GFLOP/s$", stdout, re.M
@@ -100,7 +102,7 @@ def test_train_loop_vs_fit_prints_every_loop_and_the_ratios(loop_rounds):
 
 
 def test_train_loop_vs_fit_runs_the_loops_in_bfloat16_too(loop_rounds):
-    _, stdout = loop_rounds
+    _, stdout, _ = loop_rounds
     assert re.search(rf"\| bfloat16 bound {NUMBER} samples/s$", stdout, re.M)
     others = ["fit_bf16", "minimal_bf16"] + (["torch_bf16"] if TORCH else [])
     for loop in ["kerasmlp", "kerasmlp_bf16", *others]:
@@ -172,18 +174,10 @@ def test_logging_overhead_sums_each_epochs_median_over_the_rounds():
     assert typical_run(rounds) == 6.0
 
 
-def test_logging_overhead_prints_the_three_ratios(tmp_path):
-    # Two epochs (the steady rate starts after the first) and one round of each.
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "logging_overhead.py"), "--epochs=2", "--repeats=1"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    ratios = re.findall(r"ratio logged/off: (\d\.\d{3}) \((best|median|epoch by epoch)", out.stdout)
-    assert [kind for _, kind in ratios] == ["best", "median", "epoch by epoch"], out.stdout
+def test_logging_overhead_prints_the_three_ratios(loop_rounds):
+    _, _, stdout = loop_rounds
+    ratios = re.findall(r"ratio logged/off: (\d\.\d{3}) \((best|median|epoch by epoch)", stdout)
+    assert [kind for _, kind in ratios] == ["best", "median", "epoch by epoch"], stdout
 
 
 def test_a_mistake_in_a_scripts_arguments_is_one_line(capsys, monkeypatch):
