@@ -19,6 +19,7 @@ import signal
 import sys
 
 from kerasmlp import cli
+from kerasmlp.console import start_tensorflow
 
 
 def kill() -> None:
@@ -78,5 +79,7 @@ def install(point: str, n: int) -> None:
 if __name__ == "__main__":
     point, n, separator, *options = sys.argv[1:]
     assert separator == "--"
+    # As kerasmlp-train starts it (quiet, the collector paused): the patches import it first.
+    start_tensorflow()
     install(point, int(n))
     cli.main(options, prog_name="kerasmlp-train")

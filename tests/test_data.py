@@ -24,7 +24,7 @@ from tensorflow_datasets.core.download import download_manager
 
 from kerasmlp import data
 from kerasmlp.train import _first_batch
-from tests.conftest import REPO_ROOT
+from tests.conftest import COLLECTOR_OFF, REPO_ROOT
 
 REAL_PROBE = data.probe_download_hosts
 MNIST_FILES = (
@@ -559,7 +559,7 @@ def test_two_runs_preparing_one_data_dir_at_once_both_succeed(tmp_path):
         fcntl.flock(lock, fcntl.LOCK_EX)
         runs = [
             subprocess.Popen(
-                [sys.executable, "-c", PREPARE_AND_DIGEST, str(data_dir)],
+                [sys.executable, "-c", COLLECTOR_OFF + PREPARE_AND_DIGEST, str(data_dir)],
                 stdout=files.enter_context(open(out, "w")),
                 stderr=subprocess.STDOUT,
                 env=env,

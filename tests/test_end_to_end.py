@@ -26,7 +26,7 @@ from kerasmlp.model import Head, build_model
 from kerasmlp.playground import NUM_TRAIN
 from kerasmlp.train import LineReporter, RunInterrupted, train_and_evaluate
 from tests import events
-from tests.conftest import REPO_ROOT
+from tests.conftest import COLLECTOR_OFF, REPO_ROOT
 
 CONFIGS = REPO_ROOT / "configs"
 
@@ -181,7 +181,11 @@ def test_saved_model_reloads_in_a_fresh_process_and_gives_probabilities(mnist_ru
         """
     )
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
+        [sys.executable, "-c", COLLECTOR_OFF + script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(None, 10)" in out.stdout

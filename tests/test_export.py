@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from kerasmlp import cli, export
 from kerasmlp.inference import load_run
+from tests.conftest import COLLECTOR_OFF
 
 
 def test_export_serves_probabilities_on_raw_columns(tmp_path):
@@ -75,7 +76,7 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        [sys.executable, "-c", COLLECTOR_OFF + script], capture_output=True, text=True, check=True
     )
     served = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)

@@ -8,6 +8,7 @@ import keras
 
 import kerasmlp
 from kerasmlp import losses, metrics
+from tests.conftest import COLLECTOR_OFF
 
 
 def keras_classes():
@@ -37,7 +38,9 @@ def test_public_api():
 
 
 def run_python(code):
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", COLLECTOR_OFF + code], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.split()
 

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from kerasmlp import cli, export, predict
 from kerasmlp.errors import DataError
 from kerasmlp.inference import load_run
+from tests.conftest import COLLECTOR_OFF
 
 
 def _classification_csv(path, rows=120, seed=0):
@@ -118,7 +119,11 @@ def test_predict_csv_matches_the_saved_model_in_a_fresh_process(csv_run, tmp_pat
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp
+        [sys.executable, "-c", COLLECTOR_OFF + script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp,
     )
     expected = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
