@@ -3,9 +3,10 @@
 Starts `tensorboard` on 127.0.0.1 on a free port (nothing leaves the machine),
 waits until it has loaded the runs, and checks what its data API serves
 against the event files. The server is killed in the fixture's finalizer, also
-when a test fails.
+when a test fails. One of the two runs it serves was stopped and resumed.
 """
 
+import functools
 import json
 import pathlib
 import socket
@@ -18,8 +19,9 @@ import urllib.request
 import numpy as np
 import pytest
 
+from kerasmlp.controller import StopRequest
 from kerasmlp.sweep import plan_sweep
-from kerasmlp.train import train_and_evaluate
+from kerasmlp.train import RunInterrupted, train_and_evaluate
 from tests import events
 
 STARTUP_TIMEOUT_S = 60
@@ -42,7 +44,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
-    """A two-point sweep (relu, tanh), one short epoch each, in one log directory."""
+    """A two-point sweep (relu, tanh), one short epoch each, in one log directory.
+
+    The second point is stopped as Ctrl-C stops it, after the round ending at step 20,
+    and resumed to its end: what TensorBoard serves of it must show each step once and
+    one HParams session.
+    """
     root = tmp_path_factory.mktemp("logs")
     overrides = [
         "train.epochs=1",
@@ -53,17 +60,31 @@ def logdir(tmp_path_factory):
     ]
     results = {}
     for run in plan_sweep({"model.activation": ["relu", "tanh"]}, None, overrides):
-        results[run.name] = train_and_evaluate(
-            run.config, root / run.name, reporter=_Quiet(), hparams_first=["model.activation"]
+        train = functools.partial(
+            train_and_evaluate, run.config, root / run.name, hparams_first=["model.activation"]
         )
+        if run.name == RUNS[1]:
+            stop = StopRequest()
+            with pytest.raises(RunInterrupted):
+                train(reporter=_Quiet(stop_at_step=20, stop=stop), stop_request=stop)
+            results[run.name] = train(reporter=_Quiet(), resume=True)
+        else:
+            results[run.name] = train(reporter=_Quiet())
     assert tuple(results) == RUNS
     return root, results
 
 
 class _Quiet:
+    """Prints nothing; with `stop_at_step`, asks `stop` to stop the run there, as Ctrl-C does."""
+
+    def __init__(self, stop_at_step=None, stop=None):
+        self.stop_at_step, self.stop = stop_at_step, stop
+
     def start(self, **kwargs): ...
 
-    def train_progress(self, **kwargs): ...
+    def train_progress(self, *, step, **kwargs):
+        if self.stop_at_step is not None and step >= self.stop_at_step:
+            self.stop.request("SIGINT")
 
     def epoch_end(self, **kwargs): ...
 
@@ -141,7 +162,9 @@ def test_scalar_values_served_equal_the_event_files(server, logdir):
         written = events.scalars(root / run / "train")
         for tag in ("loss", "learning_rate", "gradient_norm"):
             served = get(server, "/data/plugin/scalars/scalars", run=f"{run}/train", tag=tag)
-            assert [step for _, step, _ in served] == [step for step, _ in written[tag]]
+            steps = [step for _, step, _ in served]
+            assert steps == sorted(set(steps)), f"{run} {tag}: {steps}"  # resumed: each once
+            assert steps == [step for step, _ in written[tag]]
             np.testing.assert_allclose(
                 [value for _, _, value in served], [value for _, value in written[tag]], rtol=1e-6
             )
