@@ -126,3 +126,13 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
         "Read-only file system\n"
     )
     assert not (tmp_path / "ro").exists()
+
+
+def test_export_verbose_starts_tensorflow_verbose(tmp_path, monkeypatch):
+    # As kerasmlp-predict's (test_predict.py): the flag reaches start_tensorflow; the
+    # run folder is refused after it, so no model is needed.
+    started = []
+    monkeypatch.setattr(export, "start_tensorflow", lambda **kw: started.append(kw))
+    for flag in ([], ["--verbose"]):
+        CliRunner().invoke(export.main, [str(tmp_path / "no-run"), str(tmp_path / "out"), *flag])
+    assert started == [{"verbose": False}, {"verbose": True}]

@@ -233,16 +233,20 @@ def test_predict_prints_only_its_own_lines(csv_run, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stderr == ""
     assert re.fullmatch(r"metrics    \| examples 15 \| accuracy \d\.\d{4}\n", out.stdout)
-    # --verbose brings TensorFlow's own log back, as kerasmlp-train's does.
-    out = subprocess.run(
-        [*command, "-o", "verbose.csv", "--verbose"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stderr != ""  # e.g. "WARNING: All log messages before absl::InitializeLog() ..."
+
+
+def test_predict_verbose_starts_tensorflow_verbose(csv_run, tmp_path, monkeypatch):
+    # What --verbose does to TensorFlow's log is start_tensorflow's, seen through the
+    # console script in test_cli.py's test_a_default_run_prints_only_kerasmlp_lines.
+    _, run_dir, _ = csv_run
+    new = _classification_csv(tmp_path / "new.csv", rows=15, seed=1)
+    started = []
+    monkeypatch.setattr(predict, "start_tensorflow", lambda **kw: started.append(kw))
+    for flag in ([], ["--verbose"]):
+        out = str(tmp_path / f"out{len(started)}.csv")
+        result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "-o", out, *flag])
+        assert result.exit_code == 0, result.output
+    assert started == [{"verbose": False}, {"verbose": True}]
 
 
 def test_predict_refuses_an_output_file_that_exists(csv_run, tmp_path):
