@@ -11,11 +11,10 @@ import sys
 
 import pytest
 import tensorflow_datasets as tfds
-from click.testing import CliRunner
 
 from kerasmlp import cli
 from kerasmlp.precision import resolve_precision
-from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.conftest import REPO_ROOT, SHARED_DATA, invoke_train
 
 # The console script installed next to this Python (the README's `pip install -e .`).
 SCRIPT = pathlib.Path(sys.executable).with_name("kerasmlp-train")
@@ -29,7 +28,7 @@ def run_script(*args, cwd=REPO_ROOT, timeout=300):
 
 
 def invoke(*args):
-    return CliRunner().invoke(cli.main, list(args))
+    return invoke_train(list(args))
 
 
 def test_help_lists_the_options_without_importing_tensorflow():

@@ -19,11 +19,10 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from kerasmlp import cli, distribute
+from kerasmlp import distribute
 from kerasmlp.config import ConfigError, DistributeConfig, load_config
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, invoke_train
 
 SCRIPT = pathlib.Path(sys.executable).with_name("kerasmlp-train")
 MIRRORED = pathlib.Path(__file__).with_name("_distribute_mirrored.py")
@@ -131,7 +130,7 @@ def test_config_defaults_and_refusals():
 )
 def test_cli_refuses_before_tensorflow_starts(tmp_path, args, tf_config, message):
     env = {"TF_CONFIG": tf_config} if tf_config else {"TF_CONFIG": ""}
-    result = CliRunner().invoke(cli.main, [*args, "--logdir", str(tmp_path)], env=env)
+    result = invoke_train([*args, "--logdir", str(tmp_path)], env=env)
     assert result.exit_code == 2
     assert message in result.output
     assert result.output.count("\n") == 1
@@ -384,8 +383,7 @@ def two_workers(tmp_path_factory, spirals_dir):
         tmp_path, ["--resume", str(run_dir), "--epochs", str(epochs)], tmp_prefix="resumed"
     )
     # The one-process reference trains here, in the test's process, meanwhile.
-    reference = CliRunner().invoke(
-        cli.main,
+    reference = invoke_train(
         [*settings, "--epochs", str(epochs), "--logdir", str(tmp_path / "reference")]
         + ["--run-name", "run"],
         env={"TF_CONFIG": None},

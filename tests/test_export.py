@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
-from kerasmlp import cli, export
+from kerasmlp import export
 from kerasmlp.inference import load_run
-from tests.conftest import COLLECTOR_OFF
+from tests.conftest import COLLECTOR_OFF, invoke_train
 
 
 def test_export_serves_probabilities_on_raw_columns(tmp_path):
@@ -46,7 +46,7 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
         "train.precision=float32",
     ]
     args = ["--logdir", str(tmp_path / "logs"), "--run-name", "b"]
-    result = CliRunner().invoke(cli.main, args + [a for o in overrides for a in ("--set", o)])
+    result = invoke_train(args + [a for o in overrides for a in ("--set", o)])
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "logs" / "b"
     # The run's test_auc against scikit-learn's on the saved model's test predictions.

@@ -24,12 +24,10 @@ import traceback
 import keras
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import kerasmlp  # noqa: F401  (registers kerasmlp's classes for load_model)
-from kerasmlp import cli
 from tests import events
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, invoke_train
 
 SCRIPT = pathlib.Path(sys.executable).with_name("kerasmlp-train")
 TIMEOUT_S = 240
@@ -75,16 +73,10 @@ def run(args, *, data_dir):
 
 
 def invoke(*args):
-    """`kerasmlp-train ARGS` in this process, where TensorFlow has started already (a new
-    process spends most of a short run starting it). Returns (exit status, stdout, stderr);
-    stderr ends with the traceback of an exception the command let through, if any. The
-    signal handlers a run installs are put back as they were."""
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        result = CliRunner().invoke(cli.main, [str(a) for a in args])
-    finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
+    """`kerasmlp-train ARGS` in this process (`conftest.invoke_train`). Returns (exit status,
+    stdout, stderr); stderr ends with the traceback of an exception the command let
+    through, if any."""
+    result = invoke_train(args)
     err = result.stderr
     if result.exc_info is not None and not isinstance(result.exception, SystemExit):
         err += "".join(traceback.format_exception(*result.exc_info))

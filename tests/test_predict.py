@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kerasmlp import cli, export, predict
+from kerasmlp import export, predict
 from kerasmlp.errors import DataError
 from kerasmlp.inference import load_run
-from tests.conftest import COLLECTOR_OFF
+from tests.conftest import COLLECTOR_OFF, invoke_train
 
 
 def _classification_csv(path, rows=120, seed=0):
@@ -39,8 +39,7 @@ def _classification_csv(path, rows=120, seed=0):
 
 
 def _train(tmp_path, *overrides, name="run"):
-    result = CliRunner().invoke(
-        cli.main,
+    result = invoke_train(
         [
             "--logdir",
             str(tmp_path / "logs"),

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kerasmlp.config import Config
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, invoke_train
 
 README = (REPO_ROOT / "README.md").read_text()
 
@@ -120,7 +120,7 @@ def test_the_own_data_example_runs(tmp_path, monkeypatch):
     # The section's error line is what kerasmlp-train prints for this fruit.csv.
     (shown,) = re.findall(r"```\n(kerasmlp-train: error: .*?)\n```", section)
     args = ["-c", "fruit.yaml", "--set", "data.label=Fruit", "--run-name", "typo"]
-    result = CliRunner().invoke(cli.main, args)
+    result = invoke_train(args)
     assert (result.exit_code, result.output) == (2, shown + "\n")
     # data.path is relative to the current directory, as config.yaml keeps it.
     elsewhere = tmp_path / "elsewhere"

@@ -4,14 +4,12 @@ import json
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from kerasmlp import cli, sweep
-from kerasmlp.cli import main
 from kerasmlp.config import ConfigError, load_config, parse_yaml
 from tests import events
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, invoke_train
 
 
 def write(tmp_path, text, name="sweep.yaml"):
@@ -197,7 +195,7 @@ def test_resume_of_a_damaged_sweep_plan_is_one_line_naming_the_file(tmp_path, te
     folder = tmp_path / "sweep"
     folder.mkdir()
     write(folder, text)
-    result = CliRunner().invoke(main, ["--resume", str(folder)])
+    result = invoke_train(["--resume", str(folder)])
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.splitlines()
     assert line.startswith(
@@ -267,7 +265,7 @@ def test_the_example_sweep_is_a_valid_grid():
 )
 def test_cli_bad_sweep_exits_2_with_one_line(tmp_path, text, message):
     path = write(tmp_path, text)
-    result = CliRunner().invoke(main, ["--sweep", str(path), "--logdir", str(tmp_path / "logs")])
+    result = invoke_train(["--sweep", str(path), "--logdir", str(tmp_path / "logs")])
     assert result.exit_code == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -294,7 +292,7 @@ def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
         "--set",
         f"data.data_dir={tmp_path / 'tfds'}",
     ]
-    result = CliRunner().invoke(main, args)
+    result = invoke_train(args)
     assert result.exit_code == 0, result.output
     folder = tmp_path / "logs" / "grid"
     points = ["00-activation=relu", "01-activation=tanh"]
@@ -319,19 +317,19 @@ def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     assert f"{results[best]['validation_accuracy']:.4f}" in summary[2]
 
     # A resumed sweep (here, nothing left to run) ends with the same summary over all points.
-    resumed = CliRunner().invoke(main, ["--resume", str(folder)])
+    resumed = invoke_train(["--resume", str(folder)])
     assert resumed.exit_code == 0, resumed.output
     assert resumed.output.count("completed already") == 2
     assert [line for line in resumed.output.splitlines() if line.startswith("sweep |")] == summary
     # --sweep-metric may come with --resume of a sweep, to rank again.
-    resumed = CliRunner().invoke(main, ["--resume", str(folder), "--sweep-metric", "test_loss"])
+    resumed = invoke_train(["--resume", str(folder), "--sweep-metric", "test_loss"])
     assert resumed.exit_code == 0, resumed.output
     assert "sweep | 2 points ranked by test_loss (lower is better)" in resumed.output
     # A sweep.yaml written before the keys and the metric were kept: the default again.
     plan = yaml.safe_load((folder / "sweep.yaml").read_text())
     assert plan["keys"] == ["model.activation"] and plan["metric"] == "validation_accuracy"
     (folder / "sweep.yaml").write_text(yaml.safe_dump({"points": plan["points"]}))
-    resumed = CliRunner().invoke(main, ["--resume", str(folder)])
+    resumed = invoke_train(["--resume", str(folder)])
     assert [line for line in resumed.output.splitlines() if line.startswith("sweep |")] == summary
 
 
@@ -348,7 +346,7 @@ def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
         "--set", "train.image_every_epochs=0",
         "--set", f"data.data_dir={tmp_path / 'tfds'}",
     ]  # fmt: skip
-    result = CliRunner().invoke(main, args)
+    result = invoke_train(args)
     assert result.exit_code == 3, result.output
     folder = tmp_path / "logs" / "swd"
     diverged, trained = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -366,7 +364,7 @@ def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
 
     # Resumed: the diverged point is not run again (it would diverge again), and the
     # sweep still says that one of its points diverged.
-    resumed = CliRunner().invoke(main, ["--resume", str(folder)])
+    resumed = invoke_train(["--resume", str(folder)])
     assert resumed.exit_code == 3, resumed.output
     assert "diverged already" in resumed.output and "completed already" in resumed.output
     assert "training" not in resumed.output
@@ -396,9 +394,7 @@ def hparams_experiment(run_dir):
 )
 def test_cli_bad_sweep_metric_exits_2_with_one_line(tmp_path, args, message):
     path = write(tmp_path, "model.activation: [relu, tanh]\n")
-    result = CliRunner().invoke(
-        main, ["--sweep", str(path), "--logdir", str(tmp_path / "logs"), *args]
-    )
+    result = invoke_train(["--sweep", str(path), "--logdir", str(tmp_path / "logs"), *args])
     assert result.exit_code == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -406,9 +402,7 @@ def test_cli_bad_sweep_metric_exits_2_with_one_line(tmp_path, args, message):
 
 
 def test_cli_sweep_metric_without_a_sweep_is_refused(tmp_path):
-    result = CliRunner().invoke(
-        main, ["--sweep-metric", "test_loss", "--logdir", str(tmp_path / "logs")]
-    )
+    result = invoke_train(["--sweep-metric", "test_loss", "--logdir", str(tmp_path / "logs")])
     assert result.exit_code == 2
     assert "--sweep-metric ranks the points of a sweep" in result.stderr
     assert not (tmp_path / "logs").exists()
