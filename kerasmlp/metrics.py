@@ -774,7 +774,9 @@ class ConfusionMatrix(keras.metrics.Metric):
         self.confusion.assign_add(ops.cast(update, self.dtype))
 
     def result(self):
-        return ops.convert_to_tensor(self.confusion)
+        # A copy: the variable itself would change with later updates and resets, and
+        # `stateless_result` would read it instead of the state it is given.
+        return ops.copy(self.confusion)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}

@@ -589,6 +589,22 @@ def test_reset_state_really_resets(make):
     np.testing.assert_allclose(metric.result(), fresh.result(), **TOLERANCE)
 
 
+@pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
+def test_result_is_a_snapshot_and_stateless_result_reads_the_state_given(make):
+    # Reference: Keras's own metrics (e.g. keras.metrics.F1Score): `result()` is a tensor that
+    # later updates and resets leave alone, and `stateless_result(state)` is the result of
+    # `state`, whatever the metric's variables hold.
+    rng = np.random.default_rng(5)
+    metric = make()
+    metric.update_state(*_inputs_for(metric, rng))
+    expected = np.array(metric.result())
+    state = [keras.ops.copy(v) for v in metric.variables]
+    saved = metric.result()
+    metric.reset_state()
+    np.testing.assert_array_equal(saved, expected)
+    np.testing.assert_array_equal(metric.stateless_result(state), expected)
+
+
 # --------------------------------------------------------------------------
 # Sample weights of every shape, read as Keras reads them, or refused.
 
