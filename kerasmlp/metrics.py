@@ -17,7 +17,9 @@ Conventions shared by the classification metrics:
   weight per example (`(batch,)` or `(batch, 1)`); every count is a sum of
   weights. `BinaryAccuracy`, whose values are one per entry of `(batch, d)`
   labels, also takes weights that broadcast to them, `(1, d)` or `(batch, d)`,
-  and weighs entries, as Keras does. Weights of any other shape are refused
+  and weighs entries, as Keras does; the regression metrics, fed
+  `(batch, steps, d)` outputs, take one weight per timestep, `(batch, steps)`,
+  as Keras's do. Weights of any other shape are refused
   with a ValueError when the update is traced, never reread as per-example.
 - Labels must lie in `[0, num_classes)`. They are not checked inside the update
   (it runs in compiled training steps): a label out of range counts as a miss
@@ -505,46 +507,59 @@ def _aligned(y_true, y_pred):
     return y_true, y_pred
 
 
+def _last_axis_mean(values):
+    """Mean over the last axis, as Keras's `mean_squared_error`; a 1-D input is per example.
+
+    Kept per timestep for `(batch, steps, d)` values, so that `(batch, steps)` weights (and
+    masks) weigh timesteps, as in Keras; `_samplewise` averages the rest per example.
+    """
+    if len(values.shape) <= 1:
+        return values
+    return ops.mean(values, axis=-1)
+
+
 def squared_errors(y_true, y_pred):
-    """Mean squared error of each example.
+    """Mean squared error over the last axis: of each example, or each timestep.
 
     Formula:
         value_i = mean_j (y_true[i, j] - y_pred[i, j])^2
 
     Args:
-        y_true: Targets, `(batch,)` or `(batch, ...)`.
+        y_true: Targets, `(batch,)` or `(batch, ..., d)`.
         y_pred: Predictions with as many entries as `y_true`.
 
     Returns:
-        Tensor `(batch,)`: float64 for float64 `y_pred`, else float32.
+        Tensor `(batch,)` for 1-D or 2-D `y_pred`, else `y_pred`'s shape without its last
+        axis (as Keras's `mean_squared_error`): float64 for float64 `y_pred`, else float32.
 
     Example:
         >>> squared_errors([[1.0, 2.0]], [[0.0, 4.0]]).numpy().tolist()
         [2.5]
     """
     y_true, y_pred = _aligned(y_true, y_pred)
-    return _per_example_mean(ops.square(y_true - y_pred))
+    return _last_axis_mean(ops.square(y_true - y_pred))
 
 
 def absolute_errors(y_true, y_pred):
-    """Mean absolute error of each example.
+    """Mean absolute error over the last axis: of each example, or each timestep.
 
     Formula:
         value_i = mean_j |y_true[i, j] - y_pred[i, j]|
 
     Args:
-        y_true: Targets, `(batch,)` or `(batch, ...)`.
+        y_true: Targets, `(batch,)` or `(batch, ..., d)`.
         y_pred: Predictions with as many entries as `y_true`.
 
     Returns:
-        Tensor `(batch,)`: float64 for float64 `y_pred`, else float32.
+        Tensor `(batch,)` for 1-D or 2-D `y_pred`, else `y_pred`'s shape without its last
+        axis (as Keras's `mean_absolute_error`): float64 for float64 `y_pred`, else float32.
 
     Example:
         >>> absolute_errors([[1.0, 2.0]], [[0.0, 4.0]]).numpy().tolist()
         [1.5]
     """
     y_true, y_pred = _aligned(y_true, y_pred)
-    return _per_example_mean(ops.abs(y_true - y_pred))
+    return _last_axis_mean(ops.abs(y_true - y_pred))
 
 
 # --------------------------------------------------------------------------

@@ -794,6 +794,53 @@ def test_per_entry_weights_are_refused_where_values_are_per_example(name):
 
 
 # --------------------------------------------------------------------------
+# Outputs with a time axis, (batch, steps, d), as a sequence model gives them.
+
+SEQUENCE_SHAPE = (6, 4, 3)  # batch, steps, outputs (classes)
+_SEQ_RNG = np.random.default_rng(21)
+SEQUENCE_SCORES = _SEQ_RNG.standard_normal(SEQUENCE_SHAPE).astype(np.float32)
+SEQUENCE_TARGETS = _SEQ_RNG.standard_normal(SEQUENCE_SHAPE).astype(np.float32)
+
+# (ours, Keras's class of the same meaning, y_true) with SEQUENCE_SCORES as y_pred.
+KERAS_SEQUENCE_METRICS = {
+    "mean_squared_error": (
+        metrics.MeanSquaredError,
+        keras.metrics.MeanSquaredError,
+        SEQUENCE_TARGETS,
+    ),
+    "mean_absolute_error": (
+        metrics.MeanAbsoluteError,
+        keras.metrics.MeanAbsoluteError,
+        SEQUENCE_TARGETS,
+    ),
+    "root_mean_squared_error": (
+        metrics.RootMeanSquaredError,
+        keras.metrics.RootMeanSquaredError,
+        SEQUENCE_TARGETS,
+    ),
+}
+SEQUENCE_WEIGHTS = {
+    "none": None,
+    "per_example": _SEQ_RNG.uniform(0.0, 2.0, SEQUENCE_SHAPE[:1]).astype(np.float32),
+    "per_timestep": _SEQ_RNG.uniform(0.0, 2.0, SEQUENCE_SHAPE[:2]).astype(np.float32),
+}
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("weight", SEQUENCE_WEIGHTS.values(), ids=SEQUENCE_WEIGHTS.keys())
+@pytest.mark.parametrize("name", KERAS_SEQUENCE_METRICS)
+def test_sequence_outputs_and_per_timestep_weights_as_keras(name, weight, mode):
+    ours, theirs, y_true = KERAS_SEQUENCE_METRICS[name]
+    metric = ours()
+    update = tf.function(metric.update_state) if mode == "tf_function" else metric.update_state
+    update(y_true, SEQUENCE_SCORES, sample_weight=weight)
+    # Expected: Keras's built-in of the same meaning (which weighs timesteps).
+    reference = theirs()
+    reference.update_state(y_true, SEQUENCE_SCORES, sample_weight=weight)
+    np.testing.assert_allclose(metric.result(), reference.result(), **TOLERANCE)
+
+
+# --------------------------------------------------------------------------
 # Names, configs and argument checks.
 
 
