@@ -12,7 +12,9 @@ Conventions shared by the classification metrics:
 - `y_true` holds integer class ids of shape `(batch,)` or `(batch, 1)` (one-hot
   rows for `CategoricalAccuracy`); `y_pred` holds one row of scores per example,
   `(batch, num_classes)`. Probabilities and logits give the same argmax, so both
-  are accepted wherever only the predicted class matters.
+  are accepted wherever only the predicted class matters. The accuracies also
+  take a sequence model's `(batch, steps, num_classes)` scores with
+  `(batch, steps)` labels, as Keras's do.
 - `sample_weight` is `None`, a scalar (the weight of every example), or one
   weight per example (`(batch,)` or `(batch, 1)`); every count is a sum of
   weights. `BinaryAccuracy`, whose values are one per entry of `(batch, d)`
@@ -112,6 +114,15 @@ def _labels(y_true):
     return ops.cast(ops.reshape(y_true, (-1,)), "int32")
 
 
+def _row_labels(y_true, y_pred):
+    """Integer class ids, one per row of scores: `y_pred`'s shape without its class axis.
+
+    `(batch,)` from `(batch,)` or `(batch, 1)`; `(batch, steps)` from `(batch, steps)` or
+    `(batch, steps, 1)` for a sequence model's `(batch, steps, num_classes)` scores.
+    """
+    return ops.reshape(ops.cast(y_true, "int32"), ops.shape(y_pred)[:-1])
+
+
 def _per_example_mean(values):
     """Mean over every axis but the first; a 1-D input is one value per example."""
     if len(values.shape) <= 1:
@@ -204,17 +215,21 @@ def sparse_categorical_matches(y_true, y_pred):
         match_i = [argmax_c y_pred[i, c] == y_true[i]]
 
     Args:
-        y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
-        y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
+        y_true: Integer class ids, `(batch,)` or `(batch, 1)`; `(batch, steps)` for
+            `(batch, steps, num_classes)` scores.
+        y_pred: Scores (probabilities or logits), `(batch, num_classes)` or
+            `(batch, steps, num_classes)`.
 
     Returns:
-        Float32 tensor of 0s and 1s, `(batch,)`. Ties go to the lowest class id.
+        Float32 tensor of 0s and 1s, `y_pred`'s shape without its class axis. Ties go to the
+        lowest class id.
 
     Example:
         >>> sparse_categorical_matches([2, 0], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]]).numpy().tolist()
         [1.0, 0.0]
     """
-    return ops.cast(ops.equal(_predicted_classes(y_pred), _labels(y_true)), "float32")
+    matches = ops.equal(_predicted_classes(y_pred), _row_labels(y_true, y_pred))
+    return ops.cast(matches, "float32")
 
 
 def categorical_matches(y_true, y_pred):
@@ -285,19 +300,21 @@ def sparse_top_k_matches(y_true, y_pred, k: int = 5):
         match_i = [ #{c : y_pred[i, c] > y_pred[i, y_true[i]]} < k ]
 
     Args:
-        y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
-        y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
+        y_true: Integer class ids, `(batch,)` or `(batch, 1)`; `(batch, steps)` for
+            `(batch, steps, num_classes)` scores.
+        y_pred: Scores (probabilities or logits), `(batch, num_classes)` or
+            `(batch, steps, num_classes)`.
         k: How many top classes count as a hit (default 5).
 
     Returns:
-        Float32 tensor of 0s and 1s, `(batch,)`.
+        Float32 tensor of 0s and 1s, `y_pred`'s shape without its class axis.
 
     Example:
         >>> y_pred = [[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]
         >>> sparse_top_k_matches([0, 2], y_pred, k=2).numpy().tolist()
         [1.0, 0.0]
     """
-    labels = _labels(y_true)
+    labels = _row_labels(y_true, y_pred)
     num_classes = ops.shape(y_pred)[-1]
     # Clipped so that an out-of-range label cannot make the gather fail; it is a miss.
     in_range = ops.logical_and(ops.greater_equal(labels, 0), ops.less(labels, num_classes))

@@ -819,6 +819,31 @@ KERAS_SEQUENCE_METRICS = {
         SEQUENCE_TARGETS,
     ),
 }
+SEQUENCE_LABELS = _SEQ_RNG.integers(0, SEQUENCE_SHAPE[-1], SEQUENCE_SHAPE[:2])
+KERAS_SEQUENCE_METRICS.update(
+    {
+        "sparse_categorical_accuracy": (
+            metrics.SparseCategoricalAccuracy,
+            keras.metrics.SparseCategoricalAccuracy,
+            SEQUENCE_LABELS,
+        ),
+        "sparse_categorical_accuracy-labels_column": (
+            metrics.SparseCategoricalAccuracy,
+            keras.metrics.SparseCategoricalAccuracy,
+            SEQUENCE_LABELS[..., None],
+        ),
+        "sparse_top_k_categorical_accuracy": (
+            lambda: metrics.SparseTopKCategoricalAccuracy(k=2),
+            lambda: keras.metrics.SparseTopKCategoricalAccuracy(k=2),
+            SEQUENCE_LABELS,
+        ),
+        "categorical_accuracy": (
+            metrics.CategoricalAccuracy,
+            keras.metrics.CategoricalAccuracy,
+            np.eye(SEQUENCE_SHAPE[-1], dtype=np.float32)[SEQUENCE_LABELS],
+        ),
+    }
+)
 SEQUENCE_WEIGHTS = {
     "none": None,
     "per_example": _SEQ_RNG.uniform(0.0, 2.0, SEQUENCE_SHAPE[:1]).astype(np.float32),
