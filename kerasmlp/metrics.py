@@ -23,6 +23,10 @@ Conventions shared by the classification metrics:
   `(batch, steps, d)` outputs, take one weight per timestep, `(batch, steps)`,
   as Keras's do. Weights of any other shape are refused
   with a ValueError when the update is traced, never reread as per-example.
+- A Keras mask on `y_pred` (left by a `Masking` layer, for example) weighs the
+  masked examples or timesteps 0, as in Keras's metrics and losses: they count
+  as absent. (Keras's own `RootMeanSquaredError` alone ignores masks; here it
+  is the root of the masked `MeanSquaredError`.)
 - Labels must lie in `[0, num_classes)`. They are not checked inside the update
   (it runs in compiled training steps): a label out of range counts as a miss
   for the accuracies and is left out of the confusion matrix (its one-hot row
@@ -41,6 +45,14 @@ import numbers
 
 import keras
 from keras import ops
+
+try:  # Keras >= 3.6 keeps masks behind this helper (a dict for tensors without attributes).
+    from keras.src.backend.common.masking import get_keras_mask as _get_keras_mask
+except ImportError:  # pragma: no cover - older Keras stored the mask as a plain attribute
+
+    def _get_keras_mask(x):
+        return getattr(x, "_keras_mask", None)
+
 
 __all__ = [
     "SparseCategoricalAccuracy",
@@ -190,6 +202,29 @@ def _samplewise(values, sample_weight, dtype):
         values = ops.mean(values, axis=tuple(range(len(weights.shape), len(values.shape))))
     weights = ops.broadcast_to(weights, ops.shape(values))
     return _per_example_mean(values * weights), _per_example_mean(weights)
+
+
+def _masked_weights(sample_weight, y_pred, dtype):
+    """`sample_weight` times the Keras mask that `y_pred` carries, if any, as Keras's metrics do.
+
+    A `Masking` layer (or any layer that computes a mask) leaves a mask on the model's
+    output; Keras's `MeanMetricWrapper` multiplies it into the weights, so masked examples
+    (or timesteps) count as absent, as they do in the loss. Weights of a lower rank than the
+    mask (one per example against a mask per timestep) weigh each example's entries.
+    """
+    mask = _get_keras_mask(y_pred)
+    if mask is None:
+        return sample_weight
+    mask = ops.cast(mask, dtype)
+    if sample_weight is None:
+        return mask
+    weights = ops.cast(sample_weight, dtype)
+    mask, weights = _match_ranks(mask, weights)
+    if 0 < len(weights.shape) < len(mask.shape):
+        weights = ops.reshape(
+            weights, (*ops.shape(weights), *[1] * (len(mask.shape) - len(weights.shape)))
+        )
+    return weights * mask
 
 
 def _example_weights(sample_weight, values, dtype):
@@ -356,7 +391,7 @@ def confusion_matrix_update(y_true, y_pred, num_classes: int, sample_weight=None
     return ops.matmul(ops.transpose(true_hot * ops.expand_dims(weights, -1)), pred_hot)
 
 
-def class_presence_update(y_true, y_pred, num_classes: int):
+def class_presence_update(y_true, y_pred, num_classes: int, *, mask=None):
     """How many examples of one batch show each class, as label or as prediction.
 
     Unweighted on purpose: a class counts in the macro average when it occurs in
@@ -372,6 +407,8 @@ def class_presence_update(y_true, y_pred, num_classes: int):
         y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
         y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
         num_classes: Number of classes.
+        mask: Optional, one boolean per example (a Keras mask); examples where it is
+            False are left out, as if absent.
 
     Returns:
         Float32 tensor `(num_classes,)`.
@@ -383,7 +420,10 @@ def class_presence_update(y_true, y_pred, num_classes: int):
     """
     true_hot = ops.one_hot(_labels(y_true), num_classes, dtype="float32")
     pred_hot = ops.one_hot(_predicted_classes(y_pred), num_classes, dtype="float32")
-    return ops.sum(ops.maximum(true_hot, pred_hot), axis=0)
+    shown = ops.maximum(true_hot, pred_hot)
+    if mask is not None:
+        shown = shown * ops.expand_dims(ops.cast(ops.reshape(mask, (-1,)), "float32"), -1)
+    return ops.sum(shown, axis=0)
 
 
 def precision_recall_f1_from_confusion(
@@ -605,6 +645,7 @@ class _WeightedMean(keras.metrics.Metric):
         raise NotImplementedError
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
         weighted, weights = _samplewise(self._values(y_true, y_pred), sample_weight, self.dtype)
         self.total.assign_add(ops.sum(weighted))
         self.count.assign_add(ops.sum(weights))
@@ -802,6 +843,7 @@ class ConfusionMatrix(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
         update = confusion_matrix_update(y_true, y_pred, self.num_classes, sample_weight)
         self.confusion.assign_add(ops.cast(update, self.dtype))
 
@@ -832,7 +874,9 @@ class _FromConfusion(ConfusionMatrix):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         super().update_state(y_true, y_pred, sample_weight)
-        presence = class_presence_update(y_true, y_pred, self.num_classes)
+        presence = class_presence_update(
+            y_true, y_pred, self.num_classes, mask=_get_keras_mask(y_pred)
+        )
         self.class_presence.assign_add(ops.cast(presence, self.dtype))
 
     def result(self):
@@ -1014,6 +1058,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
         sums = calibration_bins_update(
             y_true, y_pred, self.num_bins, sample_weight, from_logits=self.from_logits
         )

@@ -866,6 +866,94 @@ def test_sequence_outputs_and_per_timestep_weights_as_keras(name, weight, mode):
 
 
 # --------------------------------------------------------------------------
+# Keras masks on y_pred (a `Masking` layer before the output): masked rows are absent.
+
+
+def _zero_rows(scores, masked):
+    scores = np.array(scores)
+    scores[masked] = 0.0
+    return scores
+
+
+def _mask_rows(scores, masked):
+    """`scores` with the rows (or timesteps) in `masked` zeroed and masked by `Masking`."""
+    return keras.layers.Masking(0.0)(_zero_rows(scores, masked))
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
+def test_rows_masked_by_a_keras_mask_count_as_absent(make, mode):
+    rng = np.random.default_rng(6)
+    metric = make()
+    y_true, y_pred = _inputs_for(metric, rng)
+    masked = np.arange(len(y_true)) % 3 == 0
+    weight = rng.uniform(0.5, 2.0, len(y_true)).astype(np.float32)
+    if mode == "eager":
+        metric.update_state(y_true, _mask_rows(y_pred, masked), sample_weight=weight)
+    else:  # the mask is made in the graph: one set on an argument does not reach inside
+        update = tf.function(
+            lambda t, p, w: metric.update_state(t, keras.layers.Masking(0.0)(p), w)
+        )
+        update(y_true, _zero_rows(y_pred, masked), weight)
+    # By definition (as Keras's MeanMetricWrapper and the loss read masks): the same metric
+    # fed only the rows that are not masked.
+    expected = make()
+    expected.update_state(y_true[~masked], y_pred[~masked], sample_weight=weight[~masked])
+    np.testing.assert_allclose(metric.result(), expected.result(), **TOLERANCE)
+
+
+@pytest.mark.parametrize("weight", ["none", "per_example", "per_timestep"])
+@pytest.mark.parametrize("name", KERAS_SEQUENCE_METRICS)
+def test_timesteps_masked_by_a_keras_mask_as_keras(name, weight):
+    ours, theirs, y_true = KERAS_SEQUENCE_METRICS[name]
+    masked = np.zeros(SEQUENCE_SHAPE[:2], bool)
+    masked[:, 2:] = True  # the padding after each sequence
+    masked[0, 1] = True
+    y_pred = _mask_rows(SEQUENCE_SCORES, masked)
+    w = SEQUENCE_WEIGHTS[weight]
+    metric = ours()
+    metric.update_state(y_true, y_pred, sample_weight=w)
+    if weight == "per_example":
+        # Keras's built-in fails here ((batch,) weights times a (batch, steps) mask); by
+        # hand, each example's weight on each of its timesteps.
+        w = np.broadcast_to(w[:, None], SEQUENCE_SHAPE[:2])
+    # Expected: Keras's built-in of the same meaning, which weighs timesteps by the mask;
+    # for RMSE, the root of Keras's MSE (keras.metrics.RootMeanSquaredError, unlike its
+    # MeanSquaredError, does not read masks).
+    rmse = name == "root_mean_squared_error"
+    reference = keras.metrics.MeanSquaredError() if rmse else theirs()
+    reference.update_state(y_true, y_pred, sample_weight=w)
+    expected = np.sqrt(reference.result()) if rmse else reference.result()
+    np.testing.assert_allclose(metric.result(), expected, **TOLERANCE)
+
+
+def test_a_masking_layer_in_a_compiled_model_masks_the_metric_as_keras():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((12, 4)).astype(np.float32)
+    x[:4] = 0.0  # masked by the Masking layer, and so by the loss and the metrics
+    y = rng.integers(0, 3, 12)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Masking(0.0),
+            keras.layers.Dense(3, bias_initializer="ones"),
+        ]
+    )
+    model.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[
+            metrics.SparseCategoricalAccuracy(name="ours"),
+            keras.metrics.SparseCategoricalAccuracy(name="keras"),
+        ],
+    )
+    logs = model.evaluate(x, y, batch_size=12, verbose=0, return_dict=True)
+    # Expected: Keras's built-in, and by hand the accuracy of the 8 rows not masked.
+    by_hand = np.mean(np.argmax(model.predict(x[4:], verbose=0), -1) == y[4:])
+    assert logs["ours"] == pytest.approx(logs["keras"], abs=1e-7)
+    assert logs["ours"] == pytest.approx(by_hand, abs=1e-7)
+
+
+# --------------------------------------------------------------------------
 # Names, configs and argument checks.
 
 
