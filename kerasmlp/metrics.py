@@ -104,6 +104,15 @@ def _check_average(average):
     return average
 
 
+def _check_from_logits(from_logits) -> bool:
+    # As kerasmlp's losses: `bool("false")` would be True, silently.
+    if not isinstance(from_logits, bool):
+        raise ValueError(
+            f"Argument `from_logits` must be a bool. Received: from_logits={from_logits!r}"
+        )
+    return from_logits
+
+
 def _check_threshold(threshold) -> float:
     if (
         isinstance(threshold, bool)
@@ -726,8 +735,8 @@ class BinaryAccuracy(_WeightedMean):
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
     Raises:
-        ValueError: If `threshold` is not in (0, 1); from `update_state`, if
-            `sample_weight` does not broadcast to the labels.
+        ValueError: If `threshold` is not in (0, 1) or `from_logits` not a bool; from
+            `update_state`, if `sample_weight` does not broadcast to the labels.
 
     Example:
         >>> m = BinaryAccuracy()
@@ -751,7 +760,7 @@ class BinaryAccuracy(_WeightedMean):
         super().__init__(name=name, dtype=dtype)
         self._direction = "up"
         self.threshold = _check_threshold(threshold)
-        self.from_logits = bool(from_logits)
+        self.from_logits = _check_from_logits(from_logits)
 
     def _values(self, y_true, y_pred):
         # One value per entry, so that weights can weigh entries, as in Keras.
@@ -1023,7 +1032,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
     Raises:
-        ValueError: If `num_bins` is not an integer >= 1.
+        ValueError: If `num_bins` is not an integer >= 1 or `from_logits` not a bool.
 
     Example:
         >>> m = ExpectedCalibrationError(num_bins=2)
@@ -1043,7 +1052,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         super().__init__(name=name, dtype=dtype)
         self._direction = "down"
         self.num_bins = _check_int("num_bins", num_bins, 1)
-        self.from_logits = bool(from_logits)
+        self.from_logits = _check_from_logits(from_logits)
         self.counts = self._bin_variable("counts")
         self.confidence_sums = self._bin_variable("confidence_sums")
         self.correct_sums = self._bin_variable("correct_sums")

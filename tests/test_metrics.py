@@ -1146,6 +1146,14 @@ def test_config_holds_every_argument():
             "Argument `threshold` must be a number strictly between 0 and 1. "
             "Received: threshold=1.0",
         ),
+        (
+            lambda: metrics.BinaryAccuracy(from_logits="false"),
+            "Argument `from_logits` must be a bool. Received: from_logits='false'",
+        ),
+        (
+            lambda: metrics.ExpectedCalibrationError(from_logits=None),
+            "Argument `from_logits` must be a bool. Received: from_logits=None",
+        ),
     ],
     ids=[
         "num_classes_1",
@@ -1155,6 +1163,8 @@ def test_config_holds_every_argument():
         "k",
         "num_bins",
         "threshold",
+        "from_logits_string",
+        "from_logits_none",
     ],
 )
 def test_invalid_arguments_are_refused_at_construction(make, message):
