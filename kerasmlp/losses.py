@@ -120,7 +120,11 @@ def _check_axis(axis: Any) -> int:
 
 
 def _check_label_smoothing(label_smoothing: Any) -> float:
-    if isinstance(label_smoothing, bool) or not 0.0 <= float(label_smoothing) <= 1.0:
+    if (
+        isinstance(label_smoothing, bool)
+        or not isinstance(label_smoothing, numbers.Real)
+        or not 0.0 <= float(label_smoothing) <= 1.0
+    ):
         raise ValueError(
             "Argument `label_smoothing` must be a float in [0, 1]. "
             f"Received: label_smoothing={label_smoothing!r}"

@@ -448,8 +448,18 @@ def test_from_logits_fed_logits_does_not_warn():
         (losses.SparseCategoricalCrossentropy, {"ignore_class": 1.5}, "ignore_class=1.5"),
         (losses.CategoricalCrossentropy, {"axis": True}, "axis=True"),
         (losses.MeanSquaredError, {"reduction": "avg"}, "reduction=avg"),
+        (losses.BinaryCrossentropy, {"label_smoothing": None}, "label_smoothing=None"),
+        (losses.CategoricalCrossentropy, {"label_smoothing": "0.1"}, "label_smoothing='0.1'"),
     ],
-    ids=["label_smoothing", "from_logits", "ignore_class", "axis", "reduction"],
+    ids=[
+        "label_smoothing",
+        "from_logits",
+        "ignore_class",
+        "axis",
+        "reduction",
+        "label_smoothing_none",
+        "label_smoothing_string",
+    ],
 )
 def test_bad_constructor_arguments_name_the_argument_and_value(cls, kwargs, match):
     with pytest.raises(ValueError, match=rf"`{next(iter(kwargs))}`.*{match}"):
