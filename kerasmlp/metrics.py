@@ -338,10 +338,12 @@ def sparse_top_k_matches(y_true, y_pred, k: int = 5):
 
     The true class is in the top `k` when fewer than `k` classes score strictly
     higher; classes tied with it at the boundary all count as inside, as in
-    `tf.math.in_top_k`. This costs one comparison per score (no sort).
+    `tf.math.in_top_k`. This costs one comparison per score (no sort). A row with a
+    NaN or infinite score is a miss, as in `tf.math.in_top_k` (no score is strictly
+    above a NaN, so the count alone would call it a hit).
 
     Formula:
-        match_i = [ #{c : y_pred[i, c] > y_pred[i, y_true[i]]} < k ]
+        match_i = [ #{c : y_pred[i, c] > y_pred[i, y_true[i]]} < k  and  y_pred[i] finite ]
 
     Args:
         y_true: Integer class ids, `(batch,)` or `(batch, 1)`; `(batch, steps)` for
@@ -365,7 +367,8 @@ def sparse_top_k_matches(y_true, y_pred, k: int = 5):
     safe_labels = ops.expand_dims(ops.clip(labels, 0, num_classes - 1), -1)
     true_scores = ops.take_along_axis(y_pred, safe_labels, axis=-1)
     higher = ops.sum(ops.cast(ops.greater(y_pred, true_scores), "int32"), axis=-1)
-    return ops.cast(ops.logical_and(in_range, ops.less(higher, k)), "float32")
+    valid = ops.logical_and(in_range, ops.all(ops.isfinite(y_pred), axis=-1))
+    return ops.cast(ops.logical_and(valid, ops.less(higher, k)), "float32")
 
 
 def confusion_matrix_update(y_true, y_pred, num_classes: int, sample_weight=None):

@@ -485,6 +485,27 @@ def test_top_k_ties_at_the_boundary_count_as_hits():
     assert float(metric.result()) == 1.0
 
 
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+def test_top_k_rows_with_nan_or_inf_scores_are_misses_as_keras(mode):
+    # A diverged model's scores: NaN everywhere, NaN on the true class, +inf on it, NaN
+    # elsewhere, then a finite row that is a hit.
+    nan, inf = float("nan"), float("inf")
+    y_pred = np.array(
+        [[nan, nan, nan], [0.1, nan, 0.3], [inf, 0.0, 1.0], [0.5, 0.2, nan], [0.5, 0.3, 0.2]],
+        np.float32,
+    )
+    y_true = np.array([0, 1, 0, 0, 1])
+    metric = metrics.SparseTopKCategoricalAccuracy(k=2)
+    update = tf.function(metric.update_state) if mode == "tf_function" else metric.update_state
+    update(y_true, y_pred)
+    reference = keras.metrics.SparseTopKCategoricalAccuracy(k=2)
+    reference.update_state(y_true, y_pred)
+    # Keras's built-in (tf.math.in_top_k: a row with a non-finite score is a miss); by hand,
+    # only the last row is a hit: 1 / 5.
+    assert float(reference.result()) == pytest.approx(0.2)
+    assert float(metric.result()) == pytest.approx(0.2)
+
+
 def test_ece_bin_edges():
     # By hand, 4 bins: confidence 0.5 opens bin [0.5, 0.75); 1.0 falls in the last bin.
     counts, confidence_sums, correct_sums = metrics.calibration_bins_update(
