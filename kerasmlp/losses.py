@@ -28,6 +28,7 @@ model that uses them loads after `import kerasmlp.losses`, with no `custom_objec
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Any
 
@@ -110,15 +111,20 @@ def _check_same_shape(fn_name: str, y_true, y_pred) -> None:
 
 
 def _check_axis(axis: Any) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int):
+    # Any integer (numpy's too, as Keras takes them); stored as a Python int for the config.
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise ValueError(
             f"Argument `axis` must be an int. Received: axis={axis!r} of type {type(axis)}"
         )
-    return axis
+    return int(axis)
 
 
 def _check_label_smoothing(label_smoothing: Any) -> float:
-    if isinstance(label_smoothing, bool) or not 0.0 <= float(label_smoothing) <= 1.0:
+    if (
+        isinstance(label_smoothing, bool)
+        or not isinstance(label_smoothing, numbers.Real)
+        or not 0.0 <= float(label_smoothing) <= 1.0
+    ):
         raise ValueError(
             "Argument `label_smoothing` must be a float in [0, 1]. "
             f"Received: label_smoothing={label_smoothing!r}"
@@ -135,14 +141,14 @@ def _check_from_logits(from_logits: Any) -> bool:
 
 
 def _check_ignore_class(ignore_class: Any) -> int | None:
-    if ignore_class is not None and (
-        isinstance(ignore_class, bool) or not isinstance(ignore_class, int)
-    ):
+    if ignore_class is None:
+        return None
+    if isinstance(ignore_class, bool) or not isinstance(ignore_class, numbers.Integral):
         raise ValueError(
             "Argument `ignore_class` must be an int or None. "
             f"Received: ignore_class={ignore_class!r}"
         )
-    return ignore_class
+    return int(ignore_class)
 
 
 def _get_logits(y_pred, from_logits: bool, activation: str, fn_name: str):

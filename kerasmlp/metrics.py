@@ -12,13 +12,21 @@ Conventions shared by the classification metrics:
 - `y_true` holds integer class ids of shape `(batch,)` or `(batch, 1)` (one-hot
   rows for `CategoricalAccuracy`); `y_pred` holds one row of scores per example,
   `(batch, num_classes)`. Probabilities and logits give the same argmax, so both
-  are accepted wherever only the predicted class matters.
+  are accepted wherever only the predicted class matters. The accuracies also
+  take a sequence model's `(batch, steps, num_classes)` scores with
+  `(batch, steps)` labels, as Keras's do.
 - `sample_weight` is `None`, a scalar (the weight of every example), or one
   weight per example (`(batch,)` or `(batch, 1)`); every count is a sum of
   weights. `BinaryAccuracy`, whose values are one per entry of `(batch, d)`
   labels, also takes weights that broadcast to them, `(1, d)` or `(batch, d)`,
-  and weighs entries, as Keras does. Weights of any other shape are refused
+  and weighs entries, as Keras does; the regression metrics, fed
+  `(batch, steps, d)` outputs, take one weight per timestep, `(batch, steps)`,
+  as Keras's do. Weights of any other shape are refused
   with a ValueError when the update is traced, never reread as per-example.
+- A Keras mask on `y_pred` (left by a `Masking` layer, for example) weighs the
+  masked examples or timesteps 0, as in Keras's metrics and losses: they count
+  as absent. (Keras's own `RootMeanSquaredError` alone ignores masks; here it
+  is the root of the masked `MeanSquaredError`.)
 - Labels must lie in `[0, num_classes)`. They are not checked inside the update
   (it runs in compiled training steps): a label out of range counts as a miss
   for the accuracies and is left out of the confusion matrix (its one-hot row
@@ -37,6 +45,14 @@ import numbers
 
 import keras
 from keras import ops
+
+try:  # Keras >= 3.6 keeps masks behind this helper (a dict for tensors without attributes).
+    from keras.src.backend.common.masking import get_keras_mask as _get_keras_mask
+except ImportError:  # pragma: no cover - older Keras stored the mask as a plain attribute
+
+    def _get_keras_mask(x):
+        return getattr(x, "_keras_mask", None)
+
 
 __all__ = [
     "SparseCategoricalAccuracy",
@@ -88,6 +104,15 @@ def _check_average(average):
     return average
 
 
+def _check_from_logits(from_logits) -> bool:
+    # As kerasmlp's losses: `bool("false")` would be True, silently.
+    if not isinstance(from_logits, bool):
+        raise ValueError(
+            f"Argument `from_logits` must be a bool. Received: from_logits={from_logits!r}"
+        )
+    return from_logits
+
+
 def _check_threshold(threshold) -> float:
     if (
         isinstance(threshold, bool)
@@ -108,6 +133,15 @@ def _check_threshold(threshold) -> float:
 def _labels(y_true):
     """Integer class ids of shape `(batch,)` from `(batch,)` or `(batch, 1)`."""
     return ops.cast(ops.reshape(y_true, (-1,)), "int32")
+
+
+def _row_labels(y_true, y_pred):
+    """Integer class ids, one per row of scores: `y_pred`'s shape without its class axis.
+
+    `(batch,)` from `(batch,)` or `(batch, 1)`; `(batch, steps)` from `(batch, steps)` or
+    `(batch, steps, 1)` for a sequence model's `(batch, steps, num_classes)` scores.
+    """
+    return ops.reshape(ops.cast(y_true, "int32"), ops.shape(y_pred)[:-1])
 
 
 def _per_example_mean(values):
@@ -179,6 +213,29 @@ def _samplewise(values, sample_weight, dtype):
     return _per_example_mean(values * weights), _per_example_mean(weights)
 
 
+def _masked_weights(sample_weight, y_pred, dtype):
+    """`sample_weight` times the Keras mask that `y_pred` carries, if any, as Keras's metrics do.
+
+    A `Masking` layer (or any layer that computes a mask) leaves a mask on the model's
+    output; Keras's `MeanMetricWrapper` multiplies it into the weights, so masked examples
+    (or timesteps) count as absent, as they do in the loss. Weights of a lower rank than the
+    mask (one per example against a mask per timestep) weigh each example's entries.
+    """
+    mask = _get_keras_mask(y_pred)
+    if mask is None:
+        return sample_weight
+    mask = ops.cast(mask, dtype)
+    if sample_weight is None:
+        return mask
+    weights = ops.cast(sample_weight, dtype)
+    mask, weights = _match_ranks(mask, weights)
+    if 0 < len(weights.shape) < len(mask.shape):
+        weights = ops.reshape(
+            weights, (*ops.shape(weights), *[1] * (len(mask.shape) - len(weights.shape)))
+        )
+    return weights * mask
+
+
 def _example_weights(sample_weight, values, dtype):
     """One weight per example, shaped like `values` `(batch,)`; see `_samplewise`."""
     return _samplewise(values, sample_weight, dtype)[1]
@@ -202,17 +259,21 @@ def sparse_categorical_matches(y_true, y_pred):
         match_i = [argmax_c y_pred[i, c] == y_true[i]]
 
     Args:
-        y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
-        y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
+        y_true: Integer class ids, `(batch,)` or `(batch, 1)`; `(batch, steps)` for
+            `(batch, steps, num_classes)` scores.
+        y_pred: Scores (probabilities or logits), `(batch, num_classes)` or
+            `(batch, steps, num_classes)`.
 
     Returns:
-        Float32 tensor of 0s and 1s, `(batch,)`. Ties go to the lowest class id.
+        Float32 tensor of 0s and 1s, `y_pred`'s shape without its class axis. Ties go to the
+        lowest class id.
 
     Example:
         >>> sparse_categorical_matches([2, 0], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]]).numpy().tolist()
         [1.0, 0.0]
     """
-    return ops.cast(ops.equal(_predicted_classes(y_pred), _labels(y_true)), "float32")
+    matches = ops.equal(_predicted_classes(y_pred), _row_labels(y_true, y_pred))
+    return ops.cast(matches, "float32")
 
 
 def categorical_matches(y_true, y_pred):
@@ -277,32 +338,37 @@ def sparse_top_k_matches(y_true, y_pred, k: int = 5):
 
     The true class is in the top `k` when fewer than `k` classes score strictly
     higher; classes tied with it at the boundary all count as inside, as in
-    `tf.math.in_top_k`. This costs one comparison per score (no sort).
+    `tf.math.in_top_k`. This costs one comparison per score (no sort). A row with a
+    NaN or infinite score is a miss, as in `tf.math.in_top_k` (no score is strictly
+    above a NaN, so the count alone would call it a hit).
 
     Formula:
-        match_i = [ #{c : y_pred[i, c] > y_pred[i, y_true[i]]} < k ]
+        match_i = [ #{c : y_pred[i, c] > y_pred[i, y_true[i]]} < k  and  y_pred[i] finite ]
 
     Args:
-        y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
-        y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
+        y_true: Integer class ids, `(batch,)` or `(batch, 1)`; `(batch, steps)` for
+            `(batch, steps, num_classes)` scores.
+        y_pred: Scores (probabilities or logits), `(batch, num_classes)` or
+            `(batch, steps, num_classes)`.
         k: How many top classes count as a hit (default 5).
 
     Returns:
-        Float32 tensor of 0s and 1s, `(batch,)`.
+        Float32 tensor of 0s and 1s, `y_pred`'s shape without its class axis.
 
     Example:
         >>> y_pred = [[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]
         >>> sparse_top_k_matches([0, 2], y_pred, k=2).numpy().tolist()
         [1.0, 0.0]
     """
-    labels = _labels(y_true)
+    labels = _row_labels(y_true, y_pred)
     num_classes = ops.shape(y_pred)[-1]
     # Clipped so that an out-of-range label cannot make the gather fail; it is a miss.
     in_range = ops.logical_and(ops.greater_equal(labels, 0), ops.less(labels, num_classes))
     safe_labels = ops.expand_dims(ops.clip(labels, 0, num_classes - 1), -1)
     true_scores = ops.take_along_axis(y_pred, safe_labels, axis=-1)
     higher = ops.sum(ops.cast(ops.greater(y_pred, true_scores), "int32"), axis=-1)
-    return ops.cast(ops.logical_and(in_range, ops.less(higher, k)), "float32")
+    valid = ops.logical_and(in_range, ops.all(ops.isfinite(y_pred), axis=-1))
+    return ops.cast(ops.logical_and(valid, ops.less(higher, k)), "float32")
 
 
 def confusion_matrix_update(y_true, y_pred, num_classes: int, sample_weight=None):
@@ -337,7 +403,7 @@ def confusion_matrix_update(y_true, y_pred, num_classes: int, sample_weight=None
     return ops.matmul(ops.transpose(true_hot * ops.expand_dims(weights, -1)), pred_hot)
 
 
-def class_presence_update(y_true, y_pred, num_classes: int):
+def class_presence_update(y_true, y_pred, num_classes: int, *, mask=None):
     """How many examples of one batch show each class, as label or as prediction.
 
     Unweighted on purpose: a class counts in the macro average when it occurs in
@@ -353,6 +419,8 @@ def class_presence_update(y_true, y_pred, num_classes: int):
         y_true: Integer class ids, `(batch,)` or `(batch, 1)`.
         y_pred: Scores (probabilities or logits), `(batch, num_classes)`.
         num_classes: Number of classes.
+        mask: Optional, one boolean per example (a Keras mask); examples where it is
+            False are left out, as if absent.
 
     Returns:
         Float32 tensor `(num_classes,)`.
@@ -364,7 +432,10 @@ def class_presence_update(y_true, y_pred, num_classes: int):
     """
     true_hot = ops.one_hot(_labels(y_true), num_classes, dtype="float32")
     pred_hot = ops.one_hot(_predicted_classes(y_pred), num_classes, dtype="float32")
-    return ops.sum(ops.maximum(true_hot, pred_hot), axis=0)
+    shown = ops.maximum(true_hot, pred_hot)
+    if mask is not None:
+        shown = shown * ops.expand_dims(ops.cast(ops.reshape(mask, (-1,)), "float32"), -1)
+    return ops.sum(shown, axis=0)
 
 
 def precision_recall_f1_from_confusion(
@@ -505,46 +576,59 @@ def _aligned(y_true, y_pred):
     return y_true, y_pred
 
 
+def _last_axis_mean(values):
+    """Mean over the last axis, as Keras's `mean_squared_error`; a 1-D input is per example.
+
+    Kept per timestep for `(batch, steps, d)` values, so that `(batch, steps)` weights (and
+    masks) weigh timesteps, as in Keras; `_samplewise` averages the rest per example.
+    """
+    if len(values.shape) <= 1:
+        return values
+    return ops.mean(values, axis=-1)
+
+
 def squared_errors(y_true, y_pred):
-    """Mean squared error of each example.
+    """Mean squared error over the last axis: of each example, or each timestep.
 
     Formula:
         value_i = mean_j (y_true[i, j] - y_pred[i, j])^2
 
     Args:
-        y_true: Targets, `(batch,)` or `(batch, ...)`.
+        y_true: Targets, `(batch,)` or `(batch, ..., d)`.
         y_pred: Predictions with as many entries as `y_true`.
 
     Returns:
-        Tensor `(batch,)`: float64 for float64 `y_pred`, else float32.
+        Tensor `(batch,)` for 1-D or 2-D `y_pred`, else `y_pred`'s shape without its last
+        axis (as Keras's `mean_squared_error`): float64 for float64 `y_pred`, else float32.
 
     Example:
         >>> squared_errors([[1.0, 2.0]], [[0.0, 4.0]]).numpy().tolist()
         [2.5]
     """
     y_true, y_pred = _aligned(y_true, y_pred)
-    return _per_example_mean(ops.square(y_true - y_pred))
+    return _last_axis_mean(ops.square(y_true - y_pred))
 
 
 def absolute_errors(y_true, y_pred):
-    """Mean absolute error of each example.
+    """Mean absolute error over the last axis: of each example, or each timestep.
 
     Formula:
         value_i = mean_j |y_true[i, j] - y_pred[i, j]|
 
     Args:
-        y_true: Targets, `(batch,)` or `(batch, ...)`.
+        y_true: Targets, `(batch,)` or `(batch, ..., d)`.
         y_pred: Predictions with as many entries as `y_true`.
 
     Returns:
-        Tensor `(batch,)`: float64 for float64 `y_pred`, else float32.
+        Tensor `(batch,)` for 1-D or 2-D `y_pred`, else `y_pred`'s shape without its last
+        axis (as Keras's `mean_absolute_error`): float64 for float64 `y_pred`, else float32.
 
     Example:
         >>> absolute_errors([[1.0, 2.0]], [[0.0, 4.0]]).numpy().tolist()
         [1.5]
     """
     y_true, y_pred = _aligned(y_true, y_pred)
-    return _per_example_mean(ops.abs(y_true - y_pred))
+    return _last_axis_mean(ops.abs(y_true - y_pred))
 
 
 # --------------------------------------------------------------------------
@@ -573,6 +657,7 @@ class _WeightedMean(keras.metrics.Metric):
         raise NotImplementedError
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
         weighted, weights = _samplewise(self._values(y_true, y_pred), sample_weight, self.dtype)
         self.total.assign_add(ops.sum(weighted))
         self.count.assign_add(ops.sum(weights))
@@ -653,8 +738,8 @@ class BinaryAccuracy(_WeightedMean):
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
     Raises:
-        ValueError: If `threshold` is not in (0, 1); from `update_state`, if
-            `sample_weight` does not broadcast to the labels.
+        ValueError: If `threshold` is not in (0, 1) or `from_logits` not a bool; from
+            `update_state`, if `sample_weight` does not broadcast to the labels.
 
     Example:
         >>> m = BinaryAccuracy()
@@ -678,7 +763,7 @@ class BinaryAccuracy(_WeightedMean):
         super().__init__(name=name, dtype=dtype)
         self._direction = "up"
         self.threshold = _check_threshold(threshold)
-        self.from_logits = bool(from_logits)
+        self.from_logits = _check_from_logits(from_logits)
 
     def _values(self, y_true, y_pred):
         # One value per entry, so that weights can weigh entries, as in Keras.
@@ -770,11 +855,14 @@ class ConfusionMatrix(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
         update = confusion_matrix_update(y_true, y_pred, self.num_classes, sample_weight)
         self.confusion.assign_add(ops.cast(update, self.dtype))
 
     def result(self):
-        return ops.convert_to_tensor(self.confusion)
+        # A copy: the variable itself would change with later updates and resets, and
+        # `stateless_result` would read it instead of the state it is given.
+        return ops.copy(self.confusion)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
@@ -798,7 +886,9 @@ class _FromConfusion(ConfusionMatrix):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         super().update_state(y_true, y_pred, sample_weight)
-        presence = class_presence_update(y_true, y_pred, self.num_classes)
+        presence = class_presence_update(
+            y_true, y_pred, self.num_classes, mask=_get_keras_mask(y_pred)
+        )
         self.class_presence.assign_add(ops.cast(presence, self.dtype))
 
     def result(self):
@@ -945,7 +1035,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
     Raises:
-        ValueError: If `num_bins` is not an integer >= 1.
+        ValueError: If `num_bins` is not an integer >= 1 or `from_logits` not a bool.
 
     Example:
         >>> m = ExpectedCalibrationError(num_bins=2)
@@ -965,7 +1055,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         super().__init__(name=name, dtype=dtype)
         self._direction = "down"
         self.num_bins = _check_int("num_bins", num_bins, 1)
-        self.from_logits = bool(from_logits)
+        self.from_logits = _check_from_logits(from_logits)
         self.counts = self._bin_variable("counts")
         self.confidence_sums = self._bin_variable("confidence_sums")
         self.correct_sums = self._bin_variable("correct_sums")
@@ -980,6 +1070,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
         sums = calibration_bins_update(
             y_true, y_pred, self.num_bins, sample_weight, from_logits=self.from_logits
         )

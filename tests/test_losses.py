@@ -448,12 +448,39 @@ def test_from_logits_fed_logits_does_not_warn():
         (losses.SparseCategoricalCrossentropy, {"ignore_class": 1.5}, "ignore_class=1.5"),
         (losses.CategoricalCrossentropy, {"axis": True}, "axis=True"),
         (losses.MeanSquaredError, {"reduction": "avg"}, "reduction=avg"),
+        (losses.BinaryCrossentropy, {"label_smoothing": None}, "label_smoothing=None"),
+        (losses.CategoricalCrossentropy, {"label_smoothing": "0.1"}, "label_smoothing='0.1'"),
     ],
-    ids=["label_smoothing", "from_logits", "ignore_class", "axis", "reduction"],
+    ids=[
+        "label_smoothing",
+        "from_logits",
+        "ignore_class",
+        "axis",
+        "reduction",
+        "label_smoothing_none",
+        "label_smoothing_string",
+    ],
 )
 def test_bad_constructor_arguments_name_the_argument_and_value(cls, kwargs, match):
     with pytest.raises(ValueError, match=rf"`{next(iter(kwargs))}`.*{match}"):
         cls(**kwargs)
+
+
+def test_numpy_integers_are_accepted_for_ignore_class_and_axis_as_in_keras():
+    rng = np.random.default_rng(2)
+    y_true = rng.integers(0, 3, (2, 4))
+    y_pred = rng.standard_normal((2, 3, 4)).astype(np.float32)  # classes on axis 1
+    ours = losses.SparseCategoricalCrossentropy(
+        from_logits=True, ignore_class=np.int64(0), axis=np.int32(1)
+    )
+    theirs = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=np.int64(0))
+    # Expected: Keras's built-in, which takes a numpy ignore_class (its call supports only
+    # axis=-1: the classes are moved there); the config holds Python ints.
+    expected = theirs(y_true, np.moveaxis(y_pred, 1, -1))
+    np.testing.assert_allclose(ours(y_true, y_pred), expected, rtol=1e-6)
+    config = ours.get_config()
+    assert type(config["ignore_class"]) is int and type(config["axis"]) is int
+    json.dumps(config)
 
 
 # ----------------------------------------------------------------------------------------------

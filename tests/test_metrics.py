@@ -485,6 +485,27 @@ def test_top_k_ties_at_the_boundary_count_as_hits():
     assert float(metric.result()) == 1.0
 
 
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+def test_top_k_rows_with_nan_or_inf_scores_are_misses_as_keras(mode):
+    # A diverged model's scores: NaN everywhere, NaN on the true class, +inf on it, NaN
+    # elsewhere, then a finite row that is a hit.
+    nan, inf = float("nan"), float("inf")
+    y_pred = np.array(
+        [[nan, nan, nan], [0.1, nan, 0.3], [inf, 0.0, 1.0], [0.5, 0.2, nan], [0.5, 0.3, 0.2]],
+        np.float32,
+    )
+    y_true = np.array([0, 1, 0, 0, 1])
+    metric = metrics.SparseTopKCategoricalAccuracy(k=2)
+    update = tf.function(metric.update_state) if mode == "tf_function" else metric.update_state
+    update(y_true, y_pred)
+    reference = keras.metrics.SparseTopKCategoricalAccuracy(k=2)
+    reference.update_state(y_true, y_pred)
+    # Keras's built-in (tf.math.in_top_k: a row with a non-finite score is a miss); by hand,
+    # only the last row is a hit: 1 / 5.
+    assert float(reference.result()) == pytest.approx(0.2)
+    assert float(metric.result()) == pytest.approx(0.2)
+
+
 def test_ece_bin_edges():
     # By hand, 4 bins: confidence 0.5 opens bin [0.5, 0.75); 1.0 falls in the last bin.
     counts, confidence_sums, correct_sums = metrics.calibration_bins_update(
@@ -587,6 +608,22 @@ def test_reset_state_really_resets(make):
     fresh = make()
     fresh.update_state(*second)
     np.testing.assert_allclose(metric.result(), fresh.result(), **TOLERANCE)
+
+
+@pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
+def test_result_is_a_snapshot_and_stateless_result_reads_the_state_given(make):
+    # Reference: Keras's own metrics (e.g. keras.metrics.F1Score): `result()` is a tensor that
+    # later updates and resets leave alone, and `stateless_result(state)` is the result of
+    # `state`, whatever the metric's variables hold.
+    rng = np.random.default_rng(5)
+    metric = make()
+    metric.update_state(*_inputs_for(metric, rng))
+    expected = np.array(metric.result())
+    state = [keras.ops.copy(v) for v in metric.variables]
+    saved = metric.result()
+    metric.reset_state()
+    np.testing.assert_array_equal(saved, expected)
+    np.testing.assert_array_equal(metric.stateless_result(state), expected)
 
 
 # --------------------------------------------------------------------------
@@ -775,6 +812,166 @@ def test_per_entry_weights_are_refused_where_values_are_per_example(name):
         theirs().update_state(y_true, y_pred, sample_weight=weight)
     with pytest.raises(ValueError, match=r"Received: sample_weight.shape=\(257, 5\)$"):
         ours().update_state(y_true, y_pred, sample_weight=weight)
+
+
+# --------------------------------------------------------------------------
+# Outputs with a time axis, (batch, steps, d), as a sequence model gives them.
+
+SEQUENCE_SHAPE = (6, 4, 3)  # batch, steps, outputs (classes)
+_SEQ_RNG = np.random.default_rng(21)
+SEQUENCE_SCORES = _SEQ_RNG.standard_normal(SEQUENCE_SHAPE).astype(np.float32)
+SEQUENCE_TARGETS = _SEQ_RNG.standard_normal(SEQUENCE_SHAPE).astype(np.float32)
+
+# (ours, Keras's class of the same meaning, y_true) with SEQUENCE_SCORES as y_pred.
+KERAS_SEQUENCE_METRICS = {
+    "mean_squared_error": (
+        metrics.MeanSquaredError,
+        keras.metrics.MeanSquaredError,
+        SEQUENCE_TARGETS,
+    ),
+    "mean_absolute_error": (
+        metrics.MeanAbsoluteError,
+        keras.metrics.MeanAbsoluteError,
+        SEQUENCE_TARGETS,
+    ),
+    "root_mean_squared_error": (
+        metrics.RootMeanSquaredError,
+        keras.metrics.RootMeanSquaredError,
+        SEQUENCE_TARGETS,
+    ),
+}
+SEQUENCE_LABELS = _SEQ_RNG.integers(0, SEQUENCE_SHAPE[-1], SEQUENCE_SHAPE[:2])
+KERAS_SEQUENCE_METRICS.update(
+    {
+        "sparse_categorical_accuracy": (
+            metrics.SparseCategoricalAccuracy,
+            keras.metrics.SparseCategoricalAccuracy,
+            SEQUENCE_LABELS,
+        ),
+        "sparse_categorical_accuracy-labels_column": (
+            metrics.SparseCategoricalAccuracy,
+            keras.metrics.SparseCategoricalAccuracy,
+            SEQUENCE_LABELS[..., None],
+        ),
+        "sparse_top_k_categorical_accuracy": (
+            lambda: metrics.SparseTopKCategoricalAccuracy(k=2),
+            lambda: keras.metrics.SparseTopKCategoricalAccuracy(k=2),
+            SEQUENCE_LABELS,
+        ),
+        "categorical_accuracy": (
+            metrics.CategoricalAccuracy,
+            keras.metrics.CategoricalAccuracy,
+            np.eye(SEQUENCE_SHAPE[-1], dtype=np.float32)[SEQUENCE_LABELS],
+        ),
+    }
+)
+SEQUENCE_WEIGHTS = {
+    "none": None,
+    "per_example": _SEQ_RNG.uniform(0.0, 2.0, SEQUENCE_SHAPE[:1]).astype(np.float32),
+    "per_timestep": _SEQ_RNG.uniform(0.0, 2.0, SEQUENCE_SHAPE[:2]).astype(np.float32),
+}
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("weight", SEQUENCE_WEIGHTS.values(), ids=SEQUENCE_WEIGHTS.keys())
+@pytest.mark.parametrize("name", KERAS_SEQUENCE_METRICS)
+def test_sequence_outputs_and_per_timestep_weights_as_keras(name, weight, mode):
+    ours, theirs, y_true = KERAS_SEQUENCE_METRICS[name]
+    metric = ours()
+    update = tf.function(metric.update_state) if mode == "tf_function" else metric.update_state
+    update(y_true, SEQUENCE_SCORES, sample_weight=weight)
+    # Expected: Keras's built-in of the same meaning (which weighs timesteps).
+    reference = theirs()
+    reference.update_state(y_true, SEQUENCE_SCORES, sample_weight=weight)
+    np.testing.assert_allclose(metric.result(), reference.result(), **TOLERANCE)
+
+
+# --------------------------------------------------------------------------
+# Keras masks on y_pred (a `Masking` layer before the output): masked rows are absent.
+
+
+def _zero_rows(scores, masked):
+    scores = np.array(scores)
+    scores[masked] = 0.0
+    return scores
+
+
+def _mask_rows(scores, masked):
+    """`scores` with the rows (or timesteps) in `masked` zeroed and masked by `Masking`."""
+    return keras.layers.Masking(0.0)(_zero_rows(scores, masked))
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
+def test_rows_masked_by_a_keras_mask_count_as_absent(make, mode):
+    rng = np.random.default_rng(6)
+    metric = make()
+    y_true, y_pred = _inputs_for(metric, rng)
+    masked = np.arange(len(y_true)) % 3 == 0
+    weight = rng.uniform(0.5, 2.0, len(y_true)).astype(np.float32)
+    if mode == "eager":
+        metric.update_state(y_true, _mask_rows(y_pred, masked), sample_weight=weight)
+    else:  # the mask is made in the graph: one set on an argument does not reach inside
+        update = tf.function(
+            lambda t, p, w: metric.update_state(t, keras.layers.Masking(0.0)(p), w)
+        )
+        update(y_true, _zero_rows(y_pred, masked), weight)
+    # By definition (as Keras's MeanMetricWrapper and the loss read masks): the same metric
+    # fed only the rows that are not masked.
+    expected = make()
+    expected.update_state(y_true[~masked], y_pred[~masked], sample_weight=weight[~masked])
+    np.testing.assert_allclose(metric.result(), expected.result(), **TOLERANCE)
+
+
+@pytest.mark.parametrize("weight", ["none", "per_example", "per_timestep"])
+@pytest.mark.parametrize("name", KERAS_SEQUENCE_METRICS)
+def test_timesteps_masked_by_a_keras_mask_as_keras(name, weight):
+    ours, theirs, y_true = KERAS_SEQUENCE_METRICS[name]
+    masked = np.zeros(SEQUENCE_SHAPE[:2], bool)
+    masked[:, 2:] = True  # the padding after each sequence
+    masked[0, 1] = True
+    y_pred = _mask_rows(SEQUENCE_SCORES, masked)
+    w = SEQUENCE_WEIGHTS[weight]
+    metric = ours()
+    metric.update_state(y_true, y_pred, sample_weight=w)
+    if weight == "per_example":
+        # Keras's built-in fails here ((batch,) weights times a (batch, steps) mask); by
+        # hand, each example's weight on each of its timesteps.
+        w = np.broadcast_to(w[:, None], SEQUENCE_SHAPE[:2])
+    # Expected: Keras's built-in of the same meaning, which weighs timesteps by the mask;
+    # for RMSE, the root of Keras's MSE (keras.metrics.RootMeanSquaredError, unlike its
+    # MeanSquaredError, does not read masks).
+    rmse = name == "root_mean_squared_error"
+    reference = keras.metrics.MeanSquaredError() if rmse else theirs()
+    reference.update_state(y_true, y_pred, sample_weight=w)
+    expected = np.sqrt(reference.result()) if rmse else reference.result()
+    np.testing.assert_allclose(metric.result(), expected, **TOLERANCE)
+
+
+def test_a_masking_layer_in_a_compiled_model_masks_the_metric_as_keras():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((12, 4)).astype(np.float32)
+    x[:4] = 0.0  # masked by the Masking layer, and so by the loss and the metrics
+    y = rng.integers(0, 3, 12)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Masking(0.0),
+            keras.layers.Dense(3, bias_initializer="ones"),
+        ]
+    )
+    model.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[
+            metrics.SparseCategoricalAccuracy(name="ours"),
+            keras.metrics.SparseCategoricalAccuracy(name="keras"),
+        ],
+    )
+    logs = model.evaluate(x, y, batch_size=12, verbose=0, return_dict=True)
+    # Expected: Keras's built-in, and by hand the accuracy of the 8 rows not masked.
+    by_hand = np.mean(np.argmax(model.predict(x[4:], verbose=0), -1) == y[4:])
+    assert logs["ours"] == pytest.approx(logs["keras"], abs=1e-7)
+    assert logs["ours"] == pytest.approx(by_hand, abs=1e-7)
 
 
 # --------------------------------------------------------------------------
@@ -970,6 +1167,14 @@ def test_config_holds_every_argument():
             "Argument `threshold` must be a number strictly between 0 and 1. "
             "Received: threshold=1.0",
         ),
+        (
+            lambda: metrics.BinaryAccuracy(from_logits="false"),
+            "Argument `from_logits` must be a bool. Received: from_logits='false'",
+        ),
+        (
+            lambda: metrics.ExpectedCalibrationError(from_logits=None),
+            "Argument `from_logits` must be a bool. Received: from_logits=None",
+        ),
     ],
     ids=[
         "num_classes_1",
@@ -979,6 +1184,8 @@ def test_config_holds_every_argument():
         "k",
         "num_bins",
         "threshold",
+        "from_logits_string",
+        "from_logits_none",
     ],
 )
 def test_invalid_arguments_are_refused_at_construction(make, message):
