@@ -4,6 +4,8 @@ Each function maps `(y_true, y_pred)` to one loss value per example (the last ax
 class axis, is reduced). Each class subclasses `keras.losses.Loss`, stores its arguments,
 calls the function from `call`, and returns every argument (`dtype` included) from
 `get_config`; reduction, `sample_weight`, masking and dtype come from the Keras base class.
+A class takes its arguments in the order of the Keras class of the same name, so that
+`SparseCategoricalCrossentropy(True)` means `from_logits=True` here too.
 
 The values equal Keras's own (`keras.losses`) to float precision; where they differ, they
 differ on purpose:
@@ -15,7 +17,7 @@ differ on purpose:
   and inside `tf.function` (on a GPU, Keras's fused op would return NaN). Under XLA
   (`jit_compile=True`, Keras's default on a GPU) TensorFlow drops assertions, so there such
   labels give a NaN loss instead of an error.
-- `SparseCategoricalCrossentropy` accepts `label_smoothing`.
+- `SparseCategoricalCrossentropy` accepts `label_smoothing`, by keyword.
 - `CategoricalCrossentropy` with `label_smoothing` and an `axis` other than the last spreads
   the smoothing over that axis's classes; Keras divides it by the size of the last axis.
 - `from_logits=True` fed rows that are obviously probabilities warns, eagerly; like Keras, an
@@ -810,7 +812,7 @@ class MeanSquaredError(_FunctionLoss):
 
     fn = staticmethod(mean_squared_error)
 
-    def __init__(self, *, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
 
 
@@ -835,7 +837,7 @@ class MeanAbsoluteError(_FunctionLoss):
 
     fn = staticmethod(mean_absolute_error)
 
-    def __init__(self, *, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
 
 
@@ -870,7 +872,6 @@ class BinaryCrossentropy(_FunctionLoss):
 
     def __init__(
         self,
-        *,
         from_logits=False,
         label_smoothing=0.0,
         axis=-1,
@@ -923,7 +924,6 @@ class CategoricalCrossentropy(_FunctionLoss):
 
     def __init__(
         self,
-        *,
         from_logits=False,
         label_smoothing=0.0,
         axis=-1,
@@ -948,7 +948,8 @@ class CategoricalCrossentropy(_FunctionLoss):
 class SparseCategoricalCrossentropy(_FunctionLoss):
     """Cross-entropy with integer labels; the Keras class around `sparse_categorical_crossentropy`.
 
-    Unlike Keras (3.x), it accepts `label_smoothing`, and it refuses labels outside
+    Unlike Keras (3.x), it accepts `label_smoothing` (by keyword only, so that the
+    positional arguments stay Keras's), and it refuses labels outside
     `[0, num_classes)` instead of returning NaN on a GPU.
 
     Formula:
@@ -982,14 +983,14 @@ class SparseCategoricalCrossentropy(_FunctionLoss):
 
     def __init__(
         self,
-        *,
         from_logits=False,
         ignore_class=None,
-        label_smoothing=0.0,
-        axis=-1,
         reduction="sum_over_batch_size",
+        axis=-1,
         name="sparse_categorical_crossentropy",
         dtype=None,
+        *,
+        label_smoothing=0.0,
     ):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.from_logits = _check_from_logits(from_logits)
@@ -1027,7 +1028,7 @@ class KLDivergence(_FunctionLoss):
 
     fn = staticmethod(kl_divergence)
 
-    def __init__(self, *, reduction="sum_over_batch_size", name="kl_divergence", dtype=None):
+    def __init__(self, reduction="sum_over_batch_size", name="kl_divergence", dtype=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
 
 
@@ -1052,7 +1053,7 @@ class Hinge(_FunctionLoss):
 
     fn = staticmethod(hinge)
 
-    def __init__(self, *, reduction="sum_over_batch_size", name="hinge", dtype=None):
+    def __init__(self, reduction="sum_over_batch_size", name="hinge", dtype=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
 
 
@@ -1077,7 +1078,7 @@ class SquaredHinge(_FunctionLoss):
 
     fn = staticmethod(squared_hinge)
 
-    def __init__(self, *, reduction="sum_over_batch_size", name="squared_hinge", dtype=None):
+    def __init__(self, reduction="sum_over_batch_size", name="squared_hinge", dtype=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
 
 
@@ -1103,7 +1104,7 @@ class CategoricalHinge(_FunctionLoss):
 
     fn = staticmethod(categorical_hinge)
 
-    def __init__(self, *, reduction="sum_over_batch_size", name="categorical_hinge", dtype=None):
+    def __init__(self, reduction="sum_over_batch_size", name="categorical_hinge", dtype=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
 
 

@@ -34,6 +34,9 @@ Conventions shared by the classification metrics:
 - Division by zero (no examples yet, a class never predicted) gives 0, with no
   warning, as scikit-learn does with its default `zero_division`.
 
+A metric with a Keras namesake takes its arguments in the Keras class's order
+(`BinaryAccuracy("acc", None, 0.7)` as in Keras), and `name` must be a string.
+
 Each metric with a better end sets `_direction`, "up" or "down", as Keras's
 metrics do; `keras.callbacks.EarlyStopping` and `ModelCheckpoint` read it in
 `mode="auto"`. `ConfusionMatrix` has none.
@@ -93,6 +96,14 @@ def _check_int(name: str, value, minimum: int) -> int:
             f"Argument `{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
         )
     return int(value)
+
+
+def _check_name(name) -> str:
+    # Keras fails later, inside `add_variable`, with "'float' object has no attribute
+    # 'replace'"; a number here is most likely a threshold or k given by position.
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Argument `name` must be a non-empty string. Received: name={name!r}")
+    return name
 
 
 def _check_average(average):
@@ -644,7 +655,7 @@ class _WeightedMean(keras.metrics.Metric):
     """
 
     def __init__(self, *, name: str, dtype=None):
-        super().__init__(name=name, dtype=dtype)
+        super().__init__(name=_check_name(name), dtype=dtype)
         self.total = self.add_variable(
             shape=(), initializer="zeros", dtype=self.dtype, aggregation="sum", name="total"
         )
@@ -684,7 +695,7 @@ class SparseCategoricalAccuracy(_WeightedMean):
         0.5
     """
 
-    def __init__(self, *, name: str = "sparse_categorical_accuracy", dtype=None):
+    def __init__(self, name: str = "sparse_categorical_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
         self._direction = "up"
 
@@ -710,7 +721,7 @@ class CategoricalAccuracy(_WeightedMean):
         0.5
     """
 
-    def __init__(self, *, name: str = "categorical_accuracy", dtype=None):
+    def __init__(self, name: str = "categorical_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
         self._direction = "up"
 
@@ -731,11 +742,12 @@ class BinaryAccuracy(_WeightedMean):
         accuracy = sum_ij w_ij match_ij / sum_ij w_ij   (w_ij = w_i for per-example weights)
 
     Args:
-        threshold: Probability above which a prediction is 1 (default 0.5),
-            strictly between 0 and 1; applied after the sigmoid when `from_logits`.
-        from_logits: Whether `y_pred` holds logits (default False).
         name: Metric name (default "binary_accuracy").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
+        threshold: Probability above which a prediction is 1 (default 0.5),
+            strictly between 0 and 1; applied after the sigmoid when `from_logits`.
+        from_logits: Whether `y_pred` holds logits (default False); by keyword only
+            (Keras's `BinaryAccuracy` has no such argument).
 
     Raises:
         ValueError: If `threshold` is not in (0, 1) or `from_logits` not a bool; from
@@ -754,11 +766,11 @@ class BinaryAccuracy(_WeightedMean):
 
     def __init__(
         self,
-        threshold: float = 0.5,
-        from_logits: bool = False,
-        *,
         name: str = "binary_accuracy",
         dtype=None,
+        threshold: float = 0.5,
+        *,
+        from_logits: bool = False,
     ):
         super().__init__(name=name, dtype=dtype)
         self._direction = "up"
@@ -799,7 +811,7 @@ class SparseTopKCategoricalAccuracy(_WeightedMean):
         0.5
     """
 
-    def __init__(self, k: int = 5, *, name: str = "sparse_top_k_categorical_accuracy", dtype=None):
+    def __init__(self, k: int = 5, name: str = "sparse_top_k_categorical_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
         self._direction = "up"
         self.k = _check_int("k", k, 1)
@@ -842,7 +854,7 @@ class ConfusionMatrix(keras.metrics.Metric):
     """
 
     def __init__(self, num_classes: int, *, name: str = "confusion_matrix", dtype=None):
-        super().__init__(name=name, dtype=dtype)
+        super().__init__(name=_check_name(name), dtype=dtype)
         # No `_direction`: a matrix is neither better higher nor lower, so Keras's
         # callbacks in mode "auto" ask for a mode rather than guess one.
         self.num_classes = _check_int("num_classes", num_classes, 2)
@@ -1052,7 +1064,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         name: str = "expected_calibration_error",
         dtype=None,
     ):
-        super().__init__(name=name, dtype=dtype)
+        super().__init__(name=_check_name(name), dtype=dtype)
         self._direction = "down"
         self.num_bins = _check_int("num_bins", num_bins, 1)
         self.from_logits = _check_from_logits(from_logits)
@@ -1109,7 +1121,7 @@ class MeanSquaredError(_WeightedMean):
         2.5
     """
 
-    def __init__(self, *, name: str = "mean_squared_error", dtype=None):
+    def __init__(self, name: str = "mean_squared_error", dtype=None):
         super().__init__(name=name, dtype=dtype)
         self._direction = "down"
 
@@ -1136,7 +1148,7 @@ class MeanAbsoluteError(_WeightedMean):
         1.5
     """
 
-    def __init__(self, *, name: str = "mean_absolute_error", dtype=None):
+    def __init__(self, name: str = "mean_absolute_error", dtype=None):
         super().__init__(name=name, dtype=dtype)
         self._direction = "down"
 
@@ -1162,7 +1174,7 @@ class RootMeanSquaredError(MeanSquaredError):
         1.5811
     """
 
-    def __init__(self, *, name: str = "root_mean_squared_error", dtype=None):
+    def __init__(self, name: str = "root_mean_squared_error", dtype=None):
         super().__init__(name=name, dtype=dtype)
         self._direction = "down"
 

@@ -5,6 +5,7 @@ reference for every loss that has one), numpy written here, or a value worked ou
 """
 
 import doctest
+import inspect
 import json
 import math
 import os
@@ -538,6 +539,28 @@ def test_config_round_trip(loss):
 def test_default_name_is_snake_case_as_in_keras(cls, name):
     assert cls().name == name
     assert cls().get_config()["dtype"] == keras.config.floatx()
+
+
+LOSS_CLASSES = [name for name in losses.__all__ if isinstance(getattr(losses, name), type)]
+
+
+@pytest.mark.parametrize("name", LOSS_CLASSES)
+def test_positional_arguments_are_those_of_the_keras_loss_of_the_same_name(name):
+    # Reference: the signature of keras.losses.<name>, so that code written for it means the
+    # same here; label_smoothing, which Keras's sparse loss lacks, is keyword-only.
+    def positional(cls):
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        return [(p.name, p.default) for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    assert positional(getattr(losses, name)) == positional(getattr(keras.losses, name))
+
+
+def test_arguments_given_by_position_mean_what_they_mean_in_keras():
+    # Reference: Keras's SparseCategoricalCrossentropy(from_logits, ignore_class, reduction).
+    y_true, logits = np.array([0, 2]), np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], "float32")
+    ours = losses.SparseCategoricalCrossentropy(True, None, "sum")(y_true, logits)
+    theirs = keras.losses.SparseCategoricalCrossentropy(True, None, "sum")(y_true, logits)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
 
 
 # (class, kwargs, y_true, output units); one tiny model per loss, all reloaded in one process.

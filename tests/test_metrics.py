@@ -8,6 +8,7 @@ out by hand.
 """
 
 import doctest
+import inspect
 import json
 import os
 import pathlib
@@ -1116,6 +1117,31 @@ def test_config_round_trip(make):
     assert revived.get_config() == config
 
 
+# Keras's Precision, Recall and F1Score are per-threshold binary metrics: kerasmlp's share
+# only the names (multi-class, `num_classes` first), as their docstrings say.
+_KERAS_NAMESAKES = [
+    name
+    for name in metrics.__all__
+    if hasattr(keras.metrics, name) and name not in ("Precision", "Recall", "F1Score")
+]
+
+
+@pytest.mark.parametrize("name", _KERAS_NAMESAKES)
+def test_positional_arguments_are_those_of_the_keras_metric_of_the_same_name(name):
+    # Reference: the signature of keras.metrics.<name>; code written for it, such as
+    # BinaryAccuracy("acc", None, 0.7), means the same here. Extra arguments are keyword-only.
+    def positional(cls):
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        return [(p.name, p.default) for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    ours, theirs = positional(getattr(metrics, name)), positional(getattr(keras.metrics, name))
+    assert ours == theirs[: len(ours)]
+    # What Keras has beyond them: kerasmlp's top-k reads scores, never sorted class ids.
+    unsupported = {"SparseTopKCategoricalAccuracy": ["from_sorted_ids"]}.get(name, [])
+    assert [p_name for p_name, _ in theirs[len(ours) :]] == unsupported
+    assert getattr(metrics, name)().name == getattr(keras.metrics, name)().name
+
+
 def test_config_holds_every_argument():
     # By hand: the arguments given to the constructor.
     assert metrics.F1Score(4, average=None, name="f1", dtype="float64").get_config() == {
@@ -1130,7 +1156,7 @@ def test_config_holds_every_argument():
         "num_bins": 9,
         "from_logits": True,
     }
-    assert metrics.BinaryAccuracy(0.25, True).get_config()["threshold"] == 0.25
+    assert metrics.BinaryAccuracy("acc", None, 0.25).get_config()["threshold"] == 0.25
     assert metrics.SparseTopKCategoricalAccuracy(k=3).get_config()["k"] == 3
 
 
@@ -1175,6 +1201,15 @@ def test_config_holds_every_argument():
             lambda: metrics.ExpectedCalibrationError(from_logits=None),
             "Argument `from_logits` must be a bool. Received: from_logits=None",
         ),
+        (
+            # Keras's order puts `name` first: a threshold given by position lands there.
+            lambda: metrics.BinaryAccuracy(0.25),
+            "Argument `name` must be a non-empty string. Received: name=0.25",
+        ),
+        (
+            lambda: metrics.ConfusionMatrix(3, name=None),
+            "Argument `name` must be a non-empty string. Received: name=None",
+        ),
     ],
     ids=[
         "num_classes_1",
@@ -1186,6 +1221,8 @@ def test_config_holds_every_argument():
         "threshold",
         "from_logits_string",
         "from_logits_none",
+        "name_number",
+        "name_none",
     ],
 )
 def test_invalid_arguments_are_refused_at_construction(make, message):
