@@ -68,6 +68,11 @@ def __getattr__(name: str):
     return value
 
 
+def __dir__() -> list[str]:
+    # The lazy names too, before their first use (tab completion, `help(kerasmlp)`).
+    return sorted(set(globals()) | set(__all__))
+
+
 _KERAS_OBJECT_MODULES = (
     "kerasmlp.losses",
     "kerasmlp.metrics",
