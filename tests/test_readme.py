@@ -142,3 +142,36 @@ def test_the_own_data_example_runs(tmp_path, monkeypatch):
     exec(compile(usage, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     assert namespace["probabilities"].shape == (2, 3)
     assert list(namespace["run"].predict(namespace["columns"])) == ["apple", "cherry"]
+
+
+def _set_commands():
+    """Each line of the README's plain code blocks (commands and their output), and each
+    inline code span, that gives `--set`, one line each."""
+    lines, prose, fence = [], [], None
+    for line in README.replace("\\\n", " ").splitlines(keepends=True):
+        if line.startswith("```"):
+            fence = line[3:].strip() if fence is None else None
+        elif fence == "":
+            lines.append(line)
+        elif fence is None:
+            prose.append(line)
+    lines += [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", "".join(prose))]
+    return [line for line in lines if "--set" in line]
+
+
+def test_every_set_shown_is_one_shell_word_of_yaml():
+    # As a shell splits them: `--set optimizer={name: sgd}` unquoted gave click the two
+    # words `optimizer={name:` and `sgd}` ("Got unexpected extra argument (sgd})").
+    import shlex
+
+    from kerasmlp.config import parse_yaml
+
+    commands = _set_commands()
+    assert len(commands) > 20
+    for command in commands:
+        words = shlex.split(command, comments=True)
+        for option, value in zip(words, words[1:], strict=False):
+            if option == "--set":
+                key, sep, text = value.partition("=")
+                assert sep and key, f"--set {value} in {command!r}"
+                parse_yaml(text, source=f"--set {key} in {command!r}")
