@@ -1,6 +1,7 @@
 """The README tells the truth: its code runs, and it documents every config key."""
 
 import dataclasses
+import json
 import math
 import re
 import typing
@@ -112,6 +113,12 @@ def test_the_own_data_example_runs(tmp_path, monkeypatch):
         outputs.append(result.output)
     stated = re.search(r"`(data \| csv \|.*?)`", section).group(1)
     assert " ".join(stated.split()) in " ".join(outputs[0].split())
+    # metrics.json holds what "What a run writes" lists, and only that.
+    listed = README.split("- `metrics.json`: the final values as returned by")[1]
+    listed = listed.split("\n- ")[0].split(":", 1)[1]  # after `train_and_evaluate`:
+    names = {name.removesuffix("_*") for name in re.findall(r"`([a-z_]+(?:_\*)?)`", listed)}
+    written = json.loads((tmp_path / "logs" / "fruit" / "metrics.json").read_text())
+    assert {re.sub(r"^(train|validation|test)_.*", r"\1", key) for key in written} == names
     predictions = (tmp_path / "predictions.csv").read_text().splitlines()
     assert predictions[0] == "predicted,probability_apple,probability_banana,probability_cherry"
     assert len(predictions) == 301
