@@ -109,13 +109,22 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
     "E.g. --set model.hidden_units=[512,256]",
 )
 @click.option(
-    "--logdir", default="logs", show_default=True, help="Parent folder of the run directories."
+    "--logdir",
+    default="logs",
+    show_default=True,
+    metavar="DIR",
+    help="Parent folder of the run directories.",
 )
 @click.option(
-    "--run-name", default=None, help="Run folder name. Default: <config name>-<time>-<process id>."
+    "--run-name",
+    default=None,
+    metavar="NAME",
+    help="Run folder name. Default: <config or sweep file name>-<date>-<time>-<process id>.",
 )
-@click.option("--epochs", type=int, default=None, help="Shortcut for --set train.epochs=N.")
-@click.option("--seed", type=int, default=None, help="Shortcut for --set seed=N.")
+@click.option(
+    "--epochs", type=int, default=None, metavar="N", help="Shortcut for --set train.epochs=N."
+)
+@click.option("--seed", type=int, default=None, metavar="N", help="Shortcut for --set seed=N.")
 @click.option(
     "--strategy",
     default=None,
@@ -149,6 +158,7 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
     "resume_dir",
     type=click.Path(file_okay=False),
     default=None,
+    metavar="DIR",
     help="Continue the run (or sweep) in this folder from its last checkpoint, with its own "
     "config.yaml. Only --epochs (to extend or shorten the run), --strategy, --verbose and "
     "(for a sweep) --sweep-metric may come with it.",

@@ -182,3 +182,27 @@ def test_every_set_shown_is_one_shell_word_of_yaml():
                 key, sep, text = value.partition("=")
                 assert sep and key, f"--set {value} in {command!r}"
                 parse_yaml(text, source=f"--set {key} in {command!r}")
+
+
+def test_the_options_table_is_kerasmlp_train_help():
+    # Each option the table names exists, with the table's metavar (`--logdir DIR`, not
+    # --help's former `--logdir TEXT`), and every option of --help has a row.
+    from click.testing import CliRunner
+
+    from kerasmlp import cli
+
+    shown = CliRunner().invoke(cli.main, ["--help"], terminal_width=200).output
+    helped = {}
+    for names, metavar in re.findall(r"^  ((?:-\w, )?--[\w-]+)(?: (\S+))?", shown, flags=re.M):
+        for name in names.split(", "):
+            helped[name] = metavar
+    table = _section("Quick start").split("### Command-line options")[1].split("\n\n")[1]
+    tabled = {}
+    for cell in re.findall(r"^\| (.*?) \|", table, flags=re.M)[1:]:  # below the header
+        for span in re.findall(r"`([^`]+)`", cell):
+            name, _, metavar = span.partition(" ")
+            tabled[name] = metavar
+    for name, metavar in tabled.items():
+        assert name in helped, f"{name} is not an option of kerasmlp-train"
+        assert metavar in ("", helped[name]), f"{name} {metavar}: --help says {helped[name]}"
+    assert set(helped) - {"-h", "--help"} <= set(tabled)
