@@ -206,3 +206,13 @@ def test_the_options_table_is_kerasmlp_train_help():
         assert name in helped, f"{name} is not an option of kerasmlp-train"
         assert metavar in ("", helped[name]), f"{name} {metavar}: --help says {helped[name]}"
     assert set(helped) - {"-h", "--help"} <= set(tabled)
+
+
+def test_the_stated_adamw_weight_decay_is_the_one_adamw_trains_with():
+    # optimizer.name adamw has no key for its decoupled weight decay: the README states
+    # the value Keras's default gives it.
+    from kerasmlp.components import make_optimizer
+    from kerasmlp.config import OptimizerConfig
+
+    (stated,) = re.findall(r"`adamw` keeps Keras's decoupled `weight_decay=([0-9.]+)`", README)
+    assert make_optimizer(OptimizerConfig(name="adamw")).weight_decay == float(stated)
