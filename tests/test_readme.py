@@ -216,3 +216,18 @@ def test_the_stated_adamw_weight_decay_is_the_one_adamw_trains_with():
 
     (stated,) = re.findall(r"`adamw` keeps Keras's decoupled `weight_decay=([0-9.]+)`", README)
     assert make_optimizer(OptimizerConfig(name="adamw")).weight_decay == float(stated)
+
+
+def test_a_plain_keras_loss_fails_check_loss_on_dtype_as_stated():
+    # The README's note on check_loss: Keras's Loss.get_config leaves out dtype.
+    import keras
+    import numpy as np
+
+    from kerasmlp.testing import CheckError, check_loss
+
+    assert 'pass `config_exclude=["dtype"]`' in README
+    data = {"y_true": np.array([[0.0, 1.0]]), "y_pred": np.array([[0.2, 0.7]])}
+    with pytest.raises(CheckError, match=r"lacks constructor argument\(s\) \['dtype'\]"):
+        check_loss(keras.losses.MeanSquaredError(), checks=["config"], **data)
+    check_loss(keras.losses.MeanSquaredError(), checks=["config"], config_exclude=["dtype"], **data)
+    assert "dtype" not in keras.losses.MeanSquaredError(dtype="float64").get_config()
