@@ -210,9 +210,15 @@ def main(
             if is_sweep and not _is_worker(runs[0][0]):
                 _write_sweep_plan(run_dir, runs, swept_keys=swept_keys, metric=metric)
         if sweep_metric is not None and not is_sweep:
+            # --sweep cannot come with --resume: there, only the folder can be a sweep.
+            fix = (
+                f"--resume {resume_dir} is one run, not a sweep's folder: drop it"
+                if resume_dir is not None
+                else "this is one run. Give --sweep or drop it"
+            )
             raise ConfigError(
-                f"--sweep-metric ranks the points of a sweep; this is one run. Give --sweep "
-                f"or drop it. Received: --sweep-metric={shorten(sweep_metric)}"
+                f"--sweep-metric ranks the points of a sweep; {fix}. "
+                f"Received: --sweep-metric={shorten(sweep_metric)}"
             )
     except (ConfigError, runfiles.ResumeError, runfiles.RunDirectoryExistsError) as e:
         _fail(e)

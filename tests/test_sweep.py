@@ -7,7 +7,7 @@ import yaml
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from kerasmlp import cli, sweep
-from kerasmlp.config import ConfigError, load_config, parse_yaml
+from kerasmlp.config import Config, ConfigError, load_config, parse_yaml
 from tests import events
 from tests.conftest import REPO_ROOT, invoke_train
 
@@ -406,3 +406,19 @@ def test_cli_sweep_metric_without_a_sweep_is_refused(tmp_path):
     assert result.exit_code == 2
     assert "--sweep-metric ranks the points of a sweep" in result.stderr
     assert not (tmp_path / "logs").exists()
+
+
+def test_cli_sweep_metric_with_the_resume_of_one_run_is_refused_saying_so(tmp_path):
+    # --sweep cannot come with --resume, so "Give --sweep" was no way out there.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(Config().to_yaml())
+    (run / "status.json").write_text('{"state": "interrupted"}')  # killed before a checkpoint
+    result = invoke_train(["--resume", str(run), "--sweep-metric", "test_loss"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "kerasmlp-train: error: --sweep-metric ranks the points of a sweep; "
+        f"--resume {run} is one run, not a sweep's folder: drop it. "
+        "Received: --sweep-metric=test_loss\n"
+    )
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "status.json"]
