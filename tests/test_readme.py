@@ -148,6 +148,12 @@ def test_the_own_data_example_runs(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(usage, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     assert namespace["probabilities"].shape == (2, 3)
+    # "What a run writes": the model with probabilities, as the README names the call.
+    (call,) = re.findall(r"`(kerasmlp\.load_run\(run_dir\)\.probability_model\(\))`", README)
+    import kerasmlp
+
+    with_softmax = eval(call, {"kerasmlp": kerasmlp, "run_dir": tmp_path / "logs" / "fruit"})  # noqa: S307
+    assert with_softmax.output.shape == (None, 3)
     assert list(namespace["run"].predict(namespace["columns"])) == ["apple", "cherry"]
 
 
