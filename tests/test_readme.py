@@ -250,3 +250,39 @@ def test_the_layout_names_every_module_and_its_tests():
     untested = {m for m in modules if not (REPO_ROOT / "tests" / f"test_{m}").exists()}
     stated = set(re.findall(r"`((?!test_)[a-z_]+\.py)`", layout.split("but for ")[1]))
     assert untested == stated
+
+
+def test_the_stated_f1_precision_recall_signatures_are_kerasmlps_and_keras():
+    # The README's note on F1Score, Precision and Recall: their arguments and defaults, and Keras's.
+    import inspect
+
+    import keras
+
+    from kerasmlp import metrics
+    from kerasmlp.metrics import F1Score
+
+    found = re.findall(r"`((?:kerasmlp|keras)\.metrics\.\w+)\(([^)]*)\)`", README)
+    stated = {name: arguments for name, arguments in found}
+    classes = {
+        "kerasmlp.metrics.F1Score": F1Score,
+        "keras.metrics.F1Score": keras.metrics.F1Score,
+        "keras.metrics.Precision": keras.metrics.Precision,
+    }
+    assert set(stated) == set(classes)
+
+    # "the same arguments for the other two" (but the default name)
+    def arguments(cls):
+        return [(p.name, p.default) for p in inspect.signature(cls).parameters.values()][:-2]
+
+    for name in ("Precision", "Recall"):
+        assert arguments(getattr(metrics, name)) == arguments(F1Score)
+    assert arguments(keras.metrics.Recall) == arguments(keras.metrics.Precision)
+    for module, cls in classes.items():
+        parameters = inspect.signature(cls.__init__).parameters
+        for argument in " ".join(stated[module].split()).split(", "):
+            name, _, default = argument.partition("=")
+            assert name in parameters, (module, name)
+            if default:
+                assert repr(parameters[name].default) == default.replace('"', "'"), name
+            else:
+                assert parameters[name].default is inspect.Parameter.empty, (module, name)
