@@ -109,13 +109,22 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
     "E.g. --set model.hidden_units=[512,256]",
 )
 @click.option(
-    "--logdir", default="logs", show_default=True, help="Parent folder of the run directories."
+    "--logdir",
+    default="logs",
+    show_default=True,
+    metavar="DIR",
+    help="Parent folder of the run directories.",
 )
 @click.option(
-    "--run-name", default=None, help="Run folder name. Default: <config name>-<time>-<process id>."
+    "--run-name",
+    default=None,
+    metavar="NAME",
+    help="Run folder name. Default: <config or sweep file name>-<date>-<time>-<process id>.",
 )
-@click.option("--epochs", type=int, default=None, help="Shortcut for --set train.epochs=N.")
-@click.option("--seed", type=int, default=None, help="Shortcut for --set seed=N.")
+@click.option(
+    "--epochs", type=int, default=None, metavar="N", help="Shortcut for --set train.epochs=N."
+)
+@click.option("--seed", type=int, default=None, metavar="N", help="Shortcut for --set seed=N.")
 @click.option(
     "--strategy",
     default=None,
@@ -149,6 +158,7 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
     "resume_dir",
     type=click.Path(file_okay=False),
     default=None,
+    metavar="DIR",
     help="Continue the run (or sweep) in this folder from its last checkpoint, with its own "
     "config.yaml. Only --epochs (to extend or shorten the run), --strategy, --verbose and "
     "(for a sweep) --sweep-metric may come with it.",
@@ -200,9 +210,15 @@ def main(
             if is_sweep and not _is_worker(runs[0][0]):
                 _write_sweep_plan(run_dir, runs, swept_keys=swept_keys, metric=metric)
         if sweep_metric is not None and not is_sweep:
+            # --sweep cannot come with --resume: there, only the folder can be a sweep.
+            fix = (
+                f"--resume {resume_dir} is one run, not a sweep's folder: drop it"
+                if resume_dir is not None
+                else "this is one run. Give --sweep or drop it"
+            )
             raise ConfigError(
-                f"--sweep-metric ranks the points of a sweep; this is one run. Give --sweep "
-                f"or drop it. Received: --sweep-metric={shorten(sweep_metric)}"
+                f"--sweep-metric ranks the points of a sweep; {fix}. "
+                f"Received: --sweep-metric={shorten(sweep_metric)}"
             )
     except (ConfigError, runfiles.ResumeError, runfiles.RunDirectoryExistsError) as e:
         _fail(e)

@@ -9,7 +9,9 @@ devices then logs ``failed call to cuInit`` on a machine without a GPU driver.
 No environment variable silences these (3 hides only the cuInit line, and real
 errors with it), so `import_tensorflow_quietly` sends file descriptor 2 to a
 temporary file for those two steps only, and shows what it held back when they
-fail. Everything logged afterwards reaches stderr as usual.
+fail. Everything logged afterwards reaches stderr as usual, but for
+tf.function's retracing warning about kerasmlp's own functions
+(`quiet_own_retracing_warnings`).
 
 `start_tensorflow` also keeps Python's cyclic garbage collector out of the
 objects those imports make (`collector_paused`): a command then starts and ends
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import sys
 import tempfile
@@ -76,6 +79,34 @@ def import_tensorflow_quietly() -> None:
     absl_logging.set_verbosity(absl_logging.ERROR)
 
 
+# What tf.function logs when 5 of a function's last 10 calls traced it.
+_RETRACING_WARNING = "triggered tf.function retracing"
+
+
+class _OwnRetracingWarnings(logging.Filter):
+    """Drops tf.function's retracing warning when the function is a kerasmlp object's method."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.getMessage())
+        return not (_RETRACING_WARNING in message and " of <kerasmlp." in message)
+
+
+def quiet_own_retracing_warnings() -> None:
+    """Keeps tf.function's "Tracing is expensive" warning about kerasmlp's loops off stderr.
+
+    TensorFlow counts traces per Python function across all its instances. Each
+    run (each point of a sweep) builds its own `Trainer` and `ModelProbe`, whose
+    functions trace once or twice for that run (validation and test differ in
+    length), so from a sweep's third point TensorFlow warns, twice, that the
+    evaluation loop retraced too often and should be defined outside the loop.
+    Those traces are each new run's first, so the advice does not apply; the
+    warning about any other function still shows, and `--verbose` shows all.
+    """
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _OwnRetracingWarnings) for f in logger.filters):
+        logger.addFilter(_OwnRetracingWarnings())
+
+
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """Pauses Python's cyclic garbage collector for the block, then freezes what it made.
@@ -111,4 +142,5 @@ def start_tensorflow(*, verbose: bool = False) -> None:
         else:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # What TensorFlow logs once running.
             import_tensorflow_quietly()
+            quiet_own_retracing_warnings()
         import keras  # noqa: F401

@@ -32,7 +32,8 @@ USAGE_ERROR = 2
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kerasmlp-predict", message="%(prog)s %(version)s")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.argument("input_path", metavar="INPUT", required=False, type=click.Path(dir_okay=False))
+# INPUT may be left out for --split test: the usage line shows it in brackets.
+@click.argument("input_path", metavar="[INPUT]", required=False, type=click.Path(dir_okay=False))
 @click.option(
     "--split",
     type=click.Choice(["test"]),
@@ -52,7 +53,8 @@ USAGE_ERROR = 2
     help="Show TensorFlow's own log (its C++ start-up lines, absl warnings), hidden by default.",
 )
 def main(run_dir, input_path, split, output, verbose):
-    """Predict with the run RUN_DIR on INPUT, a CSV or .npz shaped like its training data."""
+    """Predict with the run RUN_DIR on INPUT, a CSV or .npz shaped like its training data,
+    or on the run's own test split with --split test."""
     if (input_path is None) == (split is None):
         _fail("give INPUT or --split test (one of them)")
     if output is not None and os.path.lexists(output):

@@ -77,3 +77,36 @@ def test_a_block_that_fails_freezes_nothing_and_the_collector_runs_again(collect
             made = [[index] for index in range(1000)]  # noqa: F841
             raise ImportError("no such library")
     assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+def _warn_of_retracing(function_name):
+    """What tf.function logs when a function's last 5 calls all traced (TensorFlow's own code)."""
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function
+
+    detector = polymorphic_function._FrequentTracingDetector()
+    for _ in range(polymorphic_function.FREQUENT_TRACING_WARNING_THRESHOLD):
+        detector.called_with_tracing(function_name, omit_warning=False)
+
+
+def test_retracing_warnings_about_kerasmlps_loops_are_dropped_others_kept(caplog):
+    # A sweep builds one Trainer per point and TensorFlow counts their traces together:
+    # from the third point kerasmlp-train printed "Tracing is expensive ... please define
+    # your @tf.function outside of the loop" about its own evaluation loop.
+    console.quiet_own_retracing_warnings()
+    caplog.clear()
+    _warn_of_retracing("<bound method Trainer._evaluate_in_memory of <kerasmlp.train.Trainer>>")
+    assert not caplog.records
+    _warn_of_retracing("<function my_step at 0x7f00>")  # a user's function: still warned about
+    assert [r.getMessage().split(" triggered")[0] for r in caplog.records] == [
+        "5 out of the last 5 calls to <function my_step at 0x7f00>"
+    ]
+
+
+def test_kerasmlp_train_keeps_its_own_retracing_warnings_off_stderr(monkeypatch):
+    monkeypatch.setattr(console, "import_tensorflow_quietly", lambda: None)
+    added = []
+    monkeypatch.setattr(console, "quiet_own_retracing_warnings", lambda: added.append(True))
+    console.start_tensorflow(verbose=True)
+    assert not added  # --verbose shows TensorFlow's log as it is
+    console.start_tensorflow(verbose=False)
+    assert added

@@ -104,6 +104,18 @@ def test_the_reason_names_the_hardware():
     )
 
 
+def test_mixed_float16_without_a_gpu_says_it_is_slower(monkeypatch):
+    # The README: float16 on a CPU multiplies at about 0.6x float32's rate, and the run
+    # says so. It printed only "precision: mixed_float16", and nothing else did.
+    monkeypatch.setattr(precision, "gpu_capabilities", lambda: [])
+    assert precision.resolve_precision("mixed_float16").describe() == (
+        "precision: mixed_float16 (no GPU: float16 multiplies slower than float32 on a CPU)"
+    )
+    assert precision.resolve_precision("mixed_bfloat16").describe() == "precision: mixed_bfloat16"
+    monkeypatch.setattr(precision, "gpu_capabilities", lambda: [(7, 0)])
+    assert precision.resolve_precision("mixed_float16").describe() == "precision: mixed_float16"
+
+
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(
@@ -114,7 +126,8 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert precision.read_cpu_flags(str(tmp_path / "missing")) == frozenset()
 
 
-def test_a_named_precision_is_used_as_named():
+def test_a_named_precision_is_used_as_named(monkeypatch):
+    monkeypatch.setattr(precision, "gpu_capabilities", lambda: [(8, 0)])
     for name in ("float32", "mixed_bfloat16", "mixed_float16"):
         chosen = precision.resolve_precision(name)
         assert (chosen.name, chosen.setting, chosen.reason) == (name, name, "")

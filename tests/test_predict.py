@@ -488,6 +488,9 @@ def test_predict_on_a_folder_that_is_no_run(tmp_path):
     assert "has no model.keras: not a completed kerasmlp run" in result.output
     result = CliRunner().invoke(predict.main, [str(tmp_path)])
     assert result.exit_code == 2 and "give INPUT or --split test" in result.output
+    # --help says so too: its usage line showed INPUT as required.
+    usage = CliRunner().invoke(predict.main, ["--help"]).output.splitlines()[0]
+    assert usage == "Usage: main [OPTIONS] RUN_DIR [INPUT]"
 
 
 def test_a_playground_run_predicts_too(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """The README tells the truth: its code runs, and it documents every config key."""
 
 import dataclasses
+import json
 import math
 import re
 import typing
@@ -112,6 +113,12 @@ def test_the_own_data_example_runs(tmp_path, monkeypatch):
         outputs.append(result.output)
     stated = re.search(r"`(data \| csv \|.*?)`", section).group(1)
     assert " ".join(stated.split()) in " ".join(outputs[0].split())
+    # metrics.json holds what "What a run writes" lists, and only that.
+    listed = README.split("- `metrics.json`: the final values as returned by")[1]
+    listed = listed.split("\n- ")[0].split(":", 1)[1]  # after `train_and_evaluate`:
+    names = {name.removesuffix("_*") for name in re.findall(r"`([a-z_]+(?:_\*)?)`", listed)}
+    written = json.loads((tmp_path / "logs" / "fruit" / "metrics.json").read_text())
+    assert {re.sub(r"^(train|validation|test)_.*", r"\1", key) for key in written} == names
     predictions = (tmp_path / "predictions.csv").read_text().splitlines()
     assert predictions[0] == "predicted,probability_apple,probability_banana,probability_cherry"
     assert len(predictions) == 301
@@ -141,4 +148,141 @@ def test_the_own_data_example_runs(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(usage, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     assert namespace["probabilities"].shape == (2, 3)
+    # "What a run writes": the model with probabilities, as the README names the call.
+    (call,) = re.findall(r"`(kerasmlp\.load_run\(run_dir\)\.probability_model\(\))`", README)
+    import kerasmlp
+
+    with_softmax = eval(call, {"kerasmlp": kerasmlp, "run_dir": tmp_path / "logs" / "fruit"})  # noqa: S307
+    assert with_softmax.output.shape == (None, 3)
     assert list(namespace["run"].predict(namespace["columns"])) == ["apple", "cherry"]
+
+
+def _set_commands():
+    """Each line of the README's plain code blocks (commands and their output), and each
+    inline code span, that gives `--set`, one line each."""
+    lines, prose, fence = [], [], None
+    for line in README.replace("\\\n", " ").splitlines(keepends=True):
+        if line.startswith("```"):
+            fence = line[3:].strip() if fence is None else None
+        elif fence == "":
+            lines.append(line)
+        elif fence is None:
+            prose.append(line)
+    lines += [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", "".join(prose))]
+    return [line for line in lines if "--set" in line]
+
+
+def test_every_set_shown_is_one_shell_word_of_yaml():
+    # As a shell splits them: `--set optimizer={name: sgd}` unquoted gave click the two
+    # words `optimizer={name:` and `sgd}` ("Got unexpected extra argument (sgd})").
+    import shlex
+
+    from kerasmlp.config import parse_yaml
+
+    commands = _set_commands()
+    assert len(commands) > 20
+    for command in commands:
+        words = shlex.split(command, comments=True)
+        for option, value in zip(words, words[1:], strict=False):
+            if option == "--set":
+                key, sep, text = value.partition("=")
+                assert sep and key, f"--set {value} in {command!r}"
+                parse_yaml(text, source=f"--set {key} in {command!r}")
+
+
+def test_the_options_table_is_kerasmlp_train_help():
+    # Each option the table names exists, with the table's metavar (`--logdir DIR`, not
+    # --help's former `--logdir TEXT`), and every option of --help has a row.
+    from click.testing import CliRunner
+
+    from kerasmlp import cli
+
+    shown = CliRunner().invoke(cli.main, ["--help"], terminal_width=200).output
+    helped = {}
+    for names, metavar in re.findall(r"^  ((?:-\w, )?--[\w-]+)(?: (\S+))?", shown, flags=re.M):
+        for name in names.split(", "):
+            helped[name] = metavar
+    table = _section("Quick start").split("### Command-line options")[1].split("\n\n")[1]
+    tabled = {}
+    for cell in re.findall(r"^\| (.*?) \|", table, flags=re.M)[1:]:  # below the header
+        for span in re.findall(r"`([^`]+)`", cell):
+            name, _, metavar = span.partition(" ")
+            tabled[name] = metavar
+    for name, metavar in tabled.items():
+        assert name in helped, f"{name} is not an option of kerasmlp-train"
+        assert metavar in ("", helped[name]), f"{name} {metavar}: --help says {helped[name]}"
+    assert set(helped) - {"-h", "--help"} <= set(tabled)
+
+
+def test_the_stated_adamw_weight_decay_is_the_one_adamw_trains_with():
+    # optimizer.name adamw has no key for its decoupled weight decay: the README states
+    # the value Keras's default gives it.
+    from kerasmlp.components import make_optimizer
+    from kerasmlp.config import OptimizerConfig
+
+    (stated,) = re.findall(r"`adamw` keeps Keras's decoupled `weight_decay=([0-9.]+)`", README)
+    assert make_optimizer(OptimizerConfig(name="adamw")).weight_decay == float(stated)
+
+
+def test_a_plain_keras_loss_fails_check_loss_on_dtype_as_stated():
+    # The README's note on check_loss: Keras's Loss.get_config leaves out dtype.
+    import keras
+    import numpy as np
+
+    from kerasmlp.testing import CheckError, check_loss
+
+    assert 'pass `config_exclude=["dtype"]`' in README
+    data = {"y_true": np.array([[0.0, 1.0]]), "y_pred": np.array([[0.2, 0.7]])}
+    with pytest.raises(CheckError, match=r"lacks constructor argument\(s\) \['dtype'\]"):
+        check_loss(keras.losses.MeanSquaredError(), checks=["config"], **data)
+    check_loss(keras.losses.MeanSquaredError(), checks=["config"], config_exclude=["dtype"], **data)
+    assert "dtype" not in keras.losses.MeanSquaredError(dtype="float64").get_config()
+
+
+def test_the_layout_names_every_module_and_its_tests():
+    # It left out 15 of kerasmlp's 31 modules, and said each had a test module: catalog,
+    # errors and inference have none of their own.
+    layout = README.split("\nLayout: ")[1].split("\n\n")[0]
+    package = REPO_ROOT / "kerasmlp"
+    modules = {p.name for p in package.glob("*.py")} - {"__init__.py", "__main__.py"}
+    named = set(re.findall(r"`(?:kerasmlp/)?([a-z_]+\.py)`", layout))
+    assert modules <= named, sorted(modules - named)
+    untested = {m for m in modules if not (REPO_ROOT / "tests" / f"test_{m}").exists()}
+    stated = set(re.findall(r"`((?!test_)[a-z_]+\.py)`", layout.split("but for ")[1]))
+    assert untested == stated
+
+
+def test_the_stated_f1_precision_recall_signatures_are_kerasmlps_and_keras():
+    # The README's note on F1Score, Precision and Recall: their arguments and defaults, and Keras's.
+    import inspect
+
+    import keras
+
+    from kerasmlp import metrics
+    from kerasmlp.metrics import F1Score
+
+    found = re.findall(r"`((?:kerasmlp|keras)\.metrics\.\w+)\(([^)]*)\)`", README)
+    stated = {name: arguments for name, arguments in found}
+    classes = {
+        "kerasmlp.metrics.F1Score": F1Score,
+        "keras.metrics.F1Score": keras.metrics.F1Score,
+        "keras.metrics.Precision": keras.metrics.Precision,
+    }
+    assert set(stated) == set(classes)
+
+    # "the same arguments for the other two" (but the default name)
+    def arguments(cls):
+        return [(p.name, p.default) for p in inspect.signature(cls).parameters.values()][:-2]
+
+    for name in ("Precision", "Recall"):
+        assert arguments(getattr(metrics, name)) == arguments(F1Score)
+    assert arguments(keras.metrics.Recall) == arguments(keras.metrics.Precision)
+    for module, cls in classes.items():
+        parameters = inspect.signature(cls.__init__).parameters
+        for argument in " ".join(stated[module].split()).split(", "):
+            name, _, default = argument.partition("=")
+            assert name in parameters, (module, name)
+            if default:
+                assert repr(parameters[name].default) == default.replace('"', "'"), name
+            else:
+                assert parameters[name].default is inspect.Parameter.empty, (module, name)

@@ -7,7 +7,7 @@ import yaml
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from kerasmlp import cli, sweep
-from kerasmlp.config import ConfigError, load_config, parse_yaml
+from kerasmlp.config import Config, ConfigError, load_config, parse_yaml
 from tests import events
 from tests.conftest import REPO_ROOT, invoke_train
 
@@ -212,6 +212,9 @@ def test_resume_of_a_damaged_sweep_plan_is_one_line_naming_the_file(tmp_path, te
         ("[1, 2]", "must map dotted config keys"),
         ("model.activation: relu", "model.activation must be a non-empty list"),
         ("model.activation: []", "model.activation must be a non-empty list"),
+        # A value pasted twice: two identical runs (seed 1 twice ran 2 x 40 epochs).
+        ("seed: [1, 2, 1]", r"seed lists 1 twice: .* Received: seed=\[1, 2, 1\]$"),
+        ("model.hidden_units: [[8], [8]]", r"model.hidden_units lists \[8\] twice"),
         ("'bad key!': [1]", "keys must be dotted config keys"),
         ("a: [1\n", r"sweep.yaml line 2: not valid YAML: while parsing a flow sequence"),
         ("seed: " + str(list(range(300))), "at most 256 runs"),
@@ -226,6 +229,8 @@ def test_resume_of_a_damaged_sweep_plan_is_one_line_naming_the_file(tmp_path, te
         "list",
         "scalar",
         "empty-list",
+        "value-twice",
+        "list-value-twice",
         "bad-key",
         "bad-yaml",
         "too-big",
@@ -406,3 +411,19 @@ def test_cli_sweep_metric_without_a_sweep_is_refused(tmp_path):
     assert result.exit_code == 2
     assert "--sweep-metric ranks the points of a sweep" in result.stderr
     assert not (tmp_path / "logs").exists()
+
+
+def test_cli_sweep_metric_with_the_resume_of_one_run_is_refused_saying_so(tmp_path):
+    # --sweep cannot come with --resume, so "Give --sweep" was no way out there.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(Config().to_yaml())
+    (run / "status.json").write_text('{"state": "interrupted"}')  # killed before a checkpoint
+    result = invoke_train(["--resume", str(run), "--sweep-metric", "test_loss"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "kerasmlp-train: error: --sweep-metric ranks the points of a sweep; "
+        f"--resume {run} is one run, not a sweep's folder: drop it. "
+        "Received: --sweep-metric=test_loss\n"
+    )
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "status.json"]
