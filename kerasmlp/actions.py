@@ -305,13 +305,24 @@ class BestWeights:
             weight.assign(copy)
 
 
+def _without_improvement(epochs: int, validations: int) -> str:
+    """'2 epochs', or '4 epochs (2 validations)' when validation skips epochs."""
+    text = f"{epochs} epoch{'s' * (epochs != 1)}"
+    if validations != epochs:
+        text += f" ({validations} validation{'s' * (validations != 1)})"
+    return text
+
+
 class EarlyStopping(Action):
     """Stops when `monitor` has not improved for `patience` epochs: Keras's `EarlyStopping`.
+
+    Epochs without a value (`train.eval_every_epochs` > 1) are skipped, so `patience`
+    counts validations, as in Keras with `fit(validation_freq=...)`.
 
     Args:
       monitor: a logged value, e.g. `validation_loss`.
       mode: 'min' or 'max' (resolved from 'auto' by `monitor_direction`).
-      patience: epochs without improvement before stopping.
+      patience: validations without improvement before stopping.
       min_delta: the smallest change that counts as an improvement.
       best_weights: a `BestWeights` when the best epoch's weights are restored
         at the end (`restore_best`), else None.
@@ -360,7 +371,8 @@ class EarlyStopping(Action):
             loop.stop_training = True
             self.log(
                 f"early stopping at epoch {epoch + 1}: {self.monitor} has not improved for "
-                f"{self.wait} epochs (best {self.best:.4f} at epoch {self.best_epoch + 1})"
+                f"{_without_improvement(epoch - self.best_epoch, self.wait)} "
+                f"(best {self.best:.4f} at epoch {self.best_epoch + 1})"
             )
 
     def on_train_end(self, loop):

@@ -106,6 +106,24 @@ def test_a_resumed_early_stop_stops_the_loop_again():
     assert not fresh.stop_training
 
 
+def test_the_stop_line_counts_epochs_since_the_best_and_validations_when_they_differ():
+    # By hand: validation every second epoch (epochs 2, 4, 6, 8); the best is epoch 2, and
+    # patience 2 stops at epoch 6: 4 epochs, 2 validations, without improvement.
+    lines = []
+    action = actions.EarlyStopping(
+        "validation_loss", "min", patience=2, min_delta=0.0, log=lines.append
+    )
+    loop = FakeLoop()
+    for value in [None, 1.0, None, 1.5, None, 2.0]:
+        loop.epoch += 1
+        action.on_epoch_end(loop, {} if value is None else {"validation_loss": value})
+    assert lines == [
+        "early stopping at epoch 6: validation_loss has not improved for 4 epochs "
+        "(2 validations) (best 1.0000 at epoch 2)"
+    ]
+    assert actions._without_improvement(1, 1) == "1 epoch"
+
+
 def test_restore_best_puts_back_the_best_epochs_weights():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     best_weights = actions.BestWeights(model)

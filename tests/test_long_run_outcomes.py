@@ -111,7 +111,7 @@ def test_early_stopping_the_best_model_and_a_run_killed_after_its_stop(tmp_path,
         [*stopping, "--logdir", str(tmp_path), "--run-name", "es"], data_dir=data_dir
     )
     assert code == 0, err[-3000:]
-    assert "early stopping at epoch 2: validation_loss has not improved for 1 epochs" in out
+    assert "early stopping at epoch 2: validation_loss has not improved for 1 epoch (best" in out
     assert "restored the weights of epoch 1" in out
     run_dir = tmp_path / "es"
     record = status(run_dir)
