@@ -541,3 +541,31 @@ def test_a_damaged_model_file_is_named_as_damaged(csv_run, tmp_path):
     assert result.exit_code == 2
     (line,) = result.output.strip().splitlines()
     assert f"{model} is damaged: not a whole .keras archive" in line
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (lambda card: [], "it holds list, not an object"),
+        (lambda card: {k: v for k, v in card.items() if k != "task"}, "'task' is null"),
+        (lambda card: {**card, "input_dim": "3"}, "'input_dim' is \"3\""),
+        (lambda card: {**card, "head": "linear"}, "head 'linear' for task 'classification'"),
+        (lambda card: {**card, "table": {**card["table"], "columns": [{"n": "x"}]}}, "columns"),
+        (lambda card: {**card, "class_names": ["high"]}, "1 class names for a softmax head"),
+    ],
+    ids=["a-list", "no-task", "input_dim-text", "head-of-regression", "columns", "one-class"],
+)
+def test_an_edited_data_card_is_refused_in_one_line(csv_run, tmp_path, edit, problem):
+    # data.json edited by hand or written by another version: load_run (and so
+    # kerasmlp-predict and kerasmlp-export) names the file, not a KeyError's traceback.
+    _, run_dir, _ = csv_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    card = json.loads((copy / "data.json").read_text())
+    (copy / "data.json").write_text(json.dumps(edit(card)))
+    with pytest.raises(DataError, match=re.escape(problem)):
+        load_run(copy)
+    result = CliRunner().invoke(predict.main, [str(copy), "--split", "test"])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"kerasmlp-predict: error: {copy / 'data.json'}"), line
