@@ -33,6 +33,7 @@ from kerasmlp.config import (
     config_from_dict,
     dump_yaml,
     load_config,
+    load_saved_config,
     parse_yaml,
     shorten,
 )
@@ -359,7 +360,7 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
     if not sweep_file.is_file():
         if not (run_dir / runfiles.CONFIG_FILE).is_file():
             runfiles.check_resumable(run_dir)  # says why in one line
-        config = load_config(run_dir / runfiles.CONFIG_FILE, extra)
+        config = load_saved_config(run_dir / runfiles.CONFIG_FILE, extra)
         if not _is_worker(config):
             runfiles.check_resumable(run_dir)
         return [(config, run_dir, True)]
@@ -371,7 +372,7 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
         if status.get("state") in ("completed", "diverged"):
             runs.append((None, point_dir, False))
         elif (point_dir / runfiles.CONFIG_FILE).is_file():
-            config = load_config(point_dir / runfiles.CONFIG_FILE, extra)
+            config = load_saved_config(point_dir / runfiles.CONFIG_FILE, extra)
             if not _is_worker(config):
                 runfiles.check_resumable(point_dir)
             runs.append((config, point_dir, True))

@@ -499,19 +499,38 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     Raises:
       ConfigError: one line naming the key path, the value and what is allowed.
     """
-    raw: Any = {}
-    if path is not None:
-        raw = read_yaml_file(path, what="Config")
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ConfigError(
-                f"{path} must hold a mapping of sections (seed, data, model, ...). "
-                f"Received: {_show(raw)}"
-            )
+    raw = _read_config_file(path) if path is not None else {}
     for item in overrides:
         apply_override(raw, item)
     return config_from_dict(raw)
+
+
+def load_saved_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Config:
+    """A run's own config.yaml, as `load_config` reads it, a mistake in the file named so.
+
+    The file was written by kerasmlp: a key it refuses now was edited by hand or
+    written by another version, and the message says which file, not only which key.
+    The `overrides` (`--resume --epochs N`) are checked after, as `--set` options.
+    """
+    try:
+        config_from_dict(_read_config_file(path))
+    except ConfigError as e:
+        if str(path) in str(e):  # the YAML's own errors name the file already
+            raise
+        raise ConfigError(f"{path}: {e}") from None
+    return load_config(path, overrides)
+
+
+def _read_config_file(path: str | os.PathLike) -> dict:
+    raw = read_yaml_file(path, what="Config")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path} must hold a mapping of sections (seed, data, model, ...). "
+            f"Received: {_show(raw)}"
+        )
+    return raw
 
 
 def apply_override(raw: dict, item: str) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasmlp import tables
-from kerasmlp.config import Config, load_config
+from kerasmlp.config import Config, load_saved_config
 from kerasmlp.errors import DataError
 from kerasmlp.model import Head
 from kerasmlp.runfiles import CONFIG_FILE, write_json_atomic
@@ -163,7 +163,7 @@ class LoadedRun:
                     f"{self.run_dir} has no {name}: not a completed kerasmlp run "
                     "(data.json is written by runs of this version on)"
                 )
-        self.config: Config = load_config(self.run_dir / CONFIG_FILE)
+        self.config: Config = load_saved_config(self.run_dir / CONFIG_FILE)
         card = read_data_card(self.run_dir / DATA_FILE)
         self.task: str = card["task"]
         self.class_names = tuple(card["class_names"]) if card["class_names"] else None

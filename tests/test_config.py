@@ -421,3 +421,21 @@ def test_empty_file_means_defaults(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text("# nothing\n")
     assert load_config(path) == Config()
+
+
+def test_a_saved_config_names_its_file_in_a_refusal(tmp_path):
+    # A run's config.yaml edited by hand (or by another version): load_run, kerasmlp-predict,
+    # kerasmlp-export and --resume read it with no -c given, so the message names the file.
+    path = tmp_path / "config.yaml"
+    path.write_text(Config().to_yaml() + "foo: 1\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: Unknown key 'foo'\. Allowed"):
+        config_module.load_saved_config(path)
+    # The YAML's own errors name the file already, once.
+    path.write_text("seed: 1\nseed: 2\n")
+    with pytest.raises(ConfigError, match=rf"^{path} line 2: not valid YAML: duplicate key"):
+        config_module.load_saved_config(path)
+    # --resume's --epochs is the user's, not the file's.
+    path.write_text(Config().to_yaml())
+    with pytest.raises(ConfigError, match=r"^train\.epochs must be >= 1\."):
+        config_module.load_saved_config(path, ["train.epochs=0"])
+    assert config_module.load_saved_config(path, ["train.epochs=3"]).train.epochs == 3
