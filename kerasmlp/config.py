@@ -61,6 +61,10 @@ MAX_BATCH = 1_000_000
 MAX_SHUFFLE = 100_000_000  # the buffer holds examples, and is never larger than the train split
 MAX_UNITS = 1_000_000  # per hidden layer; the whole model must also fit in memory
 MAX_LAYERS = 1_000
+# float32's largest number and smallest normal one (numpy.finfo("float32").max, .tiny):
+# the config's numbers go into float32 tensors.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
 MAX_CPU_DEVICES = 64  # logical CPU devices to split the host into; more only divides the same cores
 # A config is 3 levels deep and a sweep 3; deeper YAML is a mistake (or an attack
 # on the recursive YAML composer, which would end in a RecursionError).
@@ -663,6 +667,15 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path} must be a number. Received: {path}={_show(value)}")
         if not math.isfinite(value):
             raise ConfigError(f"{path} must be a finite number. Received: {path}={value}")
+        if abs(value) > FLOAT32_MAX or 0 < abs(value) < FLOAT32_TINY:
+            # The rate, L2 coefficient and class weights become float32 tensors: 1e300
+            # would be inf there (a traceback, or a run 'diverged' at its first step),
+            # 1e-320 a rate of 0 that trains nothing.
+            raise ConfigError(
+                f"{path} must be 0 or within float32's range, {FLOAT32_TINY:.2g} to "
+                f"{FLOAT32_MAX:.2g} in magnitude (kerasmlp computes in float32). "
+                f"Received: {path}={value!r}"
+            )
         return float(value)
     if hint is str:
         if not isinstance(value, str) or not value:

@@ -183,6 +183,13 @@ BAD = [
     ("model=3", "model must be a mapping of keys. Received: model=3"),
     ("seed=-1", "seed must be >= 0. Received: seed=-1"),
     ("model.weight_decay=.nan", "model.weight_decay must be a finite number"),
+    # Numbers go into float32 tensors: beyond its range they would be inf (a traceback),
+    # below its smallest normal number a rate of 0 (a run that trains nothing).
+    ("optimizer.learning_rate.initial_learning_rate=1e300", "must be 0 or within float32's"),
+    ("optimizer.learning_rate.initial_learning_rate=1e-320", "Received: optimizer.learning_"),
+    ("model.weight_decay=1e39", "model.weight_decay must be 0 or within float32's range, 1.2e-38"),
+    ("train.class_weight={a: 1e39}", "train.class_weight.a must be 0 or within float32's"),
+    ("model.weight_decay=3.4e38", None),
     ("data.name=''", "data.name must be a non-empty string"),
     ("train", "--set expects dotted.key=value"),
     ("model.activation.x=1", "model.activation must be a non-empty string. Received:"),
@@ -439,3 +446,10 @@ def test_a_saved_config_names_its_file_in_a_refusal(tmp_path):
     with pytest.raises(ConfigError, match=r"^train\.epochs must be >= 1\."):
         config_module.load_saved_config(path, ["train.epochs=0"])
     assert config_module.load_saved_config(path, ["train.epochs=3"]).train.epochs == 3
+
+
+def test_the_float32_limits_are_numpys():
+    # Written out so that config.py needs no numpy; the reference is numpy.finfo.
+    np = pytest.importorskip("numpy")
+    assert config_module.FLOAT32_MAX == float(np.finfo("float32").max)
+    assert config_module.FLOAT32_TINY == float(np.finfo("float32").tiny)
