@@ -801,6 +801,40 @@ def check_data_task(config: Config, task: str, why: str) -> None:
     )
 
 
+def check_learning_rate_lasts(config: Config, steps: int) -> None:
+    """Refuses a schedule whose rate decays to 0 in float32 before the run's last step.
+
+    `ExponentialDecay` computes in float32: once initial_learning_rate *
+    decay_rate ** (step / decay_steps) is below FLOAT32_TINY it is 0 (or subnormal),
+    and every step after it trains nothing. How many steps a run takes is known
+    only once its data is, so `train_and_evaluate` calls this then.
+
+    Args:
+      config: the run's config.
+      steps: the run's optimizer steps, epochs x steps per epoch.
+
+    Raises:
+      ConfigError: naming the step from which the rate is 0.
+    """
+    lr = config.optimizer.learning_rate
+    if lr.decay_rate == 1 or steps < 1:
+        return
+    # Decay periods after which the rate is below FLOAT32_TINY (> 0: the rate starts above).
+    periods = math.log(FLOAT32_TINY / lr.initial_learning_rate) / math.log(lr.decay_rate)
+    first = (math.floor(periods) + 1) * lr.decay_steps if lr.staircase else None
+    if first is None:
+        first = math.floor(periods * lr.decay_steps) + 1
+    if first > steps - 1:  # step s uses the rate at s (from 0); the last step is steps - 1
+        return
+    exponent = "floor(step / decay_steps)" if lr.staircase else "(step / decay_steps)"
+    raise ConfigError(
+        f"optimizer.learning_rate decays to 0 in float32 at step {first:,} of the run's "
+        f"{steps:,}: {lr.initial_learning_rate:g} x {lr.decay_rate:g} ** {exponent} with "
+        f"decay_steps {lr.decay_steps} is below {FLOAT32_TINY:.2g} there, and the steps "
+        "after it would train nothing. Raise decay_steps or decay_rate, or train fewer epochs"
+    )
+
+
 def _check_consistency(config: Config) -> None:
     """Rules that tie several keys together."""
     _check_table_keys(config.data)

@@ -38,7 +38,7 @@ from kerasmlp.batches import GlobalBatchIterator, HeldOutSplit, InMemoryBatches,
 from kerasmlp.checkpoints import RunCheckpoints
 from kerasmlp.class_weights import resolve_class_weight
 from kerasmlp.components import make_loss, make_metrics, make_optimizer
-from kerasmlp.config import Config, check_data_task
+from kerasmlp.config import Config, check_data_task, check_learning_rate_lasts
 from kerasmlp.controller import (
     DIVERGED,
     INTERRUPTED,
@@ -803,6 +803,9 @@ def _train(
     if data.tabular is not None:
         _message_of(reporter)(data.tabular.describe())
         check_data_task(config, data.info.task, data.tabular.labels.why)
+    check_learning_rate_lasts(
+        config, config.train.epochs * math.ceil(data.info.num_train / config.train.batch_size)
+    )
     chosen = precision.resolve_precision(config.train.precision)
     if chosen.dtype_policy is not None:  # float32 is silent, as one device is
         _message_of(reporter)(chosen.describe())

@@ -639,11 +639,25 @@ def _truncated_manual_file(tmp):
     ]  # fmt: skip
 
 
-# Bad data settings, refused once TensorFlow is up (they need TFDS to check), still in
-# one line, with exit 2 and no run folder.
+def _rate_decaying_to_zero(tmp):
+    return [
+        "--set", "optimizer.learning_rate={decay_steps: 1, decay_rate: 1e-10}",
+        "--set", f"data.data_dir={tmp / 'tfds'}",
+    ]  # fmt: skip
+
+
+# Bad data settings, and settings that need the data's size, refused once TensorFlow is
+# up (they need TFDS to check), still in one line, with exit 2 and no run folder.
 DATA_EDGES = [
     ("data-dir-is-a-file", _data_dir_that_is_a_file, "tfds"),
     ("truncated-manual-file", _truncated_manual_file, "train-labels-idx1-ubyte.gz"),
+    # By hand: 0.01 x 1e-10 ** s < 1.18e-38 from s = 3.59, so step 4; spirals'
+    # 3600 training points / 64 = 57 steps x 40 epochs = 2,280.
+    (
+        "rate-decays-to-0",
+        _rate_decaying_to_zero,
+        "decays to 0 in float32 at step 4 of the run's 2,280",
+    ),
 ]
 
 

@@ -453,3 +453,25 @@ def test_the_float32_limits_are_numpys():
     np = pytest.importorskip("numpy")
     assert config_module.FLOAT32_MAX == float(np.finfo("float32").max)
     assert config_module.FLOAT32_TINY == float(np.finfo("float32").tiny)
+
+
+@pytest.mark.parametrize(
+    "staircase, first",
+    # By hand: 0.01 x 0.5 ** (s / 10) < 1.1754944e-38 (float32's smallest normal) once
+    # s / 10 > log2(0.01 / 1.1754944e-38) = 119.356, so from step 1194; floored, from
+    # s / 10 = 120. Keras's ExponentialDecay (float32) gives 1.22e-38 at step 1193 and 0.0
+    # at 1194, and 1.50e-38 at 1199 and 0.0 at 1200.
+    [(False, 1194), (True, 1200)],
+    ids=["smooth", "staircase"],
+)
+def test_a_rate_that_decays_to_0_in_float32_before_the_end_is_refused(staircase, first):
+    config = load_config(
+        None,
+        [f"optimizer.learning_rate={{decay_steps: 10, staircase: {str(staircase).lower()}}}"],
+    )
+    config_module.check_learning_rate_lasts(config, first)  # the last step, first - 1, is fine
+    with pytest.raises(ConfigError, match=rf"decays to 0 in float32 at step {first:,} of the"):
+        config_module.check_learning_rate_lasts(config, first + 1)
+    # decay_rate 1 keeps the rate.
+    constant = load_config(None, ["optimizer.learning_rate.decay_rate=1"])
+    config_module.check_learning_rate_lasts(constant, 10**9)
