@@ -37,7 +37,7 @@ from kerasmlp.config import (
     parse_yaml,
     shorten,
 )
-from kerasmlp.console import start_tensorflow
+from kerasmlp.console import plug_closed_streams, start_tensorflow
 
 FAILED = 1
 USAGE_ERROR = 2
@@ -168,6 +168,7 @@ def main(
     resume_dir,
 ):
     """Train a Dense network (MLP) from a YAML config and log the run to TensorBoard."""
+    plug_closed_streams()
     swept_keys, metric = [], None
     try:
         if resume_dir is not None:

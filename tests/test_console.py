@@ -77,3 +77,31 @@ def test_a_block_that_fails_freezes_nothing_and_the_collector_runs_again(collect
             made = [[index] for index in range(1000)]  # noqa: F841
             raise ImportError("no such library")
     assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+def test_a_closed_stdout_is_plugged_with_devnull():
+    # `kerasmlp-train >&-`: Python starts with sys.stdout None, and the commands ended in
+    # an AttributeError's traceback at their first line. A child without TensorFlow
+    # (a closed descriptor 1 cannot be made in the test's own process).
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from kerasmlp import console\n"
+        "assert sys.stdout is None\n"
+        "console.plug_closed_streams()\n"
+        "print('dropped')\n"
+        "sys.stdout.flush()\n"
+        "with open(os.devnull) as f:\n"  # descriptor 1 is taken: a file cannot land there
+        "    os.write(2, f'{os.readlink(\"/proc/self/fd/1\")} {f.fileno() != 1}'.encode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=lambda: os.close(1),
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "/dev/null True"
