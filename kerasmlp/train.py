@@ -57,11 +57,11 @@ from kerasmlp.runfiles import (
     RunDirectoryExistsError,
     RunFilesError,
     RunStatus,
-    check_resumable,
     check_run_dir,
     describe_os_error,
     prepare_run_dir,
     replace_atomically,
+    resuming,
     write_json_atomic,
     write_text_atomic,
 )
@@ -753,12 +753,23 @@ def train_and_evaluate(
             return _train_as_worker(
                 config, run_dir, role, strategy, reporter, stop_request, resume, hparams_first
             )
-        previous = check_resumable(run_dir) if resume else None
         if not resume:
             check_run_dir(run_dir)
-        return _train(
-            config, run_dir, role, strategy, reporter, stop_request, resume, previous, hparams_first
-        )
+            return _train(
+                config, run_dir, role, strategy, reporter, stop_request, False, None, hparams_first
+            )
+        with resuming(run_dir) as previous:  # held until the run ends: one --resume at a time
+            return _train(
+                config,
+                run_dir,
+                role,
+                strategy,
+                reporter,
+                stop_request,
+                True,
+                previous,
+                hparams_first,
+            )
     except (tf.errors.UnavailableError, RunFilesError) as e:
         lost = peer_loss(e)
         if role.workers == 1 or lost is None:

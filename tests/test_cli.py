@@ -221,6 +221,36 @@ def test_resume_of_a_folder_that_is_not_a_run_writes_nothing(tmp_path):
     assert (project / "config.yaml").read_text() == config
 
 
+def test_a_second_resume_of_a_run_being_resumed_is_refused_and_writes_nothing(tmp_path):
+    # Two `--resume` of one interrupted run started together: each saw it interrupted
+    # (the first writes `running` only once its data and checkpoint are loaded), and both
+    # trained into the one folder. The first holds the folder (`flock`) from its check on:
+    # here the test holds it, as the first process would.
+    import fcntl
+
+    from kerasmlp.config import load_config
+    from kerasmlp.runfiles import RunStatus
+
+    run = tmp_path / "logs" / "r"
+    run.mkdir(parents=True)
+    config = load_config(None, ["train.epochs=1", "model.hidden_units=[4]"])
+    (run / "config.yaml").write_text(config.to_yaml())
+    RunStatus(run).update("interrupted")  # before its first checkpoint
+    before = _tree(run)
+    held = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = invoke("--resume", str(run))
+    finally:
+        os.close(held)
+    assert result.exit_code == 2, result.output[-2000:]
+    assert result.stderr == (
+        f"kerasmlp-train: error: --resume {run}: another process is resuming this run now; "
+        "wait for it to end, or stop it first (Ctrl-C or kill -TERM saves a checkpoint)\n"
+    )
+    assert _tree(run) == before
+
+
 def test_offline_without_data_fails_fast_naming_the_keys(tmp_path, monkeypatch):
     from kerasmlp import data
 
