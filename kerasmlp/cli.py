@@ -54,9 +54,20 @@ def _run_name(value: str | None, config_path: str | None) -> str:
         # time first keeps the folders in start order.
         stem = pathlib.Path(config_path).stem if config_path else "default"
         return f"{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
-    if not value or "/" in value or "\\" in value or ".." in value or value.startswith("."):
+    # A control character (a CRLF file's '\r') or a space at an end makes a folder that
+    # lists like another name, which `--resume` given that name then does not find.
+    if (
+        not value
+        or "/" in value
+        or "\\" in value
+        or ".." in value
+        or value.startswith(".")
+        or value != value.strip()
+        or any(ord(c) < 32 or ord(c) == 127 for c in value)
+    ):
         raise ConfigError(
-            f"--run-name must be a plain folder name (no '/', '\\', '..' or leading '.'). "
+            f"--run-name must be a plain folder name (no '/', '\\', '..', leading '.', "
+            f"control characters or spaces at either end). "
             f"Received: --run-name={shorten(repr(value))}"
         )
     return value

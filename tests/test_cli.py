@@ -154,6 +154,10 @@ MISTAKES = [
     (["--config", "missing.yaml"], "Config file not found: missing.yaml"),
     (["--run-name", "../escape"], "--run-name must be a plain folder name"),
     (["--run-name", "a/b"], "--run-name must be a plain folder name"),
+    # A name read from a CRLF file: the folder 'exp1\r' lists as exp1, which --resume misses.
+    (["--run-name", "exp1\r"], "--run-name must be a plain folder name"),
+    (["--run-name", "a\nb"], "Received: --run-name='a\\nb'"),
+    (["--run-name", " "], "control characters or spaces at either end). Received: --run-name=' '"),
     (["--epochs", "0"], "train.epochs must be >= 1. Received: train.epochs=0"),
 ]
 
