@@ -38,7 +38,7 @@ from kerasmlp.batches import GlobalBatchIterator, HeldOutSplit, InMemoryBatches,
 from kerasmlp.checkpoints import RunCheckpoints
 from kerasmlp.class_weights import resolve_class_weight
 from kerasmlp.components import make_loss, make_metrics, make_optimizer
-from kerasmlp.config import Config, check_data_task, check_learning_rate_lasts
+from kerasmlp.config import Config, check_data_task, check_learning_rate_lasts, config_from_dict
 from kerasmlp.controller import (
     DIVERGED,
     INTERRUPTED,
@@ -722,8 +722,10 @@ def train_and_evaluate(
       and `precision` (the name `train.precision` resolved to, e.g. 'float32').
 
     Raises:
+      TypeError: `config` is not a `Config`.
       ConfigError: the config does not fit the dataset (e.g. binary
-        cross-entropy on 10 classes).
+        cross-entropy on 10 classes), or holds a value `load_config` refuses
+        (a `Config` changed with `dataclasses.replace` is checked here).
       DataError: the dataset cannot be found or prepared.
       RunDirectoryExistsError: `run_dir` already holds files (not with `resume`).
       ResumeError: `resume` on a folder that cannot be continued.
@@ -735,6 +737,14 @@ def train_and_evaluate(
     training metrics live in its scope, `train.batch_size` is the global batch,
     and only the chief writes `run_dir` (see `kerasmlp.distribute`).
     """
+    if not isinstance(config, Config):
+        raise TypeError(
+            "config must be a kerasmlp.Config (kerasmlp.load_config makes one). "
+            f"Received: {type(config).__name__}"
+        )
+    # A Config made with dataclasses.replace skipped load_config's checks: a negative rate
+    # trained uphill and wrote a config.yaml that load_run then refused.
+    config = config_from_dict(config.to_dict())
     reporter = reporter or LineReporter()
     # Not `or`: a StopRequest not yet set is falsy, and the caller's must be the one read.
     stop_request = stop_request if stop_request is not None else StopRequest()
