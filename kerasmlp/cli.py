@@ -78,6 +78,15 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
 
     The library checks again (`train.check_run_dir`); this is the fast, early answer.
     """
+    try:
+        str(run_dir).encode("utf-8")
+    except UnicodeEncodeError:
+        # A byte that is no UTF-8 (a Latin-1 folder name): TensorFlow's file functions take
+        # UTF-8 paths only, and the run failed with a traceback once its folder was made.
+        raise ConfigError(
+            "--logdir and --run-name must be UTF-8 text: TensorFlow takes UTF-8 paths only. "
+            f"Received: {shorten(repr(os.fsencode(run_dir)))}"
+        ) from None
     existing = pathlib.Path(logdir)
     while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
         existing = existing.parent

@@ -158,6 +158,9 @@ MISTAKES = [
     (["--run-name", "exp1\r"], "--run-name must be a plain folder name"),
     (["--run-name", "a\nb"], "Received: --run-name='a\\nb'"),
     (["--run-name", " "], "control characters or spaces at either end). Received: --run-name=' '"),
+    # As argv brings a Latin-1 byte (os.fsdecode(b"r\xff")): TensorFlow took the folder's
+    # name as UTF-8 and failed with a traceback, after the run folder was made.
+    (["--run-name", "r\udcff"], r"must be UTF-8 text: TensorFlow takes UTF-8 paths only."),
     (["--epochs", "0"], "train.epochs must be >= 1. Received: train.epochs=0"),
 ]
 
