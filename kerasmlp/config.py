@@ -801,6 +801,27 @@ def check_data_task(config: Config, task: str, why: str) -> None:
     )
 
 
+# The data keys that name files or folders, and whether the data layer expands `~` in them.
+PATH_KEYS = {"path": False, "test_path": False, "data_dir": True, "manual_dir": True}
+
+
+def with_absolute_paths(config: Config) -> Config:
+    """`config` with its data paths made absolute, from the working directory.
+
+    A run's config.yaml is read again from elsewhere: `--resume`, `load_run` and
+    `kerasmlp-predict --split test` in another folder read `data.path: train.csv`
+    there, a different file of the same name (or, for `data_dir`, another copy of
+    the data), without a word.
+    """
+    data = config.data
+    absolute = {
+        key: os.path.abspath(os.path.expanduser(value) if expand else value)
+        for key, expand in PATH_KEYS.items()
+        if (value := getattr(data, key)) is not None
+    }
+    return dataclasses.replace(config, data=dataclasses.replace(data, **absolute))
+
+
 def check_learning_rate_lasts(config: Config, steps: int) -> None:
     """Refuses a schedule whose rate decays to 0 in float32 before the run's last step.
 

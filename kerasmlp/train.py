@@ -38,7 +38,13 @@ from kerasmlp.batches import GlobalBatchIterator, HeldOutSplit, InMemoryBatches,
 from kerasmlp.checkpoints import RunCheckpoints
 from kerasmlp.class_weights import resolve_class_weight
 from kerasmlp.components import make_loss, make_metrics, make_optimizer
-from kerasmlp.config import Config, check_data_task, check_learning_rate_lasts, config_from_dict
+from kerasmlp.config import (
+    Config,
+    check_data_task,
+    check_learning_rate_lasts,
+    config_from_dict,
+    with_absolute_paths,
+)
 from kerasmlp.controller import (
     DIVERGED,
     INTERRUPTED,
@@ -832,8 +838,10 @@ def _train(
         _message_of(reporter)(chosen.describe())
     # The run's config.yaml, HParams and a resume hold what was chosen, not `auto`:
     # the same run on other hardware, or resumed there, trains in the same precision.
+    # Its data paths are absolute: read again from another folder, they name the same files
+    # (the data was read with them as given, which the messages above name).
     config = dataclasses.replace(
-        config, train=dataclasses.replace(config.train, precision=chosen.name)
+        with_absolute_paths(config), train=dataclasses.replace(config.train, precision=chosen.name)
     )
     head = Head.for_task(
         data.info.task, num_classes=data.info.num_classes, loss_name=config.loss.name

@@ -475,3 +475,20 @@ def test_a_rate_that_decays_to_0_in_float32_before_the_end_is_refused(staircase,
     # decay_rate 1 keeps the rate.
     constant = load_config(None, ["optimizer.learning_rate.decay_rate=1"])
     config_module.check_learning_rate_lasts(constant, 10**9)
+
+
+def test_with_absolute_paths_resolves_from_the_working_directory(tmp_path, monkeypatch):
+    # By hand: the working directory joined to each relative path; `~` expanded where the
+    # data layer expands it (data_dir, manual_dir), an absolute path and null kept.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", "/home/u")
+    config = load_config(
+        None,
+        ["data.name=csv", "data.path=d/train.csv", "data.label=y", "data.data_dir=~/tfds"],
+    )
+    data = config_module.with_absolute_paths(config).data
+    assert (data.path, data.test_path) == (str(tmp_path / "d" / "train.csv"), None)
+    assert (data.data_dir, data.manual_dir) == ("/home/u/tfds", None)
+    assert config_module.with_absolute_paths(config_module.with_absolute_paths(config)) == (
+        config_module.with_absolute_paths(config)
+    )
