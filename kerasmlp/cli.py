@@ -33,10 +33,11 @@ from kerasmlp.config import (
     config_from_dict,
     dump_yaml,
     load_config,
+    load_saved_config,
     parse_yaml,
     shorten,
 )
-from kerasmlp.console import start_tensorflow
+from kerasmlp.console import plug_closed_streams, start_tensorflow
 
 FAILED = 1
 USAGE_ERROR = 2
@@ -53,9 +54,20 @@ def _run_name(value: str | None, config_path: str | None) -> str:
         # time first keeps the folders in start order.
         stem = pathlib.Path(config_path).stem if config_path else "default"
         return f"{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
-    if not value or "/" in value or "\\" in value or ".." in value or value.startswith("."):
+    # A control character (a CRLF file's '\r') or a space at an end makes a folder that
+    # lists like another name, which `--resume` given that name then does not find.
+    if (
+        not value
+        or "/" in value
+        or "\\" in value
+        or ".." in value
+        or value.startswith(".")
+        or value != value.strip()
+        or any(ord(c) < 32 or ord(c) == 127 for c in value)
+    ):
         raise ConfigError(
-            f"--run-name must be a plain folder name (no '/', '\\', '..' or leading '.'). "
+            f"--run-name must be a plain folder name (no '/', '\\', '..', leading '.', "
+            f"control characters or spaces at either end). "
             f"Received: --run-name={shorten(repr(value))}"
         )
     return value
@@ -66,6 +78,15 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
 
     The library checks again (`train.check_run_dir`); this is the fast, early answer.
     """
+    try:
+        str(run_dir).encode("utf-8")
+    except UnicodeEncodeError:
+        # A byte that is no UTF-8 (a Latin-1 folder name): TensorFlow's file functions take
+        # UTF-8 paths only, and the run failed with a traceback once its folder was made.
+        raise ConfigError(
+            "--logdir and --run-name must be UTF-8 text: TensorFlow takes UTF-8 paths only. "
+            f"Received: {shorten(repr(os.fsencode(run_dir)))}"
+        ) from None
     existing = pathlib.Path(logdir)
     while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
         existing = existing.parent
@@ -177,6 +198,7 @@ def main(
     resume_dir,
 ):
     """Train a Dense network (MLP) from a YAML config and log the run to TensorBoard."""
+    plug_closed_streams()
     swept_keys, metric = [], None
     try:
         if resume_dir is not None:
@@ -375,7 +397,7 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
     if not sweep_file.is_file():
         if not (run_dir / runfiles.CONFIG_FILE).is_file():
             runfiles.check_resumable(run_dir)  # says why in one line
-        config = load_config(run_dir / runfiles.CONFIG_FILE, extra)
+        config = load_saved_config(run_dir / runfiles.CONFIG_FILE, extra)
         if not _is_worker(config):
             runfiles.check_resumable(run_dir)
         return [(config, run_dir, True)]
@@ -387,7 +409,7 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
         if status.get("state") in ("completed", "diverged"):
             runs.append((None, point_dir, False))
         elif (point_dir / runfiles.CONFIG_FILE).is_file():
-            config = load_config(point_dir / runfiles.CONFIG_FILE, extra)
+            config = load_saved_config(point_dir / runfiles.CONFIG_FILE, extra)
             if not _is_worker(config):
                 runfiles.check_resumable(point_dir)
             runs.append((config, point_dir, True))

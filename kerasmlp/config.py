@@ -61,6 +61,10 @@ MAX_BATCH = 1_000_000
 MAX_SHUFFLE = 100_000_000  # the buffer holds examples, and is never larger than the train split
 MAX_UNITS = 1_000_000  # per hidden layer; the whole model must also fit in memory
 MAX_LAYERS = 1_000
+# float32's largest number and smallest normal one (numpy.finfo("float32").max, .tiny):
+# the config's numbers go into float32 tensors.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
 MAX_CPU_DEVICES = 64  # logical CPU devices to split the host into; more only divides the same cores
 # A config is 3 levels deep and a sweep 3; deeper YAML is a mistake (or an attack
 # on the recursive YAML composer, which would end in a RecursionError).
@@ -499,19 +503,38 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     Raises:
       ConfigError: one line naming the key path, the value and what is allowed.
     """
-    raw: Any = {}
-    if path is not None:
-        raw = read_yaml_file(path, what="Config")
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ConfigError(
-                f"{path} must hold a mapping of sections (seed, data, model, ...). "
-                f"Received: {_show(raw)}"
-            )
+    raw = _read_config_file(path) if path is not None else {}
     for item in overrides:
         apply_override(raw, item)
     return config_from_dict(raw)
+
+
+def load_saved_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Config:
+    """A run's own config.yaml, as `load_config` reads it, a mistake in the file named so.
+
+    The file was written by kerasmlp: a key it refuses now was edited by hand or
+    written by another version, and the message says which file, not only which key.
+    The `overrides` (`--resume --epochs N`) are checked after, as `--set` options.
+    """
+    try:
+        config_from_dict(_read_config_file(path))
+    except ConfigError as e:
+        if str(path) in str(e):  # the YAML's own errors name the file already
+            raise
+        raise ConfigError(f"{path}: {e}") from None
+    return load_config(path, overrides)
+
+
+def _read_config_file(path: str | os.PathLike) -> dict:
+    raw = read_yaml_file(path, what="Config")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path} must hold a mapping of sections (seed, data, model, ...). "
+            f"Received: {_show(raw)}"
+        )
+    return raw
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -644,6 +667,15 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path} must be a number. Received: {path}={_show(value)}")
         if not math.isfinite(value):
             raise ConfigError(f"{path} must be a finite number. Received: {path}={value}")
+        if abs(value) > FLOAT32_MAX or 0 < abs(value) < FLOAT32_TINY:
+            # The rate, L2 coefficient and class weights become float32 tensors: 1e300
+            # would be inf there (a traceback, or a run 'diverged' at its first step),
+            # 1e-320 a rate of 0 that trains nothing.
+            raise ConfigError(
+                f"{path} must be 0 or within float32's range, {FLOAT32_TINY:.2g} to "
+                f"{FLOAT32_MAX:.2g} in magnitude (kerasmlp computes in float32). "
+                f"Received: {path}={value!r}"
+            )
         return float(value)
     if hint is str:
         if not isinstance(value, str) or not value:
@@ -766,6 +798,61 @@ def check_data_task(config: Config, task: str, why: str) -> None:
         f"data.task auto chose {task} for label {_show(config.data.label or 'y')} of "
         f"{config.data.path} ({why}), but loss.name {config.loss.name} is for "
         f"{config.task}: set {fix}, or data.task: {config.task}"
+    )
+
+
+# The data keys that name files or folders, and whether the data layer expands `~` in them.
+PATH_KEYS = {"path": False, "test_path": False, "data_dir": True, "manual_dir": True}
+
+
+def with_absolute_paths(config: Config) -> Config:
+    """`config` with its data paths made absolute, from the working directory.
+
+    A run's config.yaml is read again from elsewhere: `--resume`, `load_run` and
+    `kerasmlp-predict --split test` in another folder read `data.path: train.csv`
+    there, a different file of the same name (or, for `data_dir`, another copy of
+    the data), without a word.
+    """
+    data = config.data
+    absolute = {
+        key: os.path.abspath(os.path.expanduser(value) if expand else value)
+        for key, expand in PATH_KEYS.items()
+        if (value := getattr(data, key)) is not None
+    }
+    return dataclasses.replace(config, data=dataclasses.replace(data, **absolute))
+
+
+def check_learning_rate_lasts(config: Config, steps: int) -> None:
+    """Refuses a schedule whose rate decays to 0 in float32 before the run's last step.
+
+    `ExponentialDecay` computes in float32: once initial_learning_rate *
+    decay_rate ** (step / decay_steps) is below FLOAT32_TINY it is 0 (or subnormal),
+    and every step after it trains nothing. How many steps a run takes is known
+    only once its data is, so `train_and_evaluate` calls this then.
+
+    Args:
+      config: the run's config.
+      steps: the run's optimizer steps, epochs x steps per epoch.
+
+    Raises:
+      ConfigError: naming the step from which the rate is 0.
+    """
+    lr = config.optimizer.learning_rate
+    if lr.decay_rate == 1 or steps < 1:
+        return
+    # Decay periods after which the rate is below FLOAT32_TINY (> 0: the rate starts above).
+    periods = math.log(FLOAT32_TINY / lr.initial_learning_rate) / math.log(lr.decay_rate)
+    first = (math.floor(periods) + 1) * lr.decay_steps if lr.staircase else None
+    if first is None:
+        first = math.floor(periods * lr.decay_steps) + 1
+    if first > steps - 1:  # step s uses the rate at s (from 0); the last step is steps - 1
+        return
+    exponent = "floor(step / decay_steps)" if lr.staircase else "(step / decay_steps)"
+    raise ConfigError(
+        f"optimizer.learning_rate decays to 0 in float32 at step {first:,} of the run's "
+        f"{steps:,}: {lr.initial_learning_rate:g} x {lr.decay_rate:g} ** {exponent} with "
+        f"decay_steps {lr.decay_steps} is below {FLOAT32_TINY:.2g} there, and the steps "
+        "after it would train nothing. Raise decay_steps or decay_rate, or train fewer epochs"
     )
 
 

@@ -33,6 +33,27 @@ import tempfile
 from collections.abc import Iterator
 
 
+def plug_closed_streams() -> None:
+    """Opens os.devnull on stdout's or stderr's file descriptor where it is closed (`cmd >&-`).
+
+    Python leaves `sys.stdout` None then (a command ended in an AttributeError's
+    traceback), and the next file opened would take descriptor 1, where `print`
+    and C++ code write. The output is dropped instead, as `print` drops it.
+    """
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_WRONLY)  # the lowest free descriptor
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))
+
+
 @contextlib.contextmanager
 def held_back_stderr() -> Iterator[None]:
     """Sends file descriptor 2 (C++ and Python alike) to a temporary file during the block.

@@ -22,7 +22,7 @@ import click
 
 from kerasmlp import __version__
 from kerasmlp.config import ConfigError
-from kerasmlp.console import start_tensorflow
+from kerasmlp.console import plug_closed_streams, start_tensorflow
 
 USAGE_ERROR = 2
 
@@ -38,6 +38,7 @@ USAGE_ERROR = 2
 )
 def main(run_dir, export_dir, verbose):
     """Export the trained run RUN_DIR as a SavedModel in EXPORT_DIR (new or empty)."""
+    plug_closed_streams()
     target = pathlib.Path(export_dir)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         _fail(f"{export_dir} already holds files; give a new or empty folder")

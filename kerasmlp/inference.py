@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasmlp import tables
-from kerasmlp.config import Config, load_config
+from kerasmlp.config import Config, load_saved_config
 from kerasmlp.errors import DataError
 from kerasmlp.model import Head
 from kerasmlp.runfiles import CONFIG_FILE, write_json_atomic
@@ -91,6 +91,57 @@ def load_saved_model(path: str | os.PathLike) -> keras.Model:
         raise DataError(f"{path} is damaged: Keras cannot load it ({cause})") from None
 
 
+# data.json's keys and the types of their values (a table's: `tabular.to_json`).
+_CARD_KEYS = {
+    "task": str,
+    "class_names": (list, type(None)),
+    "head": str,
+    "input_dim": int,
+    "table": (dict, type(None)),
+}
+_HEADS = {"classification": ("softmax", "sigmoid"), "regression": ("linear",)}
+
+
+def read_data_card(path: pathlib.Path) -> dict:
+    """`data.json` as `write_data_card` wrote it, its keys and their types checked.
+
+    Raises:
+      DataError: not JSON, or edited or written by another version (a key missing,
+        a value of another type, a head that does not fit the task).
+    """
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is damaged (not JSON: {e})") from None
+    problem = None
+    if not isinstance(card, dict):
+        problem = f"it holds {type(card).__name__}, not an object"
+    else:
+        for key, kind in _CARD_KEYS.items():
+            if not isinstance(card.get(key), kind) or isinstance(card.get(key), bool):
+                problem = f"{key!r} is {json.dumps(card.get(key))[:60]}"
+                break
+        else:
+            table = card["table"] or {"source": "", "label": None, "columns": []}
+            columns = table.get("columns")
+            if card["head"] not in _HEADS.get(card["task"], ()):
+                problem = f"head {card['head']!r} for task {card['task']!r}"
+            elif not all(isinstance(name, str) for name in card["class_names"] or ()):
+                problem = "'class_names' holds a value that is no name"
+            elif not isinstance(columns, list) or not all(
+                isinstance(c, dict) and set(c) == {"name", "kind"} for c in columns
+            ):
+                problem = "'table' has no list of columns {name, kind}"
+            elif not isinstance(table.get("source"), str) or "label" not in table:
+                problem = "'table' lacks its source or label"
+    if problem is not None:
+        raise DataError(
+            f"{path} is damaged or from another version: {problem}. "
+            "Restore the file, or train the run again"
+        )
+    return card
+
+
 class LoadedRun:
     """A trained run: its model, config and classes, predicting on raw inputs.
 
@@ -112,11 +163,8 @@ class LoadedRun:
                     f"{self.run_dir} has no {name}: not a completed kerasmlp run "
                     "(data.json is written by runs of this version on)"
                 )
-        self.config: Config = load_config(self.run_dir / CONFIG_FILE)
-        try:
-            card = json.loads((self.run_dir / DATA_FILE).read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise DataError(f"{self.run_dir / DATA_FILE} is damaged (not JSON: {e})") from None
+        self.config: Config = load_saved_config(self.run_dir / CONFIG_FILE)
+        card = read_data_card(self.run_dir / DATA_FILE)
         self.task: str = card["task"]
         self.class_names = tuple(card["class_names"]) if card["class_names"] else None
         self.input_dim: int = card["input_dim"]
@@ -128,6 +176,13 @@ class LoadedRun:
             warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
             self.model: keras.Model = load_saved_model(self.run_dir / MODEL_FILE)
         self.head = Head(card["head"], int(self.model.output.shape[-1]))
+        classes = len(self.class_names or ())
+        if classes != (self.head.num_classes or 0):
+            raise DataError(
+                f"{self.run_dir / DATA_FILE} does not fit {MODEL_FILE}: {classes} class names "
+                f"for a {self.head.kind} head of {self.head.units} outputs (edited?). "
+                "Restore the file, or train the run again"
+            )
 
     # --- inputs ------------------------------------------------------------
 
@@ -425,6 +480,8 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     """Loads a completed run for prediction: `load_run("logs/<run>").predict("new.csv")`.
 
     Raises:
-      DataError: the folder lacks model.keras, data.json or config.yaml.
+      DataError: the folder lacks model.keras, data.json or config.yaml, or one
+        of them is damaged, edited or from another version (data.json not fitting
+        the model).
     """
     return LoadedRun(run_dir)

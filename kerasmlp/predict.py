@@ -24,7 +24,7 @@ import click
 
 from kerasmlp import __version__
 from kerasmlp.config import ConfigError
-from kerasmlp.console import start_tensorflow
+from kerasmlp.console import plug_closed_streams, start_tensorflow
 
 USAGE_ERROR = 2
 
@@ -55,6 +55,7 @@ USAGE_ERROR = 2
 def main(run_dir, input_path, split, output, verbose):
     """Predict with the run RUN_DIR on INPUT, a CSV or .npz shaped like its training data,
     or on the run's own test split with --split test."""
+    plug_closed_streams()
     if (input_path is None) == (split is None):
         _fail("give INPUT or --split test (one of them)")
     if output is not None and os.path.lexists(output):

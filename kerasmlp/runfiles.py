@@ -306,6 +306,44 @@ def check_resumable(run_dir: str | os.PathLike) -> dict[str, Any]:
     return status
 
 
+@contextlib.contextmanager
+def resuming(run_dir: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """`check_resumable`'s status, with the run folder held by this process for the block.
+
+    `check_resumable` sees a run as taken once its process has written `running`, which a
+    resumed run does only after TensorFlow, the data and the checkpoint are loaded:
+    seconds in which a second `--resume` of the same run found it free, and both then
+    trained and wrote into the one folder. The block holds an exclusive `flock` on the
+    folder itself (nothing is written for it; the system drops it when the process
+    ends), and a second process is refused. Without `fcntl` (not POSIX) or where the file
+    system takes no lock, the block runs without one.
+
+    Raises:
+      ResumeError: another process holds the run, or `check_resumable`'s refusals.
+    """
+    status = check_resumable(run_dir)
+    try:
+        import fcntl
+
+        held = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except (ImportError, OSError):
+        yield status
+        return
+    try:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ResumeError(
+                f"--resume {run_dir}: another process is resuming this run now; wait for it "
+                "to end, or stop it first (Ctrl-C or kill -TERM saves a checkpoint)"
+            ) from None
+        except OSError:
+            pass  # a file system without locks (some network ones): go on as before
+        yield check_resumable(run_dir)  # again: it may have been continued meanwhile
+    finally:
+        os.close(held)
+
+
 def _check_checkpoint_found(run_dir: pathlib.Path, step: Any) -> None:
     """Refuses a run whose status records a checkpoint that its `checkpoints/` no longer has.
 

@@ -140,11 +140,21 @@ def plan_sweep(
     """
     overrides = list(overrides)
     runs = []
+    seen: dict[str, int] = {}  # a point's resolved config -> its index
     for index, point in enumerate(grid_points(grid)):
         try:
             config = load_config(config_path, [*overrides, *point_overrides(point)])
         except ConfigError as e:
             raise ConfigError(f"sweep point {index} ({_describe(point)}): {e}") from None
+        # The same config is the same run (same seed, same weights): `seed: [1, 1]` or
+        # `[0.01, 1e-2]` would train it twice and rank the copies as two points.
+        first = seen.setdefault(config.to_yaml(), index)
+        if first != index:
+            raise ConfigError(
+                f"sweep points {first} ({_describe(runs[first].point)}) and {index} "
+                f"({_describe(point)}) give the same config: the same run twice. "
+                "List each value once"
+            )
         runs.append(SweepRun(point=point, name=run_name(index, point), config=config))
     check_distribute([run.config for run in runs])
     return runs

@@ -205,15 +205,21 @@ def datasets_from_tables(
             raise DataError(
                 f"data.test_fraction={test_fraction} leaves an empty "
                 f"{'test' if num_test < 1 else 'training'} split: {pool.source} has "
-                f"{pool.num_rows} rows. Use a larger fraction or give data.test_path"
+                f"{pool.num_rows} rows. Use a {'larger' if num_test < 1 else 'smaller'} "
+                "fraction or give data.test_path"
             )
         test, pool = pool.take(np.arange(num_test)), pool.take(np.arange(num_test, pool.num_rows))
     num_validation = int(round(pool.num_rows * validation_fraction))
     if pool.num_rows - num_validation < 1 or (validation_fraction > 0 and num_validation == 0):
+        advice = (
+            "a smaller fraction"
+            if num_validation
+            else "0 to disable validation, or a larger fraction"
+        )
         raise DataError(
             f"train.validation_fraction={validation_fraction!r} leaves an empty "
             f"{'training' if num_validation else 'validation'} split: {pool.num_rows} rows "
-            "remain after the test split. Use 0 to disable validation, or a larger fraction"
+            f"remain after the test split. Use {advice}"
         )
     validation = pool.take(np.arange(num_validation))
     train = pool.take(np.arange(num_validation, pool.num_rows))

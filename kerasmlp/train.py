@@ -38,7 +38,13 @@ from kerasmlp.batches import GlobalBatchIterator, HeldOutSplit, InMemoryBatches,
 from kerasmlp.checkpoints import RunCheckpoints
 from kerasmlp.class_weights import resolve_class_weight
 from kerasmlp.components import make_loss, make_metrics, make_optimizer
-from kerasmlp.config import Config, check_data_task
+from kerasmlp.config import (
+    Config,
+    check_data_task,
+    check_learning_rate_lasts,
+    config_from_dict,
+    with_absolute_paths,
+)
 from kerasmlp.controller import (
     DIVERGED,
     INTERRUPTED,
@@ -57,11 +63,11 @@ from kerasmlp.runfiles import (
     RunDirectoryExistsError,
     RunFilesError,
     RunStatus,
-    check_resumable,
     check_run_dir,
     describe_os_error,
     prepare_run_dir,
     replace_atomically,
+    resuming,
     write_json_atomic,
     write_text_atomic,
 )
@@ -722,8 +728,10 @@ def train_and_evaluate(
       and `precision` (the name `train.precision` resolved to, e.g. 'float32').
 
     Raises:
+      TypeError: `config` is not a `Config`.
       ConfigError: the config does not fit the dataset (e.g. binary
-        cross-entropy on 10 classes).
+        cross-entropy on 10 classes), or holds a value `load_config` refuses
+        (a `Config` changed with `dataclasses.replace` is checked here).
       DataError: the dataset cannot be found or prepared.
       RunDirectoryExistsError: `run_dir` already holds files (not with `resume`).
       ResumeError: `resume` on a folder that cannot be continued.
@@ -735,6 +743,14 @@ def train_and_evaluate(
     training metrics live in its scope, `train.batch_size` is the global batch,
     and only the chief writes `run_dir` (see `kerasmlp.distribute`).
     """
+    if not isinstance(config, Config):
+        raise TypeError(
+            "config must be a kerasmlp.Config (kerasmlp.load_config makes one). "
+            f"Received: {type(config).__name__}"
+        )
+    # A Config made with dataclasses.replace skipped load_config's checks: a negative rate
+    # trained uphill and wrote a config.yaml that load_run then refused.
+    config = config_from_dict(config.to_dict())
     reporter = reporter or LineReporter()
     # Not `or`: a StopRequest not yet set is falsy, and the caller's must be the one read.
     stop_request = stop_request if stop_request is not None else StopRequest()
@@ -753,12 +769,23 @@ def train_and_evaluate(
             return _train_as_worker(
                 config, run_dir, role, strategy, reporter, stop_request, resume, hparams_first
             )
-        previous = check_resumable(run_dir) if resume else None
         if not resume:
             check_run_dir(run_dir)
-        return _train(
-            config, run_dir, role, strategy, reporter, stop_request, resume, previous, hparams_first
-        )
+            return _train(
+                config, run_dir, role, strategy, reporter, stop_request, False, None, hparams_first
+            )
+        with resuming(run_dir) as previous:  # held until the run ends: one --resume at a time
+            return _train(
+                config,
+                run_dir,
+                role,
+                strategy,
+                reporter,
+                stop_request,
+                True,
+                previous,
+                hparams_first,
+            )
     except (tf.errors.UnavailableError, RunFilesError) as e:
         lost = peer_loss(e)
         if role.workers == 1 or lost is None:
@@ -803,13 +830,18 @@ def _train(
     if data.tabular is not None:
         _message_of(reporter)(data.tabular.describe())
         check_data_task(config, data.info.task, data.tabular.labels.why)
+    check_learning_rate_lasts(
+        config, config.train.epochs * math.ceil(data.info.num_train / config.train.batch_size)
+    )
     chosen = precision.resolve_precision(config.train.precision)
     if chosen.dtype_policy is not None:  # float32 is silent, as one device is
         _message_of(reporter)(chosen.describe())
     # The run's config.yaml, HParams and a resume hold what was chosen, not `auto`:
     # the same run on other hardware, or resumed there, trains in the same precision.
+    # Its data paths are absolute: read again from another folder, they name the same files
+    # (the data was read with them as given, which the messages above name).
     config = dataclasses.replace(
-        config, train=dataclasses.replace(config.train, precision=chosen.name)
+        with_absolute_paths(config), train=dataclasses.replace(config.train, precision=chosen.name)
     )
     head = Head.for_task(
         data.info.task, num_classes=data.info.num_classes, loss_name=config.loss.name

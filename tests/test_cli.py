@@ -154,6 +154,13 @@ MISTAKES = [
     (["--config", "missing.yaml"], "Config file not found: missing.yaml"),
     (["--run-name", "../escape"], "--run-name must be a plain folder name"),
     (["--run-name", "a/b"], "--run-name must be a plain folder name"),
+    # A name read from a CRLF file: the folder 'exp1\r' lists as exp1, which --resume misses.
+    (["--run-name", "exp1\r"], "--run-name must be a plain folder name"),
+    (["--run-name", "a\nb"], "Received: --run-name='a\\nb'"),
+    (["--run-name", " "], "control characters or spaces at either end). Received: --run-name=' '"),
+    # As argv brings a Latin-1 byte (os.fsdecode(b"r\xff")): TensorFlow took the folder's
+    # name as UTF-8 and failed with a traceback, after the run folder was made.
+    (["--run-name", "r\udcff"], r"must be UTF-8 text: TensorFlow takes UTF-8 paths only."),
     (["--epochs", "0"], "train.epochs must be >= 1. Received: train.epochs=0"),
 ]
 
@@ -219,6 +226,36 @@ def test_resume_of_a_folder_that_is_not_a_run_writes_nothing(tmp_path):
     )
     assert sorted(project.rglob("*")) == before
     assert (project / "config.yaml").read_text() == config
+
+
+def test_a_second_resume_of_a_run_being_resumed_is_refused_and_writes_nothing(tmp_path):
+    # Two `--resume` of one interrupted run started together: each saw it interrupted
+    # (the first writes `running` only once its data and checkpoint are loaded), and both
+    # trained into the one folder. The first holds the folder (`flock`) from its check on:
+    # here the test holds it, as the first process would.
+    import fcntl
+
+    from kerasmlp.config import load_config
+    from kerasmlp.runfiles import RunStatus
+
+    run = tmp_path / "logs" / "r"
+    run.mkdir(parents=True)
+    config = load_config(None, ["train.epochs=1", "model.hidden_units=[4]"])
+    (run / "config.yaml").write_text(config.to_yaml())
+    RunStatus(run).update("interrupted")  # before its first checkpoint
+    before = _tree(run)
+    held = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = invoke("--resume", str(run))
+    finally:
+        os.close(held)
+    assert result.exit_code == 2, result.output[-2000:]
+    assert result.stderr == (
+        f"kerasmlp-train: error: --resume {run}: another process is resuming this run now; "
+        "wait for it to end, or stop it first (Ctrl-C or kill -TERM saves a checkpoint)\n"
+    )
+    assert _tree(run) == before
 
 
 def test_offline_without_data_fails_fast_naming_the_keys(tmp_path, monkeypatch):
@@ -639,11 +676,25 @@ def _truncated_manual_file(tmp):
     ]  # fmt: skip
 
 
-# Bad data settings, refused once TensorFlow is up (they need TFDS to check), still in
-# one line, with exit 2 and no run folder.
+def _rate_decaying_to_zero(tmp):
+    return [
+        "--set", "optimizer.learning_rate={decay_steps: 1, decay_rate: 1e-10}",
+        "--set", f"data.data_dir={tmp / 'tfds'}",
+    ]  # fmt: skip
+
+
+# Bad data settings, and settings that need the data's size, refused once TensorFlow is
+# up (they need TFDS to check), still in one line, with exit 2 and no run folder.
 DATA_EDGES = [
     ("data-dir-is-a-file", _data_dir_that_is_a_file, "tfds"),
     ("truncated-manual-file", _truncated_manual_file, "train-labels-idx1-ubyte.gz"),
+    # By hand: 0.01 x 1e-10 ** s < 1.18e-38 from s = 3.59, so step 4; spirals'
+    # 3600 training points / 64 = 57 steps x 40 epochs = 2,280.
+    (
+        "rate-decays-to-0",
+        _rate_decaying_to_zero,
+        "decays to 0 in float32 at step 4 of the run's 2,280",
+    ),
 ]
 
 

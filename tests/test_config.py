@@ -183,6 +183,13 @@ BAD = [
     ("model=3", "model must be a mapping of keys. Received: model=3"),
     ("seed=-1", "seed must be >= 0. Received: seed=-1"),
     ("model.weight_decay=.nan", "model.weight_decay must be a finite number"),
+    # Numbers go into float32 tensors: beyond its range they would be inf (a traceback),
+    # below its smallest normal number a rate of 0 (a run that trains nothing).
+    ("optimizer.learning_rate.initial_learning_rate=1e300", "must be 0 or within float32's"),
+    ("optimizer.learning_rate.initial_learning_rate=1e-320", "Received: optimizer.learning_"),
+    ("model.weight_decay=1e39", "model.weight_decay must be 0 or within float32's range, 1.2e-38"),
+    ("train.class_weight={a: 1e39}", "train.class_weight.a must be 0 or within float32's"),
+    ("model.weight_decay=3.4e38", None),
     ("data.name=''", "data.name must be a non-empty string"),
     ("train", "--set expects dotted.key=value"),
     ("model.activation.x=1", "model.activation must be a non-empty string. Received:"),
@@ -421,3 +428,67 @@ def test_empty_file_means_defaults(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text("# nothing\n")
     assert load_config(path) == Config()
+
+
+def test_a_saved_config_names_its_file_in_a_refusal(tmp_path):
+    # A run's config.yaml edited by hand (or by another version): load_run, kerasmlp-predict,
+    # kerasmlp-export and --resume read it with no -c given, so the message names the file.
+    path = tmp_path / "config.yaml"
+    path.write_text(Config().to_yaml() + "foo: 1\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: Unknown key 'foo'\. Allowed"):
+        config_module.load_saved_config(path)
+    # The YAML's own errors name the file already, once.
+    path.write_text("seed: 1\nseed: 2\n")
+    with pytest.raises(ConfigError, match=rf"^{path} line 2: not valid YAML: duplicate key"):
+        config_module.load_saved_config(path)
+    # --resume's --epochs is the user's, not the file's.
+    path.write_text(Config().to_yaml())
+    with pytest.raises(ConfigError, match=r"^train\.epochs must be >= 1\."):
+        config_module.load_saved_config(path, ["train.epochs=0"])
+    assert config_module.load_saved_config(path, ["train.epochs=3"]).train.epochs == 3
+
+
+def test_the_float32_limits_are_numpys():
+    # Written out so that config.py needs no numpy; the reference is numpy.finfo.
+    np = pytest.importorskip("numpy")
+    assert config_module.FLOAT32_MAX == float(np.finfo("float32").max)
+    assert config_module.FLOAT32_TINY == float(np.finfo("float32").tiny)
+
+
+@pytest.mark.parametrize(
+    "staircase, first",
+    # By hand: 0.01 x 0.5 ** (s / 10) < 1.1754944e-38 (float32's smallest normal) once
+    # s / 10 > log2(0.01 / 1.1754944e-38) = 119.356, so from step 1194; floored, from
+    # s / 10 = 120. Keras's ExponentialDecay (float32) gives 1.22e-38 at step 1193 and 0.0
+    # at 1194, and 1.50e-38 at 1199 and 0.0 at 1200.
+    [(False, 1194), (True, 1200)],
+    ids=["smooth", "staircase"],
+)
+def test_a_rate_that_decays_to_0_in_float32_before_the_end_is_refused(staircase, first):
+    config = load_config(
+        None,
+        [f"optimizer.learning_rate={{decay_steps: 10, staircase: {str(staircase).lower()}}}"],
+    )
+    config_module.check_learning_rate_lasts(config, first)  # the last step, first - 1, is fine
+    with pytest.raises(ConfigError, match=rf"decays to 0 in float32 at step {first:,} of the"):
+        config_module.check_learning_rate_lasts(config, first + 1)
+    # decay_rate 1 keeps the rate.
+    constant = load_config(None, ["optimizer.learning_rate.decay_rate=1"])
+    config_module.check_learning_rate_lasts(constant, 10**9)
+
+
+def test_with_absolute_paths_resolves_from_the_working_directory(tmp_path, monkeypatch):
+    # By hand: the working directory joined to each relative path; `~` expanded where the
+    # data layer expands it (data_dir, manual_dir), an absolute path and null kept.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", "/home/u")
+    config = load_config(
+        None,
+        ["data.name=csv", "data.path=d/train.csv", "data.label=y", "data.data_dir=~/tfds"],
+    )
+    data = config_module.with_absolute_paths(config).data
+    assert (data.path, data.test_path) == (str(tmp_path / "d" / "train.csv"), None)
+    assert (data.data_dir, data.manual_dir) == ("/home/u/tfds", None)
+    assert config_module.with_absolute_paths(config_module.with_absolute_paths(config)) == (
+        config_module.with_absolute_paths(config)
+    )

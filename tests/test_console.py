@@ -110,3 +110,31 @@ def test_kerasmlp_train_keeps_its_own_retracing_warnings_off_stderr(monkeypatch)
     assert not added  # --verbose shows TensorFlow's log as it is
     console.start_tensorflow(verbose=False)
     assert added
+
+
+def test_a_closed_stdout_is_plugged_with_devnull():
+    # `kerasmlp-train >&-`: Python starts with sys.stdout None, and the commands ended in
+    # an AttributeError's traceback at their first line. A child without TensorFlow
+    # (a closed descriptor 1 cannot be made in the test's own process).
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from kerasmlp import console\n"
+        "assert sys.stdout is None\n"
+        "console.plug_closed_streams()\n"
+        "print('dropped')\n"
+        "sys.stdout.flush()\n"
+        "with open(os.devnull) as f:\n"  # descriptor 1 is taken: a file cannot land there
+        "    os.write(2, f'{os.readlink(\"/proc/self/fd/1\")} {f.fileno() != 1}'.encode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=lambda: os.close(1),
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "/dev/null True"

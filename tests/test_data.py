@@ -298,13 +298,17 @@ def test_validation_fraction_out_of_range(fraction):
 
 
 @pytest.mark.parametrize(
-    "fraction, empty",
+    "fraction, empty, advice",
     # 4000 examples: 0.0001 holds out round(0.4) = 0, 0.99999 holds out round(3999.96) = 4000.
-    [(0.0001, "validation"), (0.99999, "training")],
+    [
+        (0.0001, "validation", "Use 0 to disable validation, or a fraction of at least 0.00025."),
+        (0.99999, "training", "Use a smaller fraction."),
+    ],
 )
-def test_validation_fraction_leaving_an_empty_split(data_dir, fraction, empty):
-    with pytest.raises(data.DataError, match=f"leaves an empty {empty} split"):
+def test_validation_fraction_leaving_an_empty_split(data_dir, fraction, empty, advice):
+    with pytest.raises(data.DataError, match=f"leaves an empty {empty} split") as error:
         _load("spirals", data_dir, validation_fraction=fraction)
+    assert str(error.value).endswith(advice)
 
 
 def test_a_test_fraction_is_refused_where_the_dataset_has_a_test_split(data_dir):

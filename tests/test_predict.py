@@ -544,3 +544,54 @@ def test_a_damaged_model_file_is_named_as_damaged(csv_run, tmp_path):
     assert result.exit_code == 2
     (line,) = result.output.strip().splitlines()
     assert f"{model} is damaged: not a whole .keras archive" in line
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (lambda card: [], "it holds list, not an object"),
+        (lambda card: {k: v for k, v in card.items() if k != "task"}, "'task' is null"),
+        (lambda card: {**card, "input_dim": "3"}, "'input_dim' is \"3\""),
+        (lambda card: {**card, "head": "linear"}, "head 'linear' for task 'classification'"),
+        (lambda card: {**card, "table": {**card["table"], "columns": [{"n": "x"}]}}, "columns"),
+        (lambda card: {**card, "class_names": ["high"]}, "1 class names for a softmax head"),
+    ],
+    ids=["a-list", "no-task", "input_dim-text", "head-of-regression", "columns", "one-class"],
+)
+def test_an_edited_data_card_is_refused_in_one_line(csv_run, tmp_path, edit, problem):
+    # data.json edited by hand or written by another version: load_run (and so
+    # kerasmlp-predict and kerasmlp-export) names the file, not a KeyError's traceback.
+    _, run_dir, _ = csv_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    card = json.loads((copy / "data.json").read_text())
+    (copy / "data.json").write_text(json.dumps(edit(card)))
+    with pytest.raises(DataError, match=re.escape(problem)):
+        load_run(copy)
+    result = CliRunner().invoke(predict.main, [str(copy), "--split", "test"])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"kerasmlp-predict: error: {copy / 'data.json'}"), line
+
+
+def test_a_relative_data_path_means_the_same_file_from_another_folder(tmp_path, monkeypatch):
+    # config.yaml held `data.path: train.csv`: `--split test` (and --resume, load_run) in
+    # another folder read that folder's train.csv, other rows, and reported its accuracy
+    # as the run's. The run's config.yaml now holds the path made absolute.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _classification_csv(tmp_path / "a" / "train.csv", seed=0)
+    _classification_csv(tmp_path / "b" / "train.csv", rows=60, seed=1)
+    monkeypatch.chdir(tmp_path / "a")
+    result = _train(
+        tmp_path, "data.name=csv", "data.path=train.csv", "data.label=kind", "train.epochs=1"
+    )
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "logs" / "run"
+    assert load_run(run_dir).config.data.path == str(tmp_path / "a" / "train.csv")
+    monkeypatch.chdir(tmp_path / "b")
+    result = CliRunner().invoke(predict.main, [str(run_dir), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
+    # 120 rows, 20% held out: the run's own 24 test rows (b's 60 would give 12).
+    assert f"metrics    | examples 24 | accuracy {saved:.4f}" in result.stderr

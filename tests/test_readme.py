@@ -129,13 +129,20 @@ def test_the_own_data_example_runs(tmp_path, monkeypatch):
     args = ["-c", "fruit.yaml", "--set", "data.label=Fruit", "--run-name", "typo"]
     result = invoke_train(args)
     assert (result.exit_code, result.output) == (2, shown + "\n")
-    # data.path is relative to the current directory, as config.yaml keeps it.
+    # data.path is relative to the current directory; config.yaml keeps it made absolute,
+    # so --split test finds the same fruit.csv from elsewhere, and a moved one is named.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     result = CliRunner().invoke(predict.main, [str(tmp_path / "logs" / "fruit"), "--split", "test"])
+    assert result.exit_code == 0 and "metrics    | examples 60 |" in result.stderr, result.output
+    (tmp_path / "fruit.csv").rename(tmp_path / "moved.csv")
+    result = CliRunner().invoke(predict.main, [str(tmp_path / "logs" / "fruit"), "--split", "test"])
     assert result.exit_code == 2
-    assert result.output == "kerasmlp-predict: error: File not found: fruit.csv (data.path)\n"
+    assert result.output == (
+        f"kerasmlp-predict: error: File not found: {tmp_path / 'fruit.csv'} (data.path)\n"
+    )
+    (tmp_path / "moved.csv").rename(tmp_path / "fruit.csv")
     monkeypatch.chdir(tmp_path)
     # The confusion matrix (drawn with the class names) is among the run's images.
     from tests import events

@@ -195,3 +195,28 @@ def test_a_process_id_given_again_to_another_process_does_not_block_resume(tmp_p
     finally:
         other.kill()
         other.wait(timeout=10)
+
+
+def test_resuming_holds_the_run_folder_against_a_second_process(tmp_path):
+    # flock locks belong to an open file description: a second open in this process
+    # stands for a second process.
+    import fcntl
+
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    runfiles.RunStatus(tmp_path).update("interrupted")
+    with runfiles.resuming(tmp_path) as status:
+        assert status["state"] == "interrupted"
+        with pytest.raises(runfiles.ResumeError, match="another process is resuming this run"):
+            with runfiles.resuming(tmp_path):
+                pass
+        other = os.open(tmp_path, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    with runfiles.resuming(tmp_path):  # released at the block's end
+        pass
+    with pytest.raises(runfiles.ResumeError, match="no such run folder"):
+        with runfiles.resuming(tmp_path / "missing"):
+            pass

@@ -144,6 +144,21 @@ def test_plan_sweep_checks_every_point_before_any_run():
         sweep.plan_sweep({"model.activation": ["relu", "rleu"]})
 
 
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"seed": [1, 1]}, r"sweep points 0 \(seed=1\) and 1 \(seed=1\) give the same config"),
+        # 1e-2 is 0.01; the base config's seed is 0 already.
+        ({"optimizer.learning_rate.initial_learning_rate": [0.01, 1e-2]}, "points 0 .* and 1"),
+        ({"seed": [0, 1], "train.epochs": [2, 2]}, r"points 0 \(seed=0, train.epochs=2\)"),
+    ],
+    ids=["a-value-twice", "one-number-written-twice", "a-key-of-one-value-twice"],
+)
+def test_two_points_of_one_config_are_refused(grid, message):
+    with pytest.raises(ConfigError, match=message):
+        sweep.plan_sweep(grid)
+
+
 def test_a_multi_worker_sweep_keeps_one_distribute_setting():
     # Each worker process runs every point under the one strategy it makes.
     sweep.plan_sweep({"seed": [1, 2]}, None, ["distribute.strategy=multi_worker"])

@@ -134,6 +134,14 @@ def test_a_split_left_empty_is_refused(tmp_path):
     path.write_text("x,y\n1,a\n2,b\n")
     with pytest.raises(DataError, match="data.test_fraction=0.2 leaves an empty test split"):
         load_datasets("csv", path=path, label="y", batch_size=2)
+    # Too large a fraction empties the training split: the advice is a smaller one.
+    # By hand: 2 rows x 0.9 rounds to 2 test rows; 5 rows leave 4 after 1 test row, and
+    # 4 x 0.9 rounds to 4 validation rows.
+    with pytest.raises(DataError, match=r"empty training split: .* Use a smaller fraction or"):
+        load_datasets("csv", path=path, label="y", batch_size=2, test_fraction=0.9)
+    path.write_text("x,y\n1,a\n2,b\n3,a\n4,b\n5,a\n")
+    with pytest.raises(DataError, match=r"empty training split: 4 rows .* Use a smaller fraction$"):
+        load_datasets("csv", path=path, label="y", batch_size=2, validation_fraction=0.9)
 
 
 def test_a_header_that_cannot_name_an_input_still_round_trips(tmp_path):

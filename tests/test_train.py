@@ -244,3 +244,22 @@ def test_resume_with_fewer_epochs_than_trained_is_refused(step, epochs, refused)
         f"--resume run --epochs 3: the run has already trained past epoch 3 ({step} steps of "
         f"57 an epoch, {refused}"
     )
+
+
+def test_train_and_evaluate_checks_a_config_made_without_load_config(tmp_path):
+    # dataclasses.replace skips load_config's checks: a negative rate trained uphill and
+    # wrote a config.yaml that load_run then refused; a dict failed on an attribute.
+    import dataclasses
+
+    from kerasmlp.train import train_and_evaluate
+
+    config = load_config(None, ["train.epochs=1"])
+    rate = dataclasses.replace(config.optimizer.learning_rate, initial_learning_rate=-0.01)
+    bad = dataclasses.replace(
+        config, optimizer=dataclasses.replace(config.optimizer, learning_rate=rate)
+    )
+    with pytest.raises(ConfigError, match=r"initial_learning_rate must be > 0\.0\. Received"):
+        train_and_evaluate(bad, tmp_path / "run")
+    with pytest.raises(TypeError, match=r"config must be a kerasmlp.Config .* Received: dict"):
+        train_and_evaluate(config.to_dict(), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

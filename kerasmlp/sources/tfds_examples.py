@@ -117,11 +117,15 @@ def examples_datasets(builder, x_key: str, y_key: str, task: str, request: DataR
     num_validation = int(round(num_total * validation_fraction))
     num_train = num_total - num_validation
     if num_train <= 0 or (validation_fraction > 0 and num_validation == 0):
+        advice = (
+            "a smaller fraction"
+            if num_train <= 0
+            else f"0 to disable validation, or a fraction of at least {1 / num_total:.2g}"
+        )
         raise DataError(
             f"train.validation_fraction={validation_fraction!r} leaves an empty "
             f"{'training' if num_train <= 0 else 'validation'} split: {name!r} has "
-            f"{num_total} training examples. Use 0 to disable validation, or a fraction "
-            f"of at least {1 / num_total:.2g}."
+            f"{num_total} training examples. Use {advice}."
         )
 
     features = builder.info.features
