@@ -45,7 +45,7 @@ USAGE_ERROR = 2
     "-o",
     type=click.Path(dir_okay=False),
     default=None,
-    help="CSV file to write (a new file: one that exists is refused). Default: stdout.",
+    help="CSV file to write (a new file: one that exists is refused). Default, or -: stdout.",
 )
 @click.option(
     "--verbose",
@@ -56,6 +56,8 @@ def main(run_dir, input_path, split, output, verbose):
     """Predict with the run RUN_DIR on INPUT, a CSV or .npz shaped like its training data,
     or on the run's own test split with --split test."""
     plug_closed_streams()
+    if output == "-":  # as click's File type and most command-line tools read it
+        output = None
     if (input_path is None) == (split is None):
         _fail("give INPUT or --split test (one of them)")
     if output is not None and os.path.lexists(output):

@@ -262,6 +262,18 @@ def test_predict_refuses_an_output_file_that_exists(csv_run, tmp_path):
     assert new.read_bytes() == before
 
 
+def test_predict_output_dash_is_stdout(csv_run, tmp_path, monkeypatch):
+    # `-o -` made a file named "-" in the working directory.
+    _, run_dir, _ = csv_run
+    new = _classification_csv(tmp_path / "new.csv", rows=15, seed=1)
+    monkeypatch.chdir(tmp_path)
+    dash = CliRunner().invoke(predict.main, [str(run_dir), str(new), "-o", "-"])
+    plain = CliRunner().invoke(predict.main, [str(run_dir), str(new)])
+    assert dash.exit_code == 0, dash.output
+    assert dash.stdout == plain.stdout and dash.stdout.count("\n") == 16  # header + 15 rows
+    assert not (tmp_path / "-").exists()
+
+
 def test_predict_refuses_a_file_with_other_columns(csv_run, tmp_path):
     _, run_dir, _ = csv_run
     other = tmp_path / "other.csv"
