@@ -14,7 +14,9 @@ Conventions shared by the classification metrics:
   `(batch, num_classes)`. Probabilities and logits give the same argmax, so both
   are accepted wherever only the predicted class matters. The accuracies also
   take a sequence model's `(batch, steps, num_classes)` scores with
-  `(batch, steps)` labels, as Keras's do.
+  `(batch, steps)` labels, as Keras's do; the confusion-matrix metrics and
+  `ExpectedCalibrationError` refuse any other shape than one row per example
+  (`(batch, num_classes)`) with a ValueError.
 - `sample_weight` is `None`, a scalar (the weight of every example), or one
   weight per example (`(batch,)` or `(batch, 1)`); every count is a sum of
   weights. `BinaryAccuracy`, whose values are one per entry of `(batch, d)`
@@ -104,6 +106,19 @@ def _check_name(name) -> str:
     if not isinstance(name, str) or not name:
         raise ValueError(f"Argument `name` must be a non-empty string. Received: name={name!r}")
     return name
+
+
+def _check_score_rows(metric, y_pred, num_classes: int | None = None) -> None:
+    """Refuses scores that are not one row per example, at trace time (a TensorFlow shape error
+    from deep inside the update otherwise): sequence outputs, 1-D scores, another class count."""
+    shape = ops.convert_to_tensor(y_pred).shape
+    classes = shape[-1] if len(shape) else None
+    if len(shape) != 2 or (num_classes is not None and classes not in (None, num_classes)):
+        expected = f"(batch, {num_classes})" if num_classes is not None else "(batch, num_classes)"
+        raise ValueError(
+            f"{type(metric).__name__} takes one row of scores per example, {expected}. "
+            f"Received: y_pred of shape {tuple(shape)}"
+        )
 
 
 def _check_average(average):
@@ -867,6 +882,7 @@ class ConfusionMatrix(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        _check_score_rows(self, y_pred, self.num_classes)
         sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
         update = confusion_matrix_update(y_true, y_pred, self.num_classes, sample_weight)
         self.confusion.assign_add(ops.cast(update, self.dtype))
@@ -1082,6 +1098,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        _check_score_rows(self, y_pred)
         sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
         sums = calibration_bins_update(
             y_true, y_pred, self.num_bins, sample_weight, from_logits=self.from_logits

@@ -1142,6 +1142,40 @@ def test_positional_arguments_are_those_of_the_keras_metric_of_the_same_name(nam
     assert getattr(metrics, name)().name == getattr(keras.metrics, name)().name
 
 
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: metrics.ConfusionMatrix(3), (2, 5, 3)),  # a sequence model's scores
+        (lambda: metrics.F1Score(3), (4,)),  # one probability per example
+        (lambda: metrics.Precision(3), (4, 2)),  # another class count
+        (lambda: metrics.ExpectedCalibrationError(), (2, 5, 3)),
+    ],
+    ids=["confusion_sequence", "f1_one_column", "precision_two_classes", "ece_sequence"],
+)
+def test_scores_not_one_row_per_example_are_refused_in_one_line(make, shape):
+    # They failed inside the update with TensorFlow's "Matrix size-incompatible" (or, for
+    # two columns of three classes, counted the third class as never predicted).
+    metric = make()
+    expected = "(batch, 3)" if hasattr(metric, "num_classes") else "(batch, num_classes)"
+    with pytest.raises(ValueError) as error:
+        metric.update_state(np.zeros(shape[:1], "int32"), np.full(shape, 0.3, "float32"))
+    assert str(error.value) == (
+        f"{type(metric).__name__} takes one row of scores per example, {expected}. "
+        f"Received: y_pred of shape {shape}"
+    )
+
+
+def test_scores_of_unknown_batch_size_pass_the_row_check_in_tf_function():
+    metric = metrics.F1Score(3)
+    update = tf.function(
+        metric.update_state,
+        input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, 3])],
+    )
+    update(tf.constant([0, 2]), tf.constant([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]]))
+    # scikit-learn: f1_score([0, 2], [0, 2], average="macro") is 1.0 (class 1 occurs in neither).
+    assert float(metric.result()) == 1.0
+
+
 def test_config_holds_every_argument():
     # By hand: the arguments given to the constructor.
     assert metrics.F1Score(4, average=None, name="f1", dtype="float64").get_config() == {
