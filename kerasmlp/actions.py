@@ -342,6 +342,7 @@ class EarlyStopping(Action):
         self.best_epoch = 0  # 0-based, as Keras counts
         self.stopped_epoch = 0
         self.has_best_weights = False
+        self.restored = False  # the best epoch's weights were put back at the end
 
     def on_train_begin(self, loop):
         # A run resumed from the checkpoint of the epoch it stopped at stops again at
@@ -380,6 +381,7 @@ class EarlyStopping(Action):
             return
         if self.best_weights is not None and self.has_best_weights:
             self.best_weights.load()
+            self.restored = True
             self.log(f"restored the weights of epoch {self.best_epoch + 1} (best {self.monitor})")
 
     def get_state(self):

@@ -142,7 +142,12 @@ class Every:
         self._last_time = clock()
 
     def epoch_due(self, loop: Controller) -> bool:
-        last = self.at_last_epoch and loop.epoch == loop.epochs
+        """Whether an epoch end is due: every `epochs`, and at the last one trained.
+
+        The last is the run's last epoch, or the one an earlier action of this
+        epoch end (early stopping) decided to stop at.
+        """
+        last = self.at_last_epoch and (loop.epoch == loop.epochs or loop.stop_training)
         return bool(self.epochs) and (loop.epoch % self.epochs == 0 or last)
 
     def time_due(self) -> bool:

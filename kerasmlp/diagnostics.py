@@ -32,6 +32,8 @@ SATURATING = ("sigmoid", "tanh")
 # A unit is saturated on an example when the derivative of its activation is
 # below this share of the derivative's maximum (1/4 for sigmoid, 1 for tanh).
 SATURATION_THRESHOLD = 0.01
+# Keras serializes an activation by its function's name: swish is its silu.
+_CONFIG_NAMES = {"silu": "swish"}
 # Examples per model call when predicting over a split held in memory.
 PREDICT_BATCH = 4096
 
@@ -201,8 +203,12 @@ class ModelProbe:
         self.dense_layers = [
             layer for layer in model.layers if isinstance(layer, keras.layers.Dense)
         ]
+        # As the config names them, which `unit_health` reads.
         self._activations = [
-            keras.activations.serialize(layer.activation) for layer in self.dense_layers
+            _CONFIG_NAMES.get(name, name)
+            for name in (
+                keras.activations.serialize(layer.activation) for layer in self.dense_layers
+            )
         ]
         # Raw images (uint8, (28, 28, 1)) as the model takes them, or flat float32 features.
         spec = tf.TensorSpec([None, *model.input_shape[1:]], model.input.dtype)

@@ -51,10 +51,107 @@ from tensorboard.util import tensor_util
 from kerasmlp.runfiles import RunFilesError, describe_os_error
 
 SPLITS = ("train", "validation", "test")
-# What `tensorboard.plugins.scalar.summary_v2.scalar_pb` attaches to every value:
-# made once, since the scalars of every round are written in the hot path.
-_SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
 _SCALAR_SHAPE = tensor_shape_pb2.TensorShapeProto()
+
+# What TensorBoard shows under a tag's name (its description), by split and tag:
+# `<layer>/<what>` tags as `*/<what>`, and `*` for the configured metrics.
+_PROBE = (
+    "on a fixed held-out batch (the first validation batch, or the first test batch "
+    "without a validation split), dropout off"
+)
+DESCRIPTIONS = {
+    ("train", "loss"): (
+        "Training loss: the mean per example over the steps since the previous point, "
+        "dropout on, L2 regularization and class weights included (as `model.fit` reports it)."
+    ),
+    ("train", "learning_rate"): (
+        "The schedule's value at this step (the optimizer's iteration count), the rate "
+        "the next step uses: `initial_learning_rate * decay_rate ** (step / decay_steps)`, "
+        "the exponent floored with `staircase`; times `learning_rate_scale` after a rollback."
+    ),
+    ("train", "gradient_norm"): (
+        "Global L2 norm of the gradients of all trainable weights, the mean over the "
+        "training steps since the previous point (dropout on)."
+    ),
+    ("train", "examples_per_second"): (
+        "Training examples per second of the compiled steps since the previous point; "
+        "the first point includes tracing the loop."
+    ),
+    ("train", "epoch"): "Epochs completed at this step.",
+    ("train", "loss_scale"): "mixed_float16: the dynamic loss scale after these steps.",
+    ("train", "skipped_steps"): (
+        "mixed_float16: steps since the previous point skipped because the scaled "
+        "gradients overflowed (the scale is then halved)."
+    ),
+    ("train", "rollbacks"): "Rollbacks to the last checkpoint after a divergence so far.",
+    ("train", "learning_rate_scale"): (
+        "What the schedule's rate is multiplied by after the rollbacks so far."
+    ),
+    ("train", "*"): (
+        "Over the epoch's training steps, dropout on, while the weights changed "
+        "(as `model.fit` reports it); compare with validation at the epoch's end."
+    ),
+    ("train", "*/gradient_norm"): (
+        f"L2 norm of the gradient of the loss with respect to this layer's kernel and bias, "
+        f"{_PROBE}: not the training batches of `gradient_norm`."
+    ),
+    ("train", "*/dead_fraction"): (
+        f"Share of this layer's units whose pre-activation is <= 0 for every example {_PROBE}. "
+        "A relu unit there outputs 0 and passes no gradient; a leaky_relu, elu, gelu or "
+        "swish unit stays in its small-slope negative tail."
+    ),
+    ("train", "*/saturated_fraction"): (
+        f"Share of (example, unit) pairs {_PROBE}, whose activation derivative is below 1% "
+        "of its maximum (|z| > 5.99 for sigmoid, |z| > 2.99 for tanh): they pass back "
+        "almost no gradient."
+    ),
+    ("train", "*/kernel"): "This layer's kernel (weights).",
+    ("train", "*/bias"): "This layer's bias.",
+    ("train", "*/kernel_gradient"): f"Gradient of the loss with respect to the kernel, {_PROBE}.",
+    ("train", "*/bias_gradient"): f"Gradient of the loss with respect to the bias, {_PROBE}.",
+    ("train", "config"): "The resolved config of the run (config.yaml).",
+    ("train", "model_summary"): "The model's layers, output shapes and parameter counts.",
+    ("validation", "*"): (
+        "Over the whole validation split at the end of the epoch, dropout off (the loss "
+        "includes L2 regularization, not class weights)."
+    ),
+    ("test", "*"): (
+        "Over the whole test split, once, with the weights tested and saved (dropout off)."
+    ),
+}
+for _split in ("validation", "test"):
+    DESCRIPTIONS[(_split, "confusion_matrix")] = (
+        "Rows are true classes, columns predicted classes; each cell holds its count and is "
+        "shaded by its share of the row."
+    )
+    DESCRIPTIONS[(_split, "decision_boundary")] = (
+        "The predicted class (regression: value) over the plane, and up to 1000 of the "
+        "split's points in the colour of their true class (value)."
+    )
+    DESCRIPTIONS[(_split, "misclassified")] = (
+        "Up to 32 misclassified examples: T the true class, P the predicted one."
+    )
+
+
+def description(split: str, tag: str) -> str | None:
+    """The description TensorBoard shows for `tag` in `split` (see `DESCRIPTIONS`)."""
+    if "/" in tag:
+        return DESCRIPTIONS.get((split, "*/" + tag.split("/", 1)[1]))
+    return DESCRIPTIONS.get((split, tag), DESCRIPTIONS.get((split, "*")))
+
+
+# What `scalar_pb` attaches to a value, made once: the scalars of every round are
+# written in the hot path. The description goes with a tag's first value only, as
+# TensorFlow's v1 FileWriter sends metadata: TensorBoard keeps the first it reads.
+_SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
+
+
+def _described_scalar_metadata(split: str, tag: str) -> summary_pb2.SummaryMetadata:
+    return scalar_metadata.create_summary_metadata(
+        display_name=None, description=description(split, tag)
+    )
+
+
 # The writer of the run directory itself, for the HParams session records.
 RUN = "run"
 
@@ -127,6 +224,7 @@ class SummaryWriter:
         self._writers_lock = threading.Lock()  # the background thread makes writers too
         self._background: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: list[concurrent.futures.Future] = []
+        self._described: set[tuple[str, str]] = set()  # scalar tags given their description
 
     def writer(self, split: str) -> EventFile:
         """The writer of `split`, or of the run directory itself (`RUN`); made on first use."""
@@ -178,7 +276,7 @@ class SummaryWriter:
                 # The proto `scalar_pb` builds, byte for byte, in a quarter of its time.
                 summary_pb2.Summary.Value(
                     tag=tag,
-                    metadata=_SCALAR_METADATA,
+                    metadata=self._scalar_metadata(split, tag),
                     tensor=tensor_pb2.TensorProto(
                         dtype=types_pb2.DT_FLOAT,
                         tensor_shape=_SCALAR_SHAPE,
@@ -190,15 +288,26 @@ class SummaryWriter:
         )
         self._write_pb(split, step, summary)
 
+    def _scalar_metadata(self, split: str, tag: str) -> summary_pb2.SummaryMetadata:
+        """The metadata of a tag's value: with its description the first time in this file."""
+        if (split, tag) in self._described:
+            return _SCALAR_METADATA
+        self._described.add((split, tag))
+        return _described_scalar_metadata(split, tag)
+
     def text(self, split: str, step: int, tag: str, markdown: str) -> None:
         """Markdown for the Text tab, as `tf.summary.text` records it."""
-        self._write_pb(split, step, text_summary.text_pb(tag, markdown))
+        summary = text_summary.text_pb(tag, markdown, description=description(split, tag))
+        self._write_pb(split, step, summary)
 
     def histograms(self, split: str, step: int, values: Mapping[str, np.ndarray]) -> None:
         """One histogram per tag (30 buckets, TensorBoard's default), in one write."""
         summary = summary_pb2.Summary()
         for tag, data in values.items():
-            summary.value.extend(histogram_summary.histogram_pb(tag, np.asarray(data)).value)
+            pb = histogram_summary.histogram_pb(
+                tag, np.asarray(data), description=description(split, tag)
+            )
+            summary.value.extend(pb.value)
         self._write_pb(split, step, summary)
 
     def layer_reports(self, split: str, step: int, reports) -> None:
@@ -233,7 +342,9 @@ class SummaryWriter:
         summary = summary_pb2.Summary()
         summary.value.add(
             tag=tag,
-            metadata=image_metadata.create_summary_metadata(display_name=None, description=None),
+            metadata=image_metadata.create_summary_metadata(
+                display_name=None, description=description(split, tag)
+            ),
             tensor=tensor,
         )
         self._write_pb(split, step, summary)
@@ -342,6 +453,7 @@ class SummaryWriter:
                 self._background.shutdown(wait=True)
                 self._background = None
         writers, self._writers = list(self._writers.values()), {}
+        self._described = set()  # the next writes open new files
         for writer in writers:
             writer.close()
 

@@ -1028,6 +1028,13 @@ def _run(
         validation_logs = trainer.evaluate(data.validation)
         writer.scalars("validation", step, validation_logs)
         results.update({f"validation_{k}": v for k, v in validation_logs.items()})
+    stopped = _find(action_list, actions.EarlyStopping)
+    if has_validation and stopped is not None and stopped.restored:
+        # The model tested and saved holds the best epoch's weights, not the last
+        # epoch's: so do the validation values returned. TensorBoard's validation
+        # curves (and the HParams columns read from them) end at the last epoch.
+        validation_logs = trainer.evaluate(data.validation)
+        results.update({f"validation_{k}": v for k, v in validation_logs.items()})
     test_logs = trainer.evaluate(data.test)
     writer.scalars("test", step, test_logs)
     if not has_validation and train_cfg.image_every_epochs:
@@ -1051,7 +1058,6 @@ def _run(
     replace_atomically(run_dir / "model.keras", lambda path: saved.save(path))
     write_data_card(run_dir, data, head)
     write_json_atomic(run_dir / METRICS_FILE, results)
-    stopped = _find(action_list, actions.EarlyStopping)
     status.update(
         "completed",
         step=step,

@@ -320,9 +320,11 @@ class _Writer:
 
 
 class _Loop:
-    def __init__(self, *, step, epoch, step_in_epoch=0, epochs=40, resumed=True):
+    def __init__(
+        self, *, step, epoch, step_in_epoch=0, epochs=40, resumed=True, stop_training=False
+    ):
         self.step, self.epoch, self.step_in_epoch = step, epoch, step_in_epoch
-        self.epochs, self.resumed = epochs, resumed
+        self.epochs, self.resumed, self.stop_training = epochs, resumed, stop_training
 
 
 @pytest.mark.parametrize(
@@ -334,6 +336,8 @@ class _Loop:
         (_Loop(step=570, epoch=10), [570]),  # a due epoch's end
         (_Loop(step=399, epoch=7), []),  # an epoch end that was not due
         (_Loop(step=399, epoch=7, epochs=7), [399]),  # the last epoch's end is always due
+        # The epoch early stopping ended the run at (its checkpoint keeps the stop).
+        (_Loop(step=399, epoch=7, stop_training=True), [399]),
         (_Loop(step=600, epoch=10, step_in_epoch=30), []),  # mid-epoch (a timed checkpoint)
     ],
 )

@@ -341,3 +341,29 @@ def test_every_epochs_and_seconds():
     when.reset_time()
     assert not when.time_due()
     assert not Every(epochs=0).epoch_due(loop)  # 0 turns it off, even at the last epoch
+
+
+def test_every_is_due_at_an_epoch_that_an_earlier_action_stops_at():
+    # Early stopping at epoch 2 of 7 makes it the last: what is drawn "every 3 epochs
+    # and at the end" is drawn there, by an action after the stopping one.
+    class StopAt2(Action):
+        name = "stop"
+
+        def on_epoch_end(self, loop, logs):
+            loop.stop_training = loop.epoch == 2
+
+    class Due(Action):
+        name = "due"
+
+        def __init__(self):
+            self.when, self.epochs = Every(epochs=3), []
+
+        def on_epoch_end(self, loop, logs):
+            if self.when.epoch_due(loop):
+                self.epochs.append(loop.epoch)
+
+    due = Due()
+    loop, _ = make([StopAt2(), due], epochs=7)
+    assert loop.train() == STOPPED_EARLY and loop.epoch == 2
+    assert due.epochs == [2]
+    assert not Every(epochs=3, at_last_epoch=False).epoch_due(loop)

@@ -11,7 +11,7 @@ from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from kerasmlp import diagnostics
 from kerasmlp.components import make_loss, make_optimizer
-from kerasmlp.config import LossConfig, ModelConfig, OptimizerConfig
+from kerasmlp.config import ACTIVATIONS, LossConfig, ModelConfig, OptimizerConfig
 from kerasmlp.data import DatasetInfo
 from kerasmlp.model import Head, build_model
 from kerasmlp.train import Trainer
@@ -168,6 +168,17 @@ def test_probe_sees_a_unit_killed_by_hand():
     probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss, trainer.head)
     scalars = probe.layer_reports(*batch())[1].scalars()
     assert scalars["dead_fraction"] == pytest.approx(2 / 6)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_probe_reports_the_unit_health_of_each_configurable_activation(activation):
+    # The probe reads each layer's activation back from Keras, which names swish "silu".
+    trainer = make_trainer(activation=activation)
+    probe = diagnostics.ModelProbe(trainer.model, trainer.total_loss, trainer.head)
+    reports = probe.layer_reports(*batch())
+    assert [r.activation for r in reports] == [activation, activation, "linear"]
+    expected = "saturated_fraction" if activation in diagnostics.SATURATING else "dead_fraction"
+    assert set(reports[0].scalars()) == {"gradient_norm", expected}
 
 
 def test_probe_traces_once_and_leaves_the_train_loop_alone():

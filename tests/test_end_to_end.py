@@ -457,3 +457,35 @@ def test_a_run_resumed_with_fewer_epochs_validates_its_new_last_epoch(tmp_path):
         assert resumed[key] == reference[key]
     step = resumed["steps"]
     assert [s for s, _ in events.scalars(tmp_path / "cut" / "validation")["loss"]] == [step]
+
+
+def test_restore_best_returns_the_validation_values_of_the_restored_model(tmp_path):
+    # No epoch beats the first by 10, so epoch 1's weights are restored after epoch 3:
+    # validation_* must be those of the saved model, as test_* are, not epoch 3's.
+    config = load_config(
+        None,
+        [
+            "train.epochs=3",
+            "train.early_stopping={monitor: validation_loss, patience: 5, min_delta: 10, "
+            "restore_best: true}",
+            "model.hidden_units=[8]",
+            "train.histogram_every_epochs=0",
+            "train.image_every_epochs=0",
+            "train.precision=float32",
+            f"data.data_dir={tmp_path / 'tfds'}",
+        ],
+    )
+    results = train_and_evaluate(config, tmp_path / "run", reporter=LineReporter(io.StringIO()))
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    features, labels = split_arrays(datasets_of(config).validation)
+    logits = model.predict(features, verbose=0)
+    # Reference: the saved model's loss and accuracy on the validation split, in numpy.
+    np.testing.assert_allclose(results["validation_loss"], cross_entropy(logits, labels), rtol=1e-5)
+    accuracy = np.mean(np.argmax(logits, axis=-1) == labels)
+    np.testing.assert_allclose(results["validation_accuracy"], accuracy, rtol=1e-5)
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["validation_loss"] == results["validation_loss"]
+    # The curve still ends at epoch 3, whose loss is another.
+    curve = events.scalars(tmp_path / "run" / "validation")["loss"]
+    assert curve[-1][0] == results["steps"]
+    assert abs(curve[-1][1] - results["validation_loss"]) > 1e-4

@@ -11,7 +11,13 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from kerasmlp.config import load_config
-from kerasmlp.summaries import SummaryWriter, hparam_value, model_summary, truncate_event_files
+from kerasmlp.summaries import (
+    SummaryWriter,
+    description,
+    hparam_value,
+    model_summary,
+    truncate_event_files,
+)
 from kerasmlp.train import train_and_evaluate
 from tests import events
 
@@ -61,12 +67,20 @@ def test_scalars_are_written_as_tensorboards_scalar_pb_writes_them(tmp_path):
     values = {"loss": 0.1234567, "nan": float("nan"), "inf": -float("inf"), "big": 1e30}
     with SummaryWriter(tmp_path) as writer:
         writer.scalars("train", 7, values)
+        writer.scalars("train", 8, values)
     (path,) = (tmp_path / "train").glob("events.out.tfevents.*")
     records = [event_pb2.Event.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
-    (event,) = [e for e in records if e.HasField("summary")]
-    assert event.step == 7
-    assert [v.SerializeToString() for v in event.summary.value] == [
+    event, later = [e for e in records if e.HasField("summary")]
+    assert (event.step, later.step) == (7, 8)
+    # The description with a tag's first value only: TensorBoard keeps the first metadata.
+    assert [v.SerializeToString() for v in later.summary.value] == [
         summary_v2.scalar_pb(tag, np.float32(value)).value[0].SerializeToString()
+        for tag, value in values.items()
+    ]
+    assert [v.SerializeToString() for v in event.summary.value] == [
+        summary_v2.scalar_pb(tag, np.float32(value), description=description("train", tag))
+        .value[0]
+        .SerializeToString()
         for tag, value in values.items()
     ]
 
@@ -89,7 +103,7 @@ def test_event_files_hold_what_tf_summary_writes(tmp_path):
     graph = f.get_concrete_function(tf.TensorSpec([], tf.float32)).graph
     reference = tf.summary.create_file_writer(str(tmp_path / "reference"))
     with reference.as_default(step=3):
-        tf.summary.text("config", "    seed: 0")
+        tf.summary.text("config", "    seed: 0", description=description("train", "config"))
         tf.summary.graph(graph)
     reference.close()
     with SummaryWriter(tmp_path / "run") as writer:
@@ -311,6 +325,25 @@ def test_images_text_and_graph(tanh_run):
     assert "dense_0" in texts["model_summary"] and "Total params" in texts["model_summary"]
     graph = events.load(run_dir / "train").Graph()
     assert any(node.op == "While" or "while" in node.name.lower() for node in graph.node)
+
+
+def test_every_tag_of_a_run_says_what_it_measures(tanh_run):
+    # TensorBoard shows a tag's description beside its chart: none may be empty.
+    _, run_dir, _ = tanh_run
+    for split in ("train", "validation", "test"):
+        accumulator = events.load(run_dir / split)
+        for tag in accumulator.Tags()["tensors"]:
+            assert accumulator.SummaryMetadata(tag).summary_description, (split, tag)
+    train = events.load(run_dir / "train")
+    # Per layer, by what follows the layer's name; the metrics by the split.
+    assert "below 1%" in train.SummaryMetadata("dense_1/saturated_fraction").summary_description
+    assert (
+        "the rate the next step uses" in train.SummaryMetadata("learning_rate").summary_description
+    )
+    assert "dropout on" in train.SummaryMetadata("macro_f1").summary_description
+    validation = events.load(run_dir / "validation").SummaryMetadata("macro_f1")
+    assert "dropout off" in validation.summary_description
+    assert description("train", "dense_0/dead_fraction").startswith("Share of this layer's units")
 
 
 def test_hparams_session_of_a_run(tanh_run):
