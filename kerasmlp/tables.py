@@ -190,8 +190,8 @@ def read_csv_table(
       categorical: `data.categorical`, for a training file: columns whose whole
         numbers are categories ('integer' columns); a listed string column is
         categorical already.
-      label_required: a training or test file must hold the label; a file to
-        predict may leave it out.
+      label_required: a training or test file must hold the label in every row; a
+        file to predict may leave the column out, or empty in every row (no labels).
       what: the config key or option naming the file, for messages.
     """
     header, (rows, numbers) = read_csv(path, what=what)
@@ -232,11 +232,17 @@ def read_csv_table(
     labels = None
     if label is not None and label in position:
         labels = np.array([row[position[label]].strip() for row in rows], dtype=object)
-        for i, text in enumerate(labels):
-            if is_missing(text):
-                raise DataError(
-                    f"{source} row {numbers[i]}: the label column {label!r} is empty ({what})"
-                )
+        empty = [i for i, text in enumerate(labels) if is_missing(text)]
+        if empty and not label_required and len(empty) == len(labels):
+            labels = None  # rows to predict, their label column left blank: no metrics
+        elif empty:
+            advice = (
+                "" if label_required else "; leave it empty in every row to predict without metrics"
+            )
+            raise DataError(
+                f"{source} row {numbers[empty[0]]}: the label column {label!r} is empty{advice} "
+                f"({what})"
+            )
     return Table(source, tuple(result_columns), values, labels, np.array(numbers, np.int64))
 
 

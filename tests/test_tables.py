@@ -125,6 +125,21 @@ def test_a_test_file_must_have_the_training_columns_and_kinds(tmp_path):
     assert table.labels is None
 
 
+def test_a_file_to_predict_may_leave_its_label_column_empty(tmp_path):
+    # The training file's header with the label left blank: rows to predict, no metrics.
+    train = tables.read_csv_table(_write(tmp_path, MIXED), label="label")
+    blank = _write(tmp_path, "age,city,income,label\n1,rome,2,\n3,oslo,4,NA\n", "new.csv")
+    table = tables.read_csv_table(blank, label="label", columns=train.columns, label_required=False)
+    assert table.labels is None and table.num_rows == 2
+    # Partly labelled: which rows count would be a guess, so it is refused, saying how.
+    partly = _write(tmp_path, "age,city,income,label\n1,rome,2,yes\n3,oslo,4,\n", "part.csv")
+    with pytest.raises(DataError, match="part.csv row 3: the label column 'label' is empty; leave"):
+        tables.read_csv_table(partly, label="label", columns=train.columns, label_required=False)
+    # A training or test file needs every label.
+    with pytest.raises(DataError, match="new.csv row 2: the label column 'label' is empty \\(data"):
+        tables.read_csv_table(blank, label="label", columns=train.columns)
+
+
 def test_a_label_of_an_unseen_class_is_refused(tmp_path):
     train = tables.read_csv_table(_write(tmp_path, MIXED), label="label")
     labels = tables.choose_labels(train, "auto", label="label")
