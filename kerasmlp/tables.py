@@ -356,8 +356,8 @@ def choose_labels(table: Table, task: str, *, label: str) -> Labels:
 
     auto: string labels, and integer labels with at most AUTO_MAX_CLASSES distinct
     values, are classes; numbers with a fraction, integers with more distinct
-    values, and an .npz's floating-point `y` (whole numbers included) are a
-    regression target.
+    values, whole numbers not written as integers ('1.0' in a CSV) and an .npz's
+    floating-point `y` (whole numbers included) are a regression target.
 
     Raises:
       DataError: regression on labels that are not numbers, or a single class.
@@ -379,6 +379,9 @@ def choose_labels(table: Table, task: str, *, label: str) -> Labels:
             why = f"{len(distinct)} distinct integer labels, more than {AUTO_MAX_CLASSES}"
         elif floats:  # 1.0, 2.0, ... included: the dtype says so, not the values
             task, why = "regression", "labels are floating-point numbers"
+        elif all(n.is_integer() for n in numbers):  # '1.0' in a CSV: written as a float
+            written = next(t for t in texts if not _is_integer_text(t))
+            task, why = "regression", f"labels are numbers not written as integers ({written!r})"
         else:
             task, why = "regression", "labels are numbers with fractions"
     else:

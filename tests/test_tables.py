@@ -252,3 +252,16 @@ def test_an_npz_float_y_of_whole_numbers_is_a_regression_target_and_says_why(tmp
     assert (labels.task, labels.why) == ("regression", "labels are floating-point numbers")
     labels = tables.choose_labels(table, "classification", label="y")
     assert labels.class_names == ("1", "2", "3")
+
+
+def test_csv_labels_of_whole_numbers_written_as_floats_say_why_they_are_a_target(tmp_path):
+    # '0.0', '1.0' (a float column written by pandas): a target, as an .npz's float y is;
+    # the reason once said "numbers with fractions", which none of them has.
+    table = tables.read_csv_table(_write(tmp_path, "a,y\n1,0.0\n2,1.0\n3,1.0\n"), label="y")
+    labels = tables.choose_labels(table, "auto", label="y")
+    assert (labels.task, labels.why) == (
+        "regression",
+        "labels are numbers not written as integers ('0.0')",
+    )
+    table = tables.read_csv_table(_write(tmp_path, "a,y\n1,0.5\n2,1\n", "f.csv"), label="y")
+    assert tables.choose_labels(table, "auto", label="y").why == "labels are numbers with fractions"
