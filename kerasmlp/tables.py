@@ -6,10 +6,10 @@ preprocessing and `tf.data` pipelines. Every refusal is a one-line `DataError`
 naming the file, and the row and column where there is one.
 
 A CSV's first row names its columns. A field that is empty or one of
-`MISSING_TOKENS` (any case) is missing. A column is numeric when its filled
-values are all numbers; a column where almost all are numbers
-(`NUMERIC_SHARE`) holds a typo, refused with its row; any other column is a
-string (categorical) column. A numeric column listed in `data.categorical` is
+`MISSING_TOKENS` is missing (in a numeric column, in any case). A column is
+numeric when its filled values are all numbers; a column where almost all are
+numbers (`NUMERIC_SHARE`) holds a typo, refused with its row; any other column
+is a string (categorical) column. A numeric column listed in `data.categorical` is
 an integer (categorical) column: its filled values must be whole numbers.
 """
 
@@ -28,8 +28,12 @@ import numpy as np
 from kerasmlp.errors import DataError
 
 TASKS = ("auto", "classification", "regression")
-# Read as "missing" in any case, besides the empty field.
-MISSING_TOKENS = frozenset({"na", "n/a", "nan", "null", "none", "?"})
+# Read as "missing" besides the empty field, spelled as pandas's `read_csv` reads them.
+# A numeric column reads them in any case ('na', 'NONE': no number is spelled so); a
+# string column and the label only as written here, so that a category 'Na' (sodium)
+# or 'none' stays a value rather than merging with the unseen ones.
+MISSING_TOKENS = frozenset({"NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "?"})
+_MISSING_ANY_CASE = frozenset(token.lower() for token in MISSING_TOKENS)
 # `data.task: auto` calls integer or string labels with at most this many distinct
 # values classes; integer labels with more are a regression target.
 AUTO_MAX_CLASSES = 20
@@ -117,9 +121,12 @@ class Labels:
         return ids
 
 
-def is_missing(text: str) -> bool:
+def is_missing(text: str, *, any_case: bool = False) -> bool:
+    """Whether a field is missing: empty, or one of `MISSING_TOKENS` (`any_case`: in any case)."""
     text = text.strip()
-    return not text or text.lower() in MISSING_TOKENS
+    if any_case:
+        return not text or text.lower() in _MISSING_ANY_CASE
+    return not text or text in MISSING_TOKENS
 
 
 def read_csv(path: str | os.PathLike, *, what: str = "data.path") -> tuple[list[str], list]:
@@ -239,8 +246,10 @@ def read_csv_table(
             advice = (
                 "" if label_required else "; leave it empty in every row to predict without metrics"
             )
+            text = labels[empty[0]]
+            held = f"holds {text!r}, a missing value" if text else "is empty"
             raise DataError(
-                f"{source} row {numbers[empty[0]]}: the label column {label!r} is empty{advice} "
+                f"{source} row {numbers[empty[0]]}: the label column {label!r} {held}{advice} "
                 f"({what})"
             )
     return Table(source, tuple(result_columns), values, labels, np.array(numbers, np.int64))
@@ -450,7 +459,7 @@ def _is_integer_text(text: str) -> bool:
 
 
 def _infer_kind(texts: Sequence[str]) -> str:
-    filled = [t for t in texts if not is_missing(t)]
+    filled = [t for t in texts if not is_missing(t, any_case=True)]
     if not filled:
         return NUMERIC  # all missing: a column of NaN, filled in by the model
     numbers = sum(_to_number(t) is not None for t in filled)
@@ -462,7 +471,7 @@ def _convert(texts, kind, name, source, numbers) -> np.ndarray:
         return np.array(["" if is_missing(t) else t.strip() for t in texts], dtype=object)
     out = np.empty(len(texts), np.float64)
     for i, text in enumerate(texts):
-        if is_missing(text):
+        if is_missing(text, any_case=True):
             out[i] = np.nan
             continue
         number = _to_number(text)

@@ -265,3 +265,18 @@ def test_csv_labels_of_whole_numbers_written_as_floats_say_why_they_are_a_target
     )
     table = tables.read_csv_table(_write(tmp_path, "a,y\n1,0.5\n2,1\n", "f.csv"), label="y")
     assert tables.choose_labels(table, "auto", label="y").why == "labels are numbers with fractions"
+
+
+def test_missing_words_are_case_sensitive_in_strings_and_labels(tmp_path):
+    # As pandas.read_csv's default na_values: 'NA' and 'None' are missing, 'Na' (sodium)
+    # and 'none' are values. In a numeric column no number is spelled 'na': any case.
+    text = "element,mass,label\nNa,na,none\nK,NULL,None\nNA,3.5,Na\nCl,4,none\n"
+    path = _write(tmp_path, text)
+    with pytest.raises(DataError, match="row 3: the label column 'label' holds 'None', a missing"):
+        tables.read_csv_table(path, label="label")
+    table = tables.read_csv_table(
+        _write(tmp_path, text.replace("None", "Na"), "b.csv"), label="label"
+    )
+    assert table.values["element"].tolist() == ["Na", "K", "", "Cl"]
+    np.testing.assert_array_equal(table.values["mass"], [np.nan, np.nan, 3.5, 4.0])
+    assert tables.choose_labels(table, "auto", label="label").class_names == ("Na", "none")
