@@ -461,6 +461,37 @@ def test_a_tfds_table_run_predicts_on_raw_columns(tmp_path):
     assert run.predict(row)[0] in ("died", "survived")
 
 
+def test_a_tfds_vector_table_run_predicts_on_an_array_of_rows(tmp_path):
+    # iris's examples are one 4-number vector: its run once refused an array ("trained on
+    # named columns"), a dict ("give one value per row") and a CSV alike.
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=40):
+        result = _train(
+            tmp_path, "data.name=iris", f"data.data_dir={tmp_path / 'tfds'}", "train.epochs=1"
+        )
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "logs" / "run"
+    run = load_run(run_dir)
+    rows = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
+    # Expected: the saved model on its one input, with a softmax written here in numpy.
+    logits = run.model.predict({"features": rows.astype("float32")}, verbose=0)
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(run.predict_proba(rows), expected, rtol=1e-6)
+    assert run.predict(rows[:1])[0] in run.class_names
+    with pytest.raises(DataError, match="named columns only; this run takes an array of rows"):
+        run.predict({"features": rows})
+    # An .npz INPUT, y as TFDS gives it: class ids.
+    np.savez(tmp_path / "new.npz", x=rows, y=np.array([0, 2]))
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(
+        predict.main, [str(run_dir), str(tmp_path / "new.npz"), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "metrics    | examples 2 | accuracy" in result.output
+
+
 def test_best_keras_takes_raw_columns_too(csv_run):
     import keras
     import tensorflow as tf
