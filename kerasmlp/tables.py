@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import hashlib
 import math
 import os
 import pathlib
@@ -341,6 +342,15 @@ def read_npz_table(
         )
     rows = np.arange(x.shape[0], dtype=np.int64)
     return Table(source, (Column("x", NUMERIC),), {"x": x.astype(np.float64)}, y, rows)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, in hex: what a run records of its test split's file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def first_infinite(values: np.ndarray) -> tuple[int, float] | None:

@@ -219,6 +219,28 @@ def test_predict_the_test_split(csv_run, monkeypatch):
     assert f"examples 24 | accuracy {saved:.4f}" in result.output
 
 
+def test_predict_the_test_split_refuses_a_training_file_changed_since(csv_run, monkeypatch):
+    # 8 rows appended to train.csv once moved the split silently: "examples 26", most of
+    # them rows the model had trained on, printed as the run's test metrics.
+    tmp, run_dir, _ = csv_run
+    data = tmp / "train.csv"
+    original = data.read_text()
+    monkeypatch.chdir(tmp)
+    try:
+        data.write_text(original + "".join(original.splitlines(keepends=True)[1:9]))
+        result = CliRunner().invoke(predict.main, [str(run_dir), "--split", "test"])
+    finally:
+        data.write_text(original)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"kerasmlp-predict: error: {data} has changed since the run took its test split from "
+        "it (its sha256 differs): read again, the split would hold other rows. Restore the "
+        "file, or give the rows to predict as INPUT\n"
+    )
+    result = CliRunner().invoke(predict.main, [str(run_dir), "--split", "test"])
+    assert result.exit_code == 0 and "examples 24 |" in result.output, result.output
+
+
 def test_predict_prints_only_its_own_lines(csv_run, tmp_path):
     # As a user runs it: no TF_CPP_MIN_LOG_LEVEL of the tests' own. TensorFlow's C++
     # start-up lines (absl::InitializeLog, cuda drivers, cuInit) once came first on stderr.
