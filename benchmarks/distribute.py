@@ -75,7 +75,7 @@ def _steady_rate(run_dir: pathlib.Path) -> float:
     return statistics.median(values[1:] if len(values) > 1 else values)
 
 
-def run(name: str, args: list[str], workdir: pathlib.Path, timeout: float) -> float:
+def measure(name: str, args: list[str], workdir: pathlib.Path, timeout: float) -> float:
     logdir = workdir / name
     common = [*args, "--logdir", str(logdir), "--run-name", "run"]
     if name == "multi_worker":
@@ -135,7 +135,7 @@ def main() -> None:
             args += ["--set", item]
         # one_device first: it prepares the dataset the others share.
         rates = {
-            name: run(name, args, workdir, options.timeout)
+            name: measure(name, args, workdir, options.timeout)
             for name in ("one_device", "mirrored", "multi_worker")
         }
     base = rates["one_device"]

@@ -54,7 +54,7 @@ def _write(path, columns, x, y):
             writer.writerow([*(f"{v:.6g}" for v in row), label])
 
 
-def run(
+def compare(
     name: str, folder: pathlib.Path, epochs: int, overrides: list[str]
 ) -> tuple[str, float, float]:
     bunch = LOADERS[name]()
@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         for name in args.datasets:
-            what, ours, theirs = run(name, pathlib.Path(folder), args.epochs, args.overrides)
+            what, ours, theirs = compare(name, pathlib.Path(folder), args.epochs, args.overrides)
             print(f"{name:<14} | {what:<13} | kerasmlp {ours:8.4f} | scikit-learn {theirs:8.4f}")
 
 

@@ -29,7 +29,7 @@ from kerasmlp.config import Config, load_saved_config
 from kerasmlp.errors import DataError
 from kerasmlp.model import Head
 from kerasmlp.runfiles import CONFIG_FILE, write_json_atomic
-from kerasmlp.tables import INTEGER, STRING, Column
+from kerasmlp.tables import INTEGER, NUMERIC, STRING, Column
 
 MODEL_FILE = "model.keras"
 DATA_FILE = "data.json"
@@ -134,6 +134,8 @@ def read_data_card(path: pathlib.Path) -> dict:
                 problem = "'table' has no list of columns {name, kind}"
             elif not isinstance(table.get("source"), str) or "label" not in table:
                 problem = "'table' lacks its source or label"
+            elif not isinstance(table.get("test_sha256"), (str, type(None))):
+                problem = "'table' has a 'test_sha256' that is no text"
     if problem is not None:
         raise DataError(
             f"{path} is damaged or from another version: {problem}. "
@@ -172,6 +174,8 @@ class LoadedRun:
         self.source = table["source"] if table else None
         self.label = table["label"] if table else None
         self.columns = tuple(Column(**c) for c in table["columns"]) if table else None
+        # Runs of earlier versions recorded none: their test split is read unchecked.
+        self.test_sha256: str | None = table.get("test_sha256") if table else None
         with warnings.catch_warnings():  # see `_functional`
             warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
             self.model: keras.Model = load_saved_model(self.run_dir / MODEL_FILE)
@@ -203,7 +207,7 @@ class LoadedRun:
                 table = tables.read_npz_table(path, labels_required=False, what=what)
                 return self._array_inputs(table.values["x"], source=str(path)), self._labels(table)
             if self.columns is None or self.source != "csv":
-                other = "a dict of columns" if self.columns and self.source != "npz" else "an .npz"
+                other = "a dict of columns" if self.columns and not self._takes_rows else "an .npz"
                 raise DataError(f"{path}: this run was not trained on a CSV; give {other} ({what})")
             table = tables.read_csv_table(
                 path, label=self.label, columns=self.columns, label_required=False, what=what
@@ -216,13 +220,24 @@ class LoadedRun:
         return self._array_inputs(inputs, source="the array"), None
 
     def read_test_split(self) -> tuple[Any, np.ndarray]:
-        """The run's own test split (its rows read again as the config says), and its labels."""
+        """The run's own test split (its rows read again as the config says), and its labels.
+
+        Raises:
+          DataError: the file the test rows come from has changed since the run read it:
+            split again, it would give other rows (training rows among them).
+        """
         from kerasmlp.train import _load
 
         data = _load(self.config)
         if data.tabular is not None:
             from kerasmlp.tabular import raw_inputs
 
+            if self.test_sha256 and data.tabular.test_sha256 != self.test_sha256:
+                raise DataError(
+                    f"{data.tabular.test_file} has changed since the run took its test split "
+                    "from it (its sha256 differs): read again, the split would hold other rows. "
+                    "Restore the file, or give the rows to predict as INPUT"
+                )
             test = data.tabular.test
             return _tensors(raw_inputs(test)), data.tabular.labels.encode(test, what="data.path")
         features, labels = zip(*((x.numpy(), y.numpy()) for x, y in data.test), strict=True)
@@ -232,8 +247,9 @@ class LoadedRun:
         if table.labels is None:
             return None
         raw = np.asarray(table.labels)
-        if self.columns is None and self.task == "classification" and raw.dtype.kind in "iu":
-            # A playground or TFDS run: y holds class ids, as the loop's labels do.
+        tfds_run = self.source not in ("csv", "npz")  # None: no table
+        if tfds_run and self.task == "classification" and raw.dtype.kind in "iu":
+            # A playground or TFDS run (a TFDS table's too): y holds class ids, as TFDS gives them.
             bad = np.flatnonzero((raw < 0) | (raw >= len(self.class_names)))
             if bad.size:
                 raise DataError(
@@ -244,8 +260,19 @@ class LoadedRun:
         labels = tables.Labels(self.task, self.class_names, why="")
         return labels.encode(table, what="INPUT")
 
+    @property
+    def _takes_rows(self) -> bool:
+        """Whether the run's table is one vector of numbers per example, taken as an array of
+        rows: an .npz's x, or a TFDS table's feature vector (iris's 4 measurements)."""
+        if self.columns is None or self.source == "csv" or len(self.columns) != 1:
+            return False
+        (column,) = self.columns
+        return self.source == "npz" or (
+            column.kind == NUMERIC and tuple(self.model.input[column.name].shape[1:]) != (1,)
+        )
+
     def _array_inputs(self, x: Any, *, source: str):
-        if self.columns is not None and self.source != "npz":
+        if self.columns is not None and not self._takes_rows:
             raise DataError(
                 f"{source}: this run was trained on named columns ({self.source}); give a "
                 "dict {column: values} or a CSV file, not an array of rows"
@@ -263,16 +290,18 @@ class LoadedRun:
         if self.columns is None:  # playground / TFDS run: points, or raw images
             return tf.constant(examples_for(self.model, x, source=source))
         x = x.astype(np.float32)
-        expected = tuple(self.model.input["x"].shape[1:])
+        name = self.columns[0].name  # 'x', or the TFDS table's feature key
+        expected = tuple(self.model.input[name].shape[1:])
         if tuple(x.shape[1:]) != expected:
             raise DataError(
                 f"{source}: examples have shape {x.shape[1:]}; the model takes {expected}"
             )
-        return {"x": tf.constant(x)}
+        return {name: tf.constant(x)}
 
     def _dict_inputs(self, inputs: Mapping) -> dict:
-        if self.columns is None or self.source == "npz":
-            raise DataError("a dict of columns fits runs on a table with named columns only")
+        if self.columns is None or self._takes_rows:
+            rows = "; this run takes an array of rows" if self.columns else ""
+            raise DataError(f"a dict of columns fits runs on a table with named columns only{rows}")
         missing = [c.name for c in self.columns if c.name not in inputs]
         if missing:
             raise DataError(f"the inputs lack column(s) {', '.join(missing)}")

@@ -6,10 +6,10 @@ preprocessing and `tf.data` pipelines. Every refusal is a one-line `DataError`
 naming the file, and the row and column where there is one.
 
 A CSV's first row names its columns. A field that is empty or one of
-`MISSING_TOKENS` (any case) is missing. A column is numeric when its filled
-values are all numbers; a column where almost all are numbers
-(`NUMERIC_SHARE`) holds a typo, refused with its row; any other column is a
-string (categorical) column. A numeric column listed in `data.categorical` is
+`MISSING_TOKENS` is missing (in a numeric column, in any case). A column is
+numeric when its filled values are all numbers; a column where almost all are
+numbers (`NUMERIC_SHARE`) holds a typo, refused with its row; any other column
+is a string (categorical) column. A numeric column listed in `data.categorical` is
 an integer (categorical) column: its filled values must be whole numbers.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import hashlib
 import math
 import os
 import pathlib
@@ -28,8 +29,12 @@ import numpy as np
 from kerasmlp.errors import DataError
 
 TASKS = ("auto", "classification", "regression")
-# Read as "missing" in any case, besides the empty field.
-MISSING_TOKENS = frozenset({"na", "n/a", "nan", "null", "none", "?"})
+# Read as "missing" besides the empty field, spelled as pandas's `read_csv` reads them.
+# A numeric column reads them in any case ('na', 'NONE': no number is spelled so); a
+# string column and the label only as written here, so that a category 'Na' (sodium)
+# or 'none' stays a value rather than merging with the unseen ones.
+MISSING_TOKENS = frozenset({"NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "?"})
+_MISSING_ANY_CASE = frozenset(token.lower() for token in MISSING_TOKENS)
 # `data.task: auto` calls integer or string labels with at most this many distinct
 # values classes; integer labels with more are a regression target.
 AUTO_MAX_CLASSES = 20
@@ -117,9 +122,12 @@ class Labels:
         return ids
 
 
-def is_missing(text: str) -> bool:
+def is_missing(text: str, *, any_case: bool = False) -> bool:
+    """Whether a field is missing: empty, or one of `MISSING_TOKENS` (`any_case`: in any case)."""
     text = text.strip()
-    return not text or text.lower() in MISSING_TOKENS
+    if any_case:
+        return not text or text.lower() in _MISSING_ANY_CASE
+    return not text or text in MISSING_TOKENS
 
 
 def read_csv(path: str | os.PathLike, *, what: str = "data.path") -> tuple[list[str], list]:
@@ -190,8 +198,8 @@ def read_csv_table(
       categorical: `data.categorical`, for a training file: columns whose whole
         numbers are categories ('integer' columns); a listed string column is
         categorical already.
-      label_required: a training or test file must hold the label; a file to
-        predict may leave it out.
+      label_required: a training or test file must hold the label in every row; a
+        file to predict may leave the column out, or empty in every row (no labels).
       what: the config key or option naming the file, for messages.
     """
     header, (rows, numbers) = read_csv(path, what=what)
@@ -232,11 +240,19 @@ def read_csv_table(
     labels = None
     if label is not None and label in position:
         labels = np.array([row[position[label]].strip() for row in rows], dtype=object)
-        for i, text in enumerate(labels):
-            if is_missing(text):
-                raise DataError(
-                    f"{source} row {numbers[i]}: the label column {label!r} is empty ({what})"
-                )
+        empty = [i for i, text in enumerate(labels) if is_missing(text)]
+        if empty and not label_required and len(empty) == len(labels):
+            labels = None  # rows to predict, their label column left blank: no metrics
+        elif empty:
+            advice = (
+                "" if label_required else "; leave it empty in every row to predict without metrics"
+            )
+            text = labels[empty[0]]
+            held = f"holds {text!r}, a missing value" if text else "is empty"
+            raise DataError(
+                f"{source} row {numbers[empty[0]]}: the label column {label!r} {held}{advice} "
+                f"({what})"
+            )
     return Table(source, tuple(result_columns), values, labels, np.array(numbers, np.int64))
 
 
@@ -328,6 +344,15 @@ def read_npz_table(
     return Table(source, (Column("x", NUMERIC),), {"x": x.astype(np.float64)}, y, rows)
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, in hex: what a run records of its test split's file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def first_infinite(values: np.ndarray) -> tuple[int, float] | None:
     """The first row (index on axis 0) of `values` holding +inf or -inf, and that value.
 
@@ -350,8 +375,8 @@ def choose_labels(table: Table, task: str, *, label: str) -> Labels:
 
     auto: string labels, and integer labels with at most AUTO_MAX_CLASSES distinct
     values, are classes; numbers with a fraction, integers with more distinct
-    values, and an .npz's floating-point `y` (whole numbers included) are a
-    regression target.
+    values, whole numbers not written as integers ('1.0' in a CSV) and an .npz's
+    floating-point `y` (whole numbers included) are a regression target.
 
     Raises:
       DataError: regression on labels that are not numbers, or a single class.
@@ -373,6 +398,9 @@ def choose_labels(table: Table, task: str, *, label: str) -> Labels:
             why = f"{len(distinct)} distinct integer labels, more than {AUTO_MAX_CLASSES}"
         elif floats:  # 1.0, 2.0, ... included: the dtype says so, not the values
             task, why = "regression", "labels are floating-point numbers"
+        elif all(n.is_integer() for n in numbers):  # '1.0' in a CSV: written as a float
+            written = next(t for t in texts if not _is_integer_text(t))
+            task, why = "regression", f"labels are numbers not written as integers ({written!r})"
         else:
             task, why = "regression", "labels are numbers with fractions"
     else:
@@ -441,7 +469,7 @@ def _is_integer_text(text: str) -> bool:
 
 
 def _infer_kind(texts: Sequence[str]) -> str:
-    filled = [t for t in texts if not is_missing(t)]
+    filled = [t for t in texts if not is_missing(t, any_case=True)]
     if not filled:
         return NUMERIC  # all missing: a column of NaN, filled in by the model
     numbers = sum(_to_number(t) is not None for t in filled)
@@ -453,7 +481,7 @@ def _convert(texts, kind, name, source, numbers) -> np.ndarray:
         return np.array(["" if is_missing(t) else t.strip() for t in texts], dtype=object)
     out = np.empty(len(texts), np.float64)
     for i, text in enumerate(texts):
-        if is_missing(text):
+        if is_missing(text, any_case=True):
             out[i] = np.nan
             continue
         number = _to_number(text)

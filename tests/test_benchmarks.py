@@ -196,3 +196,20 @@ def test_a_mistake_in_a_scripts_arguments_is_one_line(capsys, monkeypatch):
         "logging_overhead.py: error: Unknown activation 'rleu' (model.activation). "
         "Did you mean 'relu'? Allowed: elu, gelu, leaky_relu, relu, sigmoid, swish, tanh\n"
     )
+
+
+def test_tabular_vs_sklearn_prints_both_scores(capsys, monkeypatch):
+    # In this process (iris, one epoch: seconds), as `python benchmarks/tabular_vs_sklearn.py`
+    # runs it: its __main__ block imports `_script.run`, which must not replace the
+    # script's own comparison function.
+    import runpy
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ first
+    monkeypatch.setattr(
+        sys, "argv", ["tabular_vs_sklearn.py", "--datasets", "iris", "--epochs", "1"]
+    )
+    runpy.run_path(str(BENCHMARKS / "tabular_vs_sklearn.py"), run_name="__main__")
+    assert re.fullmatch(
+        r"iris +\| test accuracy \| kerasmlp +[\d.]+ \| scikit-learn +[\d.]+\n",
+        capsys.readouterr().out,
+    )

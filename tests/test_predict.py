@@ -219,6 +219,28 @@ def test_predict_the_test_split(csv_run, monkeypatch):
     assert f"examples 24 | accuracy {saved:.4f}" in result.output
 
 
+def test_predict_the_test_split_refuses_a_training_file_changed_since(csv_run, monkeypatch):
+    # 8 rows appended to train.csv once moved the split silently: "examples 26", most of
+    # them rows the model had trained on, printed as the run's test metrics.
+    tmp, run_dir, _ = csv_run
+    data = tmp / "train.csv"
+    original = data.read_text()
+    monkeypatch.chdir(tmp)
+    try:
+        data.write_text(original + "".join(original.splitlines(keepends=True)[1:9]))
+        result = CliRunner().invoke(predict.main, [str(run_dir), "--split", "test"])
+    finally:
+        data.write_text(original)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"kerasmlp-predict: error: {data} has changed since the run took its test split from "
+        "it (its sha256 differs): read again, the split would hold other rows. Restore the "
+        "file, or give the rows to predict as INPUT\n"
+    )
+    result = CliRunner().invoke(predict.main, [str(run_dir), "--split", "test"])
+    assert result.exit_code == 0 and "examples 24 |" in result.output, result.output
+
+
 def test_predict_prints_only_its_own_lines(csv_run, tmp_path):
     # As a user runs it: no TF_CPP_MIN_LOG_LEVEL of the tests' own. TensorFlow's C++
     # start-up lines (absl::InitializeLog, cuda drivers, cuInit) once came first on stderr.
@@ -459,6 +481,37 @@ def test_a_tfds_table_run_predicts_on_raw_columns(tmp_path):
     row["name"], row["home.dest"] = ["Doe, John"], ["Nowhere"]
     assert run.predict_proba(row).shape == (1, 2)
     assert run.predict(row)[0] in ("died", "survived")
+
+
+def test_a_tfds_vector_table_run_predicts_on_an_array_of_rows(tmp_path):
+    # iris's examples are one 4-number vector: its run once refused an array ("trained on
+    # named columns"), a dict ("give one value per row") and a CSV alike.
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=40):
+        result = _train(
+            tmp_path, "data.name=iris", f"data.data_dir={tmp_path / 'tfds'}", "train.epochs=1"
+        )
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "logs" / "run"
+    run = load_run(run_dir)
+    rows = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
+    # Expected: the saved model on its one input, with a softmax written here in numpy.
+    logits = run.model.predict({"features": rows.astype("float32")}, verbose=0)
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(run.predict_proba(rows), expected, rtol=1e-6)
+    assert run.predict(rows[:1])[0] in run.class_names
+    with pytest.raises(DataError, match="named columns only; this run takes an array of rows"):
+        run.predict({"features": rows})
+    # An .npz INPUT, y as TFDS gives it: class ids.
+    np.savez(tmp_path / "new.npz", x=rows, y=np.array([0, 2]))
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(
+        predict.main, [str(run_dir), str(tmp_path / "new.npz"), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "metrics    | examples 2 | accuracy" in result.output
 
 
 def test_best_keras_takes_raw_columns_too(csv_run):

@@ -125,6 +125,21 @@ def test_a_test_file_must_have_the_training_columns_and_kinds(tmp_path):
     assert table.labels is None
 
 
+def test_a_file_to_predict_may_leave_its_label_column_empty(tmp_path):
+    # The training file's header with the label left blank: rows to predict, no metrics.
+    train = tables.read_csv_table(_write(tmp_path, MIXED), label="label")
+    blank = _write(tmp_path, "age,city,income,label\n1,rome,2,\n3,oslo,4,NA\n", "new.csv")
+    table = tables.read_csv_table(blank, label="label", columns=train.columns, label_required=False)
+    assert table.labels is None and table.num_rows == 2
+    # Partly labelled: which rows count would be a guess, so it is refused, saying how.
+    partly = _write(tmp_path, "age,city,income,label\n1,rome,2,yes\n3,oslo,4,\n", "part.csv")
+    with pytest.raises(DataError, match="part.csv row 3: the label column 'label' is empty; leave"):
+        tables.read_csv_table(partly, label="label", columns=train.columns, label_required=False)
+    # A training or test file needs every label.
+    with pytest.raises(DataError, match="new.csv row 2: the label column 'label' is empty \\(data"):
+        tables.read_csv_table(blank, label="label", columns=train.columns)
+
+
 def test_a_label_of_an_unseen_class_is_refused(tmp_path):
     train = tables.read_csv_table(_write(tmp_path, MIXED), label="label")
     labels = tables.choose_labels(train, "auto", label="label")
@@ -237,3 +252,31 @@ def test_an_npz_float_y_of_whole_numbers_is_a_regression_target_and_says_why(tmp
     assert (labels.task, labels.why) == ("regression", "labels are floating-point numbers")
     labels = tables.choose_labels(table, "classification", label="y")
     assert labels.class_names == ("1", "2", "3")
+
+
+def test_csv_labels_of_whole_numbers_written_as_floats_say_why_they_are_a_target(tmp_path):
+    # '0.0', '1.0' (a float column written by pandas): a target, as an .npz's float y is;
+    # the reason once said "numbers with fractions", which none of them has.
+    table = tables.read_csv_table(_write(tmp_path, "a,y\n1,0.0\n2,1.0\n3,1.0\n"), label="y")
+    labels = tables.choose_labels(table, "auto", label="y")
+    assert (labels.task, labels.why) == (
+        "regression",
+        "labels are numbers not written as integers ('0.0')",
+    )
+    table = tables.read_csv_table(_write(tmp_path, "a,y\n1,0.5\n2,1\n", "f.csv"), label="y")
+    assert tables.choose_labels(table, "auto", label="y").why == "labels are numbers with fractions"
+
+
+def test_missing_words_are_case_sensitive_in_strings_and_labels(tmp_path):
+    # As pandas.read_csv's default na_values: 'NA' and 'None' are missing, 'Na' (sodium)
+    # and 'none' are values. In a numeric column no number is spelled 'na': any case.
+    text = "element,mass,label\nNa,na,none\nK,NULL,None\nNA,3.5,Na\nCl,4,none\n"
+    path = _write(tmp_path, text)
+    with pytest.raises(DataError, match="row 3: the label column 'label' holds 'None', a missing"):
+        tables.read_csv_table(path, label="label")
+    table = tables.read_csv_table(
+        _write(tmp_path, text.replace("None", "Na"), "b.csv"), label="label"
+    )
+    assert table.values["element"].tolist() == ["Na", "K", "", "Cl"]
+    np.testing.assert_array_equal(table.values["mass"], [np.nan, np.nan, 3.5, 4.0])
+    assert tables.choose_labels(table, "auto", label="label").class_names == ("Na", "none")
