@@ -563,13 +563,16 @@ class Checkpoint(Action):
         self.when = Every(secs=every_secs, clock=clock)
         self.status = status
 
-    def _save(self, loop):
-        if loop.save_checkpoint() is not None:
+    def _save(self, loop, *, record=False):
+        if loop.save_checkpoint() is not None or record:
             self.when.reset_time()
             self.status.update(step=loop.step, epoch=loop.epoch, checkpoint_step=loop.step)
 
     def on_train_begin(self, loop):
-        self._save(loop)
+        # A resumed run starts at the checkpoint it restored, which status.json may not
+        # name: killed between that checkpoint's save and status.json's, or the latest
+        # checkpoint unreadable and an older one restored.
+        self._save(loop, record=loop.resumed)
 
     def on_steps(self, loop, stats):
         if self.when.time_due():
