@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -176,4 +177,10 @@ def _quiet_unrestored_warnings() -> None:
 
 def _cause(error: Exception) -> str:
     text = getattr(error, "message", None) or str(error)
+    # An error of the traced write names TensorFlow's function and node around the cause:
+    # "{{function_node __inference_<lambda>_889}} PATH; No space left on device
+    # [[{{node SaveV2}}]] Hint: If you want to see a list of allocated tensors when OOM
+    # happens, ..." (a hint about memory, for a full disk). The path and the cause stay.
+    text = re.sub(r"\{\{function_node [^}]*\}\}", "", text)
+    text = re.sub(r"\s*\[\[\{\{node .*", "", text, flags=re.DOTALL)
     return " ".join(text.split())[:300]

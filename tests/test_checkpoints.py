@@ -90,3 +90,19 @@ def test_a_checkpoint_that_does_not_fit_is_refused_and_tensorflows_warnings_drop
         )
         logging.getLogger("tensorflow").warning("another warning")
     assert [record.getMessage() for record in caplog.records] == ["another warning"]
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_the_path_and_the_cause(tmp_path):
+    # A file where TensorFlow makes its temporary folder stands for a full disk (which
+    # needs a small tmpfs, and root, to make): the traced write fails the same way,
+    # its message wrapped in TensorFlow's function and node names, which go.
+    from kerasmlp.runfiles import RunFilesError
+
+    checkpoints, _, _ = saved_twice(tmp_path)
+    (tmp_path / "checkpoints" / "ckpt-3_temp").write_text("in the way")
+    with pytest.raises(RunFilesError) as raised:
+        checkpoints.save({"step": 3}, step=3)
+    message = str(raised.value)
+    assert message.startswith(f"cannot write a checkpoint in {tmp_path / 'checkpoints'}: ")
+    assert f"{tmp_path / 'checkpoints' / 'ckpt-3_temp'}/part-" in message
+    assert message.endswith("; Not a directory"), message
