@@ -575,7 +575,11 @@ class Checkpoint(Action):
         self._save(loop, record=loop.resumed)
 
     def on_steps(self, loop, stats):
-        if self.when.time_due():
+        # The round that ends an epoch is saved at the epoch's end, after the actions that
+        # decide on it: saved before them, its step's one checkpoint would hold an epoch
+        # with no step left, which a resumed run began with an empty round (train/loss 0
+        # logged a second time at that step).
+        if self.when.time_due() and loop.step_in_epoch < loop.steps_per_epoch:
             self._save(loop)
 
     def on_epoch_end(self, loop, logs):

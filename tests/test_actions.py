@@ -297,7 +297,12 @@ def test_checkpoints_at_the_start_every_epoch_every_n_seconds_and_at_the_end(tmp
     )
     assert loop.train() == COMPLETED
     # Start (0); rounds end at 2, 4, ... 12 at 4 s each: 12 s at step 6, then the epoch end (12).
-    assert [state["step"] for state in checkpoints.states] == [0, 6, 12]
+    # 12 s again at step 12, the epoch's last round: that one is saved at the epoch's end,
+    # once its actions are done (epoch 1), not before them with no step of epoch 0 left.
+    saved = [
+        (state["step"], state["epoch"], state["step_in_epoch"]) for state in checkpoints.states
+    ]
+    assert saved == [(0, 0, 0), (6, 0, 6), (12, 1, 0)]
     assert runfiles.read_status(tmp_path)["checkpoint_step"] == 12
 
 
