@@ -112,9 +112,15 @@ class RunCheckpoints:
         Raises:
           ResumeError: the checkpoint does not fit the run, or none kept can be read.
         """
-        paths = list(reversed(self.manager.checkpoints))  # newest first
-        if not paths:
+        # From the folder's index, not the manager's list: the manager leaves out every
+        # checkpoint saved later than time.time() says it is now (a clock set back, the
+        # run resumed on a machine whose clock is behind), and with none left the run
+        # started again from step 0, its events dropped.
+        recorded = tf.train.get_checkpoint_state(str(self.directory))
+        if recorded is None or not recorded.model_checkpoint_path:
             return None
+        paths = list(reversed(recorded.all_model_checkpoint_paths))  # newest first
+        paths = paths or [recorded.model_checkpoint_path]
         first_error = None
         for path, older in zip(paths, [*paths[1:], None], strict=True):
             try:

@@ -5,6 +5,7 @@ The checkpoints hold a single vector whose value says which save it came from.
 
 import logging
 import os
+import time
 
 import numpy as np
 import pytest
@@ -106,3 +107,18 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_the_path_and_the
     assert message.startswith(f"cannot write a checkpoint in {tmp_path / 'checkpoints'}: ")
     assert f"{tmp_path / 'checkpoints' / 'ckpt-3_temp'}/part-" in message
     assert message.endswith("; Not a directory"), message
+
+
+def test_a_clock_set_back_still_finds_the_checkpoints(tmp_path, monkeypatch):
+    # Resumed where time.time() is an hour behind the saves (another machine, a clock
+    # set back): tf.train.CheckpointManager's own list then holds none of them.
+    saved_twice(tmp_path)
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now - 3600.0)
+    weights = tf.Variable(tf.zeros(64))
+    checkpoints = RunCheckpoints(
+        tmp_path / "checkpoints", {"weights": weights}, keep=2, writer=SummaryWriter(tmp_path)
+    )
+    assert checkpoints.manager.checkpoints == []  # what went wrong before
+    assert checkpoints.restore_latest()["step"] == 2
+    np.testing.assert_array_equal(weights.numpy(), np.full(64, 2.0))
