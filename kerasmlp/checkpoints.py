@@ -20,7 +20,6 @@ import logging
 import os
 import pathlib
 import re
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -93,7 +92,7 @@ class RunCheckpoints:
         try:
             self.writer.flush()
             # Events written up to now are on disk and at most this old.
-            self._host.assign(json.dumps({**host_state, "wall_time": time.time()}))
+            self._host.assign(json.dumps({**host_state, "wall_time": self.writer.now()}))
             return self.manager.save(checkpoint_number=step)
         except tf.errors.OpError as e:
             raise RunFilesError(

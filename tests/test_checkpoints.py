@@ -122,3 +122,41 @@ def test_a_clock_set_back_still_finds_the_checkpoints(tmp_path, monkeypatch):
     assert checkpoints.manager.checkpoints == []  # what went wrong before
     assert checkpoints.restore_latest()["step"] == 2
     np.testing.assert_array_equal(weights.numpy(), np.full(64, 2.0))
+
+
+def test_events_of_a_run_resumed_on_a_clock_behind_survive_the_next_resume(tmp_path, monkeypatch):
+    # Step 1 written, checkpoint, step 2 written (then dropped). Resumed on a clock an
+    # hour behind: step 2 written, checkpoint, step 3 written (then dropped). Resumed on
+    # the right clock again: steps 1 and 2 stay. By the clock alone, step 1 (written an
+    # hour "after" the second checkpoint) went too.
+    from tests import events
+
+    real = time.time
+    variable = tf.Variable(0)
+
+    def attempt():
+        writer = SummaryWriter(tmp_path)
+        checkpoints = RunCheckpoints(
+            tmp_path / "checkpoints", {"v": variable}, keep=2, writer=writer
+        )
+        return writer, checkpoints
+
+    writer, checkpoints = attempt()
+    writer.scalars("train", 1, {"loss": 1.0})
+    checkpoints.save({"step": 1}, step=1)
+    writer.scalars("train", 2, {"loss": 2.0})
+    writer.close()
+
+    monkeypatch.setattr(time, "time", lambda: real() - 3600.0)
+    writer, checkpoints = attempt()
+    assert checkpoints.restore_latest()["step"] == 1
+    writer.scalars("train", 2, {"loss": 2.0})
+    checkpoints.save({"step": 2}, step=2)
+    writer.scalars("train", 3, {"loss": 3.0})
+    writer.close()
+
+    monkeypatch.setattr(time, "time", real)
+    writer, checkpoints = attempt()
+    assert checkpoints.restore_latest()["step"] == 2
+    writer.close()
+    assert events.scalars(tmp_path / "train")["loss"] == [(1, 1.0), (2, 2.0)]
