@@ -563,16 +563,23 @@ class Checkpoint(Action):
         self.when = Every(secs=every_secs, clock=clock)
         self.status = status
 
-    def _save(self, loop):
-        if loop.save_checkpoint() is not None:
+    def _save(self, loop, *, record=False):
+        if loop.save_checkpoint() is not None or record:
             self.when.reset_time()
             self.status.update(step=loop.step, epoch=loop.epoch, checkpoint_step=loop.step)
 
     def on_train_begin(self, loop):
-        self._save(loop)
+        # A resumed run starts at the checkpoint it restored, which status.json may not
+        # name: killed between that checkpoint's save and status.json's, or the latest
+        # checkpoint unreadable and an older one restored.
+        self._save(loop, record=loop.resumed)
 
     def on_steps(self, loop, stats):
-        if self.when.time_due():
+        # The round that ends an epoch is saved at the epoch's end, after the actions that
+        # decide on it: saved before them, its step's one checkpoint would hold an epoch
+        # with no step left, which a resumed run began with an empty round (train/loss 0
+        # logged a second time at that step).
+        if self.when.time_due() and loop.step_in_epoch < loop.steps_per_epoch:
             self._save(loop)
 
     def on_epoch_end(self, loop, logs):

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import pathlib
-import time
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -92,7 +92,7 @@ class RunCheckpoints:
         try:
             self.writer.flush()
             # Events written up to now are on disk and at most this old.
-            self._host.assign(json.dumps({**host_state, "wall_time": time.time()}))
+            self._host.assign(json.dumps({**host_state, "wall_time": self.writer.now()}))
             return self.manager.save(checkpoint_number=step)
         except tf.errors.OpError as e:
             raise RunFilesError(
@@ -111,9 +111,15 @@ class RunCheckpoints:
         Raises:
           ResumeError: the checkpoint does not fit the run, or none kept can be read.
         """
-        paths = list(reversed(self.manager.checkpoints))  # newest first
-        if not paths:
+        # From the folder's index, not the manager's list: the manager leaves out every
+        # checkpoint saved later than time.time() says it is now (a clock set back, the
+        # run resumed on a machine whose clock is behind), and with none left the run
+        # started again from step 0, its events dropped.
+        recorded = tf.train.get_checkpoint_state(str(self.directory))
+        if recorded is None or not recorded.model_checkpoint_path:
             return None
+        paths = list(reversed(recorded.all_model_checkpoint_paths))  # newest first
+        paths = paths or [recorded.model_checkpoint_path]
         first_error = None
         for path, older in zip(paths, [*paths[1:], None], strict=True):
             try:
@@ -176,4 +182,10 @@ def _quiet_unrestored_warnings() -> None:
 
 def _cause(error: Exception) -> str:
     text = getattr(error, "message", None) or str(error)
+    # An error of the traced write names TensorFlow's function and node around the cause:
+    # "{{function_node __inference_<lambda>_889}} PATH; No space left on device
+    # [[{{node SaveV2}}]] Hint: If you want to see a list of allocated tensors when OOM
+    # happens, ..." (a hint about memory, for a full disk). The path and the cause stay.
+    text = re.sub(r"\{\{function_node [^}]*\}\}", "", text)
+    text = re.sub(r"\s*\[\[\{\{node .*", "", text, flags=re.DOTALL)
     return " ".join(text.split())[:300]

@@ -173,19 +173,21 @@ class EventFile:
       folder: made if missing.
     """
 
-    def __init__(self, folder: str | pathlib.Path):
+    def __init__(self, folder: str | pathlib.Path, clock: Callable[[], float] = time.time):
         folder = pathlib.Path(folder)
+        self._clock = clock
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunFilesError(f"cannot write {describe_os_error(e, folder)}") from e
         number = next(_EVENT_FILE_NUMBERS)
-        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
+        # TensorBoard reads a folder's files in name order: the clock's, as in the events.
+        name = f"events.out.tfevents.{int(clock()):010d}.{socket.gethostname()}"
         self.path = folder / f"{name}.{os.getpid()}.{number}.v2"
         self._lock = threading.Lock()
         with _writing(folder):
             self._records = tf.io.TFRecordWriter(str(self.path))
-        self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.write(event_pb2.Event(wall_time=clock(), file_version="brain.Event:2"))
 
     def write(self, event: event_pb2.Event) -> None:
         record = event.SerializeToString()
@@ -199,7 +201,7 @@ class EventFile:
         TensorBoard's own proto, or TensorFlow's (which TensorBoard's HParams
         helpers return when TensorFlow is installed): the same message.
         """
-        event = event_pb2.Event(wall_time=time.time(), step=step)
+        event = event_pb2.Event(wall_time=self._clock(), step=step)
         if isinstance(summary, summary_pb2.Summary):
             event.summary.CopyFrom(summary)
         else:
@@ -225,6 +227,11 @@ class SummaryWriter:
         self._background: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: list[concurrent.futures.Future] = []
         self._described: set[tuple[str, str]] = set()  # scalar tags given their description
+        self._clock_offset = 0.0  # see `truncate_after`
+
+    def now(self) -> float:
+        """The wall time events are stamped with, and checkpoints (`truncate_after`)."""
+        return time.time() + self._clock_offset
 
     def writer(self, split: str) -> EventFile:
         """The writer of `split`, or of the run directory itself (`RUN`); made on first use."""
@@ -233,7 +240,7 @@ class SummaryWriter:
         with self._writers_lock:
             if split not in self._writers:
                 folder = self.run_dir if split == RUN else self.run_dir / split
-                self._writers[split] = EventFile(folder)
+                self._writers[split] = EventFile(folder, clock=self.now)
             return self._writers[split]
 
     def in_background(self, work: Callable[[], None]) -> None:
@@ -355,7 +362,7 @@ class SummaryWriter:
         As `tf.summary.graph` records it: the `GraphDef` with shapes, at step 0.
         """
         graph_def = graph.as_graph_def(add_shapes=True).SerializeToString()
-        event = event_pb2.Event(wall_time=time.time(), step=0, graph_def=graph_def)
+        event = event_pb2.Event(wall_time=self.now(), step=0, graph_def=graph_def)
         self.writer(split).write(event)
 
     def hparams(
@@ -434,8 +441,14 @@ class SummaryWriter:
         A resumed or rolled-back run continues from a checkpoint taken at
         `wall_time`; what the run wrote after it is written again, so it goes,
         and TensorBoard shows each step once per tag. Returns the events dropped.
+
+        The events written from then on are stamped later than `wall_time` (`now`),
+        even where the clock is behind it (the run resumed on another machine, a clock
+        set back): stamped earlier, they and the checkpoints taken among them would
+        have a later resume drop everything written before them.
         """
         self.close()
+        self._clock_offset = max(self._clock_offset, wall_time + 1e-3 - time.time())
         return truncate_event_files(self.run_dir, wall_time)
 
     def _write_pb(self, split: str, step: int, summary) -> None:

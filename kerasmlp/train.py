@@ -978,6 +978,8 @@ def _run(
         _check_epochs_cover(controller, run_dir)
     if resume:
         begin()
+    if state is not None and has_validation and controller.finished_epochs:
+        _validate_new_last_epoch(controller, action_list)
     if state is None:
         if resume:  # killed before its first checkpoint: start again in the same folder
             writer.truncate_after(0.0)
@@ -1022,12 +1024,6 @@ def _run(
 
     # Completed, or stopped early: evaluate on the test split and save the model.
     results = dict(_find(action_list, actions.EpochLogs).last)
-    if has_validation and not any(key.startswith("validation_") for key in results):
-        # Resumed with --epochs N at the end of an epoch N that train.eval_every_epochs
-        # skipped (it was not the last then): the last epoch is validated all the same.
-        validation_logs = trainer.evaluate(data.validation)
-        writer.scalars("validation", step, validation_logs)
-        results.update({f"validation_{k}": v for k, v in validation_logs.items()})
     stopped = _find(action_list, actions.EarlyStopping)
     if has_validation and stopped is not None and stopped.restored:
         # The model tested and saved holds the best epoch's weights, not the last
@@ -1071,6 +1067,24 @@ def _run(
     )
     reporter.end(results)
     return results
+
+
+def _validate_new_last_epoch(controller: Controller, action_list: Sequence[Action]) -> None:
+    """Validates the epoch a run resumed with `--epochs N` ends at, when it was not validated.
+
+    At the end of epoch N, which `train.eval_every_epochs` skipped (it was not the last
+    then), the run is over: its last epoch is validated all the same, before the weights
+    are restored or tested, and the actions that read the validation (early stopping and
+    its best weights, `save_best`, the last logs) hear it at that epoch's end, as in the
+    run of N epochs. The rest of that epoch end is in the checkpoint or drawn again.
+    """
+    logs = dict(_find(action_list, actions.EpochLogs).last)
+    if any(key.startswith("validation_") for key in logs):
+        return
+    readers = (actions.Evaluate, actions.EpochLogs, actions.EarlyStopping, actions.SaveBest)
+    for action in action_list:
+        if isinstance(action, readers):
+            action.on_epoch_end(controller, logs)
 
 
 def _check_epochs_cover(controller: Controller, run_dir: pathlib.Path) -> None:

@@ -297,7 +297,12 @@ def test_checkpoints_at_the_start_every_epoch_every_n_seconds_and_at_the_end(tmp
     )
     assert loop.train() == COMPLETED
     # Start (0); rounds end at 2, 4, ... 12 at 4 s each: 12 s at step 6, then the epoch end (12).
-    assert [state["step"] for state in checkpoints.states] == [0, 6, 12]
+    # 12 s again at step 12, the epoch's last round: that one is saved at the epoch's end,
+    # once its actions are done (epoch 1), not before them with no step of epoch 0 left.
+    saved = [
+        (state["step"], state["epoch"], state["step_in_epoch"]) for state in checkpoints.states
+    ]
+    assert saved == [(0, 0, 0), (6, 0, 6), (12, 1, 0)]
     assert runfiles.read_status(tmp_path)["checkpoint_step"] == 12
 
 
@@ -373,3 +378,29 @@ def test_layer_reports_off_draw_nothing_on_restore():
     action.on_train_begin(_Loop(step=0, epoch=0))
     action.on_restore(_Loop(step=570, epoch=10))
     assert writer.steps == []
+
+
+def test_a_resumed_run_records_the_checkpoint_it_restored(tmp_path):
+    # Killed after saving ckpt-12 but before status.json said so: status.json names
+    # ckpt-6. The resumed run saves nothing new at step 12 (the epoch is done), yet its
+    # status.json must name the checkpoint it went on from, not a deleted one.
+    RunStatus(tmp_path).update("running", step=6, epoch=0, checkpoint_step=6)
+    checkpoints = MemoryCheckpoints()
+    checkpoints.states.append({
+        "step": 12, "epoch": 1, "step_in_epoch": 0, "train_time": 1.0, "examples_seen": 12.0,
+        "trainer": {"step": 12}, "actions": {},
+    })  # fmt: skip
+    loop = Controller(
+        DivergingTrainer(Scale()),
+        epochs=1,
+        steps_per_epoch=12,
+        log_every_steps=2,
+        actions=[actions.Checkpoint(0.0, RunStatus(tmp_path, runfiles.read_status(tmp_path)))],
+        checkpoints=checkpoints,
+    )
+    loop.load_state_dict(checkpoints.restore_latest())
+    loop.last_checkpoint_step = loop.step
+    assert loop.train() == COMPLETED
+    assert len(checkpoints.states) == 1  # nothing new to save
+    record = runfiles.read_status(tmp_path)
+    assert (record["step"], record["epoch"], record["checkpoint_step"]) == (12, 1, 12)

@@ -5,6 +5,7 @@ The checkpoints hold a single vector whose value says which save it came from.
 
 import logging
 import os
+import time
 
 import numpy as np
 import pytest
@@ -90,3 +91,72 @@ def test_a_checkpoint_that_does_not_fit_is_refused_and_tensorflows_warnings_drop
         )
         logging.getLogger("tensorflow").warning("another warning")
     assert [record.getMessage() for record in caplog.records] == ["another warning"]
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_the_path_and_the_cause(tmp_path):
+    # A file where TensorFlow makes its temporary folder stands for a full disk (which
+    # needs a small tmpfs, and root, to make): the traced write fails the same way,
+    # its message wrapped in TensorFlow's function and node names, which go.
+    from kerasmlp.runfiles import RunFilesError
+
+    checkpoints, _, _ = saved_twice(tmp_path)
+    (tmp_path / "checkpoints" / "ckpt-3_temp").write_text("in the way")
+    with pytest.raises(RunFilesError) as raised:
+        checkpoints.save({"step": 3}, step=3)
+    message = str(raised.value)
+    assert message.startswith(f"cannot write a checkpoint in {tmp_path / 'checkpoints'}: ")
+    assert f"{tmp_path / 'checkpoints' / 'ckpt-3_temp'}/part-" in message
+    assert message.endswith("; Not a directory"), message
+
+
+def test_a_clock_set_back_still_finds_the_checkpoints(tmp_path, monkeypatch):
+    # Resumed where time.time() is an hour behind the saves (another machine, a clock
+    # set back): tf.train.CheckpointManager's own list then holds none of them.
+    saved_twice(tmp_path)
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now - 3600.0)
+    weights = tf.Variable(tf.zeros(64))
+    checkpoints = RunCheckpoints(
+        tmp_path / "checkpoints", {"weights": weights}, keep=2, writer=SummaryWriter(tmp_path)
+    )
+    assert checkpoints.manager.checkpoints == []  # what went wrong before
+    assert checkpoints.restore_latest()["step"] == 2
+    np.testing.assert_array_equal(weights.numpy(), np.full(64, 2.0))
+
+
+def test_events_of_a_run_resumed_on_a_clock_behind_survive_the_next_resume(tmp_path, monkeypatch):
+    # Step 1 written, checkpoint, step 2 written (then dropped). Resumed on a clock an
+    # hour behind: step 2 written, checkpoint, step 3 written (then dropped). Resumed on
+    # the right clock again: steps 1 and 2 stay. By the clock alone, step 1 (written an
+    # hour "after" the second checkpoint) went too.
+    from tests import events
+
+    real = time.time
+    variable = tf.Variable(0)
+
+    def attempt():
+        writer = SummaryWriter(tmp_path)
+        checkpoints = RunCheckpoints(
+            tmp_path / "checkpoints", {"v": variable}, keep=2, writer=writer
+        )
+        return writer, checkpoints
+
+    writer, checkpoints = attempt()
+    writer.scalars("train", 1, {"loss": 1.0})
+    checkpoints.save({"step": 1}, step=1)
+    writer.scalars("train", 2, {"loss": 2.0})
+    writer.close()
+
+    monkeypatch.setattr(time, "time", lambda: real() - 3600.0)
+    writer, checkpoints = attempt()
+    assert checkpoints.restore_latest()["step"] == 1
+    writer.scalars("train", 2, {"loss": 2.0})
+    checkpoints.save({"step": 2}, step=2)
+    writer.scalars("train", 3, {"loss": 3.0})
+    writer.close()
+
+    monkeypatch.setattr(time, "time", real)
+    writer, checkpoints = attempt()
+    assert checkpoints.restore_latest()["step"] == 2
+    writer.close()
+    assert events.scalars(tmp_path / "train")["loss"] == [(1, 1.0), (2, 2.0)]

@@ -489,3 +489,56 @@ def test_restore_best_returns_the_validation_values_of_the_restored_model(tmp_pa
     curve = events.scalars(tmp_path / "run" / "validation")["loss"]
     assert curve[-1][0] == results["steps"]
     assert abs(curve[-1][1] - results["validation_loss"]) > 1e-4
+
+
+def test_early_stopping_and_save_best_hear_the_validation_of_a_new_last_epoch(tmp_path):
+    # Stopped at the end of epoch 3 of 5 with validation every 2 epochs, epoch 3 was not
+    # validated; resumed as a 3-epoch run, its late validation must reach restore_best and
+    # save_best as in the uninterrupted 3-epoch run, which validates epochs 2 and 3.
+    def config(epochs):
+        return load_config(
+            None,
+            [
+                f"train.epochs={epochs}",
+                "train.eval_every_epochs=2",
+                "train.early_stopping.monitor=validation_loss",
+                "train.early_stopping.restore_best=true",
+                "train.save_best=validation_loss",
+                "model.hidden_units=[8]",
+                "train.histogram_every_epochs=0",
+                "train.image_every_epochs=0",
+                f"data.data_dir={tmp_path / 'tfds'}",
+            ],
+        )
+
+    stop = StopRequest()
+
+    class StopAfterThirdEpoch(LineReporter):
+        def epoch_end(self, *, step, epoch, logs):
+            if epoch == 3:
+                stop.request("SIGINT")
+
+    quiet = io.StringIO()
+    with pytest.raises(RunInterrupted):
+        train_and_evaluate(
+            config(5), tmp_path / "cut", reporter=StopAfterThirdEpoch(quiet), stop_request=stop
+        )
+    resumed = train_and_evaluate(
+        config(3), tmp_path / "cut", resume=True, reporter=LineReporter(quiet)
+    )
+    reference = train_and_evaluate(config(3), tmp_path / "ref", reporter=LineReporter(quiet))
+    # Expected: the uninterrupted 3-epoch run, whose best validation_loss is epoch 3's.
+    best = json.loads((tmp_path / "ref" / "status.json").read_text())["best"]
+    assert best["epoch"] == 3  # else this test would not tell the two apart
+    assert json.loads((tmp_path / "cut" / "status.json").read_text())["best"] == best
+    for key in ("validation_loss", "test_loss", "test_accuracy"):
+        assert resumed[key] == reference[key]
+    for name in ("model.keras", "best.keras"):
+        got = keras.models.load_model(tmp_path / "cut" / name).get_weights()
+        want = keras.models.load_model(tmp_path / "ref" / name).get_weights()
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+    # TensorBoard's validation curve holds epoch 3's values, not the restored model's.
+    assert events.scalars(tmp_path / "cut" / "validation") == events.scalars(
+        tmp_path / "ref" / "validation"
+    )
