@@ -72,6 +72,7 @@ from kerasmlp.runfiles import (
     write_text_atomic,
 )
 from kerasmlp.summaries import SummaryWriter, code_block, model_summary
+from kerasmlp.tables import file_sha256
 
 __all__ = [
     "Controller",
@@ -822,11 +823,35 @@ def _train_as_worker(
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
+def data_fingerprint(config: Config) -> dict[str, str]:
+    """The sha256 of each of the run's own data files, by key (`data.path`, `data.test_path`).
+
+    A run records it in `status.json`; `--resume` refuses a file changed since, which it
+    would split and scale again into other rows than the checkpoint trained on.
+    """
+    paths = {"data.path": config.data.path, "data.test_path": config.data.test_path}
+    return {key: file_sha256(path) for key, path in paths.items() if path}
+
+
+def _check_data_unchanged(run_dir, previous: Mapping | None, fingerprint: dict[str, str]) -> None:
+    recorded = (previous or {}).get("data_sha256") or {}  # runs of earlier versions: none
+    for key, digest in recorded.items():
+        if fingerprint.get(key) not in (None, digest):
+            raise ResumeError(
+                f"--resume {run_dir}: {key} has changed since the run began (its sha256 "
+                "differs): split and scaled again it would give other rows than the run "
+                "trained on. Restore the file, or start a new run on it with -c"
+            )
+
+
 def _train(
     config, run_dir, role, strategy, reporter, stop_request, resume, previous, hparams_first
 ):
     keras.utils.set_random_seed(config.seed)
     data = _load(config)
+    fingerprint = data_fingerprint(config)
+    if resume:
+        _check_data_unchanged(run_dir, previous, fingerprint)
     if data.tabular is not None:
         _message_of(reporter)(data.tabular.describe())
         check_data_task(config, data.info.task, data.tabular.labels.why)
@@ -872,8 +897,13 @@ def _train(
 
     def begin() -> None:
         write_text_atomic(run_dir / CONFIG_FILE, config.to_yaml())
+        own_data = {"data_sha256": fingerprint} if fingerprint else {}
         status.update(
-            "running", epochs=config.train.epochs, replicas=role.replicas, workers=role.workers
+            "running",
+            epochs=config.train.epochs,
+            replicas=role.replicas,
+            workers=role.workers,
+            **own_data,
         )
 
     try:

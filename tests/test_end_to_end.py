@@ -5,6 +5,7 @@ the default config from the generated playground data; nothing touches the netwo
 """
 
 import dataclasses
+import hashlib
 import io
 import json
 import subprocess
@@ -24,6 +25,7 @@ from kerasmlp.controller import StopRequest
 from kerasmlp.data import load_datasets
 from kerasmlp.model import Head, build_model
 from kerasmlp.playground import NUM_TRAIN
+from kerasmlp.runfiles import ResumeError
 from kerasmlp.train import LineReporter, RunInterrupted, train_and_evaluate
 from tests import events
 from tests.conftest import COLLECTOR_OFF, REPO_ROOT
@@ -427,6 +429,38 @@ def test_a_run_with_random_translation_resumes_bitwise(tmp_path):
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
     assert resumed["train_loss"] != unshifted["train_loss"]
+
+
+def test_a_resume_refuses_own_data_changed_since_the_run_began(tmp_path):
+    # Split and scaled again, a changed CSV gives other rows than the checkpoint trained on:
+    # 40 rows appended failed inside the restore with a tensor shape error, and a value
+    # edited in place trained on silently.
+    path = tmp_path / "table.csv"
+    rng = np.random.default_rng(0)
+    rows = [f"{a:.4f},{b:.4f},{int(a + b > 0)}" for a, b in rng.normal(size=(120, 2))]
+    path.write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    config = load_config(
+        None,
+        ["data.name=csv", f"data.path={path}", "data.label=label", "train.epochs=2"],
+    )
+    run_dir = tmp_path / "run"
+    interrupt_after_epoch(1, config, run_dir)
+    recorded = json.loads((run_dir / "status.json").read_text())["data_sha256"]
+    assert recorded == {"data.path": hashlib.sha256(path.read_bytes()).hexdigest()}
+    original = path.read_bytes()
+    path.write_bytes(original.replace(b"0.1", b"0.2", 1))  # one value edited, same rows
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    quiet = {"reporter": LineReporter(io.StringIO())}
+    with pytest.raises(ResumeError) as error:
+        train_and_evaluate(config, run_dir, resume=True, **quiet)
+    assert str(error.value) == (
+        f"--resume {run_dir}: data.path has changed since the run began (its sha256 differs): "
+        "split and scaled again it would give other rows than the run trained on. Restore "
+        "the file, or start a new run on it with -c"
+    )
+    assert sorted(p.name for p in run_dir.rglob("*")) == before
+    path.write_bytes(original)
+    assert train_and_evaluate(config, run_dir, resume=True, **quiet)["epochs"] == 2
 
 
 def test_a_run_resumed_with_fewer_epochs_validates_its_new_last_epoch(tmp_path):
