@@ -222,8 +222,29 @@ def make_strategy(config: DistributeConfig):
         # Ctrl-C and SIGTERM. Nothing of the run is written yet, so until then the
         # signals end the process at once, as they do by default.
         with _signals_end_the_process():
-            _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            try:
+                _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            except tf.errors.UnknownError as e:
+                if "Could not start gRPC server" not in str(e):
+                    raise
+                raise ConfigError(_server_not_started()) from None
     return _multi_worker_strategy
+
+
+def _server_not_started() -> str:
+    """Why this worker's gRPC server did not start: its TF_CONFIG port cannot be bound."""
+    import tensorflow as tf
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    task_type, index = resolver.task_type, int(resolver.task_id or 0)
+    address = resolver.cluster_spec().task_address(task_type, index)
+    port = address.rpartition(":")[2]
+    # TensorFlow's server listens on every interface of this machine (0.0.0.0:port).
+    return (
+        f"TF_CONFIG task {task_type} {index} ({address}): port {port} is taken on this "
+        "machine, by this task started twice or by another program; stop it, or give "
+        "this task another port in every worker's TF_CONFIG"
+    )
 
 
 @contextlib.contextmanager

@@ -503,6 +503,30 @@ def test_ctrl_c_ends_a_worker_whose_peer_never_starts(tmp_path, spirals_dir):
     assert not (tmp_path / "logs" / "run").exists()
 
 
+def test_a_worker_whose_port_is_taken_is_refused_in_one_line(tmp_path):
+    # The same task started twice: the second's server cannot bind the port, which
+    # TensorFlow reported as a traceback ending in "Could not start gRPC server".
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    host, port = addresses[0].split(":")
+    with socket.socket() as first:  # the first start of task worker 0 holds its port
+        first.bind((host, int(port)))
+        first.listen()
+        result = subprocess.run(
+            [str(SCRIPT), "--strategy", "multi_worker", "--logdir", str(tmp_path), "--epochs", "1"],
+            cwd=tmp_path,
+            env=_env(TF_CONFIG=_tf_config(addresses)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert (
+        f"kerasmlp-train: error: TF_CONFIG task worker 0 ({addresses[0]}): port {port} is "
+        "taken on this machine"
+    ) in result.stderr
+
+
 def test_a_checkpoint_write_a_lost_peer_aborted_reports_the_lost_worker(tmp_path):
     # Under MultiWorkerMirroredStrategy a checkpoint's save runs collectives: a worker
     # killed while the chief writes one aborts the write with the coordination
