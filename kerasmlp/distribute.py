@@ -220,7 +220,10 @@ def make_strategy(config: DistributeConfig):
         # It waits in C++ until every worker in TF_CONFIG has started, where Python's
         # signal handlers cannot run: a worker whose peer never comes would ignore
         # Ctrl-C and SIGTERM. Nothing of the run is written yet, so until then the
-        # signals end the process at once, as they do by default.
+        # signals end the process at once, as they do by default: Ctrl-C does, but
+        # TensorFlow installs its own SIGTERM handler (tsl's SigtermNotifier, a
+        # preemption notice) before it waits, and holds the GIL through the wait,
+        # so no thread of ours can undo that: SIGTERM is ignored there (TF 2.21).
         with _signals_end_the_process():
             try:
                 _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
