@@ -29,6 +29,8 @@ from kerasmlp.config import ConfigError, DistributeConfig, shorten
 # The jobs whose tasks train (TensorFlow's `evaluator` and `ps` do not take part in
 # MultiWorkerMirroredStrategy's all-reduce).
 TRAINING_JOBS = ("chief", "worker")
+# The one other job MultiWorkerMirroredStrategy's cluster may hold (outside the run).
+EVALUATOR_JOB = "evaluator"
 
 # This process's MultiWorkerMirroredStrategy, once made. Making it starts the
 # process's server and enables collective ops in TensorFlow's context; a second
@@ -107,6 +109,15 @@ def parse_tf_config(text: str | None) -> Role:
                 f'TF_CONFIG cluster "{job}" must list "host:port" strings, each port a '
                 f"number from 1 to 65535. Received: {shorten(json.dumps(addresses))}"
             )
+    other = sorted(set(cluster) - {*TRAINING_JOBS, EVALUATOR_JOB})
+    if other:
+        # TensorFlow refuses a job of another name with a traceback, and with a "ps" job
+        # (ParameterServerStrategy's) every worker waits for the ps tasks forever.
+        raise ConfigError(
+            f'TF_CONFIG cluster job "{shorten(other[0])}" is not one of a multi_worker run, '
+            f'whose jobs are "chief", "worker" and "evaluator". Received: '
+            f"{shorten(json.dumps(sorted(cluster)))}"
+        )
     if len(cluster.get("chief", [])) > 1:
         raise ConfigError(
             'TF_CONFIG cluster "chief" holds one task at most (the other tasks are '

@@ -75,6 +75,10 @@ def test_tf_config_gives_the_role(text, expected):
         (_tf_config(["127.0.0.1:abc"], "worker", 0), "each port a number from 1 to 65535"),
         (_tf_config(["127.0.0.1:70000"], "worker", 0), "each port a number from 1 to 65535"),
         (_tf_config(["a:1"], "worker", 0, chief=["c:1", "c:2"]), '"chief" holds one task at'),
+        # A "ps" job: every worker waited for its tasks forever (TF 2.21); another name:
+        # TensorFlow's "Disallowed task type found in cluster spec" traceback.
+        (_tf_config(["a:1"], "worker", 0, ps=["p:1"]), 'cluster job "ps" is not one of'),
+        (_tf_config(["a:1"], "worker", 0, trainer=["b:1"]), 'cluster job "trainer" is not'),
     ],
     ids=[
         "missing",
@@ -88,6 +92,8 @@ def test_tf_config_gives_the_role(text, expected):
         "port",
         "port-range",
         "two-chiefs",
+        "ps-job",
+        "other-job",
     ],
 )
 def test_a_bad_tf_config_is_refused_in_one_line(text, message):
