@@ -109,6 +109,14 @@ def parse_tf_config(text: str | None) -> Role:
                 f'TF_CONFIG cluster "{job}" must list "host:port" strings, each port a '
                 f"number from 1 to 65535. Received: {shorten(json.dumps(addresses))}"
             )
+    addresses = [address for job in cluster.values() for address in job]
+    twice = next((a for i, a in enumerate(addresses) if a in addresses[:i]), None)
+    if twice is not None:
+        # Two tasks cannot both listen there: one would fail, and the rest wait for it.
+        raise ConfigError(
+            f'TF_CONFIG cluster lists "{shorten(twice)}" for two tasks; each task needs '
+            f"an address of its own. Received: {shorten(json.dumps(cluster))}"
+        )
     other = sorted(set(cluster) - {*TRAINING_JOBS, EVALUATOR_JOB})
     if other:
         # TensorFlow refuses a job of another name with a traceback, and with a "ps" job

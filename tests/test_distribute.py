@@ -79,6 +79,9 @@ def test_tf_config_gives_the_role(text, expected):
         # TensorFlow's "Disallowed task type found in cluster spec" traceback.
         (_tf_config(["a:1"], "worker", 0, ps=["p:1"]), 'cluster job "ps" is not one of'),
         (_tf_config(["a:1"], "worker", 0, trainer=["b:1"]), 'cluster job "trainer" is not'),
+        # One address for two tasks: the second could not listen, the first waited for it.
+        (_tf_config(["a:1", "a:1"], "worker", 0), 'lists "a:1" for two tasks'),
+        (_tf_config(["a:1"], "worker", 0, chief=["a:1"]), 'lists "a:1" for two tasks'),
     ],
     ids=[
         "missing",
@@ -94,6 +97,8 @@ def test_tf_config_gives_the_role(text, expected):
         "two-chiefs",
         "ps-job",
         "other-job",
+        "same-address",
+        "same-address-chief",
     ],
 )
 def test_a_bad_tf_config_is_refused_in_one_line(text, message):
