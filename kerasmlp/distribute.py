@@ -260,12 +260,14 @@ def _server_not_started() -> str:
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     task_type, index = resolver.task_type, int(resolver.task_id or 0)
     address = resolver.cluster_spec().task_address(task_type, index)
-    port = address.rpartition(":")[2]
-    # TensorFlow's server listens on every interface of this machine (0.0.0.0:port).
+    port = int(address.rpartition(":")[2])
+    # TensorFlow's server listens on every interface of this machine (0.0.0.0:port);
+    # binding fails when the port is taken, or (below 1024) without root.
+    privileged = " or needs root (below 1024)" if port < 1024 else ""
     return (
         f"TF_CONFIG task {task_type} {index} ({address}): port {port} is taken on this "
-        "machine, by this task started twice or by another program; stop it, or give "
-        "this task another port in every worker's TF_CONFIG"
+        f"machine, by this task started twice or by another program{privileged}; stop "
+        "it, or give this task another port in every worker's TF_CONFIG"
     )
 
 
