@@ -29,6 +29,8 @@ from kerasmlp.config import ConfigError, DistributeConfig, shorten
 # The jobs whose tasks train (TensorFlow's `evaluator` and `ps` do not take part in
 # MultiWorkerMirroredStrategy's all-reduce).
 TRAINING_JOBS = ("chief", "worker")
+# The one other job MultiWorkerMirroredStrategy's cluster may hold (outside the run).
+EVALUATOR_JOB = "evaluator"
 
 # This process's MultiWorkerMirroredStrategy, once made. Making it starts the
 # process's server and enables collective ops in TensorFlow's context; a second
@@ -107,6 +109,23 @@ def parse_tf_config(text: str | None) -> Role:
                 f'TF_CONFIG cluster "{job}" must list "host:port" strings, each port a '
                 f"number from 1 to 65535. Received: {shorten(json.dumps(addresses))}"
             )
+    addresses = [address for job in cluster.values() for address in job]
+    twice = next((a for i, a in enumerate(addresses) if a in addresses[:i]), None)
+    if twice is not None:
+        # Two tasks cannot both listen there: one would fail, and the rest wait for it.
+        raise ConfigError(
+            f'TF_CONFIG cluster lists "{shorten(twice)}" for two tasks; each task needs '
+            f"an address of its own. Received: {shorten(json.dumps(cluster))}"
+        )
+    other = sorted(set(cluster) - {*TRAINING_JOBS, EVALUATOR_JOB})
+    if other:
+        # TensorFlow refuses a job of another name with a traceback, and with a "ps" job
+        # (ParameterServerStrategy's) every worker waits for the ps tasks forever.
+        raise ConfigError(
+            f'TF_CONFIG cluster job "{shorten(other[0])}" is not one of a multi_worker run, '
+            f'whose jobs are "chief", "worker" and "evaluator". Received: '
+            f"{shorten(json.dumps(sorted(cluster)))}"
+        )
     if len(cluster.get("chief", [])) > 1:
         raise ConfigError(
             'TF_CONFIG cluster "chief" holds one task at most (the other tasks are '
@@ -220,10 +239,36 @@ def make_strategy(config: DistributeConfig):
         # It waits in C++ until every worker in TF_CONFIG has started, where Python's
         # signal handlers cannot run: a worker whose peer never comes would ignore
         # Ctrl-C and SIGTERM. Nothing of the run is written yet, so until then the
-        # signals end the process at once, as they do by default.
+        # signals end the process at once, as they do by default: Ctrl-C does, but
+        # TensorFlow installs its own SIGTERM handler (tsl's SigtermNotifier, a
+        # preemption notice) before it waits, and holds the GIL through the wait,
+        # so no thread of ours can undo that: SIGTERM is ignored there (TF 2.21).
         with _signals_end_the_process():
-            _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            try:
+                _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            except tf.errors.UnknownError as e:
+                if "Could not start gRPC server" not in str(e):
+                    raise
+                raise ConfigError(_server_not_started()) from None
     return _multi_worker_strategy
+
+
+def _server_not_started() -> str:
+    """Why this worker's gRPC server did not start: its TF_CONFIG port cannot be bound."""
+    import tensorflow as tf
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    task_type, index = resolver.task_type, int(resolver.task_id or 0)
+    address = resolver.cluster_spec().task_address(task_type, index)
+    port = int(address.rpartition(":")[2])
+    # TensorFlow's server listens on every interface of this machine (0.0.0.0:port);
+    # binding fails when the port is taken, or (below 1024) without root.
+    privileged = " or needs root (below 1024)" if port < 1024 else ""
+    return (
+        f"TF_CONFIG task {task_type} {index} ({address}): port {port} is taken on this "
+        f"machine, by this task started twice or by another program{privileged}; stop "
+        "it, or give this task another port in every worker's TF_CONFIG"
+    )
 
 
 @contextlib.contextmanager

@@ -75,6 +75,13 @@ def test_tf_config_gives_the_role(text, expected):
         (_tf_config(["127.0.0.1:abc"], "worker", 0), "each port a number from 1 to 65535"),
         (_tf_config(["127.0.0.1:70000"], "worker", 0), "each port a number from 1 to 65535"),
         (_tf_config(["a:1"], "worker", 0, chief=["c:1", "c:2"]), '"chief" holds one task at'),
+        # A "ps" job: every worker waited for its tasks forever (TF 2.21); another name:
+        # TensorFlow's "Disallowed task type found in cluster spec" traceback.
+        (_tf_config(["a:1"], "worker", 0, ps=["p:1"]), 'cluster job "ps" is not one of'),
+        (_tf_config(["a:1"], "worker", 0, trainer=["b:1"]), 'cluster job "trainer" is not'),
+        # One address for two tasks: the second could not listen, the first waited for it.
+        (_tf_config(["a:1", "a:1"], "worker", 0), 'lists "a:1" for two tasks'),
+        (_tf_config(["a:1"], "worker", 0, chief=["a:1"]), 'lists "a:1" for two tasks'),
     ],
     ids=[
         "missing",
@@ -88,6 +95,10 @@ def test_tf_config_gives_the_role(text, expected):
         "port",
         "port-range",
         "two-chiefs",
+        "ps-job",
+        "other-job",
+        "same-address",
+        "same-address-chief",
     ],
 )
 def test_a_bad_tf_config_is_refused_in_one_line(text, message):
@@ -501,6 +512,30 @@ def test_ctrl_c_ends_a_worker_whose_peer_never_starts(tmp_path, spirals_dir):
             pytest.fail("a worker waiting for its peer ignored Ctrl-C")
     assert alone.returncode in (-signal.SIGINT, 130)
     assert not (tmp_path / "logs" / "run").exists()
+
+
+def test_a_worker_whose_port_is_taken_is_refused_in_one_line(tmp_path):
+    # The same task started twice: the second's server cannot bind the port, which
+    # TensorFlow reported as a traceback ending in "Could not start gRPC server".
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    host, port = addresses[0].split(":")
+    with socket.socket() as first:  # the first start of task worker 0 holds its port
+        first.bind((host, int(port)))
+        first.listen()
+        result = subprocess.run(
+            [str(SCRIPT), "--strategy", "multi_worker", "--logdir", str(tmp_path), "--epochs", "1"],
+            cwd=tmp_path,
+            env=_env(TF_CONFIG=_tf_config(addresses)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert (
+        f"kerasmlp-train: error: TF_CONFIG task worker 0 ({addresses[0]}): port {port} is "
+        "taken on this machine"
+    ) in result.stderr
 
 
 def test_a_checkpoint_write_a_lost_peer_aborted_reports_the_lost_worker(tmp_path):
