@@ -842,8 +842,9 @@ def check_learning_rate_lasts(config: Config, steps: int) -> None:
         return
     # Decay periods after which the rate is below FLOAT32_TINY (> 0: the rate starts above).
     periods = math.log(FLOAT32_TINY / lr.initial_learning_rate) / math.log(lr.decay_rate)
-    first = (math.floor(periods) + 1) * lr.decay_steps if lr.staircase else None
-    if first is None:
+    if lr.staircase:
+        first = (math.floor(periods) + 1) * lr.decay_steps
+    else:
         first = math.floor(periods * lr.decay_steps) + 1
     if first > steps - 1:  # step s uses the rate at s (from 0); the last step is steps - 1
         return

@@ -28,7 +28,7 @@ from kerasmlp import tables
 from kerasmlp.config import Config, load_saved_config
 from kerasmlp.errors import DataError
 from kerasmlp.model import Head
-from kerasmlp.runfiles import CONFIG_FILE, write_json_atomic
+from kerasmlp.runfiles import CONFIG_FILE, read_status, write_json_atomic
 from kerasmlp.tables import INTEGER, NUMERIC, STRING, Column
 
 MODEL_FILE = "model.keras"
@@ -134,8 +134,6 @@ def read_data_card(path: pathlib.Path) -> dict:
                 problem = "'table' has no list of columns {name, kind}"
             elif not isinstance(table.get("source"), str) or "label" not in table:
                 problem = "'table' lacks its source or label"
-            elif not isinstance(table.get("test_sha256"), (str, type(None))):
-                problem = "'table' has a 'test_sha256' that is no text"
     if problem is not None:
         raise DataError(
             f"{path} is damaged or from another version: {problem}. "
@@ -174,8 +172,6 @@ class LoadedRun:
         self.source = table["source"] if table else None
         self.label = table["label"] if table else None
         self.columns = tuple(Column(**c) for c in table["columns"]) if table else None
-        # Runs of earlier versions recorded none: their test split is read unchecked.
-        self.test_sha256: str | None = table.get("test_sha256") if table else None
         with warnings.catch_warnings():  # see `_functional`
             warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
             self.model: keras.Model = load_saved_model(self.run_dir / MODEL_FILE)
@@ -223,21 +219,17 @@ class LoadedRun:
         """The run's own test split (its rows read again as the config says), and its labels.
 
         Raises:
-          DataError: the file the test rows come from has changed since the run read it:
-            split again, it would give other rows (training rows among them).
+          DataError: the file the test rows come from has changed since the run read it
+            (`status.json`'s `data_sha256`): split again, it would give other rows,
+            training rows among them.
         """
         from kerasmlp.train import _load
 
+        self._check_test_file_unchanged()
         data = _load(self.config)
         if data.tabular is not None:
             from kerasmlp.tabular import raw_inputs
 
-            if self.test_sha256 and data.tabular.test_sha256 != self.test_sha256:
-                raise DataError(
-                    f"{data.tabular.test_file} has changed since the run took its test split "
-                    "from it (its sha256 differs): read again, the split would hold other rows. "
-                    "Restore the file, or give the rows to predict as INPUT"
-                )
             test = data.tabular.test
             return _tensors(raw_inputs(test)), data.tabular.labels.encode(test, what="data.path")
         features, labels = zip(*((x.numpy(), y.numpy()) for x, y in data.test), strict=True)
@@ -259,6 +251,19 @@ class LoadedRun:
             return raw.astype(np.int32)
         labels = tables.Labels(self.task, self.class_names, why="")
         return labels.encode(table, what="INPUT")
+
+    def _check_test_file_unchanged(self) -> None:
+        # Runs of earlier versions, and runs not on your own data, recorded none.
+        recorded = (read_status(self.run_dir) or {}).get("data_sha256") or {}
+        data = self.config.data
+        key = "data.test_path" if self.source == "csv" and data.test_path else "data.path"
+        path = data.test_path if key == "data.test_path" else data.path
+        if key in recorded and os.path.isfile(path) and tables.file_sha256(path) != recorded[key]:
+            raise DataError(
+                f"{path} has changed since the run took its test split from it (its sha256 "
+                "differs): read again, the split would hold other rows. Restore the file, or "
+                "give the rows to predict as INPUT"
+            )
 
     @property
     def _takes_rows(self) -> bool:

@@ -73,9 +73,6 @@ class TabularData:
       preprocessor: raw columns (a dict name -> (batch, 1) or (batch, ...)) to
         (batch, input_dim) float32.
       test: the raw test rows, for `kerasmlp-predict --split test`.
-      test_file, test_sha256: the file the test rows come from (`data.test_path`, or
-        `data.path` when they are drawn from it) and its sha256, which `--split test`
-        compares when it reads the file again (a changed file would split off other rows).
     """
 
     source: str
@@ -84,8 +81,6 @@ class TabularData:
     labels: Labels
     preprocessor: keras.Model
     test: Table
-    test_file: str | None = None
-    test_sha256: str | None = None
 
     def describe(self) -> str:
         """One console line: the task and why."""
@@ -102,7 +97,6 @@ class TabularData:
             "source": self.source,
             "label": self.label,
             "columns": [dataclasses.asdict(c) for c in self.columns],
-            "test_sha256": self.test_sha256,
         }
 
 
@@ -161,7 +155,6 @@ def load_tabular(
                 f"{path}: 'x_test' examples have shape {test.values['x'].shape[1:]}, 'x' "
                 f"examples {pool.values['x'].shape[1:]} (data.path)"
             )
-    test_file = str(test_path if name == "csv" and test_path else path)  # read well just now
     return datasets_from_tables(
         name,
         pool,
@@ -170,7 +163,6 @@ def load_tabular(
         label=label if name == "csv" else None,
         indicators=name == "csv",
         test_what="data.test_path" if test_path else "data.path",
-        test_file=test_file,
         test_fraction=test_fraction,
         batch_size=batch_size,
         validation_fraction=validation_fraction,
@@ -189,7 +181,6 @@ def datasets_from_tables(
     label: str | None,
     indicators: bool,
     test_what: str,
-    test_file: str | None = None,
     test_fraction: float,
     batch_size: int,
     validation_fraction: float,
@@ -207,7 +198,6 @@ def datasets_from_tables(
       label: the label column's name (kept for predictions), if any.
       indicators: give numeric columns with missing values a "was missing" input.
       test_what: the config key naming where the test rows come from.
-      test_file: the file they come from, if one (`TabularData.test_file`).
     """
     if test is None:
         num_test = int(round(pool.num_rows * test_fraction))
@@ -283,8 +273,6 @@ def datasets_from_tables(
             labels=labels,
             preprocessor=preprocessor,
             test=test,
-            test_file=test_file,
-            test_sha256=tables.file_sha256(test_file) if test_file else None,
         ),
     )
 

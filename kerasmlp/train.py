@@ -826,8 +826,9 @@ def _train_as_worker(
 def data_fingerprint(config: Config) -> dict[str, str]:
     """The sha256 of each of the run's own data files, by key (`data.path`, `data.test_path`).
 
-    A run records it in `status.json`; `--resume` refuses a file changed since, which it
-    would split and scale again into other rows than the checkpoint trained on.
+    A run records it in `status.json`; `--resume` (and `kerasmlp-predict --split test`,
+    `LoadedRun.read_test_split`) refuse a file changed since, which split and scaled
+    again would give other rows than the run trained (and was tested) on.
     """
     paths = {"data.path": config.data.path, "data.test_path": config.data.test_path}
     return {key: file_sha256(path) for key, path in paths.items() if path}
