@@ -53,8 +53,7 @@ def load_grid(path: str | os.PathLike) -> dict[str, list[Any]]:
 
     Raises:
       ConfigError: the file is missing or not YAML, not a mapping, a key is not
-        a dotted name, a value is not a non-empty list or lists a value twice, or
-        the grid is too large.
+        a dotted name, a value is not a non-empty list, or the grid is too large.
     """
     return check_grid(read_yaml_file(path, what="Sweep"), source=str(path))
 
@@ -76,13 +75,6 @@ def check_grid(raw: Any, *, source: str = "the sweep") -> dict[str, list[Any]]:
             raise ConfigError(
                 f"{source}: {key} must be a non-empty list of values, e.g. {key}: [a, b]. "
                 f"Received: {key}={_show(values)}"
-            )
-        written = [_yaml_value(value) for value in values]  # 1, 1.0 and true stay apart
-        twice = next((v for i, v in enumerate(written) if v in written[:i]), None)
-        if twice is not None:
-            raise ConfigError(
-                f"{source}: {key} lists {shorten(twice)} twice: its points would train the same "
-                f"config twice. Received: {key}={_show(values)}"
             )
         grid[key] = values
     size = 1

@@ -345,7 +345,7 @@ def read_npz_table(
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes, in hex: what a run records of its test split's file."""
+    """The sha256 of a file's bytes, in hex: what a run records of its data (`data_sha256`)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
