@@ -228,7 +228,9 @@ class Progress(Action):
         )
 
     def on_steps(self, loop, stats):
-        logs = {"loss": stats["loss"], "learning_rate": stats["learning_rate"]}
+        # `loss` is the interval's, as TensorBoard's train/loss at this step;
+        # `epoch_loss` the epoch's so far, as Keras's progress bar shows it.
+        logs = {k: stats[k] for k in ("loss", "epoch_loss", "learning_rate")}
         epoch = loop.epoch + (1 if loop.step_in_epoch else 0)
         self.reporter.train_progress(step=loop.step, epoch=epoch, logs=logs)
 

@@ -589,8 +589,8 @@ def _silence_stdout() -> None:
 class _BarReporter:
     """On a terminal, as Keras's progress bar: one line per finished epoch, a bar below.
 
-    The bar (epoch, steps done in it, the current training loss, time left for
-    the run) is redrawn in place; at each epoch's end it gives way to a line
+    The bar (epoch, steps done in it, the training loss over the epoch's steps
+    so far, time left for the run) is redrawn in place; at each epoch's end it gives way to a line
     that stays: ``epoch 3/40 | loss 0.1234 | accuracy 0.9500 | validation_loss
     0.1432 | validation_accuracy 0.9450``, the figures of that epoch.
     """
@@ -613,7 +613,8 @@ class _BarReporter:
         parts = [
             f"epoch {epoch}/{self._epochs} [{'#' * filled}{'-' * (self._WIDTH - filled)}] "
             f"{in_epoch}/{self._steps_per_epoch}",
-            *(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("lr", "learning_rate")),
+            # As Keras's bar: the loss over the epoch's steps so far, not the last call's.
+            f"loss {logs['epoch_loss']:.4f}",
         ]
         done = step - self._first_step
         if done > 0:

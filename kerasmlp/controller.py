@@ -49,7 +49,11 @@ class StepRunner(Protocol):
     """What the controller needs of a trainer."""
 
     def run_steps(self, num_steps: int) -> Mapping[str, float]:
-        """Runs `num_steps` steps; returns the interval's stats (`examples` among them)."""
+        """Runs `num_steps` steps; returns the interval's stats.
+
+        Among them `examples`, `loss` (the interval's mean) and `epoch_loss` (the
+        mean over the epoch's steps so far).
+        """
 
     def start_epoch(self) -> None:
         """Resets the epoch's training accumulators."""

@@ -439,7 +439,9 @@ class Trainer:
         """Runs `num_steps` training steps in one call of the compiled loop.
 
         Returns, over those steps: `loss` (mean per example, regularization
-        included, as `model.fit` reports it), `gradient_norm` (mean global norm),
+        included, as `model.fit` reports it), `epoch_loss` (the same mean over
+        the epoch's steps so far, what Keras's progress bar shows; host-side
+        sums, no device read), `gradient_norm` (mean global norm),
         `examples`, `learning_rate` (the schedule's value at the new step),
         `first_nonfinite_step` (index in this call of the first step whose loss
         or gradient norm was NaN or infinite; -1 if none) and `weights_finite`
@@ -459,6 +461,7 @@ class Trainer:
         self._epoch_examples += examples
         results = {
             "loss": loss_sum / max(examples, 1.0),
+            "epoch_loss": self._epoch_loss_sum / max(self._epoch_examples, 1.0),
             "gradient_norm": gradient_norm_sum / max(num_steps - skipped, 1),
             "examples": examples,
             "learning_rate": learning_rate,
@@ -592,7 +595,9 @@ class Reporter(Protocol):
     def start(self, *, epochs: int, steps_per_epoch: int, initial_step: int = 0) -> None:
         """Training begins (a resumed run at `initial_step`)."""
 
-    def train_progress(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None: ...
+    def train_progress(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None:
+        """After each compiled call: `loss` (over the call's steps), `epoch_loss`
+        (over the epoch's steps so far) and `learning_rate`."""
 
     def epoch_end(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None: ...
 
@@ -633,7 +638,9 @@ class LineReporter:
         self._print(f"training {epochs} epochs x {steps_per_epoch} steps")
 
     def train_progress(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None:
-        self._print(format_logs("train", step, logs))
+        # The interval's loss, the value of TensorBoard's train/loss at this step.
+        shown = {k: v for k, v in logs.items() if k != "epoch_loss"}
+        self._print(format_logs("train", step, shown))
 
     def epoch_end(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None:
         self._print(format_logs(f"epoch {epoch}", step, logs))

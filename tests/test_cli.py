@@ -84,6 +84,9 @@ def test_a_two_epoch_run_prints_its_lines_and_writes_its_run(tmp_path):
     lines = lines[lines.index("training 2 epochs x 57 steps") :]  # 3600 training examples / 64
     # Not a terminal: plain fixed-width lines, then the summary.
     assert lines[1].startswith("train      | step      20 | loss ")
+    # The interval's loss (TensorBoard's train/loss at that step) and the rate; the
+    # epoch's running loss is the terminal bar's alone.
+    assert [part.split()[0] for part in lines[1].split(" | ")[2:]] == ["loss", "lr"]
     assert lines[-3].startswith("test       | loss ") and "| accuracy " in lines[-3]
     assert lines[-2] == f"run directory: {tmp_path / 'logs' / 'smoke'}"
     assert lines[-1] == f"see it with:   tensorboard --logdir {tmp_path / 'logs'}"
@@ -321,10 +324,14 @@ def test_progress_bar_leaves_one_line_per_epoch_with_that_epochs_figures():
     stream = _FakeTerminal()
     bar = cli._BarReporter(file=stream)
     bar.start(epochs=2, steps_per_epoch=10)
-    bar.train_progress(step=5, epoch=1, logs={"loss": 0.5, "learning_rate": 0.01})
+    logs = {"loss": 0.5, "epoch_loss": 0.6, "learning_rate": 0.01}
+    bar.train_progress(step=5, epoch=1, logs=logs)
     drawn = _screen(stream.getvalue())[-1]
-    assert drawn.startswith("epoch 1/2 [##########----------] 5/10 | loss 0.5000 | ETA ")
-    bar.train_progress(step=10, epoch=1, logs={"loss": 0.45, "learning_rate": 0.01})
+    # As Keras's bar: the mean over the epoch's steps so far, not the last call's 0.5.
+    assert drawn.startswith("epoch 1/2 [##########----------] 5/10 | loss 0.6000 | ETA ")
+    bar.train_progress(
+        step=10, epoch=1, logs={"loss": 0.45, "epoch_loss": 0.5, "learning_rate": 0.01}
+    )
     bar.epoch_end(
         step=10,
         epoch=1,
@@ -335,7 +342,9 @@ def test_progress_bar_leaves_one_line_per_epoch_with_that_epochs_figures():
             "validation_accuracy": 0.9,
         },
     )
-    bar.train_progress(step=15, epoch=2, logs={"loss": 0.25, "learning_rate": 0.01})
+    bar.train_progress(
+        step=15, epoch=2, logs={"loss": 0.2, "epoch_loss": 0.25, "learning_rate": 0.01}
+    )
     # While epoch 2 runs: epoch 1's line stays, and the bar shows epoch 2's current
     # loss, not epoch 1's validation figures.
     screen = _screen(stream.getvalue())
@@ -345,7 +354,9 @@ def test_progress_bar_leaves_one_line_per_epoch_with_that_epochs_figures():
     )
     assert screen[1].startswith("epoch 2/2 [##########----------] 5/10 | loss 0.2500 | ETA ")
     assert "validation" not in screen[1]
-    bar.train_progress(step=20, epoch=2, logs={"loss": 0.2, "learning_rate": 0.01})
+    bar.train_progress(
+        step=20, epoch=2, logs={"loss": 0.2, "epoch_loss": 0.22, "learning_rate": 0.01}
+    )
     bar.epoch_end(
         step=20,
         epoch=2,
@@ -369,7 +380,7 @@ def test_progress_bar_of_a_resumed_run_and_one_that_fails():
     stream = _FakeTerminal()
     bar = cli._BarReporter(file=stream)
     bar.start(epochs=4, steps_per_epoch=10, initial_step=20)  # resumed after epoch 2
-    bar.train_progress(step=25, epoch=3, logs={"loss": 0.5})
+    bar.train_progress(step=25, epoch=3, logs={"loss": 0.5, "epoch_loss": 0.5})
     assert _screen(stream.getvalue())[-1].startswith("epoch 3/4 [##########----------] 5/10 |")
     bar.close()  # an error follows: it must start on a line of its own
     assert stream.getvalue().endswith("\n")

@@ -122,6 +122,25 @@ def test_loss_falls_and_metrics_reset_per_epoch():
     assert trainer.train_results()["accuracy"] == 0.0
 
 
+def test_epoch_loss_is_the_example_weighted_mean_of_the_epochs_calls():
+    # What Keras's progress bar shows: the mean loss per example over the epoch so far
+    # (its loss tracker is a Mean weighted by batch size), worked here in numpy from
+    # each call's own mean and example count.
+    trainer = make_trainer()
+    iterator = iter(spirals(n=1000, batch_size=96).repeat())  # 10 batches of 96, one of 40
+    trainer.start_epoch()
+    calls = [trainer.run_steps(iterator, n) for n in (3, 8, 4)]
+    losses_, examples = (np.array([c[k] for c in calls]) for k in ("loss", "examples"))
+    assert len(set(examples)) == 3  # a call with the short batch: plain means would differ
+    for i, call in enumerate(calls):
+        expected = np.sum(losses_[: i + 1] * examples[: i + 1]) / np.sum(examples[: i + 1])
+        np.testing.assert_allclose(call["epoch_loss"], expected, rtol=1e-12)
+    assert calls[-1]["epoch_loss"] == trainer.train_results()["loss"]
+    trainer.start_epoch()
+    fresh = trainer.run_steps(iterator, 2)
+    assert fresh["epoch_loss"] == fresh["loss"]
+
+
 @pytest.mark.parametrize(
     "head,loss",
     [
