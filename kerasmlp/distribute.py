@@ -332,6 +332,31 @@ def strategy_role(strategy) -> Role:
     )
 
 
+def unused_settings(config: DistributeConfig, role: Role, environ) -> list[str]:
+    """One line for each setting that asks for more devices than this run uses.
+
+    A cluster manager's `TF_CONFIG` while the strategy is not `multi_worker` (this
+    process would train alone, without a word), and `cpu_devices` above 1 on one
+    device (the logical CPUs are `mirrored`'s replicas on a machine without GPUs).
+    """
+    lines = []
+    if role.strategy != "multi_worker" and (environ.get("TF_CONFIG") or "").strip():
+        workers = parse_tf_config(environ["TF_CONFIG"]).workers
+        if workers > 1:
+            lines.append(
+                f"TF_CONFIG names {workers} workers, but distribute.strategy is "
+                f"{config.strategy} ({role.strategy}): this process trains alone; "
+                "--strategy multi_worker trains with the others"
+            )
+    if config.cpu_devices > 1 and role.strategy == "one_device":
+        lines.append(
+            f"distribute.cpu_devices={config.cpu_devices} splits the CPU for the mirrored "
+            f"strategy; distribute.strategy is {config.strategy} (one_device): one device "
+            "trains, --strategy mirrored trains a replica on each"
+        )
+    return lines
+
+
 def check_batch_size(batch_size: int, replicas: int) -> int:
     """The per-replica batch: `train.batch_size` is the global batch, split evenly.
 

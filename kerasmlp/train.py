@@ -770,6 +770,8 @@ def train_and_evaluate(
     distribute.check_batch_size(config.train.batch_size, role.replicas)
     if strategy is not None:
         _message_of(reporter)(role.describe())
+    for line in distribute.unused_settings(config.distribute, role, os.environ):
+        _message_of(reporter)(line)
     try:
         if not role.is_chief:
             # Only the chief writes the run folder; the others write the same files

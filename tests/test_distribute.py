@@ -131,6 +131,63 @@ def test_config_defaults_and_refusals():
 
 
 @pytest.mark.parametrize(
+    "strategy,cpu_devices,role,tf_config,expected",
+    [
+        ("auto", 1, distribute.Role(), None, []),
+        ("auto", 1, distribute.Role(), _tf_config(["a:1"]), []),  # a cluster of one
+        (
+            "auto",
+            1,
+            distribute.Role(),
+            _tf_config(["a:1", "b:1"], index=1),
+            [
+                "TF_CONFIG names 2 workers, but distribute.strategy is auto (one_device): "
+                "this process trains alone; --strategy multi_worker trains with the others"
+            ],
+        ),
+        (
+            "multi_worker",
+            1,
+            distribute.Role(0, 2, 2, True, "multi_worker"),
+            _tf_config(["a:1", "b:1"]),
+            [],
+        ),
+        (
+            "one_device",
+            2,
+            distribute.Role(),
+            None,
+            [
+                "distribute.cpu_devices=2 splits the CPU for the mirrored strategy; "
+                "distribute.strategy is one_device (one_device): one device trains, "
+                "--strategy mirrored trains a replica on each"
+            ],
+        ),
+        ("mirrored", 2, distribute.Role(replicas=2, strategy="mirrored"), None, []),
+    ],
+    ids=["nothing", "cluster-of-one", "cluster-unused", "multi-worker", "cpus-unused", "mirrored"],
+)
+def test_settings_for_more_devices_than_the_run_uses_are_named(
+    strategy, cpu_devices, role, tf_config, expected
+):
+    environ = {"TF_CONFIG": tf_config} if tf_config else {}
+    config = DistributeConfig(strategy, cpu_devices)
+    assert distribute.unused_settings(config, role, environ) == expected
+
+
+def test_a_run_that_trains_alone_under_a_cluster_tf_config_says_so(tmp_path):
+    # A cluster manager's TF_CONFIG, the config's strategy left at auto: the run line says it.
+    tf_config = _tf_config(["127.0.0.1:1", "127.0.0.1:2"])
+    args = ["--epochs", "1", "--set", "model.hidden_units=[4]", "--logdir", str(tmp_path)]
+    result = invoke_train(args, env={"TF_CONFIG": tf_config})
+    assert result.exit_code == 0, result.output[-2000:]
+    assert result.output.splitlines()[0] == (
+        "TF_CONFIG names 2 workers, but distribute.strategy is auto (one_device): this "
+        "process trains alone; --strategy multi_worker trains with the others"
+    )
+
+
+@pytest.mark.parametrize(
     "args,tf_config,message",
     [
         (["--strategy", "mirorred"], None, "Unknown strategy 'mirorred' (distribute.strategy)"),
