@@ -9,7 +9,10 @@ makes a new file: one that exists (INPUT itself, say) is refused, not overwritte
 TensorFlow's start-up log is held back as `kerasmlp-train` holds it back
 (`kerasmlp.console`); `--verbose` shows it.
 
-Exit status: 0 done; 2 a user's mistake (one line on stderr, nothing written).
+Exit status: 0 done; 1 the CSV or the metrics line could not be written (a full
+disk, stdout on a full device: one line naming where and why; a CSV file begun
+is removed, not left cut short), as `kerasmlp-train` exits 1; 2 a user's mistake
+(one line on stderr, nothing written).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import click
 from kerasmlp import __version__
 from kerasmlp.config import ConfigError
 from kerasmlp.console import plug_closed_streams, start_tensorflow
+from kerasmlp.runfiles import describe_os_error
 
+FAILED = 1
 USAGE_ERROR = 2
 
 
@@ -80,21 +85,40 @@ def main(run_dir, input_path, split, output, verbose):
             outputs = run.outputs(model_inputs)
     except (ConfigError, DataError) as e:
         _fail(e)
-    text = predictions_csv(run, outputs)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        try:
-            with open(output, "x", encoding="utf-8") as f:  # "x": never over a file made since
-                f.write(text)
-        except FileExistsError:
-            _fail(_taken(output))
-        except OSError as e:
-            _fail(f"cannot write {output}: {e.strerror}")
+    _write_csv(predictions_csv(run, outputs), output)
     if labels is not None:
         results = run.evaluate(outputs, labels)
         line = " | ".join(f"{k} {v:.4f}" for k, v in results.items())
-        click.echo(f"{'metrics':<10} | examples {len(labels)} | {line}", err=output is None)
+        name = "stderr" if output is None else "stdout"  # stdout holds the CSV, if not a file
+        try:
+            getattr(sys, name).write(f"{'metrics':<10} | examples {len(labels)} | {line}\n")
+            getattr(sys, name).flush()
+        except OSError as e:
+            _fail(f"cannot write to <{name}>: {describe_os_error(e, None)}", FAILED)
+
+
+def _write_csv(text: str, output: str | None) -> None:
+    """`text` to stdout (`output` None) or to the new file `output`; one line if it fails."""
+    if output is None:
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()  # a full device fails here, not in a traceback at exit
+        except OSError as e:
+            _fail(f"cannot write to <stdout>: {describe_os_error(e, None)}", FAILED)
+        return
+    try:
+        f = open(output, "x", encoding="utf-8")  # "x": never over a file made since
+    except FileExistsError:
+        _fail(_taken(output))
+    except OSError as e:
+        _fail(f"cannot write {describe_os_error(e, output)}", FAILED)
+    try:
+        with f:
+            f.write(text)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(output)  # ours, begun above: cut short, it would read as a whole CSV
+        _fail(f"cannot write {describe_os_error(e, output)}", FAILED)
 
 
 def predictions_csv(run, outputs) -> str:
@@ -117,10 +141,10 @@ def _taken(output) -> str:
     return f"--output {output} already exists; give a new file name, or remove it first"
 
 
-def _fail(error) -> None:
+def _fail(error, status: int = USAGE_ERROR) -> None:
     message = " ".join(str(error).split())
     click.echo(f"kerasmlp-predict: error: {message}", err=True)
-    sys.exit(USAGE_ERROR)
+    sys.exit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,9 @@ string column and missing values, a regression CSV). Predictions are checked
 value by value against the saved model's `model.predict`, run in a fresh process.
 """
 
+import builtins
 import csv
+import errno
 import json
 import os
 import re
@@ -282,6 +284,54 @@ def test_predict_refuses_an_output_file_that_exists(csv_run, tmp_path):
         "or remove it first"
     ]
     assert new.read_bytes() == before
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_predict_to_a_full_stdout_exits_1_with_one_line(csv_run, tmp_path):
+    # `kerasmlp-predict RUN IN > /dev/full` ended in Python's traceback (exit 1 by luck):
+    # now one line and exit 1, as kerasmlp-train on a full device.
+    _, run_dir, _ = csv_run
+    new = _classification_csv(tmp_path / "new.csv", rows=15, seed=1)
+    command = [sys.executable, "-m", "kerasmlp.predict", str(run_dir), str(new)]
+    with open("/dev/full", "w") as full:
+        out = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert out.returncode == 1
+    assert out.stderr == (
+        "kerasmlp-predict: error: cannot write to <stdout>: No space left on device\n"
+    )
+
+
+def test_a_csv_file_cut_short_by_a_full_disk_is_removed(csv_run, tmp_path, monkeypatch):
+    # The disk fills after the first bytes: a CSV left cut short would read as a whole one.
+    _, run_dir, _ = csv_run
+    new = _classification_csv(tmp_path / "new.csv", rows=15, seed=1)
+    out = tmp_path / "predictions.csv"
+
+    class FillsUp:
+        def __init__(self, file):
+            self.file = file
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, text):
+            self.file.write(text[:20])
+            self.file.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full_disk_open(path, mode="r", **kwargs):
+        return FillsUp(builtins.open(path, mode, **kwargs))
+
+    monkeypatch.setattr(predict, "open", full_disk_open, raising=False)
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"kerasmlp-predict: error: cannot write {out}: No space left on device\n"
+    )
+    assert not out.exists()
 
 
 def test_predict_output_dash_is_stdout(csv_run, tmp_path, monkeypatch):
