@@ -37,7 +37,7 @@ from kerasmlp.config import (
     parse_yaml,
     shorten,
 )
-from kerasmlp.console import plug_closed_streams, start_tensorflow
+from kerasmlp.console import plug_closed_streams, silence_stdout, start_tensorflow
 
 FAILED = 1
 USAGE_ERROR = 2
@@ -550,7 +550,7 @@ def _fail(error: Exception | str, status: int = USAGE_ERROR) -> None:
         click.echo(f"kerasmlp-train: error: {message}", err=True)
     finally:
         if status == FAILED:
-            _silence_stdout()
+            silence_stdout()
     sys.exit(status)
 
 
@@ -575,15 +575,6 @@ def _environment_error(error: OSError) -> str:
     if error.filename is None:
         return f"cannot write to <stdout>: {runfiles.describe_os_error(error, None)}"
     return f"cannot write {runfiles.describe_os_error(error)}"
-
-
-def _silence_stdout() -> None:
-    """After stdout failed (a full device), point it at /dev/null so exiting does not fail too."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 class _BarReporter:

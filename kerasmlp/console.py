@@ -54,6 +54,19 @@ def plug_closed_streams() -> None:
             setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))
 
 
+def silence_stdout() -> None:
+    """After stdout failed (a full device), point it at /dev/null so exiting does not fail too.
+
+    Python flushes stdout's buffer again at exit: on a full device that printed
+    "Exception ignored ... OSError" and changed the exit status to 120.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 @contextlib.contextmanager
 def held_back_stderr() -> Iterator[None]:
     """Sends file descriptor 2 (C++ and Python alike) to a temporary file during the block.

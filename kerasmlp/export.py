@@ -9,7 +9,10 @@ load it with `tf.saved_model.load(DIR)`, no kerasmlp needed.
 TensorFlow's start-up log is held back as `kerasmlp-train` holds it back
 (`kerasmlp.console`); `--verbose` shows it.
 
-Exit status: 0 done; 2 a user's mistake (one line on stderr, nothing written).
+Exit status: 0 done; 1 the SavedModel or the closing line could not be written (a
+read-only or full disk, stdout on a full device: one line naming where and why; a
+folder begun is removed), as `kerasmlp-train` exits 1; 2 a user's mistake (one line
+on stderr, nothing written).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import click
 
 from kerasmlp import __version__
 from kerasmlp.config import ConfigError
-from kerasmlp.console import plug_closed_streams, start_tensorflow
+from kerasmlp.console import plug_closed_streams, silence_stdout, start_tensorflow
+from kerasmlp.runfiles import describe_os_error
 
+FAILED = 1
 USAGE_ERROR = 2
 
 
@@ -61,13 +66,20 @@ def main(run_dir, export_dir, verbose):
     except (OSError, tf.errors.OpError) as e:
         if made:  # nothing half-written left behind
             shutil.rmtree(target, ignore_errors=True)
-        _fail(f"cannot write {export_dir}: {getattr(e, 'message', None) or e}")
-    click.echo(f"saved model: {target} (endpoint 'serve': raw inputs -> probabilities)")
+        _fail(f"cannot write {export_dir}: {getattr(e, 'message', None) or e}", FAILED)
+    try:
+        click.echo(f"saved model: {target} (endpoint 'serve': raw inputs -> probabilities)")
+    except OSError as e:  # the model is whole: it stays
+        _fail(f"cannot write to <stdout>: {describe_os_error(e, None)}", FAILED)
 
 
-def _fail(error) -> None:
-    click.echo(f"kerasmlp-export: error: {' '.join(str(error).split())}", err=True)
-    sys.exit(USAGE_ERROR)
+def _fail(error, status: int = USAGE_ERROR) -> None:
+    try:
+        click.echo(f"kerasmlp-export: error: {' '.join(str(error).split())}", err=True)
+    finally:
+        if status == FAILED:
+            silence_stdout()
+    sys.exit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,7 +27,7 @@ import click
 
 from kerasmlp import __version__
 from kerasmlp.config import ConfigError
-from kerasmlp.console import plug_closed_streams, start_tensorflow
+from kerasmlp.console import plug_closed_streams, silence_stdout, start_tensorflow
 from kerasmlp.runfiles import describe_os_error
 
 FAILED = 1
@@ -143,7 +143,11 @@ def _taken(output) -> str:
 
 def _fail(error, status: int = USAGE_ERROR) -> None:
     message = " ".join(str(error).split())
-    click.echo(f"kerasmlp-predict: error: {message}", err=True)
+    try:
+        click.echo(f"kerasmlp-predict: error: {message}", err=True)
+    finally:
+        if status == FAILED:
+            silence_stdout()
     sys.exit(status)
 
 

@@ -4,6 +4,7 @@ The run is a binary CSV trained a few epochs with binary cross-entropy (a
 sigmoid head); the reference is `load_run(...).predict_proba` in this process.
 """
 
+import errno
 import json
 import os
 import pathlib
@@ -120,12 +121,30 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keras.Model, "export", read_only)
         result = CliRunner().invoke(export.main, [str(run_dir), str(tmp_path / "ro")])
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output  # as kerasmlp-train
     assert result.stderr == (
         f"kerasmlp-export: error: cannot write {tmp_path / 'ro'}: {tmp_path / 'ro'}; "
         "Read-only file system\n"
     )
     assert not (tmp_path / "ro").exists()
+    # Its closing line on a full stdout (tests/test_predict.py runs one on /dev/full):
+    # one line, exit 1, and the SavedModel, written whole, stays.
+    echo = export.click.echo
+
+    def full_stdout(message, err=False, **kwargs):
+        if not err:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        echo(message, err=err, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export.click, "echo", full_stdout)
+        patch.setattr(export, "silence_stdout", lambda: None)  # the test's own stdout stays
+        result = CliRunner().invoke(export.main, [str(run_dir), str(tmp_path / "full")])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "kerasmlp-export: error: cannot write to <stdout>: No space left on device\n"
+    )
+    assert (tmp_path / "full" / "saved_model.pb").is_file()
 
 
 def test_export_verbose_starts_tensorflow_verbose(tmp_path, monkeypatch):
