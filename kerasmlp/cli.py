@@ -402,12 +402,14 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
             runfiles.check_resumable(run_dir)
         return [(config, run_dir, True)]
     plan = _read_sweep_plan(run_dir)
-    runs = []
+    runs, other_lengths = [], []
     for point in plan["points"]:
         point_dir = run_dir / point["name"]
         status = runfiles.read_status(point_dir) or {}
         if status.get("state") in ("completed", "diverged"):
             runs.append((None, point_dir, False))
+            if epochs is not None and (done := _planned_epochs(point_dir, point)) != epochs:
+                other_lengths.append(f"{point['name']} (train.epochs={done})")
         elif (point_dir / runfiles.CONFIG_FILE).is_file():
             config = load_saved_config(point_dir / runfiles.CONFIG_FILE, extra)
             if not _is_worker(config):
@@ -420,10 +422,24 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
             if strategy is not None:
                 raw = {**raw, "distribute": {**raw.get("distribute", {}), "strategy": strategy}}
             runs.append((config_from_dict(raw), point_dir, False))
+    if other_lengths:
+        raise ConfigError(
+            f"--epochs {epochs} cannot reach the points of {run_dir} that finished already: "
+            f"{', '.join(other_lengths)}; the summary would rank runs of different lengths "
+            "together. Resume without --epochs, or start a new sweep with --epochs"
+        )
     from kerasmlp import sweep
 
     sweep.check_distribute([config for config, _, _ in runs if config is not None])
     return runs
+
+
+def _planned_epochs(point_dir: pathlib.Path, point: dict) -> int:
+    """The `train.epochs` a finished sweep point ran to: its config.yaml's, else the plan's."""
+    saved = point_dir / runfiles.CONFIG_FILE
+    if saved.is_file():
+        return load_saved_config(saved, []).train.epochs
+    return config_from_dict(point["config"]).train.epochs
 
 
 def _plan_sweep(run_dir, sweep_path, config_path, overrides) -> tuple[list, list[str]]:

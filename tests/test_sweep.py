@@ -189,6 +189,29 @@ def test_resume_strategy_reaches_every_point_not_completed(tmp_path):
     assert [config.seed for config, _, _ in planned] == [1, 2]
 
 
+def test_resume_epochs_that_finished_points_cannot_reach_is_refused(tmp_path):
+    # --resume --epochs 3 ran the points left to 3 epochs and kept the finished ones at 1:
+    # the summary then ranked runs of different lengths together.
+    folder = tmp_path / "sweep"
+    points = sweep.plan_sweep({"seed": [1, 2]}, None, ["train.epochs=1"])
+    runs = [(point.config, folder / point.name, False) for point in points]
+    cli._write_sweep_plan(folder, runs, swept_keys=["seed"], metric="validation_accuracy")
+    done = folder / points[0].name
+    done.mkdir()
+    (done / "config.yaml").write_text(points[0].config.to_yaml())
+    (done / "status.json").write_text(json.dumps({"state": "completed"}))
+    with pytest.raises(ConfigError) as refused:
+        cli._plan_resume(folder, 3)
+    assert str(refused.value) == (
+        f"--epochs 3 cannot reach the points of {folder} that finished already: "
+        f"{points[0].name} (train.epochs=1); the summary would rank runs of different "
+        "lengths together. Resume without --epochs, or start a new sweep with --epochs"
+    )
+    for epochs in (None, 1):  # the finished point's own length: the rest run to it
+        planned = cli._plan_resume(folder, epochs)
+        assert planned[0][0] is None and planned[1][0].train.epochs == 1
+
+
 DAMAGED_PLANS = [
     ("", "it is empty"),
     ("keys: [seed]\n", "'points' must be a non-empty list. Received: points=None"),
