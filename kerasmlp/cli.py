@@ -23,6 +23,7 @@ import shutil
 import signal
 import sys
 import time
+from typing import NoReturn
 
 import click
 from click.core import ParameterSource
@@ -37,10 +38,14 @@ from kerasmlp.config import (
     parse_yaml,
     shorten,
 )
-from kerasmlp.console import plug_closed_streams, silence_stdout, start_tensorflow
+from kerasmlp.console import (
+    FAILED,
+    USAGE_ERROR,
+    fail,
+    plug_closed_streams,
+    start_tensorflow,
+)
 
-FAILED = 1
-USAGE_ERROR = 2
 DIVERGED = 3
 # 128 + the signal's number, as a shell reports a process the signal ended.
 INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
@@ -560,14 +565,8 @@ def _close(reporter) -> None:
         reporter.close()  # end the bar's line before the message
 
 
-def _fail(error: Exception | str, status: int = USAGE_ERROR) -> None:
-    message = " ".join(str(error).split())
-    try:
-        click.echo(f"kerasmlp-train: error: {message}", err=True)
-    finally:
-        if status == FAILED:
-            silence_stdout()
-    sys.exit(status)
+def _fail(error: Exception | str, status: int = USAGE_ERROR) -> NoReturn:
+    fail("kerasmlp-train", error, status)
 
 
 # Errors of the machine, not of kerasmlp: a full disk, a read-only folder, a closed pipe.

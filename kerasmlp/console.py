@@ -31,6 +31,9 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import NoReturn
+
+import click
 
 
 def plug_closed_streams() -> None:
@@ -52,6 +55,27 @@ def plug_closed_streams() -> None:
             os.close(null)
         if getattr(sys, name) is None:
             setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))
+
+
+# Exit status of the three commands, for what stops them (also DIVERGED = 3, 130, 143
+# for kerasmlp-train): a file or stream that cannot be written, and a user's mistake.
+FAILED = 1
+USAGE_ERROR = 2
+
+
+def fail(program: str, error: Exception | str, status: int = USAGE_ERROR) -> NoReturn:
+    """Ends the command with one line, `<program>: error: <message>`, on stderr.
+
+    After a write failure (`FAILED`), stdout may be a full device: it is pointed
+    at /dev/null first, so Python's flush at exit adds no traceback of its own.
+    """
+    message = " ".join(str(error).split())
+    try:
+        click.echo(f"{program}: error: {message}", err=True)
+    finally:
+        if status == FAILED:
+            silence_stdout()
+    sys.exit(status)
 
 
 def silence_stdout() -> None:

@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import pathlib
 import shutil
-import sys
+from typing import NoReturn
 
 import click
 
 from kerasmlp import __version__
 from kerasmlp.config import ConfigError
-from kerasmlp.console import plug_closed_streams, silence_stdout, start_tensorflow
+from kerasmlp.console import (
+    FAILED,
+    USAGE_ERROR,
+    fail,
+    plug_closed_streams,
+    start_tensorflow,
+)
 from kerasmlp.runfiles import describe_os_error
-
-FAILED = 1
-USAGE_ERROR = 2
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,13 +76,8 @@ def main(run_dir, export_dir, verbose):
         _fail(f"cannot write to <stdout>: {describe_os_error(e, None)}", FAILED)
 
 
-def _fail(error, status: int = USAGE_ERROR) -> None:
-    try:
-        click.echo(f"kerasmlp-export: error: {' '.join(str(error).split())}", err=True)
-    finally:
-        if status == FAILED:
-            silence_stdout()
-    sys.exit(status)
+def _fail(error: Exception | str, status: int = USAGE_ERROR) -> NoReturn:
+    fail("kerasmlp-export", error, status)
 
 
 if __name__ == "__main__":  # pragma: no cover

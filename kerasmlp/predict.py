@@ -22,16 +22,20 @@ import csv
 import io
 import os
 import sys
+from typing import NoReturn
 
 import click
 
 from kerasmlp import __version__
 from kerasmlp.config import ConfigError
-from kerasmlp.console import plug_closed_streams, silence_stdout, start_tensorflow
+from kerasmlp.console import (
+    FAILED,
+    USAGE_ERROR,
+    fail,
+    plug_closed_streams,
+    start_tensorflow,
+)
 from kerasmlp.runfiles import describe_os_error
-
-FAILED = 1
-USAGE_ERROR = 2
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,14 +145,8 @@ def _taken(output) -> str:
     return f"--output {output} already exists; give a new file name, or remove it first"
 
 
-def _fail(error, status: int = USAGE_ERROR) -> None:
-    message = " ".join(str(error).split())
-    try:
-        click.echo(f"kerasmlp-predict: error: {message}", err=True)
-    finally:
-        if status == FAILED:
-            silence_stdout()
-    sys.exit(status)
+def _fail(error: Exception | str, status: int = USAGE_ERROR) -> NoReturn:
+    fail("kerasmlp-predict", error, status)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
-from kerasmlp import export
+from kerasmlp import console, export
 from kerasmlp.inference import load_run
 from tests.conftest import COLLECTOR_OFF, invoke_train
 
@@ -138,7 +138,7 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(export.click, "echo", full_stdout)
-        patch.setattr(export, "silence_stdout", lambda: None)  # the test's own stdout stays
+        patch.setattr(console, "silence_stdout", lambda: None)  # the test's own stdout stays
         result = CliRunner().invoke(export.main, [str(run_dir), str(tmp_path / "full")])
     assert result.exit_code == 1
     assert result.stderr == (
