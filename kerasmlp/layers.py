@@ -6,11 +6,59 @@ a missing number (NaN) becomes a fixed value after `keras.layers.Normalization`
 `RandomShift` is Keras's `RandomTranslation` with nearest-pixel interpolation and
 black let in (the training shift of images, `model.random_translation`), computed
 by moving whole rows (a gather of rows, twice) instead of a transform per pixel.
+`Dropout` is Keras's, with masks of its own on each replica of a `tf.distribute`
+strategy (`replica_seed`), as `RandomShift` has shifts of its own there.
 """
 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
+
+
+def replica_seed(seed_generator: keras.random.SeedGenerator) -> tf.Tensor | None:
+    """The generator's next seed, told apart per replica; None outside a strategy of 2+.
+
+    A `SeedGenerator`'s state is one variable, mirrored under a `tf.distribute`
+    strategy: every replica reads the same value, so layers drawing from it drew
+    the same numbers on every replica (the k-th example of each replica's share
+    got the same dropout mask, the same shift). Here the replica's id is folded
+    into the seed (`tf.random.experimental.stateless_fold_in`, Philox's way of
+    deriving independent streams); the state advances as with Keras's draw. With
+    one replica, None: the layer draws as Keras's does, draw for draw.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    seed = seed_generator.next()
+    # int32, as Keras's TensorFlow backend makes its stateless seeds (`_cast_seed`).
+    seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    return tf.random.experimental.stateless_fold_in(seed, replica)
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class Dropout(keras.layers.Dropout):
+    """`keras.layers.Dropout`, with a mask of its own on each replica of a strategy.
+
+    On one device this is Keras's layer, mask for mask (it calls it). Under a
+    `tf.distribute` strategy with 2+ replicas, Keras's layer drew the same mask
+    on every replica; this one draws each replica's from `replica_seed`, with
+    the same `tf.nn.experimental.stateless_dropout` Keras calls.
+
+    Args: as `keras.layers.Dropout` (rate, noise_shape, seed).
+    """
+
+    def call(self, inputs, training=False):
+        seed = replica_seed(self.seed_generator) if training and 0 < self.rate < 1 else None
+        if seed is None:
+            return super().call(inputs, training=training)
+        shape = tf.shape(inputs)
+        if self.noise_shape is not None:
+            shape = [shape[i] if size is None else size for i, size in enumerate(self.noise_shape)]
+        return tf.nn.experimental.stateless_dropout(
+            inputs, rate=self.rate, noise_shape=shape, seed=seed
+        )
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
@@ -136,9 +184,19 @@ class RandomShift(keras.layers.Layer):
             return keras.ops.cast(inputs, self.compute_dtype)
         batch = keras.ops.shape(inputs)[0]
         height, width, channels = inputs.shape[1:]
-        fractions = keras.random.uniform(
-            (batch, 2), -self.factor, self.factor, seed=self.seed_generator
-        )
+        seed = replica_seed(self.seed_generator)
+        if seed is None:  # one device
+            fractions = keras.random.uniform(
+                (batch, 2), -self.factor, self.factor, seed=self.seed_generator
+            )
+        else:  # a shift of its own per replica; the same draw as Keras's TensorFlow backend
+            fractions = tf.random.stateless_uniform(
+                (batch, 2),
+                seed=seed,
+                minval=-self.factor,
+                maxval=self.factor,
+                dtype=keras.config.floatx(),
+            )
         sizes = keras.ops.convert_to_tensor([height, width], fractions.dtype)
         shifts = keras.ops.cast(keras.ops.round(fractions * sizes), "int32")
         rows = keras.ops.reshape(inputs, (batch, height, width * channels))

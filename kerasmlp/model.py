@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasmlp.config import ConfigError, ModelConfig
-from kerasmlp.layers import RandomShift
+from kerasmlp.layers import Dropout, RandomShift
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +197,8 @@ def build_model(
             name=f"dense_{i}",
         )(x)
         if config.dropout:
-            x = keras.layers.Dropout(
+            # Keras's Dropout, with a mask of its own per replica under a strategy.
+            x = Dropout(
                 config.dropout,
                 seed=None if seed is None else seed + 1000 + i,
                 dtype=dtype_policy,

@@ -7,7 +7,7 @@ have the same seed and global batch, and differ only in `distribute.strategy`
 with dropout on, for 8 epochs). Then the
 same on raw images (mock MNIST) and on a CSV table: five models of three shapes
 trained under MirroredStrategy one after another in this process, as a sweep's
-points are.
+points are. Last, each replica's dropout masks and shifts.
 Prints one JSON object: each run's results and final weights, the train loss
 logged per round (TensorBoard), and how Keras's own loss reduction behaves
 inside the strategy.
@@ -144,6 +144,32 @@ def main(workdir: pathlib.Path) -> None:
         return strategy.experimental_local_results(strategy.run(lambda: loss(y, z)))[0]
 
     out["keras_loss_in_replica_over_outside"] = float(in_replica()) / float(loss(y, z))
+
+    # Each replica's random draws, on the same inputs: Keras's Dropout (its SeedGenerator
+    # is one mirrored variable) against kerasmlp's Dropout and RandomShift.
+    from kerasmlp.layers import Dropout, RandomShift
+
+    with strategy.scope():
+        drawing = {
+            "keras_dropout": (keras.layers.Dropout(0.5, seed=1), tf.ones((4, 64))),
+            "dropout": (Dropout(0.5, seed=1), tf.ones((4, 64))),
+            "random_shift": (
+                RandomShift(0.3, seed=1),
+                tf.reshape(tf.range(4 * 100, dtype=tf.float32), (4, 10, 10, 1)),
+            ),
+        }
+
+    @tf.function
+    def replica_draws(layer, x):
+        return strategy.experimental_local_results(strategy.run(lambda: layer(x, training=True)))
+
+    out["replica_draws"] = {}
+    for name, (layer, x) in drawing.items():
+        calls = [[r.numpy().tolist() for r in replica_draws(layer, x)] for _ in range(2)]
+        out["replica_draws"][name] = {
+            "replicas_equal": calls[0][0] == calls[0][1],
+            "calls_equal": calls[0][0] == calls[1][0],
+        }
     print(json.dumps(out))
 
 

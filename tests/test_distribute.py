@@ -298,6 +298,16 @@ def test_mirrored_trains_raw_images_and_tables_as_one_device(mirrored, data):
         assert one["images"] == two["images"] == ["confusion_matrix", "misclassified"]
 
 
+def test_each_replica_draws_its_own_dropout_masks_and_shifts(mirrored):
+    # Keras's Dropout and random layers draw from one mirrored SeedGenerator state: every
+    # replica drew the same mask for the k-th example of its share (seen with Keras 3.15:
+    # `keras_dropout` in the report). kerasmlp's layers fold the replica's id into the seed.
+    draws = mirrored["replica_draws"]
+    for name in ("dropout", "random_shift"):
+        assert draws[name] == {"replicas_equal": False, "calls_equal": False}, name
+    assert draws["keras_dropout"]["calls_equal"] is False
+
+
 def test_one_process_runs_mirrored_models_of_different_shapes_one_after_another(mirrored):
     # The subprocess trained three models under MirroredStrategy (spirals, images,
     # table), as a sweep does: a second MirroredStrategy over the same devices would

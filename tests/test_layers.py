@@ -1,4 +1,5 @@
-"""Tests for kerasmlp.layers.RandomShift (FillMissing's are in tests/test_tabular.py).
+"""Tests for kerasmlp.layers.RandomShift and Dropout (FillMissing's are in tests/test_tabular.py;
+each replica's own draws under MirroredStrategy in tests/test_distribute.py).
 
 References: shifts written in numpy (`_shifted`, from tests/test_model.py), and Keras's own
 `keras.layers.RandomTranslation(..., fill_mode="constant", interpolation="nearest")`,
@@ -13,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from kerasmlp import layers
-from kerasmlp.layers import RandomShift
+from kerasmlp.layers import Dropout, RandomShift
 from tests.test_model import _shifted  # the numpy reference shift
 
 
@@ -129,6 +130,28 @@ def test_config_round_trip_and_a_saved_model(tmp_path):
     assert isinstance(reloaded.layers[1], RandomShift)
     images = _impulses(3)
     np.testing.assert_array_equal(reloaded(images), model(images))
+
+
+@pytest.mark.parametrize("noise_shape", [None, (None, 1)], ids=["elementwise", "per_row"])
+def test_dropout_on_one_device_is_keras_dropout_mask_for_mask(noise_shape, tmp_path):
+    # Reference: keras.layers.Dropout with the same seed, call after call, eager and traced.
+    x = np.random.default_rng(0).normal(size=(8, 32)).astype("float32")
+    ours, keras_layer = (
+        cls(0.3, noise_shape=noise_shape, seed=11) for cls in (Dropout, keras.layers.Dropout)
+    )
+    for call in (
+        lambda layer: layer(x, training=True),
+        tf.function(lambda layer: layer(x, training=True)),
+    ):
+        for _ in range(2):
+            np.testing.assert_array_equal(call(ours), call(keras_layer))
+    np.testing.assert_array_equal(ours(x), x)  # inference: the inputs as they are
+    config = ours.get_config()
+    assert Dropout.from_config(config).get_config() == config
+    inputs = keras.Input((32,))
+    model = keras.Model(inputs, Dropout(0.3, seed=0)(inputs))
+    model.save(tmp_path / "model.keras")
+    assert isinstance(keras.models.load_model(tmp_path / "model.keras").layers[1], Dropout)
 
 
 def test_docstring_examples_run():
