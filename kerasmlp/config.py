@@ -909,10 +909,31 @@ def _check_consistency(config: Config) -> None:
                 f"Allowed: {', '.join(allowed_metrics)}"
             )
     _check_class_weight(config)
+    _check_rollbacks_leave_a_rate(config)
     _check_monitor(config, "train.early_stopping.monitor", config.train.early_stopping.monitor)
     _check_monitor(config, "train.save_best", config.train.save_best)
     _check_known_dataset(config)
     _check_fits_in_memory(config)
+
+
+def _check_rollbacks_leave_a_rate(config: Config) -> None:
+    """Refuses rollbacks whose last one would scale the rate below float32's smallest normal.
+
+    The learning-rate scale is a float32 variable: at 0.1 ** 40 it is 0 (or subnormal),
+    and the run would go on after that rollback training nothing, without a word.
+    """
+    train = config.train
+    if train.on_divergence != "rollback":
+        return
+    initial = config.optimizer.learning_rate.initial_learning_rate
+    if initial * train.rollback_factor**train.max_rollbacks >= FLOAT32_TINY:
+        return
+    raise ConfigError(
+        f"train.max_rollbacks={train.max_rollbacks} rollbacks at train.rollback_factor="
+        f"{train.rollback_factor:g} would take the learning rate ({initial:g} at the start) "
+        f"below {FLOAT32_TINY:.2g}, 0 in float32, where the run trains nothing. Allow fewer "
+        "rollbacks or a larger factor"
+    )
 
 
 CLASS_WEIGHT_MODES = ("none", "balanced")

@@ -477,6 +477,16 @@ def test_a_rate_that_decays_to_0_in_float32_before_the_end_is_refused(staircase,
     config_module.check_learning_rate_lasts(constant, 10**9)
 
 
+def test_rollbacks_that_would_scale_the_rate_to_0_in_float32_are_refused():
+    # By hand: 0.01 x 0.1 ** 36 = 1e-38 < 1.1754944e-38 (float32's smallest normal);
+    # 0.01 x 0.1 ** 35 = 1e-37 is above it.
+    rollback = ["train.on_divergence=rollback", "train.rollback_factor=0.1"]
+    load_config(None, [*rollback, "train.max_rollbacks=35"])
+    with pytest.raises(ConfigError, match=r"^train.max_rollbacks=36 rollbacks at train.rollback"):
+        load_config(None, [*rollback, "train.max_rollbacks=36"])
+    load_config(None, ["train.rollback_factor=0.1", "train.max_rollbacks=36"])  # policy stop
+
+
 def test_with_absolute_paths_resolves_from_the_working_directory(tmp_path, monkeypatch):
     # By hand: the working directory joined to each relative path; `~` expanded where the
     # data layer expands it (data_dir, manual_dir), an absolute path and null kept.
