@@ -201,28 +201,32 @@ def metric_direction(metric: str) -> str:
 
 
 def sweep_metrics(configs: Sequence[Config]) -> tuple[str, ...]:
-    """The keys of metrics.json a sweep of these configs can be ranked by, in a stable order.
+    """The keys of metrics.json every point of a sweep writes, in a stable order.
 
     `<split>_loss` and `<split>_<metric>` for the splits train and test, and
-    validation where a point holds out a validation split.
+    validation where every point holds out a validation split. A metric that
+    only some points write is left out: the others could not be ranked by it.
     """
-    names: list[str] = []
+    names: list[str] | None = None
     for config in configs:
-        for split in SPLITS:
-            if split == "validation" and config.train.validation_fraction == 0:
-                continue
-            for metric in ("loss", *config.metrics):
-                if f"{split}_{metric}" not in names:
-                    names.append(f"{split}_{metric}")
-    return tuple(names)
+        own = _point_metrics(config)
+        names = own if names is None else [name for name in names if name in own]
+    return tuple(names or ())
+
+
+def _point_metrics(config: Config) -> list[str]:
+    """The keys of metrics.json one run of `config` writes that can rank it."""
+    splits = [s for s in SPLITS if s != "validation" or config.train.validation_fraction > 0]
+    return [f"{split}_{metric}" for split in splits for metric in ("loss", *config.metrics)]
 
 
 def check_sweep_metric(metric: str | None, configs: Sequence[Config]) -> str:
     """The value that ranks the points: `metric`, checked, or the default.
 
-    The default is the first metric of the first point's config on the
-    validation split (`validation_accuracy`), or on the test split when a
-    point has no validation split; `<split>_loss` when the config lists no metrics.
+    The default is the first metric of the first point's config that every
+    point writes, on the validation split (`validation_accuracy`), or on the
+    test split when a point has no validation split; `<split>_loss` when no
+    metric is written by every point.
 
     Raises:
       ConfigError: `metric` is not a value every run writes to metrics.json.
@@ -230,8 +234,18 @@ def check_sweep_metric(metric: str | None, configs: Sequence[Config]) -> str:
     allowed = sweep_metrics(configs)
     if metric is None:
         split = "validation" if all(c.train.validation_fraction > 0 for c in configs) else "test"
-        return f"{split}_{(*configs[0].metrics, 'loss')[0]}"
+        names = (f"{split}_{name}" for name in (*configs[0].metrics, "loss"))
+        return next(name for name in names if name in allowed)
     if metric not in allowed:
+        missing = [i for i, config in enumerate(configs) if metric not in _point_metrics(config)]
+        if len(missing) < len(configs):
+            # Those points would have no value: ranked last, unranked, whatever they scored.
+            raise ConfigError(
+                f"--sweep-metric {shorten(metric)} is not written by every point: sweep "
+                f"point{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} "
+                f"(no validation split, or not in its metrics) would have no value. "
+                f"Allowed: {', '.join(allowed)}"
+            )
         close = difflib.get_close_matches(metric, allowed, n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(

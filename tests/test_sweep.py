@@ -133,6 +133,25 @@ def test_sweep_metric_default_and_did_you_mean():
         sweep.check_sweep_metric("validation_loss", [without])
 
 
+def test_sweep_metric_must_be_written_by_every_point():
+    # A grid over train.validation_fraction: [0, 0.1] ranked by validation_loss was
+    # accepted, and the point without a validation split came last, unranked ("-").
+    without = load_config(None, ["train.validation_fraction=0"])
+    with_validation = load_config(None, [])
+    with pytest.raises(
+        ConfigError,
+        match=r"^--sweep-metric validation_loss is not written by every point: sweep point 0 "
+        r"\(no validation split, or not in its metrics\) would have no value\. "
+        r"Allowed: train_loss, train_accuracy, test_loss, test_accuracy$",
+    ):
+        sweep.check_sweep_metric("validation_loss", [without, with_validation])
+    # metrics: [[macro_f1], [accuracy]]: neither metric is everyone's; the default is the loss.
+    f1, accuracy = (load_config(None, [f"metrics=[{m}]"]) for m in ("macro_f1", "accuracy"))
+    with pytest.raises(ConfigError, match=r"sweep point 1 \("):
+        sweep.check_sweep_metric("test_macro_f1", [f1, accuracy])
+    assert sweep.check_sweep_metric(None, [f1, accuracy]) == "validation_loss"
+
+
 def test_plan_sweep_checks_every_point_before_any_run():
     runs = sweep.plan_sweep({"model.activation": ["relu", "tanh"]}, None, ["train.epochs=2"])
     assert [r.config.model.activation for r in runs] == ["relu", "tanh"]
