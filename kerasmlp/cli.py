@@ -204,7 +204,7 @@ def main(
 ):
     """Train a Dense network (MLP) from a YAML config and log the run to TensorBoard."""
     plug_closed_streams()
-    swept_keys, metric = [], None
+    swept_keys, metric, columns = [], None, []
     try:
         if resume_dir is not None:
             _refuse_options_with_resume(click.get_current_context())
@@ -213,7 +213,7 @@ def main(
             is_sweep = (run_dir / SWEEP_FILE).is_file()
             _check_tf_config(runs)
             if is_sweep:
-                swept_keys, metric = _sweep_plan_settings(run_dir, sweep_metric)
+                swept_keys, metric, columns = _sweep_plan_settings(run_dir, sweep_metric)
         else:
             overrides = list(overrides)
             if epochs is not None:
@@ -228,6 +228,7 @@ def main(
             if is_sweep:
                 runs, swept_keys = _plan_sweep(run_dir, sweep_path, config_path, overrides)
                 metric = _check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
+                columns = _hparams_metrics([c for c, _, _ in runs])
             _check_tf_config(runs)
             for run_config, point_dir, _ in runs:
                 # Only a multi-worker run's chief writes the run folder: the other
@@ -289,6 +290,7 @@ def main(
                 resume=resume,
                 stop_request=stop_request,
                 hparams_first=swept_keys,
+                hparams_metrics=columns,
             )
         except RunInterrupted as e:
             _close(reporter)
@@ -465,6 +467,12 @@ def _check_sweep_metric(metric: str | None, configs: list) -> str:
     return sweep.check_sweep_metric(metric, configs)
 
 
+def _hparams_metrics(configs: list) -> list[tuple[str, str]]:
+    from kerasmlp import sweep
+
+    return sweep.hparams_metrics(configs)
+
+
 def _write_sweep_plan(
     sweep_dir: pathlib.Path, runs: list, *, swept_keys: list[str], metric: str
 ) -> None:
@@ -524,11 +532,19 @@ def _what_is_wrong_with_plan(plan) -> str | None:
     return None
 
 
-def _sweep_plan_settings(sweep_dir: pathlib.Path, metric: str | None) -> tuple[list[str], str]:
-    """The swept keys and the ranking metric of a sweep folder (`metric` replaces its own)."""
+def _sweep_plan_settings(
+    sweep_dir: pathlib.Path, metric: str | None
+) -> tuple[list[str], str, list[tuple[str, str]]]:
+    """The swept keys, the ranking metric (`metric` replaces its own) and the HParams
+    metric columns of a sweep folder."""
     plan = _read_sweep_plan(sweep_dir)
     configs = [config_from_dict(point["config"]) for point in plan["points"]]
-    return list(plan.get("keys") or []), _check_sweep_metric(metric or plan.get("metric"), configs)
+    keys = list(plan.get("keys") or [])
+    return (
+        keys,
+        _check_sweep_metric(metric or plan.get("metric"), configs),
+        _hparams_metrics(configs),
+    )
 
 
 def _summarize_sweep(sweep_dir: pathlib.Path, point_dirs: list, metric: str) -> None:

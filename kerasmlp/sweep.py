@@ -255,6 +255,24 @@ def check_sweep_metric(metric: str | None, configs: Sequence[Config]) -> str:
     return metric
 
 
+def hparams_metrics(configs: Sequence[Config]) -> list[tuple[str, str]]:
+    """The HParams tab's metric columns for a sweep: each (split, tag) that a point writes.
+
+    TensorBoard shows the columns of one run's experiment record, picked
+    arbitrarily, for the whole folder: every point lists those of all the
+    points, so that none hides another's (validation, when only some points
+    hold out a validation split). Validation first, then test.
+    """
+    pairs = {
+        (split, tag): None
+        for config in configs
+        for split in ("validation", "test")
+        if split == "test" or config.train.validation_fraction > 0
+        for tag in ("loss", *config.metrics)
+    }
+    return sorted(pairs, key=lambda pair: SPLITS.index(pair[0]))  # stable: tags keep order
+
+
 @dataclasses.dataclass(frozen=True)
 class RankedPoint:
     """One row of a sweep's summary: rank 1 is the best; None when the point has no value."""

@@ -390,6 +390,30 @@ def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     assert [line for line in resumed.output.splitlines() if line.startswith("sweep |")] == summary
 
 
+def test_every_point_lists_the_hparams_metric_columns_of_all_points(tmp_path):
+    # TensorBoard takes the columns of one run's experiment record for the whole folder
+    # (backend_context._find_experiment_tag: "arbitrarily pick the first one"): point 00,
+    # without a validation split, listed test columns only, and the HParams tab showed
+    # no validation column for point 01 either.
+    path = write(tmp_path, "train.validation_fraction: [0, 0.1]\n")
+    args = [
+        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "vf",
+        "--epochs", "1",
+        "--set", "model.hidden_units=[4]",
+        "--set", "train.histogram_every_epochs=0",
+        "--set", "train.image_every_epochs=0",
+        "--set", f"data.data_dir={tmp_path / 'tfds'}",
+    ]  # fmt: skip
+    result = invoke_train(args)
+    assert result.exit_code == 0, result.output
+    columns = [
+        ("validation", "loss"), ("validation", "accuracy"), ("test", "loss"), ("test", "accuracy")
+    ]  # fmt: skip
+    for name in ("00-validation_fraction=0", "01-validation_fraction=0.1"):
+        experiment = hparams_experiment(tmp_path / "logs" / "vf" / name)
+        assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == columns
+
+
 def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     # sgd at 1e30 turns the weights to inf within a step or two (as the README's
     # divergence example); 0.01 trains.
