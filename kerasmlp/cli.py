@@ -409,6 +409,18 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
             runfiles.check_resumable(run_dir)
         return [(config, run_dir, True)]
     plan = _read_sweep_plan(run_dir)
+    for option, value, key in (
+        ("--epochs", epochs, "train.epochs"),
+        ("--strategy", strategy, "distribute.strategy"),
+    ):
+        planned = _planned_values(plan, key)
+        if value is not None and len(planned) > 1:
+            # Every point would run with the one value: the same run in two points' folders.
+            raise ConfigError(
+                f"{option} {value} would give every point of {run_dir} {key}={value}, which "
+                f"the sweep varies ({', '.join(planned)}): two points would train the same "
+                f"config. Resume without {option}"
+            )
     runs, other_lengths = [], []
     for point in plan["points"]:
         point_dir = run_dir / point["name"]
@@ -439,6 +451,13 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
 
     sweep.check_distribute([config for config, _, _ in runs if config is not None])
     return runs
+
+
+def _planned_values(plan: dict, key: str) -> list[str]:
+    """The values of `key` (`section.field`) in a sweep plan's points, each once, in order."""
+    section, field = key.split(".")
+    values = [point["config"].get(section) for point in plan["points"]]
+    return list(dict.fromkeys(str(v.get(field)) for v in values if isinstance(v, dict)))
 
 
 def _planned_epochs(point_dir: pathlib.Path, point: dict) -> int:

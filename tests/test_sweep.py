@@ -231,6 +231,37 @@ def test_resume_epochs_that_finished_points_cannot_reach_is_refused(tmp_path):
         assert planned[0][0] is None and planned[1][0].train.epochs == 1
 
 
+@pytest.mark.parametrize(
+    "grid,args,message",
+    [
+        (
+            {"train.epochs": [1, 2]},
+            (3, None),
+            "--epochs 3 would give every point of {folder} train.epochs=3, which the sweep "
+            "varies (1, 2): two points would train the same config. Resume without --epochs",
+        ),
+        (
+            {"distribute.strategy": ["one_device", "mirrored"]},
+            (None, "mirrored"),
+            "--strategy mirrored would give every point of {folder} "
+            "distribute.strategy=mirrored, which the sweep varies (one_device, mirrored): two "
+            "points would train the same config. Resume without --strategy",
+        ),
+    ],
+    ids=["epochs", "strategy"],
+)
+def test_resume_option_that_the_sweep_varies_is_refused(tmp_path, grid, args, message):
+    # Before any point finished, --resume --epochs 3 of a sweep over train.epochs: [1, 2]
+    # ran both points to 3 epochs, in folders named epochs=1 and epochs=2.
+    folder = tmp_path / "sweep"
+    points = sweep.plan_sweep(grid)
+    runs = [(point.config, folder / point.name, False) for point in points]
+    cli._write_sweep_plan(folder, runs, swept_keys=list(grid), metric="validation_accuracy")
+    with pytest.raises(ConfigError) as refused:
+        cli._plan_resume(folder, *args)
+    assert str(refused.value) == message.format(folder=folder)
+
+
 DAMAGED_PLANS = [
     ("", "it is empty"),
     ("keys: [seed]\n", "'points' must be a non-empty list. Received: points=None"),
