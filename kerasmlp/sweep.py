@@ -96,12 +96,13 @@ def point_overrides(point: Mapping[str, Any]) -> list[str]:
     return [f"{key}={_yaml_value(value)}" for key, value in point.items()]
 
 
-def run_name(index: int, point: Mapping[str, Any]) -> str:
+def run_name(index: int, point: Mapping[str, Any], *, digits: int = 2) -> str:
     """A folder name for a point: `03-activation=tanh,initial_learning_rate=0.003`.
 
     Keys are shortened to their last part unless two points' keys share it;
-    characters outside `[A-Za-z0-9._=,+-]` become `_`. The index keeps names
-    unique and in grid order. A name is at most `MAX_NAME` characters, so that
+    characters outside `[A-Za-z0-9._=,+-]` become `_`. The index, `digits`
+    wide (those of the grid's last index, at least 2), keeps names unique and in
+    grid order when sorted as text. A name is at most `MAX_NAME` characters, so that
     TensorBoard shows it whole as the trial's name: the `key=value` parts that
     do not fit are left out (the HParams columns hold every value).
     """
@@ -111,7 +112,7 @@ def run_name(index: int, point: Mapping[str, Any]) -> str:
         _plain_name(f"{name}={_name_value(value)}")
         for name, value in zip(names, point.values(), strict=True)
     ]
-    name = f"{index:02d}-{parts[0]}"[:MAX_NAME] if parts else f"{index:02d}"
+    name = f"{index:0{digits}d}-{parts[0]}"[:MAX_NAME] if parts else f"{index:0{digits}d}"
     for part in parts[1:]:
         if len(name) + 1 + len(part) > MAX_NAME:
             break
@@ -133,7 +134,10 @@ def plan_sweep(
     overrides = list(overrides)
     runs = []
     seen: dict[str, int] = {}  # a point's resolved config -> its index
-    for index, point in enumerate(grid_points(grid)):
+    points = grid_points(grid)
+    # 100 points and more: '100-...' sorted before '11-...' (ls, a script's sorted()).
+    digits = max(2, len(str(len(points) - 1)))
+    for index, point in enumerate(points):
         try:
             config = load_config(config_path, [*overrides, *point_overrides(point)])
         except ConfigError as e:
@@ -147,7 +151,9 @@ def plan_sweep(
                 f"({_describe(point)}) give the same config: the same run twice. "
                 "List each value once"
             )
-        runs.append(SweepRun(point=point, name=run_name(index, point), config=config))
+        runs.append(
+            SweepRun(point=point, name=run_name(index, point, digits=digits), config=config)
+        )
     check_distribute([run.config for run in runs])
     return runs
 

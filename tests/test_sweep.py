@@ -51,6 +51,14 @@ def test_run_names_are_short_plain_and_unique():
     assert "/" not in name and ".." not in name
 
 
+def test_run_names_sort_in_grid_order_past_100_points():
+    # '100-seed=100' sorted between '10-seed=10' and '11-seed=11' as text (ls, sorted()).
+    names = [run.name for run in sweep.plan_sweep({"seed": list(range(101))})]
+    assert names[:2] == ["000-seed=0", "001-seed=1"] and names[-1] == "100-seed=100"
+    assert sorted(names) == names
+    assert [run.name for run in sweep.plan_sweep({"seed": [1, 2]})] == ["00-seed=1", "01-seed=2"]
+
+
 def test_long_run_names_keep_the_key_value_parts_that_fit():
     point = {
         "model.hidden_units": [64, 32],
