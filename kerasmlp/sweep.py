@@ -71,6 +71,13 @@ def check_grid(raw: Any, *, source: str = "the sweep") -> dict[str, list[Any]]:
             raise ConfigError(
                 f"{source}: keys must be dotted config keys. Received: {shorten(repr(key))}"
             )
+        if isinstance(values, Mapping) and values and isinstance(next(iter(values)), str):
+            # A config file's nesting: the message below asked for `model: [a, b]`.
+            inner = next(iter(values))
+            raise ConfigError(
+                f"{source}: keys are dotted, one per line, not nested: write "
+                f"{key}.{inner}: [a, b]. Received: {key}={_show(values)}"
+            )
         if not isinstance(values, list) or not values:
             raise ConfigError(
                 f"{source}: {key} must be a non-empty list of values, e.g. {key}: [a, b]. "

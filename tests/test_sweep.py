@@ -316,6 +316,12 @@ def test_resume_of_a_damaged_sweep_plan_is_one_line_naming_the_file(tmp_path, te
             r"sweep.yaml line 2: .*duplicate key 'seed' \(first on line 1\)",
         ),
         ("seed: " + "x" * 300, r"Received: seed=xxxx*\.\.\.$"),
+        # As in a config file; the message asked for 'model: [a, b]'.
+        (
+            "model:\n  activation: [relu, tanh]\n",
+            r"keys are dotted, one per line, not nested: write model.activation: \[a, b\]\. "
+            r"Received: model=\{activation: \[relu, tanh\]\}$",
+        ),
     ],
     ids=[
         "empty",
@@ -327,6 +333,7 @@ def test_resume_of_a_damaged_sweep_plan_is_one_line_naming_the_file(tmp_path, te
         "too-big",
         "duplicate",
         "long-value",
+        "nested",
     ],
 )
 def test_bad_sweep_files_are_refused_with_one_line(tmp_path, text, message):
