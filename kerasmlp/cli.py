@@ -204,7 +204,7 @@ def main(
 ):
     """Train a Dense network (MLP) from a YAML config and log the run to TensorBoard."""
     plug_closed_streams()
-    swept_keys, metric = [], None
+    swept_keys, metric, columns = [], None, []
     try:
         if resume_dir is not None:
             _refuse_options_with_resume(click.get_current_context())
@@ -213,7 +213,7 @@ def main(
             is_sweep = (run_dir / SWEEP_FILE).is_file()
             _check_tf_config(runs)
             if is_sweep:
-                swept_keys, metric = _sweep_plan_settings(run_dir, sweep_metric)
+                swept_keys, metric, columns = _sweep_plan_settings(run_dir, sweep_metric)
         else:
             overrides = list(overrides)
             if epochs is not None:
@@ -228,6 +228,7 @@ def main(
             if is_sweep:
                 runs, swept_keys = _plan_sweep(run_dir, sweep_path, config_path, overrides)
                 metric = _check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
+                columns = _hparams_metrics([c for c, _, _ in runs])
             _check_tf_config(runs)
             for run_config, point_dir, _ in runs:
                 # Only a multi-worker run's chief writes the run folder: the other
@@ -289,6 +290,7 @@ def main(
                 resume=resume,
                 stop_request=stop_request,
                 hparams_first=swept_keys,
+                hparams_metrics=columns,
             )
         except RunInterrupted as e:
             _close(reporter)
@@ -407,6 +409,18 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
             runfiles.check_resumable(run_dir)
         return [(config, run_dir, True)]
     plan = _read_sweep_plan(run_dir)
+    for option, value, key in (
+        ("--epochs", epochs, "train.epochs"),
+        ("--strategy", strategy, "distribute.strategy"),
+    ):
+        planned = _planned_values(plan, key)
+        if value is not None and len(planned) > 1:
+            # Every point would run with the one value: the same run in two points' folders.
+            raise ConfigError(
+                f"{option} {value} would give every point of {run_dir} {key}={value}, which "
+                f"the sweep varies ({', '.join(planned)}): two points would train the same "
+                f"config. Resume without {option}"
+            )
     runs, other_lengths = [], []
     for point in plan["points"]:
         point_dir = run_dir / point["name"]
@@ -439,6 +453,13 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
     return runs
 
 
+def _planned_values(plan: dict, key: str) -> list[str]:
+    """The values of `key` (`section.field`) in a sweep plan's points, each once, in order."""
+    section, field = key.split(".")
+    values = [point["config"].get(section) for point in plan["points"]]
+    return list(dict.fromkeys(str(v.get(field)) for v in values if isinstance(v, dict)))
+
+
 def _planned_epochs(point_dir: pathlib.Path, point: dict) -> int:
     """The `train.epochs` a finished sweep point ran to: its config.yaml's, else the plan's."""
     saved = point_dir / runfiles.CONFIG_FILE
@@ -463,6 +484,12 @@ def _check_sweep_metric(metric: str | None, configs: list) -> str:
     from kerasmlp import sweep
 
     return sweep.check_sweep_metric(metric, configs)
+
+
+def _hparams_metrics(configs: list) -> list[tuple[str, str]]:
+    from kerasmlp import sweep
+
+    return sweep.hparams_metrics(configs)
 
 
 def _write_sweep_plan(
@@ -524,11 +551,19 @@ def _what_is_wrong_with_plan(plan) -> str | None:
     return None
 
 
-def _sweep_plan_settings(sweep_dir: pathlib.Path, metric: str | None) -> tuple[list[str], str]:
-    """The swept keys and the ranking metric of a sweep folder (`metric` replaces its own)."""
+def _sweep_plan_settings(
+    sweep_dir: pathlib.Path, metric: str | None
+) -> tuple[list[str], str, list[tuple[str, str]]]:
+    """The swept keys, the ranking metric (`metric` replaces its own) and the HParams
+    metric columns of a sweep folder."""
     plan = _read_sweep_plan(sweep_dir)
     configs = [config_from_dict(point["config"]) for point in plan["points"]]
-    return list(plan.get("keys") or []), _check_sweep_metric(metric or plan.get("metric"), configs)
+    keys = list(plan.get("keys") or [])
+    return (
+        keys,
+        _check_sweep_metric(metric or plan.get("metric"), configs),
+        _hparams_metrics(configs),
+    )
 
 
 def _summarize_sweep(sweep_dir: pathlib.Path, point_dirs: list, metric: str) -> None:

@@ -71,6 +71,13 @@ def check_grid(raw: Any, *, source: str = "the sweep") -> dict[str, list[Any]]:
             raise ConfigError(
                 f"{source}: keys must be dotted config keys. Received: {shorten(repr(key))}"
             )
+        if isinstance(values, Mapping) and values and isinstance(next(iter(values)), str):
+            # A config file's nesting: the message below asked for `model: [a, b]`.
+            inner = next(iter(values))
+            raise ConfigError(
+                f"{source}: keys are dotted, one per line, not nested: write "
+                f"{key}.{inner}: [a, b]. Received: {key}={_show(values)}"
+            )
         if not isinstance(values, list) or not values:
             raise ConfigError(
                 f"{source}: {key} must be a non-empty list of values, e.g. {key}: [a, b]. "
@@ -96,12 +103,13 @@ def point_overrides(point: Mapping[str, Any]) -> list[str]:
     return [f"{key}={_yaml_value(value)}" for key, value in point.items()]
 
 
-def run_name(index: int, point: Mapping[str, Any]) -> str:
+def run_name(index: int, point: Mapping[str, Any], *, digits: int = 2) -> str:
     """A folder name for a point: `03-activation=tanh,initial_learning_rate=0.003`.
 
     Keys are shortened to their last part unless two points' keys share it;
-    characters outside `[A-Za-z0-9._=,+-]` become `_`. The index keeps names
-    unique and in grid order. A name is at most `MAX_NAME` characters, so that
+    characters outside `[A-Za-z0-9._=,+-]` become `_`. The index, `digits`
+    wide (those of the grid's last index, at least 2), keeps names unique and in
+    grid order when sorted as text. A name is at most `MAX_NAME` characters, so that
     TensorBoard shows it whole as the trial's name: the `key=value` parts that
     do not fit are left out (the HParams columns hold every value).
     """
@@ -111,7 +119,7 @@ def run_name(index: int, point: Mapping[str, Any]) -> str:
         _plain_name(f"{name}={_name_value(value)}")
         for name, value in zip(names, point.values(), strict=True)
     ]
-    name = f"{index:02d}-{parts[0]}"[:MAX_NAME] if parts else f"{index:02d}"
+    name = f"{index:0{digits}d}-{parts[0]}"[:MAX_NAME] if parts else f"{index:0{digits}d}"
     for part in parts[1:]:
         if len(name) + 1 + len(part) > MAX_NAME:
             break
@@ -133,7 +141,10 @@ def plan_sweep(
     overrides = list(overrides)
     runs = []
     seen: dict[str, int] = {}  # a point's resolved config -> its index
-    for index, point in enumerate(grid_points(grid)):
+    points = grid_points(grid)
+    # 100 points and more: '100-...' sorted before '11-...' (ls, a script's sorted()).
+    digits = max(2, len(str(len(points) - 1)))
+    for index, point in enumerate(points):
         try:
             config = load_config(config_path, [*overrides, *point_overrides(point)])
         except ConfigError as e:
@@ -147,7 +158,9 @@ def plan_sweep(
                 f"({_describe(point)}) give the same config: the same run twice. "
                 "List each value once"
             )
-        runs.append(SweepRun(point=point, name=run_name(index, point), config=config))
+        runs.append(
+            SweepRun(point=point, name=run_name(index, point, digits=digits), config=config)
+        )
     check_distribute([run.config for run in runs])
     return runs
 
@@ -201,28 +214,32 @@ def metric_direction(metric: str) -> str:
 
 
 def sweep_metrics(configs: Sequence[Config]) -> tuple[str, ...]:
-    """The keys of metrics.json a sweep of these configs can be ranked by, in a stable order.
+    """The keys of metrics.json every point of a sweep writes, in a stable order.
 
     `<split>_loss` and `<split>_<metric>` for the splits train and test, and
-    validation where a point holds out a validation split.
+    validation where every point holds out a validation split. A metric that
+    only some points write is left out: the others could not be ranked by it.
     """
-    names: list[str] = []
+    names: list[str] | None = None
     for config in configs:
-        for split in SPLITS:
-            if split == "validation" and config.train.validation_fraction == 0:
-                continue
-            for metric in ("loss", *config.metrics):
-                if f"{split}_{metric}" not in names:
-                    names.append(f"{split}_{metric}")
-    return tuple(names)
+        own = _point_metrics(config)
+        names = own if names is None else [name for name in names if name in own]
+    return tuple(names or ())
+
+
+def _point_metrics(config: Config) -> list[str]:
+    """The keys of metrics.json one run of `config` writes that can rank it."""
+    splits = [s for s in SPLITS if s != "validation" or config.train.validation_fraction > 0]
+    return [f"{split}_{metric}" for split in splits for metric in ("loss", *config.metrics)]
 
 
 def check_sweep_metric(metric: str | None, configs: Sequence[Config]) -> str:
     """The value that ranks the points: `metric`, checked, or the default.
 
-    The default is the first metric of the first point's config on the
-    validation split (`validation_accuracy`), or on the test split when a
-    point has no validation split; `<split>_loss` when the config lists no metrics.
+    The default is the first metric of the first point's config that every
+    point writes, on the validation split (`validation_accuracy`), or on the
+    test split when a point has no validation split; `<split>_loss` when no
+    metric is written by every point.
 
     Raises:
       ConfigError: `metric` is not a value every run writes to metrics.json.
@@ -230,8 +247,18 @@ def check_sweep_metric(metric: str | None, configs: Sequence[Config]) -> str:
     allowed = sweep_metrics(configs)
     if metric is None:
         split = "validation" if all(c.train.validation_fraction > 0 for c in configs) else "test"
-        return f"{split}_{(*configs[0].metrics, 'loss')[0]}"
+        names = (f"{split}_{name}" for name in (*configs[0].metrics, "loss"))
+        return next(name for name in names if name in allowed)
     if metric not in allowed:
+        missing = [i for i, config in enumerate(configs) if metric not in _point_metrics(config)]
+        if len(missing) < len(configs):
+            # Those points would have no value: ranked last, unranked, whatever they scored.
+            raise ConfigError(
+                f"--sweep-metric {shorten(metric)} is not written by every point: sweep "
+                f"point{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} "
+                f"(no validation split, or not in its metrics) would have no value. "
+                f"Allowed: {', '.join(allowed)}"
+            )
         close = difflib.get_close_matches(metric, allowed, n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
@@ -239,6 +266,24 @@ def check_sweep_metric(metric: str | None, configs: Sequence[Config]) -> str:
             f"Allowed: {', '.join(allowed)}"
         )
     return metric
+
+
+def hparams_metrics(configs: Sequence[Config]) -> list[tuple[str, str]]:
+    """The HParams tab's metric columns for a sweep: each (split, tag) that a point writes.
+
+    TensorBoard shows the columns of one run's experiment record, picked
+    arbitrarily, for the whole folder: every point lists those of all the
+    points, so that none hides another's (validation, when only some points
+    hold out a validation split). Validation first, then test.
+    """
+    pairs = {
+        (split, tag): None
+        for config in configs
+        for split in ("validation", "test")
+        if split == "test" or config.train.validation_fraction > 0
+        for tag in ("loss", *config.metrics)
+    }
+    return sorted(pairs, key=lambda pair: SPLITS.index(pair[0]))  # stable: tags keep order
 
 
 @dataclasses.dataclass(frozen=True)

@@ -704,6 +704,7 @@ def train_and_evaluate(
     resume: bool = False,
     stop_request: StopRequest | None = None,
     hparams_first: Sequence[str] = (),
+    hparams_metrics: Sequence[tuple[str, str]] = (),
 ) -> dict[str, float]:
     """Trains the model a config describes and evaluates it on held-out data.
 
@@ -726,6 +727,11 @@ def train_and_evaluate(
         current compiled call, saves a checkpoint and raises `RunInterrupted`.
       hparams_first: config keys (a sweep's grid keys) that TensorBoard's HParams
         tab lists first, before the keys every run shares; default none.
+      hparams_metrics: the HParams tab's metric columns, (split, tag) pairs such as
+        ('validation', 'accuracy'); default this run's own (validation when it
+        holds one out, and test; the loss and `config.metrics`). TensorBoard takes
+        the columns of one run's record for a whole folder: a sweep gives every
+        point those of all its points.
 
     Returns:
       Final values: `train_loss`, `train_<metric>` (last epoch),
@@ -777,12 +783,29 @@ def train_and_evaluate(
             # Only the chief writes the run folder; the others write the same files
             # (their checkpoints too) into a temporary folder, removed at the end.
             return _train_as_worker(
-                config, run_dir, role, strategy, reporter, stop_request, resume, hparams_first
+                config,
+                run_dir,
+                role,
+                strategy,
+                reporter,
+                stop_request,
+                resume,
+                hparams_first,
+                hparams_metrics,
             )
         if not resume:
             check_run_dir(run_dir)
             return _train(
-                config, run_dir, role, strategy, reporter, stop_request, False, None, hparams_first
+                config,
+                run_dir,
+                role,
+                strategy,
+                reporter,
+                stop_request,
+                False,
+                None,
+                hparams_first,
+                hparams_metrics,
             )
         with resuming(run_dir) as previous:  # held until the run ends: one --resume at a time
             return _train(
@@ -795,6 +818,7 @@ def train_and_evaluate(
                 True,
                 previous,
                 hparams_first,
+                hparams_metrics,
             )
     except (tf.errors.UnavailableError, RunFilesError) as e:
         lost = peer_loss(e)
@@ -816,7 +840,7 @@ def peer_loss(error: Exception) -> tf.errors.UnavailableError | None:
 
 
 def _train_as_worker(
-    config, run_dir, role, strategy, reporter, stop_request, resume, hparams_first
+    config, run_dir, role, strategy, reporter, stop_request, resume, hparams_first, hparams_metrics
 ):
     work_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"kerasmlp-worker{role.worker}-"))
     try:
@@ -826,7 +850,16 @@ def _train_as_worker(
             if chief_checkpoints.is_dir():
                 shutil.copytree(chief_checkpoints, work_dir / "checkpoints")
         return _train(
-            config, work_dir, role, strategy, reporter, stop_request, resume, None, hparams_first
+            config,
+            work_dir,
+            role,
+            strategy,
+            reporter,
+            stop_request,
+            resume,
+            None,
+            hparams_first,
+            hparams_metrics,
         )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -855,7 +888,16 @@ def _check_data_unchanged(run_dir, previous: Mapping | None, fingerprint: dict[s
 
 
 def _train(
-    config, run_dir, role, strategy, reporter, stop_request, resume, previous, hparams_first
+    config,
+    run_dir,
+    role,
+    strategy,
+    reporter,
+    stop_request,
+    resume,
+    previous,
+    hparams_first,
+    hparams_metrics,
 ):
     keras.utils.set_random_seed(config.seed)
     data = _load(config)
@@ -932,6 +974,7 @@ def _train(
             resume=resume,
             role=role,
             hparams_first=hparams_first,
+            hparams_metrics=hparams_metrics,
             begin=begin,
         )
     except (RunInterrupted, RunDiverged):
@@ -959,6 +1002,7 @@ def _run(
     resume,
     role,
     hparams_first=(),
+    hparams_metrics=(),
     begin=lambda: None,
 ):
     data = _held_out_in_memory(data, config)
@@ -1027,7 +1071,8 @@ def _run(
         writer.text("train", 0, "model_summary", code_block(model_summary(model)))
         writer.hparams(
             config.flatten(),
-            metrics=[
+            metrics=list(hparams_metrics)
+            or [
                 (split, tag)
                 for split in (("validation", "test") if has_validation else ("test",))
                 for tag in ("loss", *config.metrics)

@@ -51,6 +51,14 @@ def test_run_names_are_short_plain_and_unique():
     assert "/" not in name and ".." not in name
 
 
+def test_run_names_sort_in_grid_order_past_100_points():
+    # '100-seed=100' sorted between '10-seed=10' and '11-seed=11' as text (ls, sorted()).
+    names = [run.name for run in sweep.plan_sweep({"seed": list(range(101))})]
+    assert names[:2] == ["000-seed=0", "001-seed=1"] and names[-1] == "100-seed=100"
+    assert sorted(names) == names
+    assert [run.name for run in sweep.plan_sweep({"seed": [1, 2]})] == ["00-seed=1", "01-seed=2"]
+
+
 def test_long_run_names_keep_the_key_value_parts_that_fit():
     point = {
         "model.hidden_units": [64, 32],
@@ -133,6 +141,25 @@ def test_sweep_metric_default_and_did_you_mean():
         sweep.check_sweep_metric("validation_loss", [without])
 
 
+def test_sweep_metric_must_be_written_by_every_point():
+    # A grid over train.validation_fraction: [0, 0.1] ranked by validation_loss was
+    # accepted, and the point without a validation split came last, unranked ("-").
+    without = load_config(None, ["train.validation_fraction=0"])
+    with_validation = load_config(None, [])
+    with pytest.raises(
+        ConfigError,
+        match=r"^--sweep-metric validation_loss is not written by every point: sweep point 0 "
+        r"\(no validation split, or not in its metrics\) would have no value\. "
+        r"Allowed: train_loss, train_accuracy, test_loss, test_accuracy$",
+    ):
+        sweep.check_sweep_metric("validation_loss", [without, with_validation])
+    # metrics: [[macro_f1], [accuracy]]: neither metric is everyone's; the default is the loss.
+    f1, accuracy = (load_config(None, [f"metrics=[{m}]"]) for m in ("macro_f1", "accuracy"))
+    with pytest.raises(ConfigError, match=r"sweep point 1 \("):
+        sweep.check_sweep_metric("test_macro_f1", [f1, accuracy])
+    assert sweep.check_sweep_metric(None, [f1, accuracy]) == "validation_loss"
+
+
 def test_plan_sweep_checks_every_point_before_any_run():
     runs = sweep.plan_sweep({"model.activation": ["relu", "tanh"]}, None, ["train.epochs=2"])
     assert [r.config.model.activation for r in runs] == ["relu", "tanh"]
@@ -212,6 +239,37 @@ def test_resume_epochs_that_finished_points_cannot_reach_is_refused(tmp_path):
         assert planned[0][0] is None and planned[1][0].train.epochs == 1
 
 
+@pytest.mark.parametrize(
+    "grid,args,message",
+    [
+        (
+            {"train.epochs": [1, 2]},
+            (3, None),
+            "--epochs 3 would give every point of {folder} train.epochs=3, which the sweep "
+            "varies (1, 2): two points would train the same config. Resume without --epochs",
+        ),
+        (
+            {"distribute.strategy": ["one_device", "mirrored"]},
+            (None, "mirrored"),
+            "--strategy mirrored would give every point of {folder} "
+            "distribute.strategy=mirrored, which the sweep varies (one_device, mirrored): two "
+            "points would train the same config. Resume without --strategy",
+        ),
+    ],
+    ids=["epochs", "strategy"],
+)
+def test_resume_option_that_the_sweep_varies_is_refused(tmp_path, grid, args, message):
+    # Before any point finished, --resume --epochs 3 of a sweep over train.epochs: [1, 2]
+    # ran both points to 3 epochs, in folders named epochs=1 and epochs=2.
+    folder = tmp_path / "sweep"
+    points = sweep.plan_sweep(grid)
+    runs = [(point.config, folder / point.name, False) for point in points]
+    cli._write_sweep_plan(folder, runs, swept_keys=list(grid), metric="validation_accuracy")
+    with pytest.raises(ConfigError) as refused:
+        cli._plan_resume(folder, *args)
+    assert str(refused.value) == message.format(folder=folder)
+
+
 DAMAGED_PLANS = [
     ("", "it is empty"),
     ("keys: [seed]\n", "'points' must be a non-empty list. Received: points=None"),
@@ -258,6 +316,12 @@ def test_resume_of_a_damaged_sweep_plan_is_one_line_naming_the_file(tmp_path, te
             r"sweep.yaml line 2: .*duplicate key 'seed' \(first on line 1\)",
         ),
         ("seed: " + "x" * 300, r"Received: seed=xxxx*\.\.\.$"),
+        # As in a config file; the message asked for 'model: [a, b]'.
+        (
+            "model:\n  activation: [relu, tanh]\n",
+            r"keys are dotted, one per line, not nested: write model.activation: \[a, b\]\. "
+            r"Received: model=\{activation: \[relu, tanh\]\}$",
+        ),
     ],
     ids=[
         "empty",
@@ -269,6 +333,7 @@ def test_resume_of_a_damaged_sweep_plan_is_one_line_naming_the_file(tmp_path, te
         "too-big",
         "duplicate",
         "long-value",
+        "nested",
     ],
 )
 def test_bad_sweep_files_are_refused_with_one_line(tmp_path, text, message):
@@ -369,6 +434,30 @@ def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     (folder / "sweep.yaml").write_text(yaml.safe_dump({"points": plan["points"]}))
     resumed = invoke_train(["--resume", str(folder)])
     assert [line for line in resumed.output.splitlines() if line.startswith("sweep |")] == summary
+
+
+def test_every_point_lists_the_hparams_metric_columns_of_all_points(tmp_path):
+    # TensorBoard takes the columns of one run's experiment record for the whole folder
+    # (backend_context._find_experiment_tag: "arbitrarily pick the first one"): point 00,
+    # without a validation split, listed test columns only, and the HParams tab showed
+    # no validation column for point 01 either.
+    path = write(tmp_path, "train.validation_fraction: [0, 0.1]\n")
+    args = [
+        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "vf",
+        "--epochs", "1",
+        "--set", "model.hidden_units=[4]",
+        "--set", "train.histogram_every_epochs=0",
+        "--set", "train.image_every_epochs=0",
+        "--set", f"data.data_dir={tmp_path / 'tfds'}",
+    ]  # fmt: skip
+    result = invoke_train(args)
+    assert result.exit_code == 0, result.output
+    columns = [
+        ("validation", "loss"), ("validation", "accuracy"), ("test", "loss"), ("test", "accuracy")
+    ]  # fmt: skip
+    for name in ("00-validation_fraction=0", "01-validation_fraction=0.1"):
+        experiment = hparams_experiment(tmp_path / "logs" / "vf" / name)
+        assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == columns
 
 
 def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
