@@ -213,3 +213,26 @@ def test_tabular_vs_sklearn_prints_both_scores(capsys, monkeypatch):
         r"iris +\| test accuracy \| kerasmlp +[\d.]+ \| scikit-learn +[\d.]+\n",
         capsys.readouterr().out,
     )
+
+
+def test_long_run_costs_unchecked_loop_trains_as_the_checked_one():
+    # In this process: both loops on the same 64 random examples, the same seed. The
+    # unchecked loop is the real one less its checks, so the same steps give the same
+    # mean loss (float32 sums in the same order) and count the same examples (2 * 16).
+    import numpy as np
+
+    from kerasmlp.config import load_config
+    from kerasmlp.train import Trainer
+
+    costs = _load("long_run_costs")
+    config = load_config(None, ["model.hidden_units=[4]", "train.batch_size=16"])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 2), dtype=np.float32), rng.integers(0, 2, 64).astype(np.int32)
+    stats = [
+        trainer.run_steps(batches, 2)
+        for trainer, batches in (
+            costs.make(cls, config, x, y, 2) for cls in (Trainer, costs.UncheckedTrainer)
+        )
+    ]
+    assert stats[1]["examples"] == stats[0]["examples"] == 32
+    assert stats[1]["loss"] == stats[0]["loss"]
