@@ -236,3 +236,20 @@ def test_long_run_costs_unchecked_loop_trains_as_the_checked_one():
     ]
     assert stats[1]["examples"] == stats[0]["examples"] == 32
     assert stats[1]["loss"] == stats[0]["loss"]
+
+
+def test_precision_loop_rates_train_the_runs_model_on_raw_images(tmp_path, monkeypatch):
+    # In this process, on mock MNIST (uint8 images, 32 a split): the compiled loop alone
+    # takes the images as the run does, through the run's own model (`model_for`).
+    import tensorflow_datasets as tfds
+
+    from kerasmlp.config import load_config
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports logging_overhead
+    config = load_config(
+        REPO_ROOT / "configs" / "mnist.yaml",
+        ["model.hidden_units=[4]", "train.batch_size=16", f"data.data_dir={tmp_path}"],
+    )
+    with tfds.testing.mock_data(num_examples=32):
+        rates = _load("precision").loop_rates(config, ["float32"], calls=1, steps=1)
+    assert list(rates) == ["float32"] and len(rates["float32"]) == 1
