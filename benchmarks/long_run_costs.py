@@ -95,8 +95,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    if args.examples is not None and args.examples < 1:
-        parser.error(f"--examples must be at least 1. Received: {args.examples}")
+    for option in ("examples", "calls", "repeats"):
+        if (value := getattr(args, option)) is not None and value < 1:
+            parser.error(f"--{option} must be at least 1. Received: {value}")
     config = load_config(args.config)
     input_dim, num_classes = dataset_shape(config.data.name)
     input_dim, num_classes = input_dim or 784, num_classes or 10

@@ -112,6 +112,10 @@ def main() -> None:
     parser.add_argument("--loop-calls", type=int, default=40, help="interleaved loop calls")
     parser.add_argument("--loop-steps", type=int, default=50, help="steps per loop call")
     args = parser.parse_args()
+    for option, least in (("repeats", 0), ("loop_calls", 1), ("loop_steps", 1)):
+        if (value := getattr(args, option)) < least:
+            option = option.replace("_", "-")
+            parser.error(f"--{option} must be at least {least}. Received: {value}")
 
     with tempfile.TemporaryDirectory() as workdir:
         base = list(args.overrides)

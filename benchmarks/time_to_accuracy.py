@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import pathlib
 import sys
@@ -138,6 +139,8 @@ def main(argv=None) -> None:
         "--set", dest="overrides", action="append", default=[], help="on the kerasmlp config"
     )
     args = parser.parse_args(argv)
+    if not 0 < args.epochs_scale < math.inf:  # nan and inf too
+        parser.error(f"--epochs-scale must be a number > 0. Received: {args.epochs_scale}")
 
     name = args.dataset
     manual_dir = args.manual_dir or REPO_ROOT.parent / "shared" / "data" / name

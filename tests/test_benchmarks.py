@@ -253,3 +253,55 @@ def test_precision_loop_rates_train_the_runs_model_on_raw_images(tmp_path, monke
     with tfds.testing.mock_data(num_examples=32):
         rates = _load("precision").loop_rates(config, ["float32"], calls=1, steps=1)
     assert list(rates) == ["float32"] and len(rates["float32"]) == 1
+
+
+@pytest.mark.parametrize(
+    "script, option, value, least",
+    [
+        ("train_loop_vs_fit", "--repeats", "0", 1),  # was: max() arg is an empty sequence
+        ("train_loop_vs_fit", "--matmul-repeats", "0", 1),  # was: ZeroDivisionError
+        ("train_loop_vs_fit", "--epochs", "0", 1),  # was: every rate printed as 0
+        ("long_run_costs", "--calls", "0", 1),
+        ("long_run_costs", "--repeats", "0", 1),
+        ("whole_command_vs_fit", "--repeats", "0", 1),  # was: StatisticsError
+        ("logging_overhead", "--repeats", "0", 1),
+        ("precision", "--loop-calls", "0", 1),
+        ("precision", "--repeats", "-1", 0),
+        ("raw_image_inputs", "--rounds", "0", 1),  # was: nan
+    ],
+)
+def test_a_count_below_its_least_is_refused_before_any_work(
+    script, option, value, least, capsys, monkeypatch
+):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # precision.py imports logging_overhead
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", option, value])
+    with pytest.raises(SystemExit) as exited:
+        _load(script).main()
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error == f"{script}.py: error: {option} must be at least {least}. Received: {value}"
+
+
+def test_logging_overhead_refuses_one_epoch(capsys, monkeypatch):
+    # One epoch has no steady rate: the ratios divided 0 s by 0 s (ZeroDivisionError).
+    monkeypatch.setattr(sys, "argv", ["logging_overhead.py", "--epochs", "1"])
+    with pytest.raises(SystemExit) as exited:
+        _load("logging_overhead").main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "logging_overhead.py: error: --epochs must be at least 2: the rates are taken after "
+        "the first epoch. Received: train.epochs=1"
+    )
+
+
+@pytest.mark.parametrize("scale", ["0", "-1", "nan", "inf"])
+def test_time_to_accuracy_refuses_an_epochs_scale_that_is_no_positive_number(scale, capsys):
+    # 0 and -1 trained 1 epoch each without a word; nan and inf ended in a traceback.
+    with pytest.raises(SystemExit) as exited:
+        _load("time_to_accuracy").main(["--epochs-scale", scale])
+    assert exited.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(f"error: --epochs-scale must be a number > 0. Received: {float(scale)}")
+    )
