@@ -305,3 +305,22 @@ def test_time_to_accuracy_refuses_an_epochs_scale_that_is_no_positive_number(sca
         .err.splitlines()[-1]
         .endswith(f"error: --epochs-scale must be a number > 0. Received: {float(scale)}")
     )
+
+
+def test_time_to_accuracy_refuses_a_taken_seed_folder_before_any_work(tmp_path, capsys):
+    # Found only after the seed's recipe run (minutes), as a RunDirectoryExistsError traceback.
+    (tmp_path / "seed1").mkdir()
+    (tmp_path / "seed1" / "notes.txt").write_text("mine")
+    time_to_accuracy = _load("time_to_accuracy")
+    # No canonical files there: should the check come late again, this fails in seconds.
+    no_data = ["--manual-dir", str(tmp_path / "none")]
+    for argv, error in [
+        (["--seeds", "0", "1", "--workdir", str(tmp_path)], "seed1 already holds files"),
+        (["--seeds", "2", "2"], "--seeds must differ: each trains into seed<N>. Received: [2, 2]"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            time_to_accuracy.main([*argv, *no_data])
+        assert exited.value.code == 2
+        assert error in capsys.readouterr().err.splitlines()[-1]
+    assert (tmp_path / "seed1" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed1"]
