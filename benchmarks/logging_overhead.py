@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1. Received: {args.repeats}")
 
     with tempfile.TemporaryDirectory() as workdir:
         base = list(args.overrides)
@@ -99,6 +101,11 @@ def main() -> None:
             base.append(f"data.data_dir={os.path.join(workdir, 'tfds')}")
         logged_config = load_config(args.config, base)
         off_config = load_config(args.config, [*base, *LOGGING_OFF])
+        if logged_config.train.epochs < 2:
+            parser.error(
+                "--epochs must be at least 2: the rates are taken after the first epoch. "
+                f"Received: train.epochs={logged_config.train.epochs}"
+            )
         # Warm-up: prepares the data and lets TensorFlow settle; not timed.
         measure(off_config, workdir, "warmup")
         logged, off = [], []

@@ -47,16 +47,20 @@ class UncheckedTrainer(Trainer):
     """The loop before the divergence guard: no per-step finiteness, no weight check."""
 
     def _train_loop(self, iterator, num_steps):
-        loss_sum = tf.constant(0.0)
-        examples = tf.constant(0.0)
-        gradient_norm_sum = tf.constant(0.0)
-        for _ in tf.range(num_steps):
-            features, labels = next(iterator)
-            loss, gradient_norm = self._train_step(features, labels)
-            batch_size = tf.cast(tf.shape(features)[0], tf.float32)
-            loss_sum += tf.cast(loss, tf.float32) * batch_size
-            examples += batch_size
-            gradient_norm_sum += tf.cast(gradient_norm, tf.float32)
+        # Written as `tf.while_loop`, as `Trainer._train_loop` is: both trace without AutoGraph.
+        def step(i, loss_sum, examples, gradient_norm_sum):
+            loss, gradient_norm, _, batch_size = self._step(iterator)
+            return (
+                i + 1,
+                loss_sum + tf.cast(loss, tf.float32) * batch_size,
+                examples + batch_size,
+                gradient_norm_sum + tf.cast(gradient_norm, tf.float32),
+            )
+
+        start = (tf.constant(0), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
+        _, loss_sum, examples, gradient_norm_sum = tf.while_loop(
+            lambda i, *_: i < num_steps, step, start, maximum_iterations=num_steps
+        )
         learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)
         return tf.stack([loss_sum, examples, gradient_norm_sum, learning_rate, -1.0, 1.0])
 
@@ -91,8 +95,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    if args.examples is not None and args.examples < 1:
-        parser.error(f"--examples must be at least 1. Received: {args.examples}")
+    for option in ("examples", "calls", "repeats"):
+        if (value := getattr(args, option)) is not None and value < 1:
+            parser.error(f"--{option} must be at least 1. Received: {value}")
     config = load_config(args.config)
     input_dim, num_classes = dataset_shape(config.data.name)
     input_dim, num_classes = input_dim or 784, num_classes or 10

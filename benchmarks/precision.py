@@ -29,7 +29,6 @@ figures can be read against what the hardware offers.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
@@ -52,8 +51,8 @@ def loop_rates(config, precisions: list[str], *, calls: int, steps: int) -> dict
     matters on a loaded machine more than the number of rounds. Tracing is left out.
     """
     from kerasmlp.components import make_loss, make_optimizer
-    from kerasmlp.model import Head, build_model
-    from kerasmlp.train import Trainer, _load, _training_batches
+    from kerasmlp.model import Head
+    from kerasmlp.train import Trainer, _load, _training_batches, model_for
 
     data = _load(config)
     head = Head.for_task(
@@ -61,12 +60,8 @@ def loop_rates(config, precisions: list[str], *, calls: int, steps: int) -> dict
     )
     runs = {}
     for p in precisions:
-        policy = None if p == "float32" else p
-        # Flat features: no training shift of images (model.random_translation) here.
-        flat = dataclasses.replace(config.model, random_translation=0.0)
-        model = build_model(
-            flat, input_dim=data.info.input_dim, head=head, seed=0, dtype_policy=policy
-        )
+        # The run's model (`model_for`): it scales, flattens and shifts raw images itself.
+        model = model_for(config, data.info, head, dtype_policy=None if p == "float32" else p)
         optimizer = make_optimizer(config.optimizer, loss_scaling=p == "mixed_float16")
         trainer = Trainer(
             model, make_loss(config.loss), optimizer, head=head, metric_names=config.metrics
@@ -117,6 +112,10 @@ def main() -> None:
     parser.add_argument("--loop-calls", type=int, default=40, help="interleaved loop calls")
     parser.add_argument("--loop-steps", type=int, default=50, help="steps per loop call")
     args = parser.parse_args()
+    for option, least in (("repeats", 0), ("loop_calls", 1), ("loop_steps", 1)):
+        if (value := getattr(args, option)) < least:
+            option = option.replace("_", "-")
+            parser.error(f"--{option} must be at least {least}. Received: {value}")
 
     with tempfile.TemporaryDirectory() as workdir:
         base = list(args.overrides)

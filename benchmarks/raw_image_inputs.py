@@ -110,8 +110,9 @@ def main():
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    if args.examples is not None and args.examples < 1:
-        parser.error(f"--examples must be at least 1. Received: {args.examples}")
+    for option in ("examples", "rounds"):
+        if (value := getattr(args, option)) < 1:
+            parser.error(f"--{option} must be at least 1. Received: {value}")
 
     config = load_config(args.config, args.overrides)
     keras.utils.set_random_seed(config.seed)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import pathlib
 import sys
@@ -47,6 +48,7 @@ import numpy as np  # noqa: E402
 
 from kerasmlp.config import load_config  # noqa: E402
 from kerasmlp.data import load_datasets, prepare_offline  # noqa: E402
+from kerasmlp.runfiles import RunDirectoryExistsError, RunFilesError, check_run_dir  # noqa: E402
 from kerasmlp.train import LineReporter, train_and_evaluate  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -138,6 +140,21 @@ def main(argv=None) -> None:
         "--set", dest="overrides", action="append", default=[], help="on the kerasmlp config"
     )
     args = parser.parse_args(argv)
+    if not 0 < args.epochs_scale < math.inf:  # nan and inf too
+        parser.error(f"--epochs-scale must be a number > 0. Received: {args.epochs_scale}")
+    if len(set(args.seeds)) < len(args.seeds):
+        parser.error(f"--seeds must differ: each trains into seed<N>. Received: {args.seeds}")
+    # Before any work: the seed's run would refuse its folder only after the recipe's run.
+    for seed in args.seeds if args.workdir else ():
+        try:
+            check_run_dir(pathlib.Path(args.workdir) / f"seed{seed}")
+        except RunDirectoryExistsError:
+            parser.error(
+                f"--workdir {args.workdir}: seed{seed} already holds files, which a run does "
+                "not write over; choose another --workdir"
+            )
+        except RunFilesError as e:
+            parser.error(f"--workdir {args.workdir}: {e}")
 
     name = args.dataset
     manual_dir = args.manual_dir or REPO_ROOT.parent / "shared" / "data" / name

@@ -471,8 +471,9 @@ def main():
         help="torch.set_num_threads; default torch's own (the physical cores)",
     )
     args = parser.parse_args()
-    if args.examples is not None and args.examples < 1:
-        parser.error(f"--examples must be at least 1. Received: {args.examples}")
+    for option in ("examples", "epochs", "repeats", "matmul_repeats"):
+        if (value := getattr(args, option)) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1. Received: {value}")
 
     torch_wanted = any(n.startswith("torch") for n in args.loops)
     torch_info = torch_version(args.torch_threads) if torch_wanted else None

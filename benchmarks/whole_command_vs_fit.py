@@ -87,6 +87,8 @@ def main() -> None:
         "--repeats", type=int, default=1, help="pairs of runs; which goes first alternates"
     )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1. Received: {args.repeats}")
 
     ratios = []
     with tempfile.TemporaryDirectory() as workdir:

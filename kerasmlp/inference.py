@@ -395,9 +395,43 @@ class LoadedRun:
         return np.array(self.class_names, dtype=object)[self.head.classes(outputs)]
 
     def evaluate(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        """The run's metrics (`config.metrics`) of `outputs` against `labels`."""
+        """The run's metrics (`config.metrics`) of `outputs` against `labels`.
+
+        Args:
+          outputs: the model's outputs, `logits(inputs)`, shape (n, units); not the
+            inputs themselves (as Keras's `model.evaluate(x, y)` takes them).
+          labels: n class ids (0 to num_classes - 1) or, for regression, n values.
+
+        Raises:
+          DataError: outputs of another shape, labels of another length, or a label
+            that is no class id of the run. Unchecked, images read as outputs gave an
+            accuracy near 0 without a word.
+        """
         from kerasmlp.components import make_metrics
 
+        outputs, labels = np.asarray(outputs), np.asarray(labels)
+        units = self.head.units
+        if outputs.ndim != 2 or outputs.shape[1] != units or outputs.dtype.kind != "f":
+            raise DataError(
+                f"evaluate takes the model's outputs, run.logits(inputs): floats of shape "
+                f"(n, {units}). Received: an array of {outputs.dtype.name} of shape "
+                f"{outputs.shape}"
+            )
+        if labels.shape not in ((len(outputs),), (len(outputs), 1)):  # (n, 1): as Keras takes them
+            raise DataError(
+                f"evaluate takes one label per output row: shape ({len(outputs)},). "
+                f"Received: labels of shape {labels.shape}"
+            )
+        labels = labels.reshape(-1)
+        if self.task == "classification":
+            classes = len(self.class_names)
+            ids = labels.dtype.kind in "iuf"  # class names, say, are none
+            bad = np.flatnonzero(~np.isin(labels, np.arange(classes))) if ids else [0]
+            if len(bad):
+                raise DataError(
+                    f"labels[{bad[0]}]={labels[bad[0]].item()!r} is no class id of this run: "
+                    f"allowed 0 to {classes - 1} (class names in id order: run.class_names)"
+                )
         metrics = make_metrics(self.config.metrics, self.head)
         metrics.update_state(tf.constant(labels), tf.constant(outputs))
         return metrics.results()

@@ -213,3 +213,114 @@ def test_tabular_vs_sklearn_prints_both_scores(capsys, monkeypatch):
         r"iris +\| test accuracy \| kerasmlp +[\d.]+ \| scikit-learn +[\d.]+\n",
         capsys.readouterr().out,
     )
+
+
+def test_long_run_costs_unchecked_loop_trains_as_the_checked_one():
+    # In this process: both loops on the same 64 random examples, the same seed. The
+    # unchecked loop is the real one less its checks, so the same steps give the same
+    # mean loss (float32 sums in the same order) and count the same examples (2 * 16).
+    import numpy as np
+
+    from kerasmlp.config import load_config
+    from kerasmlp.train import Trainer
+
+    costs = _load("long_run_costs")
+    config = load_config(None, ["model.hidden_units=[4]", "train.batch_size=16"])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 2), dtype=np.float32), rng.integers(0, 2, 64).astype(np.int32)
+    stats = [
+        trainer.run_steps(batches, 2)
+        for trainer, batches in (
+            costs.make(cls, config, x, y, 2) for cls in (Trainer, costs.UncheckedTrainer)
+        )
+    ]
+    assert stats[1]["examples"] == stats[0]["examples"] == 32
+    assert stats[1]["loss"] == stats[0]["loss"]
+
+
+def test_precision_loop_rates_train_the_runs_model_on_raw_images(tmp_path, monkeypatch):
+    # In this process, on mock MNIST (uint8 images, 32 a split): the compiled loop alone
+    # takes the images as the run does, through the run's own model (`model_for`).
+    import tensorflow_datasets as tfds
+
+    from kerasmlp.config import load_config
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports logging_overhead
+    config = load_config(
+        REPO_ROOT / "configs" / "mnist.yaml",
+        ["model.hidden_units=[4]", "train.batch_size=16", f"data.data_dir={tmp_path}"],
+    )
+    with tfds.testing.mock_data(num_examples=32):
+        rates = _load("precision").loop_rates(config, ["float32"], calls=1, steps=1)
+    assert list(rates) == ["float32"] and len(rates["float32"]) == 1
+
+
+@pytest.mark.parametrize(
+    "script, option, value, least",
+    [
+        ("train_loop_vs_fit", "--repeats", "0", 1),  # was: max() arg is an empty sequence
+        ("train_loop_vs_fit", "--matmul-repeats", "0", 1),  # was: ZeroDivisionError
+        ("train_loop_vs_fit", "--epochs", "0", 1),  # was: every rate printed as 0
+        ("long_run_costs", "--calls", "0", 1),
+        ("long_run_costs", "--repeats", "0", 1),
+        ("whole_command_vs_fit", "--repeats", "0", 1),  # was: StatisticsError
+        ("logging_overhead", "--repeats", "0", 1),
+        ("precision", "--loop-calls", "0", 1),
+        ("precision", "--repeats", "-1", 0),
+        ("raw_image_inputs", "--rounds", "0", 1),  # was: nan
+    ],
+)
+def test_a_count_below_its_least_is_refused_before_any_work(
+    script, option, value, least, capsys, monkeypatch
+):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # precision.py imports logging_overhead
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", option, value])
+    with pytest.raises(SystemExit) as exited:
+        _load(script).main()
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error == f"{script}.py: error: {option} must be at least {least}. Received: {value}"
+
+
+def test_logging_overhead_refuses_one_epoch(capsys, monkeypatch):
+    # One epoch has no steady rate: the ratios divided 0 s by 0 s (ZeroDivisionError).
+    monkeypatch.setattr(sys, "argv", ["logging_overhead.py", "--epochs", "1"])
+    with pytest.raises(SystemExit) as exited:
+        _load("logging_overhead").main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "logging_overhead.py: error: --epochs must be at least 2: the rates are taken after "
+        "the first epoch. Received: train.epochs=1"
+    )
+
+
+@pytest.mark.parametrize("scale", ["0", "-1", "nan", "inf"])
+def test_time_to_accuracy_refuses_an_epochs_scale_that_is_no_positive_number(scale, capsys):
+    # 0 and -1 trained 1 epoch each without a word; nan and inf ended in a traceback.
+    with pytest.raises(SystemExit) as exited:
+        _load("time_to_accuracy").main(["--epochs-scale", scale])
+    assert exited.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(f"error: --epochs-scale must be a number > 0. Received: {float(scale)}")
+    )
+
+
+def test_time_to_accuracy_refuses_a_taken_seed_folder_before_any_work(tmp_path, capsys):
+    # Found only after the seed's recipe run (minutes), as a RunDirectoryExistsError traceback.
+    (tmp_path / "seed1").mkdir()
+    (tmp_path / "seed1" / "notes.txt").write_text("mine")
+    time_to_accuracy = _load("time_to_accuracy")
+    # No canonical files there: should the check come late again, this fails in seconds.
+    no_data = ["--manual-dir", str(tmp_path / "none")]
+    for argv, error in [
+        (["--seeds", "0", "1", "--workdir", str(tmp_path)], "seed1 already holds files"),
+        (["--seeds", "2", "2"], "--seeds must differ: each trains into seed<N>. Received: [2, 2]"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            time_to_accuracy.main([*argv, *no_data])
+        assert exited.value.code == 2
+        assert error in capsys.readouterr().err.splitlines()[-1]
+    assert (tmp_path / "seed1" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed1"]

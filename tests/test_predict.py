@@ -144,6 +144,25 @@ def test_load_run_predicts_on_raw_columns(csv_run):
     assert list(run.predict(columns)[:2]) == ["high", "low"]
 
 
+def test_evaluate_refuses_what_is_not_outputs_and_labels(csv_run):
+    # run.evaluate takes logits, not the inputs that Keras's model.evaluate(x, y) takes:
+    # an image run's (n, 784) uint8 images gave accuracy 0.0 there, without a word.
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    columns = {"x": [1.9, -0.9], "color": ["red", "blue"], "w": [0, 0]}
+    outputs, units = run.logits(columns), run.head.units
+    assert run.evaluate(outputs, [0, 1]) == run.evaluate(outputs, [[0], [1]])  # (n, 1), as Keras
+    for wrong, labels, message in [
+        (np.zeros((2, 784), np.uint8), [0, 1], rf"floats of shape \(n, {units}\)"),
+        (columns, [0, 1], r"Received: an array of object of shape \(\)"),
+        (outputs, [0], r"one label per output row: shape \(2,\)"),
+        (outputs, [0, 2], r"labels\[1\]=2 is no class id of this run: allowed 0 to 1"),
+        (outputs, ["high", "low"], r"labels\[0\]='high' is no class id"),
+    ]:
+        with pytest.raises(DataError, match=message):
+            run.evaluate(wrong, labels)
+
+
 def test_infinities_in_a_dict_of_columns_are_refused(csv_run):
     # NaN is the missing value; inf once gave NaN probabilities, read as class 0.
     _, run_dir, _ = csv_run
