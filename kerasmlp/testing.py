@@ -108,6 +108,9 @@ def _constructor_arguments(cls: type) -> list[str]:
     ]
 
 
+_UNSET = object()
+
+
 def _clone(obj, **overrides):
     return type(obj).from_config({**obj.get_config(), **overrides})
 
@@ -119,13 +122,51 @@ def _json_equal(a, b) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
+def _other_value(obj, name: str):
+    """A value of argument `name` that is not its default, or `_UNSET` if none can be guessed.
+
+    The instance's own value where it differs from the default, else the other bool or a
+    changed number.
+    """
+    default = inspect.signature(type(obj).__init__).parameters[name].default
+    current = getattr(obj, name, _UNSET)
+    try:
+        if current is not _UNSET and not _json_equal(current, default):
+            return current
+    except Exception:  # an attribute json cannot compare: guess from the default instead
+        pass
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, int | float):
+        return default * 2 + 1
+    return _UNSET
+
+
+def _left_out_at_default(obj, name: str, config: dict) -> bool:
+    """Whether get_config returns `name` once it is set away from its default.
+
+    Keras's own classes leave some arguments out while they hold their default, e.g. AUC's
+    `thresholds` and SparseTopKCategoricalAccuracy's `from_sorted_ids`: from_config then
+    rebuilds the same object, so nothing is lost.
+    """
+    value = _other_value(obj, name)
+    if value is _UNSET:
+        return False
+    try:
+        return name in type(obj).from_config({**config, name: value}).get_config()
+    except Exception:
+        return False
+
+
 def _config_problems(obj, config_exclude: Iterable[str]) -> list[str]:
     problems = []
     config = obj.get_config()
     missing = [
         name
         for name in _constructor_arguments(type(obj))
-        if name not in config and name not in set(config_exclude)
+        if name not in config
+        and name not in set(config_exclude)
+        and not _left_out_at_default(obj, name, config)
     ]
     if missing:
         problems.append(
@@ -223,8 +264,9 @@ def check_loss(
     - `extremes`: the value and gradient are finite at extreme `y_pred` (by default logits of
       +/-1e4 for a loss with `from_logits=True`, exact 0/1 probabilities for one with
       `from_logits=False`, and values of +/-1e4 for a loss without `from_logits`).
-    - `config`: `get_config()` holds every constructor argument, `from_config` round-trips,
-      and the class is registered with Keras.
+    - `config`: `get_config()` holds every constructor argument (or, as Keras's own classes
+      do, leaves one out only while it holds its default: it is returned once set to another
+      value), `from_config` round-trips, and the class is registered with Keras.
     - `saving`: a model that outputs `y_pred`, compiled with the loss and saved as `.keras`,
       reloads (in this process, without `custom_objects`) with an equal loss.
 
@@ -461,8 +503,9 @@ def check_metric(
       counts as if it were absent.
     - `reset_state`: after `reset_state()`, an update gives the result of a fresh metric.
     - `tf_function`: `update_state` inside `tf.function` gives the eager result.
-    - `config`: `get_config()` holds every constructor argument, `from_config` round-trips,
-      and the class is registered with Keras.
+    - `config`: `get_config()` holds every constructor argument (or leaves one out only
+      while it holds its default, as `keras.metrics.AUC` does `thresholds`), `from_config`
+      round-trips, and the class is registered with Keras.
     - `saving`: a model that outputs `y_pred`, compiled with the metric and saved as
       `.keras`, reloads (in this process, without `custom_objects`) with an equal metric.
 

@@ -209,6 +209,24 @@ def test_metrics_of_class_ids_pass_check_metric(metric, column):
     check_metric(metric, y_true=y_true, y_pred=SPARSE_PRED, config_exclude=["dtype"])
 
 
+@pytest.mark.parametrize(
+    "metric",
+    [keras.metrics.AUC(), keras.metrics.SparseTopKCategoricalAccuracy(k=2)],
+    ids=lambda m: type(m).__name__,
+)
+def test_argument_keras_leaves_out_at_its_default_is_not_a_config_failure(metric):
+    # Keras's get_config returns AUC's `thresholds` only when they were given, and
+    # SparseTopKCategoricalAccuracy's `from_sorted_ids` only when True: from_config
+    # rebuilds the same metric, so neither is lost.
+    check_metric(metric, y_true=SPARSE_TRUE, y_pred=SPARSE_PRED, checks=["config"])
+
+
+def test_argument_dropped_at_its_default_still_fails_config():
+    # DropsArgument never returns `scale`, whatever its value: a reload loses scale=3.
+    with pytest.raises(CheckError, match=r"lacks constructor argument\(s\) \['scale'\]"):
+        check_loss(DropsArgument(), y_true=NORMAL, y_pred=NORMAL, checks=["config"])
+
+
 @_BROKEN
 class IgnoresSampleWeight(keras.metrics.BinaryAccuracy):
     """Bug: update_state drops `sample_weight`."""
