@@ -255,7 +255,8 @@ def check_loss(
     The checks (all by default; choose with `checks`):
 
     - `values`: the unreduced values (`call`, or the loss with `reduction="none"`) are finite.
-    - `sample_weight`: for reductions `sum_over_batch_size`, `sum`, `mean`, `none` (and
+    - `sample_weight`: the unreduced values hold one value per example (for a `y_pred` of
+      rank 2 or more), and for reductions `sum_over_batch_size`, `sum`, `mean`, `none` (and
       `mean_with_sample_weight`) and sample weights absent, scalar, per-entry and all zero,
       the loss equals Keras's reduction of the unreduced values (masks included).
     - `gradient`: the gradient with respect to `y_pred` equals central finite differences
@@ -334,6 +335,15 @@ def check_loss(
 
     def check_sample_weight():
         values, mask = unreduced()
+        batch = len(y_pred) if y_pred.ndim >= 2 else None  # Keras reduces a 1-D y_pred away
+        if batch is not None and values.shape[:1] != (batch,):
+            return [
+                f"unreduced values have shape {values.shape} for a batch of {batch}, so a "
+                "per-example sample_weight cannot weigh examples: `call` must return one value "
+                f"per example (shape ({batch}, ...)) and leave the reduction over the batch to "
+                "Keras (a loss meant for the whole batch, as keras.losses.Dice with axis=None, "
+                "leaves 'sample_weight' out of `checks`)"
+            ]
         rng = np.random.default_rng(0)
         weights = {
             "none": None,

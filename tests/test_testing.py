@@ -111,6 +111,14 @@ class NaiveLogSoftmax(losses.CategoricalCrossentropy):
         return -tf.reduce_sum(y_true * tf.math.log(tf.nn.softmax(y_pred)), axis=-1)
 
 
+@_BROKEN
+class ReducesOverTheBatch(losses.MeanSquaredError):
+    """Bug: `call` returns the batch's mean, so a per-example sample_weight weighs nothing."""
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_mean(tf.square(y_pred - y_true))
+
+
 class Unregistered(losses.MeanSquaredError):
     """Bug: not registered with Keras, so a saved model cannot find it."""
 
@@ -138,8 +146,21 @@ class Unregistered(losses.MeanSquaredError):
             r"at y_pred=\[ *10000\., -10000\., .* the loss is \[nan\].*not finite",
         ),
         (Unregistered(), "config", r"cannot deserialize Unregistered without custom_objects"),
+        (
+            ReducesOverTheBatch(),
+            "sample_weight",
+            r"unreduced values have shape \(\) for a batch of 4, so a per-example sample_weight "
+            r"cannot weigh examples: `call` must return one value per example \(shape \(4, ",
+        ),
     ],
-    ids=["forgets_sample_weight", "wrong_gradient", "drops_argument", "naive_log", "unregistered"],
+    ids=[
+        "forgets_sample_weight",
+        "wrong_gradient",
+        "drops_argument",
+        "naive_log",
+        "unregistered",
+        "reduces_over_the_batch",
+    ],
 )
 def test_broken_loss_fails_with_a_clear_message(loss, failing_check, message):
     y_true = ONE_HOT if isinstance(loss, losses.CategoricalCrossentropy) else NORMAL[::-1]
