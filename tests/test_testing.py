@@ -265,13 +265,42 @@ class KeepsOnlyLastBatch(keras.metrics.BinaryAccuracy):
         return super().update_state(y_true, y_pred, sample_weight)
 
 
+@_BROKEN
+class CountsInPython(keras.metrics.Metric):
+    """Bug: counts examples in a Python int, which a tf.function adds to only while tracing."""
+
+    def __init__(self, name="counts_in_python", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = 0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        weight = 1.0 if sample_weight is None else tf.cast(sample_weight, self.dtype)[:, None]
+        self.total.assign_add(tf.reduce_sum(weight * tf.cast(y_pred, self.dtype)))
+        self.count += int(y_pred.shape[0])
+
+    def result(self):
+        return self.total / max(self.count, 1)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count = 0
+
+
 @pytest.mark.parametrize(
     "metric,failing_check,message",
     [
         (IgnoresSampleWeight(), "sample_weight", r"sample_weight 0 on the first example gives"),
         (KeepsOnlyLastBatch(), "batches", r"2 batches give \d.* where \d.* was expected"),
+        # By hand: sum(BINARY_PRED) = 1.4; eagerly 2 * 1.4 / 8, traced 2 * 1.4 / 4.
+        (
+            CountsInPython(),
+            "tf_function",
+            r"update_state called twice in one tf.function gives 0\.7\d* where 0\.35\d* "
+            r"was expected",
+        ),
     ],
-    ids=["ignores_sample_weight", "keeps_only_last_batch"],
+    ids=["ignores_sample_weight", "keeps_only_last_batch", "counts_in_python"],
 )
 def test_broken_metric_fails_with_a_clear_message(metric, failing_check, message):
     with pytest.raises(CheckError, match=rf"(?s)check_metric.*- {failing_check}: {message}"):
@@ -280,5 +309,5 @@ def test_broken_metric_fails_with_a_clear_message(metric, failing_check, message
             y_true=BINARY_TRUE,
             y_pred=BINARY_PRED,
             config_exclude=["dtype"],
-            checks=["batches", "sample_weight", "reset_state"],
+            checks=["batches", "sample_weight", "reset_state", "tf_function"],
         )
