@@ -511,7 +511,8 @@ def check_metric(
       update with all of it.
     - `sample_weight`: weights of 1 give the unweighted result, and an example of weight 0
       counts as if it were absent.
-    - `reset_state`: after `reset_state()`, an update gives the result of a fresh metric.
+    - `reset_state`: after `reset_state()`, the state variables hold a fresh metric's
+      values, and an update gives the result of a fresh metric.
     - `tf_function`: two calls of `update_state` inside one `tf.function` give the eager
       result of two updates (Python state set only while tracing shows on the second).
     - `config`: `get_config()` holds every constructor argument (or leaves one out only
@@ -591,18 +592,30 @@ def check_metric(
         return problems
 
     def check_reset_state():
-        used = _clone(metric)
+        used, fresh = _clone(metric), _clone(metric)
         used.update_state(y_true[: max(1, n // 2)], y_pred[: max(1, n // 2)])
         used.reset_state()
+        problems = []
+        # The state itself, not only a result: a result can come out equal by chance (the
+        # first half's accuracy equal to all of it). A metric that builds its variables on
+        # the first update has none fresh, and only its result is compared.
+        if len(used.variables) == len(fresh.variables):
+            for after, new in zip(used.variables, fresh.variables, strict=True):
+                violation = _max_violation(
+                    keras.ops.convert_to_numpy(after), keras.ops.convert_to_numpy(new), 0.0, 0.0
+                )
+                if violation:
+                    problems.append(
+                        f"variable {after.path!r} after reset_state against a fresh metric's: "
+                        f"{violation}"
+                    )
         used.update_state(y_true, y_pred)
         violation = _max_violation(
             keras.ops.convert_to_numpy(used.result()), whole_result(), rtol, atol
         )
-        return (
-            [f"after reset_state the result is {violation} from a fresh metric"]
-            if violation
-            else []
-        )
+        if violation:
+            problems.append(f"after reset_state the result is {violation} from a fresh metric")
+        return problems
 
     def check_tf_function():
         traced = _clone(metric)

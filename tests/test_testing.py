@@ -287,6 +287,31 @@ class CountsInPython(keras.metrics.Metric):
         self.count = 0
 
 
+@_BROKEN
+class ForgetsToReset(keras.metrics.BinaryAccuracy):
+    """Bug: reset_state leaves the counts as they were."""
+
+    def reset_state(self):
+        pass
+
+
+def test_reset_state_that_keeps_the_counts_fails_even_where_the_result_agrees():
+    # By hand: the first half (0.9 -> 1, 0.7 -> 0 against 1, 0) has accuracy 1/2, as all four
+    # have, so the result after a reset that does nothing is 2/4 as a fresh metric's; the
+    # counts (total 1, count 2 left over) are what differ.
+    with pytest.raises(
+        CheckError,
+        match=r"- reset_state: variable '.*' after reset_state against a fresh metric's: 1 where 0 "
+        r"was expected",
+    ):
+        check_metric(
+            ForgetsToReset(),
+            y_true=BINARY_TRUE,
+            y_pred=np.array([[0.9], [0.7], [0.2], [0.1]]),
+            checks=["reset_state"],
+        )
+
+
 @pytest.mark.parametrize(
     "metric,failing_check,message",
     [
