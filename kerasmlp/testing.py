@@ -214,6 +214,11 @@ def _run_checks(title: str, checks: dict[str, Callable[[], list[str]]]) -> None:
 def _select(requested: Sequence[str] | None, allowed: Sequence[str]) -> Sequence[str]:
     if requested is None:
         return allowed
+    if isinstance(requested, str):  # else each letter would be read as a check's name
+        raise TypeError(
+            f"Argument `checks` must be a list of check names, e.g. checks=[{requested!r}]. "
+            f"Received: checks={requested!r}"
+        )
     unknown = [name for name in requested if name not in allowed]
     if unknown:
         raise ValueError(
@@ -291,7 +296,7 @@ def check_loss(
     Raises:
         CheckError: if any check fails; the message lists each failure with its numbers.
         ValueError: if `checks` names an unknown check.
-        TypeError: if `loss` is not a `keras.losses.Loss`.
+        TypeError: if `loss` is not a `keras.losses.Loss`, or `checks` is a string.
 
     Example:
 
@@ -535,7 +540,7 @@ def check_metric(
     Raises:
         CheckError: if any check fails; the message lists each failure with its numbers.
         ValueError: if `checks` names an unknown check.
-        TypeError: if `metric` is not a `keras.metrics.Metric`.
+        TypeError: if `metric` is not a `keras.metrics.Metric`, or `checks` is a string.
 
     Example:
 

@@ -185,6 +185,19 @@ def test_unknown_check_name_is_refused_with_the_allowed_names():
     assert "gradient" in LOSS_CHECKS
 
 
+@pytest.mark.parametrize(
+    "check,checked",
+    [(check_loss, losses.MeanSquaredError()), (check_metric, metrics.MeanSquaredError())],
+    ids=["check_loss", "check_metric"],
+)
+def test_checks_given_as_a_string_is_refused(check, checked):
+    # Else each letter of "config" is an unknown check's name.
+    with pytest.raises(
+        TypeError, match=r"`checks` must be a list of check names, e\.g\. checks=\['config'\]"
+    ):
+        check(checked, y_true=NORMAL, y_pred=NORMAL, checks="config")
+
+
 def test_non_loss_is_refused():
     with pytest.raises(TypeError, match="Argument `loss`"):
         check_loss(keras.losses.mean_squared_error, y_true=NORMAL, y_pred=NORMAL)
