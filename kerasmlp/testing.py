@@ -539,7 +539,9 @@ def check_metric(
 
     Raises:
         CheckError: if any check fails; the message lists each failure with its numbers.
-        ValueError: if `checks` names an unknown check.
+        ValueError: if `checks` names an unknown check, `num_batches` is not an integer >= 2,
+            or `y_true` and `y_pred` do not hold the same number (at least `num_batches`) of
+            examples.
         TypeError: if `metric` is not a `keras.metrics.Metric`, or `checks` is a string.
 
     Example:
@@ -556,7 +558,21 @@ def check_metric(
     selected = _select(checks, METRIC_CHECKS)
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
+    if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 2:
+        raise ValueError(
+            f"Argument `num_batches` must be an integer >= 2. Received: num_batches={num_batches!r}"
+        )
+    if y_true.shape[:1] != y_pred.shape[:1]:
+        raise ValueError(
+            "Arguments `y_true` and `y_pred` must hold the same number of examples (first "
+            f"axis). Received: y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}"
+        )
     n = len(y_true)
+    if n < num_batches:
+        raise ValueError(
+            f"check_metric needs at least one example per batch: num_batches={num_batches} "
+            f"for {n} example(s). Pass more examples or a smaller `num_batches`"
+        )
 
     def result_of(*updates):
         fresh = _clone(metric)

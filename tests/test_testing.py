@@ -198,6 +198,32 @@ def test_checks_given_as_a_string_is_refused(check, checked):
         check(checked, y_true=NORMAL, y_pred=NORMAL, checks="config")
 
 
+@pytest.mark.parametrize(
+    "num_batches,examples,message",
+    [
+        (0, 4, r"`num_batches` must be an integer >= 2\. Received: num_batches=0"),
+        (1, 4, r"`num_batches` must be an integer >= 2\. Received: num_batches=1"),
+        (5, 4, r"at least one example per batch: num_batches=5 for 4 example\(s\)"),
+        (2, 1, r"at least one example per batch: num_batches=2 for 1 example\(s\)"),
+    ],
+    ids=["zero_batches", "one_batch", "more_batches_than_examples", "one_example"],
+)
+def test_too_few_examples_for_num_batches_is_refused(num_batches, examples, message):
+    # Before: empty slices made the batches check pass (or fail with "0 batches give 0").
+    with pytest.raises(ValueError, match=message):
+        check_metric(
+            keras.metrics.BinaryAccuracy(),
+            y_true=BINARY_TRUE[:examples],
+            y_pred=BINARY_PRED[:examples],
+            num_batches=num_batches,
+        )
+
+
+def test_y_true_and_y_pred_of_different_lengths_are_refused():
+    with pytest.raises(ValueError, match=r"same number of examples .*y_true\.shape=\(3, 1\)"):
+        check_metric(keras.metrics.BinaryAccuracy(), y_true=BINARY_TRUE[:3], y_pred=BINARY_PRED)
+
+
 def test_non_loss_is_refused():
     with pytest.raises(TypeError, match="Argument `loss`"):
         check_loss(keras.losses.mean_squared_error, y_true=NORMAL, y_pred=NORMAL)
