@@ -530,7 +530,8 @@ def check_metric(
         metric: The `keras.metrics.Metric` instance to check (its state is not touched).
         y_true: Targets for a batch of at least `num_batches` examples, including at least one
             example whose removal changes the result.
-        y_pred: Predictions for the same batch.
+        y_pred: Predictions for the same batch. Float `y_true` and `y_pred` are fed in the
+            metric's dtype, as a model's outputs and Keras's data adapters feed them.
         num_batches: Into how many slices the `batches` check splits the data.
         rtol: Relative tolerance of the comparisons.
         atol: Absolute tolerance of the comparisons.
@@ -556,8 +557,13 @@ def check_metric(
             f"Received: metric={metric!r}"
         )
     selected = _select(checks, METRIC_CHECKS)
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
+    # Float data as a model feeds it (outputs, and targets through Keras's data adapters, in
+    # the compute dtype), not as numpy's float64: a metric need not cast what fit never sends.
+    compute = tf.as_dtype(metric.dtype).as_numpy_dtype
+    y_true, y_pred = (
+        array.astype(compute) if array.dtype.kind == "f" else array
+        for array in (np.asarray(y_true), np.asarray(y_pred))
+    )
     if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 2:
         raise ValueError(
             f"Argument `num_batches` must be an integer >= 2. Received: num_batches={num_batches!r}"

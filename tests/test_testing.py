@@ -288,6 +288,32 @@ def test_argument_dropped_at_its_default_still_fails_config():
 
 
 @_BROKEN
+class MeanOfBatchMeans(keras.metrics.Metric):
+    """Correct for float32 outputs (as fit feeds): divides by a count cast to its dtype."""
+
+    def __init__(self, name="mean_of_batch_means", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add(tf.reduce_sum(y_pred) / tf.cast(tf.shape(y_pred)[0], self.dtype))
+
+    def result(self):
+        return self.total
+
+
+def test_float64_numpy_data_reaches_the_metric_as_a_model_feeds_it():
+    # model.evaluate on float64 numpy arrays feeds this metric float32 y_true and y_pred, so
+    # it works there; check_metric used to feed float64 and fail on float64 / float32.
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Identity()])
+    model.compile(loss="mse", metrics=[MeanOfBatchMeans()])
+    assert model.evaluate(BINARY_PRED, BINARY_TRUE, verbose=0, return_dict=True)[
+        "mean_of_batch_means"
+    ] == pytest.approx(0.35)  # by hand: (0.9 + 0.2 + 0.2 + 0.1) / 4, one batch
+    check_metric(MeanOfBatchMeans(), y_true=BINARY_TRUE, y_pred=BINARY_PRED, checks=["tf_function"])
+
+
+@_BROKEN
 class IgnoresSampleWeight(keras.metrics.BinaryAccuracy):
     """Bug: update_state drops `sample_weight`."""
 
