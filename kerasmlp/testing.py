@@ -543,7 +543,8 @@ def check_metric(
         ValueError: if `checks` names an unknown check, `num_batches` is not an integer >= 2,
             or `y_true` and `y_pred` do not hold the same number (at least `num_batches`) of
             examples.
-        TypeError: if `metric` is not a `keras.metrics.Metric`, or `checks` is a string.
+        TypeError: if `metric` is not a `keras.metrics.Metric` updated with `(y_true, y_pred,
+            sample_weight)`, or `checks` is a string.
 
     Example:
 
@@ -556,6 +557,14 @@ def check_metric(
             "Argument `metric` must be a keras.metrics.Metric instance. "
             f"Received: metric={metric!r}"
         )
+    try:
+        inspect.signature(metric.update_state).bind(None, None, sample_weight=None)
+    except TypeError:
+        raise TypeError(
+            "check_metric checks a metric updated as compile's metrics are, "
+            "update_state(y_true, y_pred, sample_weight=None); "
+            f"{type(metric).__name__}.update_state takes {inspect.signature(metric.update_state)}"
+        ) from None
     selected = _select(checks, METRIC_CHECKS)
     # Float data as a model feeds it (outputs, and targets through Keras's data adapters, in
     # the compute dtype), not as numpy's float64: a metric need not cast what fit never sends.

@@ -224,6 +224,15 @@ def test_y_true_and_y_pred_of_different_lengths_are_refused():
         check_metric(keras.metrics.BinaryAccuracy(), y_true=BINARY_TRUE[:3], y_pred=BINARY_PRED)
 
 
+def test_metric_not_updated_with_targets_and_predictions_is_refused():
+    # keras.metrics.Mean.update_state(values, sample_weight): every check used to fail with
+    # "got multiple values for argument 'sample_weight'".
+    with pytest.raises(
+        TypeError, match=r"update_state\(y_true, y_pred, sample_weight=None\); Mean.update_state "
+    ):
+        check_metric(keras.metrics.Mean(), y_true=BINARY_TRUE, y_pred=BINARY_PRED)
+
+
 def test_non_loss_is_refused():
     with pytest.raises(TypeError, match="Argument `loss`"):
         check_loss(keras.losses.mean_squared_error, y_true=NORMAL, y_pred=NORMAL)
