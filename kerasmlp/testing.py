@@ -233,12 +233,23 @@ def _select(requested: Sequence[str] | None, allowed: Sequence[str]) -> Sequence
 
 
 def _default_extremes(loss, y_pred: np.ndarray) -> list[np.ndarray]:
-    """Logits of +/-1e4 for logit losses, exact 0/1 probabilities for probability losses."""
+    """Logits of +/-1e4 for logit losses, exact 0/1 probabilities for probability losses.
+
+    Each comes with its opposite: a loss that overflows only where it is confidently wrong
+    (log(1 + exp(-x)) at x = -1e4, -log(p) at p = 0) would pass for `y_pred` that is right.
+    """
+    from_logits = getattr(loss, "from_logits", None)
+    if from_logits is False:
+        if y_pred.ndim < 2 or y_pred.shape[-1] == 1:  # one probability per entry
+            rounded = (y_pred >= 0.5).astype(np.float64)
+            return [rounded, 1.0 - rounded]
+        return [
+            (y_pred == y_pred.max(axis=-1, keepdims=True)).astype(np.float64),
+            (y_pred == y_pred.min(axis=-1, keepdims=True)).astype(np.float64),
+        ]
     signs = np.where(y_pred < 0, -1.0, 1.0)
-    if getattr(loss, "from_logits", None) is False:
-        one_hot = (y_pred == y_pred.max(axis=-1, keepdims=True)).astype(np.float64)
-        return [one_hot]
-    return [1e4 * signs]
+    # Without from_logits, only y_pred's own signs: Poisson's rates, for one, must be > 0.
+    return [1e4 * signs, -1e4 * signs] if from_logits else [1e4 * signs]
 
 
 def check_loss(
@@ -269,7 +280,9 @@ def check_loss(
     - `tf_function`: the value inside `tf.function` equals the eager value.
     - `extremes`: the value and gradient are finite at extreme `y_pred` (by default logits of
       +/-1e4 for a loss with `from_logits=True`, exact 0/1 probabilities for one with
-      `from_logits=False`, and values of +/-1e4 for a loss without `from_logits`).
+      `from_logits=False`, each with its opposite: the signs of `-y_pred`, the argmin's
+      one-hot beside the argmax's, or one probability per entry rounded and its complement;
+      and 1e4 with `y_pred`'s signs for a loss without `from_logits`).
     - `config`: `get_config()` holds every constructor argument (or, as Keras's own classes
       do, leaves one out only while it holds its default: it is returned once set to another
       value), `from_config` round-trips, and the class is registered with Keras.

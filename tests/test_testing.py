@@ -175,6 +175,47 @@ def test_broken_loss_fails_with_a_clear_message(loss, failing_check, message):
     ), text
 
 
+@_BROKEN
+class SoftplusByHand(losses.BinaryCrossentropy):
+    """Bug: x - x * y + log(1 + exp(-x)) overflows at large negative logits."""
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_mean(
+            y_pred - y_pred * y_true + tf.math.log(1.0 + tf.exp(-y_pred)), axis=-1
+        )
+
+
+@_BROKEN
+class LogOfTheLabelsProbability(losses.SparseCategoricalCrossentropy):
+    """Bug: -log(p[label]) without clipping is inf where the label's probability is 0."""
+
+    def call(self, y_true, y_pred):
+        return -tf.math.log(tf.gather(y_pred, tf.cast(y_true, "int32"), batch_dims=1))
+
+
+@pytest.mark.parametrize(
+    "loss,y_true,y_pred,extreme",
+    [
+        # Positive logits only: +1e4 is harmless, -1e4 overflows exp(-x).
+        (
+            SoftplusByHand(from_logits=True),
+            ONE_HOT,
+            np.abs(NORMAL) + 0.1,
+            r"\[-10000\., -10000\., -10000\., ",
+        ),
+        # Every argmax is the label: p = 1 there is harmless, the argmin's one-hot is not.
+        # (PROBS's first row is [0.29, 0.22, 0.49]: its argmin's one-hot is [0, 1, 0].)
+        (LogOfTheLabelsProbability(), np.argmax(PROBS, axis=-1), PROBS, r"\[0\., 1\., 0\., "),
+    ],
+    ids=["softplus_by_hand", "log_of_the_labels_probability"],
+)
+def test_loss_that_overflows_only_where_confidently_wrong_fails_extremes(
+    loss, y_true, y_pred, extreme
+):
+    with pytest.raises(CheckError, match=rf"- extremes: at y_pred={extreme}.*the loss is \[inf\]"):
+        check_loss(loss, y_true=y_true, y_pred=y_pred, checks=["extremes"])
+
+
 def test_check_error_is_an_assertion_error():
     assert issubclass(CheckError, AssertionError)
 
