@@ -18,6 +18,7 @@ every check that failed with the numbers involved, e.g.:
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 import tempfile
@@ -221,8 +222,14 @@ def _select(requested: Sequence[str] | None, allowed: Sequence[str]) -> Sequence
         )
     unknown = [name for name in requested if name not in allowed]
     if unknown:
+        close = [
+            repr(match)
+            for name in unknown
+            for match in difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.6)
+        ]
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(
-            f"Argument `checks` has unknown names {unknown}. Allowed: {', '.join(allowed)}"
+            f"Argument `checks` has unknown names {unknown}.{hint} Allowed: {', '.join(allowed)}"
         )
     return requested
 

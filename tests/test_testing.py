@@ -221,7 +221,9 @@ def test_check_error_is_an_assertion_error():
 
 
 def test_unknown_check_name_is_refused_with_the_allowed_names():
-    with pytest.raises(ValueError, match=r"`checks`.*\['gradiant'\].*Allowed: values,"):
+    with pytest.raises(
+        ValueError, match=r"`checks`.*\['gradiant'\]\. Did you mean 'gradient'\? Allowed: values,"
+    ):
         check_loss(losses.MeanSquaredError(), y_true=NORMAL, y_pred=NORMAL, checks=["gradiant"])
     assert "gradient" in LOSS_CHECKS
 
