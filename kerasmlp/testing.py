@@ -517,6 +517,19 @@ def _loss_for(y_true: np.ndarray, y_pred: np.ndarray) -> keras.losses.Loss:
     return keras.losses.MeanSquaredError()
 
 
+def _growing_batches(n: int, num_batches: int) -> list[int]:
+    """Slice bounds of `num_batches` non-empty batches sized about 1 : 2 : ... : num_batches.
+
+    Uneven on purpose: a mean of per-batch results (a common bug) equals the all-at-once
+    result whenever the batches are the same size.
+    """
+    shares = np.cumsum(np.arange(1, num_batches + 1)) / (num_batches * (num_batches + 1) / 2)
+    bounds = [0]
+    for i, share in enumerate(shares[:-1], start=1):
+        bounds.append(min(max(round(n * share), bounds[-1] + 1), n - (num_batches - i)))
+    return [*bounds, n]
+
+
 def check_metric(
     metric: keras.metrics.Metric,
     *,
@@ -532,7 +545,8 @@ def check_metric(
 
     The checks (all by default; choose with `checks`), each on a fresh clone of `metric`:
 
-    - `batches`: updating with `num_batches` slices of the data gives the result of one
+    - `batches`: updating with `num_batches` slices of the data, of growing sizes (about
+      1 : 2 : ... so that a mean of per-batch results shows), gives the result of one
       update with all of it.
     - `sample_weight`: weights of 1 give the unweighted result, and an example of weight 0
       counts as if it were absent.
@@ -624,10 +638,15 @@ def check_metric(
         return whole
 
     def check_batches():
-        bounds = np.linspace(0, n, num_batches + 1).astype(int)
+        bounds = _growing_batches(n, num_batches)
         parts = [(y_true[a:b], y_pred[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         violation = _max_violation(result_of(*parts), whole_result(), rtol, atol)
-        return [f"{num_batches} batches give {violation} from one batch"] if violation else []
+        sizes = np.diff(bounds).tolist()
+        return (
+            [f"{num_batches} batches of {sizes} examples give {violation} from one batch"]
+            if violation
+            else []
+        )
 
     def check_sample_weight():
         problems = []

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from kerasmlp import losses, metrics
 from kerasmlp.testing import LOSS_CHECKS, CheckError, check_loss, check_metric
@@ -383,6 +384,23 @@ class KeepsOnlyLastBatch(keras.metrics.BinaryAccuracy):
 
 
 @_BROKEN
+class MeanOfBatchAccuracies(keras.metrics.Metric):
+    """Bug: averages each batch's accuracy, so a batch of 1 weighs as much as one of 3."""
+
+    def __init__(self, name="mean_of_batch_accuracies", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.batches = self.add_variable(shape=(), initializer="zeros", name="batches")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add(ops.mean(keras.metrics.binary_accuracy(y_true, y_pred)))
+        self.batches.assign_add(1.0)
+
+    def result(self):
+        return self.total / self.batches
+
+
+@_BROKEN
 class CountsInPython(keras.metrics.Metric):
     """Bug: counts examples in a Python int, which a tf.function adds to only while tracing."""
 
@@ -433,7 +451,13 @@ def test_reset_state_that_keeps_the_counts_fails_even_where_the_result_agrees():
     "metric,failing_check,message",
     [
         (IgnoresSampleWeight(), "sample_weight", r"sample_weight 0 on the first example gives"),
-        (KeepsOnlyLastBatch(), "batches", r"2 batches give \d.* where \d.* was expected"),
+        (KeepsOnlyLastBatch(), "batches", r"2 batches of \[1, 3\] examples give 0\.66"),
+        # By hand: batches [0.9] and [0.2, 0.2, 0.1] have accuracy 1 and 2/3, mean 5/6; all: 3/4.
+        (
+            MeanOfBatchAccuracies(),
+            "batches",
+            r"2 batches of \[1, 3\] examples give 0\.83\d* where 0\.75 was expected",
+        ),
         # By hand: sum(BINARY_PRED) = 1.4; eagerly 2 * 1.4 / 8, traced 2 * 1.4 / 4.
         (
             CountsInPython(),
@@ -442,7 +466,12 @@ def test_reset_state_that_keeps_the_counts_fails_even_where_the_result_agrees():
             r"was expected",
         ),
     ],
-    ids=["ignores_sample_weight", "keeps_only_last_batch", "counts_in_python"],
+    ids=[
+        "ignores_sample_weight",
+        "keeps_only_last_batch",
+        "mean_of_batch_accuracies",
+        "counts_in_python",
+    ],
 )
 def test_broken_metric_fails_with_a_clear_message(metric, failing_check, message):
     with pytest.raises(CheckError, match=rf"(?s)check_metric.*- {failing_check}: {message}"):
