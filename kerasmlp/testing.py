@@ -12,8 +12,10 @@ Both raise `CheckError` (an `AssertionError`, so pytest shows it as a failed tes
 every check that failed with the numbers involved, e.g.:
 
     CheckError: check_loss(MyLoss): 1 of 7 checks failed
-    - sample_weight: reduction='sum', sample_weight=per_example: the loss returned 1.5, but
-      sum(values * sample_weight) of its unreduced values is 0.75
+    - sample_weight: reduction='sum_over_batch_size', sample_weight=scalar: the loss returned
+      1.453125 where 0.7265625 was expected; max abs difference 0.727 > atol=1e-06 +
+      rtol=1e-05 * |expected| from its unreduced values [0.40625, 2.5] (does __call__ pass
+      `sample_weight` on?)
 """
 
 from __future__ import annotations
