@@ -214,14 +214,20 @@ def _run_checks(title: str, checks: dict[str, Callable[[], list[str]]]) -> None:
         )
 
 
+def _names(argument: str, value: Iterable[str]) -> Iterable[str]:
+    """`value`, refused if it is one string: each of its letters would be read as a name."""
+    if isinstance(value, str):
+        raise TypeError(
+            f"Argument `{argument}` must be a list of names, e.g. {argument}=[{value!r}]. "
+            f"Received: {argument}={value!r}"
+        )
+    return value
+
+
 def _select(requested: Sequence[str] | None, allowed: Sequence[str]) -> Sequence[str]:
     if requested is None:
         return allowed
-    if isinstance(requested, str):  # else each letter would be read as a check's name
-        raise TypeError(
-            f"Argument `checks` must be a list of check names, e.g. checks=[{requested!r}]. "
-            f"Received: checks={requested!r}"
-        )
+    _names("checks", requested)
     unknown = [name for name in requested if name not in allowed]
     if unknown:
         close = [
@@ -318,7 +324,8 @@ def check_loss(
     Raises:
         CheckError: if any check fails; the message lists each failure with its numbers.
         ValueError: if `checks` names an unknown check.
-        TypeError: if `loss` is not a `keras.losses.Loss`, or `checks` is a string.
+        TypeError: if `loss` is not a `keras.losses.Loss`, or `checks` or `config_exclude` is a
+            string.
 
     Example:
 
@@ -332,6 +339,7 @@ def check_loss(
             f"Argument `loss` must be a keras.losses.Loss instance. Received: loss={loss!r}"
         )
     selected = _select(checks, LOSS_CHECKS)
+    config_exclude = _names("config_exclude", config_exclude)
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred, np.float64)
     dtype = loss.dtype
@@ -580,7 +588,8 @@ def check_metric(
             or `y_true` and `y_pred` do not hold the same number (at least `num_batches`) of
             examples.
         TypeError: if `metric` is not a `keras.metrics.Metric` updated with `(y_true, y_pred,
-            sample_weight)`, or `checks` is a string.
+            sample_weight)`, or `checks` or `config_exclude`
+            is a string.
 
     Example:
 
@@ -602,6 +611,7 @@ def check_metric(
             f"{type(metric).__name__}.update_state takes {inspect.signature(metric.update_state)}"
         ) from None
     selected = _select(checks, METRIC_CHECKS)
+    config_exclude = _names("config_exclude", config_exclude)
     # Float data as a model feeds it (outputs, and targets through Keras's data adapters, in
     # the compute dtype), not as numpy's float64: a metric need not cast what fit never sends.
     compute = tf.as_dtype(metric.dtype).as_numpy_dtype

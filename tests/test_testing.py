@@ -234,12 +234,18 @@ def test_unknown_check_name_is_refused_with_the_allowed_names():
     [(check_loss, losses.MeanSquaredError()), (check_metric, metrics.MeanSquaredError())],
     ids=["check_loss", "check_metric"],
 )
-def test_checks_given_as_a_string_is_refused(check, checked):
+def test_names_given_as_one_string_are_refused(check, checked):
     # Else each letter of "config" is an unknown check's name.
     with pytest.raises(
-        TypeError, match=r"`checks` must be a list of check names, e\.g\. checks=\['config'\]"
+        TypeError, match=r"`checks` must be a list of names, e\.g\. checks=\['config'"
     ):
         check(checked, y_true=NORMAL, y_pred=NORMAL, checks="config")
+    # Else "dtype" is not in set("dtype") and the argument meant to be excused still fails.
+    with pytest.raises(
+        TypeError,
+        match=r"`config_exclude` must be a list of names, e\.g\. config_exclude=\['dtype'",
+    ):
+        check(checked, y_true=NORMAL, y_pred=NORMAL, checks=["config"], config_exclude="dtype")
 
 
 @pytest.mark.parametrize(
