@@ -141,7 +141,7 @@ def _other_value(obj, name: str):
     if isinstance(default, bool):
         return not default
     if isinstance(default, int | float):
-        return default * 2 + 1
+        return default + 1  # not default * 2 + 1, which is -1 again for axis=-1
     return _UNSET
 
 

@@ -340,6 +340,24 @@ def test_argument_keras_leaves_out_at_its_default_is_not_a_config_failure(metric
     check_metric(metric, y_true=SPARSE_TRUE, y_pred=SPARSE_PRED, checks=["config"])
 
 
+@_BROKEN
+class AxisOnlyAwayFromLast(losses.MeanSquaredError):
+    """Correct: returns `axis` from get_config only when it is not the default -1."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def get_config(self):
+        config = super().get_config()
+        return {**config, "axis": self.axis} if self.axis != -1 else config
+
+
+def test_negative_default_left_out_of_get_config_is_not_a_config_failure():
+    # The value tried must differ from the default: -1 * 2 + 1 is -1 again.
+    check_loss(AxisOnlyAwayFromLast(), y_true=NORMAL, y_pred=NORMAL, checks=["config"])
+
+
 def test_argument_dropped_at_its_default_still_fails_config():
     # DropsArgument never returns `scale`, whatever its value: a reload loses scale=3.
     with pytest.raises(CheckError, match=r"lacks constructor argument\(s\) \['scale'\]"):
