@@ -12,12 +12,15 @@ Both raise `CheckError` (an `AssertionError`, so pytest shows it as a failed tes
 every check that failed with the numbers involved, e.g.:
 
     CheckError: check_loss(MyLoss): 1 of 7 checks failed
-    - sample_weight: reduction='sum', sample_weight=per_example: the loss returned 1.5, but
-      sum(values * sample_weight) of its unreduced values is 0.75
+    - sample_weight: reduction='sum_over_batch_size', sample_weight=scalar: the loss returned
+      1.453125 where 0.7265625 was expected; max abs difference 0.727 > atol=1e-06 +
+      rtol=1e-05 * |expected| from its unreduced values [0.40625, 2.5] (does __call__ pass
+      `sample_weight` on?)
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 import tempfile
@@ -108,6 +111,9 @@ def _constructor_arguments(cls: type) -> list[str]:
     ]
 
 
+_UNSET = object()
+
+
 def _clone(obj, **overrides):
     return type(obj).from_config({**obj.get_config(), **overrides})
 
@@ -119,13 +125,51 @@ def _json_equal(a, b) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
+def _other_value(obj, name: str):
+    """A value of argument `name` that is not its default, or `_UNSET` if none can be guessed.
+
+    The instance's own value where it differs from the default, else the other bool or a
+    changed number.
+    """
+    default = inspect.signature(type(obj).__init__).parameters[name].default
+    current = getattr(obj, name, _UNSET)
+    try:
+        if current is not _UNSET and not _json_equal(current, default):
+            return current
+    except Exception:  # an attribute json cannot compare: guess from the default instead
+        pass
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, int | float):
+        return default + 1  # not default * 2 + 1, which is -1 again for axis=-1
+    return _UNSET
+
+
+def _left_out_at_default(obj, name: str, config: dict) -> bool:
+    """Whether get_config returns `name` once it is set away from its default.
+
+    Keras's own classes leave some arguments out while they hold their default, e.g. AUC's
+    `thresholds` and SparseTopKCategoricalAccuracy's `from_sorted_ids`: from_config then
+    rebuilds the same object, so nothing is lost.
+    """
+    value = _other_value(obj, name)
+    if value is _UNSET:
+        return False
+    try:
+        return name in type(obj).from_config({**config, name: value}).get_config()
+    except Exception:
+        return False
+
+
 def _config_problems(obj, config_exclude: Iterable[str]) -> list[str]:
     problems = []
     config = obj.get_config()
     missing = [
         name
         for name in _constructor_arguments(type(obj))
-        if name not in config and name not in set(config_exclude)
+        if name not in config
+        and name not in set(config_exclude)
+        and not _left_out_at_default(obj, name, config)
     ]
     if missing:
         problems.append(
@@ -170,13 +214,30 @@ def _run_checks(title: str, checks: dict[str, Callable[[], list[str]]]) -> None:
         )
 
 
+def _names(argument: str, value: Iterable[str]) -> Iterable[str]:
+    """`value`, refused if it is one string: each of its letters would be read as a name."""
+    if isinstance(value, str):
+        raise TypeError(
+            f"Argument `{argument}` must be a list of names, e.g. {argument}=[{value!r}]. "
+            f"Received: {argument}={value!r}"
+        )
+    return value
+
+
 def _select(requested: Sequence[str] | None, allowed: Sequence[str]) -> Sequence[str]:
     if requested is None:
         return allowed
+    _names("checks", requested)
     unknown = [name for name in requested if name not in allowed]
     if unknown:
+        close = [
+            repr(match)
+            for name in unknown
+            for match in difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.6)
+        ]
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(
-            f"Argument `checks` has unknown names {unknown}. Allowed: {', '.join(allowed)}"
+            f"Argument `checks` has unknown names {unknown}.{hint} Allowed: {', '.join(allowed)}"
         )
     return requested
 
@@ -187,12 +248,23 @@ def _select(requested: Sequence[str] | None, allowed: Sequence[str]) -> Sequence
 
 
 def _default_extremes(loss, y_pred: np.ndarray) -> list[np.ndarray]:
-    """Logits of +/-1e4 for logit losses, exact 0/1 probabilities for probability losses."""
+    """Logits of +/-1e4 for logit losses, exact 0/1 probabilities for probability losses.
+
+    Each comes with its opposite: a loss that overflows only where it is confidently wrong
+    (log(1 + exp(-x)) at x = -1e4, -log(p) at p = 0) would pass for `y_pred` that is right.
+    """
+    from_logits = getattr(loss, "from_logits", None)
+    if from_logits is False:
+        if y_pred.ndim < 2 or y_pred.shape[-1] == 1:  # one probability per entry
+            rounded = (y_pred >= 0.5).astype(np.float64)
+            return [rounded, 1.0 - rounded]
+        return [
+            (y_pred == y_pred.max(axis=-1, keepdims=True)).astype(np.float64),
+            (y_pred == y_pred.min(axis=-1, keepdims=True)).astype(np.float64),
+        ]
     signs = np.where(y_pred < 0, -1.0, 1.0)
-    if getattr(loss, "from_logits", None) is False:
-        one_hot = (y_pred == y_pred.max(axis=-1, keepdims=True)).astype(np.float64)
-        return [one_hot]
-    return [1e4 * signs]
+    # Without from_logits, only y_pred's own signs: Poisson's rates, for one, must be > 0.
+    return [1e4 * signs, -1e4 * signs] if from_logits else [1e4 * signs]
 
 
 def check_loss(
@@ -214,7 +286,8 @@ def check_loss(
     The checks (all by default; choose with `checks`):
 
     - `values`: the unreduced values (`call`, or the loss with `reduction="none"`) are finite.
-    - `sample_weight`: for reductions `sum_over_batch_size`, `sum`, `mean`, `none` (and
+    - `sample_weight`: the unreduced values hold one value per example (for a `y_pred` of
+      rank 2 or more), and for reductions `sum_over_batch_size`, `sum`, `mean`, `none` (and
       `mean_with_sample_weight`) and sample weights absent, scalar, per-entry and all zero,
       the loss equals Keras's reduction of the unreduced values (masks included).
     - `gradient`: the gradient with respect to `y_pred` equals central finite differences
@@ -222,9 +295,12 @@ def check_loss(
     - `tf_function`: the value inside `tf.function` equals the eager value.
     - `extremes`: the value and gradient are finite at extreme `y_pred` (by default logits of
       +/-1e4 for a loss with `from_logits=True`, exact 0/1 probabilities for one with
-      `from_logits=False`, and values of +/-1e4 for a loss without `from_logits`).
-    - `config`: `get_config()` holds every constructor argument, `from_config` round-trips,
-      and the class is registered with Keras.
+      `from_logits=False`, each with its opposite: the signs of `-y_pred`, the argmin's
+      one-hot beside the argmax's, or one probability per entry rounded and its complement;
+      and 1e4 with `y_pred`'s signs for a loss without `from_logits`).
+    - `config`: `get_config()` holds every constructor argument (or, as Keras's own classes
+      do, leaves one out only while it holds its default: it is returned once set to another
+      value), `from_config` round-trips, and the class is registered with Keras.
     - `saving`: a model that outputs `y_pred`, compiled with the loss and saved as `.keras`,
       reloads (in this process, without `custom_objects`) with an equal loss.
 
@@ -248,7 +324,8 @@ def check_loss(
     Raises:
         CheckError: if any check fails; the message lists each failure with its numbers.
         ValueError: if `checks` names an unknown check.
-        TypeError: if `loss` is not a `keras.losses.Loss`.
+        TypeError: if `loss` is not a `keras.losses.Loss`, or `checks` or `config_exclude` is a
+            string.
 
     Example:
 
@@ -262,6 +339,7 @@ def check_loss(
             f"Argument `loss` must be a keras.losses.Loss instance. Received: loss={loss!r}"
         )
     selected = _select(checks, LOSS_CHECKS)
+    config_exclude = _names("config_exclude", config_exclude)
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred, np.float64)
     dtype = loss.dtype
@@ -292,6 +370,15 @@ def check_loss(
 
     def check_sample_weight():
         values, mask = unreduced()
+        batch = len(y_pred) if y_pred.ndim >= 2 else None  # Keras reduces a 1-D y_pred away
+        if batch is not None and values.shape[:1] != (batch,):
+            return [
+                f"unreduced values have shape {values.shape} for a batch of {batch}, so a "
+                "per-example sample_weight cannot weigh examples: `call` must return one value "
+                f"per example (shape ({batch}, ...)) and leave the reduction over the batch to "
+                "Keras (a loss meant for the whole batch, as keras.losses.Dice with axis=None, "
+                "leaves 'sample_weight' out of `checks`)"
+            ]
         rng = np.random.default_rng(0)
         weights = {
             "none": None,
@@ -440,6 +527,19 @@ def _loss_for(y_true: np.ndarray, y_pred: np.ndarray) -> keras.losses.Loss:
     return keras.losses.MeanSquaredError()
 
 
+def _growing_batches(n: int, num_batches: int) -> list[int]:
+    """Slice bounds of `num_batches` non-empty batches sized about 1 : 2 : ... : num_batches.
+
+    Uneven on purpose: a mean of per-batch results (a common bug) equals the all-at-once
+    result whenever the batches are the same size.
+    """
+    shares = np.cumsum(np.arange(1, num_batches + 1)) / (num_batches * (num_batches + 1) / 2)
+    bounds = [0]
+    for i, share in enumerate(shares[:-1], start=1):
+        bounds.append(min(max(round(n * share), bounds[-1] + 1), n - (num_batches - i)))
+    return [*bounds, n]
+
+
 def check_metric(
     metric: keras.metrics.Metric,
     *,
@@ -455,14 +555,18 @@ def check_metric(
 
     The checks (all by default; choose with `checks`), each on a fresh clone of `metric`:
 
-    - `batches`: updating with `num_batches` slices of the data gives the result of one
+    - `batches`: updating with `num_batches` slices of the data, of growing sizes (about
+      1 : 2 : ... so that a mean of per-batch results shows), gives the result of one
       update with all of it.
     - `sample_weight`: weights of 1 give the unweighted result, and an example of weight 0
       counts as if it were absent.
-    - `reset_state`: after `reset_state()`, an update gives the result of a fresh metric.
-    - `tf_function`: `update_state` inside `tf.function` gives the eager result.
-    - `config`: `get_config()` holds every constructor argument, `from_config` round-trips,
-      and the class is registered with Keras.
+    - `reset_state`: after `reset_state()`, the state variables hold a fresh metric's
+      values, and an update gives the result of a fresh metric.
+    - `tf_function`: two calls of `update_state` inside one `tf.function` give the eager
+      result of two updates (Python state set only while tracing shows on the second).
+    - `config`: `get_config()` holds every constructor argument (or leaves one out only
+      while it holds its default, as `keras.metrics.AUC` does `thresholds`), `from_config`
+      round-trips, and the class is registered with Keras.
     - `saving`: a model that outputs `y_pred`, compiled with the metric and saved as
       `.keras`, reloads (in this process, without `custom_objects`) with an equal metric.
 
@@ -470,7 +574,8 @@ def check_metric(
         metric: The `keras.metrics.Metric` instance to check (its state is not touched).
         y_true: Targets for a batch of at least `num_batches` examples, including at least one
             example whose removal changes the result.
-        y_pred: Predictions for the same batch.
+        y_pred: Predictions for the same batch. Float `y_true` and `y_pred` are fed in the
+            metric's dtype, as a model's outputs and Keras's data adapters feed them.
         num_batches: Into how many slices the `batches` check splits the data.
         rtol: Relative tolerance of the comparisons.
         atol: Absolute tolerance of the comparisons.
@@ -479,8 +584,12 @@ def check_metric(
 
     Raises:
         CheckError: if any check fails; the message lists each failure with its numbers.
-        ValueError: if `checks` names an unknown check.
-        TypeError: if `metric` is not a `keras.metrics.Metric`.
+        ValueError: if `checks` names an unknown check, `num_batches` is not an integer >= 2,
+            or `y_true` and `y_pred` do not hold the same number (at least `num_batches`) of
+            examples.
+        TypeError: if `metric` is not a `keras.metrics.Metric` updated with `(y_true, y_pred,
+            sample_weight)`, or `checks` or `config_exclude`
+            is a string.
 
     Example:
 
@@ -493,10 +602,38 @@ def check_metric(
             "Argument `metric` must be a keras.metrics.Metric instance. "
             f"Received: metric={metric!r}"
         )
+    try:
+        inspect.signature(metric.update_state).bind(None, None, sample_weight=None)
+    except TypeError:
+        raise TypeError(
+            "check_metric checks a metric updated as compile's metrics are, "
+            "update_state(y_true, y_pred, sample_weight=None); "
+            f"{type(metric).__name__}.update_state takes {inspect.signature(metric.update_state)}"
+        ) from None
     selected = _select(checks, METRIC_CHECKS)
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
+    config_exclude = _names("config_exclude", config_exclude)
+    # Float data as a model feeds it (outputs, and targets through Keras's data adapters, in
+    # the compute dtype), not as numpy's float64: a metric need not cast what fit never sends.
+    compute = tf.as_dtype(metric.dtype).as_numpy_dtype
+    y_true, y_pred = (
+        array.astype(compute) if array.dtype.kind == "f" else array
+        for array in (np.asarray(y_true), np.asarray(y_pred))
+    )
+    if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 2:
+        raise ValueError(
+            f"Argument `num_batches` must be an integer >= 2. Received: num_batches={num_batches!r}"
+        )
+    if y_true.shape[:1] != y_pred.shape[:1]:
+        raise ValueError(
+            "Arguments `y_true` and `y_pred` must hold the same number of examples (first "
+            f"axis). Received: y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}"
+        )
     n = len(y_true)
+    if n < num_batches:
+        raise ValueError(
+            f"check_metric needs at least one example per batch: num_batches={num_batches} "
+            f"for {n} example(s). Pass more examples or a smaller `num_batches`"
+        )
 
     def result_of(*updates):
         fresh = _clone(metric)
@@ -513,10 +650,15 @@ def check_metric(
         return whole
 
     def check_batches():
-        bounds = np.linspace(0, n, num_batches + 1).astype(int)
+        bounds = _growing_batches(n, num_batches)
         parts = [(y_true[a:b], y_pred[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         violation = _max_violation(result_of(*parts), whole_result(), rtol, atol)
-        return [f"{num_batches} batches give {violation} from one batch"] if violation else []
+        sizes = np.diff(bounds).tolist()
+        return (
+            [f"{num_batches} batches of {sizes} examples give {violation} from one batch"]
+            if violation
+            else []
+        )
 
     def check_sample_weight():
         problems = []
@@ -537,25 +679,45 @@ def check_metric(
         return problems
 
     def check_reset_state():
-        used = _clone(metric)
+        used, fresh = _clone(metric), _clone(metric)
         used.update_state(y_true[: max(1, n // 2)], y_pred[: max(1, n // 2)])
         used.reset_state()
+        problems = []
+        # The state itself, not only a result: a result can come out equal by chance (the
+        # first half's accuracy equal to all of it). A metric that builds its variables on
+        # the first update has none fresh, and only its result is compared.
+        if len(used.variables) == len(fresh.variables):
+            for after, new in zip(used.variables, fresh.variables, strict=True):
+                violation = _max_violation(
+                    keras.ops.convert_to_numpy(after), keras.ops.convert_to_numpy(new), 0.0, 0.0
+                )
+                if violation:
+                    problems.append(
+                        f"variable {after.path!r} after reset_state against a fresh metric's: "
+                        f"{violation}"
+                    )
         used.update_state(y_true, y_pred)
         violation = _max_violation(
             keras.ops.convert_to_numpy(used.result()), whole_result(), rtol, atol
         )
-        return (
-            [f"after reset_state the result is {violation} from a fresh metric"]
-            if violation
-            else []
-        )
+        if violation:
+            problems.append(f"after reset_state the result is {violation} from a fresh metric")
+        return problems
 
     def check_tf_function():
         traced = _clone(metric)
-        tf.function(traced.update_state, autograph=False)(tf.constant(y_true), tf.constant(y_pred))
+        update = tf.function(traced.update_state, autograph=False)
+        # Twice, as a compiled training step runs: the second call runs only the trace, so
+        # Python state changed while tracing (a counter in a Python int) shows.
+        for _ in range(2):
+            update(tf.constant(y_true), tf.constant(y_pred))
         got = keras.ops.convert_to_numpy(traced.result())
-        violation = _max_violation(got, whole_result(), rtol, atol)
-        return [f"update_state in tf.function gives {violation} eagerly"] if violation else []
+        violation = _max_violation(got, result_of((y_true, y_pred), (y_true, y_pred)), rtol, atol)
+        return (
+            [f"update_state called twice in one tf.function gives {violation} eagerly"]
+            if violation
+            else []
+        )
 
     def check_config():
         return _config_problems(metric, config_exclude)

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from kerasmlp import losses, metrics
 from kerasmlp.testing import LOSS_CHECKS, CheckError, check_loss, check_metric
@@ -111,6 +112,14 @@ class NaiveLogSoftmax(losses.CategoricalCrossentropy):
         return -tf.reduce_sum(y_true * tf.math.log(tf.nn.softmax(y_pred)), axis=-1)
 
 
+@_BROKEN
+class ReducesOverTheBatch(losses.MeanSquaredError):
+    """Bug: `call` returns the batch's mean, so a per-example sample_weight weighs nothing."""
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_mean(tf.square(y_pred - y_true))
+
+
 class Unregistered(losses.MeanSquaredError):
     """Bug: not registered with Keras, so a saved model cannot find it."""
 
@@ -138,8 +147,21 @@ class Unregistered(losses.MeanSquaredError):
             r"at y_pred=\[ *10000\., -10000\., .* the loss is \[nan\].*not finite",
         ),
         (Unregistered(), "config", r"cannot deserialize Unregistered without custom_objects"),
+        (
+            ReducesOverTheBatch(),
+            "sample_weight",
+            r"unreduced values have shape \(\) for a batch of 4, so a per-example sample_weight "
+            r"cannot weigh examples: `call` must return one value per example \(shape \(4, ",
+        ),
     ],
-    ids=["forgets_sample_weight", "wrong_gradient", "drops_argument", "naive_log", "unregistered"],
+    ids=[
+        "forgets_sample_weight",
+        "wrong_gradient",
+        "drops_argument",
+        "naive_log",
+        "unregistered",
+        "reduces_over_the_batch",
+    ],
 )
 def test_broken_loss_fails_with_a_clear_message(loss, failing_check, message):
     y_true = ONE_HOT if isinstance(loss, losses.CategoricalCrossentropy) else NORMAL[::-1]
@@ -154,14 +176,111 @@ def test_broken_loss_fails_with_a_clear_message(loss, failing_check, message):
     ), text
 
 
+@_BROKEN
+class SoftplusByHand(losses.BinaryCrossentropy):
+    """Bug: x - x * y + log(1 + exp(-x)) overflows at large negative logits."""
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_mean(
+            y_pred - y_pred * y_true + tf.math.log(1.0 + tf.exp(-y_pred)), axis=-1
+        )
+
+
+@_BROKEN
+class LogOfTheLabelsProbability(losses.SparseCategoricalCrossentropy):
+    """Bug: -log(p[label]) without clipping is inf where the label's probability is 0."""
+
+    def call(self, y_true, y_pred):
+        return -tf.math.log(tf.gather(y_pred, tf.cast(y_true, "int32"), batch_dims=1))
+
+
+@pytest.mark.parametrize(
+    "loss,y_true,y_pred,extreme",
+    [
+        # Positive logits only: +1e4 is harmless, -1e4 overflows exp(-x).
+        (
+            SoftplusByHand(from_logits=True),
+            ONE_HOT,
+            np.abs(NORMAL) + 0.1,
+            r"\[-10000\., -10000\., -10000\., ",
+        ),
+        # Every argmax is the label: p = 1 there is harmless, the argmin's one-hot is not.
+        # (PROBS's first row is [0.29, 0.22, 0.49]: its argmin's one-hot is [0, 1, 0].)
+        (LogOfTheLabelsProbability(), np.argmax(PROBS, axis=-1), PROBS, r"\[0\., 1\., 0\., "),
+    ],
+    ids=["softplus_by_hand", "log_of_the_labels_probability"],
+)
+def test_loss_that_overflows_only_where_confidently_wrong_fails_extremes(
+    loss, y_true, y_pred, extreme
+):
+    with pytest.raises(CheckError, match=rf"- extremes: at y_pred={extreme}.*the loss is \[inf\]"):
+        check_loss(loss, y_true=y_true, y_pred=y_pred, checks=["extremes"])
+
+
 def test_check_error_is_an_assertion_error():
     assert issubclass(CheckError, AssertionError)
 
 
 def test_unknown_check_name_is_refused_with_the_allowed_names():
-    with pytest.raises(ValueError, match=r"`checks`.*\['gradiant'\].*Allowed: values,"):
+    with pytest.raises(
+        ValueError, match=r"`checks`.*\['gradiant'\]\. Did you mean 'gradient'\? Allowed: values,"
+    ):
         check_loss(losses.MeanSquaredError(), y_true=NORMAL, y_pred=NORMAL, checks=["gradiant"])
     assert "gradient" in LOSS_CHECKS
+
+
+@pytest.mark.parametrize(
+    "check,checked",
+    [(check_loss, losses.MeanSquaredError()), (check_metric, metrics.MeanSquaredError())],
+    ids=["check_loss", "check_metric"],
+)
+def test_names_given_as_one_string_are_refused(check, checked):
+    # Else each letter of "config" is an unknown check's name.
+    with pytest.raises(
+        TypeError, match=r"`checks` must be a list of names, e\.g\. checks=\['config'"
+    ):
+        check(checked, y_true=NORMAL, y_pred=NORMAL, checks="config")
+    # Else "dtype" is not in set("dtype") and the argument meant to be excused still fails.
+    with pytest.raises(
+        TypeError,
+        match=r"`config_exclude` must be a list of names, e\.g\. config_exclude=\['dtype'",
+    ):
+        check(checked, y_true=NORMAL, y_pred=NORMAL, checks=["config"], config_exclude="dtype")
+
+
+@pytest.mark.parametrize(
+    "num_batches,examples,message",
+    [
+        (0, 4, r"`num_batches` must be an integer >= 2\. Received: num_batches=0"),
+        (1, 4, r"`num_batches` must be an integer >= 2\. Received: num_batches=1"),
+        (5, 4, r"at least one example per batch: num_batches=5 for 4 example\(s\)"),
+        (2, 1, r"at least one example per batch: num_batches=2 for 1 example\(s\)"),
+    ],
+    ids=["zero_batches", "one_batch", "more_batches_than_examples", "one_example"],
+)
+def test_too_few_examples_for_num_batches_is_refused(num_batches, examples, message):
+    # Before: empty slices made the batches check pass (or fail with "0 batches give 0").
+    with pytest.raises(ValueError, match=message):
+        check_metric(
+            keras.metrics.BinaryAccuracy(),
+            y_true=BINARY_TRUE[:examples],
+            y_pred=BINARY_PRED[:examples],
+            num_batches=num_batches,
+        )
+
+
+def test_y_true_and_y_pred_of_different_lengths_are_refused():
+    with pytest.raises(ValueError, match=r"same number of examples .*y_true\.shape=\(3, 1\)"):
+        check_metric(keras.metrics.BinaryAccuracy(), y_true=BINARY_TRUE[:3], y_pred=BINARY_PRED)
+
+
+def test_metric_not_updated_with_targets_and_predictions_is_refused():
+    # keras.metrics.Mean.update_state(values, sample_weight): every check used to fail with
+    # "got multiple values for argument 'sample_weight'".
+    with pytest.raises(
+        TypeError, match=r"update_state\(y_true, y_pred, sample_weight=None\); Mean.update_state "
+    ):
+        check_metric(keras.metrics.Mean(), y_true=BINARY_TRUE, y_pred=BINARY_PRED)
 
 
 def test_non_loss_is_refused():
@@ -209,6 +328,68 @@ def test_metrics_of_class_ids_pass_check_metric(metric, column):
     check_metric(metric, y_true=y_true, y_pred=SPARSE_PRED, config_exclude=["dtype"])
 
 
+@pytest.mark.parametrize(
+    "metric",
+    [keras.metrics.AUC(), keras.metrics.SparseTopKCategoricalAccuracy(k=2)],
+    ids=lambda m: type(m).__name__,
+)
+def test_argument_keras_leaves_out_at_its_default_is_not_a_config_failure(metric):
+    # Keras's get_config returns AUC's `thresholds` only when they were given, and
+    # SparseTopKCategoricalAccuracy's `from_sorted_ids` only when True: from_config
+    # rebuilds the same metric, so neither is lost.
+    check_metric(metric, y_true=SPARSE_TRUE, y_pred=SPARSE_PRED, checks=["config"])
+
+
+@_BROKEN
+class AxisOnlyAwayFromLast(losses.MeanSquaredError):
+    """Correct: returns `axis` from get_config only when it is not the default -1."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def get_config(self):
+        config = super().get_config()
+        return {**config, "axis": self.axis} if self.axis != -1 else config
+
+
+def test_negative_default_left_out_of_get_config_is_not_a_config_failure():
+    # The value tried must differ from the default: -1 * 2 + 1 is -1 again.
+    check_loss(AxisOnlyAwayFromLast(), y_true=NORMAL, y_pred=NORMAL, checks=["config"])
+
+
+def test_argument_dropped_at_its_default_still_fails_config():
+    # DropsArgument never returns `scale`, whatever its value: a reload loses scale=3.
+    with pytest.raises(CheckError, match=r"lacks constructor argument\(s\) \['scale'\]"):
+        check_loss(DropsArgument(), y_true=NORMAL, y_pred=NORMAL, checks=["config"])
+
+
+@_BROKEN
+class MeanOfBatchMeans(keras.metrics.Metric):
+    """Correct for float32 outputs (as fit feeds): divides by a count cast to its dtype."""
+
+    def __init__(self, name="mean_of_batch_means", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add(tf.reduce_sum(y_pred) / tf.cast(tf.shape(y_pred)[0], self.dtype))
+
+    def result(self):
+        return self.total
+
+
+def test_float64_numpy_data_reaches_the_metric_as_a_model_feeds_it():
+    # model.evaluate on float64 numpy arrays feeds this metric float32 y_true and y_pred, so
+    # it works there; check_metric used to feed float64 and fail on float64 / float32.
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Identity()])
+    model.compile(loss="mse", metrics=[MeanOfBatchMeans()])
+    assert model.evaluate(BINARY_PRED, BINARY_TRUE, verbose=0, return_dict=True)[
+        "mean_of_batch_means"
+    ] == pytest.approx(0.35)  # by hand: (0.9 + 0.2 + 0.2 + 0.1) / 4, one batch
+    check_metric(MeanOfBatchMeans(), y_true=BINARY_TRUE, y_pred=BINARY_PRED, checks=["tf_function"])
+
+
 @_BROKEN
 class IgnoresSampleWeight(keras.metrics.BinaryAccuracy):
     """Bug: update_state drops `sample_weight`."""
@@ -226,13 +407,95 @@ class KeepsOnlyLastBatch(keras.metrics.BinaryAccuracy):
         return super().update_state(y_true, y_pred, sample_weight)
 
 
+@_BROKEN
+class MeanOfBatchAccuracies(keras.metrics.Metric):
+    """Bug: averages each batch's accuracy, so a batch of 1 weighs as much as one of 3."""
+
+    def __init__(self, name="mean_of_batch_accuracies", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.batches = self.add_variable(shape=(), initializer="zeros", name="batches")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add(ops.mean(keras.metrics.binary_accuracy(y_true, y_pred)))
+        self.batches.assign_add(1.0)
+
+    def result(self):
+        return self.total / self.batches
+
+
+@_BROKEN
+class CountsInPython(keras.metrics.Metric):
+    """Bug: counts examples in a Python int, which a tf.function adds to only while tracing."""
+
+    def __init__(self, name="counts_in_python", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = 0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        weight = 1.0 if sample_weight is None else tf.cast(sample_weight, self.dtype)[:, None]
+        self.total.assign_add(tf.reduce_sum(weight * tf.cast(y_pred, self.dtype)))
+        self.count += int(y_pred.shape[0])
+
+    def result(self):
+        return self.total / max(self.count, 1)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count = 0
+
+
+@_BROKEN
+class ForgetsToReset(keras.metrics.BinaryAccuracy):
+    """Bug: reset_state leaves the counts as they were."""
+
+    def reset_state(self):
+        pass
+
+
+def test_reset_state_that_keeps_the_counts_fails_even_where_the_result_agrees():
+    # By hand: the first half (0.9 -> 1, 0.7 -> 0 against 1, 0) has accuracy 1/2, as all four
+    # have, so the result after a reset that does nothing is 2/4 as a fresh metric's; the
+    # counts (total 1, count 2 left over) are what differ.
+    with pytest.raises(
+        CheckError,
+        match=r"- reset_state: variable '.*' after reset_state against a fresh metric's: 1 where 0 "
+        r"was expected",
+    ):
+        check_metric(
+            ForgetsToReset(),
+            y_true=BINARY_TRUE,
+            y_pred=np.array([[0.9], [0.7], [0.2], [0.1]]),
+            checks=["reset_state"],
+        )
+
+
 @pytest.mark.parametrize(
     "metric,failing_check,message",
     [
         (IgnoresSampleWeight(), "sample_weight", r"sample_weight 0 on the first example gives"),
-        (KeepsOnlyLastBatch(), "batches", r"2 batches give \d.* where \d.* was expected"),
+        (KeepsOnlyLastBatch(), "batches", r"2 batches of \[1, 3\] examples give 0\.66"),
+        # By hand: batches [0.9] and [0.2, 0.2, 0.1] have accuracy 1 and 2/3, mean 5/6; all: 3/4.
+        (
+            MeanOfBatchAccuracies(),
+            "batches",
+            r"2 batches of \[1, 3\] examples give 0\.83\d* where 0\.75 was expected",
+        ),
+        # By hand: sum(BINARY_PRED) = 1.4; eagerly 2 * 1.4 / 8, traced 2 * 1.4 / 4.
+        (
+            CountsInPython(),
+            "tf_function",
+            r"update_state called twice in one tf.function gives 0\.7\d* where 0\.35\d* "
+            r"was expected",
+        ),
     ],
-    ids=["ignores_sample_weight", "keeps_only_last_batch"],
+    ids=[
+        "ignores_sample_weight",
+        "keeps_only_last_batch",
+        "mean_of_batch_accuracies",
+        "counts_in_python",
+    ],
 )
 def test_broken_metric_fails_with_a_clear_message(metric, failing_check, message):
     with pytest.raises(CheckError, match=rf"(?s)check_metric.*- {failing_check}: {message}"):
@@ -241,5 +504,5 @@ def test_broken_metric_fails_with_a_clear_message(metric, failing_check, message
             y_true=BINARY_TRUE,
             y_pred=BINARY_PRED,
             config_exclude=["dtype"],
-            checks=["batches", "sample_weight", "reset_state"],
+            checks=["batches", "sample_weight", "reset_state", "tf_function"],
         )
