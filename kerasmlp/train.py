@@ -793,33 +793,22 @@ def train_and_evaluate(
                 hparams_first,
                 hparams_metrics,
             )
+        train = functools.partial(
+            _train,
+            config,
+            run_dir,
+            role,
+            strategy,
+            reporter,
+            stop_request,
+            hparams_first=hparams_first,
+            hparams_metrics=hparams_metrics,
+        )
         if not resume:
             check_run_dir(run_dir)
-            return _train(
-                config,
-                run_dir,
-                role,
-                strategy,
-                reporter,
-                stop_request,
-                False,
-                None,
-                hparams_first,
-                hparams_metrics,
-            )
+            return train(False, None)
         with resuming(run_dir) as previous:  # held until the run ends: one --resume at a time
-            return _train(
-                config,
-                run_dir,
-                role,
-                strategy,
-                reporter,
-                stop_request,
-                True,
-                previous,
-                hparams_first,
-                hparams_metrics,
-            )
+            return train(True, previous)
     except (tf.errors.UnavailableError, RunFilesError) as e:
         lost = peer_loss(e)
         if role.workers == 1 or lost is None:
