@@ -779,36 +779,26 @@ def train_and_evaluate(
     for line in distribute.unused_settings(config.distribute, role, os.environ):
         _message_of(reporter)(line)
     try:
-        if not role.is_chief:
-            # Only the chief writes the run folder; the others write the same files
-            # (their checkpoints too) into a temporary folder, removed at the end.
-            return _train_as_worker(
-                config,
-                run_dir,
-                role,
-                strategy,
-                reporter,
-                stop_request,
-                resume,
-                hparams_first,
-                hparams_metrics,
-            )
+        # All but the folder, the resume and the checkpoint's state it continues from.
         train = functools.partial(
             _train,
             config,
-            run_dir,
-            role,
-            strategy,
-            reporter,
-            stop_request,
+            role=role,
+            strategy=strategy,
+            reporter=reporter,
+            stop_request=stop_request,
             hparams_first=hparams_first,
             hparams_metrics=hparams_metrics,
         )
+        if not role.is_chief:
+            # Only the chief writes the run folder; the others write the same files
+            # (their checkpoints too) into a temporary folder, removed at the end.
+            return _train_as_worker(train, run_dir, role.worker, resume)
         if not resume:
             check_run_dir(run_dir)
-            return train(False, None)
+            return train(run_dir, resume=False, previous=None)
         with resuming(run_dir) as previous:  # held until the run ends: one --resume at a time
-            return train(True, previous)
+            return train(run_dir, resume=True, previous=previous)
     except (tf.errors.UnavailableError, RunFilesError) as e:
         lost = peer_loss(e)
         if role.workers == 1 or lost is None:
@@ -828,28 +818,16 @@ def peer_loss(error: Exception) -> tf.errors.UnavailableError | None:
     return lost if isinstance(lost, tf.errors.UnavailableError) else None
 
 
-def _train_as_worker(
-    config, run_dir, role, strategy, reporter, stop_request, resume, hparams_first, hparams_metrics
-):
-    work_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"kerasmlp-worker{role.worker}-"))
+def _train_as_worker(train, run_dir: pathlib.Path, worker: int, resume: bool):
+    """`train` (`_train` with the run's arguments bound) in a temporary folder of its own."""
+    work_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"kerasmlp-worker{worker}-"))
     try:
         if resume:
             # Every worker restores the chief's latest checkpoint (a shared folder).
             chief_checkpoints = run_dir / "checkpoints"
             if chief_checkpoints.is_dir():
                 shutil.copytree(chief_checkpoints, work_dir / "checkpoints")
-        return _train(
-            config,
-            work_dir,
-            role,
-            strategy,
-            reporter,
-            stop_request,
-            resume,
-            None,
-            hparams_first,
-            hparams_metrics,
-        )
+        return train(work_dir, resume=resume, previous=None)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
