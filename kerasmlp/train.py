@@ -618,6 +618,10 @@ def format_logs(split: str, step: int, logs: Mapping[str, float]) -> str:
     return " | ".join(parts)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class LineReporter:
     """Plain lines, one per logged step and one per epoch; for logs and pipes."""
 
@@ -635,7 +639,7 @@ class LineReporter:
     def start(self, *, epochs: int, steps_per_epoch: int, initial_step: int = 0) -> None:
         if initial_step:
             self._print(f"resuming at step {initial_step}")
-        self._print(f"training {epochs} epochs x {steps_per_epoch} steps")
+        self._print(f"training {_count(epochs, 'epoch')} x {_count(steps_per_epoch, 'step')}")
 
     def train_progress(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None:
         # The interval's loss, the value of TensorBoard's train/loss at this step.

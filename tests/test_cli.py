@@ -114,7 +114,7 @@ def test_a_default_run_prints_only_kerasmlp_lines(tmp_path):
     assert out.stderr == ""
     patterns = [
         r"preparing spirals \.\.\. done in \d+\.\d s",
-        r"training 1 epochs x 57 steps",
+        r"training 1 epoch x 57 steps",
         r"train      \| step      57 \| loss \d\.\d{4} \| lr \d\.\de-\d\d",
         r"epoch 1    \| step      57 \| train_loss .* \| validation_accuracy \d\.\d{4}",
         r"test       \| loss \d\.\d{4} \| accuracy \d\.\d{4}",
@@ -143,7 +143,7 @@ def test_a_default_run_prints_only_kerasmlp_lines(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stderr != ""  # e.g. "WARNING: All log messages before absl::InitializeLog() ..."
     first = out.stdout.splitlines()[1 if chosen.dtype_policy is not None else 0]
-    assert first == "training 1 epochs x 57 steps"
+    assert first == "training 1 epoch x 57 steps"
 
 
 # Each user mistake, and the words its one line on stderr must hold.
