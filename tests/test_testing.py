@@ -64,6 +64,54 @@ def test_keras_builtin_passes_once_its_missing_dtype_is_excused():
     )
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize(
+    "loss_class,y_true,y_pred",
+    [
+        (keras.losses.MeanSquaredError, NORMAL[::-1], NORMAL),
+        (keras.losses.CategoricalCrossentropy, ONE_HOT, NORMAL),
+    ],
+    ids=["mse", "cce"],
+)
+def test_keras_builtin_under_a_16_bit_policy_passes(policy, loss_class, y_true, y_pred):
+    # The reference for a correct 16-bit loss: Keras's own, computing in float16 or bfloat16.
+    # It used to fail sample_weight and saving (float32's 1e-5 on a float16 result, its
+    # clones computing in float32) and extremes (1e4 squared, or a sum of 2e4s, is inf in
+    # float16).
+    kwargs = {"from_logits": True} if loss_class is keras.losses.CategoricalCrossentropy else {}
+    check_loss(
+        loss_class(dtype=policy, **kwargs),
+        y_true=y_true,
+        y_pred=y_pred,
+        config_exclude=["dtype"],
+    )
+
+
+def test_keras_probability_bce_in_float16_fails_extremes_as_the_readme_says():
+    # Keras clips p to [1e-7, 1 - 1e-7]; in float16 1 - 1e-7 rounds to 1 and log(1 - p) is
+    # -inf at p = 1: a real NaN, not the check's precision.
+    with pytest.raises(CheckError, match=r"- extremes: at y_pred=\[0\., 0\., 1\., .*\[nan\]"):
+        check_loss(
+            keras.losses.BinaryCrossentropy(dtype="mixed_float16"),
+            y_true=np.array([[0, 0, 1], [1, 0, 1]]),
+            y_pred=np.array([[0.2, 0.3, 0.8], [0.9, 0.1, 0.7]]),
+            checks=["extremes"],
+        )
+
+
+def test_16_bit_loss_that_forgets_sample_weight_still_fails():
+    # By hand: a scalar weight of 0.5 halves the loss; the broken loss returns it whole.
+    with pytest.raises(
+        CheckError, match=r"sample_weight=scalar: the loss returned (\S+) where .*atol=0\.001 "
+    ):
+        check_loss(
+            ForgetsSampleWeight(dtype="mixed_float16"),
+            y_true=NORMAL[::-1],
+            y_pred=NORMAL,
+            checks=["sample_weight"],
+        )
+
+
 # ----------------------------------------------------------------------------------------------
 # Deliberately broken losses
 # ----------------------------------------------------------------------------------------------
