@@ -624,8 +624,9 @@ def check_metric(
         y_pred: Predictions for the same batch. Float `y_true` and `y_pred` are fed in the
             metric's dtype, as a model's outputs and Keras's data adapters feed them.
         num_batches: Into how many slices the `batches` check splits the data.
-        rtol: Relative tolerance of the comparisons.
-        atol: Absolute tolerance of the comparisons.
+        rtol: Relative tolerance of the comparisons (at least 1e-3 for a metric computing in
+            float16, e.g. `dtype="mixed_float16"`, and 1e-2 in bfloat16, as `check_loss`).
+        atol: Absolute tolerance of the comparisons (the same floors).
         config_exclude: Constructor arguments that need not appear in `get_config`.
         checks: Names from `METRIC_CHECKS` to run; all if `None`.
 
@@ -662,6 +663,7 @@ def check_metric(
     # Float data as a model feeds it (outputs, and targets through Keras's data adapters, in
     # the compute dtype), not as numpy's float64: a metric need not cast what fit never sends.
     compute = tf.as_dtype(metric.dtype).as_numpy_dtype
+    rtol, atol = _tolerances(metric.dtype, rtol, atol)
     y_true, y_pred = (
         array.astype(compute) if array.dtype.kind == "f" else array
         for array in (np.asarray(y_true), np.asarray(y_pred))
@@ -686,7 +688,7 @@ def check_metric(
         fresh = _clone(metric)
         for update in updates:
             fresh.update_state(*update[:2], sample_weight=update[2] if len(update) > 2 else None)
-        return np.asarray(keras.ops.convert_to_numpy(fresh.result()))
+        return _float64(fresh.result())
 
     whole = None
 
@@ -735,18 +737,14 @@ def check_metric(
         # the first update has none fresh, and only its result is compared.
         if len(used.variables) == len(fresh.variables):
             for after, new in zip(used.variables, fresh.variables, strict=True):
-                violation = _max_violation(
-                    keras.ops.convert_to_numpy(after), keras.ops.convert_to_numpy(new), 0.0, 0.0
-                )
+                violation = _max_violation(_float64(after), _float64(new), 0.0, 0.0)
                 if violation:
                     problems.append(
                         f"variable {after.path!r} after reset_state against a fresh metric's: "
                         f"{violation}"
                     )
         used.update_state(y_true, y_pred)
-        violation = _max_violation(
-            keras.ops.convert_to_numpy(used.result()), whole_result(), rtol, atol
-        )
+        violation = _max_violation(used.result(), whole_result(), rtol, atol)
         if violation:
             problems.append(f"after reset_state the result is {violation} from a fresh metric")
         return problems
@@ -758,7 +756,7 @@ def check_metric(
         # Python state changed while tracing (a counter in a Python int) shows.
         for _ in range(2):
             update(tf.constant(y_true), tf.constant(y_pred))
-        got = keras.ops.convert_to_numpy(traced.result())
+        got = traced.result()
         violation = _max_violation(got, result_of((y_true, y_pred), (y_true, y_pred)), rtol, atol)
         return (
             [f"update_state called twice in one tf.function gives {violation} eagerly"]

@@ -554,3 +554,41 @@ def test_broken_metric_fails_with_a_clear_message(metric, failing_check, message
             config_exclude=["dtype"],
             checks=["batches", "sample_weight", "reset_state", "tf_function"],
         )
+
+
+# Three values an example, scaled so float16 rounds sums differently by batch (its step is
+# 2^-9 between 2 and 4): Keras's MAE gives 2.9375 over three batches, 2.9355 over one.
+FLOAT16_TRUE, FLOAT16_PRED = np.random.default_rng(1).normal(size=(2, 20, 3)) * 3
+
+
+@pytest.mark.parametrize(
+    "metric,y_true,y_pred",
+    [
+        (keras.metrics.MeanAbsoluteError(dtype="mixed_float16"), FLOAT16_TRUE, FLOAT16_PRED),
+        (keras.metrics.BinaryAccuracy(dtype="mixed_bfloat16"), BINARY_TRUE, BINARY_PRED),
+    ],
+    ids=["mae_mixed_float16", "binary_accuracy_mixed_bfloat16"],
+)
+def test_keras_metric_under_a_16_bit_policy_passes_check_metric(metric, y_true, y_pred):
+    # The reference for a correct 16-bit metric: Keras's own. MAE failed `batches` at 1e-6 by
+    # one float16 step; bfloat16 results crashed numpy ("__array__ method not producing an
+    # array") in every check.
+    check_metric(
+        metric,
+        y_true=y_true,
+        y_pred=y_pred,
+        num_batches=3,
+        config_exclude=["dtype"],
+        checks=["batches", "sample_weight", "reset_state", "tf_function"],
+    )
+
+
+def test_16_bit_mean_of_batch_accuracies_still_fails():
+    # By hand, as above: 5/6 from the two batches where 3/4 is right, far past 1e-3.
+    with pytest.raises(CheckError, match=r"- batches: 2 batches of \[1, 3\] examples give 0\.833"):
+        check_metric(
+            MeanOfBatchAccuracies(dtype="mixed_float16"),
+            y_true=BINARY_TRUE,
+            y_pred=BINARY_PRED,
+            checks=["batches"],
+        )
