@@ -24,7 +24,7 @@ import difflib
 import inspect
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -86,6 +86,33 @@ def _max_violation(actual, expected, rtol: float, atol: float) -> str | None:
         + (f" (at index {tuple(int(i) for i in index)})" if index else "")
         + f"; max abs difference {float(error.max()):.3g} > atol={atol} + rtol={rtol} * |expected|"
     )
+
+
+def _result(metric) -> np.ndarray | dict[str, np.ndarray]:
+    """`metric.result()` as float64 numpy, or a dict of them where the metric returns a dict.
+
+    Keras allows a dict: `model.evaluate` and `fit`'s logs report each key as a metric.
+    """
+    result = metric.result()
+    if isinstance(result, Mapping):
+        return {key: _float64(value) for key, value in result.items()}
+    return _float64(result)
+
+
+def _result_violation(actual, expected, rtol: float, atol: float) -> str | None:
+    """`_max_violation` of two `_result`s; dicts key by key."""
+    if not (isinstance(actual, dict) or isinstance(expected, dict)):
+        return _max_violation(actual, expected, rtol, atol)
+    keys = sorted(actual) if isinstance(actual, dict) else None
+    if not isinstance(expected, dict) or keys != sorted(expected):
+        expected_keys = sorted(expected) if isinstance(expected, dict) else None
+        return f"a result with keys {keys} where keys {expected_keys} were expected"
+    violations = [
+        f"{key!r}: {violation}"
+        for key in keys
+        if (violation := _max_violation(actual[key], expected[key], rtol, atol))
+    ]
+    return "; ".join(violations) or None
 
 
 def _keras_reduce(values, mask, weight, reduction: str):
@@ -617,6 +644,9 @@ def check_metric(
     - `saving`: a model that outputs `y_pred`, compiled with the metric and saved as
       `.keras`, reloads (in this process, without `custom_objects`) with an equal metric.
 
+    A metric whose `result()` returns a dict of values (Keras's `fit` and `evaluate` log each
+    key as a metric) has its results compared key by key.
+
     Args:
         metric: The `keras.metrics.Metric` instance to check (its state is not touched).
         y_true: Targets for a batch of at least `num_batches` examples, including at least one
@@ -688,7 +718,7 @@ def check_metric(
         fresh = _clone(metric)
         for update in updates:
             fresh.update_state(*update[:2], sample_weight=update[2] if len(update) > 2 else None)
-        return _float64(fresh.result())
+        return _result(fresh)
 
     whole = None
 
@@ -701,7 +731,7 @@ def check_metric(
     def check_batches():
         bounds = _growing_batches(n, num_batches)
         parts = [(y_true[a:b], y_pred[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        violation = _max_violation(result_of(*parts), whole_result(), rtol, atol)
+        violation = _result_violation(result_of(*parts), whole_result(), rtol, atol)
         sizes = np.diff(bounds).tolist()
         return (
             [f"{num_batches} batches of {sizes} examples give {violation} from one batch"]
@@ -711,7 +741,7 @@ def check_metric(
 
     def check_sample_weight():
         problems = []
-        violation = _max_violation(
+        violation = _result_violation(
             result_of((y_true, y_pred, np.ones(n))), whole_result(), rtol, atol
         )
         if violation:
@@ -719,7 +749,7 @@ def check_metric(
         weight = np.ones(n)
         weight[0] = 0.0
         kept = result_of((y_true[1:], y_pred[1:]))
-        violation = _max_violation(result_of((y_true, y_pred, weight)), kept, rtol, atol)
+        violation = _result_violation(result_of((y_true, y_pred, weight)), kept, rtol, atol)
         if violation:
             problems.append(
                 "sample_weight 0 on the first example gives "
@@ -744,7 +774,7 @@ def check_metric(
                         f"{violation}"
                     )
         used.update_state(y_true, y_pred)
-        violation = _max_violation(used.result(), whole_result(), rtol, atol)
+        violation = _result_violation(_result(used), whole_result(), rtol, atol)
         if violation:
             problems.append(f"after reset_state the result is {violation} from a fresh metric")
         return problems
@@ -756,8 +786,10 @@ def check_metric(
         # Python state changed while tracing (a counter in a Python int) shows.
         for _ in range(2):
             update(tf.constant(y_true), tf.constant(y_pred))
-        got = traced.result()
-        violation = _max_violation(got, result_of((y_true, y_pred), (y_true, y_pred)), rtol, atol)
+        got = _result(traced)
+        violation = _result_violation(
+            got, result_of((y_true, y_pred), (y_true, y_pred)), rtol, atol
+        )
         return (
             [f"update_state called twice in one tf.function gives {violation} eagerly"]
             if violation

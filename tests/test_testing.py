@@ -592,3 +592,56 @@ def test_16_bit_mean_of_batch_accuracies_still_fails():
             y_pred=BINARY_PRED,
             checks=["batches"],
         )
+
+
+@_BROKEN
+class PrecisionAndRecall(keras.metrics.Metric):
+    """Correct: `result()` returns a dict, which model.evaluate reports key by key."""
+
+    def __init__(self, name="precision_and_recall", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.precision = keras.metrics.Precision(dtype=dtype)
+        self.recall = keras.metrics.Recall(dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.precision.update_state(y_true, y_pred, sample_weight)
+        self.recall.update_state(y_true, y_pred, sample_weight)
+
+    def result(self):
+        return {"precision": self.precision.result(), "recall": self.recall.result()}
+
+    def reset_state(self):
+        self.precision.reset_state()
+        self.recall.reset_state()
+
+
+@_BROKEN
+class RecallIgnoresSampleWeight(PrecisionAndRecall):
+    """Bug: the recall half of the dict drops `sample_weight`."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.precision.update_state(y_true, y_pred, sample_weight)
+        self.recall.update_state(y_true, y_pred)
+
+
+# Predicted positive (> 0.5): examples 0, 1, 4; true positives 0 and 4 of positives 0, 2, 4.
+DICT_TRUE = np.array([[1.0], [0.0], [1.0], [0.0], [1.0]])
+DICT_PRED = np.array([[0.9], [0.8], [0.2], [0.1], [0.7]])
+
+
+def test_metric_whose_result_is_a_dict_is_checked_key_by_key():
+    # Each value check used to fail, raising as it converted the dict to an array.
+    check_metric(PrecisionAndRecall(), y_true=DICT_TRUE, y_pred=DICT_PRED)
+    # By hand: without example 0, recall is 1/2 (4 of 2, 4); weighted 0 but still counted,
+    # the broken recall stays 2/3.
+    with pytest.raises(
+        CheckError,
+        match=r"- sample_weight: sample_weight 0 on the first example gives 'recall': 0\.666\d* "
+        r"where 0\.5 was expected",
+    ):
+        check_metric(
+            RecallIgnoresSampleWeight(),
+            y_true=DICT_TRUE,
+            y_pred=DICT_PRED,
+            checks=["sample_weight"],
+        )
