@@ -24,7 +24,7 @@ import difflib
 import inspect
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -53,10 +53,27 @@ def _short(values, limit: int = 6) -> str:
     return text[:-1] + ", ...]" if flat.size > limit else text
 
 
+def _float64(values) -> np.ndarray:
+    """`values` (numpy, tensor or variable) as float64 numpy; numpy refuses a bfloat16 scalar."""
+    return np.asarray(tf.cast(values, tf.float64))
+
+
+# The floors of tf.test.TestCase.assertAllCloseAccordingToType: a float16 result holds about 3
+# significant digits and a bfloat16 one about 2, whatever the data, so a tighter check fails
+# Keras's own losses and metrics under a "mixed_float16" or "mixed_bfloat16" policy.
+_LOW_PRECISION_TOLERANCE = {"float16": 1e-3, "bfloat16": 1e-2}
+
+
+def _tolerances(dtype, rtol: float, atol: float) -> tuple[float, float]:
+    """`rtol` and `atol`, raised to the floor of the compute `dtype` where it is 16-bit."""
+    floor = _LOW_PRECISION_TOLERANCE.get(keras.backend.standardize_dtype(dtype), 0.0)
+    return max(rtol, floor), max(atol, floor)
+
+
 def _max_violation(actual, expected, rtol: float, atol: float) -> str | None:
     """None if `actual` is close to `expected`, else a sentence with the worst entry."""
-    actual = np.asarray(actual, np.float64)
-    expected = np.asarray(expected, np.float64)
+    actual = _float64(actual)
+    expected = _float64(expected)
     if actual.shape != expected.shape:
         return f"shape {actual.shape}, expected shape {expected.shape}"
     if np.allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=False):
@@ -69,6 +86,33 @@ def _max_violation(actual, expected, rtol: float, atol: float) -> str | None:
         + (f" (at index {tuple(int(i) for i in index)})" if index else "")
         + f"; max abs difference {float(error.max()):.3g} > atol={atol} + rtol={rtol} * |expected|"
     )
+
+
+def _result(metric) -> np.ndarray | dict[str, np.ndarray]:
+    """`metric.result()` as float64 numpy, or a dict of them where the metric returns a dict.
+
+    Keras allows a dict: `model.evaluate` and `fit`'s logs report each key as a metric.
+    """
+    result = metric.result()
+    if isinstance(result, Mapping):
+        return {key: _float64(value) for key, value in result.items()}
+    return _float64(result)
+
+
+def _result_violation(actual, expected, rtol: float, atol: float) -> str | None:
+    """`_max_violation` of two `_result`s; dicts key by key."""
+    if not (isinstance(actual, dict) or isinstance(expected, dict)):
+        return _max_violation(actual, expected, rtol, atol)
+    keys = sorted(actual) if isinstance(actual, dict) else None
+    if not isinstance(expected, dict) or keys != sorted(expected):
+        expected_keys = sorted(expected) if isinstance(expected, dict) else None
+        return f"a result with keys {keys} where keys {expected_keys} were expected"
+    violations = [
+        f"{key!r}: {violation}"
+        for key in keys
+        if (violation := _max_violation(actual[key], expected[key], rtol, atol))
+    ]
+    return "; ".join(violations) or None
 
 
 def _keras_reduce(values, mask, weight, reduction: str):
@@ -115,7 +159,20 @@ _UNSET = object()
 
 
 def _clone(obj, **overrides):
-    return type(obj).from_config({**obj.get_config(), **overrides})
+    """A new `obj` from its config; with its dtype policy where the config leaves it out.
+
+    Keras's own losses drop `dtype` from get_config: a clone of a "mixed_float16" loss would
+    compute in float32 and no longer be the loss checked.
+    """
+    config = obj.get_config()
+    policy = getattr(obj, "_dtype_policy", None)
+    if (
+        policy is not None
+        and "dtype" not in config
+        and "dtype" in _constructor_arguments(type(obj))
+    ):
+        config["dtype"] = policy.name
+    return type(obj).from_config({**config, **overrides})
 
 
 def _json_equal(a, b) -> bool:
@@ -247,8 +304,15 @@ def _select(requested: Sequence[str] | None, allowed: Sequence[str]) -> Sequence
 # ----------------------------------------------------------------------------------------------
 
 
+# Far past where exp overflows (88.7 in float32, 11.1 in float16), yet small enough that the
+# loss itself stays finite: float16's max is 65504, which 1e4 squared (a squared error) or a
+# batch's sum of 2e4 per example (cross-entropy) passes in Keras's own losses; 32 squared
+# does not.
+_EXTREME_LOGIT = {"float16": 32.0}
+
+
 def _default_extremes(loss, y_pred: np.ndarray) -> list[np.ndarray]:
-    """Logits of +/-1e4 for logit losses, exact 0/1 probabilities for probability losses.
+    """Logits of +/-1e4 (+/-32 in float16) for logit losses, exact 0/1 for probability losses.
 
     Each comes with its opposite: a loss that overflows only where it is confidently wrong
     (log(1 + exp(-x)) at x = -1e4, -log(p) at p = 0) would pass for `y_pred` that is right.
@@ -263,8 +327,9 @@ def _default_extremes(loss, y_pred: np.ndarray) -> list[np.ndarray]:
             (y_pred == y_pred.min(axis=-1, keepdims=True)).astype(np.float64),
         ]
     signs = np.where(y_pred < 0, -1.0, 1.0)
+    signs *= _EXTREME_LOGIT.get(keras.backend.standardize_dtype(loss.dtype), 1e4)
     # Without from_logits, only y_pred's own signs: Poisson's rates, for one, must be > 0.
-    return [1e4 * signs, -1e4 * signs] if from_logits else [1e4 * signs]
+    return [signs, -signs] if from_logits else [signs]
 
 
 def check_loss(
@@ -297,12 +362,18 @@ def check_loss(
       +/-1e4 for a loss with `from_logits=True`, exact 0/1 probabilities for one with
       `from_logits=False`, each with its opposite: the signs of `-y_pred`, the argmin's
       one-hot beside the argmax's, or one probability per entry rounded and its complement;
-      and 1e4 with `y_pred`'s signs for a loss without `from_logits`).
+      and 1e4 with `y_pred`'s signs for a loss without `from_logits`; 32 in place of 1e4 for
+      a loss computing in float16, whose largest value is 65504).
     - `config`: `get_config()` holds every constructor argument (or, as Keras's own classes
       do, leaves one out only while it holds its default: it is returned once set to another
       value), `from_config` round-trips, and the class is registered with Keras.
     - `saving`: a model that outputs `y_pred`, compiled with the loss and saved as `.keras`,
       reloads (in this process, without `custom_objects`) with an equal loss.
+
+    The checks run in the loss's compute dtype (`loss.dtype`: float16 for a loss built with
+    `dtype="mixed_float16"`), and the value tolerances follow it: `rtol` and `atol` are raised
+    to at least 1e-3 in float16 and 1e-2 in bfloat16, the floors of
+    `tf.test.TestCase.assertAllCloseAccordingToType`.
 
     Choose `y_pred` away from kinks (e.g. `max(0, .)` at 0 for hinge losses, `abs` at 0, a
     clipping bound), where finite differences and the gradient legitimately disagree.
@@ -312,8 +383,10 @@ def check_loss(
         y_true: Targets for a small batch (numpy-convertible).
         y_pred: Predictions for the same batch (numpy-convertible, float).
         extreme_y_pred: Inputs at which the loss must stay finite; defaults as above.
-        rtol: Relative tolerance of the value checks.
-        atol: Absolute tolerance of the value checks.
+        rtol: Relative tolerance of the value checks (at least 1e-3 in float16, 1e-2 in
+            bfloat16).
+        atol: Absolute tolerance of the value checks (at least 1e-3 in float16, 1e-2 in
+            bfloat16).
         gradient_rtol: Relative tolerance (to the largest gradient entry) of the gradient check.
         gradient_atol: Absolute tolerance of the gradient check.
         delta: The finite-difference step (in float64).
@@ -342,7 +415,8 @@ def check_loss(
     config_exclude = _names("config_exclude", config_exclude)
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred, np.float64)
-    dtype = loss.dtype
+    dtype = loss.dtype  # the policy's compute dtype: float16 under "mixed_float16"
+    rtol, atol = _tolerances(dtype, rtol, atol)
 
     def unreduced():
         """(values, mask) without reduction or weights, as numpy."""
@@ -396,7 +470,7 @@ def check_loss(
                     y_true, y_pred.astype(dtype), sample_weight=None if weight is None else weight
                 )
                 expected = np.asarray(_keras_reduce(values, mask, weight, reduction))
-                got = np.asarray(got)
+                got = _float64(got)
                 if got.size == expected.size:
                     # Keras squeezes a batch of one against a scalar weight; the shape is not
                     # the loss's doing.
@@ -570,6 +644,9 @@ def check_metric(
     - `saving`: a model that outputs `y_pred`, compiled with the metric and saved as
       `.keras`, reloads (in this process, without `custom_objects`) with an equal metric.
 
+    A metric whose `result()` returns a dict of values (Keras's `fit` and `evaluate` log each
+    key as a metric) has its results compared key by key.
+
     Args:
         metric: The `keras.metrics.Metric` instance to check (its state is not touched).
         y_true: Targets for a batch of at least `num_batches` examples, including at least one
@@ -577,8 +654,9 @@ def check_metric(
         y_pred: Predictions for the same batch. Float `y_true` and `y_pred` are fed in the
             metric's dtype, as a model's outputs and Keras's data adapters feed them.
         num_batches: Into how many slices the `batches` check splits the data.
-        rtol: Relative tolerance of the comparisons.
-        atol: Absolute tolerance of the comparisons.
+        rtol: Relative tolerance of the comparisons (at least 1e-3 for a metric computing in
+            float16, e.g. `dtype="mixed_float16"`, and 1e-2 in bfloat16, as `check_loss`).
+        atol: Absolute tolerance of the comparisons (the same floors).
         config_exclude: Constructor arguments that need not appear in `get_config`.
         checks: Names from `METRIC_CHECKS` to run; all if `None`.
 
@@ -615,6 +693,7 @@ def check_metric(
     # Float data as a model feeds it (outputs, and targets through Keras's data adapters, in
     # the compute dtype), not as numpy's float64: a metric need not cast what fit never sends.
     compute = tf.as_dtype(metric.dtype).as_numpy_dtype
+    rtol, atol = _tolerances(metric.dtype, rtol, atol)
     y_true, y_pred = (
         array.astype(compute) if array.dtype.kind == "f" else array
         for array in (np.asarray(y_true), np.asarray(y_pred))
@@ -639,7 +718,7 @@ def check_metric(
         fresh = _clone(metric)
         for update in updates:
             fresh.update_state(*update[:2], sample_weight=update[2] if len(update) > 2 else None)
-        return np.asarray(keras.ops.convert_to_numpy(fresh.result()))
+        return _result(fresh)
 
     whole = None
 
@@ -652,7 +731,7 @@ def check_metric(
     def check_batches():
         bounds = _growing_batches(n, num_batches)
         parts = [(y_true[a:b], y_pred[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        violation = _max_violation(result_of(*parts), whole_result(), rtol, atol)
+        violation = _result_violation(result_of(*parts), whole_result(), rtol, atol)
         sizes = np.diff(bounds).tolist()
         return (
             [f"{num_batches} batches of {sizes} examples give {violation} from one batch"]
@@ -662,7 +741,7 @@ def check_metric(
 
     def check_sample_weight():
         problems = []
-        violation = _max_violation(
+        violation = _result_violation(
             result_of((y_true, y_pred, np.ones(n))), whole_result(), rtol, atol
         )
         if violation:
@@ -670,7 +749,7 @@ def check_metric(
         weight = np.ones(n)
         weight[0] = 0.0
         kept = result_of((y_true[1:], y_pred[1:]))
-        violation = _max_violation(result_of((y_true, y_pred, weight)), kept, rtol, atol)
+        violation = _result_violation(result_of((y_true, y_pred, weight)), kept, rtol, atol)
         if violation:
             problems.append(
                 "sample_weight 0 on the first example gives "
@@ -688,18 +767,14 @@ def check_metric(
         # the first update has none fresh, and only its result is compared.
         if len(used.variables) == len(fresh.variables):
             for after, new in zip(used.variables, fresh.variables, strict=True):
-                violation = _max_violation(
-                    keras.ops.convert_to_numpy(after), keras.ops.convert_to_numpy(new), 0.0, 0.0
-                )
+                violation = _max_violation(_float64(after), _float64(new), 0.0, 0.0)
                 if violation:
                     problems.append(
                         f"variable {after.path!r} after reset_state against a fresh metric's: "
                         f"{violation}"
                     )
         used.update_state(y_true, y_pred)
-        violation = _max_violation(
-            keras.ops.convert_to_numpy(used.result()), whole_result(), rtol, atol
-        )
+        violation = _result_violation(_result(used), whole_result(), rtol, atol)
         if violation:
             problems.append(f"after reset_state the result is {violation} from a fresh metric")
         return problems
@@ -711,8 +786,10 @@ def check_metric(
         # Python state changed while tracing (a counter in a Python int) shows.
         for _ in range(2):
             update(tf.constant(y_true), tf.constant(y_pred))
-        got = keras.ops.convert_to_numpy(traced.result())
-        violation = _max_violation(got, result_of((y_true, y_pred), (y_true, y_pred)), rtol, atol)
+        got = _result(traced)
+        violation = _result_violation(
+            got, result_of((y_true, y_pred), (y_true, y_pred)), rtol, atol
+        )
         return (
             [f"update_state called twice in one tf.function gives {violation} eagerly"]
             if violation

@@ -64,6 +64,54 @@ def test_keras_builtin_passes_once_its_missing_dtype_is_excused():
     )
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize(
+    "loss_class,y_true,y_pred",
+    [
+        (keras.losses.MeanSquaredError, NORMAL[::-1], NORMAL),
+        (keras.losses.CategoricalCrossentropy, ONE_HOT, NORMAL),
+    ],
+    ids=["mse", "cce"],
+)
+def test_keras_builtin_under_a_16_bit_policy_passes(policy, loss_class, y_true, y_pred):
+    # The reference for a correct 16-bit loss: Keras's own, computing in float16 or bfloat16.
+    # It used to fail sample_weight and saving (float32's 1e-5 on a float16 result, its
+    # clones computing in float32) and extremes (1e4 squared, or a sum of 2e4s, is inf in
+    # float16).
+    kwargs = {"from_logits": True} if loss_class is keras.losses.CategoricalCrossentropy else {}
+    check_loss(
+        loss_class(dtype=policy, **kwargs),
+        y_true=y_true,
+        y_pred=y_pred,
+        config_exclude=["dtype"],
+    )
+
+
+def test_keras_probability_bce_in_float16_fails_extremes_as_the_readme_says():
+    # Keras clips p to [1e-7, 1 - 1e-7]; in float16 1 - 1e-7 rounds to 1 and log(1 - p) is
+    # -inf at p = 1: a real NaN, not the check's precision.
+    with pytest.raises(CheckError, match=r"- extremes: at y_pred=\[0\., 0\., 1\., .*\[nan\]"):
+        check_loss(
+            keras.losses.BinaryCrossentropy(dtype="mixed_float16"),
+            y_true=np.array([[0, 0, 1], [1, 0, 1]]),
+            y_pred=np.array([[0.2, 0.3, 0.8], [0.9, 0.1, 0.7]]),
+            checks=["extremes"],
+        )
+
+
+def test_16_bit_loss_that_forgets_sample_weight_still_fails():
+    # By hand: a scalar weight of 0.5 halves the loss; the broken loss returns it whole.
+    with pytest.raises(
+        CheckError, match=r"sample_weight=scalar: the loss returned (\S+) where .*atol=0\.001 "
+    ):
+        check_loss(
+            ForgetsSampleWeight(dtype="mixed_float16"),
+            y_true=NORMAL[::-1],
+            y_pred=NORMAL,
+            checks=["sample_weight"],
+        )
+
+
 # ----------------------------------------------------------------------------------------------
 # Deliberately broken losses
 # ----------------------------------------------------------------------------------------------
@@ -505,4 +553,95 @@ def test_broken_metric_fails_with_a_clear_message(metric, failing_check, message
             y_pred=BINARY_PRED,
             config_exclude=["dtype"],
             checks=["batches", "sample_weight", "reset_state", "tf_function"],
+        )
+
+
+# Three values an example, scaled so float16 rounds sums differently by batch (its step is
+# 2^-9 between 2 and 4): Keras's MAE gives 2.9375 over three batches, 2.9355 over one.
+FLOAT16_TRUE, FLOAT16_PRED = np.random.default_rng(1).normal(size=(2, 20, 3)) * 3
+
+
+@pytest.mark.parametrize(
+    "metric,y_true,y_pred",
+    [
+        (keras.metrics.MeanAbsoluteError(dtype="mixed_float16"), FLOAT16_TRUE, FLOAT16_PRED),
+        (keras.metrics.BinaryAccuracy(dtype="mixed_bfloat16"), BINARY_TRUE, BINARY_PRED),
+    ],
+    ids=["mae_mixed_float16", "binary_accuracy_mixed_bfloat16"],
+)
+def test_keras_metric_under_a_16_bit_policy_passes_check_metric(metric, y_true, y_pred):
+    # The reference for a correct 16-bit metric: Keras's own. MAE failed `batches` at 1e-6 by
+    # one float16 step; bfloat16 results crashed numpy ("__array__ method not producing an
+    # array") in every check.
+    check_metric(
+        metric,
+        y_true=y_true,
+        y_pred=y_pred,
+        num_batches=3,
+        config_exclude=["dtype"],
+        checks=["batches", "sample_weight", "reset_state", "tf_function"],
+    )
+
+
+def test_16_bit_mean_of_batch_accuracies_still_fails():
+    # By hand, as above: 5/6 from the two batches where 3/4 is right, far past 1e-3.
+    with pytest.raises(CheckError, match=r"- batches: 2 batches of \[1, 3\] examples give 0\.833"):
+        check_metric(
+            MeanOfBatchAccuracies(dtype="mixed_float16"),
+            y_true=BINARY_TRUE,
+            y_pred=BINARY_PRED,
+            checks=["batches"],
+        )
+
+
+@_BROKEN
+class PrecisionAndRecall(keras.metrics.Metric):
+    """Correct: `result()` returns a dict, which model.evaluate reports key by key."""
+
+    def __init__(self, name="precision_and_recall", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.precision = keras.metrics.Precision(dtype=dtype)
+        self.recall = keras.metrics.Recall(dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.precision.update_state(y_true, y_pred, sample_weight)
+        self.recall.update_state(y_true, y_pred, sample_weight)
+
+    def result(self):
+        return {"precision": self.precision.result(), "recall": self.recall.result()}
+
+    def reset_state(self):
+        self.precision.reset_state()
+        self.recall.reset_state()
+
+
+@_BROKEN
+class RecallIgnoresSampleWeight(PrecisionAndRecall):
+    """Bug: the recall half of the dict drops `sample_weight`."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.precision.update_state(y_true, y_pred, sample_weight)
+        self.recall.update_state(y_true, y_pred)
+
+
+# Predicted positive (> 0.5): examples 0, 1, 4; true positives 0 and 4 of positives 0, 2, 4.
+DICT_TRUE = np.array([[1.0], [0.0], [1.0], [0.0], [1.0]])
+DICT_PRED = np.array([[0.9], [0.8], [0.2], [0.1], [0.7]])
+
+
+def test_metric_whose_result_is_a_dict_is_checked_key_by_key():
+    # Each value check used to fail, raising as it converted the dict to an array.
+    check_metric(PrecisionAndRecall(), y_true=DICT_TRUE, y_pred=DICT_PRED)
+    # By hand: without example 0, recall is 1/2 (4 of 2, 4); weighted 0 but still counted,
+    # the broken recall stays 2/3.
+    with pytest.raises(
+        CheckError,
+        match=r"- sample_weight: sample_weight 0 on the first example gives 'recall': 0\.666\d* "
+        r"where 0\.5 was expected",
+    ):
+        check_metric(
+            RecallIgnoresSampleWeight(),
+            y_true=DICT_TRUE,
+            y_pred=DICT_PRED,
+            checks=["sample_weight"],
         )
