@@ -88,6 +88,20 @@ def _epsilon() -> float:
     return keras.config.epsilon()
 
 
+# The gap below 1 where it is wider than Keras's epsilon (1e-7): 1 - 1e-7 rounds to 1 there.
+_GAP_BELOW_ONE = {"float16": 2.0**-11, "bfloat16": 2.0**-8}
+
+
+def _below_one(dtype) -> float:
+    """`1 - epsilon`, or in float16 and bfloat16 the largest value below 1.
+
+    Keras clips probabilities to `1 - 1e-7`, which those dtypes round to 1: log(1 - p) is
+    then -inf at p = 1, and `(1 - y) * log(1 - p)` NaN even where y = 1.
+    """
+    gap = _GAP_BELOW_ONE.get(keras.backend.standardize_dtype(dtype), 0.0)
+    return 1.0 - max(_epsilon(), gap)
+
+
 def _convert(y_true, y_pred):
     y_pred = ops.convert_to_tensor(y_pred)
     if not y_pred.dtype.is_floating:
@@ -353,7 +367,9 @@ def binary_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.
     """Binary cross-entropy, averaged over `axis`.
 
     From logits it uses the log-sigmoid form, finite for any float logit; from probabilities
-    it clips them to `[epsilon, 1 - epsilon]` as Keras does.
+    it clips them to `[epsilon, 1 - epsilon]` as Keras does. In float16 and bfloat16, where
+    `1 - epsilon` rounds to 1 (and Keras's loss gives NaN at p = 1), the upper bound is the
+    largest value below 1.
 
     Formula:
 
@@ -393,8 +409,7 @@ def binary_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.
         # = max(x, 0) - x * y + log1p(exp(-|x|)): no exp of a large positive number.
         per_entry = tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=y_pred)
     else:
-        eps = _epsilon()
-        y_pred = ops.clip(y_pred, eps, 1.0 - eps)
+        y_pred = ops.clip(y_pred, _epsilon(), _below_one(y_pred.dtype))
         per_entry = -(y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred))
     return ops.mean(per_entry, axis=axis)
 

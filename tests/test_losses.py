@@ -261,6 +261,28 @@ def test_binary_crossentropy_is_finite_and_exact_at_1e4_logits():
     np.testing.assert_allclose(grad, [[0.0, 0.0, 0.25, -0.25]], atol=1e-7)
 
 
+@pytest.mark.parametrize(
+    "policy,gap,rtol", [("mixed_float16", 2.0**-11, 1e-3), ("mixed_bfloat16", 2.0**-8, 1e-2)]
+)
+def test_binary_crossentropy_of_certain_probabilities_is_finite_in_16_bit(policy, gap, rtol):
+    # Keras clips p to 1 - 1e-7, which float16 and bfloat16 round to 1: Keras 3.15's own loss
+    # gives NaN here. kerasmlp clips to the largest value below 1, 1 - gap (the dtype's
+    # spacing below 1: 10 and 7 mantissa bits).
+    loss = losses.BinaryCrossentropy(dtype=policy)
+    y_true = np.array([[1.0, 0.0, 1.0, 0.0]])
+
+    for call in (loss, tf.function(loss)):  # eager and traced
+        value = float(call(y_true, y_true))
+        # By hand: each y = 1 at p = 1 costs -log(1 - gap); each y = 0 at p = 0 costs
+        # -log(1 - 1e-7), which is 0 once 1 - 1e-7 rounds to 1 (float16) and 1e-7 in
+        # bfloat16 (too small to show at its precision); the mean over 4 entries is half.
+        assert value == pytest.approx(-np.log1p(-gap) / 2, rel=rtol)
+    # Away from 0 and 1 the clip does not bite: numpy's -mean(y log p + (1 - y) log(1 - p)).
+    p = np.array([[0.75, 0.25, 0.5, 0.5]])
+    expected = -np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p))
+    assert float(loss(y_true, p)) == pytest.approx(expected, rel=rtol)
+
+
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("reduction", ["sum", "sum_over_batch_size"])
 @pytest.mark.parametrize("sparse", [False, True], ids=["categorical", "sparse"])

@@ -97,6 +97,13 @@ def test_keras_probability_bce_in_float16_fails_extremes_as_the_readme_says():
             y_pred=np.array([[0.2, 0.3, 0.8], [0.9, 0.1, 0.7]]),
             checks=["extremes"],
         )
+    # kerasmlp's clips to the largest float16 below 1 there (tests/test_losses.py).
+    check_loss(
+        losses.BinaryCrossentropy(dtype="mixed_float16"),
+        y_true=np.array([[0, 0, 1], [1, 0, 1]]),
+        y_pred=np.array([[0.2, 0.3, 0.8], [0.9, 0.1, 0.7]]),
+        checks=["extremes"],
+    )
 
 
 def test_16_bit_loss_that_forgets_sample_weight_still_fails():
