@@ -394,10 +394,14 @@ class SummaryWriter:
             equal hparams stay two rows.
           start_time_secs: session start, default now.
           first: hparam names to put first (a name also leads those below it:
-            `optimizer.learning_rate` leads `optimizer.learning_rate.*`).
+            `optimizer.learning_rate` leads `optimizer.learning_rate.*`, and the one
+            above it: `train.class_weight.spiral_a` leads `train.class_weight`).
         """
         front = [
-            name for key in first for name in values if name == key or name.startswith(f"{key}.")
+            name
+            for key in first
+            for name in values
+            if name == key or name.startswith(f"{key}.") or key.startswith(f"{name}.")
         ]
         front = list(dict.fromkeys(front))
         values = {

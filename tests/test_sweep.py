@@ -4,6 +4,7 @@ import json
 
 import pytest
 import yaml
+from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from kerasmlp import cli, sweep
@@ -460,6 +461,41 @@ def test_every_point_lists_the_hparams_metric_columns_of_all_points(tmp_path):
         assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == columns
 
 
+@pytest.mark.parametrize(
+    "grid,shown",
+    [
+        ("train.class_weight: [none, {spiral_a: 2.0}]\n", ["none", "{spiral_a: 2.0}"]),
+        # A swept key below a column leads that column.
+        ("train.class_weight.spiral_b: [0.5, 2]\n", ["{spiral_b: 0.5}", "{spiral_b: 2.0}"]),
+    ],
+    ids=["mode-or-mapping", "one-class"],
+)
+def test_every_point_writes_the_same_hparams_names_and_types(tmp_path, grid, shown):
+    # A mapping flattened to one column per class: point 00 wrote train.class_weight
+    # (a string), point 01 train.class_weight.spiral_a (a number), and TensorBoard,
+    # which takes one point's names for the whole folder, dropped the other's column.
+    path = write(tmp_path, grid)
+    args = [
+        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "cw",
+        "--epochs", "1",
+        "--set", "model.hidden_units=[4]",
+        "--set", "train.histogram_every_epochs=0",
+        "--set", "train.image_every_epochs=0",
+        "--set", f"data.data_dir={tmp_path / 'tfds'}",
+    ]  # fmt: skip
+    result = invoke_train(args)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "logs" / "cw"
+    records, values = [], []
+    for point in sorted(p for p in folder.iterdir() if p.is_dir()):
+        experiment = hparams_experiment(point)
+        records.append([(i.name, i.type, i.differs) for i in experiment.hparam_infos])
+        values.append(hparams_session_start(point).hparams["train.class_weight"])
+    assert len(records) == 2 and records[0] == records[1]
+    assert records[0][0] == ("train.class_weight", api_pb2.DATA_TYPE_STRING, True)
+    assert [v.string_value for v in values] == shown
+
+
 def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     # sgd at 1e30 turns the weights to inf within a step or two (as the README's
     # divergence example); 0.01 trains.
@@ -502,6 +538,12 @@ def hparams_experiment(run_dir):
     accumulator = events.load(run_dir)
     content = accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content
     return hparams_metadata.parse_experiment_plugin_data(content)
+
+
+def hparams_session_start(run_dir):
+    accumulator = events.load(run_dir)
+    content = accumulator.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    return hparams_metadata.parse_session_start_info_plugin_data(content)
 
 
 @pytest.mark.parametrize(
