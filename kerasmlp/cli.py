@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import errno
+import functools
 import os
 import pathlib
 import shutil
@@ -272,6 +273,7 @@ def main(
         sys.exit(INTERRUPTED["SIGINT"])
 
     diverged = []  # a sweep's points that diverged: the sweep goes on, then exits with 3
+    finished = 0  # a sweep's points completed or diverged, kept when a later point fails
     for config, point_dir, resume in runs:
         if is_sweep:
             click.echo(f"sweep run {point_dir.name}")
@@ -280,7 +282,18 @@ def main(
                 click.echo(f"{state} already")
                 if state == "diverged":
                     diverged.append(point_dir.name)
+                finished += 1
                 continue
+        # The error of a sweep's point names the point and says what is kept.
+        failed = functools.partial(
+            _point_failed,
+            is_sweep=is_sweep,
+            config=config,
+            point_dir=point_dir,
+            keys=swept_keys,
+            finished=finished,
+            total=len(runs),
+        )
         reporter = _BarReporter() if sys.stdout.isatty() else LineReporter()
         try:
             results = train_and_evaluate(
@@ -307,6 +320,7 @@ def main(
             # One point's rate was too high: the other points still tell which one is not.
             click.echo(f"kerasmlp-train: error: sweep run {point_dir.name}: {e}", err=True)
             diverged.append(point_dir.name)
+            finished += 1
             continue
         except (
             ConfigError,
@@ -315,15 +329,16 @@ def main(
             runfiles.ResumeError,
         ) as e:
             _close(reporter)
-            _fail(e)
+            _fail(failed(e))
         except (runfiles.RunFilesError, WorkerLost) as e:
             _close(reporter)
-            _fail(e, status=FAILED)
+            _fail(failed(e), status=FAILED)
         except OSError as e:
             if e.errno not in _ENVIRONMENT_ERRORS:
                 raise  # a bug: its traceback
             _close(reporter)
-            _fail(_environment_error(e), status=FAILED)
+            _fail(failed(_environment_error(e)), status=FAILED)
+        finished += 1
         tests = " | ".join(
             f"{k.removeprefix('test_')} {v:.4f}"
             for k, v in results.items()
@@ -346,6 +361,23 @@ def main(
             f"{', '.join(diverged)}",
             status=DIVERGED,
         )
+
+
+def _point_failed(error, *, is_sweep, config, point_dir, keys, finished, total):
+    """The line for an error that ends a run; in a sweep, it names the point (folder and
+    grid values) and says what is kept and how to go on: a 30-point sweep said only why."""
+    if not is_sweep:
+        return error
+    from kerasmlp import sweep
+
+    values = f" ({sweep.describe_point(config, keys)})" if keys else ""
+    left = total - finished
+    return (
+        f"sweep run {point_dir.name}{values} failed: {str(error).rstrip('.')}. The sweep "
+        f"stopped there; its finished points ({finished} of {total}) are kept in "
+        f"{point_dir.parent}: kerasmlp-train --resume {point_dir.parent} runs the {left} "
+        "left, this one first, with the same config"
+    )
 
 
 def _check_tf_config(runs) -> None:

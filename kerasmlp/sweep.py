@@ -165,6 +165,20 @@ def plan_sweep(
     return runs
 
 
+def describe_point(config: Config, keys: Sequence[str]) -> str:
+    """A point's value of each swept key, read back from its config: `model.activation=tanh`.
+
+    `keys` are the grid's dotted keys; a key the config does not hold shows null.
+    """
+    values = {}
+    for key in keys:
+        node: Any = config.to_dict()
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        values[key] = node
+    return _describe(values)
+
+
 def check_distribute(configs: Sequence[Config]) -> None:
     """Refuses a sweep whose points differ in `distribute` when any point is `multi_worker`.
 

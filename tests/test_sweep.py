@@ -534,6 +534,36 @@ def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert resumed.stderr.splitlines() == errors[1:]
 
 
+def test_a_point_that_fails_names_itself_and_says_what_is_kept(tmp_path):
+    # Valid config, but the dataset (spirals) has no class '0': the point fails once its
+    # data is read. The line gave only that reason, not which point of the sweep.
+    path = write(tmp_path, "train.class_weight: [none, {'0': 2.0}]\n")
+    args = [
+        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "swf",
+        "--epochs", "1",
+        "--set", "model.hidden_units=[4]",
+        "--set", "train.histogram_every_epochs=0",
+        "--set", "train.image_every_epochs=0",
+        "--set", f"data.data_dir={tmp_path / 'tfds'}",
+    ]  # fmt: skip
+    folder = tmp_path / "logs" / "swf"
+    line = (
+        "kerasmlp-train: error: sweep run 01-class_weight=_0_2.0 (train.class_weight={'0': 2.0}) "
+        "failed: train.class_weight names class '0', which the dataset does not have. "
+        "Classes: spiral_a, spiral_b. The sweep stopped there; its finished points (1 of 2) "
+        f"are kept in {folder}: kerasmlp-train --resume {folder} runs the 1 left, this one "
+        "first, with the same config\n"
+    )
+    result = invoke_train(args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == line
+    assert sorted(p.name for p in folder.iterdir()) == ["00-class_weight=none", "sweep.yaml"]
+    # --resume keeps the finished point and tries the failed one again, with its config.
+    resumed = invoke_train(["--resume", str(folder)])
+    assert resumed.exit_code == 2 and "completed already" in resumed.output
+    assert resumed.stderr == line
+
+
 def hparams_experiment(run_dir):
     accumulator = events.load(run_dir)
     content = accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content
