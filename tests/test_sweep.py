@@ -564,6 +564,51 @@ def test_a_point_that_fails_names_itself_and_says_what_is_kept(tmp_path):
     assert resumed.stderr == line
 
 
+def test_two_sweeps_under_one_logdir_are_separate_hparams_rows(tmp_path):
+    # Each point's session group was its folder's name: TensorBoard's HParams tab over
+    # both sweeps (`tensorboard --logdir logs`) showed one row for the two
+    # 00-activation=tanh, the seed of one and the metrics of both averaged.
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context, list_session_groups
+
+    path = write(tmp_path, "model.activation: [tanh]\n")
+    logs = tmp_path / "logs"
+    for seed in (1, 2):
+        args = [
+            "--sweep", str(path), "--logdir", str(logs), "--run-name", f"s{seed}",
+            "--epochs", "1", "--seed", str(seed),
+            "--set", "model.hidden_units=[4]",
+            "--set", "train.histogram_every_epochs=0",
+            "--set", "train.image_every_epochs=0",
+            "--set", f"data.data_dir={tmp_path / 'tfds'}",
+        ]  # fmt: skip
+        assert invoke_train(args).exit_code == 0
+    # What TensorBoard's HParams plugin serves for `tensorboard --logdir logs`.
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(logs))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(logs))
+    tb_context = base_plugin.TBContext(
+        logdir=str(logs), multiplexer=multiplexer, data_provider=provider
+    )
+    request = api_pb2.ListSessionGroupsRequest(
+        allowed_statuses=[api_pb2.STATUS_SUCCESS],
+        col_params=[api_pb2.ColParams(hparam="seed")],
+        start_index=0,
+        slice_size=10,
+    )
+    response = list_session_groups.Handler(
+        context.RequestContext(), backend_context.Context(tb_context), "", request
+    ).run()
+    rows = {
+        tuple(s.name for s in group.sessions): group.hparams["seed"].number_value
+        for group in response.session_groups
+    }
+    assert rows == {("s1/00-activation=tanh",): 1, ("s2/00-activation=tanh",): 2}
+
+
 def hparams_experiment(run_dir):
     accumulator = events.load(run_dir)
     content = accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content
