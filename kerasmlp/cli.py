@@ -318,7 +318,8 @@ def main(
             if not is_sweep:
                 _fail(e, status=DIVERGED)
             # One point's rate was too high: the other points still tell which one is not.
-            click.echo(f"kerasmlp-train: error: sweep run {point_dir.name}: {e}", err=True)
+            label = _point_label(config, point_dir, swept_keys)
+            click.echo(f"kerasmlp-train: error: {label}: {e}", err=True)
             diverged.append(point_dir.name)
             finished += 1
             continue
@@ -368,16 +369,22 @@ def _point_failed(error, *, is_sweep, config, point_dir, keys, finished, total):
     grid values) and says what is kept and how to go on: a 30-point sweep said only why."""
     if not is_sweep:
         return error
-    from kerasmlp import sweep
-
-    values = f" ({sweep.describe_point(config, keys)})" if keys else ""
     left = total - finished
     return (
-        f"sweep run {point_dir.name}{values} failed: {str(error).rstrip('.')}. The sweep "
+        f"{_point_label(config, point_dir, keys)} failed: {str(error).rstrip('.')}. The sweep "
         f"stopped there; its finished points ({finished} of {total}) are kept in "
         f"{point_dir.parent}: kerasmlp-train --resume {point_dir.parent} runs the {left} "
         "left, this one first, with the same config"
     )
+
+
+def _point_label(config, point_dir: pathlib.Path, keys: list[str]) -> str:
+    """`sweep run 03-activation=tanh,... (model.activation=tanh, ...)`: a long point's
+    name leaves values out (`sweep.MAX_NAME`), its grid values here do not."""
+    from kerasmlp import sweep
+
+    values = f" ({sweep.describe_point(config, keys)})" if keys else ""
+    return f"sweep run {point_dir.name}{values}"
 
 
 def _check_tf_config(runs) -> None:

@@ -516,7 +516,10 @@ def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert json.loads((folder / diverged / "status.json").read_text())["state"] == "diverged"
     assert json.loads((folder / trained / "status.json").read_text())["state"] == "completed"
     errors = result.stderr.splitlines()
-    assert errors[0].startswith(f"kerasmlp-train: error: sweep run {diverged}: diverged at step ")
+    assert errors[0].startswith(
+        f"kerasmlp-train: error: sweep run {diverged} "
+        "(optimizer.learning_rate.initial_learning_rate=1.0e+30): diverged at step "
+    )
     assert errors[1:] == [
         f"kerasmlp-train: error: 1 of 2 sweep runs diverged (ranked last): {diverged}"
     ]
