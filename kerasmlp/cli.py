@@ -216,18 +216,20 @@ def main(
             if is_sweep:
                 swept_keys, metric, columns = _sweep_plan_settings(run_dir, sweep_metric)
         else:
-            overrides = list(overrides)
+            # Each `key=value` with the option that gave it, for a sweep's messages.
+            options = [(f"--set {item}", item) for item in overrides]
             if epochs is not None:
-                overrides.append(f"train.epochs={epochs}")
+                options.append((f"--epochs {epochs}", f"train.epochs={epochs}"))
             if seed is not None:
-                overrides.append(f"seed={seed}")
+                options.append((f"--seed {seed}", f"seed={seed}"))
             if strategy is not None:
-                overrides.append(f"distribute.strategy={strategy}")
+                options.append((f"--strategy {strategy}", f"distribute.strategy={strategy}"))
+            overrides = [item for _, item in options]
             config = load_config(config_path, overrides)
             run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
             runs, is_sweep = [(config, run_dir, False)], sweep_path is not None
             if is_sweep:
-                runs, swept_keys = _plan_sweep(run_dir, sweep_path, config_path, overrides)
+                runs, swept_keys = _plan_sweep(run_dir, sweep_path, config_path, options)
                 metric = _check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
                 columns = _hparams_metrics([c for c, _, _ in runs])
             _check_tf_config(runs)
@@ -507,11 +509,16 @@ def _planned_epochs(point_dir: pathlib.Path, point: dict) -> int:
     return config_from_dict(point["config"]).train.epochs
 
 
-def _plan_sweep(run_dir, sweep_path, config_path, overrides) -> tuple[list, list[str]]:
-    """`(config, run_dir, resume)` for every point of the grid, each config checked; the keys."""
+def _plan_sweep(run_dir, sweep_path, config_path, options) -> tuple[list, list[str]]:
+    """`(config, run_dir, resume)` for every point of the grid, each config checked; the keys.
+
+    `options` are the `(option, key=value)` overrides of the command line.
+    """
     from kerasmlp import sweep
 
     grid = sweep.load_grid(sweep_path)
+    sweep.check_overrides(grid, options)
+    overrides = [item for _, item in options]
     runs = [
         (point.config, run_dir / point.name, False)
         for point in sweep.plan_sweep(grid, config_path, overrides)

@@ -127,6 +127,27 @@ def run_name(index: int, point: Mapping[str, Any], *, digits: int = 2) -> str:
     return name.rstrip("_.,=")
 
 
+def check_overrides(grid: Mapping[str, Sequence[Any]], options: Iterable[tuple[str, str]]) -> None:
+    """Refuses an option that sets a key the grid varies: each point's value replaced it unseen.
+
+    Args:
+      grid: see `load_grid`.
+      options: `(option, key=value)` pairs, e.g. `('--epochs 3', 'train.epochs=3')`.
+
+    Raises:
+      ConfigError: one line naming the option and the swept key.
+    """
+    for option, item in options:
+        key = item.partition("=")[0].strip()
+        for swept, values in grid.items():
+            if key == swept or key.startswith(f"{swept}."):
+                raise ConfigError(
+                    f"{shorten(option)} sets {key}, which the sweep varies ({swept}: "
+                    f"{_show(list(values))}): every point would take its own value instead. "
+                    "Drop the option, or the key from the sweep"
+                )
+
+
 def plan_sweep(
     grid: Mapping[str, Sequence[Any]],
     config_path: str | os.PathLike | None = None,

@@ -376,6 +376,41 @@ def test_cli_bad_sweep_exits_2_with_one_line(tmp_path, text, message):
     assert not (tmp_path / "logs").exists()
 
 
+@pytest.mark.parametrize(
+    "text,args,message",
+    [
+        (
+            "train.epochs: [1, 2]",
+            ["--epochs", "3"],
+            "--epochs 3 sets train.epochs, which the sweep varies (train.epochs: [1, 2])",
+        ),
+        (
+            "model.activation: [relu, tanh]",
+            ["--set", "model.activation=gelu"],
+            "--set model.activation=gelu sets model.activation, which the sweep varies "
+            "(model.activation: [relu, tanh])",
+        ),
+        (
+            "train.class_weight: [none, balanced]",
+            ["--set", "train.class_weight.spiral_a=2"],
+            "--set train.class_weight.spiral_a=2 sets train.class_weight.spiral_a, which the "
+            "sweep varies (train.class_weight: [none, balanced])",
+        ),
+    ],
+    ids=["epochs", "set", "set-below"],
+)
+def test_cli_option_of_a_swept_key_is_refused(tmp_path, text, args, message):
+    # Each point's value replaced the option's: --epochs 3 ran 1 and 2 epochs, unsaid.
+    path = write(tmp_path, text)
+    result = invoke_train(["--sweep", str(path), "--logdir", str(tmp_path / "logs"), *args])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"kerasmlp-train: error: {message}: every point would take its own value instead. "
+        "Drop the option, or the key from the sweep\n"
+    )
+    assert not (tmp_path / "logs").exists()
+
+
 def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     path = write(tmp_path, "model.activation: [relu, tanh]\n")
     args = [
