@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import errno
+import functools
 import os
 import pathlib
 import shutil
@@ -215,18 +216,20 @@ def main(
             if is_sweep:
                 swept_keys, metric, columns = _sweep_plan_settings(run_dir, sweep_metric)
         else:
-            overrides = list(overrides)
+            # Each `key=value` with the option that gave it, for a sweep's messages.
+            options = [(f"--set {item}", item) for item in overrides]
             if epochs is not None:
-                overrides.append(f"train.epochs={epochs}")
+                options.append((f"--epochs {epochs}", f"train.epochs={epochs}"))
             if seed is not None:
-                overrides.append(f"seed={seed}")
+                options.append((f"--seed {seed}", f"seed={seed}"))
             if strategy is not None:
-                overrides.append(f"distribute.strategy={strategy}")
+                options.append((f"--strategy {strategy}", f"distribute.strategy={strategy}"))
+            overrides = [item for _, item in options]
             config = load_config(config_path, overrides)
             run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
             runs, is_sweep = [(config, run_dir, False)], sweep_path is not None
             if is_sweep:
-                runs, swept_keys = _plan_sweep(run_dir, sweep_path, config_path, overrides)
+                runs, swept_keys = _plan_sweep(run_dir, sweep_path, config_path, options)
                 metric = _check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
                 columns = _hparams_metrics([c for c, _, _ in runs])
             _check_tf_config(runs)
@@ -272,6 +275,7 @@ def main(
         sys.exit(INTERRUPTED["SIGINT"])
 
     diverged = []  # a sweep's points that diverged: the sweep goes on, then exits with 3
+    finished = 0  # a sweep's points completed or diverged, kept when a later point fails
     for config, point_dir, resume in runs:
         if is_sweep:
             click.echo(f"sweep run {point_dir.name}")
@@ -280,7 +284,18 @@ def main(
                 click.echo(f"{state} already")
                 if state == "diverged":
                     diverged.append(point_dir.name)
+                finished += 1
                 continue
+        # The error of a sweep's point names the point and says what is kept.
+        failed = functools.partial(
+            _point_failed,
+            is_sweep=is_sweep,
+            config=config,
+            point_dir=point_dir,
+            keys=swept_keys,
+            finished=finished,
+            total=len(runs),
+        )
         reporter = _BarReporter() if sys.stdout.isatty() else LineReporter()
         try:
             results = train_and_evaluate(
@@ -305,8 +320,10 @@ def main(
             if not is_sweep:
                 _fail(e, status=DIVERGED)
             # One point's rate was too high: the other points still tell which one is not.
-            click.echo(f"kerasmlp-train: error: sweep run {point_dir.name}: {e}", err=True)
+            label = _point_label(config, point_dir, swept_keys)
+            click.echo(f"kerasmlp-train: error: {label}: {e}", err=True)
             diverged.append(point_dir.name)
+            finished += 1
             continue
         except (
             ConfigError,
@@ -315,15 +332,16 @@ def main(
             runfiles.ResumeError,
         ) as e:
             _close(reporter)
-            _fail(e)
+            _fail(failed(e))
         except (runfiles.RunFilesError, WorkerLost) as e:
             _close(reporter)
-            _fail(e, status=FAILED)
+            _fail(failed(e), status=FAILED)
         except OSError as e:
             if e.errno not in _ENVIRONMENT_ERRORS:
                 raise  # a bug: its traceback
             _close(reporter)
-            _fail(_environment_error(e), status=FAILED)
+            _fail(failed(_environment_error(e)), status=FAILED)
+        finished += 1
         tests = " | ".join(
             f"{k.removeprefix('test_')} {v:.4f}"
             for k, v in results.items()
@@ -346,6 +364,29 @@ def main(
             f"{', '.join(diverged)}",
             status=DIVERGED,
         )
+
+
+def _point_failed(error, *, is_sweep, config, point_dir, keys, finished, total):
+    """The line for an error that ends a run; in a sweep, it names the point (folder and
+    grid values) and says what is kept and how to go on: a 30-point sweep said only why."""
+    if not is_sweep:
+        return error
+    left = total - finished
+    return (
+        f"{_point_label(config, point_dir, keys)} failed: {str(error).rstrip('.')}. The sweep "
+        f"stopped there; its finished points ({finished} of {total}) are kept in "
+        f"{point_dir.parent}: kerasmlp-train --resume {point_dir.parent} runs the {left} "
+        "left, this one first, with the same config"
+    )
+
+
+def _point_label(config, point_dir: pathlib.Path, keys: list[str]) -> str:
+    """`sweep run 03-activation=tanh,... (model.activation=tanh, ...)`: a long point's
+    name leaves values out (`sweep.MAX_NAME`), its grid values here do not."""
+    from kerasmlp import sweep
+
+    values = f" ({sweep.describe_point(config, keys)})" if keys else ""
+    return f"sweep run {point_dir.name}{values}"
 
 
 def _check_tf_config(runs) -> None:
@@ -468,11 +509,16 @@ def _planned_epochs(point_dir: pathlib.Path, point: dict) -> int:
     return config_from_dict(point["config"]).train.epochs
 
 
-def _plan_sweep(run_dir, sweep_path, config_path, overrides) -> tuple[list, list[str]]:
-    """`(config, run_dir, resume)` for every point of the grid, each config checked; the keys."""
+def _plan_sweep(run_dir, sweep_path, config_path, options) -> tuple[list, list[str]]:
+    """`(config, run_dir, resume)` for every point of the grid, each config checked; the keys.
+
+    `options` are the `(option, key=value)` overrides of the command line.
+    """
     from kerasmlp import sweep
 
     grid = sweep.load_grid(sweep_path)
+    sweep.check_overrides(grid, options)
+    overrides = [item for _, item in options]
     runs = [
         (point.config, run_dir / point.name, False)
         for point in sweep.plan_sweep(grid, config_path, overrides)

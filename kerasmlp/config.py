@@ -251,19 +251,30 @@ class Config:
         return dump_yaml(self.to_dict(), sort_keys=False, default_flow_style=None)
 
     def flatten(self) -> dict[str, Any]:
-        """`{'optimizer.learning_rate.decay_rate': 0.5, ...}`; lists become strings."""
+        """`{'optimizer.learning_rate.decay_rate': 0.5, ...}`: one entry per key of the tree.
+
+        Lists become strings (`32,32,32`), and so does a mapping value
+        (`train.class_weight: {spiral_a: 2.0}`, in YAML's flow style): every config
+        has the same names, whatever its values, and each name one type. TensorBoard's
+        HParams tab takes one run's names for a whole folder; a sweep over
+        `train.class_weight: [none, {spiral_a: 2.0}]` gave its points different ones.
+        """
         flat: dict[str, Any] = {}
 
-        def walk(node: Mapping, prefix: str) -> None:
-            for key, value in node.items():
-                if isinstance(value, Mapping):
-                    walk(value, f"{prefix}{key}.")
-                elif isinstance(value, list):
-                    flat[prefix + key] = ",".join(str(v) for v in value)
+        def walk(node: Any, prefix: str) -> None:
+            for field in dataclasses.fields(node):
+                key, value = prefix + field.name, getattr(node, field.name)
+                if dataclasses.is_dataclass(value):
+                    walk(value, f"{key}.")
+                elif isinstance(value, (list, tuple)):
+                    flat[key] = ",".join(str(v) for v in value)
+                elif isinstance(value, Mapping):
+                    flow = dump_yaml(dict(value), default_flow_style=True, width=math.inf)
+                    flat[key] = flow.strip()
                 else:
-                    flat[prefix + key] = value
+                    flat[key] = value
 
-        walk(self.to_dict(), "")
+        walk(self, "")
         return flat
 
 

@@ -370,7 +370,7 @@ class SummaryWriter:
         values: Mapping[str, Any],
         *,
         metrics: Sequence[tuple[str, str]],
-        trial_id: str,
+        trial_id: str = "",
         start_time_secs: float | None = None,
         first: Sequence[str] = (),
     ) -> None:
@@ -390,14 +390,20 @@ class SummaryWriter:
           values: hparam name -> bool, number or string (None becomes 'null').
           metrics: (split, tag) pairs of scalars the dashboard shows, e.g.
             ('validation', 'accuracy'); their last values are the run's result.
-          trial_id: the session group; the run's name, so that two runs with
-            equal hparams stay two rows.
+          trial_id: the session group: TensorBoard shows a group as one row, the
+            metrics of its sessions averaged. Default none: each run is its own row,
+            named by its path under TensorBoard's logdir (a run's folder name is not
+            unique there: two sweeps' `00-activation=relu` made one row).
           start_time_secs: session start, default now.
           first: hparam names to put first (a name also leads those below it:
-            `optimizer.learning_rate` leads `optimizer.learning_rate.*`).
+            `optimizer.learning_rate` leads `optimizer.learning_rate.*`, and the one
+            above it: `train.class_weight.spiral_a` leads `train.class_weight`).
         """
         front = [
-            name for key in first for name in values if name == key or name.startswith(f"{key}.")
+            name
+            for key in first
+            for name in values
+            if name == key or name.startswith(f"{key}.") or key.startswith(f"{name}.")
         ]
         front = list(dict.fromkeys(front))
         values = {

@@ -127,6 +127,27 @@ def run_name(index: int, point: Mapping[str, Any], *, digits: int = 2) -> str:
     return name.rstrip("_.,=")
 
 
+def check_overrides(grid: Mapping[str, Sequence[Any]], options: Iterable[tuple[str, str]]) -> None:
+    """Refuses an option that sets a key the grid varies: each point's value replaced it unseen.
+
+    Args:
+      grid: see `load_grid`.
+      options: `(option, key=value)` pairs, e.g. `('--epochs 3', 'train.epochs=3')`.
+
+    Raises:
+      ConfigError: one line naming the option and the swept key.
+    """
+    for option, item in options:
+        key = item.partition("=")[0].strip()
+        for swept, values in grid.items():
+            if key == swept or key.startswith(f"{swept}."):
+                raise ConfigError(
+                    f"{shorten(option)} sets {key}, which the sweep varies ({swept}: "
+                    f"{_show(list(values))}): every point would take its own value instead. "
+                    "Drop the option, or the key from the sweep"
+                )
+
+
 def plan_sweep(
     grid: Mapping[str, Sequence[Any]],
     config_path: str | os.PathLike | None = None,
@@ -163,6 +184,20 @@ def plan_sweep(
         )
     check_distribute([run.config for run in runs])
     return runs
+
+
+def describe_point(config: Config, keys: Sequence[str]) -> str:
+    """A point's value of each swept key, read back from its config: `model.activation=tanh`.
+
+    `keys` are the grid's dotted keys; a key the config does not hold shows null.
+    """
+    values = {}
+    for key in keys:
+        node: Any = config.to_dict()
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        values[key] = node
+    return _describe(values)
 
 
 def check_distribute(configs: Sequence[Config]) -> None:

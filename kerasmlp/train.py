@@ -1048,7 +1048,6 @@ def _run(
                 for split in (("validation", "test") if has_validation else ("test",))
                 for tag in ("loss", *config.metrics)
             ],
-            trial_id=run_dir.name,
             first=hparams_first,
         )
 

@@ -119,6 +119,11 @@ def test_flatten_names_every_leaf_by_its_path():
     flat = Config().flatten()
     assert flat["optimizer.learning_rate.decay_rate"] == 0.5
     assert flat["model.hidden_units"] == "32,32,32"
+    # A mapping is one name too, as YAML writes it: whatever its keys, every config
+    # has the same names (TensorBoard's HParams columns of a sweep's points).
+    weighed = load_config(None, ["train.class_weight={spiral_a: 2, spiral_b: 0.5}"]).flatten()
+    assert weighed["train.class_weight"] == "{spiral_a: 2.0, spiral_b: 0.5}"
+    assert list(weighed) == list(flat)
     # Expected keys: every leaf of configs/default.yaml, walked here independently.
     raw = yaml.safe_load((CONFIGS / "default.yaml").read_text())
 

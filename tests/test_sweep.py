@@ -4,6 +4,7 @@ import json
 
 import pytest
 import yaml
+from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from kerasmlp import cli, sweep
@@ -375,6 +376,41 @@ def test_cli_bad_sweep_exits_2_with_one_line(tmp_path, text, message):
     assert not (tmp_path / "logs").exists()
 
 
+@pytest.mark.parametrize(
+    "text,args,message",
+    [
+        (
+            "train.epochs: [1, 2]",
+            ["--epochs", "3"],
+            "--epochs 3 sets train.epochs, which the sweep varies (train.epochs: [1, 2])",
+        ),
+        (
+            "model.activation: [relu, tanh]",
+            ["--set", "model.activation=gelu"],
+            "--set model.activation=gelu sets model.activation, which the sweep varies "
+            "(model.activation: [relu, tanh])",
+        ),
+        (
+            "train.class_weight: [none, balanced]",
+            ["--set", "train.class_weight.spiral_a=2"],
+            "--set train.class_weight.spiral_a=2 sets train.class_weight.spiral_a, which the "
+            "sweep varies (train.class_weight: [none, balanced])",
+        ),
+    ],
+    ids=["epochs", "set", "set-below"],
+)
+def test_cli_option_of_a_swept_key_is_refused(tmp_path, text, args, message):
+    # Each point's value replaced the option's: --epochs 3 ran 1 and 2 epochs, unsaid.
+    path = write(tmp_path, text)
+    result = invoke_train(["--sweep", str(path), "--logdir", str(tmp_path / "logs"), *args])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"kerasmlp-train: error: {message}: every point would take its own value instead. "
+        "Drop the option, or the key from the sweep\n"
+    )
+    assert not (tmp_path / "logs").exists()
+
+
 def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     path = write(tmp_path, "model.activation: [relu, tanh]\n")
     args = [
@@ -460,6 +496,41 @@ def test_every_point_lists_the_hparams_metric_columns_of_all_points(tmp_path):
         assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == columns
 
 
+@pytest.mark.parametrize(
+    "grid,shown",
+    [
+        ("train.class_weight: [none, {spiral_a: 2.0}]\n", ["none", "{spiral_a: 2.0}"]),
+        # A swept key below a column leads that column.
+        ("train.class_weight.spiral_b: [0.5, 2]\n", ["{spiral_b: 0.5}", "{spiral_b: 2.0}"]),
+    ],
+    ids=["mode-or-mapping", "one-class"],
+)
+def test_every_point_writes_the_same_hparams_names_and_types(tmp_path, grid, shown):
+    # A mapping flattened to one column per class: point 00 wrote train.class_weight
+    # (a string), point 01 train.class_weight.spiral_a (a number), and TensorBoard,
+    # which takes one point's names for the whole folder, dropped the other's column.
+    path = write(tmp_path, grid)
+    args = [
+        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "cw",
+        "--epochs", "1",
+        "--set", "model.hidden_units=[4]",
+        "--set", "train.histogram_every_epochs=0",
+        "--set", "train.image_every_epochs=0",
+        "--set", f"data.data_dir={tmp_path / 'tfds'}",
+    ]  # fmt: skip
+    result = invoke_train(args)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "logs" / "cw"
+    records, values = [], []
+    for point in sorted(p for p in folder.iterdir() if p.is_dir()):
+        experiment = hparams_experiment(point)
+        records.append([(i.name, i.type, i.differs) for i in experiment.hparam_infos])
+        values.append(hparams_session_start(point).hparams["train.class_weight"])
+    assert len(records) == 2 and records[0] == records[1]
+    assert records[0][0] == ("train.class_weight", api_pb2.DATA_TYPE_STRING, True)
+    assert [v.string_value for v in values] == shown
+
+
 def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     # sgd at 1e30 turns the weights to inf within a step or two (as the README's
     # divergence example); 0.01 trains.
@@ -480,7 +551,10 @@ def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert json.loads((folder / diverged / "status.json").read_text())["state"] == "diverged"
     assert json.loads((folder / trained / "status.json").read_text())["state"] == "completed"
     errors = result.stderr.splitlines()
-    assert errors[0].startswith(f"kerasmlp-train: error: sweep run {diverged}: diverged at step ")
+    assert errors[0].startswith(
+        f"kerasmlp-train: error: sweep run {diverged} "
+        "(optimizer.learning_rate.initial_learning_rate=1.0e+30): diverged at step "
+    )
     assert errors[1:] == [
         f"kerasmlp-train: error: 1 of 2 sweep runs diverged (ranked last): {diverged}"
     ]
@@ -498,10 +572,91 @@ def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert resumed.stderr.splitlines() == errors[1:]
 
 
+def test_a_point_that_fails_names_itself_and_says_what_is_kept(tmp_path):
+    # Valid config, but the dataset (spirals) has no class '0': the point fails once its
+    # data is read. The line gave only that reason, not which point of the sweep.
+    path = write(tmp_path, "train.class_weight: [none, {'0': 2.0}]\n")
+    args = [
+        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "swf",
+        "--epochs", "1",
+        "--set", "model.hidden_units=[4]",
+        "--set", "train.histogram_every_epochs=0",
+        "--set", "train.image_every_epochs=0",
+        "--set", f"data.data_dir={tmp_path / 'tfds'}",
+    ]  # fmt: skip
+    folder = tmp_path / "logs" / "swf"
+    line = (
+        "kerasmlp-train: error: sweep run 01-class_weight=_0_2.0 (train.class_weight={'0': 2.0}) "
+        "failed: train.class_weight names class '0', which the dataset does not have. "
+        "Classes: spiral_a, spiral_b. The sweep stopped there; its finished points (1 of 2) "
+        f"are kept in {folder}: kerasmlp-train --resume {folder} runs the 1 left, this one "
+        "first, with the same config\n"
+    )
+    result = invoke_train(args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == line
+    assert sorted(p.name for p in folder.iterdir()) == ["00-class_weight=none", "sweep.yaml"]
+    # --resume keeps the finished point and tries the failed one again, with its config.
+    resumed = invoke_train(["--resume", str(folder)])
+    assert resumed.exit_code == 2 and "completed already" in resumed.output
+    assert resumed.stderr == line
+
+
+def test_two_sweeps_under_one_logdir_are_separate_hparams_rows(tmp_path):
+    # Each point's session group was its folder's name: TensorBoard's HParams tab over
+    # both sweeps (`tensorboard --logdir logs`) showed one row for the two
+    # 00-activation=tanh, the seed of one and the metrics of both averaged.
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context, list_session_groups
+
+    path = write(tmp_path, "model.activation: [tanh]\n")
+    logs = tmp_path / "logs"
+    for seed in (1, 2):
+        args = [
+            "--sweep", str(path), "--logdir", str(logs), "--run-name", f"s{seed}",
+            "--epochs", "1", "--seed", str(seed),
+            "--set", "model.hidden_units=[4]",
+            "--set", "train.histogram_every_epochs=0",
+            "--set", "train.image_every_epochs=0",
+            "--set", f"data.data_dir={tmp_path / 'tfds'}",
+        ]  # fmt: skip
+        assert invoke_train(args).exit_code == 0
+    # What TensorBoard's HParams plugin serves for `tensorboard --logdir logs`.
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(logs))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(logs))
+    tb_context = base_plugin.TBContext(
+        logdir=str(logs), multiplexer=multiplexer, data_provider=provider
+    )
+    request = api_pb2.ListSessionGroupsRequest(
+        allowed_statuses=[api_pb2.STATUS_SUCCESS],
+        col_params=[api_pb2.ColParams(hparam="seed")],
+        start_index=0,
+        slice_size=10,
+    )
+    response = list_session_groups.Handler(
+        context.RequestContext(), backend_context.Context(tb_context), "", request
+    ).run()
+    rows = {
+        tuple(s.name for s in group.sessions): group.hparams["seed"].number_value
+        for group in response.session_groups
+    }
+    assert rows == {("s1/00-activation=tanh",): 1, ("s2/00-activation=tanh",): 2}
+
+
 def hparams_experiment(run_dir):
     accumulator = events.load(run_dir)
     content = accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content
     return hparams_metadata.parse_experiment_plugin_data(content)
+
+
+def hparams_session_start(run_dir):
+    accumulator = events.load(run_dir)
+    content = accumulator.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    return hparams_metadata.parse_session_start_info_plugin_data(content)
 
 
 @pytest.mark.parametrize(
