@@ -1071,8 +1071,19 @@ def _check_fits_in_memory(config: Config) -> None:
 
 
 def _did_you_mean(value: str, allowed: Iterable[str]) -> str:
-    close = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    # Keras's class names (AdamW, ReLU, LeakyReLU) are the config's names but for case
+    # and '_': matched so first. difflib alone is case-sensitive: 'AdamW' got 'adam'.
+    allowed = list(allowed)
+    folded = {_fold(name): name for name in allowed}
+    if _fold(value) in folded:
+        return f" Did you mean {folded[_fold(value)]!r}?"
+    lowered = {name.lower(): name for name in allowed}
+    close = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" Did you mean {lowered[close[0]]!r}?" if close else ""
+
+
+def _fold(name: str) -> str:
+    return name.lower().replace("_", "")
 
 
 def _show(value: Any, limit: int = 80) -> str:

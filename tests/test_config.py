@@ -150,6 +150,10 @@ BAD = [
     ("model.activaton=relu", "Unknown key 'model.activaton'. Did you mean 'activation'?"),
     ("model.activation=rleu", "Unknown activation 'rleu' (model.activation). Did you mean 'relu'?"),
     ("optimizer.name=adma", "Unknown optimizer 'adma' (optimizer.name). Did you mean 'adam'?"),
+    # Keras's class names differ from the config's by case and '_' only: matched so first,
+    # where difflib (case-sensitive) offered 'adam' for 'AdamW' and nothing for 'LeakyReLU'.
+    ("optimizer.name=AdamW", "Unknown optimizer 'AdamW' (optimizer.name). Did you mean 'adamw'?"),
+    ("model.activation=LeakyReLU", "(model.activation). Did you mean 'leaky_relu'?"),
     ("loss.name=sparse_crossentropy", "Unknown loss 'sparse_crossentropy' (loss.name)."),
     ("metrics=[acuracy]", "Unknown metric 'acuracy' (metrics[0]). Did you mean 'accuracy'?"),
     ("train.batch_size=0", "train.batch_size must be >= 1. Received: train.batch_size=0"),
