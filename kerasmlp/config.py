@@ -607,11 +607,15 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
 def _build(cls: type, raw: Any, path: str) -> Any:
     if raw is None and path:
         raw = {}  # a section with every key commented out: its defaults
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     if not isinstance(raw, Mapping):
         where = path.rstrip(".") or "the config"
         received = f"{where}={_show(raw)}" if path else _show(raw)
-        raise ConfigError(f"{where} must be a mapping of keys. Received: {received}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+        allowed = f" Allowed in {where}: {', '.join(fields)}." if path else ""
+        raise ConfigError(
+            f"{where} must be a mapping of keys.{_section_hint(cls, raw, path)}{allowed} "
+            f"Received: {received}"
+        )
     for key in raw:
         if key not in fields:
             raise ConfigError(
@@ -628,6 +632,20 @@ def _build(cls: type, raw: Any, path: str) -> Any:
         _check_field(field, value, key_path)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _section_hint(cls: type, value: Any, path: str) -> str:
+    """A "did you mean" for a section given a value (`optimizer: adam`, as `compile` takes
+    it; `optimizer.learning_rate=1e-3`): the section's first key, when it takes the value."""
+    first = dataclasses.fields(cls)[0]
+    hint = typing.get_type_hints(cls)[first.name]
+    if not path or value is None or dataclasses.is_dataclass(hint):
+        return ""
+    try:
+        _check_field(first, _convert(hint, value, path + first.name), path + first.name)
+    except ConfigError:
+        return ""
+    return f" Did you mean {path}{first.name}: {_show(value)}?"
 
 
 def _convert(hint: Any, value: Any, path: str) -> Any:

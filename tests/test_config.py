@@ -189,7 +189,17 @@ BAD = [
     ("metrics=[mse]", "metrics[0] 'mse' does not fit a classification task"),
     ("metrics=[accuracy, accuracy]", "metrics lists a name twice"),
     ("train.validation_fraction=1", "train.validation_fraction must be in [0.0, 1.0)"),
-    ("model=3", "model must be a mapping of keys. Received: model=3"),
+    ("model=3", "model must be a mapping of keys. Allowed in model: hidden_units, activation,"),
+    # A section given a value, as Keras's `compile(optimizer="adam")` takes it: the section's
+    # keys, and its first key when that takes the value.
+    ("optimizer=adam", "optimizer must be a mapping of keys. Did you mean optimizer.name: 'adam'?"),
+    (
+        "optimizer.learning_rate=1e-3",
+        "Did you mean optimizer.learning_rate.initial_learning_rate: 0.001? Allowed in "
+        "optimizer.learning_rate: initial_learning_rate, decay_steps, decay_rate, staircase. "
+        "Received: optimizer.learning_rate=0.001",
+    ),
+    ("loss=mse", "loss must be a mapping of keys. Allowed in loss: name, from_logits,"),
     ("seed=-1", "seed must be >= 0. Received: seed=-1"),
     ("model.weight_decay=.nan", "model.weight_decay must be a finite number"),
     # Numbers go into float32 tensors: beyond its range they would be inf (a traceback),
