@@ -64,6 +64,32 @@ def test_the_reference_table_states_each_integer_bound(key, bound):
     assert sign + _written(number) in rows[key]
 
 
+def _float_bounds(cls=Config, prefix=""):
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[field.name]):
+            yield from _float_bounds(hints[field.name], f"{prefix}{field.name}.")
+        elif hints[field.name] is float and "range" in field.metadata:
+            yield prefix + field.name, field.metadata["range"]
+
+
+def _interval(gt, ge, lt, le) -> str:
+    """How the README writes a number key's range: `in [0, 1)`, `> 0`, `>= 0 and <= 10^9`."""
+    low, high = (gt, ge)[gt is None], (lt, le)[lt is None]
+    if high is None:
+        return f"{'>' if gt is not None else '>='} {low:g}"
+    if high >= 10**7:  # a cap against typos, written as the integers' caps are
+        return f"{'>' if gt is not None else '>='} {low:g} and <= {_written(int(high))}"
+    return f"in {'(' if gt is not None else '['}{low:g}, {high:g}{')' if lt is not None else ']'}"
+
+
+@pytest.mark.parametrize("key,bounds", list(_float_bounds()), ids=lambda v: str(v))
+def test_the_reference_table_states_each_number_range(key, bounds):
+    # train.checkpoint_every_seconds and min_delta were documented as `>= 0`, and 2e9 refused.
+    rows = dict(re.findall(r"^\| `([a-z_.]+)` \| [^|]* \| ([^|]*) \|", README, flags=re.M))
+    assert rows[key].startswith(_interval(*bounds))
+
+
 def test_the_losses_and_metrics_examples_run(tmp_path, monkeypatch):
     section = README.split("## Using kerasmlp losses and metrics in your own Keras model")[1]
     section = section.split("\n## ")[0]
