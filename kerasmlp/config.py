@@ -616,13 +616,24 @@ def _build(cls: type, raw: Any, path: str) -> Any:
             f"{where} must be a mapping of keys.{_section_hint(cls, raw, path)}{allowed} "
             f"Received: {received}"
         )
+    hints = typing.get_type_hints(cls)
     for key in raw:
+        head = key.split(".")[0] if isinstance(key, str) and key not in fields else None
+        if head in fields and dataclasses.is_dataclass(hints[head]):
+            # `model.activation: tanh` in a file, as --set and a sweep file write keys.
+            nested: Any = raw[key]
+            for part in reversed(key.split(".")):
+                nested = {part: nested}
+            raise ConfigError(
+                f"Unknown key {_show(f'{path}{key}')}: a config file nests its sections, "
+                f"write {_show(nested)} (dotted keys are for --set and --sweep files). "
+                f"Received: {path}{key}={_show(raw[key])}"
+            )
         if key not in fields:
             raise ConfigError(
                 f"Unknown key {_show(f'{path}{key}')}.{_did_you_mean(str(key), fields)} "
                 f"Allowed in {path.rstrip('.') or 'the top level'}: {', '.join(fields)}"
             )
-    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, field in fields.items():
         if name not in raw:

@@ -338,6 +338,35 @@ def test_file_that_is_not_a_mapping(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        # Written as --set and a sweep file write keys; the one line said only "Unknown
+        # key 'model.activation'. Allowed in the top level: seed, data, ...".
+        (
+            "model.activation: tanh\n",
+            "Unknown key 'model.activation': a config file nests its sections, write "
+            "{model: {activation: tanh}} (dotted keys are for --set and --sweep files). "
+            "Received: model.activation='tanh'",
+        ),
+        (
+            "train:\n  early_stopping.patience: 3\n",
+            "Unknown key 'train.early_stopping.patience': a config file nests its sections, "
+            "write {early_stopping: {patience: 3}}",
+        ),
+        # A dot after a value's name is no section: the usual "did you mean".
+        ("model:\n  hidden_units.0: 3\n", "Unknown key 'model.hidden_units.0'. Did you mean"),
+    ],
+    ids=["top", "in-section", "not-a-section"],
+)
+def test_a_dotted_key_in_a_file_is_shown_nested(tmp_path, text, message):
+    path = tmp_path / "dotted.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(message)
+
+
 # Each bad file, and the exact start of its one-line message after the file's path.
 BAD_FILES = [
     (
