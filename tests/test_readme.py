@@ -223,6 +223,36 @@ def test_every_set_shown_is_one_shell_word_of_yaml():
                 parse_yaml(text, source=f"--set {key} in {command!r}")
 
 
+def _values(line: str) -> dict[str, float]:
+    return {name: float(value) for name, value in re.findall(r"(\w+) (\d+\.\d+)", line)}
+
+
+def test_the_quick_starts_epoch_lines_are_the_default_runs(tmp_path):
+    # The transcript's first two epochs and the terminal's epoch 3 line, against the first
+    # 3 epochs of the default run (seed 0; the schedule does not depend on train.epochs, and
+    # histograms and pictures change no weight). The terminal line was left at an older
+    # version's values (loss 0.2264, validation_accuracy 0.9725) when the transcript was
+    # updated. Within 0.006: another CPU may round an example or two differently.
+    result = invoke_train(
+        ["--epochs", 3, "--logdir", tmp_path / "logs", "--set", f"data.data_dir={tmp_path}"]
+        + ["--set", "train.histogram_every_epochs=0", "--set", "train.image_every_epochs=0"]
+    )
+    assert result.exit_code == 0, result.output
+    printed = {int(line.split()[1]): line for line in re.findall(r"^epoch .*", result.output, re.M)}
+    quick_start = _section("Quick start")
+    documented = {
+        1: re.search(r"^epoch 1 .*", quick_start, re.M).group(),
+        2: re.search(r"^epoch 2 .*", quick_start, re.M).group(),
+        # On a terminal the train_ prefix is left out, as Keras's bar leaves it out.
+        3: re.search(r"`(epoch 3/40 \| .*?)`", quick_start).group(1).replace("| ", "| train_", 2),
+    }
+    for epoch, line in documented.items():
+        expected, got = _values(line), _values(printed[epoch])
+        assert set(expected) == set(got), (line, printed[epoch])
+        for name, value in expected.items():
+            assert abs(got[name] - value) <= 0.006, (epoch, name, got[name], value)
+
+
 def test_the_options_table_is_kerasmlp_train_help():
     # Each option the table names exists, with the table's metavar (`--logdir DIR`, not
     # --help's former `--logdir TEXT`), and every option of --help has a row.
