@@ -630,8 +630,9 @@ def _build(cls: type, raw: Any, path: str) -> Any:
                 f"Received: {path}{key}={_show(raw[key])}"
             )
         if key not in fields:
+            hint = _did_you_mean(str(key), fields) or (_home(str(key)) if not path else "")
             raise ConfigError(
-                f"Unknown key {_show(f'{path}{key}')}.{_did_you_mean(str(key), fields)} "
+                f"Unknown key {_show(f'{path}{key}')}.{hint} "
                 f"Allowed in {path.rstrip('.') or 'the top level'}: {', '.join(fields)}"
             )
     kwargs = {}
@@ -643,6 +644,21 @@ def _build(cls: type, raw: Any, path: str) -> Any:
         _check_field(field, value, key_path)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _home(key: str) -> str:
+    """A "did you mean" for a section's key given at the top level (`--set epochs=3`, or
+    `epochs: 3` left unindented under `train:`): its path, when one section has it."""
+    homes = [path for path in _key_paths(Config) if _fold(path.rsplit(".", 1)[-1]) == _fold(key)]
+    return f" Did you mean {homes[0]!r}?" if len(homes) == 1 else ""
+
+
+def _key_paths(cls: type, prefix: str = "") -> Iterable[str]:
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        yield prefix + field.name
+        if dataclasses.is_dataclass(hints[field.name]):
+            yield from _key_paths(hints[field.name], f"{prefix}{field.name}.")
 
 
 def _section_hint(cls: type, value: Any, path: str) -> str:

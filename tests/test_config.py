@@ -148,6 +148,11 @@ def test_task_follows_the_dataset():
 # Each bad setting, and the exact words its one-line message must contain.
 BAD = [
     ("model.activaton=relu", "Unknown key 'model.activaton'. Did you mean 'activation'?"),
+    # A section's key at the top level (`--set epochs=3`, `epochs:` not indented under
+    # `train:`): its section named; "name" is in three sections, so none is.
+    ("epochs=3", "Unknown key 'epochs'. Did you mean 'train.epochs'? Allowed in the top level"),
+    ("initial_learning_rate=0.1", "Did you mean 'optimizer.learning_rate.initial_learning_rate'?"),
+    ("name=mnist", "Unknown key 'name'. Allowed in the top level: seed, data, model, loss,"),
     ("model.activation=rleu", "Unknown activation 'rleu' (model.activation). Did you mean 'relu'?"),
     ("optimizer.name=adma", "Unknown optimizer 'adma' (optimizer.name). Did you mean 'adam'?"),
     # Keras's class names differ from the config's by case and '_' only: matched so first,
