@@ -607,18 +607,34 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
 def _build(cls: type, raw: Any, path: str) -> Any:
     if raw is None and path:
         raw = {}  # a section with every key commented out: its defaults
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     if not isinstance(raw, Mapping):
         where = path.rstrip(".") or "the config"
         received = f"{where}={_show(raw)}" if path else _show(raw)
-        raise ConfigError(f"{where} must be a mapping of keys. Received: {received}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+        allowed = f" Allowed in {where}: {', '.join(fields)}." if path else ""
+        raise ConfigError(
+            f"{where} must be a mapping of keys.{_section_hint(cls, raw, path)}{allowed} "
+            f"Received: {received}"
+        )
+    hints = typing.get_type_hints(cls)
     for key in raw:
-        if key not in fields:
+        head = key.split(".")[0] if isinstance(key, str) and key not in fields else None
+        if head in fields and dataclasses.is_dataclass(hints[head]):
+            # `model.activation: tanh` in a file, as --set and a sweep file write keys.
+            nested: Any = raw[key]
+            for part in reversed(key.split(".")):
+                nested = {part: nested}
             raise ConfigError(
-                f"Unknown key {_show(f'{path}{key}')}.{_did_you_mean(str(key), fields)} "
+                f"Unknown key {_show(f'{path}{key}')}: a config file nests its sections, "
+                f"write {_show(nested)} (dotted keys are for --set and --sweep files). "
+                f"Received: {path}{key}={_show(raw[key])}"
+            )
+        if key not in fields:
+            hint = _did_you_mean(str(key), fields) or (_home(str(key)) if not path else "")
+            raise ConfigError(
+                f"Unknown key {_show(f'{path}{key}')}.{hint} "
                 f"Allowed in {path.rstrip('.') or 'the top level'}: {', '.join(fields)}"
             )
-    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, field in fields.items():
         if name not in raw:
@@ -628,6 +644,35 @@ def _build(cls: type, raw: Any, path: str) -> Any:
         _check_field(field, value, key_path)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _home(key: str) -> str:
+    """A "did you mean" for a section's key given at the top level (`--set epochs=3`, or
+    `epochs: 3` left unindented under `train:`): its path, when one section has it."""
+    homes = [path for path in _key_paths(Config) if _fold(path.rsplit(".", 1)[-1]) == _fold(key)]
+    return f" Did you mean {homes[0]!r}?" if len(homes) == 1 else ""
+
+
+def _key_paths(cls: type, prefix: str = "") -> Iterable[str]:
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        yield prefix + field.name
+        if dataclasses.is_dataclass(hints[field.name]):
+            yield from _key_paths(hints[field.name], f"{prefix}{field.name}.")
+
+
+def _section_hint(cls: type, value: Any, path: str) -> str:
+    """A "did you mean" for a section given a value (`optimizer: adam`, as `compile` takes
+    it; `optimizer.learning_rate=1e-3`): the section's first key, when it takes the value."""
+    first = dataclasses.fields(cls)[0]
+    hint = typing.get_type_hints(cls)[first.name]
+    if not path or value is None or dataclasses.is_dataclass(hint):
+        return ""
+    try:
+        _check_field(first, _convert(hint, value, path + first.name), path + first.name)
+    except ConfigError:
+        return ""
+    return f" Did you mean {path}{first.name}: {_show(value)}?"
 
 
 def _convert(hint: Any, value: Any, path: str) -> Any:
@@ -1071,8 +1116,19 @@ def _check_fits_in_memory(config: Config) -> None:
 
 
 def _did_you_mean(value: str, allowed: Iterable[str]) -> str:
-    close = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    # Keras's class names (AdamW, ReLU, LeakyReLU) are the config's names but for case
+    # and '_': matched so first. difflib alone is case-sensitive: 'AdamW' got 'adam'.
+    allowed = list(allowed)
+    folded = {_fold(name): name for name in allowed}
+    if _fold(value) in folded:
+        return f" Did you mean {folded[_fold(value)]!r}?"
+    lowered = {name.lower(): name for name in allowed}
+    close = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" Did you mean {lowered[close[0]]!r}?" if close else ""
+
+
+def _fold(name: str) -> str:
+    return name.lower().replace("_", "")
 
 
 def _show(value: Any, limit: int = 80) -> str:

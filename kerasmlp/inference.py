@@ -157,11 +157,19 @@ class LoadedRun:
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = pathlib.Path(run_dir)
+        if not self.run_dir.is_dir():  # a mistyped path: not "a run without model.keras"
+            raise DataError(f"Run folder not found: {self.run_dir}")
         for name in (MODEL_FILE, DATA_FILE, CONFIG_FILE):
             if not (self.run_dir / name).is_file():
+                state = (read_status(self.run_dir) or {}).get("state")
+                why = (
+                    f"the run is {state} (status.json); only a completed run has a model"
+                    if state in ("running", "interrupted", "diverged", "failed")
+                    else "not a completed kerasmlp run"
+                )
+                version = " (data.json is written by runs of this version on)"
                 raise DataError(
-                    f"{self.run_dir} has no {name}: not a completed kerasmlp run "
-                    "(data.json is written by runs of this version on)"
+                    f"{self.run_dir} has no {name}: {why}{version if name == DATA_FILE else ''}"
                 )
         self.config: Config = load_saved_config(self.run_dir / CONFIG_FILE)
         card = read_data_card(self.run_dir / DATA_FILE)

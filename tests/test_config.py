@@ -148,8 +148,17 @@ def test_task_follows_the_dataset():
 # Each bad setting, and the exact words its one-line message must contain.
 BAD = [
     ("model.activaton=relu", "Unknown key 'model.activaton'. Did you mean 'activation'?"),
+    # A section's key at the top level (`--set epochs=3`, `epochs:` not indented under
+    # `train:`): its section named; "name" is in three sections, so none is.
+    ("epochs=3", "Unknown key 'epochs'. Did you mean 'train.epochs'? Allowed in the top level"),
+    ("initial_learning_rate=0.1", "Did you mean 'optimizer.learning_rate.initial_learning_rate'?"),
+    ("name=mnist", "Unknown key 'name'. Allowed in the top level: seed, data, model, loss,"),
     ("model.activation=rleu", "Unknown activation 'rleu' (model.activation). Did you mean 'relu'?"),
     ("optimizer.name=adma", "Unknown optimizer 'adma' (optimizer.name). Did you mean 'adam'?"),
+    # Keras's class names differ from the config's by case and '_' only: matched so first,
+    # where difflib (case-sensitive) offered 'adam' for 'AdamW' and nothing for 'LeakyReLU'.
+    ("optimizer.name=AdamW", "Unknown optimizer 'AdamW' (optimizer.name). Did you mean 'adamw'?"),
+    ("model.activation=LeakyReLU", "(model.activation). Did you mean 'leaky_relu'?"),
     ("loss.name=sparse_crossentropy", "Unknown loss 'sparse_crossentropy' (loss.name)."),
     ("metrics=[acuracy]", "Unknown metric 'acuracy' (metrics[0]). Did you mean 'accuracy'?"),
     ("train.batch_size=0", "train.batch_size must be >= 1. Received: train.batch_size=0"),
@@ -185,7 +194,17 @@ BAD = [
     ("metrics=[mse]", "metrics[0] 'mse' does not fit a classification task"),
     ("metrics=[accuracy, accuracy]", "metrics lists a name twice"),
     ("train.validation_fraction=1", "train.validation_fraction must be in [0.0, 1.0)"),
-    ("model=3", "model must be a mapping of keys. Received: model=3"),
+    ("model=3", "model must be a mapping of keys. Allowed in model: hidden_units, activation,"),
+    # A section given a value, as Keras's `compile(optimizer="adam")` takes it: the section's
+    # keys, and its first key when that takes the value.
+    ("optimizer=adam", "optimizer must be a mapping of keys. Did you mean optimizer.name: 'adam'?"),
+    (
+        "optimizer.learning_rate=1e-3",
+        "Did you mean optimizer.learning_rate.initial_learning_rate: 0.001? Allowed in "
+        "optimizer.learning_rate: initial_learning_rate, decay_steps, decay_rate, staircase. "
+        "Received: optimizer.learning_rate=0.001",
+    ),
+    ("loss=mse", "loss must be a mapping of keys. Allowed in loss: name, from_logits,"),
     ("seed=-1", "seed must be >= 0. Received: seed=-1"),
     ("model.weight_decay=.nan", "model.weight_decay must be a finite number"),
     # Numbers go into float32 tensors: beyond its range they would be inf (a traceback),
@@ -322,6 +341,35 @@ def test_file_that_is_not_a_mapping(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must hold a mapping of sections"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        # Written as --set and a sweep file write keys; the one line said only "Unknown
+        # key 'model.activation'. Allowed in the top level: seed, data, ...".
+        (
+            "model.activation: tanh\n",
+            "Unknown key 'model.activation': a config file nests its sections, write "
+            "{model: {activation: tanh}} (dotted keys are for --set and --sweep files). "
+            "Received: model.activation='tanh'",
+        ),
+        (
+            "train:\n  early_stopping.patience: 3\n",
+            "Unknown key 'train.early_stopping.patience': a config file nests its sections, "
+            "write {early_stopping: {patience: 3}}",
+        ),
+        # A dot after a value's name is no section: the usual "did you mean".
+        ("model:\n  hidden_units.0: 3\n", "Unknown key 'model.hidden_units.0'. Did you mean"),
+    ],
+    ids=["top", "in-section", "not-a-section"],
+)
+def test_a_dotted_key_in_a_file_is_shown_nested(tmp_path, text, message):
+    path = tmp_path / "dotted.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(message)
 
 
 # Each bad file, and the exact start of its one-line message after the file's path.

@@ -627,6 +627,26 @@ def test_predict_on_a_folder_that_is_no_run(tmp_path):
     assert usage == "Usage: main [OPTIONS] RUN_DIR [INPUT]"
 
 
+def test_predict_and_export_on_a_mistyped_or_unfinished_run_say_which(tmp_path):
+    # A mistyped RUN_DIR was "has no model.keras: not a completed kerasmlp run (data.json is
+    # written by runs of this version on)", as if the folder held a run of another version.
+    missing = tmp_path / "logs" / "frut"
+    for command, second in ((predict.main, "x.csv"), (export.main, str(tmp_path / "out"))):
+        result = CliRunner().invoke(command, [str(missing), second])
+        assert result.exit_code == 2
+        assert result.output.strip().endswith(f"error: Run folder not found: {missing}")
+    # An interrupted run has no model yet: its status says so.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "status.json").write_text('{"state": "interrupted", "step": 57}')
+    result = CliRunner().invoke(predict.main, [str(run), "x.csv"])
+    assert result.exit_code == 2
+    assert (
+        f"{run} has no model.keras: the run is interrupted (status.json); only a completed run "
+        "has a model\n"
+    ) in result.output
+
+
 def test_a_playground_run_predicts_too(tmp_path, monkeypatch):
     # Runs on the built-in datasets write data.json as well: load_run and kerasmlp-predict
     # take their flat features, and an .npz's y as class ids.
