@@ -90,6 +90,24 @@ def test_the_reference_table_states_each_number_range(key, bounds):
     assert rows[key].startswith(_interval(*bounds))
 
 
+def test_the_tour_turns_off_with_0_only_the_frequencies_that_accept_0():
+    # The tour's sentence on how often each kind is written: the keys just before
+    # "0 = off" (after the last ";") load with 0; the keys it names before them refuse 0.
+    from kerasmlp.config import ConfigError, load_config
+
+    sentence = re.search(
+        r"How often each kind is written is set in `train:` \((.*?)\)", README, re.S
+    )
+    *others, off = sentence.group(1).split("0 = off")[0].split(";")
+    off = re.findall(r"`([a-z_]+)`", off)
+    assert off
+    for key in off:
+        assert getattr(load_config(None, [f"train.{key}=0"]).train, key) == 0
+    for key in re.findall(r"`([a-z_]+)`", ";".join(others)):
+        with pytest.raises(ConfigError, match=f"train.{key} must be >= 1"):
+            load_config(None, [f"train.{key}=0"])
+
+
 def test_the_losses_and_metrics_examples_run(tmp_path, monkeypatch):
     section = README.split("## Using kerasmlp losses and metrics in your own Keras model")[1]
     section = section.split("\n## ")[0]
