@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
+import rich.console
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.plugins.histogram import summary_v2 as histogram_summary
@@ -567,9 +568,15 @@ def _hparam_type(value) -> int:
 
 
 def model_summary(model) -> str:
-    """`model.summary()` as plain text (Keras draws it with box characters)."""
+    """`model.summary()` as plain text (Keras draws it with box characters).
+
+    At most 90 columns wide, and no wider than the console rich draws it on (the
+    terminal's width; 80 without a terminal): a wider table is cut at the console's
+    edge, and the summary lost its `Param #` column.
+    """
     lines: list[str] = []
+    width = min(90, rich.console.Console().width)
     # Keras draws with rich, which also writes to stdout: keep that off the console.
     with contextlib.redirect_stdout(io.StringIO()):
-        model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=90)
+        model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=width)
     return "\n".join(lines)

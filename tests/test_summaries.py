@@ -397,3 +397,21 @@ def test_model_summary_is_text():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense_0")])
     text = model_summary(model)
     assert "dense_0" in text and "8" in text  # 3 * 2 + 2 parameters
+
+
+@pytest.mark.parametrize("columns", ["80", "60", "200"])
+def test_model_summary_keeps_every_column_on_any_console(monkeypatch, columns):
+    # rich draws Keras's table on a console of the terminal's width (COLUMNS), 80
+    # without one: a 90-column table lost its right-hand `Param #` column there.
+    import keras
+
+    monkeypatch.setenv("COLUMNS", columns)
+    model = keras.Sequential(
+        [keras.Input((784,)), keras.layers.Dense(16, name="dense_0"), keras.layers.Dense(10)]
+    )
+    text = model_summary(model)
+    assert "Param #" in text
+    assert "12,560" in text  # dense_0: 784 * 16 + 16, by hand
+    table = [line for line in text.splitlines() if line[:1] in "┏┃┡│├└"]
+    assert all(line[-1] in "┓┃┩│┤┘" for line in table)  # each row closed: nothing cut
+    assert max(len(line) for line in table) <= min(90, int(columns))
