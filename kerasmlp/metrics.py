@@ -130,13 +130,11 @@ def _check_average(average):
     return average
 
 
-def _check_from_logits(from_logits) -> bool:
+def _check_bool(name: str, value) -> bool:
     # As kerasmlp's losses: `bool("false")` would be True, silently.
-    if not isinstance(from_logits, bool):
-        raise ValueError(
-            f"Argument `from_logits` must be a bool. Received: from_logits={from_logits!r}"
-        )
-    return from_logits
+    if not isinstance(value, bool):
+        raise ValueError(f"Argument `{name}` must be a bool. Received: {name}={value!r}")
+    return value
 
 
 def _check_threshold(threshold) -> float:
@@ -359,7 +357,7 @@ def _binary_entry_matches(y_true, y_pred, threshold: float, from_logits: bool):
     return ops.cast(ops.equal(predicted, y_true), "float32")
 
 
-def sparse_top_k_matches(y_true, y_pred, k: int = 5):
+def sparse_top_k_matches(y_true, y_pred, k: int = 5, from_sorted_ids: bool = False):
     """Whether the true class is among the `k` highest scores, per example.
 
     The true class is in the top `k` when fewer than `k` classes score strictly
@@ -375,8 +373,11 @@ def sparse_top_k_matches(y_true, y_pred, k: int = 5):
         y_true: Integer class ids, `(batch,)` or `(batch, 1)`; `(batch, steps)` for
             `(batch, steps, num_classes)` scores.
         y_pred: Scores (probabilities or logits), `(batch, num_classes)` or
-            `(batch, steps, num_classes)`.
+            `(batch, steps, num_classes)`; with `from_sorted_ids`, class ids from the
+            highest score down, `(batch, N)` or `(batch, steps, N)`.
         k: How many top classes count as a hit (default 5).
+        from_sorted_ids: Whether `y_pred` holds sorted class ids (as Keras's
+            `sparse_top_k_categorical_accuracy`): a hit is the label among the first `k`.
 
     Returns:
         Float32 tensor of 0s and 1s, `y_pred`'s shape without its class axis.
@@ -387,6 +388,9 @@ def sparse_top_k_matches(y_true, y_pred, k: int = 5):
         [1.0, 0.0]
     """
     labels = _row_labels(y_true, y_pred)
+    if from_sorted_ids:
+        top = ops.cast(y_pred[..., :k], "int32")
+        return ops.cast(ops.any(ops.equal(top, ops.expand_dims(labels, -1)), axis=-1), "float32")
     num_classes = ops.shape(y_pred)[-1]
     # Clipped so that an out-of-range label cannot make the gather fail; it is a miss.
     in_range = ops.logical_and(ops.greater_equal(labels, 0), ops.less(labels, num_classes))
@@ -790,7 +794,7 @@ class BinaryAccuracy(_WeightedMean):
         super().__init__(name=name, dtype=dtype)
         self._direction = "up"
         self.threshold = _check_threshold(threshold)
-        self.from_logits = _check_from_logits(from_logits)
+        self.from_logits = _check_bool("from_logits", from_logits)
 
     def _values(self, y_true, y_pred):
         # One value per entry, so that weights can weigh entries, as in Keras.
@@ -815,9 +819,11 @@ class SparseTopKCategoricalAccuracy(_WeightedMean):
         k: How many top-scoring classes count as a hit (default 5), >= 1.
         name: Metric name (default "sparse_top_k_categorical_accuracy").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
+        from_sorted_ids: Whether `y_pred` holds class ids sorted from the highest
+            score down, `(batch, N)`, rather than every class's score (as Keras's).
 
     Raises:
-        ValueError: If `k` is not an integer >= 1.
+        ValueError: If `k` is not an integer >= 1, or `from_sorted_ids` not a bool.
 
     Example:
         >>> m = SparseTopKCategoricalAccuracy(k=2)
@@ -826,16 +832,23 @@ class SparseTopKCategoricalAccuracy(_WeightedMean):
         0.5
     """
 
-    def __init__(self, k: int = 5, name: str = "sparse_top_k_categorical_accuracy", dtype=None):
+    def __init__(
+        self,
+        k: int = 5,
+        name: str = "sparse_top_k_categorical_accuracy",
+        dtype=None,
+        from_sorted_ids: bool = False,
+    ):
         super().__init__(name=name, dtype=dtype)
         self._direction = "up"
         self.k = _check_int("k", k, 1)
+        self.from_sorted_ids = _check_bool("from_sorted_ids", from_sorted_ids)
 
     def _values(self, y_true, y_pred):
-        return sparse_top_k_matches(y_true, y_pred, self.k)
+        return sparse_top_k_matches(y_true, y_pred, self.k, self.from_sorted_ids)
 
     def get_config(self):
-        return {**super().get_config(), "k": self.k}
+        return {**super().get_config(), "k": self.k, "from_sorted_ids": self.from_sorted_ids}
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
@@ -1083,7 +1096,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         super().__init__(name=_check_name(name), dtype=dtype)
         self._direction = "down"
         self.num_bins = _check_int("num_bins", num_bins, 1)
-        self.from_logits = _check_from_logits(from_logits)
+        self.from_logits = _check_bool("from_logits", from_logits)
         self.counts = self._bin_variable("counts")
         self.confidence_sums = self._bin_variable("confidence_sums")
         self.correct_sums = self._bin_variable("correct_sums")

@@ -487,6 +487,28 @@ def test_top_k_ties_at_the_boundary_count_as_hits():
 
 
 @pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("ids_dtype", ["int32", "float32"])
+def test_top_k_from_sorted_ids_is_keras(mode, ids_dtype):
+    # y_pred holds class ids from the highest score down (Keras 3.15's from_sorted_ids).
+    # By hand, k=2: row 0's label 3 is first, row 1's 0 is third (a miss), row 2's 1 is
+    # second, row 3's 2 is absent; weights 1, 2, 0.5, 1 give (1 + 0.5) / 4.5 = 1/3.
+    y_pred = np.array([[3, 1, 0], [2, 1, 0], [4, 1, 2], [0, 1, 3]], ids_dtype)
+    y_true = np.array([3, 0, 1, 2])
+    weights = np.array([1.0, 2.0, 0.5, 1.0])
+    metric = metrics.SparseTopKCategoricalAccuracy(2, from_sorted_ids=True)
+    update = tf.function(metric.update_state) if mode == "tf_function" else metric.update_state
+    update(y_true, y_pred, sample_weight=weights)
+    reference = keras.metrics.SparseTopKCategoricalAccuracy(2, from_sorted_ids=True)
+    reference.update_state(y_true, y_pred, sample_weight=weights)
+    assert float(reference.result()) == pytest.approx(1.5 / 4.5)
+    assert float(metric.result()) == pytest.approx(1.5 / 4.5)
+    clone = metrics.SparseTopKCategoricalAccuracy.from_config(metric.get_config())
+    assert clone.from_sorted_ids is True
+    with pytest.raises(ValueError, match=r"`from_sorted_ids` must be a bool. Received: .*'yes'"):
+        metrics.SparseTopKCategoricalAccuracy(from_sorted_ids="yes")
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
 def test_top_k_rows_with_nan_or_inf_scores_are_misses_as_keras(mode):
     # A diverged model's scores: NaN everywhere, NaN on the true class, +inf on it, NaN
     # elsewhere, then a finite row that is a hit.
@@ -1135,10 +1157,7 @@ def test_positional_arguments_are_those_of_the_keras_metric_of_the_same_name(nam
         return [(p.name, p.default) for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
 
     ours, theirs = positional(getattr(metrics, name)), positional(getattr(keras.metrics, name))
-    assert ours == theirs[: len(ours)]
-    # What Keras has beyond them: kerasmlp's top-k reads scores, never sorted class ids.
-    unsupported = {"SparseTopKCategoricalAccuracy": ["from_sorted_ids"]}.get(name, [])
-    assert [p_name for p_name, _ in theirs[len(ours) :]] == unsupported
+    assert ours == theirs
     assert getattr(metrics, name)().name == getattr(keras.metrics, name)().name
 
 
