@@ -48,7 +48,7 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text import summary_v2 as text_summary
 from tensorboard.util import tensor_util
 
-from kerasmlp.runfiles import RunFilesError, describe_os_error
+from kerasmlp.runfiles import RunFilesError, describe_os_error, writing
 
 SPLITS = ("train", "validation", "test")
 _SCALAR_SHAPE = tensor_shape_pb2.TensorShapeProto()
@@ -515,6 +515,10 @@ def truncate_event_files(folder: str | pathlib.Path, wall_time: float) -> int:
 
     Returns:
       The number of events dropped.
+
+    Raises:
+      RunFilesError: a file could not be rewritten or removed (a read-only or full
+        disk); that file is left as it was, and no temporary copy stays.
     """
     dropped = 0
     folder = pathlib.Path(folder)
@@ -533,14 +537,20 @@ def truncate_event_files(folder: str | pathlib.Path, wall_time: float) -> int:
         if len(kept) == total:
             continue
         dropped += total - len(kept)
-        if not kept:
-            path.unlink()
-            continue
-        temporary = path.with_name(f".truncate-{path.name.replace('tfevents', 'events')}")
-        with tf.io.TFRecordWriter(str(temporary)) as writer:
-            for record in kept:
-                writer.write(record)
-        os.replace(temporary, path)
+        with writing(path), _writing(path.parent):  # a read-only or full disk: one line
+            if not kept:
+                path.unlink()
+                continue
+            temporary = path.with_name(f".truncate-{path.name.replace('tfevents', 'events')}")
+            try:
+                with tf.io.TFRecordWriter(str(temporary)) as writer:
+                    for record in kept:
+                        writer.write(record)
+                os.replace(temporary, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+                raise
     return dropped
 
 

@@ -1,17 +1,23 @@
 """Tests for kerasmlp.summaries: each kind of record read back, and what a real run writes when."""
 
+import errno
 import io
+import os
 import pathlib
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from kerasmlp.config import load_config
+from kerasmlp.runfiles import RunFilesError
 from kerasmlp.summaries import (
+    EventFile,
     SummaryWriter,
     description,
     hparam_value,
@@ -246,6 +252,34 @@ def test_truncation_touches_only_the_runs_own_event_files(tmp_path):
     assert not list((tmp_path / "train").glob("*tfevents*"))
     assert not list(tmp_path.glob("*tfevents*"))
     assert {path: path.read_bytes() for path in kept} == kept
+
+
+def test_truncation_on_a_read_only_disk_is_one_line_and_leaves_the_files(tmp_path, monkeypatch):
+    # `--resume` of a run on a read-only (or full) disk drops the events after its
+    # checkpoint: TensorFlow's PermissionDeniedError came out as a traceback.
+    now = [10.0]  # the events' wall times, in seconds; the checkpoint's is 20
+    cut = EventFile(tmp_path / "cut" / "train", clock=lambda: now[0])  # loses its last event
+    cut.summary(1, summary_pb2.Summary())
+    now[0] = 30.0
+    cut.summary(2, summary_pb2.Summary())
+    cut.close()
+    EventFile(tmp_path / "gone" / "train", clock=lambda: now[0]).close()  # goes whole
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+
+    def read_only(path, *args, **kwargs):
+        raise tf.errors.PermissionDeniedError(None, None, f"{path}; Read-only file system")
+
+    def cannot_unlink(path, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", read_only)
+    monkeypatch.setattr(pathlib.Path, "unlink", cannot_unlink)
+    for run, shown in (("cut", ".truncate-events.out.events"), ("gone", "events.out.tfevents")):
+        with pytest.raises(RunFilesError) as raised:
+            truncate_event_files(tmp_path / run, 20.0)
+        where = re.escape(str(tmp_path / run / "train" / shown))
+        assert re.fullmatch(rf"cannot write {where}\S*: Read-only file system", str(raised.value))
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
 
 
 def test_unknown_split_is_refused(tmp_path):
