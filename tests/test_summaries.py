@@ -205,6 +205,32 @@ def test_hparams_records_live_in_the_run_directory(tmp_path):
     assert end.status == api_pb2.STATUS_SUCCESS
 
 
+def test_restate_replaces_the_config_a_resumed_run_began_with(tmp_path):
+    # `--resume --epochs 5` of a run begun with 12: TensorBoard reads a tag's metadata
+    # from its first record only, so HParams said train.epochs 12 whatever followed.
+    with SummaryWriter(tmp_path) as writer:
+        writer.text("train", 0, "config", "train.epochs: 12")
+        writer.hparams({"train.epochs": 12, "seed": 0}, metrics=[("test", "loss")], trial_id="t")
+        writer.scalars("train", 5, {"loss": 1.0})
+    _, began, _ = hparams_records(tmp_path)
+    (began_event,) = events.load(tmp_path).Tensors("_hparams_/session_start_info")
+    writer = SummaryWriter(tmp_path)
+    writer.restate({"train.epochs": 5, "seed": 0}, config_text="train.epochs: 5")
+    writer.hparams_end(10)
+    writer.close()
+    _, start, end = hparams_records(tmp_path)
+    assert start.hparams["train.epochs"].number_value == 5
+    assert start.hparams["seed"].number_value == 0
+    assert (start.group_name, start.start_time_secs) == ("t", began.start_time_secs)
+    assert end.status == api_pb2.STATUS_SUCCESS
+    assert events.texts(tmp_path / "train") == {"config": "train.epochs: 5"}
+    assert events.scalars(tmp_path / "train") == {"loss": [(5, 1.0)]}
+    # In place, one record a tag: the same wall time and step 0, which truncation keeps.
+    (event,) = events.load(tmp_path).Tensors("_hparams_/session_start_info")
+    assert (event.step, event.wall_time) == (0, began_event.wall_time)
+    assert len(events.load(tmp_path / "train").Tensors("config")) == 1
+
+
 def test_hparams_named_first_lead_the_records_and_differ(tmp_path):
     values = {
         "seed": 0,
