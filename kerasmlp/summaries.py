@@ -43,13 +43,14 @@ import tensorflow as tf
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import summary as hparams_summary
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text import summary_v2 as text_summary
 from tensorboard.util import tensor_util
 
-from kerasmlp.runfiles import RunFilesError, describe_os_error
+from kerasmlp.runfiles import RunFilesError, describe_os_error, writing
 
 SPLITS = ("train", "validation", "test")
 _SCALAR_SHAPE = tensor_shape_pb2.TensorShapeProto()
@@ -442,6 +443,42 @@ class SummaryWriter:
         }[status]
         self._write_pb(RUN, step, hparams_summary.session_end_pb(value))
 
+    def restate(self, values: Mapping[str, Any], *, config_text: str) -> None:
+        """Puts a resumed run's config in its HParams session start and `train/config` text.
+
+        `--resume --epochs N` (or `--strategy`) changes the config a run started with;
+        its HParams row and config text said the old one. Both are replaced where they
+        are: TensorBoard takes a tag's metadata (where the session start keeps its
+        values) from the tag's first record, so a second record would not be seen.
+
+        Args:
+          values: hparam name -> value, as given to `hparams`.
+          config_text: the markdown written as `config` at step 0.
+        """
+        self.close()
+        values = {name: hparam_value(value) for name, value in values.items()}
+
+        def session_start(old: summary_pb2.Summary.Value) -> summary_pb2.Summary.Value:
+            content = old.metadata.plugin_data.content
+            info = hparams_metadata.parse_session_start_info_plugin_data(content)
+            (value,) = hparams_summary.session_start_pb(
+                values,
+                model_uri=info.model_uri,
+                monitor_url=info.monitor_url,
+                group_name=info.group_name,
+                start_time_secs=info.start_time_secs,
+            ).value
+            return value
+
+        def config(old: summary_pb2.Summary.Value) -> summary_pb2.Summary.Value:
+            (value,) = text_summary.text_pb(
+                old.tag, config_text, description=description("train", old.tag)
+            ).value
+            return value
+
+        replace_values(self.run_dir, {hparams_metadata.SESSION_START_INFO_TAG: session_start})
+        replace_values(self.run_dir / "train", {"config": config})
+
     def truncate_after(self, wall_time: float) -> int:
         """Closes the writers and drops every event written after `wall_time` (seconds).
 
@@ -516,6 +553,10 @@ def truncate_event_files(folder: str | pathlib.Path, wall_time: float) -> int:
 
     Returns:
       The number of events dropped.
+
+    Raises:
+      RunFilesError: a file could not be rewritten or removed (a read-only or full
+        disk); that file is left as it was, and no temporary copy stays.
     """
     dropped = 0
     folder = pathlib.Path(folder)
@@ -534,15 +575,69 @@ def truncate_event_files(folder: str | pathlib.Path, wall_time: float) -> int:
         if len(kept) == total:
             continue
         dropped += total - len(kept)
-        if not kept:
-            path.unlink()
-            continue
-        temporary = path.with_name(f".truncate-{path.name.replace('tfevents', 'events')}")
-        with tf.io.TFRecordWriter(str(temporary)) as writer:
-            for record in kept:
-                writer.write(record)
-        os.replace(temporary, path)
+        _rewrite_event_file(path, kept)
     return dropped
+
+
+def replace_values(
+    folder: str | pathlib.Path,
+    replace: Mapping[str, Callable[[summary_pb2.Summary.Value], summary_pb2.Summary.Value]],
+) -> int:
+    """Replaces, in the event files directly in `folder`, each summary value of a tag in `replace`.
+
+    `replace[tag](old)` gives the new value. Each record keeps its wall time and step,
+    so `truncate_event_files` keeps or drops it as it did the old one; a file is
+    rewritten (as there) only when a value changes. Returns how many changed.
+    """
+    changed = 0
+    for path in sorted(pathlib.Path(folder).glob("*tfevents*")):
+        if not path.is_file():
+            continue
+        records, changed_here = [], 0
+        try:
+            for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+                event = event_pb2.Event.FromString(record)
+                # TensorBoard's protos or TensorFlow's (as `EventFile.summary` takes): bytes.
+                news = [
+                    (value, replace[value.tag](value).SerializeToString())
+                    for value in event.summary.value
+                    if value.tag in replace
+                ]
+                news = [(value, new) for value, new in news if new != value.SerializeToString()]
+                for value, new in news:
+                    value.ParseFromString(new)
+                changed_here += len(news)
+                records.append(event.SerializeToString() if news else record)
+        except tf.errors.DataLossError:
+            pass  # a torn last record: dropped, as truncation drops it
+        if changed_here:
+            _rewrite_event_file(path, records)
+            changed += changed_here
+    return changed
+
+
+def _rewrite_event_file(path: pathlib.Path, records: Sequence[bytes]) -> None:
+    """Replaces the file with `records` (removes it when none) through a temporary file.
+
+    The temporary's name lacks "tfevents", so TensorBoard ignores it.
+
+    Raises:
+      RunFilesError: a read-only or full disk; the file is left as it was.
+    """
+    with writing(path), _writing(path.parent):
+        if not records:
+            path.unlink()
+            return
+        temporary = path.with_name(f".truncate-{path.name.replace('tfevents', 'events')}")
+        try:
+            with tf.io.TFRecordWriter(str(temporary)) as writer:
+                for record in records:
+                    writer.write(record)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
 
 
 def code_block(text: str) -> str:

@@ -1033,6 +1033,9 @@ def _run(
         _check_epochs_cover(controller, run_dir)
     if resume:
         begin()
+    if state is not None:
+        # As it is now: `--epochs` or `--strategy` changed the config the run began with.
+        writer.restate(config.flatten(), config_text=code_block(config.to_yaml()))
     if state is not None and has_validation and controller.finished_epochs:
         _validate_new_last_epoch(controller, action_list)
     if state is None:

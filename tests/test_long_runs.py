@@ -24,6 +24,7 @@ import traceback
 import keras
 import numpy as np
 import pytest
+from tensorboard.plugins.hparams.metadata import parse_session_start_info_plugin_data
 
 import kerasmlp  # noqa: F401  (registers kerasmlp's classes for load_model)
 from tests import events
@@ -291,6 +292,13 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path, data_di
     assert metrics["epochs"] == max(2, begun) and isinstance(metrics["steps"], int)
     assert_each_step_once(run_dir)
     assert len(session_ends(run_dir)) == 1
+    # TensorBoard's HParams row and config text give the epochs trained, not the 40 begun with.
+    accumulator = events.load(run_dir)
+    (start,) = accumulator.Tensors("_hparams_/session_start_info")
+    content = accumulator.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    hparams = parse_session_start_info_plugin_data(content).hparams
+    assert start.step == 0 and hparams["train.epochs"].number_value == max(2, begun)
+    assert f"epochs: {max(2, begun)}\n" in events.texts(run_dir / "train")["config"]
 
     # A completed run is not resumed again.
     returncode, out, err = resume(run_dir)

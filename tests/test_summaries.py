@@ -1,17 +1,23 @@
 """Tests for kerasmlp.summaries: each kind of record read back, and what a real run writes when."""
 
+import errno
 import io
+import os
 import pathlib
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from kerasmlp.config import load_config
+from kerasmlp.runfiles import RunFilesError
 from kerasmlp.summaries import (
+    EventFile,
     SummaryWriter,
     description,
     hparam_value,
@@ -199,6 +205,32 @@ def test_hparams_records_live_in_the_run_directory(tmp_path):
     assert end.status == api_pb2.STATUS_SUCCESS
 
 
+def test_restate_replaces_the_config_a_resumed_run_began_with(tmp_path):
+    # `--resume --epochs 5` of a run begun with 12: TensorBoard reads a tag's metadata
+    # from its first record only, so HParams said train.epochs 12 whatever followed.
+    with SummaryWriter(tmp_path) as writer:
+        writer.text("train", 0, "config", "train.epochs: 12")
+        writer.hparams({"train.epochs": 12, "seed": 0}, metrics=[("test", "loss")], trial_id="t")
+        writer.scalars("train", 5, {"loss": 1.0})
+    _, began, _ = hparams_records(tmp_path)
+    (began_event,) = events.load(tmp_path).Tensors("_hparams_/session_start_info")
+    writer = SummaryWriter(tmp_path)
+    writer.restate({"train.epochs": 5, "seed": 0}, config_text="train.epochs: 5")
+    writer.hparams_end(10)
+    writer.close()
+    _, start, end = hparams_records(tmp_path)
+    assert start.hparams["train.epochs"].number_value == 5
+    assert start.hparams["seed"].number_value == 0
+    assert (start.group_name, start.start_time_secs) == ("t", began.start_time_secs)
+    assert end.status == api_pb2.STATUS_SUCCESS
+    assert events.texts(tmp_path / "train") == {"config": "train.epochs: 5"}
+    assert events.scalars(tmp_path / "train") == {"loss": [(5, 1.0)]}
+    # In place, one record a tag: the same wall time and step 0, which truncation keeps.
+    (event,) = events.load(tmp_path).Tensors("_hparams_/session_start_info")
+    assert (event.step, event.wall_time) == (0, began_event.wall_time)
+    assert len(events.load(tmp_path / "train").Tensors("config")) == 1
+
+
 def test_hparams_named_first_lead_the_records_and_differ(tmp_path):
     values = {
         "seed": 0,
@@ -246,6 +278,34 @@ def test_truncation_touches_only_the_runs_own_event_files(tmp_path):
     assert not list((tmp_path / "train").glob("*tfevents*"))
     assert not list(tmp_path.glob("*tfevents*"))
     assert {path: path.read_bytes() for path in kept} == kept
+
+
+def test_truncation_on_a_read_only_disk_is_one_line_and_leaves_the_files(tmp_path, monkeypatch):
+    # `--resume` of a run on a read-only (or full) disk drops the events after its
+    # checkpoint: TensorFlow's PermissionDeniedError came out as a traceback.
+    now = [10.0]  # the events' wall times, in seconds; the checkpoint's is 20
+    cut = EventFile(tmp_path / "cut" / "train", clock=lambda: now[0])  # loses its last event
+    cut.summary(1, summary_pb2.Summary())
+    now[0] = 30.0
+    cut.summary(2, summary_pb2.Summary())
+    cut.close()
+    EventFile(tmp_path / "gone" / "train", clock=lambda: now[0]).close()  # goes whole
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+
+    def read_only(path, *args, **kwargs):
+        raise tf.errors.PermissionDeniedError(None, None, f"{path}; Read-only file system")
+
+    def cannot_unlink(path, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", read_only)
+    monkeypatch.setattr(pathlib.Path, "unlink", cannot_unlink)
+    for run, shown in (("cut", ".truncate-events.out.events"), ("gone", "events.out.tfevents")):
+        with pytest.raises(RunFilesError) as raised:
+            truncate_event_files(tmp_path / run, 20.0)
+        where = re.escape(str(tmp_path / run / "train" / shown))
+        assert re.fullmatch(rf"cannot write {where}\S*: Read-only file system", str(raised.value))
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
 
 
 def test_unknown_split_is_refused(tmp_path):
