@@ -286,6 +286,14 @@ def main(
                     diverged.append(point_dir.name)
                 finished += 1
                 continue
+            if stop_request and config.distribute.strategy != "multi_worker":
+                # Asked during the last point's test or save, which completed it: the
+                # next point is not begun (it stopped at step 0, in a folder of its own).
+                # Workers of a cluster stop together, inside their compiled call.
+                click.echo(
+                    f"interrupted before it began; continue with: kerasmlp-train --resume {run_dir}"
+                )
+                sys.exit(INTERRUPTED.get(stop_request.signal_name, 130))
         # The error of a sweep's point names the point and says what is kept.
         failed = functools.partial(
             _point_failed,

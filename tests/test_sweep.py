@@ -602,6 +602,43 @@ def test_a_point_that_fails_names_itself_and_says_what_is_kept(tmp_path):
     assert resumed.stderr == line
 
 
+def test_a_signal_after_a_points_training_stops_the_sweep_before_the_next(tmp_path, monkeypatch):
+    # Ctrl-C during point 00's test evaluation or save: that point completes, as a single run
+    # does. The next point began anyway and stopped at its step 0, in a folder of its own.
+    from kerasmlp import train
+
+    real = train.train_and_evaluate
+
+    def then_ctrl_c(*args, stop_request, **kwargs):
+        results = real(*args, stop_request=stop_request, **kwargs)
+        stop_request.request("SIGINT")  # as the handler does, once training is over
+        return results
+
+    monkeypatch.setattr(train, "train_and_evaluate", then_ctrl_c)
+    path = write(tmp_path, "model.activation: [relu, tanh]\n")
+    args = [
+        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "sig",
+        "--epochs", "1",
+        "--set", "model.hidden_units=[4]",
+        "--set", "train.histogram_every_epochs=0",
+        "--set", "train.image_every_epochs=0",
+        "--set", f"data.data_dir={tmp_path / 'tfds'}",
+    ]  # fmt: skip
+    folder = tmp_path / "logs" / "sig"
+    result = invoke_train(args)
+    assert result.exit_code == 130, result.output
+    assert result.output.splitlines()[-2:] == [
+        "sweep run 01-activation=tanh",
+        f"interrupted before it began; continue with: kerasmlp-train --resume {folder}",
+    ]
+    assert sorted(p.name for p in folder.iterdir()) == ["00-activation=relu", "sweep.yaml"]
+    monkeypatch.setattr(train, "train_and_evaluate", real)
+    resumed = invoke_train(["--resume", str(folder)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "completed already" in resumed.output
+    assert (folder / "01-activation=tanh" / "model.keras").is_file()
+
+
 def test_two_sweeps_under_one_logdir_are_separate_hparams_rows(tmp_path):
     # Each point's session group was its folder's name: TensorBoard's HParams tab over
     # both sweeps (`tensorboard --logdir logs`) showed one row for the two
