@@ -448,10 +448,14 @@ class Divergence:
     what: str
     learning_rate: float
 
-    def message(self, config_key: str = "optimizer.learning_rate.initial_learning_rate") -> str:
+    def message(
+        self, config_key: str = "optimizer.learning_rate.initial_learning_rate", *, after: str = ""
+    ) -> str:
+        """One line; `after` says what was tried first (`after 2 rollbacks`)."""
+        when = f" {after}" if after else ""
         return (
-            f"diverged at step {self.step}: {self.what} (learning rate {self.learning_rate:.3g}); "
-            f"try a lower {config_key}"
+            f"diverged at step {self.step}{when}: {self.what} (learning rate "
+            f"{self.learning_rate:.3g}); try a lower {config_key}"
         )
 
 

@@ -696,8 +696,9 @@ class RunDiverged(Exception):
 
     def __init__(self, run_dir: pathlib.Path, divergence: actions.Divergence, rollbacks: int):
         self.run_dir, self.divergence = run_dir, divergence
-        tried = f" after {rollbacks} rollback(s)" if rollbacks else ""
-        super().__init__(f"{divergence.message()}{tried}")
+        # "diverged at step 9 after 2 rollbacks: ...": the advice is not what came after them.
+        tried = f"after {rollbacks} rollback{'s' if rollbacks != 1 else ''}" if rollbacks else ""
+        super().__init__(divergence.message(after=tried))
 
 
 def train_and_evaluate(
