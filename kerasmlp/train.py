@@ -755,6 +755,8 @@ def train_and_evaluate(
       RunDirectoryExistsError: `run_dir` already holds files (not with `resume`).
       ResumeError: `resume` on a folder that cannot be continued.
       RunInterrupted: `stop_request` was set; the run is saved and resumable.
+      KeyboardInterrupt: Ctrl-C without a handler (a notebook); status.json says
+        `interrupted`, and `resume` goes on from the last checkpoint.
       RunDiverged: the divergence guard stopped the run (exit status 3 in the CLI).
       RunFilesError: a file of the run could not be written (disk full, ...).
 
@@ -956,7 +958,13 @@ def _train(
         # not fit, --epochs too few) is left as it was: nothing of it was written.
         if status.record.get("pid") == os.getpid():
             with contextlib.suppress(OSError):
-                status.update("failed", error=" ".join(f"{type(e).__name__}: {e}".split())[:500])
+                if isinstance(e, KeyboardInterrupt):
+                    # Ctrl-C where no handler asks for a stop (a notebook, a script): the
+                    # user's interrupt, not a failure; --resume goes on from the last checkpoint.
+                    status.update("interrupted", signal="SIGINT")
+                else:
+                    error = " ".join(f"{type(e).__name__}: {e}".split())[:500]
+                    status.update("failed", error=error)
         raise
 
 

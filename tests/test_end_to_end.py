@@ -389,6 +389,35 @@ def interrupt_after_epoch(last, config, run_dir):
         train_and_evaluate(config, run_dir, reporter=StopAtTheEnd(io.StringIO()), stop_request=stop)
 
 
+def test_ctrl_c_without_a_handler_marks_the_run_interrupted(tmp_path):
+    # In a notebook, Ctrl-C raises KeyboardInterrupt inside train_and_evaluate (no handler
+    # turns it into a stop request). status.json said failed, "KeyboardInterrupt: ".
+    config = load_config(
+        None,
+        [
+            "train.epochs=2",
+            "model.hidden_units=[4]",
+            "train.histogram_every_epochs=0",
+            "train.image_every_epochs=0",
+            f"data.data_dir={tmp_path / 'tfds'}",
+        ],
+    )
+
+    class CtrlC(LineReporter):
+        def epoch_end(self, *, step, epoch, logs):
+            raise KeyboardInterrupt
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(config, run_dir, reporter=CtrlC(io.StringIO()))
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["state"], status["signal"]) == ("interrupted", "SIGINT")
+    assert "error" not in status and "pid" not in status
+    results = train_and_evaluate(config, run_dir, reporter=LineReporter(io.StringIO()), resume=True)
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "completed"
+    assert set(results) >= {"test_loss", "test_accuracy"}
+
+
 def test_a_run_with_random_translation_resumes_bitwise(tmp_path):
     # The shifts come from the layer's seed generator, whose state checkpoints hold
     # with the model's: a run stopped after its first epoch and resumed ends with the
