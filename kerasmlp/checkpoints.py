@@ -20,6 +20,7 @@ import logging
 import os
 import pathlib
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,6 +28,8 @@ import tensorflow as tf
 
 from kerasmlp.runfiles import ResumeError, RunFilesError
 from kerasmlp.summaries import SummaryWriter
+
+_GRAPH_OPTIONS_WARNING = "To make it possible to preserve tf.data options across serialization"
 
 
 class _TracedCheckpoint(tf.train.Checkpoint):
@@ -52,7 +55,12 @@ class _TracedCheckpoint(tf.train.Checkpoint):
             )
         # The eager write makes the folder; the traced one does not.
         tf.io.gfile.makedirs(os.path.dirname(file_prefix))
-        self._traced_write(tf.constant(file_prefix))
+        with warnings.catch_warnings():
+            # Tracing serializes a tf.data iterator (`data.cache: false`) in graph mode,
+            # where TensorFlow warns on stderr that `Dataset.options()` may not be the
+            # graph's: the options set in Python are what the save uses, as intended.
+            warnings.filterwarnings("ignore", message=_GRAPH_OPTIONS_WARNING)
+            self._traced_write(tf.constant(file_prefix))
         for callback in (options.experimental_write_callbacks if options else None) or ():
             callback(file_prefix)
         return file_prefix

@@ -6,6 +6,7 @@ The checkpoints hold a single vector whose value says which save it came from.
 import logging
 import os
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -160,3 +161,24 @@ def test_events_of_a_run_resumed_on_a_clock_behind_survive_the_next_resume(tmp_p
     assert checkpoints.restore_latest()["step"] == 2
     writer.close()
     assert events.scalars(tmp_path / "train")["loss"] == [(1, 1.0), (2, 2.0)]
+
+
+def test_a_tf_data_iterator_is_saved_without_tensorflows_graph_options_warning(tmp_path):
+    # With data.cache: false, the run's batches are a tf.data iterator. Tracing the write
+    # serialized it in graph mode, and TensorFlow's UserWarning on Dataset.options() went to
+    # the console of every such run ("To make it possible to preserve tf.data options ...").
+    iterator = iter(tf.data.Dataset.range(10))
+    checkpoints = RunCheckpoints(
+        tmp_path / "checkpoints",
+        {"batches": iterator},
+        keep=1,
+        writer=SummaryWriter(tmp_path),
+    )
+    next(iterator)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        checkpoints.save({"step": 1}, step=1)
+    assert [str(w.message) for w in caught] == []
+    assert int(next(iterator)) == 1
+    checkpoints.restore_latest()
+    assert int(next(iterator)) == 1  # the position saved: one element taken
