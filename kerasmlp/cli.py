@@ -341,7 +341,13 @@ def main(
         ) as e:
             _close(reporter)
             _fail(failed(e))
-        except (runfiles.RunFilesError, WorkerLost) as e:
+        except WorkerLost as e:
+            _close(reporter)
+            if is_sweep:  # the sweep's folder resumes the point, then the points left
+                label = _point_label(config, point_dir, swept_keys)
+                _fail(e.advice(run_dir, f" in {label}"), status=FAILED)
+            _fail(e, status=FAILED)
+        except runfiles.RunFilesError as e:
             _close(reporter)
             _fail(failed(e), status=FAILED)
         except OSError as e:

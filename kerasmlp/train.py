@@ -684,10 +684,14 @@ class WorkerLost(Exception):
             r"Error reported from (/job:\w+/(?:replica:\d+/)?task:\d+)", text
         )
         who = f"task {match.group(1)}" if match else "another worker"
-        super().__init__(
-            f"lost {who} of the multi-worker run ({type(error).__name__}); stop every "
-            f"worker, then continue from the last checkpoint with: "
-            f"kerasmlp-train --resume {run_dir} (on every worker)"
+        self.lost = f"lost {who} of the multi-worker run ({type(error).__name__})"
+        super().__init__(self.advice(run_dir))
+
+    def advice(self, resume_dir: pathlib.Path, where: str = "") -> str:
+        """The line, with the folder to resume (a sweep's, for one of its points)."""
+        return (
+            f"{self.lost}{where}; stop every worker, then continue from the last checkpoint "
+            f"with: kerasmlp-train --resume {resume_dir} (on every worker)"
         )
 
 

@@ -707,7 +707,10 @@ def test_a_worker_killed_mid_sweep_ends_the_other_and_both_resumed_finish_it(tmp
     assert "Traceback" not in err
     last = err.rstrip().splitlines()[-1]
     assert last.startswith("kerasmlp-train: error: lost "), last
-    assert "of the multi-worker run" in last and "--resume" in last
+    # The point that was training, and the sweep's folder to resume (not the point's:
+    # that would finish the point alone).
+    assert "of the multi-worker run (UnavailableError) in sweep run 00-seed=1 (seed=1); " in last
+    assert last.endswith(f"kerasmlp-train --resume {sweep_dir} (on every worker)"), last
     status = json.loads((sweep_dir / "00-seed=1" / "status.json").read_text())
     assert status["state"] == "failed" and status["checkpoint_step"] >= TINY_STEPS_PER_EPOCH
     # Continue for one epoch past the last recorded checkpoint.
