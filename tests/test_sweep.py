@@ -472,20 +472,27 @@ def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     assert [line for line in resumed.output.splitlines() if line.startswith("sweep |")] == summary
 
 
+def tiny_sweep(tmp_path, path, name, *more):
+    """kerasmlp-train's arguments for a one-epoch sweep of `path` on a 4-unit model, into
+    tmp_path/logs/`name`, with no histograms or pictures; `more` after them."""
+    return [
+        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", name,
+        "--epochs", "1",
+        "--set", "model.hidden_units=[4]",
+        "--set", "train.histogram_every_epochs=0",
+        "--set", "train.image_every_epochs=0",
+        "--set", f"data.data_dir={tmp_path / 'tfds'}",
+        *more,
+    ]  # fmt: skip
+
+
 def test_every_point_lists_the_hparams_metric_columns_of_all_points(tmp_path):
     # TensorBoard takes the columns of one run's experiment record for the whole folder
     # (backend_context._find_experiment_tag: "arbitrarily pick the first one"): point 00,
     # without a validation split, listed test columns only, and the HParams tab showed
     # no validation column for point 01 either.
     path = write(tmp_path, "train.validation_fraction: [0, 0.1]\n")
-    args = [
-        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "vf",
-        "--epochs", "1",
-        "--set", "model.hidden_units=[4]",
-        "--set", "train.histogram_every_epochs=0",
-        "--set", "train.image_every_epochs=0",
-        "--set", f"data.data_dir={tmp_path / 'tfds'}",
-    ]  # fmt: skip
+    args = tiny_sweep(tmp_path, path, "vf")
     result = invoke_train(args)
     assert result.exit_code == 0, result.output
     columns = [
@@ -510,14 +517,7 @@ def test_every_point_writes_the_same_hparams_names_and_types(tmp_path, grid, sho
     # (a string), point 01 train.class_weight.spiral_a (a number), and TensorBoard,
     # which takes one point's names for the whole folder, dropped the other's column.
     path = write(tmp_path, grid)
-    args = [
-        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "cw",
-        "--epochs", "1",
-        "--set", "model.hidden_units=[4]",
-        "--set", "train.histogram_every_epochs=0",
-        "--set", "train.image_every_epochs=0",
-        "--set", f"data.data_dir={tmp_path / 'tfds'}",
-    ]  # fmt: skip
+    args = tiny_sweep(tmp_path, path, "cw")
     result = invoke_train(args)
     assert result.exit_code == 0, result.output
     folder = tmp_path / "logs" / "cw"
@@ -535,15 +535,9 @@ def test_a_diverging_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     # sgd at 1e30 turns the weights to inf within a step or two (as the README's
     # divergence example); 0.01 trains.
     path = write(tmp_path, "optimizer.learning_rate.initial_learning_rate: [1.0e+30, 0.01]\n")
-    args = [
-        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "swd",
-        "--epochs", "1",
-        "--set", "model.hidden_units=[16,16]",
-        "--set", "optimizer.name=sgd",
-        "--set", "train.histogram_every_epochs=0",
-        "--set", "train.image_every_epochs=0",
-        "--set", f"data.data_dir={tmp_path / 'tfds'}",
-    ]  # fmt: skip
+    args = tiny_sweep(
+        tmp_path, path, "swd", "--set", "model.hidden_units=[16,16]", "--set", "optimizer.name=sgd"
+    )
     result = invoke_train(args)
     assert result.exit_code == 3, result.output
     folder = tmp_path / "logs" / "swd"
@@ -576,14 +570,7 @@ def test_a_point_that_fails_names_itself_and_says_what_is_kept(tmp_path):
     # Valid config, but the dataset (spirals) has no class '0': the point fails once its
     # data is read. The line gave only that reason, not which point of the sweep.
     path = write(tmp_path, "train.class_weight: [none, {'0': 2.0}]\n")
-    args = [
-        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "swf",
-        "--epochs", "1",
-        "--set", "model.hidden_units=[4]",
-        "--set", "train.histogram_every_epochs=0",
-        "--set", "train.image_every_epochs=0",
-        "--set", f"data.data_dir={tmp_path / 'tfds'}",
-    ]  # fmt: skip
+    args = tiny_sweep(tmp_path, path, "swf")
     folder = tmp_path / "logs" / "swf"
     line = (
         "kerasmlp-train: error: sweep run 01-class_weight=_0_2.0 (train.class_weight={'0': 2.0}) "
@@ -616,14 +603,7 @@ def test_a_signal_after_a_points_training_stops_the_sweep_before_the_next(tmp_pa
 
     monkeypatch.setattr(train, "train_and_evaluate", then_ctrl_c)
     path = write(tmp_path, "model.activation: [relu, tanh]\n")
-    args = [
-        "--sweep", str(path), "--logdir", str(tmp_path / "logs"), "--run-name", "sig",
-        "--epochs", "1",
-        "--set", "model.hidden_units=[4]",
-        "--set", "train.histogram_every_epochs=0",
-        "--set", "train.image_every_epochs=0",
-        "--set", f"data.data_dir={tmp_path / 'tfds'}",
-    ]  # fmt: skip
+    args = tiny_sweep(tmp_path, path, "sig")
     folder = tmp_path / "logs" / "sig"
     result = invoke_train(args)
     assert result.exit_code == 130, result.output
@@ -651,14 +631,7 @@ def test_two_sweeps_under_one_logdir_are_separate_hparams_rows(tmp_path):
     path = write(tmp_path, "model.activation: [tanh]\n")
     logs = tmp_path / "logs"
     for seed in (1, 2):
-        args = [
-            "--sweep", str(path), "--logdir", str(logs), "--run-name", f"s{seed}",
-            "--epochs", "1", "--seed", str(seed),
-            "--set", "model.hidden_units=[4]",
-            "--set", "train.histogram_every_epochs=0",
-            "--set", "train.image_every_epochs=0",
-            "--set", f"data.data_dir={tmp_path / 'tfds'}",
-        ]  # fmt: skip
+        args = tiny_sweep(tmp_path, path, f"s{seed}", "--seed", str(seed))
         assert invoke_train(args).exit_code == 0
     # What TensorBoard's HParams plugin serves for `tensorboard --logdir logs`.
     multiplexer = plugin_event_multiplexer.EventMultiplexer()
