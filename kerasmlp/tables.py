@@ -427,6 +427,9 @@ def _label_texts(table: Table) -> list[str]:
             return [str(int(v)) for v in labels]
         if np.issubdtype(labels.dtype, np.floating):
             return [_number_text(float(v)) for v in labels]
+        if labels.dtype.kind == "S":  # an .npz's byte strings (as tfds.as_numpy gives text)
+            # str() would name the class "b'cat'"; decoded as TFDS tables' strings are.
+            return [v.decode("utf-8", "replace").strip() for v in labels]
     return [str(v).strip() for v in labels]
 
 
