@@ -42,6 +42,9 @@ AUTO_MAX_CLASSES = 20
 # when at least this share of its filled values are numbers.
 NUMERIC_SHARE = 0.9
 NUMERIC, STRING = "numeric", "string"
+# Separators a CSV written with other settings uses instead of the comma: a header
+# read as a single column holding one of them is refused with it named.
+OTHER_SEPARATORS = (";", "\t", "|")
 # An integer column listed in `data.categorical`: its values are categories, not amounts.
 INTEGER = "integer"
 # The saved model takes numbers as float32, which holds every whole number up to 2^24
@@ -145,6 +148,7 @@ def read_csv(path: str | os.PathLike, *, what: str = "data.path") -> tuple[list[
             if header is None:
                 raise DataError(f"{path} is empty: a CSV needs a header row ({what})")
             header = [name.strip() for name in header]
+            _check_separator(header, path, what)
             for i, name in enumerate(header):
                 if not name:
                     raise DataError(f"{path} row 1: column {i + 1} has no name ({what})")
@@ -176,6 +180,22 @@ def read_csv(path: str | os.PathLike, *, what: str = "data.path") -> tuple[list[
     if not rows:
         raise DataError(f"{path} has a header but no rows ({what})")
     return header, (rows, numbers)
+
+
+def _check_separator(header: list[str], path: pathlib.Path, what: str) -> None:
+    """Refuses a header read as one column holding another separator (';' from a
+    spreadsheet set to a decimal comma, a tab): otherwise the label is not found among
+    'weight;color;fruit', or a row's decimal comma counts as a second field."""
+    if len(header) != 1:
+        return
+    counts = {sep: header[0].count(sep) for sep in OTHER_SEPARATORS}
+    sep = max(counts, key=counts.get)
+    if counts[sep]:
+        raise DataError(
+            f"{path} row 1: the header is one column, {header[0]!r}: the file looks "
+            f"separated by {sep!r}; kerasmlp reads comma-separated files, save it with commas "
+            f"({what})"
+        )
 
 
 def read_csv_table(

@@ -82,6 +82,14 @@ def test_the_task_is_chosen_from_the_labels(tmp_path, labels, task, expected_tas
         ("x,y\n1,a\n2,a\n", "y", "the label column 'y' has one class ('a')"),
         ("x,y\n1,a\n2,\n", "y", "row 3: the label column 'y' is empty"),
         ("x,x\n1,2\n", "y", "column 'x' appears twice"),
+        # Once "row 2: 2 fields, the header has 1" (the decimal comma) and "no label
+        # column 'y'. Columns: x;y" for a file saved with ';' or tabs.
+        (
+            "x;y\n1,5;a\n2,5;b\n",
+            "y",
+            "row 1: the header is one column, 'x;y': the file looks separated by ';'",
+        ),
+        ("x\ty\n1\ta\n", "y", "the file looks separated by '\\t'; kerasmlp reads comma-"),
     ],
     ids=[
         "empty",
@@ -93,6 +101,8 @@ def test_the_task_is_chosen_from_the_labels(tmp_path, labels, task, expected_tas
         "one-class",
         "no-label",
         "twice",
+        "semicolons",
+        "tabs",
     ],
 )
 def test_bad_files_are_refused_in_one_line_naming_the_place(tmp_path, text, label, message):
