@@ -348,11 +348,11 @@ def read_npz_table(
             f"it has {y.shape} ({what})"
         )
     x = x.reshape(x.shape[0], -1) if x.ndim == 1 else x
-    infinite = first_infinite(x)
-    if infinite is not None:  # NaN is a missing value, filled in by the model; inf is no number
+    beyond = first_beyond_float32(x)
+    if beyond is not None:  # NaN is a missing value, filled in by the model; inf is no number
         raise DataError(
-            f"{source}: {x_key!r} example {infinite[0]} (from 0) holds {infinite[1]}; values "
-            f"must be finite numbers, NaN for a missing one ({what})"
+            f"{source}: {x_key!r} example {beyond[0]} (from 0) holds {beyond[1]}; values "
+            f"must be finite numbers within float32's +-3.4e38, NaN for a missing one ({what})"
         )
     if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
         row = int(np.flatnonzero(~np.isfinite(y))[0])
@@ -373,21 +373,32 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def first_infinite(values: np.ndarray) -> tuple[int, float] | None:
-    """The first row (index on axis 0) of `values` holding +inf or -inf, and that value.
+def first_beyond_float32(values: np.ndarray) -> tuple[int, float] | None:
+    """The first row (index on axis 0) of `values` holding a number the model's float32
+    cannot (+-inf, or one that is inf as float32, as 1e39 is), and that value.
 
     NaN passes: it marks a missing number, which the model fills in. None when
-    there is no infinity.
+    every value fits.
     """
     values = np.asarray(values)
     if values.dtype.kind not in "fc" or values.ndim == 0:
-        return None  # integers, booleans and strings hold no infinity
+        return None  # integers, booleans and strings: within range (2^64 < 3.4e38)
     flat = values.reshape(values.shape[0], -1)
-    rows = np.flatnonzero(np.isinf(flat).any(axis=1))
+    beyond = beyond_float32(flat)
+    rows = np.flatnonzero(beyond.any(axis=1))
     if not rows.size:
         return None
-    row = flat[rows[0]]
-    return int(rows[0]), float(row[np.isinf(row)][0])
+    return int(rows[0]), float(flat[rows[0]][beyond[rows[0]]][0])
+
+
+def beyond_float32(values) -> np.ndarray:
+    """Whether each number is +-inf as the model's float32 takes it (NaN is not).
+
+    1e39 is finite in float64 but inf in float32: as the model's input it gives NaN
+    outputs, and in a training column an inf variance, which zeroes the whole column.
+    """
+    with np.errstate(over="ignore"):  # the overflow is what is asked about
+        return np.isinf(np.asarray(values, np.float64).astype(np.float32))
 
 
 def choose_labels(table: Table, task: str, *, label: str) -> Labels:
@@ -467,6 +478,11 @@ def _label_numbers(table: Table, *, what: str) -> np.ndarray:
                 f"{table.source} row {table.rows[i]}: label {text!r} is not a number; "
                 f"regression needs numeric labels ({what})"
             )
+        if beyond_float32(number):
+            raise DataError(
+                f"{table.source} row {table.rows[i]}: label {text!r} is beyond float32's "
+                f"+-3.4e38, in which the model computes ({what})"
+            )
         out[i] = number
     return out
 
@@ -512,6 +528,11 @@ def _convert(texts, kind, name, source, numbers) -> np.ndarray:
             raise DataError(
                 f"{source} row {numbers[i]}, column {name!r}: {text.strip()!r} is not a number "
                 "(the column is numeric)"
+            )
+        if beyond_float32(number):
+            raise DataError(
+                f"{source} row {numbers[i]}, column {name!r}: {text.strip()!r} is beyond "
+                "float32's +-3.4e38, in which the model takes numbers"
             )
         if kind == INTEGER and (not number.is_integer() or abs(number) > MAX_INTEGER_CATEGORY):
             why = "a whole number" if not number.is_integer() else "within +-2^24"
