@@ -293,12 +293,12 @@ class LoadedRun:
         x = _number_array(x, source=source)
         if x.ndim == 0 or len(x) == 0:
             raise DataError(f"{source}: holds no examples (an array of shape {x.shape})")
-        infinite = tables.first_infinite(x)
-        if infinite is not None:  # the model would answer NaN probabilities, read as class 0
+        beyond = tables.first_beyond_float32(x)
+        if beyond is not None:  # the model would answer NaN probabilities, read as class 0
             missing = ", NaN for a missing one" if self.columns is not None else ""
             raise DataError(
-                f"{source}: example {infinite[0]} (from 0) holds {infinite[1]}; give finite "
-                f"numbers{missing}"
+                f"{source}: example {beyond[0]} (from 0) holds {beyond[1]}; give finite "
+                f"numbers within float32's +-3.4e38{missing}"
             )
         if self.columns is None:  # playground / TFDS run: points, or raw images
             return tf.constant(examples_for(self.model, x, source=source))
@@ -334,11 +334,11 @@ class LoadedRun:
                 out[column.name] = tf.constant(values.astype(str))
                 continue
             numbers = _column_numbers(values, column.name)
-            infinite = tables.first_infinite(numbers)
-            if infinite is not None:  # NaN is the missing value; inf would give NaN outputs
+            beyond = tables.first_beyond_float32(numbers)
+            if beyond is not None:  # NaN is the missing value; inf would give NaN outputs
                 raise DataError(
-                    f"column {column.name!r}: row {infinite[0]} (from 0) is {infinite[1]}; "
-                    "give finite numbers, NaN for a missing one"
+                    f"column {column.name!r}: row {beyond[0]} (from 0) is {beyond[1]}; "
+                    "give finite numbers within float32's +-3.4e38, NaN for a missing one"
                 )
             if column.kind == INTEGER:  # a category: 2.5 would be read as 2
                 filled = numbers[~np.isnan(numbers)]
@@ -348,7 +348,7 @@ class LoadedRun:
                         f"column {column.name!r}: {float(bad)!r} is not a whole number "
                         "(the run took its values as categories, data.categorical)"
                     )
-            out[column.name] = tf.constant(numbers)
+            out[column.name] = tf.constant(numbers.astype(np.float32))
         return out
 
     # --- predictions -------------------------------------------------------
@@ -526,16 +526,17 @@ def _column_values(values: Any, name: str) -> np.ndarray:
 
 
 def _column_numbers(values: np.ndarray, name: str) -> np.ndarray:
-    """A numeric column's values as float32, NaN (or None) for a missing one.
+    """A numeric column's values as float64 (1e39 as given, not yet inf), NaN (or None)
+    for a missing one.
 
     Raises:
       DataError: a value that is not a number (text such as 'heavy', or ''), named
         with its row.
     """
     if values.dtype.kind in "biuf":
-        return values.astype(np.float32)
+        return values.astype(np.float64)
     flat = values.reshape(-1)
-    numbers = np.empty(flat.shape, np.float32)
+    numbers = np.empty(flat.shape, np.float64)
     for i, value in enumerate(flat):
         value = value.item() if isinstance(value, np.generic) else value  # np.str_('') -> ''
         try:

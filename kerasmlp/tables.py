@@ -42,6 +42,9 @@ AUTO_MAX_CLASSES = 20
 # when at least this share of its filled values are numbers.
 NUMERIC_SHARE = 0.9
 NUMERIC, STRING = "numeric", "string"
+# Separators a CSV written with other settings uses instead of the comma: a header
+# read as a single column holding one of them is refused with it named.
+OTHER_SEPARATORS = (";", "\t", "|")
 # An integer column listed in `data.categorical`: its values are categories, not amounts.
 INTEGER = "integer"
 # The saved model takes numbers as float32, which holds every whole number up to 2^24
@@ -145,6 +148,7 @@ def read_csv(path: str | os.PathLike, *, what: str = "data.path") -> tuple[list[
             if header is None:
                 raise DataError(f"{path} is empty: a CSV needs a header row ({what})")
             header = [name.strip() for name in header]
+            _check_separator(header, path, what)
             for i, name in enumerate(header):
                 if not name:
                     raise DataError(f"{path} row 1: column {i + 1} has no name ({what})")
@@ -176,6 +180,22 @@ def read_csv(path: str | os.PathLike, *, what: str = "data.path") -> tuple[list[
     if not rows:
         raise DataError(f"{path} has a header but no rows ({what})")
     return header, (rows, numbers)
+
+
+def _check_separator(header: list[str], path: pathlib.Path, what: str) -> None:
+    """Refuses a header read as one column holding another separator (';' from a
+    spreadsheet set to a decimal comma, a tab): otherwise the label is not found among
+    'weight;color;fruit', or a row's decimal comma counts as a second field."""
+    if len(header) != 1:
+        return
+    counts = {sep: header[0].count(sep) for sep in OTHER_SEPARATORS}
+    sep = max(counts, key=counts.get)
+    if counts[sep]:
+        raise DataError(
+            f"{path} row 1: the header is one column, {header[0]!r}: the file looks "
+            f"separated by {sep!r}; kerasmlp reads comma-separated files, save it with commas "
+            f"({what})"
+        )
 
 
 def read_csv_table(
@@ -328,11 +348,11 @@ def read_npz_table(
             f"it has {y.shape} ({what})"
         )
     x = x.reshape(x.shape[0], -1) if x.ndim == 1 else x
-    infinite = first_infinite(x)
-    if infinite is not None:  # NaN is a missing value, filled in by the model; inf is no number
+    beyond = first_beyond_float32(x)
+    if beyond is not None:  # NaN is a missing value, filled in by the model; inf is no number
         raise DataError(
-            f"{source}: {x_key!r} example {infinite[0]} (from 0) holds {infinite[1]}; values "
-            f"must be finite numbers, NaN for a missing one ({what})"
+            f"{source}: {x_key!r} example {beyond[0]} (from 0) holds {beyond[1]}; values "
+            f"must be finite numbers within float32's +-3.4e38, NaN for a missing one ({what})"
         )
     if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
         row = int(np.flatnonzero(~np.isfinite(y))[0])
@@ -353,21 +373,32 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def first_infinite(values: np.ndarray) -> tuple[int, float] | None:
-    """The first row (index on axis 0) of `values` holding +inf or -inf, and that value.
+def first_beyond_float32(values: np.ndarray) -> tuple[int, float] | None:
+    """The first row (index on axis 0) of `values` holding a number the model's float32
+    cannot (+-inf, or one that is inf as float32, as 1e39 is), and that value.
 
     NaN passes: it marks a missing number, which the model fills in. None when
-    there is no infinity.
+    every value fits.
     """
     values = np.asarray(values)
     if values.dtype.kind not in "fc" or values.ndim == 0:
-        return None  # integers, booleans and strings hold no infinity
+        return None  # integers, booleans and strings: within range (2^64 < 3.4e38)
     flat = values.reshape(values.shape[0], -1)
-    rows = np.flatnonzero(np.isinf(flat).any(axis=1))
+    beyond = beyond_float32(flat)
+    rows = np.flatnonzero(beyond.any(axis=1))
     if not rows.size:
         return None
-    row = flat[rows[0]]
-    return int(rows[0]), float(row[np.isinf(row)][0])
+    return int(rows[0]), float(flat[rows[0]][beyond[rows[0]]][0])
+
+
+def beyond_float32(values) -> np.ndarray:
+    """Whether each number is +-inf as the model's float32 takes it (NaN is not).
+
+    1e39 is finite in float64 but inf in float32: as the model's input it gives NaN
+    outputs, and in a training column an inf variance, which zeroes the whole column.
+    """
+    with np.errstate(over="ignore"):  # the overflow is what is asked about
+        return np.isinf(np.asarray(values, np.float64).astype(np.float32))
 
 
 def choose_labels(table: Table, task: str, *, label: str) -> Labels:
@@ -427,6 +458,9 @@ def _label_texts(table: Table) -> list[str]:
             return [str(int(v)) for v in labels]
         if np.issubdtype(labels.dtype, np.floating):
             return [_number_text(float(v)) for v in labels]
+        if labels.dtype.kind == "S":  # an .npz's byte strings (as tfds.as_numpy gives text)
+            # str() would name the class "b'cat'"; decoded as TFDS tables' strings are.
+            return [v.decode("utf-8", "replace").strip() for v in labels]
     return [str(v).strip() for v in labels]
 
 
@@ -443,6 +477,11 @@ def _label_numbers(table: Table, *, what: str) -> np.ndarray:
             raise DataError(
                 f"{table.source} row {table.rows[i]}: label {text!r} is not a number; "
                 f"regression needs numeric labels ({what})"
+            )
+        if beyond_float32(number):
+            raise DataError(
+                f"{table.source} row {table.rows[i]}: label {text!r} is beyond float32's "
+                f"+-3.4e38, in which the model computes ({what})"
             )
         out[i] = number
     return out
@@ -489,6 +528,11 @@ def _convert(texts, kind, name, source, numbers) -> np.ndarray:
             raise DataError(
                 f"{source} row {numbers[i]}, column {name!r}: {text.strip()!r} is not a number "
                 "(the column is numeric)"
+            )
+        if beyond_float32(number):
+            raise DataError(
+                f"{source} row {numbers[i]}, column {name!r}: {text.strip()!r} is beyond "
+                "float32's +-3.4e38, in which the model takes numbers"
             )
         if kind == INTEGER and (not number.is_integer() or abs(number) > MAX_INTEGER_CATEGORY):
             why = "a whole number" if not number.is_integer() else "within +-2^24"

@@ -464,6 +464,7 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
                 variance = np.nanvar(flat, axis=0)
             # A column missing in every training row: nothing to learn from but the indicator.
             mean, variance = np.nan_to_num(mean, nan=0.0), np.nan_to_num(variance, nan=1.0)
+            _check_spread(variance, flat, column.name, train.source)
             # A column constant in training (an always-0 border pixel) is centred only:
             # Normalization divides by max(std, 1e-7), which would make any other value
             # at prediction time ~1e7 and saturate the output.
@@ -490,6 +491,26 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
         # cannot be one, and the dict maps by key all the same.
         warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
         return keras.Model(inputs, outputs, name="preprocessing")
+
+
+def _check_spread(variance: np.ndarray, flat: np.ndarray, name: str, source: str) -> None:
+    """Refuses a feature whose variance float32 cannot hold (values beyond ~1.8e19).
+
+    Normalization keeps its variance as float32: an inf one divides every value to 0,
+    so the column would reach the MLP as zeros, silently (Keras's own `adapt` does
+    the same).
+    """
+    beyond = np.flatnonzero(tables.beyond_float32(variance))
+    if not beyond.size:
+        return
+    feature = f" feature {beyond[0]} (from 0)" if flat.shape[1] > 1 else ""
+    largest = float(np.nanmax(np.abs(flat[:, beyond[0]])))
+    raise DataError(
+        f"{source}: column {name!r}{feature} spreads too wide for the model's float32: its "
+        f"variance {float(variance[beyond[0]]):.3g} is beyond 3.4e38 (values up to "
+        f"{largest:.3g}); give it in larger units, or leave it out of the file if it is an "
+        "identifier"
+    )
 
 
 def _integer_one_hot(raw, values: np.ndarray, name: str):

@@ -171,8 +171,12 @@ def test_infinities_in_a_dict_of_columns_are_refused(csv_run):
     with pytest.raises(DataError) as error:
         run.predict(columns)
     assert str(error.value) == (
-        "column 'x': row 2 (from 0) is -inf; give finite numbers, NaN for a missing one"
+        "column 'x': row 2 (from 0) is -inf; give finite numbers within float32's +-3.4e38, "
+        "NaN for a missing one"
     )
+    # 1e39 is inf in the model's float32: refused as given, not as 'inf'.
+    with pytest.raises(DataError, match=r"^column 'x': row 1 \(from 0\) is 1e\+39; give"):
+        run.predict({**columns, "x": [1.0, 1e39, 2.0]})
 
 
 @pytest.mark.parametrize(
@@ -374,6 +378,20 @@ def test_predict_refuses_a_file_with_other_columns(csv_run, tmp_path):
     assert "other.csv columns differ from the training data's: it lacks color" in result.output
 
 
+def test_predict_refuses_a_number_beyond_float32_in_a_csv(csv_run, tmp_path):
+    # 1e39 is finite in Python's float, inf in the model's float32: the row was written
+    # as 'red,nan,nan' (argmax of NaN, class 0) with exit status 0.
+    _, run_dir, _ = csv_run
+    new = tmp_path / "new.csv"
+    new.write_text("x,color,w\n1,red,0\n1e39,red,0\n")
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new)])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"kerasmlp-predict: error: {new} row 3, column 'x': '1e39' is beyond float32's "
+        "+-3.4e38, in which the model takes numbers\n"
+    )
+
+
 def test_columns_named_like_kerasmlp_layers_train_predict_and_export(tmp_path):
     import tensorflow as tf
 
@@ -529,7 +547,7 @@ def test_an_npz_run_and_its_predictions(tmp_path):
     assert result.exit_code == 2
     assert result.output == (
         f"kerasmlp-predict: error: {tmp_path / 'bad.npz'}: 'x' example 3 (from 0) holds inf; "
-        "values must be finite numbers, NaN for a missing one (INPUT)\n"
+        "values must be finite numbers within float32's +-3.4e38, NaN for a missing one (INPUT)\n"
     )
 
 
@@ -659,7 +677,7 @@ def test_a_playground_run_predicts_too(tmp_path, monkeypatch):
     assert run.class_names is not None and len(run.class_names) == 2 and run.columns is None
     points = np.array([[0.5, 0.5], [-0.5, 0.5]], "float32")
     np.testing.assert_allclose(run.predict_proba(points).sum(axis=1), 1.0, rtol=1e-6)
-    with pytest.raises(DataError, match=r"example 1 \(from 0\) holds inf; give finite numbers$"):
+    with pytest.raises(DataError, match=r"example 1 \(from 0\) holds inf; give finite numbers w"):
         run.predict_proba(np.array([[0.5, 0.5], [np.inf, 0.5]], "float32"))
     # As the CLI refuses an .npz whose x holds no examples.
     with pytest.raises(DataError, match=r"holds no examples \(an array of shape \(0, 2\)\)$"):

@@ -82,6 +82,22 @@ def test_the_task_is_chosen_from_the_labels(tmp_path, labels, task, expected_tas
         ("x,y\n1,a\n2,a\n", "y", "the label column 'y' has one class ('a')"),
         ("x,y\n1,a\n2,\n", "y", "row 3: the label column 'y' is empty"),
         ("x,x\n1,2\n", "y", "column 'x' appears twice"),
+        # Finite as Python reads it, inf as the model's float32 takes it: the column's
+        # variance became inf, which zeroed every row of it, and the run said nothing.
+        (
+            "x,y\n1,a\n2e39,b\n",
+            "y",
+            "row 3, column 'x': '2e39' is beyond float32's +-3.4e38, in which the model takes",
+        ),
+        ("x,y\n1,1e39\n2,2.5\n", "y", "row 2: label '1e39' is beyond float32's +-3.4e38"),
+        # Once "row 2: 2 fields, the header has 1" (the decimal comma) and "no label
+        # column 'y'. Columns: x;y" for a file saved with ';' or tabs.
+        (
+            "x;y\n1,5;a\n2,5;b\n",
+            "y",
+            "row 1: the header is one column, 'x;y': the file looks separated by ';'",
+        ),
+        ("x\ty\n1\ta\n", "y", "the file looks separated by '\\t'; kerasmlp reads comma-"),
     ],
     ids=[
         "empty",
@@ -93,6 +109,10 @@ def test_the_task_is_chosen_from_the_labels(tmp_path, labels, task, expected_tas
         "one-class",
         "no-label",
         "twice",
+        "beyond-float32",
+        "label-beyond-float32",
+        "semicolons",
+        "tabs",
     ],
 )
 def test_bad_files_are_refused_in_one_line_naming_the_place(tmp_path, text, label, message):
@@ -171,6 +191,17 @@ def test_npz_arrays(tmp_path):
         tables.read_npz_table(path, what="data.path")
 
 
+def test_npz_byte_string_labels_name_their_classes_as_text(tmp_path):
+    # np.savez of tfds.as_numpy's text keeps bytes (dtype S); the classes once read
+    # "b'cat'", in predict's output too. Expected by hand: the decoded words.
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((3, 2)), y=np.array([b"cat", b"dog ", b"cat"]))
+    table = tables.read_npz_table(path, what="data.path")
+    labels = tables.choose_labels(table, "auto", label="y")
+    assert labels.class_names == ("cat", "dog")
+    assert list(labels.encode(table, what="data.path")) == [0, 1, 0]
+
+
 def test_a_npy_file_is_told_from_an_npz(tmp_path):
     # np.load reads a .npy as one array, whatever the file's name: once a TypeError
     # ("does not support the context manager protocol").
@@ -204,13 +235,15 @@ def test_an_npz_of_zero_features_is_refused(tmp_path, shape):
     [
         (
             {"x": [[0.0, 1.0], [2.0, np.inf], [-np.inf, 0.0]], "y": [0, 1, 0]},
-            "'x' example 1 (from 0) holds inf; values must be finite numbers, NaN for a missing "
-            "one (data.path)",
+            "'x' example 1 (from 0) holds inf; values must be finite numbers within float32's "
+            "+-3.4e38, NaN for a missing one (data.path)",
         ),
         (
             {"x": [[0.0, 1.0], [2.0, 3.0], [-np.inf, 0.0]], "y": [0, 1, 0]},
             "'x' example 2 (from 0) holds -inf",
         ),
+        # Finite in the file's float64, inf in the model's float32: once NaN outputs.
+        ({"x": [[0.0], [-1e39], [2.0]], "y": [0, 1, 0]}, "'x' example 1 (from 0) holds -1e+39"),
         (
             {"x": [[0.0], [1.0], [2.0]], "y": [0.5, np.inf, 1.0]},
             "'y' example 1 (from 0) is inf; labels must be finite numbers (a missing label is "
@@ -218,7 +251,7 @@ def test_an_npz_of_zero_features_is_refused(tmp_path, shape):
         ),
         ({"x": [[0.0], [1.0], [2.0]], "y": [0.5, 1.5, np.nan]}, "'y' example 2 (from 0) is nan"),
     ],
-    ids=["x-inf", "x-minus-inf", "y-inf", "y-nan"],
+    ids=["x-inf", "x-minus-inf", "x-beyond-float32", "y-inf", "y-nan"],
 )
 def test_an_npz_with_infinities_is_refused_by_example(tmp_path, arrays, message):
     # Once accepted: NaN probabilities read as class 0, and a "diverged" training run.
@@ -236,11 +269,14 @@ def test_nan_in_an_npz_x_is_a_missing_value(tmp_path):
     np.testing.assert_array_equal(table.values["x"], [[np.nan, 1.0], [2.0, 3.0]])
 
 
-def test_first_infinite_names_the_row_and_value():
+def test_first_beyond_float32_names_the_row_and_value():
     # Read off by hand: row 1 holds the first infinity; NaN and integers hold none.
-    assert tables.first_infinite(np.array([[0.0, np.nan], [1.0, -np.inf]])) == (1, -np.inf)
-    assert tables.first_infinite(np.array([np.nan, 2.0])) is None
-    assert tables.first_infinite(np.array([1, 2])) is None
+    assert tables.first_beyond_float32(np.array([[0.0, np.nan], [1.0, -np.inf]])) == (1, -np.inf)
+    assert tables.first_beyond_float32(np.array([np.nan, 2.0])) is None
+    assert tables.first_beyond_float32(np.array([1, 2])) is None
+    # float32's largest, np.finfo(np.float32).max, written as numpy prints it (3.4028235e38,
+    # a hair above it in float64, which float32 rounds down) fits; 1e39 does not.
+    assert tables.first_beyond_float32(np.array([3.4028235e38, 1e39, -1e39])) == (1, 1e39)
 
 
 def test_an_npz_float_y_of_whole_numbers_is_a_regression_target_and_says_why(tmp_path):

@@ -87,6 +87,25 @@ def test_a_column_constant_in_training_is_centred_only():
     np.testing.assert_allclose(out, [[2.0, 0], [-3.0, 0]], atol=1e-6)
 
 
+def test_a_column_too_spread_for_float32_is_refused():
+    # Values near 1e20 are float32 numbers, but their variance (9.22e39, np.var) is not:
+    # Normalization's inf variance turned the column into zeros (numpy's standardized
+    # values are -0.65, 0.39, 1.43, -1.17), and the run went on without a word.
+    values = np.array([1e20, 2e20, 3e20, 5e19])
+    table = tables.Table("t", (tables.Column("v", "numeric"),), {"v": values}, None, np.arange(4))
+    with pytest.raises(DataError) as error:
+        tabular.build_preprocessor(table)
+    assert str(error.value) == (
+        "t: column 'v' spreads too wide for the model's float32: its variance 9.22e+39 is "
+        "beyond 3.4e38 (values up to 3e+20); give it in larger units, or leave it out of the "
+        "file if it is an identifier"
+    )
+    x = np.stack([np.zeros(4), values], axis=1)  # an .npz's x: the feature is named
+    table = tables.Table("t", (tables.Column("x", "numeric"),), {"x": x}, None, np.arange(4))
+    with pytest.raises(DataError, match=r"^t: column 'x' feature 1 \(from 0\) spreads too"):
+        tabular.build_preprocessor(table, indicators=False)
+
+
 def test_an_npz_feature_constant_in_training_is_centred_only():
     # An always-0 border pixel beside a feature of mean 2 and variance 1 (by hand).
     x = np.array([[0.0, 1.0], [0.0, 3.0]])
