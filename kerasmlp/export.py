@@ -1,10 +1,14 @@
 """`kerasmlp-export RUN DIR`: a trained run as a TensorFlow SavedModel for serving.
 
 Thin: `kerasmlp.inference.load_run` loads the run and `keras.Model.export`
-writes the SavedModel. Its `serve` endpoint (also `serving_default`) takes the
-raw inputs the run's model takes (for your own CSV, a dict of (n, 1) tensors
-named by column) and returns class probabilities (or the regression value);
-load it with `tf.saved_model.load(DIR)`, no kerasmlp needed.
+writes the SavedModel. Its `serve` endpoint takes the raw inputs the run's model
+takes (for your own CSV, a dict of (n, 1) tensors named by column) and returns
+class probabilities (or the regression value); load it with
+`tf.saved_model.load(DIR)`, no kerasmlp needed. The `serving_default` signature
+(what TensorFlow Serving calls) takes the same tensors keyed by the model's input
+names (`kerasmlp.tabular.input_name`): a header that is not letters, digits, '_',
+'.' and '-' after a letter has the others replaced by '_', and 'c_' in front of a
+leading digit (`width (cm)` is `width__cm_`, `1st` is `c_1st`).
 
 TensorFlow's start-up log is held back as `kerasmlp-train` holds it back
 (`kerasmlp.console`); `--verbose` shows it.

@@ -24,7 +24,7 @@ from tests.conftest import COLLECTOR_OFF, invoke_train
 
 def test_export_serves_probabilities_on_raw_columns(tmp_path):
     rng = np.random.default_rng(0)
-    lines = ["size,shape,ok"]
+    lines = ["size,shape (2d),ok"]  # a header a signature cannot carry
     for i in range(60):
         size = rng.normal()
         shape = ["round", "square"][i % 2]
@@ -60,7 +60,7 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
     result = CliRunner().invoke(export.main, [str(run_dir), str(out)])
     assert result.exit_code == 0, result.output
 
-    columns = {"size": [0.8, -1.2, float("nan")], "shape": ["round", "square", "oval"]}
+    columns = {"size": [0.8, -1.2, float("nan")], "shape (2d)": ["round", "square", "oval"]}
     expected = run.predict_proba(columns)
     assert expected.shape == (3, 2)  # the sigmoid head as [1 - p, p]
     script = textwrap.dedent(
@@ -71,16 +71,25 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
         assert "kerasmlp" not in sys.modules
         inputs = {{
             "size": tf.constant([[0.8], [-1.2], [float("nan")]]),
-            "shape": tf.constant([["round"], ["square"], ["oval"]]),
+            "shape (2d)": tf.constant([["round"], ["square"], ["oval"]]),
         }}
         print(json.dumps(served.serve(inputs).numpy().tolist()))
+        # What TensorFlow Serving calls: the same inputs keyed by the model's input names
+        # (the README: `shape (2d)` becomes `shape__2d_`).
+        signature = served.signatures["serving_default"]
+        keys = sorted(signature.structured_input_signature[1])
+        (out,) = signature(size=inputs["size"], shape__2d_=inputs["shape (2d)"]).values()
+        print(json.dumps([keys, out.numpy().tolist()]))
         """
     )
     done = subprocess.run(
         [sys.executable, "-c", COLLECTOR_OFF + script], capture_output=True, text=True, check=True
     )
-    served = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    served = np.array(json.loads(done.stdout.strip().splitlines()[-2]))
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+    keys, by_signature = json.loads(done.stdout.strip().splitlines()[-1])
+    assert keys == ["shape__2d_", "size"]
+    np.testing.assert_allclose(by_signature, expected, rtol=1e-5, atol=1e-6)
 
     result = CliRunner().invoke(export.main, [str(run_dir), str(out)])
     assert result.exit_code == 2 and "already holds files" in result.output
