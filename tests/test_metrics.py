@@ -802,6 +802,21 @@ def test_scalar_sample_weight_weighs_every_example(name):
     np.testing.assert_allclose(scaled.result(), batched.result(), **TOLERANCE)
 
 
+def test_scalar_sample_weight_over_unequal_batches_gives_the_readme_figures():
+    # The README's example: batches of 3 and 1 examples, 2 and 1 right, each at weight 0.5.
+    batches = [
+        ([0, 1, 1], [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]]),
+        ([1], [[0.2, 0.8]]),
+    ]
+    ours, theirs = metrics.SparseCategoricalAccuracy(), keras.metrics.SparseCategoricalAccuracy()
+    for y_true, y_pred in batches:
+        ours.update_state(y_true, y_pred, sample_weight=0.5)
+        theirs.update_state(y_true, y_pred, sample_weight=0.5)
+    # By hand: 3 of 4 examples right; Keras's built-in weighs each batch as one: (2/3 + 1) / 2.
+    assert float(ours.result()) == pytest.approx(0.75)
+    assert float(theirs.result()) == pytest.approx((2 / 3 + 1) / 2)
+
+
 # A weight shape that no metric can read, and that a flattening would take for one
 # weight per example: (1, batch).
 @pytest.mark.parametrize("mode", ["eager", "tf_function"])
