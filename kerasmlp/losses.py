@@ -220,7 +220,7 @@ def _warn_if_probabilities(fn_name: str, y_pred, axis: int) -> None:
         )
 
 
-def _check_sparse_labels(fn_name: str, labels, num_classes: int, ignore_class: int | None):
+def _check_sparse_labels(fn_name: str, labels, num_classes, ignore_class: int | None):
     """Returns `labels` after refusing class ids outside `[0, num_classes)`.
 
     Cheap (one min and one max). Eagerly it raises `ValueError`; in a graph it adds an assertion
@@ -229,12 +229,13 @@ def _check_sparse_labels(fn_name: str, labels, num_classes: int, ignore_class: i
     checked = labels
     if ignore_class is not None:
         checked = ops.where(ops.equal(labels, ignore_class), ops.zeros_like(labels), labels)
-    allowed = f"[0, {num_classes})" + (
+    static = isinstance(num_classes, int)  # else a tensor: the class axis is known when run
+    allowed = f"[0, {num_classes if static else 'num_classes'})" + (
         f" or ignore_class={ignore_class}" if ignore_class is not None else ""
     )
+    classes = f"y_pred has {num_classes} classes" if static else "y_pred's last axis"
     message = (
-        f"In `{fn_name}`, argument `y_true` must hold integer class ids in {allowed} "
-        f"(y_pred has {num_classes} classes)."
+        f"In `{fn_name}`, argument `y_true` must hold integer class ids in {allowed} ({classes})."
     )
     if tf.executing_eagerly():
         if ops.size(checked) == 0:
@@ -535,8 +536,10 @@ def sparse_categorical_crossentropy(
             f"class axis. Received: y_true.shape={tuple(y_true.shape)}, "
             f"y_pred.shape={tuple(y_pred.shape)}, axis={axis}"
         )
-    num_classes = y_pred.shape[-1]
     labels = ops.cast(y_true, "int64")
+    num_classes = y_pred.shape[-1]
+    if num_classes is None:  # e.g. scores against a batch's own items, `(batch, batch)`
+        num_classes = ops.cast(ops.shape(y_pred)[-1], labels.dtype)
     labels = _check_sparse_labels(fn_name, labels, num_classes, ignore_class)
     valid = None
     if ignore_class is not None:
@@ -551,8 +554,11 @@ def sparse_categorical_crossentropy(
         eps = _epsilon()
         y_pred = ops.log(ops.clip(y_pred, eps, 1.0 - eps))
     if label_smoothing:
-        targets = ops.one_hot(labels, num_classes, dtype=y_pred.dtype)
-        targets = smooth_labels(targets, label_smoothing, num_classes)
+        depth, share = num_classes, num_classes
+        if not isinstance(num_classes, int):  # a tensor: `one_hot` takes an int32 depth
+            depth, share = ops.cast(num_classes, "int32"), ops.cast(num_classes, y_pred.dtype)
+        targets = ops.one_hot(labels, depth, dtype=y_pred.dtype)
+        targets = smooth_labels(targets, label_smoothing, share)
         loss = -ops.sum(targets * ops.log_softmax(y_pred, axis=-1), axis=-1)
     else:
         # The fused op is the log-softmax form, and its gradient is softmax(logits) - one_hot.

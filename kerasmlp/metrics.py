@@ -10,7 +10,8 @@ back the same value as one metric fed the whole global batch.
 Conventions shared by the classification metrics:
 
 - `y_true` holds integer class ids of shape `(batch,)` or `(batch, 1)` (one-hot
-  rows for `CategoricalAccuracy`); `y_pred` holds one row of scores per example,
+  rows for `CategoricalAccuracy`; the other metrics refuse them with a ValueError
+  while tracing); `y_pred` holds one row of scores per example,
   `(batch, num_classes)`. Probabilities and logits give the same argmax, so both
   are accepted wherever only the predicted class matters. The accuracies also
   take a sequence model's `(batch, steps, num_classes)` scores with
@@ -118,6 +119,20 @@ def _check_score_rows(metric, y_pred, num_classes: int | None = None) -> None:
         raise ValueError(
             f"{type(metric).__name__} takes one row of scores per example, {expected}. "
             f"Received: y_pred of shape {tuple(shape)}"
+        )
+
+
+def _check_class_ids(metric, y_true, y_pred) -> None:
+    """Refuses, at trace time, labels with a class axis of their own (one-hot rows, most likely),
+    which the update would fail on only when run, with a TensorFlow error about element counts.
+    """
+    true_shape = tuple(ops.convert_to_tensor(y_true).shape)
+    pred_shape = tuple(ops.convert_to_tensor(y_pred).shape)
+    if len(true_shape) == len(pred_shape) >= 2 and true_shape[-1] not in (None, 1):
+        raise ValueError(
+            f"{type(metric).__name__} takes integer class ids, one per row of scores: y_true of "
+            f"shape {pred_shape[:-1]} or {(*pred_shape[:-1], 1)}; for one-hot labels, pass "
+            f"their argmax. Received: y_true of shape {true_shape}, y_pred of shape {pred_shape}"
         )
 
 
@@ -719,6 +734,7 @@ class SparseCategoricalAccuracy(_WeightedMean):
         self._direction = "up"
 
     def _values(self, y_true, y_pred):
+        _check_class_ids(self, y_true, y_pred)
         return sparse_categorical_matches(y_true, y_pred)
 
 
@@ -845,6 +861,7 @@ class SparseTopKCategoricalAccuracy(_WeightedMean):
         self.from_sorted_ids = _check_bool("from_sorted_ids", from_sorted_ids)
 
     def _values(self, y_true, y_pred):
+        _check_class_ids(self, y_true, y_pred)
         return sparse_top_k_matches(y_true, y_pred, self.k, self.from_sorted_ids)
 
     def get_config(self):
@@ -896,6 +913,7 @@ class ConfusionMatrix(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         _check_score_rows(self, y_pred, self.num_classes)
+        _check_class_ids(self, y_true, y_pred)
         sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
         update = confusion_matrix_update(y_true, y_pred, self.num_classes, sample_weight)
         self.confusion.assign_add(ops.cast(update, self.dtype))
@@ -1112,6 +1130,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         _check_score_rows(self, y_pred)
+        _check_class_ids(self, y_true, y_pred)
         sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
         sums = calibration_bins_update(
             y_true, y_pred, self.num_bins, sample_weight, from_logits=self.from_logits

@@ -402,6 +402,29 @@ def test_ignore_class_averages_over_the_other_entries_by_hand():
     assert float(loss([0, 255, 1], np.zeros((3, 2)))) == pytest.approx(math.log(2))
 
 
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"ignore_class": 1}, {"label_smoothing": 0.1}], ids=["plain", "ignore", "smooth"]
+)
+def test_sparse_crossentropy_with_a_class_axis_known_only_when_run_equals_keras(kwargs):
+    # Scores of each example against the batch's own items, `(batch, batch)`, the label its own
+    # index: in a `tf.function` over a dataset the class axis is None until the graph runs.
+    # Reference: Keras's SparseCategoricalCrossentropy, or its CategoricalCrossentropy on one-hot
+    # targets for label smoothing (which Keras's sparse loss lacks).
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(3, 3)).astype("float32")
+    labels = np.array([0, 1, 2])
+    spec = [tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None, None), tf.float32)]
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True, **kwargs)
+    value = tf.function(lambda y, p: loss(y, p), input_signature=spec)(labels, scores)
+    if "label_smoothing" in kwargs:
+        expected = keras.losses.CategoricalCrossentropy(True, 0.1)(_one_hot(labels), scores)
+    else:
+        expected = keras.losses.SparseCategoricalCrossentropy(True, **kwargs)(labels, scores)
+    np.testing.assert_allclose(value.numpy(), expected.numpy(), rtol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`y_true`.*\[0, num_classes\)"):
+        tf.function(lambda y, p: loss(y, p), input_signature=spec)(np.array([0, 3, 1]), scores)
+
+
 # ----------------------------------------------------------------------------------------------
 # Misuse
 # ----------------------------------------------------------------------------------------------

@@ -802,6 +802,52 @@ def test_scalar_sample_weight_weighs_every_example(name):
     np.testing.assert_allclose(scaled.result(), batched.result(), **TOLERANCE)
 
 
+def test_scalar_sample_weight_over_unequal_batches_gives_the_readme_figures():
+    # The README's example: batches of 3 and 1 examples, 2 and 1 right, each at weight 0.5.
+    batches = [
+        ([0, 1, 1], [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]]),
+        ([1], [[0.2, 0.8]]),
+    ]
+    ours, theirs = metrics.SparseCategoricalAccuracy(), keras.metrics.SparseCategoricalAccuracy()
+    for y_true, y_pred in batches:
+        ours.update_state(y_true, y_pred, sample_weight=0.5)
+        theirs.update_state(y_true, y_pred, sample_weight=0.5)
+    # By hand: 3 of 4 examples right; Keras's built-in weighs each batch as one: (2/3 + 1) / 2.
+    assert float(ours.result()) == pytest.approx(0.75)
+    assert float(theirs.result()) == pytest.approx((2 / 3 + 1) / 2)
+
+
+SPARSE_LABEL_FACTORIES = {
+    name: ALL_FACTORIES[name]
+    for name in (
+        "sparse_categorical_accuracy",
+        "sparse_top_k",
+        "confusion_matrix",
+        "precision",
+        "expected_calibration_error",
+    )
+}
+
+
+@pytest.mark.parametrize("make", SPARSE_LABEL_FACTORIES.values(), ids=SPARSE_LABEL_FACTORIES.keys())
+def test_one_hot_labels_are_refused_while_tracing_with_both_shapes(make):
+    # One-hot labels where class ids belong: the update failed only when run, on TensorFlow's
+    # "Input to reshape is a tensor with 112 values, but the requested shape has 16". By hand:
+    # one line naming the metric, the shapes allowed and the shapes received (tf.function adds
+    # the traceback of the user code above that line).
+    metric = make()
+    labels, scores = _inputs_for(metric, np.random.default_rng(5))
+    one_hot = np.eye(7, dtype=np.float32)[labels]
+    spec = [tf.TensorSpec((None, 7), tf.float32)] * 2
+    with pytest.raises(
+        ValueError,
+        match=rf"(?m){type(metric).__name__} takes integer class ids, one per row of scores: "
+        r"y_true of shape \(None,\) or \(None, 1\); for one-hot labels, pass their argmax\. "
+        r"Received: y_true of shape \(None, 7\), y_pred of shape \(None, 7\)$",
+    ):
+        tf.function(metric.update_state, input_signature=spec)(one_hot, scores)
+
+
 # A weight shape that no metric can read, and that a flattening would take for one
 # weight per example: (1, batch).
 @pytest.mark.parametrize("mode", ["eager", "tf_function"])
