@@ -101,11 +101,14 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
-def _check_name(name) -> str:
+def _check_name(name) -> str | None:
     # Keras fails later, inside `add_variable`, with "'float' object has no attribute
-    # 'replace'"; a number here is most likely a threshold or k given by position.
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"Argument `name` must be a non-empty string. Received: name={name!r}")
+    # 'replace'"; a number here is most likely a threshold or k given by position. None
+    # is Keras's: the metric takes its class's name in snake case.
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(
+            f"Argument `name` must be a non-empty string or None. Received: name={name!r}"
+        )
     return name
 
 

@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -1303,11 +1304,7 @@ def test_config_holds_every_argument():
         (
             # Keras's order puts `name` first: a threshold given by position lands there.
             lambda: metrics.BinaryAccuracy(0.25),
-            "Argument `name` must be a non-empty string. Received: name=0.25",
-        ),
-        (
-            lambda: metrics.ConfusionMatrix(3, name=None),
-            "Argument `name` must be a non-empty string. Received: name=None",
+            "Argument `name` must be a non-empty string or None. Received: name=0.25",
         ),
     ],
     ids=[
@@ -1321,13 +1318,26 @@ def test_config_holds_every_argument():
         "from_logits_string",
         "from_logits_none",
         "name_number",
-        "name_none",
     ],
 )
 def test_invalid_arguments_are_refused_at_construction(make, message):
     with pytest.raises(ValueError) as error:
         make()
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize("name", _KERAS_NAMESAKES + ["ConfusionMatrix", "ExpectedCalibrationError"])
+def test_name_none_names_the_metric_after_its_class_as_keras_does(name):
+    # Keras: `Metric(name=None)` takes the class's name in snake case (keras.metrics.AUC
+    # is "auc"), with "_1", "_2" ... once the name is taken in the process; kerasmlp
+    # refused None.
+    cls = getattr(metrics, name)
+    metric = cls(3, name=None) if name == "ConfusionMatrix" else cls(name=None)
+    if hasattr(keras.metrics, name):  # Keras's own, its "_1" left out
+        expected = re.sub(r"_\d+$", "", getattr(keras.metrics, name)(name=None).name)
+    else:  # by hand, as Keras's rule would name them
+        expected = {"ConfusionMatrix": "confusion_matrix"}.get(name, "expected_calibration_error")
+    assert re.fullmatch(rf"{expected}(_\d+)?", metric.name), metric.name
 
 
 # --------------------------------------------------------------------------
