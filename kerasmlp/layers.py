@@ -82,7 +82,11 @@ class FillMissing(keras.layers.Layer):
     def __init__(self, value: float = 0.0, indicator: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.value = float(value)
-        self.indicator = bool(indicator)
+        if not isinstance(indicator, bool):  # bool("false") is True, silently
+            raise ValueError(
+                f"Argument `indicator` must be a bool. Received: indicator={indicator!r}"
+            )
+        self.indicator = indicator
 
     def call(self, inputs):
         missing = keras.ops.isnan(inputs)

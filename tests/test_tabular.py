@@ -34,6 +34,10 @@ def test_fill_missing_layer():
     np.testing.assert_array_equal(out, [[1.5, 0, 0, 1], [0, -2.0, 1, 0]])
     layer = FillMissing.from_config(FillMissing(value=2.0, indicator=True).get_config())
     assert (layer.value, layer.indicator) == (2.0, True)
+    with pytest.raises(
+        ValueError, match=r"^Argument `indicator` must be a bool. Received: indicator='false'$"
+    ):
+        FillMissing(indicator="false")  # was taken as True
 
 
 def test_splits_and_statistics_come_from_the_training_rows_only(tmp_path):
