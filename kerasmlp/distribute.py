@@ -136,7 +136,9 @@ def parse_tf_config(text: str | None) -> Role:
             f'TF_CONFIG must hold "task": {{"type": "worker", "index": 0}}. '
             f"Received: {shorten(text)}"
         )
-    task_type, index = task.get("type"), task.get("index", 0)
+    # No default index: TensorFlow's resolver has none, and MultiWorkerMirroredStrategy
+    # then fails with a traceback ("you must also specify `task_type` and `task_id`").
+    task_type, index = task.get("type"), task.get("index")
     if task_type not in cluster:
         raise ConfigError(
             f"TF_CONFIG task type {task_type!r} is not a job of the cluster ({', '.join(cluster)})"

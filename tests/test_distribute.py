@@ -70,6 +70,11 @@ def test_tf_config_gives_the_role(text, expected):
         ('{"cluster": {"worker": ["nohostport"]}, "task": {}}', "host:port"),
         (_tf_config(["a:1"], "ps", 0), "not a job of the cluster"),
         (_tf_config(["a:1"], "worker", 1), "index must be an integer in [0, 1)"),
+        # No "index": TensorFlow's resolver gives task_id None, and the strategy a traceback.
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker"}}',
+            "index must be an integer in [0, 1) for job 'worker'. Received: None",
+        ),
         (_tf_config(["a:1"], "evaluator", 0, evaluator=["e:1"]), "does not train"),
         # TensorFlow's server would fail on these with a traceback, or refuse two chiefs.
         (_tf_config(["127.0.0.1:abc"], "worker", 0), "each port a number from 1 to 65535"),
@@ -91,6 +96,7 @@ def test_tf_config_gives_the_role(text, expected):
         "address",
         "job",
         "index",
+        "no-index",
         "evaluator",
         "port",
         "port-range",
