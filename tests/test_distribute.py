@@ -170,8 +170,29 @@ def test_config_defaults_and_refusals():
             ],
         ),
         ("mirrored", 2, distribute.Role(replicas=2, strategy="mirrored"), None, []),
+        # The role of two workers on CPUs: MultiWorkerMirroredStrategy made 1 replica a
+        # worker with cpu_devices=2 (metrics.json of a one-worker run said replicas: 1).
+        (
+            "multi_worker",
+            2,
+            distribute.Role(0, 2, 2, True, "multi_worker"),
+            _tf_config(["a:1", "b:1"]),
+            [
+                "distribute.cpu_devices=2 splits the CPU for the mirrored strategy; "
+                "distribute.strategy is multi_worker: each worker trains 1 replica, on its "
+                "GPUs or else on one CPU device"
+            ],
+        ),
     ],
-    ids=["nothing", "cluster-of-one", "cluster-unused", "multi-worker", "cpus-unused", "mirrored"],
+    ids=[
+        "nothing",
+        "cluster-of-one",
+        "cluster-unused",
+        "multi-worker",
+        "cpus-unused",
+        "mirrored",
+        "cpus-unused-multi-worker",
+    ],
 )
 def test_settings_for_more_devices_than_the_run_uses_are_named(
     strategy, cpu_devices, role, tf_config, expected
