@@ -136,7 +136,9 @@ def parse_tf_config(text: str | None) -> Role:
             f'TF_CONFIG must hold "task": {{"type": "worker", "index": 0}}. '
             f"Received: {shorten(text)}"
         )
-    task_type, index = task.get("type"), task.get("index", 0)
+    # No default index: TensorFlow's resolver has none, and MultiWorkerMirroredStrategy
+    # then fails with a traceback ("you must also specify `task_type` and `task_id`").
+    task_type, index = task.get("type"), task.get("index")
     if task_type not in cluster:
         raise ConfigError(
             f"TF_CONFIG task type {task_type!r} is not a job of the cluster ({', '.join(cluster)})"
@@ -337,7 +339,8 @@ def unused_settings(config: DistributeConfig, role: Role, environ) -> list[str]:
 
     A cluster manager's `TF_CONFIG` while the strategy is not `multi_worker` (this
     process would train alone, without a word), and `cpu_devices` above 1 on one
-    device (the logical CPUs are `mirrored`'s replicas on a machine without GPUs).
+    device or under `multi_worker` (the logical CPUs are `mirrored`'s replicas on a
+    machine without GPUs).
     """
     lines = []
     if role.strategy != "multi_worker" and (environ.get("TF_CONFIG") or "").strip():
@@ -353,6 +356,16 @@ def unused_settings(config: DistributeConfig, role: Role, environ) -> list[str]:
             f"distribute.cpu_devices={config.cpu_devices} splits the CPU for the mirrored "
             f"strategy; distribute.strategy is {config.strategy} (one_device): one device "
             "trains, --strategy mirrored trains a replica on each"
+        )
+    if config.cpu_devices > 1 and role.strategy == "multi_worker":
+        # MultiWorkerMirroredStrategy takes a worker's GPUs, else one CPU device, never
+        # the logical CPUs (`_initialize_local_devices`: 1 replica a worker here, TF 2.21).
+        per_worker = role.replicas // role.workers
+        replicas = "replica" if per_worker == 1 else "replicas"
+        lines.append(
+            f"distribute.cpu_devices={config.cpu_devices} splits the CPU for the mirrored "
+            f"strategy; distribute.strategy is multi_worker: each worker trains {per_worker} "
+            f"{replicas}, on its GPUs or else on one CPU device"
         )
     return lines
 

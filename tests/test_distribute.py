@@ -70,6 +70,11 @@ def test_tf_config_gives_the_role(text, expected):
         ('{"cluster": {"worker": ["nohostport"]}, "task": {}}', "host:port"),
         (_tf_config(["a:1"], "ps", 0), "not a job of the cluster"),
         (_tf_config(["a:1"], "worker", 1), "index must be an integer in [0, 1)"),
+        # No "index": TensorFlow's resolver gives task_id None, and the strategy a traceback.
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker"}}',
+            "index must be an integer in [0, 1) for job 'worker'. Received: None",
+        ),
         (_tf_config(["a:1"], "evaluator", 0, evaluator=["e:1"]), "does not train"),
         # TensorFlow's server would fail on these with a traceback, or refuse two chiefs.
         (_tf_config(["127.0.0.1:abc"], "worker", 0), "each port a number from 1 to 65535"),
@@ -91,6 +96,7 @@ def test_tf_config_gives_the_role(text, expected):
         "address",
         "job",
         "index",
+        "no-index",
         "evaluator",
         "port",
         "port-range",
@@ -164,8 +170,29 @@ def test_config_defaults_and_refusals():
             ],
         ),
         ("mirrored", 2, distribute.Role(replicas=2, strategy="mirrored"), None, []),
+        # The role of two workers on CPUs: MultiWorkerMirroredStrategy made 1 replica a
+        # worker with cpu_devices=2 (metrics.json of a one-worker run said replicas: 1).
+        (
+            "multi_worker",
+            2,
+            distribute.Role(0, 2, 2, True, "multi_worker"),
+            _tf_config(["a:1", "b:1"]),
+            [
+                "distribute.cpu_devices=2 splits the CPU for the mirrored strategy; "
+                "distribute.strategy is multi_worker: each worker trains 1 replica, on its "
+                "GPUs or else on one CPU device"
+            ],
+        ),
     ],
-    ids=["nothing", "cluster-of-one", "cluster-unused", "multi-worker", "cpus-unused", "mirrored"],
+    ids=[
+        "nothing",
+        "cluster-of-one",
+        "cluster-unused",
+        "multi-worker",
+        "cpus-unused",
+        "mirrored",
+        "cpus-unused-multi-worker",
+    ],
 )
 def test_settings_for_more_devices_than_the_run_uses_are_named(
     strategy, cpu_devices, role, tf_config, expected
