@@ -342,10 +342,17 @@ class LoadedRun:
                 )
             if column.kind == INTEGER:  # a category: 2.5 would be read as 2
                 filled = numbers[~np.isnan(numbers)]
-                if (filled != np.round(filled)).any():
-                    bad = filled[filled != np.round(filled)][0]
+                # Beyond 2^24, float32 rounds codes together (16777217 is 16777216), as a
+                # CSV's reader refuses them (`tables.MAX_INTEGER_CATEGORY`).
+                wrong = (filled != np.round(filled)) | (
+                    np.abs(filled) > tables.MAX_INTEGER_CATEGORY
+                )
+                if wrong.any():
+                    bad = float(filled[wrong][0])
+                    whole = bad == round(bad)
                     raise DataError(
-                        f"column {column.name!r}: {float(bad)!r} is not a whole number "
+                        f"column {column.name!r}: {int(bad) if whole else bad!r} is not "
+                        f"{'within +-2^24' if whole else 'a whole number'} "
                         "(the run took its values as categories, data.categorical)"
                     )
             out[column.name] = tf.constant(numbers.astype(np.float32))

@@ -321,3 +321,29 @@ def test_a_file_to_predict_keeps_the_integer_kind(tmp_path):
     path = _integer_csv(tmp_path, zone_extra="2.5,1,a\n")
     with pytest.raises(DataError, match=r"row 32, column 'zone': '2.5' is not a whole number"):
         tables.read_csv_table(path, label="price", columns=columns)
+
+
+def test_predicting_integer_codes_refuses_what_the_csv_reader_refuses(tmp_path):
+    # A dict given to run.predict went through unchecked above 2^24, where float32 rounds codes
+    # together (16777217 is 16777216, a code of another category); a CSV refuses them.
+    from kerasmlp.inference import load_run
+    from tests.conftest import invoke_train
+
+    path = _integer_csv(tmp_path)
+    args = ["--logdir", str(tmp_path / "logs"), "--run-name", "zones", "--epochs", "1"]
+    for setting in [
+        "data.name=csv",
+        f"data.path={path}",
+        "data.label=price",
+        "data.categorical=[zone]",
+        "model.hidden_units=[4]",
+        "train.histogram_every_epochs=0",
+        "train.image_every_epochs=0",
+    ]:
+        args += ["--set", setting]
+    assert invoke_train(args).exit_code == 0
+    run = load_run(tmp_path / "logs" / "zones")
+    assert run.predict_proba({"zone": [3, 16777216], "rooms": [2, 2]}).shape == (2, 2)
+    for code, why in [(16777217, r"within \+-2\^24"), (2.5, "a whole number")]:
+        with pytest.raises(DataError, match=rf"^column 'zone': {code!r} is not {why} \("):
+            run.predict_proba({"zone": [3, code], "rooms": [2, 2]})
