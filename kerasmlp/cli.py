@@ -275,8 +275,8 @@ def main(
         sys.exit(INTERRUPTED["SIGINT"])
 
     diverged = []  # a sweep's points that diverged: the sweep goes on, then exits with 3
-    finished = 0  # a sweep's points completed or diverged, kept when a later point fails
-    for config, point_dir, resume in runs:
+    # Every point before this one is finished: completed or diverged (any other end stops here).
+    for finished, (config, point_dir, resume) in enumerate(runs):
         if is_sweep:
             click.echo(f"sweep run {point_dir.name}")
             if config is None:
@@ -284,7 +284,6 @@ def main(
                 click.echo(f"{state} already")
                 if state == "diverged":
                     diverged.append(point_dir.name)
-                finished += 1
                 continue
             if stop_request and config.distribute.strategy != "multi_worker":
                 # Asked during the last point's test or save, which completed it: the
@@ -331,7 +330,6 @@ def main(
             label = _point_label(config, point_dir, swept_keys)
             click.echo(f"kerasmlp-train: error: {label}: {e}", err=True)
             diverged.append(point_dir.name)
-            finished += 1
             continue
         except (
             ConfigError,
@@ -355,7 +353,6 @@ def main(
                 raise  # a bug: its traceback
             _close(reporter)
             _fail(failed(_environment_error(e)), status=FAILED)
-        finished += 1
         tests = " | ".join(
             f"{k.removeprefix('test_')} {v:.4f}"
             for k, v in results.items()
