@@ -651,8 +651,9 @@ def check_metric(
         metric: The `keras.metrics.Metric` instance to check (its state is not touched).
         y_true: Targets for a batch of at least `num_batches` examples, including at least one
             example whose removal changes the result.
-        y_pred: Predictions for the same batch. Float `y_true` and `y_pred` are fed in the
-            metric's dtype, as a model's outputs and Keras's data adapters feed them.
+        y_pred: Predictions for the same batch. Float `y_pred` is fed in the metric's dtype,
+            as a model's outputs are, and float `y_true` in `keras.backend.floatx()`, as
+            Keras's data adapters feed targets (float32 under a `mixed_*` policy too).
         num_batches: Into how many slices the `batches` check splits the data.
         rtol: Relative tolerance of the comparisons (at least 1e-3 for a metric computing in
             float16, e.g. `dtype="mixed_float16"`, and 1e-2 in bfloat16, as `check_loss`).
@@ -690,13 +691,20 @@ def check_metric(
         ) from None
     selected = _select(checks, METRIC_CHECKS)
     config_exclude = _names("config_exclude", config_exclude)
-    # Float data as a model feeds it (outputs, and targets through Keras's data adapters, in
-    # the compute dtype), not as numpy's float64: a metric need not cast what fit never sends.
-    compute = tf.as_dtype(metric.dtype).as_numpy_dtype
+    # Float data as fit feeds it, not as numpy's float64: targets and sample weights through
+    # Keras's data adapters, which cast floats to floatx (float32 under a mixed policy too),
+    # and outputs in the metric's compute dtype. A 16-bit metric that forgets to cast one to
+    # the other fails here as it does in fit, and none need cast what fit never sends. They
+    # reach `update_state` as tensors, as in fit, never as numpy arrays that numpy would
+    # promote to one dtype.
     rtol, atol = _tolerances(metric.dtype, rtol, atol)
+    floatx = keras.backend.floatx()
     y_true, y_pred = (
-        array.astype(compute) if array.dtype.kind == "f" else array
-        for array in (np.asarray(y_true), np.asarray(y_pred))
+        array.astype(dtype) if array.dtype.kind == "f" else array
+        for array, dtype in (
+            (np.asarray(y_true), floatx),
+            (np.asarray(y_pred), tf.as_dtype(metric.dtype).as_numpy_dtype),
+        )
     )
     if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 2:
         raise ValueError(
@@ -717,7 +725,7 @@ def check_metric(
     def result_of(*updates):
         fresh = _clone(metric)
         for update in updates:
-            fresh.update_state(*update[:2], sample_weight=update[2] if len(update) > 2 else None)
+            fresh.update_state(*map(tf.constant, update))
         return _result(fresh)
 
     whole = None
@@ -742,11 +750,11 @@ def check_metric(
     def check_sample_weight():
         problems = []
         violation = _result_violation(
-            result_of((y_true, y_pred, np.ones(n))), whole_result(), rtol, atol
+            result_of((y_true, y_pred, np.ones(n, floatx))), whole_result(), rtol, atol
         )
         if violation:
             problems.append(f"sample_weight of ones gives {violation} without weights")
-        weight = np.ones(n)
+        weight = np.ones(n, floatx)
         weight[0] = 0.0
         kept = result_of((y_true[1:], y_pred[1:]))
         violation = _result_violation(result_of((y_true, y_pred, weight)), kept, rtol, atol)
@@ -759,7 +767,9 @@ def check_metric(
 
     def check_reset_state():
         used, fresh = _clone(metric), _clone(metric)
-        used.update_state(y_true[: max(1, n // 2)], y_pred[: max(1, n // 2)])
+        used.update_state(
+            tf.constant(y_true[: max(1, n // 2)]), tf.constant(y_pred[: max(1, n // 2)])
+        )
         used.reset_state()
         problems = []
         # The state itself, not only a result: a result can come out equal by chance (the
@@ -773,7 +783,7 @@ def check_metric(
                         f"variable {after.path!r} after reset_state against a fresh metric's: "
                         f"{violation}"
                     )
-        used.update_state(y_true, y_pred)
+        used.update_state(tf.constant(y_true), tf.constant(y_pred))
         violation = _result_violation(_result(used), whole_result(), rtol, atol)
         if violation:
             problems.append(f"after reset_state the result is {violation} from a fresh metric")

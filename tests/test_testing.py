@@ -602,6 +602,35 @@ def test_16_bit_mean_of_batch_accuracies_still_fails():
 
 
 @_BROKEN
+class SumOfErrorsUncast(keras.metrics.Metric):
+    """Bug: takes a float16 `y_pred` from `y_true` without a cast; fit feeds float32 targets."""
+
+    def __init__(self, name="sum_of_errors_uncast", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add(tf.cast(tf.reduce_sum(tf.abs(y_true - y_pred)), self.total.dtype))
+
+    def result(self):
+        return self.total
+
+
+def test_16_bit_metric_gets_float32_targets_as_fit_feeds_them():
+    # The reference: Keras's array adapter casts float targets to floatx, so under
+    # mixed_float16 this metric raises in fit ("Input 'y' of 'Sub' Op has type float16 that
+    # does not match type float32"). check_metric fed float16 numpy targets, which numpy
+    # subtracted, and passed it.
+    with pytest.raises(CheckError, match=r"- batches: raised .*float tensor but is a half"):
+        check_metric(
+            SumOfErrorsUncast(dtype="mixed_float16"),
+            y_true=FLOAT16_TRUE,
+            y_pred=FLOAT16_PRED,
+            checks=["batches"],
+        )
+
+
+@_BROKEN
 class PrecisionAndRecall(keras.metrics.Metric):
     """Correct: `result()` returns a dict, which model.evaluate reports key by key."""
 
