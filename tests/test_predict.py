@@ -309,6 +309,26 @@ def test_predict_refuses_an_output_file_that_exists(csv_run, tmp_path):
     assert new.read_bytes() == before
 
 
+def test_predict_makes_the_folders_of_its_output(csv_run, tmp_path):
+    # `-o missing/dir/p.csv` exited 1 (No such file or directory) after predicting, while
+    # kerasmlp-export makes the folders it writes into. A file in the way is refused first.
+    _, run_dir, _ = csv_run
+    new = _classification_csv(tmp_path / "new.csv", rows=15, seed=1)
+    out = tmp_path / "missing" / "dir" / "p.csv"
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().count("\n") == 16  # header + 15 rows
+    (tmp_path / "afile").write_text("kept")
+    inside_a_file = tmp_path / "afile" / "p.csv"
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "-o", str(inside_a_file)])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"kerasmlp-predict: error: cannot make --output {inside_a_file}: "
+        f"{tmp_path / 'afile'} is a file, not a folder"
+    ]
+    assert (tmp_path / "afile").read_text() == "kept"
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 def test_predict_to_a_full_stdout_exits_1_with_one_line(csv_run, tmp_path):
     # `kerasmlp-predict RUN IN > /dev/full` ended in Python's traceback (exit 1 by luck):
