@@ -32,6 +32,7 @@ from click.core import ParameterSource
 from kerasmlp import __version__, distribute, runfiles
 from kerasmlp.config import (
     ConfigError,
+    apply_override,
     config_from_dict,
     dump_yaml,
     load_config,
@@ -77,6 +78,29 @@ def _run_name(value: str | None, config_path: str | None) -> str:
             f"Received: --run-name={shorten(repr(value))}"
         )
     return value
+
+
+def _check_shortcut(option: str, key: str, value, overrides) -> None:
+    """Refuses a shortcut (`--epochs 1`) and a `--set` that give its key another value.
+
+    One of the two was a mistake, and which one the user meant is not known: the
+    shortcut, applied last, replaced the `--set` unseen. The same value is no conflict.
+    """
+    for item in reversed(overrides):  # the last `--set` of the key is the one that counts
+        raw: dict = {}
+        apply_override(raw, item)
+        node = raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            if node != value:
+                raise ConfigError(
+                    f"{option} {value} and --set {shorten(item)} give {key} two values; "
+                    "keep one of them"
+                )
+            return
 
 
 def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
@@ -218,12 +242,14 @@ def main(
         else:
             # Each `key=value` with the option that gave it, for a sweep's messages.
             options = [(f"--set {item}", item) for item in overrides]
-            if epochs is not None:
-                options.append((f"--epochs {epochs}", f"train.epochs={epochs}"))
-            if seed is not None:
-                options.append((f"--seed {seed}", f"seed={seed}"))
-            if strategy is not None:
-                options.append((f"--strategy {strategy}", f"distribute.strategy={strategy}"))
+            for option, key, value in (
+                ("--epochs", "train.epochs", epochs),
+                ("--seed", "seed", seed),
+                ("--strategy", "distribute.strategy", strategy),
+            ):
+                if value is not None:
+                    _check_shortcut(option, key, value, overrides)
+                    options.append((f"{option} {value}", f"{key}={value}"))
             overrides = [item for _, item in options]
             config = load_config(config_path, overrides)
             run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)

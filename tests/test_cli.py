@@ -77,6 +77,8 @@ def test_a_two_epoch_run_prints_its_lines_and_writes_its_run(tmp_path):
         f"data.data_dir={tmp_path / 'tfds'}",
         "--set",
         "train.log_every_steps=20",
+        "--set",
+        "seed=3",  # the value of --seed too: no conflict
     )
     assert result.exit_code == 0, result.output[-3000:]
     lines = result.stdout.strip().splitlines()
@@ -165,6 +167,17 @@ MISTAKES = [
     # name as UTF-8 and failed with a traceback, after the run folder was made.
     (["--run-name", "r\udcff"], r"must be UTF-8 text: TensorFlow takes UTF-8 paths only."),
     (["--epochs", "0"], "train.epochs must be >= 1. Received: train.epochs=0"),
+    # A shortcut and a --set that disagree: the shortcut, applied last, won unseen.
+    (
+        ["--epochs", "1", "--set", "train.epochs=2"],
+        "--epochs 1 and --set train.epochs=2 give train.epochs two values; keep one of them",
+    ),
+    (["--seed", "3", "--set", "seed=4"], "--seed 3 and --set seed=4 give seed two values"),
+    (
+        ["--strategy", "mirrored", "--set", "distribute={strategy: one_device}"],
+        "--strategy mirrored and --set distribute={strategy: one_device} give "
+        "distribute.strategy two values",
+    ),
 ]
 
 
