@@ -714,7 +714,8 @@ class _BarReporter:
     """On a terminal, as Keras's progress bar: one line per finished epoch, a bar below.
 
     The bar (epoch, steps done in it, the training loss over the epoch's steps
-    so far, time left for the run) is redrawn in place; at each epoch's end it gives way to a line
+    so far, time left for the run; at the epoch's last step, as Keras's bar, the
+    epoch's time instead) is redrawn in place; at each epoch's end it gives way to a line
     that stays: ``epoch 3/40 | loss 0.1234 | accuracy 0.9500 | validation_loss
     0.1432 | validation_accuracy 0.9450``, the figures of that epoch.
     """
@@ -724,12 +725,13 @@ class _BarReporter:
     def __init__(self, file=None):
         self._file = file  # None: stdout at the time of writing
         self._epochs = self._steps_per_epoch = self._first_step = 0
-        self._started = 0.0
+        self._started = self._epoch_started = 0.0
         self._drawn = False  # a bar is on the current line
 
     def start(self, *, epochs, steps_per_epoch, initial_step=0):
         self._epochs, self._steps_per_epoch = epochs, steps_per_epoch
         self._first_step, self._started = initial_step, time.monotonic()
+        self._epoch_started = self._started
 
     def train_progress(self, *, step, epoch, logs):
         in_epoch = min(max(step - (epoch - 1) * self._steps_per_epoch, 0), self._steps_per_epoch)
@@ -741,7 +743,11 @@ class _BarReporter:
             f"loss {logs['epoch_loss']:.4f}",
         ]
         done = step - self._first_step
-        if done > 0:
+        if in_epoch == self._steps_per_epoch:
+            # Keras's bar ends an epoch with its time, `1s`: an ETA there (the run's rest,
+            # or 0:00:00 at the last epoch) read as the time left of an epoch that is done.
+            parts.append(f"{time.monotonic() - self._epoch_started:.0f}s")
+        elif done > 0:
             left = (self._epochs * self._steps_per_epoch - step) * (
                 (time.monotonic() - self._started) / done
             )
@@ -757,6 +763,7 @@ class _BarReporter:
         )
         self._write(f"\r{line}\x1b[K\n")
         self._drawn = False
+        self._epoch_started = time.monotonic()
 
     def end(self, results):
         self.close()

@@ -389,6 +389,30 @@ def test_progress_bar_leaves_one_line_per_epoch_with_that_epochs_figures():
     ]
 
 
+def test_progress_bar_ends_an_epoch_with_its_time_as_keras_does(monkeypatch):
+    # The bar at 10/10 showed "ETA 0:00:01" (the run's rest) over a finished epoch, and
+    # "ETA 0:00:00" at the last one. keras.utils.Progbar (Keras 3.15.1) ends an epoch
+    # with the epoch's elapsed time, "1s", and no ETA.
+    now = [100.0]
+    monkeypatch.setattr(cli, "time", type("Clock", (), {"monotonic": lambda: now[0]}))
+    stream = _FakeTerminal()
+    bar = cli._BarReporter(file=stream)
+    bar.start(epochs=2, steps_per_epoch=10)
+    logs = {"loss": 0.5, "epoch_loss": 0.6, "learning_rate": 0.01}
+    now[0] = 102.0
+    bar.train_progress(step=5, epoch=1, logs=logs)
+    # 15 steps left at 2 s / 5 steps: 6 s for the run.
+    assert _screen(stream.getvalue())[-1].endswith("5/10 | loss 0.6000 | ETA 0:00:06")
+    now[0] = 104.2
+    bar.train_progress(step=10, epoch=1, logs=logs)
+    assert _screen(stream.getvalue())[-1].endswith("10/10 | loss 0.6000 | 4s")
+    now[0] = 105.0  # the validation pass, then epoch 2 starts
+    bar.epoch_end(step=10, epoch=1, logs={"train_loss": 0.4})
+    now[0] = 106.6
+    bar.train_progress(step=20, epoch=2, logs=logs)
+    assert _screen(stream.getvalue())[-1].endswith("10/10 | loss 0.6000 | 2s")
+
+
 def test_progress_bar_of_a_resumed_run_and_one_that_fails():
     stream = _FakeTerminal()
     bar = cli._BarReporter(file=stream)
