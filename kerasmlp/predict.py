@@ -75,6 +75,8 @@ def main(run_dir, input_path, split, output, verbose):
         # Nothing overwritten: `--output` naming INPUT would destroy the data predicted on.
         _fail(_taken(output))
     if output is not None:
+        if output.endswith(("/", os.sep)):  # `-o preds/`: a folder, made below, then refused
+            _fail(f"--output {output} names a folder; give a file name, e.g. {output}p.csv")
         existing = next((p for p in pathlib.Path(output).absolute().parents if p.exists()), None)
         if existing is not None and not existing.is_dir():
             _fail(f"cannot make --output {output}: {existing} is a file, not a folder")

@@ -327,6 +327,15 @@ def test_predict_makes_the_folders_of_its_output(csv_run, tmp_path):
         f"{tmp_path / 'afile'} is a file, not a folder"
     ]
     assert (tmp_path / "afile").read_text() == "kept"
+    # A name ending in '/' is a folder's: once made, then refused with status 1.
+    folder = f"{tmp_path / 'preds'}/"
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "-o", folder])
+    assert (result.exit_code, result.output) == (
+        2,
+        f"kerasmlp-predict: error: --output {folder} names a folder; give a file name, "
+        f"e.g. {folder}p.csv\n",
+    )
+    assert not (tmp_path / "preds").exists()
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
