@@ -51,7 +51,7 @@ from kerasmlp.console import (
 DIVERGED = 3
 # 128 + the signal's number, as a shell reports a process the signal ended.
 INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
-SWEEP_FILE = "sweep.yaml"
+SWEEP_FILE = runfiles.SWEEP_FILE
 SUMMARY_FILE = "summary.txt"
 
 

@@ -692,6 +692,19 @@ def test_predict_and_export_on_a_mistyped_or_unfinished_run_say_which(tmp_path):
         f"{run} has no model.keras: the run is interrupted (status.json); only a completed run "
         "has a model\n"
     ) in result.output
+    # A sweep's folder was "has no model.keras: not a completed kerasmlp run".
+    sweep = tmp_path / "sweep"
+    for point in ("01-seed=2", "00-seed=1"):
+        (sweep / point).mkdir(parents=True)
+        (sweep / point / "model.keras").touch()
+    (sweep / "sweep.yaml").write_text("points: []\n")
+    for command, second in ((predict.main, "x.csv"), (export.main, str(tmp_path / "out"))):
+        result = CliRunner().invoke(command, [str(sweep), second])
+        assert result.exit_code == 2
+        assert result.output.endswith(
+            f"error: {sweep} is a sweep's folder, not a run: give one of its runs, such as "
+            f"{sweep / '00-seed=1'} (its summary.txt ranks them)\n"
+        )
 
 
 def test_a_playground_run_predicts_too(tmp_path, monkeypatch):
