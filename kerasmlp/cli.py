@@ -32,6 +32,7 @@ from click.core import ParameterSource
 from kerasmlp import __version__, distribute, runfiles
 from kerasmlp.config import (
     ConfigError,
+    apply_override,
     config_from_dict,
     dump_yaml,
     load_config,
@@ -50,7 +51,7 @@ from kerasmlp.console import (
 DIVERGED = 3
 # 128 + the signal's number, as a shell reports a process the signal ended.
 INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
-SWEEP_FILE = "sweep.yaml"
+SWEEP_FILE = runfiles.SWEEP_FILE
 SUMMARY_FILE = "summary.txt"
 
 
@@ -77,6 +78,29 @@ def _run_name(value: str | None, config_path: str | None) -> str:
             f"Received: --run-name={shorten(repr(value))}"
         )
     return value
+
+
+def _check_shortcut(option: str, key: str, value, overrides) -> None:
+    """Refuses a shortcut (`--epochs 1`) and a `--set` that give its key another value.
+
+    One of the two was a mistake, and which one the user meant is not known: the
+    shortcut, applied last, replaced the `--set` unseen. The same value is no conflict.
+    """
+    for item in reversed(overrides):  # the last `--set` of the key is the one that counts
+        raw: dict = {}
+        apply_override(raw, item)
+        node = raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            if node != value:
+                raise ConfigError(
+                    f"{option} {value} and --set {shorten(item)} give {key} two values; "
+                    "keep one of them"
+                )
+            return
 
 
 def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
@@ -218,12 +242,14 @@ def main(
         else:
             # Each `key=value` with the option that gave it, for a sweep's messages.
             options = [(f"--set {item}", item) for item in overrides]
-            if epochs is not None:
-                options.append((f"--epochs {epochs}", f"train.epochs={epochs}"))
-            if seed is not None:
-                options.append((f"--seed {seed}", f"seed={seed}"))
-            if strategy is not None:
-                options.append((f"--strategy {strategy}", f"distribute.strategy={strategy}"))
+            for option, key, value in (
+                ("--epochs", "train.epochs", epochs),
+                ("--seed", "seed", seed),
+                ("--strategy", "distribute.strategy", strategy),
+            ):
+                if value is not None:
+                    _check_shortcut(option, key, value, overrides)
+                    options.append((f"{option} {value}", f"{key}={value}"))
             overrides = [item for _, item in options]
             config = load_config(config_path, overrides)
             run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
@@ -688,7 +714,8 @@ class _BarReporter:
     """On a terminal, as Keras's progress bar: one line per finished epoch, a bar below.
 
     The bar (epoch, steps done in it, the training loss over the epoch's steps
-    so far, time left for the run) is redrawn in place; at each epoch's end it gives way to a line
+    so far, time left for the run; at the epoch's last step, as Keras's bar, the
+    epoch's time instead) is redrawn in place; at each epoch's end it gives way to a line
     that stays: ``epoch 3/40 | loss 0.1234 | accuracy 0.9500 | validation_loss
     0.1432 | validation_accuracy 0.9450``, the figures of that epoch.
     """
@@ -698,12 +725,13 @@ class _BarReporter:
     def __init__(self, file=None):
         self._file = file  # None: stdout at the time of writing
         self._epochs = self._steps_per_epoch = self._first_step = 0
-        self._started = 0.0
+        self._started = self._epoch_started = 0.0
         self._drawn = False  # a bar is on the current line
 
     def start(self, *, epochs, steps_per_epoch, initial_step=0):
         self._epochs, self._steps_per_epoch = epochs, steps_per_epoch
         self._first_step, self._started = initial_step, time.monotonic()
+        self._epoch_started = self._started
 
     def train_progress(self, *, step, epoch, logs):
         in_epoch = min(max(step - (epoch - 1) * self._steps_per_epoch, 0), self._steps_per_epoch)
@@ -715,7 +743,11 @@ class _BarReporter:
             f"loss {logs['epoch_loss']:.4f}",
         ]
         done = step - self._first_step
-        if done > 0:
+        if in_epoch == self._steps_per_epoch:
+            # Keras's bar ends an epoch with its time, `1s`: an ETA there (the run's rest,
+            # or 0:00:00 at the last epoch) read as the time left of an epoch that is done.
+            parts.append(f"{time.monotonic() - self._epoch_started:.0f}s")
+        elif done > 0:
             left = (self._epochs * self._steps_per_epoch - step) * (
                 (time.monotonic() - self._started) / done
             )
@@ -731,6 +763,7 @@ class _BarReporter:
         )
         self._write(f"\r{line}\x1b[K\n")
         self._drawn = False
+        self._epoch_started = time.monotonic()
 
     def end(self, results):
         self.close()

@@ -734,10 +734,22 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
             )
         return float(value)
     if hint is str:
+        if isinstance(value, (int, float)) and path.split("[")[0] in _COLUMN_NAME_KEYS:
+            # A header `1` is the text "1", which YAML reads as a number: taken as text,
+            # `01`, `1.0` or `1e3` would lose how the header writes them, so it is quoted.
+            kind = "a boolean" if isinstance(value, bool) else "a number"
+            raise ConfigError(
+                f"{path} is a column name; YAML read {_show(value)} as {kind}: quote it as "
+                f'the header writes it, e.g. "{_show(value)}". Received: {path}={_show(value)}'
+            )
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{path} must be a non-empty string. Received: {path}={_show(value)}")
         return value
     raise TypeError(f"unsupported config annotation {hint!r} at {path}")  # a bug, not a user error
+
+
+# Keys whose values name columns of the user's CSV header: text, whatever they look like.
+_COLUMN_NAME_KEYS = ("data.label", "data.categorical")
 
 
 def _check_field(field: dataclasses.Field, value: Any, path: str) -> None:

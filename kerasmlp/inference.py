@@ -28,7 +28,7 @@ from kerasmlp import tables
 from kerasmlp.config import Config, load_saved_config
 from kerasmlp.errors import DataError
 from kerasmlp.model import Head
-from kerasmlp.runfiles import CONFIG_FILE, read_status, write_json_atomic
+from kerasmlp.runfiles import CONFIG_FILE, SWEEP_FILE, read_status, write_json_atomic
 from kerasmlp.tables import INTEGER, NUMERIC, STRING, Column
 
 MODEL_FILE = "model.keras"
@@ -159,6 +159,13 @@ class LoadedRun:
         self.run_dir = pathlib.Path(run_dir)
         if not self.run_dir.is_dir():  # a mistyped path: not "a run without model.keras"
             raise DataError(f"Run folder not found: {self.run_dir}")
+        if (self.run_dir / SWEEP_FILE).is_file():  # was "not a completed kerasmlp run"
+            done = sorted(p for p in self.run_dir.iterdir() if (p / MODEL_FILE).is_file())
+            which = f"such as {done[0]}" if done else "none is completed yet"
+            raise DataError(
+                f"{self.run_dir} is a sweep's folder, not a run: give one of its runs, {which} "
+                "(its summary.txt ranks them)"
+            )
         for name in (MODEL_FILE, DATA_FILE, CONFIG_FILE):
             if not (self.run_dir / name).is_file():
                 state = (read_status(self.run_dir) or {}).get("state")

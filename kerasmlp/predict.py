@@ -4,7 +4,8 @@ Thin: `kerasmlp.inference.load_run` does the work. The CSV holds `predicted`
 (the class name, or the value for regression) and, for classification, one
 `probability_<class>` column per class. When the input has labels, the run's
 metrics on it are printed (on stderr when the CSV goes to stdout). `--output`
-makes a new file: one that exists (INPUT itself, say) is refused, not overwritten.
+makes a new file: one that exists (INPUT itself, say) is refused, not overwritten;
+the folders it goes in are made, as `kerasmlp-export` makes its own.
 
 TensorFlow's start-up log is held back as `kerasmlp-train` holds it back
 (`kerasmlp.console`); `--verbose` shows it.
@@ -21,6 +22,7 @@ import contextlib
 import csv
 import io
 import os
+import pathlib
 import sys
 from typing import NoReturn
 
@@ -72,6 +74,12 @@ def main(run_dir, input_path, split, output, verbose):
     if output is not None and os.path.lexists(output):
         # Nothing overwritten: `--output` naming INPUT would destroy the data predicted on.
         _fail(_taken(output))
+    if output is not None:
+        if output.endswith(("/", os.sep)):  # `-o preds/`: a folder, made below, then refused
+            _fail(f"--output {output} names a folder; give a file name, e.g. {output}p.csv")
+        existing = next((p for p in pathlib.Path(output).absolute().parents if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            _fail(f"cannot make --output {output}: {existing} is a file, not a folder")
     start_tensorflow(verbose=verbose)
     from kerasmlp.errors import DataError
     from kerasmlp.inference import load_run
@@ -102,7 +110,8 @@ def main(run_dir, input_path, split, output, verbose):
 
 
 def _write_csv(text: str, output: str | None) -> None:
-    """`text` to stdout (`output` None) or to the new file `output`; one line if it fails."""
+    """`text` to stdout (`output` None) or to the new file `output`, its folders made;
+    one line if it fails."""
     if output is None:
         try:
             sys.stdout.write(text)
@@ -111,6 +120,7 @@ def _write_csv(text: str, output: str | None) -> None:
             _fail(f"cannot write to <stdout>: {describe_os_error(e, None)}", FAILED)
         return
     try:
+        os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
         f = open(output, "x", encoding="utf-8")  # "x": never over a file made since
     except FileExistsError:
         _fail(_taken(output))

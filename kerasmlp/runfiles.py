@@ -32,6 +32,7 @@ STATUS_FILE = "status.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 CHECKPOINTS_FOLDER = "checkpoints"
+SWEEP_FILE = "sweep.yaml"  # a sweep's plan, in the folder that holds its runs
 STATES = ("running", "completed", "interrupted", "diverged", "failed")
 
 

@@ -77,6 +77,8 @@ def test_a_two_epoch_run_prints_its_lines_and_writes_its_run(tmp_path):
         f"data.data_dir={tmp_path / 'tfds'}",
         "--set",
         "train.log_every_steps=20",
+        "--set",
+        "seed=3",  # the value of --seed too: no conflict
     )
     assert result.exit_code == 0, result.output[-3000:]
     lines = result.stdout.strip().splitlines()
@@ -165,6 +167,17 @@ MISTAKES = [
     # name as UTF-8 and failed with a traceback, after the run folder was made.
     (["--run-name", "r\udcff"], r"must be UTF-8 text: TensorFlow takes UTF-8 paths only."),
     (["--epochs", "0"], "train.epochs must be >= 1. Received: train.epochs=0"),
+    # A shortcut and a --set that disagree: the shortcut, applied last, won unseen.
+    (
+        ["--epochs", "1", "--set", "train.epochs=2"],
+        "--epochs 1 and --set train.epochs=2 give train.epochs two values; keep one of them",
+    ),
+    (["--seed", "3", "--set", "seed=4"], "--seed 3 and --set seed=4 give seed two values"),
+    (
+        ["--strategy", "mirrored", "--set", "distribute={strategy: one_device}"],
+        "--strategy mirrored and --set distribute={strategy: one_device} give "
+        "distribute.strategy two values",
+    ),
 ]
 
 
@@ -374,6 +387,30 @@ def test_progress_bar_leaves_one_line_per_epoch_with_that_epochs_figures():
         "validation_accuracy 0.9500",
         "",  # the cursor waits at the start of a fresh line
     ]
+
+
+def test_progress_bar_ends_an_epoch_with_its_time_as_keras_does(monkeypatch):
+    # The bar at 10/10 showed "ETA 0:00:01" (the run's rest) over a finished epoch, and
+    # "ETA 0:00:00" at the last one. keras.utils.Progbar (Keras 3.15.1) ends an epoch
+    # with the epoch's elapsed time, "1s", and no ETA.
+    now = [100.0]
+    monkeypatch.setattr(cli, "time", type("Clock", (), {"monotonic": lambda: now[0]}))
+    stream = _FakeTerminal()
+    bar = cli._BarReporter(file=stream)
+    bar.start(epochs=2, steps_per_epoch=10)
+    logs = {"loss": 0.5, "epoch_loss": 0.6, "learning_rate": 0.01}
+    now[0] = 102.0
+    bar.train_progress(step=5, epoch=1, logs=logs)
+    # 15 steps left at 2 s / 5 steps: 6 s for the run.
+    assert _screen(stream.getvalue())[-1].endswith("5/10 | loss 0.6000 | ETA 0:00:06")
+    now[0] = 104.2
+    bar.train_progress(step=10, epoch=1, logs=logs)
+    assert _screen(stream.getvalue())[-1].endswith("10/10 | loss 0.6000 | 4s")
+    now[0] = 105.0  # the validation pass, then epoch 2 starts
+    bar.epoch_end(step=10, epoch=1, logs={"train_loss": 0.4})
+    now[0] = 106.6
+    bar.train_progress(step=20, epoch=2, logs=logs)
+    assert _screen(stream.getvalue())[-1].endswith("10/10 | loss 0.6000 | 2s")
 
 
 def test_progress_bar_of_a_resumed_run_and_one_that_fails():

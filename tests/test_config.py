@@ -215,6 +215,13 @@ BAD = [
     ("train.class_weight={a: 1e39}", "train.class_weight.a must be 0 or within float32's"),
     ("model.weight_decay=3.4e38", None),
     ("data.name=''", "data.name must be a non-empty string"),
+    # A CSV header `1`: YAML reads the name as a number, and "must be a string" did not say why.
+    (
+        "data.name=csv --also data.path=x.csv --also data.label=1",
+        "data.label is a column name; YAML read 1 as a number: quote it as the header writes "
+        'it, e.g. "1". Received: data.label=1',
+    ),
+    ("data.categorical=[a, true]", "data.categorical[1] is a column name; YAML read true as a"),
     ("train", "--set expects dotted.key=value"),
     ("model.activation.x=1", "model.activation must be a non-empty string. Received:"),
     ("model.hidden_units=[1,", "--set model.hidden_units: not valid YAML"),

@@ -309,6 +309,35 @@ def test_predict_refuses_an_output_file_that_exists(csv_run, tmp_path):
     assert new.read_bytes() == before
 
 
+def test_predict_makes_the_folders_of_its_output(csv_run, tmp_path):
+    # `-o missing/dir/p.csv` exited 1 (No such file or directory) after predicting, while
+    # kerasmlp-export makes the folders it writes into. A file in the way is refused first.
+    _, run_dir, _ = csv_run
+    new = _classification_csv(tmp_path / "new.csv", rows=15, seed=1)
+    out = tmp_path / "missing" / "dir" / "p.csv"
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().count("\n") == 16  # header + 15 rows
+    (tmp_path / "afile").write_text("kept")
+    inside_a_file = tmp_path / "afile" / "p.csv"
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "-o", str(inside_a_file)])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"kerasmlp-predict: error: cannot make --output {inside_a_file}: "
+        f"{tmp_path / 'afile'} is a file, not a folder"
+    ]
+    assert (tmp_path / "afile").read_text() == "kept"
+    # A name ending in '/' is a folder's: once made, then refused with status 1.
+    folder = f"{tmp_path / 'preds'}/"
+    result = CliRunner().invoke(predict.main, [str(run_dir), str(new), "-o", folder])
+    assert (result.exit_code, result.output) == (
+        2,
+        f"kerasmlp-predict: error: --output {folder} names a folder; give a file name, "
+        f"e.g. {folder}p.csv\n",
+    )
+    assert not (tmp_path / "preds").exists()
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 def test_predict_to_a_full_stdout_exits_1_with_one_line(csv_run, tmp_path):
     # `kerasmlp-predict RUN IN > /dev/full` ended in Python's traceback (exit 1 by luck):
@@ -663,6 +692,19 @@ def test_predict_and_export_on_a_mistyped_or_unfinished_run_say_which(tmp_path):
         f"{run} has no model.keras: the run is interrupted (status.json); only a completed run "
         "has a model\n"
     ) in result.output
+    # A sweep's folder was "has no model.keras: not a completed kerasmlp run".
+    sweep = tmp_path / "sweep"
+    for point in ("01-seed=2", "00-seed=1"):
+        (sweep / point).mkdir(parents=True)
+        (sweep / point / "model.keras").touch()
+    (sweep / "sweep.yaml").write_text("points: []\n")
+    for command, second in ((predict.main, "x.csv"), (export.main, str(tmp_path / "out"))):
+        result = CliRunner().invoke(command, [str(sweep), second])
+        assert result.exit_code == 2
+        assert result.output.endswith(
+            f"error: {sweep} is a sweep's folder, not a run: give one of its runs, such as "
+            f"{sweep / '00-seed=1'} (its summary.txt ranks them)\n"
+        )
 
 
 def test_a_playground_run_predicts_too(tmp_path, monkeypatch):
