@@ -33,6 +33,10 @@ from kerasmlp.tables import INTEGER, NUMERIC, STRING, Column
 
 MODEL_FILE = "model.keras"
 DATA_FILE = "data.json"
+# What Python's `str.strip()` takes off a CSV's fields (`kerasmlp.tables`), in RE2:
+# ASCII whitespace, the separators \x1c-\x1f, NEL and Unicode's spaces (the no-break
+# space a spreadsheet writes among them), which `tf.strings.strip` (ASCII only) leaves.
+_SPACE = r"[\t\n\v\f\r\x{1c}-\x{1f}\x{85}\p{Z}]"
 
 
 def serving_model(model: keras.Model, data) -> keras.Model:
@@ -50,6 +54,33 @@ def _functional(inputs, outputs, name: str) -> keras.Model:
         # cannot be an input name (see `tabular.input_name`), and the dict maps by key.
         warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
         return keras.Model(inputs, outputs, name=name)
+
+
+def strip_strings(inputs):
+    """`inputs` (a tensor or a dict of them) with each string's surrounding whitespace
+    removed, as a CSV's fields are read: `" red"` finds the category `red`, not the
+    unseen values' slot. Numbers pass as they are.
+    """
+    pattern = f"^{_SPACE}+|{_SPACE}+$"
+    return keras.tree.map_structure(
+        lambda x: tf.strings.regex_replace(x, pattern, "") if x.dtype == tf.string else x, inputs
+    )
+
+
+def export_saved_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """`model.export(path, format="tf_saved_model")`, its `serve` endpoint (and so
+    `serving_default`) stripping string inputs first (`strip_strings`), as
+    `LoadedRun.predict` does; the inputs are keyed and named as `model.export` keys them.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = keras.tree.map_structure(
+        lambda x: tf.TensorSpec(x.shape, x.dtype, name=x.name), model.input
+    )
+    archive.add_endpoint(
+        "serve", lambda inputs: model(strip_strings(inputs), training=False), [signature]
+    )
+    archive.write_out(str(path), verbose=False)
 
 
 def write_data_card(run_dir: pathlib.Path, data, head: Head) -> None:
@@ -330,8 +361,8 @@ class LoadedRun:
         out = {}
         for column in self.columns:
             values = columns[column.name]
-            if column.kind == STRING:
-                out[column.name] = tf.constant(values.astype(str))
+            if column.kind == STRING:  # stripped as a CSV's fields are
+                out[column.name] = strip_strings(tf.constant(values.astype(str)))
                 continue
             numbers = _column_numbers(values, column.name)
             beyond = tables.first_beyond_float32(numbers)

@@ -344,11 +344,16 @@ def read_tfds_table(builder, split: str, name: str) -> tuple[Table, Labels, str]
             feature = features[key]
             kind = _scalar_kind(feature)
             raw = [x[column] for x in xs]
+            # Strings stripped of surrounding spaces, as a CSV's are and as the saved model's
+            # callers' are (`inference.strip_strings`): else " male" trains its own category.
             if isinstance(feature, tfds.features.ClassLabel):
-                data = np.array([feature.names[int(v)] for v in raw], dtype=object)
+                data = np.array([feature.names[int(v)].strip() for v in raw], dtype=object)
             elif kind == STRING:
                 data = np.array(
-                    [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in raw],
+                    [
+                        (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip()
+                        for v in raw
+                    ],
                     dtype=object,
                 )
             else:
