@@ -22,6 +22,7 @@ import hashlib
 import math
 import os
 import pathlib
+import unicodedata
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -542,6 +543,39 @@ def _convert(texts, kind, name, source, numbers) -> np.ndarray:
             )
         out[i] = number
     return out
+
+
+def numbers_as_text(table: Table) -> tuple[str, ...]:
+    """A console line for each string column whose values are numbers written for people.
+
+    A price written `$3.20`, `1,200` or `3,5` (a decimal comma) is no number to the
+    reader, so the column is one-hot as categories, as the rule says; this names it.
+    It is a string column of which at least `NUMERIC_SHARE` of the filled values read
+    as numbers once currency signs, ',', "'", '%' and spaces are taken out.
+    """
+    lines = []
+    for column in table.columns:
+        if column.kind != STRING:
+            continue
+        filled = [t for t in table.values[column.name] if t]
+        numbers = [t for t in filled if _to_number(_without_number_marks(t)) is not None]
+        marked = [t for t in numbers if _to_number(t) is None]
+        if not marked or len(numbers) < NUMERIC_SHARE * len(filled):
+            continue
+        lines.append(
+            f"data       | column {column.name!r} is read as categories ({len(set(filled))} "
+            f"distinct values), yet its values are numbers in other writing ({marked[0]!r}): "
+            "if it is an amount, write plain numbers in the file (a decimal point; no currency "
+            "sign, no thousands separator)"
+        )
+    return tuple(lines)
+
+
+def _without_number_marks(text: str) -> str:
+    """`text` without currency signs (Unicode's Sc: $ EUR GBP ...), ',', "'", '%' and spaces."""
+    return "".join(
+        c for c in text if not (c.isspace() or c in ",'%" or unicodedata.category(c) == "Sc")
+    )
 
 
 def _did_you_mean(value: str, allowed: Sequence[str]) -> str:

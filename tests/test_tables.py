@@ -316,3 +316,32 @@ def test_missing_words_are_case_sensitive_in_strings_and_labels(tmp_path):
     assert table.values["element"].tolist() == ["Na", "K", "", "Cl"]
     np.testing.assert_array_equal(table.values["mass"], [np.nan, np.nan, 3.5, 4.0])
     assert tables.choose_labels(table, "auto", label="label").class_names == ("Na", "none")
+
+
+@pytest.mark.parametrize(
+    "values,sample",
+    [
+        (["$3.20", "$12.00", "$1,250.50", "$0.99"], "$3.20"),
+        (["3,5", "12,25", "0,5", "7"], "3,5"),  # a decimal comma
+        (["1 200 €", "950 €", "12 %", "3"], "1 200 €"),
+        (["red", "blue", "red", "green"], None),
+        (["A12", "B7", "A12", "C3"], None),  # codes with letters are categories
+        (["$3.20", "cheap", "dear", "$4.10"], None),  # half words: categories, said nothing
+    ],
+    ids=["dollars", "decimal-comma", "euros-and-spaces", "words", "codes", "half-words"],
+)
+def test_numbers_written_with_marks_are_named_as_categories(tmp_path, values, sample):
+    # The rule stays (a column that is not all numbers is categories); only a line says so.
+    text = "v,label\n" + "".join(f'"{v}",{i % 2}\n' for i, v in enumerate(values))
+    table = tables.read_csv_table(_write(tmp_path, text), label="label")
+    assert table.columns == (tables.Column("v", "string"),)
+    expected = (
+        ()
+        if sample is None
+        else (
+            f"data       | column 'v' is read as categories ({len(set(values))} distinct values), "
+            f"yet its values are numbers in other writing ({sample!r}): if it is an amount, write "
+            "plain numbers in the file (a decimal point; no currency sign, no thousands separator)",
+        )
+    )
+    assert tables.numbers_as_text(table) == expected
