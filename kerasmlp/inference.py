@@ -478,6 +478,14 @@ class LoadedRun:
                     f"labels[{bad[0]}]={labels[bad[0]].item()!r} is no class id of this run: "
                     f"allowed 0 to {classes - 1} (class names in id order: run.class_names)"
                 )
+        elif labels.dtype.kind in "iuf":  # squared in float32, as a file's (tables.MAX_TARGET)
+            beyond = np.flatnonzero(np.abs(labels.astype(np.float64)) > tables.MAX_TARGET)
+            if beyond.size:
+                raise DataError(
+                    f"labels[{beyond[0]}]={labels[beyond[0]].item()!r} is beyond "
+                    f"+-{tables.MAX_TARGET:.4g}, whose square is beyond float32's 3.4e38, in "
+                    "which the metrics are computed: give the targets in larger units"
+                )
         metrics = make_metrics(self.config.metrics, self.head)
         metrics.update_state(tf.constant(labels), tf.constant(outputs))
         return metrics.results()

@@ -51,6 +51,11 @@ INTEGER = "integer"
 # The saved model takes numbers as float32, which holds every whole number up to 2^24
 # exactly; an integer category beyond it would merge with its neighbours.
 MAX_INTEGER_CATEGORY = 2**24
+# The loss and the metrics square a regression target's errors in float32: a target
+# beyond sqrt(float32's max), 1.8446743e19, squares to inf (its variance may too, which
+# the model's head is scaled back with), and the run ended "diverged ... try a lower
+# learning rate", or in a traceback.
+MAX_TARGET = float(np.sqrt(np.finfo(np.float32).max))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -485,6 +490,14 @@ def _label_numbers(table: Table, *, what: str) -> np.ndarray:
                 f"+-3.4e38, in which the model computes ({what})"
             )
         out[i] = number
+    largest = int(np.argmax(np.abs(out))) if out.size else 0
+    if out.size and abs(out[largest]) > MAX_TARGET:
+        raise DataError(
+            f"{table.source} row {table.rows[largest]}: label {texts[largest]!r}, the largest "
+            f"target, is beyond +-{MAX_TARGET:.4g}, whose square (the squared error) is "
+            "beyond float32's 3.4e38, in which the model computes its loss: give the target "
+            f"in larger units (divided by 1e6, say) ({what})"
+        )
     return out
 
 

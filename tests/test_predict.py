@@ -501,6 +501,10 @@ def test_a_regression_csv(tmp_path):
     inputs, labels = run.read_test_split()
     predicted = run.decide(run.outputs(inputs))
     assert test_mae == pytest.approx(np.mean(np.abs(predicted - labels)), rel=1e-5)
+    # Targets whose square float32 cannot hold, as a file's are refused (tables.MAX_TARGET):
+    # the metrics were inf.
+    with pytest.raises(DataError, match=r"^labels\[1\]=3e\+19 is beyond \+-1.845e\+19, whose"):
+        run.evaluate(run.outputs(inputs)[:2], np.array([1000.0, 3e19]))
 
 
 @pytest.mark.parametrize(
