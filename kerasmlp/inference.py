@@ -449,8 +449,9 @@ class LoadedRun:
           labels: n class ids (0 to num_classes - 1) or, for regression, n values.
 
         Raises:
-          DataError: outputs of another shape, labels of another length, or a label
-            that is no class id of the run. Unchecked, images read as outputs gave an
+          DataError: outputs of another shape, labels of another length, a label
+            that is no class id of the run, or a target that is not finite or beyond
+            `tables.MAX_TARGET`. Unchecked, images read as outputs gave an
             accuracy near 0 without a word.
         """
         from kerasmlp.components import make_metrics
@@ -478,7 +479,15 @@ class LoadedRun:
                     f"labels[{bad[0]}]={labels[bad[0]].item()!r} is no class id of this run: "
                     f"allowed 0 to {classes - 1} (class names in id order: run.class_names)"
                 )
-        elif labels.dtype.kind in "iuf":  # squared in float32, as a file's (tables.MAX_TARGET)
+        elif labels.dtype.kind in "iuf":
+            # NaN gave NaN metrics; a file's missing label is refused too.
+            missing = np.flatnonzero(~np.isfinite(labels.astype(np.float64)))
+            if missing.size:
+                raise DataError(
+                    f"labels[{missing[0]}]={labels[missing[0]].item()!r} is not a finite "
+                    "number; a regression's labels are the targets, none missing"
+                )
+            # Squared in float32, as a file's are (tables.MAX_TARGET).
             beyond = np.flatnonzero(np.abs(labels.astype(np.float64)) > tables.MAX_TARGET)
             if beyond.size:
                 raise DataError(

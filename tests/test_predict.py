@@ -505,6 +505,10 @@ def test_a_regression_csv(tmp_path):
     # the metrics were inf.
     with pytest.raises(DataError, match=r"^labels\[1\]=3e\+19 is beyond \+-1.845e\+19, whose"):
         run.evaluate(run.outputs(inputs)[:2], np.array([1000.0, 3e19]))
+    # A missing target, as a file's missing label is: the metrics were NaN, without a word.
+    for missing in (np.nan, np.inf):
+        with pytest.raises(DataError, match=rf"^labels\[0\]={missing!r} is not a finite number"):
+            run.evaluate(run.outputs(inputs)[:2], np.array([missing, 1000.0]))
 
 
 @pytest.mark.parametrize(
