@@ -362,7 +362,7 @@ class LoadedRun:
         for column in self.columns:
             values = columns[column.name]
             if column.kind == STRING:  # stripped as a CSV's fields are
-                out[column.name] = strip_strings(tf.constant(values.astype(str)))
+                out[column.name] = strip_strings(tf.constant(_column_strings(values)))
                 continue
             numbers = _column_numbers(values, column.name)
             beyond = tables.first_beyond_float32(numbers)
@@ -578,6 +578,20 @@ def _column_values(values: Any, name: str) -> np.ndarray:
             "shape (n,) or (n, 1)"
         )
     return array
+
+
+def _column_strings(values: np.ndarray) -> np.ndarray:
+    """A string column's values as str: bytes (text as `tfds.as_numpy` gives it) decoded as
+    UTF-8, as a TFDS table's are read. numpy's `astype(str)` decodes them as ASCII: 'é'
+    ended in a UnicodeDecodeError traceback.
+    """
+    if values.dtype.kind == "U":
+        return values
+
+    def text(value) -> str:
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    return np.vectorize(text, otypes=[str])(values)
 
 
 def _column_numbers(values: np.ndarray, name: str) -> np.ndarray:

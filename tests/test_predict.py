@@ -253,6 +253,22 @@ def test_padded_strings_find_their_category_in_a_csv_a_dict_and_the_saved_model(
     np.testing.assert_allclose(by_signature, expected, rtol=1e-6)
 
 
+def test_strings_given_as_utf8_bytes_in_a_dict_are_decoded(csv_run):
+    # tfds.as_numpy gives text as bytes: numpy's astype(str) decoded them as ASCII, and
+    # "caf\xc3\xa9" (café) ended in a UnicodeDecodeError traceback. The reference: the
+    # same values given as str.
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    columns = {"x": [0.5, 0.5], "w": [0.0, 0.0]}
+    as_bytes, _ = run.read({**columns, "color": ["café".encode(), b"red"]})
+    as_text, _ = run.read({**columns, "color": ["café", "red"]})
+    assert as_bytes["color"].numpy().tolist() == as_text["color"].numpy().tolist()
+    np.testing.assert_array_equal(
+        run.predict_proba({**columns, "color": np.array(["café".encode(), b"red"])}),
+        run.predict_proba({**columns, "color": ["café", "red"]}),
+    )
+
+
 def test_rows_given_to_a_csv_run_are_refused(csv_run):
     _, run_dir, _ = csv_run
     run = load_run(run_dir)
