@@ -1,9 +1,10 @@
 """`kerasmlp-export RUN DIR`: a trained run as a TensorFlow SavedModel for serving.
 
-Thin: `kerasmlp.inference.load_run` loads the run and `keras.Model.export`
-writes the SavedModel. Its `serve` endpoint takes the raw inputs the run's model
-takes (for your own CSV, a dict of (n, 1) tensors named by column) and returns
-class probabilities (or the regression value); load it with
+Thin: `kerasmlp.inference.load_run` loads the run and
+`kerasmlp.inference.export_saved_model` writes the SavedModel. Its `serve` endpoint
+takes the raw inputs the run's model takes (for your own CSV, a dict of (n, 1)
+tensors named by column; strings stripped of surrounding spaces first, as a CSV's
+are read) and returns class probabilities (or the regression value); load it with
 `tf.saved_model.load(DIR)`, no kerasmlp needed. The `serving_default` signature
 (what TensorFlow Serving calls) takes the same tensors keyed by the model's input
 names (`kerasmlp.tabular.input_name`): a header that is not letters, digits, '_',
@@ -61,7 +62,7 @@ def main(run_dir, export_dir, verbose):
     import tensorflow as tf
 
     from kerasmlp.errors import DataError
-    from kerasmlp.inference import load_run
+    from kerasmlp.inference import export_saved_model, load_run
 
     try:
         run = load_run(run_dir)
@@ -69,7 +70,7 @@ def main(run_dir, export_dir, verbose):
         _fail(e)
     made = not target.exists()
     try:
-        run.probability_model().export(str(target), format="tf_saved_model", verbose=False)
+        export_saved_model(run.probability_model(), target)
     except (OSError, tf.errors.OpError) as e:
         if made:  # nothing half-written left behind
             shutil.rmtree(target, ignore_errors=True)

@@ -33,6 +33,10 @@ from kerasmlp.tables import INTEGER, NUMERIC, STRING, Column
 
 MODEL_FILE = "model.keras"
 DATA_FILE = "data.json"
+# What Python's `str.strip()` takes off a CSV's fields (`kerasmlp.tables`), in RE2:
+# ASCII whitespace, the separators \x1c-\x1f, NEL and Unicode's spaces (the no-break
+# space a spreadsheet writes among them), which `tf.strings.strip` (ASCII only) leaves.
+_SPACE = r"[\t\n\v\f\r\x{1c}-\x{1f}\x{85}\p{Z}]"
 
 
 def serving_model(model: keras.Model, data) -> keras.Model:
@@ -50,6 +54,33 @@ def _functional(inputs, outputs, name: str) -> keras.Model:
         # cannot be an input name (see `tabular.input_name`), and the dict maps by key.
         warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
         return keras.Model(inputs, outputs, name=name)
+
+
+def strip_strings(inputs):
+    """`inputs` (a tensor or a dict of them) with each string's surrounding whitespace
+    removed, as a CSV's fields are read: `" red"` finds the category `red`, not the
+    unseen values' slot. Numbers pass as they are.
+    """
+    pattern = f"^{_SPACE}+|{_SPACE}+$"
+    return keras.tree.map_structure(
+        lambda x: tf.strings.regex_replace(x, pattern, "") if x.dtype == tf.string else x, inputs
+    )
+
+
+def export_saved_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """`model.export(path, format="tf_saved_model")`, its `serve` endpoint (and so
+    `serving_default`) stripping string inputs first (`strip_strings`), as
+    `LoadedRun.predict` does; the inputs are keyed and named as `model.export` keys them.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = keras.tree.map_structure(
+        lambda x: tf.TensorSpec(x.shape, x.dtype, name=x.name), model.input
+    )
+    archive.add_endpoint(
+        "serve", lambda inputs: model(strip_strings(inputs), training=False), [signature]
+    )
+    archive.write_out(str(path), verbose=False)
 
 
 def write_data_card(run_dir: pathlib.Path, data, head: Head) -> None:
@@ -337,8 +368,8 @@ class LoadedRun:
         out = {}
         for column in self.columns:
             values = columns[column.name]
-            if column.kind == STRING:
-                out[column.name] = tf.constant(values.astype(str))
+            if column.kind == STRING:  # stripped as a CSV's fields are
+                out[column.name] = strip_strings(tf.constant(_column_strings(values)))
                 continue
             numbers = _column_numbers(values, column.name)
             beyond = tables.first_beyond_float32(numbers)
@@ -425,8 +456,9 @@ class LoadedRun:
           labels: n class ids (0 to num_classes - 1) or, for regression, n values.
 
         Raises:
-          DataError: outputs of another shape, labels of another length, or a label
-            that is no class id of the run. Unchecked, images read as outputs gave an
+          DataError: outputs of another shape, labels of another length, a label
+            that is no class id of the run, or a target that is not finite or beyond
+            `tables.MAX_TARGET`. Unchecked, images read as outputs gave an
             accuracy near 0 without a word.
         """
         from kerasmlp.components import make_metrics
@@ -453,6 +485,22 @@ class LoadedRun:
                 raise DataError(
                     f"labels[{bad[0]}]={labels[bad[0]].item()!r} is no class id of this run: "
                     f"allowed 0 to {classes - 1} (class names in id order: run.class_names)"
+                )
+        elif labels.dtype.kind in "iuf":
+            # NaN gave NaN metrics; a file's missing label is refused too.
+            missing = np.flatnonzero(~np.isfinite(labels.astype(np.float64)))
+            if missing.size:
+                raise DataError(
+                    f"labels[{missing[0]}]={labels[missing[0]].item()!r} is not a finite "
+                    "number; a regression's labels are the targets, none missing"
+                )
+            # Squared in float32, as a file's are (tables.MAX_TARGET).
+            beyond = np.flatnonzero(np.abs(labels.astype(np.float64)) > tables.MAX_TARGET)
+            if beyond.size:
+                raise DataError(
+                    f"labels[{beyond[0]}]={labels[beyond[0]].item()!r} is beyond "
+                    f"+-{tables.MAX_TARGET:.4g}, whose square is beyond float32's 3.4e38, in "
+                    "which the metrics are computed: give the targets in larger units"
                 )
         metrics = make_metrics(self.config.metrics, self.head)
         metrics.update_state(tf.constant(labels), tf.constant(outputs))
@@ -537,6 +585,20 @@ def _column_values(values: Any, name: str) -> np.ndarray:
             "shape (n,) or (n, 1)"
         )
     return array
+
+
+def _column_strings(values: np.ndarray) -> np.ndarray:
+    """A string column's values as str: bytes (text as `tfds.as_numpy` gives it) decoded as
+    UTF-8, as a TFDS table's are read. numpy's `astype(str)` decodes them as ASCII: 'é'
+    ended in a UnicodeDecodeError traceback.
+    """
+    if values.dtype.kind == "U":
+        return values
+
+    def text(value) -> str:
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    return np.vectorize(text, otypes=[str])(values)
 
 
 def _column_numbers(values: np.ndarray, name: str) -> np.ndarray:

@@ -22,6 +22,7 @@ import hashlib
 import math
 import os
 import pathlib
+import unicodedata
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -50,6 +51,11 @@ INTEGER = "integer"
 # The saved model takes numbers as float32, which holds every whole number up to 2^24
 # exactly; an integer category beyond it would merge with its neighbours.
 MAX_INTEGER_CATEGORY = 2**24
+# The loss and the metrics square a regression target's errors in float32: a target
+# beyond sqrt(float32's max), 1.8446743e19, squares to inf (its variance may too, which
+# the model's head is scaled back with), and the run ended "diverged ... try a lower
+# learning rate", or in a traceback.
+MAX_TARGET = float(np.sqrt(np.finfo(np.float32).max))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -484,6 +490,14 @@ def _label_numbers(table: Table, *, what: str) -> np.ndarray:
                 f"+-3.4e38, in which the model computes ({what})"
             )
         out[i] = number
+    largest = int(np.argmax(np.abs(out))) if out.size else 0
+    if out.size and abs(out[largest]) > MAX_TARGET:
+        raise DataError(
+            f"{table.source} row {table.rows[largest]}: label {texts[largest]!r}, the largest "
+            f"target, is beyond +-{MAX_TARGET:.4g}, whose square (the squared error) is "
+            "beyond float32's 3.4e38, in which the model computes its loss: give the target "
+            f"in larger units (divided by 1e6, say) ({what})"
+        )
     return out
 
 
@@ -542,6 +556,39 @@ def _convert(texts, kind, name, source, numbers) -> np.ndarray:
             )
         out[i] = number
     return out
+
+
+def numbers_as_text(table: Table) -> tuple[str, ...]:
+    """A console line for each string column whose values are numbers written for people.
+
+    A price written `$3.20`, `1,200` or `3,5` (a decimal comma) is no number to the
+    reader, so the column is one-hot as categories, as the rule says; this names it.
+    It is a string column of which at least `NUMERIC_SHARE` of the filled values read
+    as numbers once currency signs, ',', "'", '%' and spaces are taken out.
+    """
+    lines = []
+    for column in table.columns:
+        if column.kind != STRING:
+            continue
+        filled = [t for t in table.values[column.name] if t]
+        numbers = [t for t in filled if _to_number(_without_number_marks(t)) is not None]
+        marked = [t for t in numbers if _to_number(t) is None]
+        if not marked or len(numbers) < NUMERIC_SHARE * len(filled):
+            continue
+        lines.append(
+            f"data       | column {column.name!r} is read as categories ({len(set(filled))} "
+            f"distinct values), yet its values are numbers in other writing ({marked[0]!r}): "
+            "if it is an amount, write plain numbers in the file (a decimal point; no currency "
+            "sign, no thousands separator)"
+        )
+    return tuple(lines)
+
+
+def _without_number_marks(text: str) -> str:
+    """`text` without currency signs (Unicode's Sc: $ EUR GBP ...), ',', "'", '%' and spaces."""
+    return "".join(
+        c for c in text if not (c.isspace() or c in ",'%" or unicodedata.category(c) == "Sc")
+    )
 
 
 def _did_you_mean(value: str, allowed: Sequence[str]) -> str:

@@ -73,6 +73,8 @@ class TabularData:
       preprocessor: raw columns (a dict name -> (batch, 1) or (batch, ...)) to
         (batch, input_dim) float32.
       test: the raw test rows, for `kerasmlp-predict --split test`.
+      notes: console lines about the data, printed after `describe` (a column of
+        numbers written with a currency sign, read as categories).
     """
 
     source: str
@@ -81,6 +83,7 @@ class TabularData:
     labels: Labels
     preprocessor: keras.Model
     test: Table
+    notes: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One console line: the task and why."""
@@ -142,6 +145,7 @@ def load_tabular(
         pool = tables.read_npz_table(path, what="data.path")
         read_test = None
     labels = tables.choose_labels(pool, task, label=label or "y")
+    notes = tables.numbers_as_text(pool)
 
     rng = np.random.default_rng(seed)
     pool = pool.take(rng.permutation(pool.num_rows))
@@ -169,6 +173,7 @@ def load_tabular(
         seed=seed,
         cache=cache,
         shuffle_buffer=shuffle_buffer,
+        notes=notes,
     )
 
 
@@ -187,6 +192,7 @@ def datasets_from_tables(
     seed: int,
     cache: bool,
     shuffle_buffer: int,
+    notes: tuple[str, ...] = (),
 ) -> Datasets:
     """Splits (`pool` is shuffled already), fits the preprocessing on the training rows, batches.
 
@@ -198,6 +204,7 @@ def datasets_from_tables(
       label: the label column's name (kept for predictions), if any.
       indicators: give numeric columns with missing values a "was missing" input.
       test_what: the config key naming where the test rows come from.
+      notes: console lines about the data (`TabularData.notes`).
     """
     if test is None:
         num_test = int(round(pool.num_rows * test_fraction))
@@ -273,6 +280,7 @@ def datasets_from_tables(
             labels=labels,
             preprocessor=preprocessor,
             test=test,
+            notes=notes,
         ),
     )
 
@@ -344,11 +352,16 @@ def read_tfds_table(builder, split: str, name: str) -> tuple[Table, Labels, str]
             feature = features[key]
             kind = _scalar_kind(feature)
             raw = [x[column] for x in xs]
+            # Strings stripped of surrounding spaces, as a CSV's are and as the saved model's
+            # callers' are (`inference.strip_strings`): else " male" trains its own category.
             if isinstance(feature, tfds.features.ClassLabel):
-                data = np.array([feature.names[int(v)] for v in raw], dtype=object)
+                data = np.array([feature.names[int(v)].strip() for v in raw], dtype=object)
             elif kind == STRING:
                 data = np.array(
-                    [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in raw],
+                    [
+                        (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip()
+                        for v in raw
+                    ],
                     dtype=object,
                 )
             else:

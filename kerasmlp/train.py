@@ -884,6 +884,8 @@ def _train(
         _check_data_unchanged(run_dir, previous, fingerprint)
     if data.tabular is not None:
         _message_of(reporter)(data.tabular.describe())
+        for line in data.tabular.notes:
+            _message_of(reporter)(line)
         check_data_task(config, data.info.task, data.tabular.labels.why)
     check_learning_rate_lasts(
         config, config.train.epochs * math.ceil(data.info.num_train / config.train.batch_size)

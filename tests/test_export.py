@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
-from kerasmlp import console, export
+from kerasmlp import console, export, inference
 from kerasmlp.inference import load_run
 from tests.conftest import COLLECTOR_OFF, invoke_train
 
@@ -120,15 +120,14 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
     )
     assert blocker.read_text() == "keep"
     # One that TensorFlow cannot write (a read-only disk): one line, no half-written folder.
-    import keras
     import tensorflow as tf
 
-    def read_only(self, filepath, **kwargs):
+    def read_only(model, filepath):
         pathlib.Path(filepath, "variables").mkdir(parents=True)  # as far as it got
         raise tf.errors.PermissionDeniedError(None, None, f"{filepath}; Read-only file system")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(keras.Model, "export", read_only)
+        patch.setattr(inference, "export_saved_model", read_only)
         result = CliRunner().invoke(export.main, [str(run_dir), str(tmp_path / "ro")])
     assert result.exit_code == 1 and "Traceback" not in result.output  # as kerasmlp-train
     assert result.stderr == (

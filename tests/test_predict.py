@@ -222,6 +222,53 @@ def test_numbers_as_text_and_none_still_work_in_a_dict(csv_run):
     np.testing.assert_array_equal(text, plain)
 
 
+def test_padded_strings_find_their_category_in_a_csv_a_dict_and_the_saved_model(csv_run, tmp_path):
+    import tensorflow as tf
+
+    # A CSV's fields are read stripped; a dict and the exported SavedModel once took
+    # " red" as written, an unseen category. The reference: the same rows unpadded.
+    # "\xa0" (a spreadsheet's no-break space) is whitespace to Python's str.strip, which
+    # reads the CSV, but not to tf.strings.strip.
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    padded = [" red", "blue\xa0", "\tgreen  ", " "]
+    plain = {"x": [0.5, 0.5, 0.5, 0.5], "color": ["red", "blue", "green", ""], "w": [0.0] * 4}
+    expected = run.predict_proba(plain)
+    assert len({tuple(row) for row in expected[:3].round(6)}) == 3  # the colors matter
+    new = tmp_path / "padded.csv"
+    with open(new, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["x", "color", "w"], *([0.5, c, 0.0] for c in padded)])
+    np.testing.assert_array_equal(run.predict_proba(str(new)), expected)
+    np.testing.assert_array_equal(run.predict_proba({**plain, "color": padded}), expected)
+    result = CliRunner().invoke(export.main, [str(run_dir), str(tmp_path / "served")])
+    assert result.exit_code == 0, result.output
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    inputs = {
+        "x": tf.constant([[0.5]] * 4),
+        "color": tf.constant([[c] for c in padded]),
+        "w": tf.constant([[0.0]] * 4),
+    }
+    np.testing.assert_allclose(served.serve(inputs), expected, rtol=1e-6)
+    (by_signature,) = served.signatures["serving_default"](**inputs).values()
+    np.testing.assert_allclose(by_signature, expected, rtol=1e-6)
+
+
+def test_strings_given_as_utf8_bytes_in_a_dict_are_decoded(csv_run):
+    # tfds.as_numpy gives text as bytes: numpy's astype(str) decoded them as ASCII, and
+    # "caf\xc3\xa9" (café) ended in a UnicodeDecodeError traceback. The reference: the
+    # same values given as str.
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    columns = {"x": [0.5, 0.5], "w": [0.0, 0.0]}
+    as_bytes, _ = run.read({**columns, "color": ["café".encode(), b"red"]})
+    as_text, _ = run.read({**columns, "color": ["café", "red"]})
+    assert as_bytes["color"].numpy().tolist() == as_text["color"].numpy().tolist()
+    np.testing.assert_array_equal(
+        run.predict_proba({**columns, "color": np.array(["café".encode(), b"red"])}),
+        run.predict_proba({**columns, "color": ["café", "red"]}),
+    )
+
+
 def test_rows_given_to_a_csv_run_are_refused(csv_run):
     _, run_dir, _ = csv_run
     run = load_run(run_dir)
@@ -499,6 +546,14 @@ def test_a_regression_csv(tmp_path):
     inputs, labels = run.read_test_split()
     predicted = run.decide(run.outputs(inputs))
     assert test_mae == pytest.approx(np.mean(np.abs(predicted - labels)), rel=1e-5)
+    # Targets whose square float32 cannot hold, as a file's are refused (tables.MAX_TARGET):
+    # the metrics were inf.
+    with pytest.raises(DataError, match=r"^labels\[1\]=3e\+19 is beyond \+-1.845e\+19, whose"):
+        run.evaluate(run.outputs(inputs)[:2], np.array([1000.0, 3e19]))
+    # A missing target, as a file's missing label is: the metrics were NaN, without a word.
+    for missing in (np.nan, np.inf):
+        with pytest.raises(DataError, match=rf"^labels\[0\]={missing!r} is not a finite number"):
+            run.evaluate(run.outputs(inputs)[:2], np.array([missing, 1000.0]))
 
 
 @pytest.mark.parametrize(

@@ -316,3 +316,63 @@ def test_missing_words_are_case_sensitive_in_strings_and_labels(tmp_path):
     assert table.values["element"].tolist() == ["Na", "K", "", "Cl"]
     np.testing.assert_array_equal(table.values["mass"], [np.nan, np.nan, 3.5, 4.0])
     assert tables.choose_labels(table, "auto", label="label").class_names == ("Na", "none")
+
+
+@pytest.mark.parametrize(
+    "values,sample",
+    [
+        (["$3.20", "$12.00", "$1,250.50", "$0.99"], "$3.20"),
+        (["3,5", "12,25", "0,5", "7"], "3,5"),  # a decimal comma
+        (["1 200 €", "950 €", "12 %", "3"], "1 200 €"),
+        (["red", "blue", "red", "green"], None),
+        (["A12", "B7", "A12", "C3"], None),  # codes with letters are categories
+        (["$3.20", "cheap", "dear", "$4.10"], None),  # half words: categories, said nothing
+    ],
+    ids=["dollars", "decimal-comma", "euros-and-spaces", "words", "codes", "half-words"],
+)
+def test_numbers_written_with_marks_are_named_as_categories(tmp_path, values, sample):
+    # The rule stays (a column that is not all numbers is categories); only a line says so.
+    text = "v,label\n" + "".join(f'"{v}",{i % 2}\n' for i, v in enumerate(values))
+    table = tables.read_csv_table(_write(tmp_path, text), label="label")
+    assert table.columns == (tables.Column("v", "string"),)
+    expected = (
+        ()
+        if sample is None
+        else (
+            f"data       | column 'v' is read as categories ({len(set(values))} distinct values), "
+            f"yet its values are numbers in other writing ({sample!r}): if it is an amount, write "
+            "plain numbers in the file (a decimal point; no currency sign, no thousands separator)",
+        )
+    )
+    assert tables.numbers_as_text(table) == expected
+
+
+def test_a_regression_target_whose_square_overflows_float32_is_refused(tmp_path):
+    # The loss squares the errors in float32: numpy's np.float32(1.9e19) ** 2 is inf, and a
+    # run on such targets ended "diverged ... try a lower learning rate" (or, spread wider,
+    # in a traceback). The limit is sqrt(np.finfo(np.float32).max), 1.8446743e19.
+    assert tables.MAX_TARGET == pytest.approx(1.8446743e19, rel=1e-7)
+    with np.errstate(over="ignore"):  # the overflow is what is shown
+        assert np.isfinite(np.float32(1.8e19) ** 2) and np.isinf(np.float32(1.9e19) ** 2)
+    ok = _write(tmp_path, "x,t\n1,1.8e19\n2,-1.5\n3,2.5\n", "ok.csv")
+    assert tables.choose_labels(tables.read_csv_table(ok, label="t"), "auto", label="t").task == (
+        "regression"
+    )
+    big = _write(tmp_path, "x,t\n1,1.5\n2,-1.9e19\n3,3e19\n4,2.5\n", "big.csv")
+    with pytest.raises(DataError) as error:
+        tables.choose_labels(tables.read_csv_table(big, label="t"), "auto", label="t")
+    assert str(error.value) == (
+        f"{big} row 4: label '3e19', the largest target, is beyond +-1.845e+19, whose square "
+        "(the squared error) is beyond float32's 3.4e38, in which the model computes its "
+        "loss: give the target in larger units (divided by 1e6, say) (data.label)"
+    )
+    # An .npz's float y, and a test or prediction file's labels (Labels.encode), alike.
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((3, 2)), y=np.array([0.5, -2e19, 2.0]))
+    table = tables.read_npz_table(path, what="data.path")
+    with pytest.raises(
+        DataError, match=r"row 1: label '-20000000000000000000', the largest target"
+    ):
+        tables.choose_labels(table, "auto", label="y")
+    with pytest.raises(DataError, match=r"\(data.test_path\)$"):
+        tables.Labels("regression", None, why="").encode(table, what="data.test_path")

@@ -347,3 +347,33 @@ def test_predicting_integer_codes_refuses_what_the_csv_reader_refuses(tmp_path):
     for code, why in [(16777217, r"within \+-2\^24"), (2.5, "a whole number")]:
         with pytest.raises(DataError, match=rf"^column 'zone': {code!r} is not {why} \("):
             run.predict_proba({"zone": [3, code], "rooms": [2, 2]})
+
+
+def test_a_price_written_with_a_currency_sign_is_named_at_load_time(tmp_path):
+    # "$3.20" is no number to the reader: the column is categories, silently until a line
+    # on the console named it (tables.numbers_as_text); a column of words gets none.
+    from tests.conftest import invoke_train
+
+    lines = ["price,color,kind"] + [
+        f"${1 + i * 0.25:.2f},{['red', 'blue'][i % 2]},{'ab'[i % 2]}" for i in range(30)
+    ]
+    path = tmp_path / "prices.csv"
+    path.write_text("\n".join(lines) + "\n")
+    args = ["--logdir", str(tmp_path / "logs"), "--run-name", "p", "--epochs", "1"]
+    for setting in [
+        "data.name=csv",
+        f"data.path={path}",
+        "data.label=kind",
+        "model.hidden_units=[4]",
+        "train.histogram_every_epochs=0",
+        "train.image_every_epochs=0",
+    ]:
+        args += ["--set", setting]
+    result = invoke_train(args)
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if "is read as categories" in line]
+    assert said == [
+        "data       | column 'price' is read as categories (30 distinct values), yet its "
+        "values are numbers in other writing ('$1.00'): if it is an amount, write plain "
+        "numbers in the file (a decimal point; no currency sign, no thousands separator)"
+    ]
