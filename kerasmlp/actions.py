@@ -538,7 +538,8 @@ class DivergenceGuard(Action):
                     f"back to step {loop.step}, learning rate x{self.factor**self.rollbacks:g}"
                 )
                 if self.writer is not None:
-                    self.writer.scalars(
+                    # In place of a previous rollback's to this checkpoint: one value a step.
+                    self.writer.replace_scalars(
                         "train",
                         loop.step,
                         {

@@ -231,6 +231,25 @@ def test_restate_replaces_the_config_a_resumed_run_began_with(tmp_path):
     assert len(events.load(tmp_path / "train").Tensors("config")) == 1
 
 
+def test_replace_scalars_leaves_one_value_per_tag_and_step(tmp_path):
+    # A rollback to step 1, one to step 3, and a second to step 3: TensorBoard would draw
+    # both values at step 3 (a vertical jump). Only the replaced tags at that step go.
+    with SummaryWriter(tmp_path) as writer:
+        writer.scalars("train", 1, {"rollbacks": 1.0})
+        writer.scalars("train", 3, {"rollbacks": 2.0, "learning_rate_scale": 0.5, "loss": 2.0})
+        writer.replace_scalars("train", 3, {"rollbacks": 3.0, "learning_rate_scale": 0.25})
+    assert events.scalars(tmp_path / "train") == {
+        "rollbacks": [(1, 1.0), (3, 3.0)],
+        "learning_rate_scale": [(3, 0.25)],
+        "loss": [(3, 2.0)],
+    }
+    assert description("train", "rollbacks")
+    accumulator = events.load(tmp_path / "train")
+    assert accumulator.SummaryMetadata("rollbacks").summary_description == description(
+        "train", "rollbacks"
+    )
+
+
 def test_hparams_named_first_lead_the_records_and_differ(tmp_path):
     values = {
         "seed": 0,
