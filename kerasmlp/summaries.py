@@ -183,9 +183,11 @@ class EventFile:
         except OSError as e:
             raise RunFilesError(f"cannot write {describe_os_error(e, folder)}") from e
         number = next(_EVENT_FILE_NUMBERS)
-        # TensorBoard reads a folder's files in name order: the clock's, as in the events.
+        # TensorBoard reads a folder's files in name order: the clock's, as in the events,
+        # then this process's count, padded (TensorFlow's is not) so that the file made
+        # after `...9.v2` in the same second (a rollback's) is not `...10.v2`, read first.
         name = f"events.out.tfevents.{int(clock()):010d}.{socket.gethostname()}"
-        self.path = folder / f"{name}.{os.getpid()}.{number}.v2"
+        self.path = folder / f"{name}.{os.getpid()}.{number:06d}.v2"
         self._lock = threading.Lock()
         with _writing(folder):
             self._records = tf.io.TFRecordWriter(str(self.path))

@@ -2,6 +2,7 @@
 
 import errno
 import io
+import itertools
 import os
 import pathlib
 import re
@@ -13,7 +14,9 @@ from PIL import Image
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
+from kerasmlp import summaries
 from kerasmlp.config import load_config
 from kerasmlp.runfiles import RunFilesError
 from kerasmlp.summaries import (
@@ -128,6 +131,20 @@ def test_event_files_hold_what_tf_summary_writes(tmp_path):
     assert graph_pb2.GraphDef.FromString(graph_event.graph_def) == graph_pb2.GraphDef.FromString(
         expected_graph.graph_def
     )
+
+
+def test_event_files_opened_in_one_second_sort_in_the_order_they_were_made(tmp_path, monkeypatch):
+    # TensorBoard reads a folder's event files in name order (DirectoryWatcher sorts
+    # them, and while watching takes no file named before the one it reads): the tenth
+    # file of a process, after a rollback in the same second, named `...10.v2`, sorted
+    # before `...9.v2`, and the curve went from step 40 back to step 20.
+    monkeypatch.setattr(summaries, "_EVENT_FILE_NUMBERS", itertools.count(9))
+    made = [EventFile(tmp_path, clock=lambda: 1000.0) for _ in range(2)]
+    for file, step in zip(made, (20, 40), strict=True):
+        file.summary(step, scalar_pb("loss", 1.0))
+        file.close()
+    assert sorted(tmp_path.iterdir()) == [file.path for file in made]
+    assert [event.step for event in events.load(tmp_path).Tensors("loss")] == [20, 40]
 
 
 def test_each_write_is_on_disk_when_it_returns(tmp_path):
