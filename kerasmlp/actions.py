@@ -224,7 +224,10 @@ class Progress(Action):
 
     def on_train_begin(self, loop):
         self.reporter.start(
-            epochs=loop.epochs, steps_per_epoch=loop.steps_per_epoch, initial_step=loop.step
+            epochs=loop.epochs,
+            steps_per_epoch=loop.steps_per_epoch,
+            initial_step=loop.step,
+            resumed=loop.resumed,  # from ckpt-0 too: the line says it did not start afresh
         )
 
     def on_steps(self, loop, stats):
