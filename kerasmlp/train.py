@@ -1018,6 +1018,9 @@ def _run(
         log=_message_of(reporter),
         # Only on divergence: the schedule (times the rollback scale) at the bad step.
         rate_at=lambda iteration: float(_schedule(trainer.optimizer)(iteration)),
+        # As the compiled loop reads it for train/learning_rate (skipped mixed_float16
+        # steps are not the optimizer's iterations).
+        rate_now=lambda: float(_schedule(trainer.optimizer)(trainer.optimizer.iterations)),
     )
     action_list = build_actions(
         config,

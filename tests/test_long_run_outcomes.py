@@ -88,6 +88,9 @@ def test_rollback_lowers_the_rate_and_gives_up_after_max_rollbacks(tmp_path, dat
     scalars = events.scalars(tmp_path / "rb" / "train")
     assert scalars["rollbacks"] == [(0, 2.0)]
     assert scalars["learning_rate_scale"] == [(0, 0.25)]
+    # The rate step 1 uses, as train/learning_rate says at step 0: 1e30 * 0.5 ** (0 / 1000)
+    # times the scale (by hand). At a rollback to a logged step, the unscaled value goes.
+    assert scalars["learning_rate"][0] == (0, pytest.approx(1e30 * 0.25, rel=1e-6))
     for tag, points in scalars.items():
         assert [step for step, _ in points] == sorted({step for step, _ in points}), tag
     # The initial weights' histograms, drawn after the step-0 checkpoint, dropped by
