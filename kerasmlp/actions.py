@@ -224,7 +224,10 @@ class Progress(Action):
 
     def on_train_begin(self, loop):
         self.reporter.start(
-            epochs=loop.epochs, steps_per_epoch=loop.steps_per_epoch, initial_step=loop.step
+            epochs=loop.epochs,
+            steps_per_epoch=loop.steps_per_epoch,
+            initial_step=loop.step,
+            resumed=loop.resumed,  # from ckpt-0 too: the line says it did not start afresh
         )
 
     def on_steps(self, loop, stats):
@@ -499,6 +502,8 @@ class DivergenceGuard(Action):
       scale: the learning-rate scale variable (see `components.ScaledSchedule`).
       log: prints one line per rollback.
       rate_at: the learning rate at an optimizer iteration, for the message.
+      rate_now: the learning rate the next step uses (the schedule at the optimizer's
+        iteration count, times the scale), written as `learning_rate` at a rollback.
     """
 
     name = "divergence_guard"
@@ -513,6 +518,7 @@ class DivergenceGuard(Action):
         writer=None,
         log=print,
         rate_at=None,
+        rate_now=None,
     ):
         self.policy = policy
         self.factor = factor
@@ -521,6 +527,7 @@ class DivergenceGuard(Action):
         self.writer = writer
         self.log = log
         self.rate_at = rate_at
+        self.rate_now = rate_now
         self.rollbacks = 0
         self.divergence: Divergence | None = None
 
@@ -538,14 +545,16 @@ class DivergenceGuard(Action):
                     f"back to step {loop.step}, learning rate x{self.factor**self.rollbacks:g}"
                 )
                 if self.writer is not None:
-                    self.writer.scalars(
-                        "train",
-                        loop.step,
-                        {
-                            "rollbacks": self.rollbacks,
-                            "learning_rate_scale": self.factor**self.rollbacks,
-                        },
-                    )
+                    values = {
+                        "rollbacks": self.rollbacks,
+                        "learning_rate_scale": self.factor**self.rollbacks,
+                    }
+                    if self.rate_now is not None:
+                        # train/learning_rate is the rate of the step after this one, which
+                        # is now scaled: the value logged here before the rollback was not.
+                        values["learning_rate"] = self.rate_now()
+                    # In place of what was logged at this step before: one value a step.
+                    self.writer.replace_scalars("train", loop.step, values)
                 loop.save_checkpoint(force=True)
                 return
         loop.halt(DIVERGED)

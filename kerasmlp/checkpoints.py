@@ -111,10 +111,11 @@ class RunCheckpoints:
         """Restores the latest readable checkpoint and drops later events; returns its host state.
 
         A checkpoint whose files cannot be read (truncated or corrupt: a crash
-        while it was written, a damaged disk) gives way to the one before it, with
-        a message: the older checkpoints kept (`train.keep_checkpoints`) are there
-        for that. A checkpoint that does not fit the run (a config.yaml edited so
-        that the model differs) is refused at once: an older one would not fit either.
+        while it was written, a damaged disk; or missing: deleted, lost) gives way
+        to the one before it, with a message: the older checkpoints kept
+        (`train.keep_checkpoints`) are there for that. A checkpoint that does not
+        fit the run (a config.yaml edited so that the model differs) is refused at
+        once: an older one would not fit either.
 
         Raises:
           ResumeError: the checkpoint does not fit the run, or none kept can be read.
@@ -135,12 +136,11 @@ class RunCheckpoints:
                 break
             except _UNREADABLE as e:
                 first_error = first_error or e
-                unreadable = f"cannot read checkpoint {paths[0]} (truncated or corrupt?): "
                 if older is None:
                     nor = f", nor the older ones in {self.directory}" if len(paths) > 1 else ""
-                    raise ResumeError(f"{unreadable}{_cause(first_error)}{nor}") from e
+                    raise ResumeError(f"{_unreadable(paths[0], first_error)}{nor}") from e
                 self.log(
-                    f"cannot read checkpoint {path} (truncated or corrupt?): {_cause(e)}; "
+                    f"{_unreadable(path, e)}; "
                     f"going on from the one before it, {pathlib.Path(older).name}"
                 )
         state = json.loads(self._host.numpy().decode("utf-8"))
@@ -148,6 +148,9 @@ class RunCheckpoints:
         return state
 
     def _restore(self, path: str) -> None:
+        if not tf.io.gfile.exists(f"{path}.index"):
+            # TensorFlow's error says this in 300 characters.
+            raise FileNotFoundError(f"{path}.index")
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         except (AssertionError, ValueError) as e:
@@ -162,8 +165,9 @@ class RunCheckpoints:
 
 
 # What reading a damaged checkpoint raises: a truncated data file gives IndexError
-# ("Read less bytes than requested"), a damaged index a DataLossError.
-_UNREADABLE = (tf.errors.OpError, IndexError)
+# ("Read less bytes than requested"), a damaged index a DataLossError; `_restore`
+# raises FileNotFoundError for one whose files are gone (deleted by hand, lost).
+_UNREADABLE = (tf.errors.OpError, IndexError, FileNotFoundError)
 _UNRESTORED_WARNINGS = (
     "Detecting that an object or model or tf.train.Checkpoint is being deleted with "
     "unrestored values",
@@ -197,3 +201,10 @@ def _cause(error: Exception) -> str:
     text = re.sub(r"\{\{function_node [^}]*\}\}", "", text)
     text = re.sub(r"\s*\[\[\{\{node .*", "", text, flags=re.DOTALL)
     return " ".join(text.split())[:300]
+
+
+def _unreadable(path: str, error: Exception) -> str:
+    """`cannot read checkpoint PATH` and why."""
+    if isinstance(error, FileNotFoundError):
+        return f"cannot read checkpoint {path}: its files are missing (deleted or lost?)"
+    return f"cannot read checkpoint {path} (truncated or corrupt?): {_cause(error)}"

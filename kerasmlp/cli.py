@@ -728,7 +728,7 @@ class _BarReporter:
         self._started = self._epoch_started = 0.0
         self._drawn = False  # a bar is on the current line
 
-    def start(self, *, epochs, steps_per_epoch, initial_step=0):
+    def start(self, *, epochs, steps_per_epoch, initial_step=0, resumed=False):
         self._epochs, self._steps_per_epoch = epochs, steps_per_epoch
         self._first_step, self._started = initial_step, time.monotonic()
         self._epoch_started = self._started

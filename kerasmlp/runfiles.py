@@ -266,8 +266,8 @@ def check_resumable(run_dir: str | os.PathLike) -> dict[str, Any]:
     A run can be continued unless it is completed or still running (its process
     alive). A run killed outright still says `running`, with a dead `pid`. A
     folder without kerasmlp's `status.json` is not continued (nor written over),
-    and neither is a run whose recorded checkpoint is gone: starting it again
-    from step 0 would drop what it had done.
+    and neither is a run whose recorded checkpoint is gone with every older one
+    kept: starting it again from step 0 would drop what it had done.
 
     Raises:
       ResumeError: no such folder, not a kerasmlp run, completed, running, or
@@ -346,7 +346,8 @@ def resuming(run_dir: str | os.PathLike) -> Iterator[dict[str, Any]]:
 
 
 def _check_checkpoint_found(run_dir: pathlib.Path, step: Any) -> None:
-    """Refuses a run whose status records a checkpoint that its `checkpoints/` no longer has.
+    """Refuses a run whose status records a checkpoint that its `checkpoints/` no longer has,
+    nor any older one.
 
     `tf.train.CheckpointManager` finds its latest checkpoint through the index file
     `checkpoints/checkpoint` (a text proto); without it, it would find none.
@@ -365,9 +366,14 @@ def _check_checkpoint_found(run_dir: pathlib.Path, step: Any) -> None:
             f"{where} {folder} has no readable index of its checkpoints (the file "
             "'checkpoint'); restore the folder, or start a new run"
         )
-    prefix = folder / match.group(1)  # relative to the folder, or absolute
-    if not pathlib.Path(f"{prefix}.index").is_file():
+    latest = match.group(1)
+    prefix = folder / latest  # relative to the folder, or absolute
+    # An older checkpoint kept will do: `checkpoints.RunCheckpoints.restore_latest` goes on
+    # from it, saying which one is missing, as it does past a damaged one.
+    kept = re.findall(r'^all_model_checkpoint_paths: "([^"]+)"\s*$', index, re.MULTILINE)
+    if not any(pathlib.Path(f"{folder / path}.index").is_file() for path in [latest, *kept]):
+        nor = ", and so are the older ones it keeps" if set(kept) - {latest} else ""
         raise ResumeError(
-            f"{where} {prefix}.index, the latest checkpoint in {folder}, is missing; "
+            f"{where} {prefix}.index, the latest checkpoint in {folder}, is missing{nor}; "
             "restore the folder, or start a new run"
         )

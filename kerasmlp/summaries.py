@@ -33,7 +33,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -183,9 +183,11 @@ class EventFile:
         except OSError as e:
             raise RunFilesError(f"cannot write {describe_os_error(e, folder)}") from e
         number = next(_EVENT_FILE_NUMBERS)
-        # TensorBoard reads a folder's files in name order: the clock's, as in the events.
+        # TensorBoard reads a folder's files in name order: the clock's, as in the events,
+        # then this process's count, padded (TensorFlow's is not) so that the file made
+        # after `...9.v2` in the same second (a rollback's) is not `...10.v2`, read first.
         name = f"events.out.tfevents.{int(clock()):010d}.{socket.gethostname()}"
-        self.path = folder / f"{name}.{os.getpid()}.{number}.v2"
+        self.path = folder / f"{name}.{os.getpid()}.{number:06d}.v2"
         self._lock = threading.Lock()
         with _writing(folder):
             self._records = tf.io.TFRecordWriter(str(self.path))
@@ -237,13 +239,16 @@ class SummaryWriter:
 
     def writer(self, split: str) -> EventFile:
         """The writer of `split`, or of the run directory itself (`RUN`); made on first use."""
-        if split not in SPLITS and split != RUN:
-            raise ValueError(f"split must be one of {SPLITS}. Received: split={split!r}")
+        folder = self._folder(split)
         with self._writers_lock:
             if split not in self._writers:
-                folder = self.run_dir if split == RUN else self.run_dir / split
                 self._writers[split] = EventFile(folder, clock=self.now)
             return self._writers[split]
+
+    def _folder(self, split: str) -> pathlib.Path:
+        if split not in SPLITS and split != RUN:
+            raise ValueError(f"split must be one of {SPLITS}. Received: split={split!r}")
+        return self.run_dir if split == RUN else self.run_dir / split
 
     def in_background(self, work: Callable[[], None]) -> None:
         """Runs `work`, which writes through this writer, on the writer's own thread.
@@ -495,6 +500,16 @@ class SummaryWriter:
         self._clock_offset = max(self._clock_offset, wall_time + 1e-3 - time.time())
         return truncate_event_files(self.run_dir, wall_time)
 
+    def replace_scalars(self, split: str, step: int, values: Mapping[str, float]) -> None:
+        """Scalars at `step` in place of those of the same tags the run wrote there before.
+
+        TensorBoard wants one value per tag and step: a second rollback to the same
+        checkpoint logs its count and rate scale at the step where the first did.
+        """
+        self.close()  # the files are rewritten: the next writes open new ones
+        drop_values(self._folder(split), step=step, tags=set(values))
+        self.scalars(split, step, values)
+
     def _write_pb(self, split: str, step: int, summary) -> None:
         self.writer(split).summary(step, summary)
 
@@ -589,6 +604,48 @@ def replace_values(
     so `truncate_event_files` keeps or drops it as it did the old one; a file is
     rewritten (as there) only when a value changes. Returns how many changed.
     """
+
+    def edit(event: event_pb2.Event) -> int:
+        # TensorBoard's protos or TensorFlow's (as `EventFile.summary` takes): bytes.
+        news = [
+            (value, replace[value.tag](value).SerializeToString())
+            for value in event.summary.value
+            if value.tag in replace
+        ]
+        news = [(value, new) for value, new in news if new != value.SerializeToString()]
+        for value, new in news:
+            value.ParseFromString(new)
+        return len(news)
+
+    return _edit_event_files(folder, edit)
+
+
+def drop_values(folder: str | pathlib.Path, *, step: int, tags: Collection[str]) -> int:
+    """Drops, from the event files directly in `folder`, the summary values of `tags` at `step`.
+
+    An event left without a value goes whole; a file is rewritten (as in
+    `truncate_event_files`) only when a value goes. Returns how many went.
+    """
+
+    def edit(event: event_pb2.Event) -> int:
+        if event.step != step:
+            return 0
+        kept = [value for value in event.summary.value if value.tag not in tags]
+        dropped = len(event.summary.value) - len(kept)
+        if dropped:
+            del event.summary.value[:]
+            event.summary.value.extend(kept)
+        return dropped
+
+    return _edit_event_files(folder, edit)
+
+
+def _edit_event_files(folder: str | pathlib.Path, edit: Callable[[event_pb2.Event], int]) -> int:
+    """Rewrites each event file directly in `folder` whose events `edit` changes.
+
+    `edit(event)` changes the event in place and returns how many of its summary
+    values it changed or dropped; an event whose values all went is dropped.
+    """
     changed = 0
     for path in sorted(pathlib.Path(folder).glob("*tfevents*")):
         if not path.is_file():
@@ -597,17 +654,13 @@ def replace_values(
         try:
             for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
                 event = event_pb2.Event.FromString(record)
-                # TensorBoard's protos or TensorFlow's (as `EventFile.summary` takes): bytes.
-                news = [
-                    (value, replace[value.tag](value).SerializeToString())
-                    for value in event.summary.value
-                    if value.tag in replace
-                ]
-                news = [(value, new) for value, new in news if new != value.SerializeToString()]
-                for value, new in news:
-                    value.ParseFromString(new)
-                changed_here += len(news)
-                records.append(event.SerializeToString() if news else record)
+                had_values = len(event.summary.value)
+                edited = edit(event)
+                changed_here += edited
+                if not edited:
+                    records.append(record)
+                elif event.summary.value or not had_values:
+                    records.append(event.SerializeToString())
         except tf.errors.DataLossError:
             pass  # a torn last record: dropped, as truncation drops it
         if changed_here:

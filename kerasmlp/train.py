@@ -592,8 +592,10 @@ class AgreedStop:
 class Reporter(Protocol):
     """Where progress goes while training (the CLI draws a bar on a terminal)."""
 
-    def start(self, *, epochs: int, steps_per_epoch: int, initial_step: int = 0) -> None:
-        """Training begins (a resumed run at `initial_step`)."""
+    def start(
+        self, *, epochs: int, steps_per_epoch: int, initial_step: int = 0, resumed: bool = False
+    ) -> None:
+        """Training begins at `initial_step`; `resumed`: from a checkpoint (step 0 included)."""
 
     def train_progress(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None:
         """After each compiled call: `loss` (over the call's steps), `epoch_loss`
@@ -636,8 +638,10 @@ class LineReporter:
             name = getattr(stream, "name", "output")
             raise RunFilesError(f"cannot write to {name}: {describe_os_error(e, None)}") from e
 
-    def start(self, *, epochs: int, steps_per_epoch: int, initial_step: int = 0) -> None:
-        if initial_step:
+    def start(
+        self, *, epochs: int, steps_per_epoch: int, initial_step: int = 0, resumed: bool = False
+    ) -> None:
+        if resumed:
             self._print(f"resuming at step {initial_step}")
         self._print(f"training {_count(epochs, 'epoch')} x {_count(steps_per_epoch, 'step')}")
 
@@ -1016,6 +1020,9 @@ def _run(
         log=_message_of(reporter),
         # Only on divergence: the schedule (times the rollback scale) at the bad step.
         rate_at=lambda iteration: float(_schedule(trainer.optimizer)(iteration)),
+        # As the compiled loop reads it for train/learning_rate (skipped mixed_float16
+        # steps are not the optimizer's iterations).
+        rate_now=lambda: float(_schedule(trainer.optimizer)(trainer.optimizer.iterations)),
     )
     action_list = build_actions(
         config,

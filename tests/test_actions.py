@@ -1,5 +1,8 @@
 """Tests for kerasmlp.actions: early stopping against Keras, the divergence guard, monitors."""
 
+import io
+import types
+
 import keras
 import numpy as np
 import pytest
@@ -7,6 +10,7 @@ import pytest
 from kerasmlp import actions, metrics, runfiles
 from kerasmlp.controller import COMPLETED, DIVERGED, Controller
 from kerasmlp.runfiles import RunStatus
+from kerasmlp.train import LineReporter
 
 # Values are multiples of 1/8, exact in float32 and float64: Keras compares in
 # float32 tensors, kerasmlp in Python floats, and ties must mean the same to both.
@@ -404,3 +408,14 @@ def test_a_resumed_run_records_the_checkpoint_it_restored(tmp_path):
     assert len(checkpoints.states) == 1  # nothing new to save
     record = runfiles.read_status(tmp_path)
     assert (record["step"], record["epoch"], record["checkpoint_step"]) == (12, 1, 12)
+
+
+@pytest.mark.parametrize("resumed,step", [(False, 0), (True, 0), (True, 57)])
+def test_a_resumed_run_says_the_step_it_resumes_at_step_0_included(resumed, step):
+    # Killed in its first epoch, a run resumes from ckpt-0: without the line it looked
+    # like one started afresh (a run killed before its first checkpoint).
+    lines = io.StringIO()
+    loop = types.SimpleNamespace(epochs=1, steps_per_epoch=57, step=step, resumed=resumed)
+    actions.Progress(LineReporter(lines)).on_train_begin(loop)
+    expected = [f"resuming at step {step}"] if resumed else []
+    assert lines.getvalue().splitlines() == [*expected, "training 1 epoch x 57 steps"]

@@ -58,6 +58,20 @@ def test_a_truncated_checkpoint_gives_way_to_the_one_before_it(tmp_path):
     assert message.endswith("going on from the one before it, ckpt-1")
 
 
+def test_a_missing_checkpoint_gives_way_to_the_one_before_it(tmp_path):
+    checkpoints, weights, messages = saved_twice(tmp_path)
+    for path in (tmp_path / "checkpoints").glob("ckpt-2.*"):
+        path.unlink()  # deleted by hand, or lost
+    left = sorted((tmp_path / "checkpoints").iterdir())
+    assert checkpoints.restore_latest()["step"] == 1
+    np.testing.assert_array_equal(weights.numpy(), np.ones(64))
+    assert messages == [
+        f"cannot read checkpoint {tmp_path / 'checkpoints' / 'ckpt-2'}: its files are missing "
+        "(deleted or lost?); going on from the one before it, ckpt-1"
+    ]
+    assert sorted((tmp_path / "checkpoints").iterdir()) == left  # nothing deleted
+
+
 def test_no_readable_checkpoint_is_one_line_naming_the_latest(tmp_path):
     checkpoints, _, _ = saved_twice(tmp_path)
     cut_short(tmp_path / "checkpoints" / "ckpt-2")

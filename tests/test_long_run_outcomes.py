@@ -84,8 +84,15 @@ def test_rollback_lowers_the_rate_and_gives_up_after_max_rollbacks(tmp_path, dat
     rollbacks = [line for line in out.splitlines() if line.startswith("rollback ")]
     assert [line.split(":")[0] for line in rollbacks] == ["rollback 1/2", "rollback 2/2"]
     assert all("back to step 0" in line for line in rollbacks)
+    # Both rollbacks went back to step 0: one value there, the last (0.5 ** 2, by hand).
     scalars = events.scalars(tmp_path / "rb" / "train")
-    assert [value for _, value in scalars["learning_rate_scale"]] == [0.5, 0.25]
+    assert scalars["rollbacks"] == [(0, 2.0)]
+    assert scalars["learning_rate_scale"] == [(0, 0.25)]
+    # The rate step 1 uses, as train/learning_rate says at step 0: 1e30 * 0.5 ** (0 / 1000)
+    # times the scale (by hand). At a rollback to a logged step, the unscaled value goes.
+    assert scalars["learning_rate"][0] == (0, pytest.approx(1e30 * 0.25, rel=1e-6))
+    for tag, points in scalars.items():
+        assert [step for step, _ in points] == sorted({step for step, _ in points}), tag
     # The initial weights' histograms, drawn after the step-0 checkpoint, dropped by
     # each rollback to it and drawn again: once in the end.
     steps = tensor_steps(tmp_path / "rb" / "train")

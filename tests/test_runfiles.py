@@ -158,6 +158,25 @@ def test_a_run_whose_recorded_checkpoint_is_gone_is_refused(tmp_path):
         runfiles.check_resumable(tmp_path)
 
 
+def test_a_run_whose_latest_checkpoint_is_gone_goes_on_from_an_older_one_kept(tmp_path):
+    # keep_checkpoints 2: ckpt-200 is kept beside ckpt-210; RunCheckpoints.restore_latest
+    # goes on from it, saying that ckpt-210 is missing.
+    checkpoints = interrupted_at_step_210(tmp_path)
+    (checkpoints / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-210"\nall_model_checkpoint_paths: "ckpt-200"\n'
+        'all_model_checkpoint_paths: "ckpt-210"\n'
+    )
+    (checkpoints / "ckpt-200.index").write_bytes(b"")
+    (checkpoints / "ckpt-210.index").unlink()
+    assert runfiles.check_resumable(tmp_path)["checkpoint_step"] == 210
+    (checkpoints / "ckpt-200.index").unlink()
+    with pytest.raises(
+        runfiles.ResumeError,
+        match=r"step 210, but .*ckpt-210.index.* is missing, and so are the older ones it keeps;",
+    ):
+        runfiles.check_resumable(tmp_path)
+
+
 def test_a_running_run_is_refused_only_while_its_process_lives(tmp_path):
     (tmp_path / "config.yaml").write_text("seed: 0\n")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

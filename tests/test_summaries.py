@@ -2,6 +2,7 @@
 
 import errno
 import io
+import itertools
 import os
 import pathlib
 import re
@@ -13,7 +14,9 @@ from PIL import Image
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
+from kerasmlp import summaries
 from kerasmlp.config import load_config
 from kerasmlp.runfiles import RunFilesError
 from kerasmlp.summaries import (
@@ -130,6 +133,20 @@ def test_event_files_hold_what_tf_summary_writes(tmp_path):
     )
 
 
+def test_event_files_opened_in_one_second_sort_in_the_order_they_were_made(tmp_path, monkeypatch):
+    # TensorBoard reads a folder's event files in name order (DirectoryWatcher sorts
+    # them, and while watching takes no file named before the one it reads): the tenth
+    # file of a process, after a rollback in the same second, named `...10.v2`, sorted
+    # before `...9.v2`, and the curve went from step 40 back to step 20.
+    monkeypatch.setattr(summaries, "_EVENT_FILE_NUMBERS", itertools.count(9))
+    made = [EventFile(tmp_path, clock=lambda: 1000.0) for _ in range(2)]
+    for file, step in zip(made, (20, 40), strict=True):
+        file.summary(step, scalar_pb("loss", 1.0))
+        file.close()
+    assert sorted(tmp_path.iterdir()) == [file.path for file in made]
+    assert [event.step for event in events.load(tmp_path).Tensors("loss")] == [20, 40]
+
+
 def test_each_write_is_on_disk_when_it_returns(tmp_path):
     # TensorBoard sees a round's scalars at once, and a killed run keeps them.
     writer = SummaryWriter(tmp_path)
@@ -229,6 +246,25 @@ def test_restate_replaces_the_config_a_resumed_run_began_with(tmp_path):
     (event,) = events.load(tmp_path).Tensors("_hparams_/session_start_info")
     assert (event.step, event.wall_time) == (0, began_event.wall_time)
     assert len(events.load(tmp_path / "train").Tensors("config")) == 1
+
+
+def test_replace_scalars_leaves_one_value_per_tag_and_step(tmp_path):
+    # A rollback to step 1, one to step 3, and a second to step 3: TensorBoard would draw
+    # both values at step 3 (a vertical jump). Only the replaced tags at that step go.
+    with SummaryWriter(tmp_path) as writer:
+        writer.scalars("train", 1, {"rollbacks": 1.0})
+        writer.scalars("train", 3, {"rollbacks": 2.0, "learning_rate_scale": 0.5, "loss": 2.0})
+        writer.replace_scalars("train", 3, {"rollbacks": 3.0, "learning_rate_scale": 0.25})
+    assert events.scalars(tmp_path / "train") == {
+        "rollbacks": [(1, 1.0), (3, 3.0)],
+        "learning_rate_scale": [(3, 0.25)],
+        "loss": [(3, 2.0)],
+    }
+    assert description("train", "rollbacks")
+    accumulator = events.load(tmp_path / "train")
+    assert accumulator.SummaryMetadata("rollbacks").summary_description == description(
+        "train", "rollbacks"
+    )
 
 
 def test_hparams_named_first_lead_the_records_and_differ(tmp_path):
