@@ -214,6 +214,19 @@ def test_a_run_that_trains_alone_under_a_cluster_tf_config_says_so(tmp_path):
     )
 
 
+def test_a_run_records_the_strategy_auto_chose(tmp_path):
+    # `auto` without GPUs (conftest hides them) is one_device (README's table): status.json
+    # and metrics.json say so beside replicas and workers; config.yaml keeps `auto`.
+    args = ["--epochs", "1", "--set", "model.hidden_units=[4]", "--logdir", tmp_path]
+    result = invoke_train([*args, "--run-name", "run"], env={"TF_CONFIG": ""})
+    assert result.exit_code == 0, result.output[-2000:]
+    run = tmp_path / "run"
+    for name in ("status.json", "metrics.json"):
+        record = json.loads((run / name).read_text())
+        assert (record["strategy"], record["replicas"], record["workers"]) == ("one_device", 1, 1)
+    assert load_config(run / "config.yaml").distribute.strategy == "auto"
+
+
 @pytest.mark.parametrize(
     "args,tf_config,message",
     [
@@ -267,7 +280,7 @@ def test_mirrored_logs_what_one_device_logs(mirrored):
         assert [s for s, _ in one[tag]] == [s for s, _ in two[tag]]
         np.testing.assert_allclose([v for _, v in two[tag]], [v for _, v in one[tag]], rtol=1e-5)
     for key, value in one["results"].items():
-        if key in ("wall_time_s", "examples_per_second", "replicas"):
+        if key in ("wall_time_s", "examples_per_second", "strategy", "replicas"):
             continue
         if isinstance(value, str):  # e.g. the precision trained in
             assert two["results"][key] == value, key
@@ -350,8 +363,9 @@ def test_one_process_runs_mirrored_models_of_different_shapes_one_after_another(
 
 def test_mirrored_run_records_replicas_and_names_its_role(mirrored):
     two = mirrored["mirrored"]
-    assert (two["results"]["replicas"], two["results"]["workers"]) == (2, 1)
-    assert (two["status"]["replicas"], two["status"]["workers"]) == (2, 1)
+    assert (two["results"]["strategy"], two["results"]["replicas"]) == ("mirrored", 2)
+    assert (two["status"]["strategy"], two["status"]["replicas"]) == ("mirrored", 2)
+    assert two["results"]["workers"] == two["status"]["workers"] == 1
     assert mirrored["one_device"]["results"]["replicas"] == 1
     assert "worker 1 of 1 (chief) | mirrored | 2 replicas" in mirrored["stdout"]
 
@@ -527,9 +541,9 @@ def test_only_the_chief_writes_a_complete_run_folder(two_workers):
         assert any((run / split).glob("events.out.tfevents.*")), split
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "completed"
-    assert (status["replicas"], status["workers"]) == (2, 2)
+    assert (status["strategy"], status["replicas"], status["workers"]) == ("multi_worker", 2, 2)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert (metrics["replicas"], metrics["workers"]) == (2, 2)
+    assert (metrics["strategy"], metrics["replicas"], metrics["workers"]) == ("multi_worker", 2, 2)
     # The other worker's temporary folder (its checkpoints, events, model) is gone.
     assert not any((tmp_path / "resumed1").iterdir())
     assert not any((tmp_path / "resumed0").iterdir())
