@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -87,6 +88,15 @@ def test_tf_config_gives_the_role(text, expected):
         # One address for two tasks: the second could not listen, the first waited for it.
         (_tf_config(["a:1", "a:1"], "worker", 0), 'lists "a:1" for two tasks'),
         (_tf_config(["a:1"], "worker", 0, chief=["a:1"]), 'lists "a:1" for two tasks'),
+        # Two names of one address: worker 1 could not listen, worker 0 waited for it
+        # forever (seen with localhost/127.0.0.1, TF 2.21). TensorFlow's server listens on
+        # every interface (0.0.0.0:port): every loopback address is this machine's.
+        (
+            _tf_config(["localhost:1", "127.0.0.1:1"]),
+            '"localhost:1" and "127.0.0.1:1", one address (this machine, port 1), for two',
+        ),
+        (_tf_config(["[::1]:1", "127.0.0.2:1"]), "one address (this machine, port 1)"),
+        (_tf_config(["Host1:1", "host1.:1"]), "one address (host1, port 1)"),  # DNS ignores case
     ],
     ids=[
         "missing",
@@ -105,12 +115,57 @@ def test_tf_config_gives_the_role(text, expected):
         "other-job",
         "same-address",
         "same-address-chief",
+        "localhost-and-127.0.0.1",
+        "loopback-v6-and-v4",
+        "name-case",
     ],
 )
 def test_a_bad_tf_config_is_refused_in_one_line(text, message):
     with pytest.raises(ConfigError) as info:
         distribute.parse_tf_config(text)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_tf_config_host_names_that_resolve_to_one_address_are_refused():
+    # `resolve` stands in for DNS: two names of one machine, at one port.
+    text = _tf_config(["host-a:1", "host-b:1", "host-c:2"])
+    with pytest.raises(ConfigError) as info:
+        distribute.check_cluster_hosts(text, resolve=lambda host: {"10.0.0.7"})
+    assert str(info.value).startswith(
+        'TF_CONFIG cluster lists "host-a:1" and "host-b:1", which resolve here to one '
+        "address (10.0.0.7, port 1), for two tasks"
+    )
+    # A name of this machine (/etc/hosts maps one to 127.0.1.1 on Debian) and localhost.
+    with pytest.raises(ConfigError, match=r"one address \(this machine, port 1\)"):
+        distribute.check_cluster_hosts(
+            _tf_config(["myhost:1", "localhost:1"]), resolve=lambda host: {"this machine"}
+        )
+    assert distribute.check_cluster_hosts(text, resolve=lambda host: {host}) == []
+
+
+def test_a_tf_config_host_that_does_not_resolve_gets_a_line():
+    # `.invalid` never resolves (RFC 2606); refused at once by this machine's resolver (1 ms).
+    # Not refused: a cluster manager's names may resolve only once their tasks start.
+    text = _tf_config(["localhost:1", "nohost.invalid:1", f"{'a' * 64}.invalid:1"])
+    assert distribute.check_cluster_hosts(text) == [
+        'TF_CONFIG host "nohost.invalid" (worker 1) does not resolve here: this worker waits '
+        "for it as for a task not yet started (a typo? a cluster manager's names may resolve "
+        "only once their tasks start)",
+        f'TF_CONFIG host "{"a" * 64}.invalid" (worker 2) does not resolve here: this worker '
+        "waits for it as for a task not yet started (a typo? a cluster manager's names may "
+        "resolve only once their tasks start)",
+    ]
+
+
+def test_a_resolver_that_does_not_answer_is_waited_for_timeout_seconds():
+    answered = threading.Event()
+    start = time.monotonic()
+    text = _tf_config(["slow:1", "127.0.0.1:1"])
+    lines = distribute.check_cluster_hosts(
+        text, timeout=0.2, resolve=lambda host: answered.wait(30) and set()
+    )
+    assert lines == [] and time.monotonic() - start < 5  # not the resolver's 30 s
+    answered.set()
 
 
 def test_role_line_names_the_worker_and_the_chief():
