@@ -24,10 +24,18 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from kerasmlp.config import Config, ConfigError, dump_yaml, load_config, read_yaml_file, shorten
+from kerasmlp.config import (
+    Config,
+    ConfigError,
+    dump_yaml,
+    load_config,
+    parse_yaml,
+    read_yaml_file,
+    shorten,
+)
 
 # More runs than this is almost surely a mistake in the file (a long list pasted twice).
 MAX_POINTS = 256
@@ -138,14 +146,28 @@ def check_overrides(grid: Mapping[str, Sequence[Any]], options: Iterable[tuple[s
       ConfigError: one line naming the option and the swept key.
     """
     for option, item in options:
-        key = item.partition("=")[0].strip()
-        for swept, values in grid.items():
-            if key == swept or key.startswith(f"{swept}."):
-                raise ConfigError(
-                    f"{shorten(option)} sets {key}, which the sweep varies ({swept}: "
-                    f"{_show(list(values))}): every point would take its own value instead. "
-                    "Drop the option, or the key from the sweep"
-                )
+        name, _, text = item.partition("=")
+        given = parse_yaml(text, source=shorten(option)) if text.strip() else None
+        for key, value in _keys_set(name.strip(), given):
+            for swept, values in grid.items():
+                # `train=` (null) leaves the section as it is, as `train:` in a file.
+                above = swept.startswith(f"{key}.") and value is not None
+                if key == swept or key.startswith(f"{swept}.") or above:
+                    raise ConfigError(
+                        f"{shorten(option)} sets {key}, which the sweep varies ({swept}: "
+                        f"{_show(list(values))}): every point would take its own value "
+                        "instead. Drop the option, or the key from the sweep"
+                    )
+
+
+def _keys_set(key: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """The dotted keys `--set key=value` sets, with their values: a mapping sets each of
+    its keys (`train={epochs: 3}` sets train.epochs, as `load_config` merges a section)."""
+    if isinstance(value, Mapping) and value:
+        for inner, item in value.items():
+            yield from _keys_set(f"{key}.{inner}", item)
+    else:
+        yield key, value
 
 
 def plan_sweep(

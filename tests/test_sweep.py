@@ -396,8 +396,16 @@ def test_cli_bad_sweep_exits_2_with_one_line(tmp_path, text, message):
             "--set train.class_weight.spiral_a=2 sets train.class_weight.spiral_a, which the "
             "sweep varies (train.class_weight: [none, balanced])",
         ),
+        (
+            # A whole section as a mapping: load_config merges it, and the point's
+            # train.epochs replaced the option's 3 (00-epochs=1 ran 1 epoch), unsaid.
+            "train.epochs: [1, 2]",
+            ["--set", "train={epochs: 3}"],
+            "--set train={epochs: 3} sets train.epochs, which the sweep varies "
+            "(train.epochs: [1, 2])",
+        ),
     ],
-    ids=["epochs", "set", "set-below"],
+    ids=["epochs", "set", "set-below", "set-section"],
 )
 def test_cli_option_of_a_swept_key_is_refused(tmp_path, text, args, message):
     # Each point's value replaced the option's: --epochs 3 ran 1 and 2 epochs, unsaid.
@@ -409,6 +417,19 @@ def test_cli_option_of_a_swept_key_is_refused(tmp_path, text, args, message):
         "Drop the option, or the key from the sweep\n"
     )
     assert not (tmp_path / "logs").exists()
+
+
+def test_options_that_set_other_keys_of_a_swept_section_are_kept():
+    # The keys a section's mapping sets are checked one by one; `train=` sets none.
+    grid = {"train.epochs": [1, 2]}
+    options = [
+        ("--set train={batch_size: 32}", "train={batch_size: 32}"),
+        ("--set train=", "train="),
+    ]
+    sweep.check_overrides(grid, options)
+    with pytest.raises(ConfigError, match=r"sets train\.early_stopping\.patience, which"):
+        option = "train={early_stopping: {patience: 3}}"
+        sweep.check_overrides({"train.early_stopping": [{}]}, [(f"--set {option}", option)])
 
 
 def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
