@@ -114,8 +114,9 @@ def point_overrides(point: Mapping[str, Any]) -> list[str]:
 def run_name(index: int, point: Mapping[str, Any], *, digits: int = 2) -> str:
     """A folder name for a point: `03-activation=tanh,initial_learning_rate=0.003`.
 
-    Keys are shortened to their last part unless two points' keys share it;
-    characters outside `[A-Za-z0-9._=,+-]` become `_`. The index, `digits`
+    Keys are shortened to their last part unless two points' keys share it; a
+    list is written `64x32`, a mapping `spiral_a-2.0+spiral_b-0.5`; characters
+    outside `[A-Za-z0-9._=,+-]` become `_`. The index, `digits`
     wide (those of the grid's last index, at least 2), keeps names unique and in
     grid order when sorted as text. A name is at most `MAX_NAME` characters, so that
     TensorBoard shows it whole as the trial's name: the `key=value` parts that
@@ -429,6 +430,10 @@ def _plain_name(text: str) -> str:
 def _name_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "x".join(_name_value(v) for v in value)  # [64, 32] -> 64x32
+    if isinstance(value, Mapping):
+        # {spiral_a: 2.0, spiral_b: 0.5} -> spiral_a-2.0+spiral_b-0.5; as YAML, its braces
+        # and spaces became `_spiral_a_2.0,_spiral_b_0.5` (a comma, as between two keys).
+        return "+".join(f"{key}-{_name_value(item)}" for key, item in value.items())
     return _yaml_value(value)
 
 

@@ -52,6 +52,16 @@ def test_run_names_are_short_plain_and_unique():
     assert "/" not in name and ".." not in name
 
 
+def test_run_names_of_mapping_values_read_as_key_value_pairs():
+    # As YAML ({spiral_a: 2.0}) the name was `02-class_weight=_spiral_a_2.0`, and a second
+    # entry came after a comma, as a second swept key does.
+    point = {"train.class_weight": {"spiral_a": 2.0, "spiral_b": 0.5}, "seed": 1}
+    assert sweep.run_name(2, point) == "02-class_weight=spiral_a-2.0+spiral_b-0.5,seed=1"
+    assert sweep.run_name(0, {"x.y": {"a b": [1, 2], 3: {"c": None}}}) == "00-y=a_b-1x2+3-c-null"
+    # Scalars and lists keep their names: a sweep planned before goes on under them.
+    assert sweep.run_name(1, {"train.class_weight": "balanced"}) == "01-class_weight=balanced"
+
+
 def test_run_names_sort_in_grid_order_past_100_points():
     # '100-seed=100' sorted between '10-seed=10' and '11-seed=11' as text (ls, sorted()).
     names = [run.name for run in sweep.plan_sweep({"seed": list(range(101))})]
@@ -594,7 +604,7 @@ def test_a_point_that_fails_names_itself_and_says_what_is_kept(tmp_path):
     args = tiny_sweep(tmp_path, path, "swf")
     folder = tmp_path / "logs" / "swf"
     line = (
-        "kerasmlp-train: error: sweep run 01-class_weight=_0_2.0 (train.class_weight={'0': 2.0}) "
+        "kerasmlp-train: error: sweep run 01-class_weight=0-2.0 (train.class_weight={'0': 2.0}) "
         "failed: train.class_weight names class '0', which the dataset does not have. "
         "Classes: spiral_a, spiral_b. The sweep stopped there; its finished points (1 of 2) "
         f"are kept in {folder}: kerasmlp-train --resume {folder} runs the 1 left, this one "
