@@ -24,13 +24,14 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kerasmlp.config import (
     Config,
     ConfigError,
     dump_yaml,
+    is_section,
     load_config,
     parse_yaml,
     read_yaml_file,
@@ -151,9 +152,9 @@ def check_overrides(grid: Mapping[str, Sequence[Any]], options: Iterable[tuple[s
         given = parse_yaml(text, source=shorten(option)) if text.strip() else None
         for key, value in _keys_set(name.strip(), given):
             for swept, values in grid.items():
-                # `train=` (null) leaves the section as it is, as `train:` in a file.
-                above = swept.startswith(f"{key}.") and value is not None
-                if key == swept or key.startswith(f"{swept}.") or above:
+                # A section's mapping in the grid (`train: [{batch_size: 16}]`): only its keys.
+                leaves = {leaf for v in values for leaf, _ in _keys_set(swept, v, is_section)}
+                if any(_overlaps(key, value, leaf) for leaf in leaves):
                     raise ConfigError(
                         f"{shorten(option)} sets {key}, which the sweep varies ({swept}: "
                         f"{_show(list(values))}): every point would take its own value "
@@ -161,12 +162,23 @@ def check_overrides(grid: Mapping[str, Sequence[Any]], options: Iterable[tuple[s
                     )
 
 
-def _keys_set(key: str, value: Any) -> Iterator[tuple[str, Any]]:
-    """The dotted keys `--set key=value` sets, with their values: a mapping sets each of
-    its keys (`train={epochs: 3}` sets train.epochs, as `load_config` merges a section)."""
-    if isinstance(value, Mapping) and value:
+def _overlaps(key: str, value: Any, leaf: str) -> bool:
+    """Whether a point that sets `leaf` after an option set `key` to `value` loses the option."""
+    # `train=` (null) leaves the section as it is, as `train:` in a file.
+    above = leaf.startswith(f"{key}.") and value is not None
+    return key == leaf or key.startswith(f"{leaf}.") or above
+
+
+def _keys_set(
+    key: str, value: Any, merged: Callable[[str], bool] = lambda key: True
+) -> Iterator[tuple[str, Any]]:
+    """The dotted keys `key=value` sets, with their values: a mapping given to a key that
+    `merged` says takes it key by key sets each of its keys (`train={epochs: 3}` sets
+    train.epochs: `load_config` merges a section's). Another mapping replaces the whole
+    value, but a later `key.inner=...` still goes into it: an option's always splits."""
+    if isinstance(value, Mapping) and value and merged(key):
         for inner, item in value.items():
-            yield from _keys_set(f"{key}.{inner}", item)
+            yield from _keys_set(f"{key}.{inner}", item, merged)
     else:
         yield key, value
 

@@ -442,6 +442,27 @@ def test_options_that_set_other_keys_of_a_swept_section_are_kept():
         sweep.check_overrides({"train.early_stopping": [{}]}, [(f"--set {option}", option)])
 
 
+def test_options_the_points_keep_are_not_refused():
+    # A section's mapping in the grid is merged key by key (load_config): --epochs 1 is kept
+    # by every point. It was refused: "sets train.epochs, which the sweep varies (train: ...)".
+    grid = {"train": [{"batch_size": 16}, {"batch_size": 32}]}
+    sweep.check_overrides(grid, [("--epochs 1", "train.epochs=1")])
+    runs = sweep.plan_sweep(grid, None, ["train.epochs=1"])
+    assert [(r.config.train.epochs, r.config.train.batch_size) for r in runs] == [(1, 16), (1, 32)]
+    # train.class_weight is no section: the point's mapping replaces it whole, the option lost.
+    option = "train.class_weight.spiral_c=3"
+    with pytest.raises(ConfigError, match="sets train.class_weight.spiral_c, which the sweep"):
+        sweep.check_overrides({"train.class_weight": [{"spiral_a": 2}]}, [(option, option)])
+    # The other way round, the point's key goes into the option's mapping: both are kept.
+    grid, option = {"train.class_weight.spiral_b": [1, 2]}, "train.class_weight={spiral_a: 3}"
+    sweep.check_overrides(grid, [(option, option)])
+    runs = sweep.plan_sweep(grid, None, [option])
+    assert [r.config.train.class_weight for r in runs] == [
+        {"spiral_a": 3.0, "spiral_b": 1.0},
+        {"spiral_a": 3.0, "spiral_b": 2.0},
+    ]
+
+
 def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
     path = write(tmp_path, "model.activation: [relu, tanh]\n")
     args = [
