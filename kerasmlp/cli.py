@@ -428,10 +428,14 @@ def _point_label(config, point_dir: pathlib.Path, keys: list[str]) -> str:
 
 def _check_tf_config(runs) -> None:
     """Refuses, before TensorFlow starts (it reads TF_CONFIG too), a TF_CONFIG that
-    does not parse, and `multi_worker` without one."""
+    does not parse, and `multi_worker` without one; under `multi_worker`, resolves
+    its host names (a line for each that does not resolve)."""
     for config, _, _ in runs:
         if config is not None:
             distribute.role_from_environment(config.distribute, os.environ)
+    if any(c is not None and c.distribute.strategy == "multi_worker" for c, _, _ in runs):
+        for line in distribute.check_cluster_hosts(os.environ["TF_CONFIG"]):
+            click.echo(line)
 
 
 def _is_chief(environ) -> bool:

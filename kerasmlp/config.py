@@ -574,6 +574,12 @@ def apply_override(raw: dict, item: str) -> None:
     _set(node, parts, value)
 
 
+def is_section(key: str) -> bool:
+    """Whether the dotted `key` names a section of the config (`train`, `train.early_stopping`),
+    into which a mapping is merged key by key (see `apply_override`)."""
+    return _is_section(key.split("."))
+
+
 def _is_section(parts: list[str]) -> bool:
     """Whether the dotted key `parts` names a section of `Config` (a dataclass field)."""
     cls: Any = Config

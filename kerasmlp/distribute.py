@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import json
 import signal
+import socket
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from kerasmlp.config import ConfigError, DistributeConfig, shorten
@@ -31,6 +35,8 @@ from kerasmlp.config import ConfigError, DistributeConfig, shorten
 TRAINING_JOBS = ("chief", "worker")
 # The one other job MultiWorkerMirroredStrategy's cluster may hold (outside the run).
 EVALUATOR_JOB = "evaluator"
+# How long the CLI waits for DNS on TF_CONFIG's host names, all of them together.
+RESOLVE_TIMEOUT_S = 2.0
 
 # This process's MultiWorkerMirroredStrategy, once made. Making it starts the
 # process's server and enables collective ops in TensorFlow's context; a second
@@ -109,14 +115,25 @@ def parse_tf_config(text: str | None) -> Role:
                 f'TF_CONFIG cluster "{job}" must list "host:port" strings, each port a '
                 f"number from 1 to 65535. Received: {shorten(json.dumps(addresses))}"
             )
-    addresses = [address for job in cluster.values() for address in job]
-    twice = next((a for i, a in enumerate(addresses) if a in addresses[:i]), None)
-    if twice is not None:
-        # Two tasks cannot both listen there: one would fail, and the rest wait for it.
-        raise ConfigError(
-            f'TF_CONFIG cluster lists "{shorten(twice)}" for two tasks; each task needs '
-            f"an address of its own. Received: {shorten(json.dumps(cluster))}"
-        )
+    # Two tasks cannot both listen at one address: one would fail, and the rest wait
+    # for it. `localhost:1234` and `127.0.0.1:1234` are one address (see `_listener`).
+    seen: dict[tuple[str, int], str] = {}
+    for address in (address for job in cluster.values() for address in job):
+        host, _, port = address.rpartition(":")
+        key = (_listener(host), int(port))
+        if key in seen:
+            first = seen[key]
+            both = (
+                f'"{shorten(first)}"'
+                if first == address
+                else f'"{shorten(first)}" and "{shorten(address)}", one address ({key[0]}, '
+                f"port {port}),"
+            )
+            raise ConfigError(
+                f"TF_CONFIG cluster lists {both} for two tasks; each task needs "
+                f"an address of its own. Received: {shorten(json.dumps(cluster))}"
+            )
+        seen[key] = address
     other = sorted(set(cluster) - {*TRAINING_JOBS, EVALUATOR_JOB})
     if other:
         # TensorFlow refuses a job of another name with a traceback, and with a "ps" job
@@ -170,6 +187,105 @@ def _is_address(address: Any) -> bool:
         return False
     host, _, port = address.rpartition(":")
     return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
+
+
+def _listener(host: str) -> str:
+    """Who listens at `host`, as far as it is known without DNS: `this machine` for a
+    loopback name (TensorFlow's server listens on every interface, 0.0.0.0:port),
+    an IP address in one spelling, or the name in lower case."""
+    name = host.strip("[]").rstrip(".").lower()
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return "this machine" if name == "localhost" or name.endswith(".localhost") else name
+    return "this machine" if ip.is_loopback else ip.compressed
+
+
+def _is_literal(host: str) -> bool:
+    """Whether `host` is an IP address or a loopback name: known here without DNS."""
+    name = _listener(host)
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name == "this machine"
+    return True
+
+
+def _resolve(host: str) -> set[str]:
+    """The listeners `host` resolves to here (see `_listener`); OSError when it does not."""
+    infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return {_listener(info[4][0].partition("%")[0]) for info in infos}
+
+
+def check_cluster_hosts(
+    text: str, *, timeout: float = RESOLVE_TIMEOUT_S, resolve: Callable[[str], set[str]] = _resolve
+) -> list[str]:
+    """Resolves the host names of TF_CONFIG's cluster here, before TensorFlow waits on them.
+
+    Two tasks at one port of hosts that resolve to one address (`host1:1234` and
+    `127.0.1.1:1234`, where /etc/hosts maps host1 there) are refused as
+    `parse_tf_config` refuses one address listed twice: every worker would wait
+    forever. A name that does not resolve here gets a line, not a refusal: a
+    cluster manager's names (a TFJob's service of each task) may resolve only once
+    their tasks start, and another machine's resolver may know it; this worker
+    waits for that task as for one not yet started, without a word from TensorFlow.
+
+    Args:
+      text: a TF_CONFIG that `parse_tf_config` accepts.
+      timeout: seconds to wait for DNS, all names together (each in a thread of its
+        own); a name without an answer by then is left alone.
+      resolve: host name -> its listeners (see `_listener`), OSError (or UnicodeError)
+        when it does not resolve; default `socket.getaddrinfo`'s addresses.
+
+    Returns:
+      One line for each task whose host name does not resolve.
+
+    Raises:
+      ConfigError: two tasks whose hosts resolve to one address use the same port.
+    """
+    cluster = json.loads(text)["cluster"]
+    tasks = [
+        (f"{job} {index}", address, *address.rpartition(":")[::2])
+        for job, addresses in cluster.items()
+        for index, address in enumerate(addresses)
+    ]
+    answers: dict[str, set[str] | Exception] = {}
+
+    def look_up(name: str) -> None:
+        try:
+            answers[name] = set(resolve(name))
+        except (OSError, UnicodeError) as e:  # UnicodeError: a label of 64 characters or more
+            answers[name] = e
+
+    # Daemon threads: a resolver that never answers must not hold the process at exit.
+    names = {host for _, _, host, _ in tasks if not _is_literal(host)}
+    threads = [threading.Thread(target=look_up, args=(name,), daemon=True) for name in names]
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    answers = dict(answers)  # what came in time
+    lines, seen = [], {}
+    for task, address, host, port in tasks:
+        answer = {_listener(host)} if _is_literal(host) else answers.get(host)
+        if isinstance(answer, Exception):
+            lines.append(
+                f'TF_CONFIG host "{shorten(host)}" ({task}) does not resolve here: this worker '
+                "waits for it as for a task not yet started (a typo? a cluster manager's "
+                "names may resolve only once their tasks start)"
+            )
+            continue
+        for listener in sorted(answer or ()):
+            first = seen.setdefault((listener, int(port)), address)
+            if first != address:
+                raise ConfigError(
+                    f'TF_CONFIG cluster lists "{shorten(first)}" and "{shorten(address)}", '
+                    f"which resolve here to one address ({listener}, port {port}), for two "
+                    f"tasks; each task needs an address of its own. Received: "
+                    f"{shorten(json.dumps(cluster))}"
+                )
+    return lines
 
 
 def role_from_environment(config: DistributeConfig, environ: dict[str, Any] | Any) -> Role | None:

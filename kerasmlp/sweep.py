@@ -24,10 +24,19 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from kerasmlp.config import Config, ConfigError, dump_yaml, load_config, read_yaml_file, shorten
+from kerasmlp.config import (
+    Config,
+    ConfigError,
+    dump_yaml,
+    is_section,
+    load_config,
+    parse_yaml,
+    read_yaml_file,
+    shorten,
+)
 
 # More runs than this is almost surely a mistake in the file (a long list pasted twice).
 MAX_POINTS = 256
@@ -106,8 +115,9 @@ def point_overrides(point: Mapping[str, Any]) -> list[str]:
 def run_name(index: int, point: Mapping[str, Any], *, digits: int = 2) -> str:
     """A folder name for a point: `03-activation=tanh,initial_learning_rate=0.003`.
 
-    Keys are shortened to their last part unless two points' keys share it;
-    characters outside `[A-Za-z0-9._=,+-]` become `_`. The index, `digits`
+    Keys are shortened to their last part unless two points' keys share it; a
+    list is written `64x32`, a mapping `spiral_a-2.0+spiral_b-0.5`; characters
+    outside `[A-Za-z0-9._=,+-]` become `_`. The index, `digits`
     wide (those of the grid's last index, at least 2), keeps names unique and in
     grid order when sorted as text. A name is at most `MAX_NAME` characters, so that
     TensorBoard shows it whole as the trial's name: the `key=value` parts that
@@ -138,14 +148,39 @@ def check_overrides(grid: Mapping[str, Sequence[Any]], options: Iterable[tuple[s
       ConfigError: one line naming the option and the swept key.
     """
     for option, item in options:
-        key = item.partition("=")[0].strip()
-        for swept, values in grid.items():
-            if key == swept or key.startswith(f"{swept}."):
-                raise ConfigError(
-                    f"{shorten(option)} sets {key}, which the sweep varies ({swept}: "
-                    f"{_show(list(values))}): every point would take its own value instead. "
-                    "Drop the option, or the key from the sweep"
-                )
+        name, _, text = item.partition("=")
+        given = parse_yaml(text, source=shorten(option)) if text.strip() else None
+        for key, value in _keys_set(name.strip(), given):
+            for swept, values in grid.items():
+                # A section's mapping in the grid (`train: [{batch_size: 16}]`): only its keys.
+                leaves = {leaf for v in values for leaf, _ in _keys_set(swept, v, is_section)}
+                if any(_overlaps(key, value, leaf) for leaf in leaves):
+                    raise ConfigError(
+                        f"{shorten(option)} sets {key}, which the sweep varies ({swept}: "
+                        f"{_show(list(values))}): every point would take its own value "
+                        "instead. Drop the option, or the key from the sweep"
+                    )
+
+
+def _overlaps(key: str, value: Any, leaf: str) -> bool:
+    """Whether a point that sets `leaf` after an option set `key` to `value` loses the option."""
+    # `train=` (null) leaves the section as it is, as `train:` in a file.
+    above = leaf.startswith(f"{key}.") and value is not None
+    return key == leaf or key.startswith(f"{leaf}.") or above
+
+
+def _keys_set(
+    key: str, value: Any, merged: Callable[[str], bool] = lambda key: True
+) -> Iterator[tuple[str, Any]]:
+    """The dotted keys `key=value` sets, with their values: a mapping given to a key that
+    `merged` says takes it key by key sets each of its keys (`train={epochs: 3}` sets
+    train.epochs: `load_config` merges a section's). Another mapping replaces the whole
+    value, but a later `key.inner=...` still goes into it: an option's always splits."""
+    if isinstance(value, Mapping) and value and merged(key):
+        for inner, item in value.items():
+            yield from _keys_set(f"{key}.{inner}", item, merged)
+    else:
+        yield key, value
 
 
 def plan_sweep(
@@ -407,6 +442,10 @@ def _plain_name(text: str) -> str:
 def _name_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "x".join(_name_value(v) for v in value)  # [64, 32] -> 64x32
+    if isinstance(value, Mapping):
+        # {spiral_a: 2.0, spiral_b: 0.5} -> spiral_a-2.0+spiral_b-0.5; as YAML, its braces
+        # and spaces became `_spiral_a_2.0,_spiral_b_0.5` (a comma, as between two keys).
+        return "+".join(f"{key}-{_name_value(item)}" for key, item in value.items())
     return _yaml_value(value)
 
 

@@ -750,9 +750,10 @@ def train_and_evaluate(
       Final values: `train_loss`, `train_<metric>` (last epoch),
       `validation_*` (when there is a validation split), `test_*`, plus `steps`
       and `epochs` (integers), `wall_time_s` and `examples_per_second`
-      (training steps only), `replicas` and `workers` (integers: how many
-      replicas and worker processes trained in sync, see `config.distribute`)
-      and `precision` (the name `train.precision` resolved to, e.g. 'float32').
+      (training steps only), `strategy` (the one `distribute.strategy` resolved
+      to: 'one_device', 'mirrored' or 'multi_worker'), `replicas` and `workers`
+      (integers: how many replicas and worker processes trained in sync) and
+      `precision` (the name `train.precision` resolved to, e.g. 'float32').
 
     Raises:
       TypeError: `config` is not a `Config`.
@@ -937,6 +938,7 @@ def _train(
         status.update(
             "running",
             epochs=config.train.epochs,
+            strategy=role.strategy,
             replicas=role.replicas,
             workers=role.workers,
             **own_data,
@@ -1125,6 +1127,7 @@ def _run(
         epochs=epoch,
         wall_time_s=controller.train_time,
         examples_per_second=controller.examples_seen / max(controller.train_time, 1e-9),
+        strategy=role.strategy,
         replicas=role.replicas,
         workers=role.workers,
         precision=config.train.precision,

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -87,6 +88,15 @@ def test_tf_config_gives_the_role(text, expected):
         # One address for two tasks: the second could not listen, the first waited for it.
         (_tf_config(["a:1", "a:1"], "worker", 0), 'lists "a:1" for two tasks'),
         (_tf_config(["a:1"], "worker", 0, chief=["a:1"]), 'lists "a:1" for two tasks'),
+        # Two names of one address: worker 1 could not listen, worker 0 waited for it
+        # forever (seen with localhost/127.0.0.1, TF 2.21). TensorFlow's server listens on
+        # every interface (0.0.0.0:port): every loopback address is this machine's.
+        (
+            _tf_config(["localhost:1", "127.0.0.1:1"]),
+            '"localhost:1" and "127.0.0.1:1", one address (this machine, port 1), for two',
+        ),
+        (_tf_config(["[::1]:1", "127.0.0.2:1"]), "one address (this machine, port 1)"),
+        (_tf_config(["Host1:1", "host1.:1"]), "one address (host1, port 1)"),  # DNS ignores case
     ],
     ids=[
         "missing",
@@ -105,12 +115,57 @@ def test_tf_config_gives_the_role(text, expected):
         "other-job",
         "same-address",
         "same-address-chief",
+        "localhost-and-127.0.0.1",
+        "loopback-v6-and-v4",
+        "name-case",
     ],
 )
 def test_a_bad_tf_config_is_refused_in_one_line(text, message):
     with pytest.raises(ConfigError) as info:
         distribute.parse_tf_config(text)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_tf_config_host_names_that_resolve_to_one_address_are_refused():
+    # `resolve` stands in for DNS: two names of one machine, at one port.
+    text = _tf_config(["host-a:1", "host-b:1", "host-c:2"])
+    with pytest.raises(ConfigError) as info:
+        distribute.check_cluster_hosts(text, resolve=lambda host: {"10.0.0.7"})
+    assert str(info.value).startswith(
+        'TF_CONFIG cluster lists "host-a:1" and "host-b:1", which resolve here to one '
+        "address (10.0.0.7, port 1), for two tasks"
+    )
+    # A name of this machine (/etc/hosts maps one to 127.0.1.1 on Debian) and localhost.
+    with pytest.raises(ConfigError, match=r"one address \(this machine, port 1\)"):
+        distribute.check_cluster_hosts(
+            _tf_config(["myhost:1", "localhost:1"]), resolve=lambda host: {"this machine"}
+        )
+    assert distribute.check_cluster_hosts(text, resolve=lambda host: {host}) == []
+
+
+def test_a_tf_config_host_that_does_not_resolve_gets_a_line():
+    # `.invalid` never resolves (RFC 2606); refused at once by this machine's resolver (1 ms).
+    # Not refused: a cluster manager's names may resolve only once their tasks start.
+    text = _tf_config(["localhost:1", "nohost.invalid:1", f"{'a' * 64}.invalid:1"])
+    assert distribute.check_cluster_hosts(text) == [
+        'TF_CONFIG host "nohost.invalid" (worker 1) does not resolve here: this worker waits '
+        "for it as for a task not yet started (a typo? a cluster manager's names may resolve "
+        "only once their tasks start)",
+        f'TF_CONFIG host "{"a" * 64}.invalid" (worker 2) does not resolve here: this worker '
+        "waits for it as for a task not yet started (a typo? a cluster manager's names may "
+        "resolve only once their tasks start)",
+    ]
+
+
+def test_a_resolver_that_does_not_answer_is_waited_for_timeout_seconds():
+    answered = threading.Event()
+    start = time.monotonic()
+    text = _tf_config(["slow:1", "127.0.0.1:1"])
+    lines = distribute.check_cluster_hosts(
+        text, timeout=0.2, resolve=lambda host: answered.wait(30) and set()
+    )
+    assert lines == [] and time.monotonic() - start < 5  # not the resolver's 30 s
+    answered.set()
 
 
 def test_role_line_names_the_worker_and_the_chief():
@@ -214,6 +269,19 @@ def test_a_run_that_trains_alone_under_a_cluster_tf_config_says_so(tmp_path):
     )
 
 
+def test_a_run_records_the_strategy_auto_chose(tmp_path):
+    # `auto` without GPUs (conftest hides them) is one_device (README's table): status.json
+    # and metrics.json say so beside replicas and workers; config.yaml keeps `auto`.
+    args = ["--epochs", "1", "--set", "model.hidden_units=[4]", "--logdir", tmp_path]
+    result = invoke_train([*args, "--run-name", "run"], env={"TF_CONFIG": ""})
+    assert result.exit_code == 0, result.output[-2000:]
+    run = tmp_path / "run"
+    for name in ("status.json", "metrics.json"):
+        record = json.loads((run / name).read_text())
+        assert (record["strategy"], record["replicas"], record["workers"]) == ("one_device", 1, 1)
+    assert load_config(run / "config.yaml").distribute.strategy == "auto"
+
+
 @pytest.mark.parametrize(
     "args,tf_config,message",
     [
@@ -267,7 +335,7 @@ def test_mirrored_logs_what_one_device_logs(mirrored):
         assert [s for s, _ in one[tag]] == [s for s, _ in two[tag]]
         np.testing.assert_allclose([v for _, v in two[tag]], [v for _, v in one[tag]], rtol=1e-5)
     for key, value in one["results"].items():
-        if key in ("wall_time_s", "examples_per_second", "replicas"):
+        if key in ("wall_time_s", "examples_per_second", "strategy", "replicas"):
             continue
         if isinstance(value, str):  # e.g. the precision trained in
             assert two["results"][key] == value, key
@@ -350,8 +418,9 @@ def test_one_process_runs_mirrored_models_of_different_shapes_one_after_another(
 
 def test_mirrored_run_records_replicas_and_names_its_role(mirrored):
     two = mirrored["mirrored"]
-    assert (two["results"]["replicas"], two["results"]["workers"]) == (2, 1)
-    assert (two["status"]["replicas"], two["status"]["workers"]) == (2, 1)
+    assert (two["results"]["strategy"], two["results"]["replicas"]) == ("mirrored", 2)
+    assert (two["status"]["strategy"], two["status"]["replicas"]) == ("mirrored", 2)
+    assert two["results"]["workers"] == two["status"]["workers"] == 1
     assert mirrored["one_device"]["results"]["replicas"] == 1
     assert "worker 1 of 1 (chief) | mirrored | 2 replicas" in mirrored["stdout"]
 
@@ -527,9 +596,9 @@ def test_only_the_chief_writes_a_complete_run_folder(two_workers):
         assert any((run / split).glob("events.out.tfevents.*")), split
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "completed"
-    assert (status["replicas"], status["workers"]) == (2, 2)
+    assert (status["strategy"], status["replicas"], status["workers"]) == ("multi_worker", 2, 2)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert (metrics["replicas"], metrics["workers"]) == (2, 2)
+    assert (metrics["strategy"], metrics["replicas"], metrics["workers"]) == ("multi_worker", 2, 2)
     # The other worker's temporary folder (its checkpoints, events, model) is gone.
     assert not any((tmp_path / "resumed1").iterdir())
     assert not any((tmp_path / "resumed0").iterdir())

@@ -90,7 +90,8 @@ def test_run_directory_holds_config_model_metrics_and_events(mnist_run):
 def test_results_are_plain_floats_and_counts_are_integers(mnist_run):
     _, run_dir, results = mnist_run
     counts = {"steps", "epochs", "replicas", "workers"}
-    assert all(type(v) is float for k, v in results.items() if k not in {*counts, "precision"})
+    names = {"precision", "strategy"}
+    assert all(type(v) is float for k, v in results.items() if k not in {*counts, *names})
     assert results["precision"] in ("float32", "mixed_bfloat16")  # what `auto` chose here
     for split in ("train", "validation", "test"):
         for name in ("loss", "accuracy", "macro_f1", "ece"):

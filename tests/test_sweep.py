@@ -52,6 +52,16 @@ def test_run_names_are_short_plain_and_unique():
     assert "/" not in name and ".." not in name
 
 
+def test_run_names_of_mapping_values_read_as_key_value_pairs():
+    # As YAML ({spiral_a: 2.0}) the name was `02-class_weight=_spiral_a_2.0`, and a second
+    # entry came after a comma, as a second swept key does.
+    point = {"train.class_weight": {"spiral_a": 2.0, "spiral_b": 0.5}, "seed": 1}
+    assert sweep.run_name(2, point) == "02-class_weight=spiral_a-2.0+spiral_b-0.5,seed=1"
+    assert sweep.run_name(0, {"x.y": {"a b": [1, 2], 3: {"c": None}}}) == "00-y=a_b-1x2+3-c-null"
+    # Scalars and lists keep their names: a sweep planned before goes on under them.
+    assert sweep.run_name(1, {"train.class_weight": "balanced"}) == "01-class_weight=balanced"
+
+
 def test_run_names_sort_in_grid_order_past_100_points():
     # '100-seed=100' sorted between '10-seed=10' and '11-seed=11' as text (ls, sorted()).
     names = [run.name for run in sweep.plan_sweep({"seed": list(range(101))})]
@@ -396,8 +406,16 @@ def test_cli_bad_sweep_exits_2_with_one_line(tmp_path, text, message):
             "--set train.class_weight.spiral_a=2 sets train.class_weight.spiral_a, which the "
             "sweep varies (train.class_weight: [none, balanced])",
         ),
+        (
+            # A whole section as a mapping: load_config merges it, and the point's
+            # train.epochs replaced the option's 3 (00-epochs=1 ran 1 epoch), unsaid.
+            "train.epochs: [1, 2]",
+            ["--set", "train={epochs: 3}"],
+            "--set train={epochs: 3} sets train.epochs, which the sweep varies "
+            "(train.epochs: [1, 2])",
+        ),
     ],
-    ids=["epochs", "set", "set-below"],
+    ids=["epochs", "set", "set-below", "set-section"],
 )
 def test_cli_option_of_a_swept_key_is_refused(tmp_path, text, args, message):
     # Each point's value replaced the option's: --epochs 3 ran 1 and 2 epochs, unsaid.
@@ -409,6 +427,40 @@ def test_cli_option_of_a_swept_key_is_refused(tmp_path, text, args, message):
         "Drop the option, or the key from the sweep\n"
     )
     assert not (tmp_path / "logs").exists()
+
+
+def test_options_that_set_other_keys_of_a_swept_section_are_kept():
+    # The keys a section's mapping sets are checked one by one; `train=` sets none.
+    grid = {"train.epochs": [1, 2]}
+    options = [
+        ("--set train={batch_size: 32}", "train={batch_size: 32}"),
+        ("--set train=", "train="),
+    ]
+    sweep.check_overrides(grid, options)
+    with pytest.raises(ConfigError, match=r"sets train\.early_stopping\.patience, which"):
+        option = "train={early_stopping: {patience: 3}}"
+        sweep.check_overrides({"train.early_stopping": [{}]}, [(f"--set {option}", option)])
+
+
+def test_options_the_points_keep_are_not_refused():
+    # A section's mapping in the grid is merged key by key (load_config): --epochs 1 is kept
+    # by every point. It was refused: "sets train.epochs, which the sweep varies (train: ...)".
+    grid = {"train": [{"batch_size": 16}, {"batch_size": 32}]}
+    sweep.check_overrides(grid, [("--epochs 1", "train.epochs=1")])
+    runs = sweep.plan_sweep(grid, None, ["train.epochs=1"])
+    assert [(r.config.train.epochs, r.config.train.batch_size) for r in runs] == [(1, 16), (1, 32)]
+    # train.class_weight is no section: the point's mapping replaces it whole, the option lost.
+    option = "train.class_weight.spiral_c=3"
+    with pytest.raises(ConfigError, match="sets train.class_weight.spiral_c, which the sweep"):
+        sweep.check_overrides({"train.class_weight": [{"spiral_a": 2}]}, [(option, option)])
+    # The other way round, the point's key goes into the option's mapping: both are kept.
+    grid, option = {"train.class_weight.spiral_b": [1, 2]}, "train.class_weight={spiral_a: 3}"
+    sweep.check_overrides(grid, [(option, option)])
+    runs = sweep.plan_sweep(grid, None, [option])
+    assert [r.config.train.class_weight for r in runs] == [
+        {"spiral_a": 3.0, "spiral_b": 1.0},
+        {"spiral_a": 3.0, "spiral_b": 2.0},
+    ]
 
 
 def test_cli_sweep_runs_one_run_per_point_into_one_folder(tmp_path):
@@ -573,7 +625,7 @@ def test_a_point_that_fails_names_itself_and_says_what_is_kept(tmp_path):
     args = tiny_sweep(tmp_path, path, "swf")
     folder = tmp_path / "logs" / "swf"
     line = (
-        "kerasmlp-train: error: sweep run 01-class_weight=_0_2.0 (train.class_weight={'0': 2.0}) "
+        "kerasmlp-train: error: sweep run 01-class_weight=0-2.0 (train.class_weight={'0': 2.0}) "
         "failed: train.class_weight names class '0', which the dataset does not have. "
         "Classes: spiral_a, spiral_b. The sweep stopped there; its finished points (1 of 2) "
         f"are kept in {folder}: kerasmlp-train --resume {folder} runs the 1 left, this one "
