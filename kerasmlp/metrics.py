@@ -584,7 +584,9 @@ def calibration_bins_update(
     """
     y_pred = _as_float(y_pred)
     probabilities = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
-    confidence = ops.max(probabilities, axis=-1)
+    # `initial`: keras.ops.max refuses an empty tensor eagerly (a batch of 0 examples);
+    # -inf leaves every row's largest value as it is.
+    confidence = ops.max(probabilities, axis=-1, initial=float("-inf"))
     correct = ops.cast(sparse_categorical_matches(y_true, probabilities), y_pred.dtype)
     bins = ops.minimum(ops.cast(ops.floor(confidence * num_bins), "int32"), num_bins - 1)
     bin_hot = ops.one_hot(ops.maximum(bins, 0), num_bins, dtype=y_pred.dtype)

@@ -604,6 +604,18 @@ def test_empty_metric_reads_zero(make):
     np.testing.assert_array_equal(make().result(), 0.0)
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
+def test_an_empty_batch_eagerly_adds_nothing(make, weighted):
+    # Reference: Keras's own metrics (keras.metrics.SparseCategoricalAccuracy, F1Score, ...)
+    # take a batch of 0 examples eagerly and read 0. ECE raised InvalidArgumentError
+    # ("Cannot compute the max of an empty tensor", keras.ops.max's eager check).
+    metric = make()
+    y_true, y_pred = (x[:0] for x in _inputs_for(metric, np.random.default_rng(0)))
+    metric.update_state(y_true, y_pred, sample_weight=np.zeros(0, "float32") if weighted else None)
+    np.testing.assert_array_equal(metric.result(), 0.0)
+
+
 def _inputs_for(metric, rng, n=16, num_classes=7):
     """(y_true, y_pred) of the kind `metric` expects."""
     scores = rng.standard_normal((n, num_classes)).astype(np.float32)
