@@ -1094,7 +1094,9 @@ class ExpectedCalibrationError(keras.metrics.Metric):
     Args:
         num_bins: Number of confidence bins, >= 1 (default 15).
         from_logits: Whether `y_pred` holds logits rather than probabilities
-            (default False).
+            (default False). Unchecked, as in Keras's probabilistic metrics (a check
+            would read the batch back to the host at every update): logits read as
+            probabilities give a value that is not the ECE and can exceed 1.
         name: Metric name (default "expected_calibration_error").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 

@@ -540,6 +540,18 @@ def test_ece_bin_edges():
     np.testing.assert_allclose(correct_sums, [0.0, 0.0, 1.0, 1.0])
 
 
+def test_ece_of_logits_read_as_probabilities_is_what_the_readme_says():
+    # Unchecked, as Keras's probabilistic metrics are (see the class's docstring). By hand,
+    # 10 bins: read as probabilities, both rows' "confidence" (3.0, 2.5) is past 1 and falls
+    # in the last bin, both right: |1 - 2.75| = 1.75. As logits: confidences sigmoid(4) and
+    # sigmoid(2) in bins 9 and 8: ((1 - 0.98201) + (1 - 0.88080)) / 2 = 0.0686.
+    logits = [[3.0, -1.0], [0.5, 2.5]]
+    for from_logits, expected in [(False, 1.75), (True, 0.0686)]:
+        metric = metrics.ExpectedCalibrationError(num_bins=10, from_logits=from_logits)
+        metric.update_state([0, 1], logits)
+        assert float(metric.result()) == pytest.approx(expected, abs=5e-5)
+
+
 def test_labels_out_of_range_are_misses_and_left_out_of_the_confusion_matrix():
     y_true = [0, 5, -1]  # two labels outside [0, 3)
     y_pred = [[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.1, 0.2, 0.7]]
