@@ -464,21 +464,28 @@ class Divergence:
 
 
 # A squared error's gradients grow as the target's variance (the output layer scales the
-# head by the standard deviation, and the error is in the target's units), so the global
-# norm's sum of squares, and Adam's g**2, grow as its square: past float32's 3.4e38 from a
-# standard deviation of a few 1e9 (3.4e38 ** 0.25 = 1.4e9; a CSV target of 2.5e9 overflowed
-# at step 2, one of 2e9 did not). The loss itself (about the variance) is still finite,
-# and no learning rate brings the gradients down.
-_LARGEST_SQUARED_ERROR_TARGET_STD = 1e9
+# head by the standard deviation, and the error is in the target's units). In float32 the
+# global norm's sum of squares, and Adam's g**2, grow as its square: past float32's 3.4e38
+# from a standard deviation of a few 1e9 (3.4e38 ** 0.25 = 1.4e9; a CSV target of 2.5e9
+# overflowed at step 2, one of 2e9 did not). Under mixed_float16 the hidden layers'
+# gradients themselves are float16: past its 65504 from a standard deviation of a few
+# hundred (65504 ** 0.5 = 256; a CSV target of 570 diverged once the loss scale reached 1,
+# at any learning rate, one of 190 did not). The loss itself is still finite, and no
+# learning rate brings the gradients down. (bfloat16 has float32's range.)
+_LARGEST_SQUARED_ERROR_TARGET_STD = {"float32": 1e9, "mixed_bfloat16": 1e9, "mixed_float16": 256.0}
 
 
-def large_target_advice(loss_name: str, target_variance: float | None) -> str:
-    """What to do instead of lowering the rate when a regression target overflows float32.
+def large_target_advice(
+    loss_name: str, target_variance: float | None, precision: str = "float32"
+) -> str:
+    """What to do instead of lowering the rate when a regression target overflows.
 
     Args:
       loss_name: the config's `loss.name`.
       target_variance: the training target's variance (`DatasetInfo.target_variance`);
         None for classification.
+      precision: the precision trained in (`train.precision`, resolved): 'float32',
+        'mixed_bfloat16' or 'mixed_float16'.
 
     Returns:
       The advice, or "" where a lower learning rate is the advice.
@@ -486,13 +493,15 @@ def large_target_advice(loss_name: str, target_variance: float | None) -> str:
     if loss_name != "mean_squared_error" or target_variance is None:
         return ""
     std = math.sqrt(target_variance)
-    if std <= _LARGEST_SQUARED_ERROR_TARGET_STD:
+    if std <= _LARGEST_SQUARED_ERROR_TARGET_STD[precision]:
         return ""
     unit = 10 ** math.floor(math.log10(std))
+    float16 = precision == "mixed_float16"
     return (
-        f"the targets' standard deviation, {std:.3g}, is too large for float32: the squared "
-        f"error's gradients overflow whatever the learning rate; give the targets in larger "
-        f"units (divided by {unit:.0e}, say)"
+        f"the targets' standard deviation, {std:.3g}, is too large for "
+        f"{'float16' if float16 else 'float32'}: the squared error's gradients overflow "
+        f"whatever the learning rate; give the targets in larger units (divided by "
+        f"{unit:.0e}, say){' or set train.precision: float32' if float16 else ''}"
     )
 
 

@@ -203,18 +203,23 @@ def test_find_divergence_names_the_first_bad_step_and_what_went_bad():
 
 
 @pytest.mark.parametrize(
-    "loss_name, variance, advised",
+    "loss_name, variance, precision, advised",
     [
-        ("mean_squared_error", (2e10) ** 2, "divided by 1e+10"),
-        ("mean_squared_error", (5e8) ** 2, ""),  # its gradients' squares fit float32
-        ("mean_absolute_error", (2e10) ** 2, ""),  # gradients grow as the std, not its square
-        ("sparse_categorical_crossentropy", None, ""),
+        ("mean_squared_error", (2e10) ** 2, "float32", "larger units (divided by 1e+10, say)"),
+        ("mean_squared_error", (2e10) ** 2, "mixed_bfloat16", "too large for float32"),
+        ("mean_squared_error", (5e8) ** 2, "float32", ""),  # its gradients' squares fit float32
+        ("mean_squared_error", 570.0**2, "float32", ""),
+        # float16's gradients overflow past 65504 (see actions), at std 570 in a CSV run.
+        ("mean_squared_error", 570.0**2, "mixed_float16", "say) or set train.precision: float32"),
+        ("mean_squared_error", 190.0**2, "mixed_float16", ""),
+        ("mean_absolute_error", (2e10) ** 2, "float32", ""),  # gradients grow as the std
+        ("sparse_categorical_crossentropy", None, "float32", ""),
     ],
 )
 def test_targets_too_large_for_float32_are_advised_in_place_of_a_lower_rate(
-    loss_name, variance, advised
+    loss_name, variance, precision, advised
 ):
-    advice = actions.large_target_advice(loss_name, variance)
+    advice = actions.large_target_advice(loss_name, variance, precision)
     assert (advised in advice) if advised else advice == ""
     message = actions.Divergence(1, "the loss became NaN", 0.01, advice).message()
     assert message.endswith(advice if advised else "try a lower " + LEARNING_RATE_KEY)
