@@ -445,11 +445,12 @@ class SaveBest(Action):
 
 @dataclasses.dataclass(frozen=True)
 class Divergence:
-    """What went bad, where, and at which learning rate."""
+    """What went bad, where, and at which learning rate; `advice` in place of a lower rate."""
 
     step: int
     what: str
     learning_rate: float
+    advice: str = ""
 
     def message(
         self, config_key: str = "optimizer.learning_rate.initial_learning_rate", *, after: str = ""
@@ -458,14 +459,57 @@ class Divergence:
         when = f" {after}" if after else ""
         return (
             f"diverged at step {self.step}{when}: {self.what} (learning rate "
-            f"{self.learning_rate:.3g}); try a lower {config_key}"
+            f"{self.learning_rate:.3g}); {self.advice or f'try a lower {config_key}'}"
         )
+
+
+# A squared error's gradients grow as the target's variance (the output layer scales the
+# head by the standard deviation, and the error is in the target's units). In float32 the
+# global norm's sum of squares, and Adam's g**2, grow as its square: past float32's 3.4e38
+# from a standard deviation of a few 1e9 (3.4e38 ** 0.25 = 1.4e9; a CSV target of 2.5e9
+# overflowed at step 2, one of 2e9 did not). Under mixed_float16 the hidden layers'
+# gradients themselves are float16: past its 65504 from a standard deviation of a few
+# hundred (65504 ** 0.5 = 256; a CSV target of 570 diverged once the loss scale reached 1,
+# at any learning rate, one of 190 did not). The loss itself is still finite, and no
+# learning rate brings the gradients down. (bfloat16 has float32's range.)
+_LARGEST_SQUARED_ERROR_TARGET_STD = {"float32": 1e9, "mixed_bfloat16": 1e9, "mixed_float16": 256.0}
+
+
+def large_target_advice(
+    loss_name: str, target_variance: float | None, precision: str = "float32"
+) -> str:
+    """What to do instead of lowering the rate when a regression target overflows.
+
+    Args:
+      loss_name: the config's `loss.name`.
+      target_variance: the training target's variance (`DatasetInfo.target_variance`);
+        None for classification.
+      precision: the precision trained in (`train.precision`, resolved): 'float32',
+        'mixed_bfloat16' or 'mixed_float16'.
+
+    Returns:
+      The advice, or "" where a lower learning rate is the advice.
+    """
+    if loss_name != "mean_squared_error" or target_variance is None:
+        return ""
+    std = math.sqrt(target_variance)
+    if std <= _LARGEST_SQUARED_ERROR_TARGET_STD[precision]:
+        return ""
+    unit = 10 ** math.floor(math.log10(std))
+    float16 = precision == "mixed_float16"
+    return (
+        f"the targets' standard deviation, {std:.3g}, is too large for "
+        f"{'float16' if float16 else 'float32'}: the squared error's gradients overflow "
+        f"whatever the learning rate; give the targets in larger units (divided by "
+        f"{unit:.0e}, say){' or set train.precision: float32' if float16 else ''}"
+    )
 
 
 def find_divergence(
     loop: Controller,
     stats: Mapping[str, float],
     rate_at: Callable[[int], float] | None = None,
+    advice: str = "",
 ) -> Divergence | None:
     """The first bad value of a round, from the statistics its one host read brought back.
 
@@ -474,6 +518,8 @@ def find_divergence(
       stats: the round's statistics (see `train.Trainer.run_steps`).
       rate_at: the learning rate of an optimizer iteration (0-based); None
         reports the rate at the round's end.
+      advice: what the message advises in place of a lower learning rate (see
+        `large_target_advice`); "" for a lower rate.
     """
     first = int(stats.get("first_nonfinite_step", -1))
     start = loop.step - int(stats["steps"])
@@ -486,7 +532,7 @@ def find_divergence(
     else:
         return None
     rate = rate_at(iteration) if rate_at is not None else stats["learning_rate"]
-    return Divergence(iteration + 1, what, rate)
+    return Divergence(iteration + 1, what, rate, advice)
 
 
 class DivergenceGuard(Action):
@@ -504,6 +550,8 @@ class DivergenceGuard(Action):
       rate_at: the learning rate at an optimizer iteration, for the message.
       rate_now: the learning rate the next step uses (the schedule at the optimizer's
         iteration count, times the scale), written as `learning_rate` at a rollback.
+      advice: the message's advice in place of a lower learning rate (see
+        `large_target_advice`); "" (default) for a lower rate.
     """
 
     name = "divergence_guard"
@@ -519,6 +567,7 @@ class DivergenceGuard(Action):
         log=print,
         rate_at=None,
         rate_now=None,
+        advice="",
     ):
         self.policy = policy
         self.factor = factor
@@ -528,11 +577,12 @@ class DivergenceGuard(Action):
         self.log = log
         self.rate_at = rate_at
         self.rate_now = rate_now
+        self.advice = advice
         self.rollbacks = 0
         self.divergence: Divergence | None = None
 
     def on_steps(self, loop, stats):
-        divergence = find_divergence(loop, stats, self.rate_at)
+        divergence = find_divergence(loop, stats, self.rate_at, self.advice)
         if divergence is None:
             return
         self.divergence = divergence

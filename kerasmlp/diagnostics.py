@@ -162,10 +162,15 @@ class LayerReport:
 
     @property
     def gradient_norm(self) -> float:
-        """sqrt(|dL/dkernel|^2 + |dL/dbias|^2): the layer's share of the global norm."""
-        return float(
-            np.sqrt(np.sum(np.square(self.kernel_gradient)) + np.sum(np.square(self.bias_gradient)))
-        )
+        """sqrt(|dL/dkernel|^2 + |dL/dbias|^2): the layer's share of the global norm.
+
+        Summed in float64: float32 squares overflow from gradients of 1.8e19 (a squared
+        error on targets in the billions), printing numpy's overflow warnings and giving inf.
+        """
+        squares = [
+            np.square(g, dtype=np.float64) for g in (self.kernel_gradient, self.bias_gradient)
+        ]
+        return float(np.sqrt(sum(np.sum(s) for s in squares)))
 
     def scalars(self) -> dict[str, float]:
         return {

@@ -584,7 +584,9 @@ def calibration_bins_update(
     """
     y_pred = _as_float(y_pred)
     probabilities = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
-    confidence = ops.max(probabilities, axis=-1)
+    # `initial`: keras.ops.max refuses an empty tensor eagerly (a batch of 0 examples);
+    # -inf leaves every row's largest value as it is.
+    confidence = ops.max(probabilities, axis=-1, initial=float("-inf"))
     correct = ops.cast(sparse_categorical_matches(y_true, probabilities), y_pred.dtype)
     bins = ops.minimum(ops.cast(ops.floor(confidence * num_bins), "int32"), num_bins - 1)
     bin_hot = ops.one_hot(ops.maximum(bins, 0), num_bins, dtype=y_pred.dtype)
@@ -1092,7 +1094,9 @@ class ExpectedCalibrationError(keras.metrics.Metric):
     Args:
         num_bins: Number of confidence bins, >= 1 (default 15).
         from_logits: Whether `y_pred` holds logits rather than probabilities
-            (default False).
+            (default False). Unchecked, as in Keras's probabilistic metrics (a check
+            would read the batch back to the host at every update): logits read as
+            probabilities give a value that is not the ECE and can exceed 1.
         name: Metric name (default "expected_calibration_error").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 

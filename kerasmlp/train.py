@@ -1025,6 +1025,9 @@ def _run(
         # As the compiled loop reads it for train/learning_rate (skipped mixed_float16
         # steps are not the optimizer's iterations).
         rate_now=lambda: float(_schedule(trainer.optimizer)(trainer.optimizer.iterations)),
+        advice=actions.large_target_advice(
+            config.loss.name, info.target_variance, config.train.precision
+        ),
     )
     action_list = build_actions(
         config,

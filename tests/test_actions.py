@@ -202,6 +202,64 @@ def test_find_divergence_names_the_first_bad_step_and_what_went_bad():
     assert "initial_learning_rate" in bad_weights.message()
 
 
+@pytest.mark.parametrize(
+    "loss_name, variance, precision, advised",
+    [
+        ("mean_squared_error", (2e10) ** 2, "float32", "larger units (divided by 1e+10, say)"),
+        ("mean_squared_error", (2e10) ** 2, "mixed_bfloat16", "too large for float32"),
+        ("mean_squared_error", (5e8) ** 2, "float32", ""),  # its gradients' squares fit float32
+        ("mean_squared_error", 570.0**2, "float32", ""),
+        # float16's gradients overflow past 65504 (see actions), at std 570 in a CSV run.
+        ("mean_squared_error", 570.0**2, "mixed_float16", "say) or set train.precision: float32"),
+        ("mean_squared_error", 190.0**2, "mixed_float16", ""),
+        ("mean_absolute_error", (2e10) ** 2, "float32", ""),  # gradients grow as the std
+        ("sparse_categorical_crossentropy", None, "float32", ""),
+    ],
+)
+def test_targets_too_large_for_float32_are_advised_in_place_of_a_lower_rate(
+    loss_name, variance, precision, advised
+):
+    advice = actions.large_target_advice(loss_name, variance, precision)
+    assert (advised in advice) if advised else advice == ""
+    message = actions.Divergence(1, "the loss became NaN", 0.01, advice).message()
+    assert message.endswith(advice if advised else "try a lower " + LEARNING_RATE_KEY)
+
+
+LEARNING_RATE_KEY = "optimizer.learning_rate.initial_learning_rate"
+
+
+def test_a_regression_whose_targets_overflow_float32_is_told_to_give_them_in_larger_units(
+    tmp_path,
+):
+    # Targets with a standard deviation of about 1e12: the loss (about 1e24) is finite but
+    # the gradients' sum of squares (about 1e48) overflows float32 at the first step. The
+    # run said "try a lower optimizer.learning_rate.initial_learning_rate", which cannot help.
+    from tests.conftest import invoke_train
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (40, 2))
+    rows = [f"{a:.4f},{b:.4f},{1e12 * (3 * a - b):.6g}" for a, b in x]
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(["a,b,t", *rows]) + "\n")
+    args = ["--logdir", str(tmp_path / "logs"), "--run-name", "big", "--epochs", "1"]
+    for setting in [
+        "data.name=csv",
+        f"data.path={path}",
+        "data.label=t",
+        "loss.name=mean_squared_error",
+        "metrics=[mse]",
+        "model.hidden_units=[4]",
+        "train.histogram_every_epochs=0",
+        "train.image_every_epochs=0",
+    ]:
+        args += ["--set", setting]
+    result = invoke_train(args)
+    assert result.exit_code == 3, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("kerasmlp-train: error: diverged at step 1: "), last
+    assert last.endswith("give the targets in larger units (divided by 1e+12, say)"), last
+
+
 class DivergingTrainer:
     """Diverges at step 20 while the rate scale is above 0.3; checkpoints are fake."""
 

@@ -1,6 +1,7 @@
 """Tests for kerasmlp.diagnostics: unit health by hand, the probe against Keras, the pictures."""
 
 import io
+import warnings
 
 import keras
 import numpy as np
@@ -157,6 +158,19 @@ def test_probe_gradients_and_pre_activations_match_keras(dropout):
         flat = np.concatenate([report.kernel_gradient.ravel(), report.bias_gradient.ravel()])
         assert report.gradient_norm == pytest.approx(np.linalg.norm(flat), rel=1e-5)
     np.testing.assert_allclose(inputs, model(x, training=False), rtol=1e-5, atol=1e-6)
+
+
+def test_a_layers_gradient_norm_past_float32_squares_is_finite_and_warns_nothing():
+    # Gradients of 1e20 (a squared error on targets in the billions): their float32 squares
+    # overflowed, giving inf and numpy's "overflow encountered" warnings on the console.
+    big = np.full((2, 2), 1e20, np.float32)
+    report = diagnostics.LayerReport(
+        "head", "linear", big, big[0], big, big[0], np.zeros((1, 2), np.float32)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        norm = report.gradient_norm
+    assert norm == pytest.approx(1e20 * np.sqrt(6), rel=1e-6)  # by hand: six entries of 1e20
 
 
 def test_probe_sees_a_unit_killed_by_hand():

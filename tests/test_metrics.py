@@ -540,6 +540,18 @@ def test_ece_bin_edges():
     np.testing.assert_allclose(correct_sums, [0.0, 0.0, 1.0, 1.0])
 
 
+def test_ece_of_logits_read_as_probabilities_is_what_the_readme_says():
+    # Unchecked, as Keras's probabilistic metrics are (see the class's docstring). By hand,
+    # 10 bins: read as probabilities, both rows' "confidence" (3.0, 2.5) is past 1 and falls
+    # in the last bin, both right: |1 - 2.75| = 1.75. As logits: confidences sigmoid(4) and
+    # sigmoid(2) in bins 9 and 8: ((1 - 0.98201) + (1 - 0.88080)) / 2 = 0.0686.
+    logits = [[3.0, -1.0], [0.5, 2.5]]
+    for from_logits, expected in [(False, 1.75), (True, 0.0686)]:
+        metric = metrics.ExpectedCalibrationError(num_bins=10, from_logits=from_logits)
+        metric.update_state([0, 1], logits)
+        assert float(metric.result()) == pytest.approx(expected, abs=5e-5)
+
+
 def test_labels_out_of_range_are_misses_and_left_out_of_the_confusion_matrix():
     y_true = [0, 5, -1]  # two labels outside [0, 3)
     y_pred = [[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.1, 0.2, 0.7]]
@@ -602,6 +614,18 @@ ALL_FACTORIES = {
 def test_empty_metric_reads_zero(make):
     # By hand: no examples yet; every ratio is 0/0, which reads 0 (no NaN).
     np.testing.assert_array_equal(make().result(), 0.0)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("make", ALL_FACTORIES.values(), ids=ALL_FACTORIES.keys())
+def test_an_empty_batch_eagerly_adds_nothing(make, weighted):
+    # Reference: Keras's own metrics (keras.metrics.SparseCategoricalAccuracy, F1Score, ...)
+    # take a batch of 0 examples eagerly and read 0. ECE raised InvalidArgumentError
+    # ("Cannot compute the max of an empty tensor", keras.ops.max's eager check).
+    metric = make()
+    y_true, y_pred = (x[:0] for x in _inputs_for(metric, np.random.default_rng(0)))
+    metric.update_state(y_true, y_pred, sample_weight=np.zeros(0, "float32") if weighted else None)
+    np.testing.assert_array_equal(metric.result(), 0.0)
 
 
 def _inputs_for(metric, rng, n=16, num_classes=7):
