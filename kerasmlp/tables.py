@@ -498,7 +498,34 @@ def _label_numbers(table: Table, *, what: str) -> np.ndarray:
             "beyond float32's 3.4e38, in which the model computes its loss: give the target "
             f"in larger units (divided by 1e6, say) ({what})"
         )
+    _check_held_in_float32(out, table.source, what)
     return out
+
+
+def _check_held_in_float32(targets: np.ndarray, source: str, what: str) -> None:
+    """Refuses regression targets that float32 rounds by a tenth of their spread or more.
+
+    Targets of 1e12 + (a few units) are all 1e12 in float32, which steps by 65536
+    there: the run trained to a loss of 0 on a constant and learned nothing, without
+    a word. Rounding by a tenth of the standard deviation takes 1% of the variance.
+    """
+    spread = float(np.std(targets))
+    if targets.size < 2 or spread == 0.0:
+        return
+    rounding = float(np.sqrt(np.mean(np.square(targets.astype(np.float32) - targets))))
+    if rounding < spread / 10:
+        return
+    # Their median to the spread's last digit: what is left of a target is then of the
+    # spread's size, which float32 holds.
+    unit = 10.0 ** math.floor(math.log10(spread))
+    offset = round(float(np.median(targets)) / unit) * unit
+    step = float(np.spacing(np.float32(np.max(np.abs(targets)))))
+    raise DataError(
+        f"{source}: the targets, around {offset:.6g}, spread by {spread:.3g} (standard "
+        f"deviation); float32, in which the model computes, steps by {step:.3g} at that "
+        f"size and rounds that spread away: subtract an offset in the file, such as "
+        f"{offset:.15g} ({what})"
+    )
 
 
 def _to_number(text: str) -> float | None:

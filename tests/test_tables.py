@@ -347,6 +347,27 @@ def test_numbers_written_with_marks_are_named_as_categories(tmp_path, values, sa
     assert tables.numbers_as_text(table) == expected
 
 
+def test_regression_targets_whose_spread_float32_rounds_away_are_refused(tmp_path):
+    # np.float32(1e12 + 2.0) == np.float32(1e12): float32 steps by 65536 there
+    # (np.spacing(np.float32(1e12))), so every target read as 1e12 and the run trained to
+    # a loss of 0 on a constant without a word.
+    assert np.float32(1e12 + 2.0) == np.float32(1e12) and np.spacing(np.float32(1e12)) == 65536
+    offset = _write(tmp_path, "x,t\n1,1000000000000.5\n2,999999999999\n3,1000000000002\n")
+    with pytest.raises(DataError) as error:
+        tables.choose_labels(tables.read_csv_table(offset, label="t"), "auto", label="t")
+    # The standard deviation of 0.5, -1 and 2 (numpy): 1.2247; its last digit is the unit.
+    assert str(error.value) == (
+        f"{offset}: the targets, around 1e+12, spread by 1.22 (standard deviation); float32, "
+        "in which the model computes, steps by 6.55e+04 at that size and rounds that spread "
+        "away: subtract an offset in the file, such as 1000000000000 (data.label)"
+    )
+    # The same spread less the offset, and a spread float32 holds at 1e9 (steps of 64 there
+    # against a standard deviation of 8165), are taken.
+    for text in ("0.5\n2,-1\n3,2", "1000000000\n2,1000010000\n3,1000020000"):
+        ok = _write(tmp_path, f"x,t\n1,{text}\n", "ok.csv")
+        assert tables.choose_labels(tables.read_csv_table(ok, label="t"), "auto", label="t")
+
+
 def test_a_regression_target_whose_square_overflows_float32_is_refused(tmp_path):
     # The loss squares the errors in float32: numpy's np.float32(1.9e19) ** 2 is inf, and a
     # run on such targets ended "diverged ... try a lower learning rate" (or, spread wider,
