@@ -435,17 +435,15 @@ class SummaryWriter:
         self._write_pb(RUN, 0, start)
 
     def hparams_end(self, step: int, *, status: str = "success") -> None:
-        """Closes the session as `success`, `failure` or `aborted` (an interrupted run).
+        """Closes the session as `success` or `failure`.
 
-        TensorBoard's HParams protocol has no aborted status (only unknown,
-        success, failure, running): an aborted session ends as STATUS_UNKNOWN,
-        and a resumed run drops that record before it ends the session again.
+        An interrupted run writes no end: TensorBoard shows a session without one
+        as STATUS_UNKNOWN, all that its HParams protocol could say of an aborted
+        one (it has only unknown, success, failure, running). An end record would
+        also stay: TensorBoard keeps the first end it reads, so one left running
+        showed the run resumed and completed as unknown, not success.
         """
-        value = {
-            "success": api_pb2.STATUS_SUCCESS,
-            "failure": api_pb2.STATUS_FAILURE,
-            "aborted": api_pb2.STATUS_UNKNOWN,
-        }[status]
+        value = {"success": api_pb2.STATUS_SUCCESS, "failure": api_pb2.STATUS_FAILURE}[status]
         self._write_pb(RUN, step, hparams_summary.session_end_pb(value))
 
     def restate(self, values: Mapping[str, Any], *, config_text: str) -> None:

@@ -1084,7 +1084,7 @@ def _run(
     reason = controller.train()
     step, epoch = controller.step, controller.epoch
     if reason == INTERRUPTED:
-        writer.hparams_end(step, status="aborted")
+        # No HParams session end: see `SummaryWriter.hparams_end`.
         writer.close()
         in_progress = epoch + (1 if controller.step_in_epoch else 0)
         status.update("interrupted", step=step, epoch=epoch, signal=stop_request.signal_name)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 import yaml
+from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 import kerasmlp  # noqa: F401  (registers the custom objects that model.keras names)
@@ -491,6 +492,36 @@ def test_a_resume_refuses_own_data_changed_since_the_run_began(tmp_path):
     assert sorted(p.name for p in run_dir.rglob("*")) == before
     path.write_bytes(original)
     assert train_and_evaluate(config, run_dir, resume=True, **quiet)["epochs"] == 2
+
+
+def test_an_interrupted_run_ends_its_hparams_session_only_when_it_completes(tmp_path):
+    # TensorBoard's HParams plugin takes a session's status from the first end record it
+    # reads: an interrupted run's STATUS_UNKNOWN end stayed in a TensorBoard left running,
+    # which showed the run resumed and completed as unknown rather than success.
+    config = load_config(
+        None,
+        [
+            "train.epochs=2",
+            "model.hidden_units=[4]",
+            "train.histogram_every_epochs=0",
+            "train.image_every_epochs=0",
+            f"data.data_dir={tmp_path / 'tfds'}",
+        ],
+    )
+    run_dir = tmp_path / "cut"
+
+    def session_ends():
+        accumulator = events.load(run_dir)
+        if hparams_metadata.SESSION_END_INFO_TAG not in accumulator.Tags()["tensors"]:
+            return []
+        content = accumulator.SummaryMetadata(hparams_metadata.SESSION_END_INFO_TAG)
+        info = hparams_metadata.parse_session_end_info_plugin_data(content.plugin_data.content)
+        return [info.status for _ in accumulator.Tensors(hparams_metadata.SESSION_END_INFO_TAG)]
+
+    interrupt_after_epoch(1, config, run_dir)
+    assert session_ends() == []  # as a run still going: STATUS_UNKNOWN in TensorBoard
+    train_and_evaluate(config, run_dir, resume=True, reporter=LineReporter(io.StringIO()))
+    assert session_ends() == [api_pb2.STATUS_SUCCESS]
 
 
 def test_a_run_resumed_with_fewer_epochs_validates_its_new_last_epoch(tmp_path):
