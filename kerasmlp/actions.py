@@ -586,7 +586,10 @@ class DivergenceGuard(Action):
         if divergence is None:
             return
         self.divergence = divergence
-        if self.policy == "rollback" and self.rollbacks < self.max_rollbacks:
+        # With advice in place of a lower rate (targets too large for the precision), a
+        # rollback at a lower rate diverges again: it would only spend its steps.
+        rollback = self.policy == "rollback" and not divergence.advice
+        if rollback and self.rollbacks < self.max_rollbacks:
             if loop.restore_checkpoint():
                 self.rollbacks += 1
                 self.scale.assign(self.factor**self.rollbacks)

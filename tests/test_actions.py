@@ -336,6 +336,28 @@ def test_rollback_lowers_the_rate_until_it_recovers_or_gives_up(max_rollbacks, e
         assert loop.step == 40
 
 
+def test_no_rollback_where_a_lower_rate_cannot_help():
+    # Targets too large for float32 (large_target_advice): every rollback, at any rate,
+    # diverged again, each after a line the user had to wait for.
+    scale, lines = Scale(), []
+    guard = actions.DivergenceGuard(
+        policy="rollback", max_rollbacks=3, scale=scale, log=lines.append, advice="too large"
+    )
+    trainer = DivergingTrainer(scale)
+    loop = Controller(
+        trainer,
+        epochs=4,
+        steps_per_epoch=10,
+        log_every_steps=10,
+        actions=[guard],
+        checkpoints=MemoryCheckpoints(),
+    )
+    loop.save_checkpoint()
+    assert loop.train() == DIVERGED
+    assert (guard.rollbacks, lines, scale.value) == (0, [], 1.0)
+    assert guard.divergence.message().endswith("; too large")
+
+
 def test_checkpoints_at_the_start_every_epoch_every_n_seconds_and_at_the_end(tmp_path):
     now = [0.0]
     checkpoints = MemoryCheckpoints()
