@@ -529,10 +529,19 @@ def _check_held_in_float32(targets: np.ndarray, source: str, what: str) -> None:
 
 
 def _to_number(text: str) -> float | None:
+    if not _number_like(text):
+        return None
     try:
         return float(text)
     except ValueError:
         return None
+
+
+def _number_like(text: str) -> bool:
+    """Whether `text` is written as a CSV writes numbers: Python's `float` and `int` also read
+    `2021_05` as 202105 (its digit separator) and other scripts' digits (`١٢` as 12), where
+    a spreadsheet or pandas sees text: a code such as `2021_05` stays a category."""
+    return text.isascii() and "_" not in text
 
 
 def _try_numbers(texts: Sequence[str]) -> list[float] | None:
@@ -541,6 +550,8 @@ def _try_numbers(texts: Sequence[str]) -> list[float] | None:
 
 
 def _is_integer_text(text: str) -> bool:
+    if not _number_like(text):
+        return False
     try:
         int(text)
         return True

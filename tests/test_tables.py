@@ -38,6 +38,19 @@ def test_csv_columns_get_kinds_and_missing_values(tmp_path):
     assert list(table.rows) == [2, 3, 4, 5]  # file rows, header = 1
 
 
+def test_codes_python_would_read_as_numbers_stay_categories(tmp_path):
+    # Python's float("2021_05") is 202105.0 (PEP 515's digit separator) and float("١٢") is
+    # 12.0; pandas.read_csv and a spreadsheet read both as text, and so does kerasmlp.
+    text = "month,digits,x,y\n2021_05,١٢,1,a\n2021_06,١٣,2,b\n2021_05,١٢,3,a\n"
+    table = tables.read_csv_table(_write(tmp_path, text), label="y")
+    assert table.columns == (
+        tables.Column("month", "string"),
+        tables.Column("digits", "string"),
+        tables.Column("x", "numeric"),
+    )
+    assert list(table.values["month"]) == ["2021_05", "2021_06", "2021_05"]
+
+
 @pytest.mark.parametrize(
     "labels,task,expected_task,classes",
     [
