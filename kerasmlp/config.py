@@ -1133,10 +1133,30 @@ def _check_fits_in_memory(config: Config) -> None:
     )
 
 
+# Keras's other spellings of names the config knows by one (`keras.losses.get("mse")`,
+# compile's metrics=["acc"]), in both directions: the config's losses are spelled out,
+# its metrics short, as the README's tables list them. difflib offered 'auc' for 'acc'.
+_KERAS_SPELLINGS = {
+    "mse": "mean_squared_error",
+    "mae": "mean_absolute_error",
+    "bce": "binary_crossentropy",
+    "acc": "accuracy",
+    "mean_squared_error": "mse",
+    "mean_absolute_error": "mae",
+    "root_mean_squared_error": "rmse",
+    "sparse_categorical_accuracy": "accuracy",
+    "categorical_accuracy": "accuracy",
+    "binary_accuracy": "accuracy",
+}
+
+
 def _did_you_mean(value: str, allowed: Iterable[str]) -> str:
     # Keras's class names (AdamW, ReLU, LeakyReLU) are the config's names but for case
     # and '_': matched so first. difflib alone is case-sensitive: 'AdamW' got 'adam'.
     allowed = list(allowed)
+    spelled = _KERAS_SPELLINGS.get(value.lower())
+    if spelled in allowed:
+        return f" Did you mean {spelled!r}, as kerasmlp spells Keras's {value!r}?"
     folded = {_fold(name): name for name in allowed}
     if _fold(value) in folded:
         return f" Did you mean {folded[_fold(value)]!r}?"

@@ -161,6 +161,11 @@ BAD = [
     ("model.activation=LeakyReLU", "(model.activation). Did you mean 'leaky_relu'?"),
     ("loss.name=sparse_crossentropy", "Unknown loss 'sparse_crossentropy' (loss.name)."),
     ("metrics=[acuracy]", "Unknown metric 'acuracy' (metrics[0]). Did you mean 'accuracy'?"),
+    # Keras's aliases (keras.losses.get("mse"), compile's metrics=["acc"]): difflib offered
+    # 'auc' for 'acc', and nothing for 'mse'.
+    ("loss.name=mse", "(loss.name). Did you mean 'mean_squared_error', as kerasmlp spells Keras's"),
+    ("metrics=[acc]", "Unknown metric 'acc' (metrics[0]). Did you mean 'accuracy', as kerasmlp"),
+    ("metrics=[mean_absolute_error]", "(metrics[0]). Did you mean 'mae', as kerasmlp spells"),
     ("train.batch_size=0", "train.batch_size must be >= 1. Received: train.batch_size=0"),
     ("optimizer.learning_rate.decay_steps=0", "decay_steps must be > 0. Received:"),
     ("optimizer.learning_rate.decay_rate=1.5", "decay_rate must be in (0.0, 1.0]. Received:"),
