@@ -77,7 +77,8 @@ DESCRIPTIONS = {
     ),
     ("train", "examples_per_second"): (
         "Training examples per second of the compiled steps since the previous point; "
-        "the first point includes tracing the loop."
+        "the first point of each process (the run's, and a --resume's) includes tracing the "
+        "loop."
     ),
     ("train", "epoch"): "Epochs completed at this step.",
     ("train", "loss_scale"): "mixed_float16: the dynamic loss scale after these steps.",
