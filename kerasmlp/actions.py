@@ -19,7 +19,15 @@ import keras
 import tensorflow as tf
 
 from kerasmlp import diagnostics
-from kerasmlp.controller import DIVERGED, INTERRUPTED, Action, Controller, Every
+from kerasmlp.controller import (
+    COMPLETED,
+    DIVERGED,
+    INTERRUPTED,
+    STOPPED_EARLY,
+    Action,
+    Controller,
+    Every,
+)
 from kerasmlp.runfiles import RunStatus, replace_atomically
 from kerasmlp.summaries import SummaryWriter
 
@@ -51,6 +59,43 @@ class TrainScalars(Action):
         # train/loss is written per round; a per-epoch value at the same step would clash.
         metrics = {k.removeprefix("train_"): v for k, v in logs.items() if k != "train_loss"}
         self.writer.scalars("train", loop.step, {"epoch": loop.epoch, **metrics})
+
+
+class SkippedSteps(Action):
+    """mixed_float16: says at the end of a run that skipped most of its steps.
+
+    Loss scaling skips a step whose scaled gradients overflow float16, and a run's
+    first few while the scale comes down from 2**15; a run that skipped most of them
+    hardly trained, which only `train/skipped_steps` showed (targets too large for
+    float16 skip every step at every scale). Counted over the whole run, resumes
+    included.
+    """
+
+    name = "skipped_steps"
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+        self.skipped = self.steps = 0
+
+    def on_steps(self, loop, stats):
+        if "skipped_steps" in stats:
+            self.skipped += int(stats["skipped_steps"])
+            self.steps += int(stats["steps"])
+
+    def on_train_end(self, loop):
+        if loop.end_reason in (COMPLETED, STOPPED_EARLY) and 2 * self.skipped > self.steps:
+            self.log(
+                f"mixed_float16: {self.skipped} of {self.steps} steps were skipped (their "
+                "gradients overflowed float16 at every loss scale tried), so the model hardly "
+                "trained; set train.precision: float32, or give the inputs and targets in "
+                "smaller numbers"
+            )
+
+    def get_state(self):
+        return {"skipped": self.skipped, "steps": self.steps}
+
+    def set_state(self, state):
+        self.skipped, self.steps = int(state["skipped"]), int(state["steps"])
 
 
 class Evaluate(Action):

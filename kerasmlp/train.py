@@ -1264,6 +1264,8 @@ def build_actions(
             )
         )
     result.append(actions.Progress(reporter))
+    if trainer.loss_scaling:
+        result.append(actions.SkippedSteps(_message_of(reporter)))
     # With several workers, checkpoints follow epochs and stops only: a wall-clock
     # trigger would fire at different steps on different workers, and a rollback
     # must restore the same checkpoint everywhere.

@@ -187,6 +187,32 @@ def stats(*, steps=10, loss=0.5, gradient_norm=1.0, first=-1.0, weights_finite=1
     }
 
 
+@pytest.mark.parametrize(
+    "rounds,end,said",
+    [
+        ([(4, 4)], COMPLETED, "mixed_float16: 4 of 4 steps were skipped"),
+        ([(10, 6), (10, 0)], COMPLETED, None),  # 6 of 20: the loss scale coming down
+        ([(10, 9), (10, 2)], COMPLETED, "mixed_float16: 11 of 20 steps were skipped"),
+        ([(4, 4)], DIVERGED, None),  # the divergence's own line says why
+    ],
+)
+def test_a_run_that_skipped_most_of_its_steps_says_so_at_its_end(rounds, end, said):
+    lines = []
+    action = actions.SkippedSteps(lines.append)
+    loop = FakeLoop()
+    for steps, skipped in rounds[:1]:
+        action.on_steps(loop, {**stats(steps=steps), "skipped_steps": float(skipped)})
+    resumed = actions.SkippedSteps(lines.append)  # the count goes on across a resume
+    resumed.set_state(action.get_state())
+    for steps, skipped in rounds[1:]:
+        resumed.on_steps(loop, {**stats(steps=steps), "skipped_steps": float(skipped)})
+    loop.end_reason = end
+    resumed.on_train_end(loop)
+    assert len(lines) == (0 if said is None else 1)
+    if said:
+        assert lines[0].startswith(said) and "set train.precision: float32" in lines[0]
+
+
 def test_find_divergence_names_the_first_bad_step_and_what_went_bad():
     loop = FakeLoop()
     loop.step = 30  # the round ran steps 21..30
