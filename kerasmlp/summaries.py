@@ -316,11 +316,16 @@ class SummaryWriter:
         self._write_pb(split, step, summary)
 
     def histograms(self, split: str, step: int, values: Mapping[str, np.ndarray]) -> None:
-        """One histogram per tag (30 buckets, TensorBoard's default), in one write."""
+        """One histogram per tag (30 buckets, TensorBoard's default), in one write.
+
+        Of the finite values only: TensorBoard's buckets of an inf (a float16 gradient
+        that overflowed) had NaN and inf edges, with numpy's warnings on the console.
+        """
         summary = summary_pb2.Summary()
         for tag, data in values.items():
+            data = np.asarray(data)
             pb = histogram_summary.histogram_pb(
-                tag, np.asarray(data), description=description(split, tag)
+                tag, data[np.isfinite(data)], description=description(split, tag)
             )
             summary.value.extend(pb.value)
         self._write_pb(split, step, summary)

@@ -67,6 +67,17 @@ def test_scalars_histograms_and_images_read_back(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), picture)
 
 
+def test_a_histogram_of_overflowed_values_counts_the_finite_ones(tmp_path):
+    # A float16 gradient that overflowed: TensorBoard's histogram_pb made buckets with NaN
+    # and inf edges of [1, 2, inf], with numpy's "invalid value" warnings on the console.
+    with SummaryWriter(tmp_path) as writer, np.errstate(all="raise"):
+        writer.histograms("train", 1, {"dense_0/kernel_gradient": np.array([1.0, 2.0, np.inf])})
+    (event,) = events.load(tmp_path / "train").Tensors("dense_0/kernel_gradient")
+    buckets = tf.make_ndarray(event.tensor_proto)
+    assert np.isfinite(buckets).all()
+    assert (buckets[:, 2].sum(), buckets[0, 0], buckets[-1, 1]) == (2, 1.0, 2.0)
+
+
 def test_scalars_are_written_as_tensorboards_scalar_pb_writes_them(tmp_path):
     # The writer builds the scalar protos itself (it is in the hot path); the
     # reference is TensorBoard's own `scalar_pb`, byte for byte, NaN and inf included.
