@@ -29,7 +29,7 @@ from typing import NoReturn
 import click
 from click.core import ParameterSource
 
-from kerasmlp import __version__, distribute, runfiles
+from kerasmlp import __version__, distribute, runfiles, sweep
 from kerasmlp.config import (
     ConfigError,
     apply_override,
@@ -256,8 +256,8 @@ def main(
             runs, is_sweep = [(config, run_dir, False)], sweep_path is not None
             if is_sweep:
                 runs, swept_keys = _plan_sweep(run_dir, sweep_path, config_path, options)
-                metric = _check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
-                columns = _hparams_metrics([c for c, _, _ in runs])
+                metric = sweep.check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
+                columns = sweep.hparams_metrics([c for c, _, _ in runs])
             _check_tf_config(runs)
             for run_config, point_dir, _ in runs:
                 # Only a multi-worker run's chief writes the run folder: the other
@@ -420,8 +420,6 @@ def _point_failed(error, *, is_sweep, config, point_dir, keys, finished, total):
 def _point_label(config, point_dir: pathlib.Path, keys: list[str]) -> str:
     """`sweep run 03-activation=tanh,... (model.activation=tanh, ...)`: a long point's
     name leaves values out (`sweep.MAX_NAME`), its grid values here do not."""
-    from kerasmlp import sweep
-
     values = f" ({sweep.describe_point(config, keys)})" if keys else ""
     return f"sweep run {point_dir.name}{values}"
 
@@ -529,8 +527,6 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
             f"{', '.join(other_lengths)}; the summary would rank runs of different lengths "
             "together. Resume without --epochs, or start a new sweep with --epochs"
         )
-    from kerasmlp import sweep
-
     sweep.check_distribute([config for config, _, _ in runs if config is not None])
     return runs
 
@@ -555,8 +551,6 @@ def _plan_sweep(run_dir, sweep_path, config_path, options) -> tuple[list, list[s
 
     `options` are the `(option, key=value)` overrides of the command line.
     """
-    from kerasmlp import sweep
-
     grid = sweep.load_grid(sweep_path)
     sweep.check_overrides(grid, options)
     overrides = [item for _, item in options]
@@ -565,18 +559,6 @@ def _plan_sweep(run_dir, sweep_path, config_path, options) -> tuple[list, list[s
         for point in sweep.plan_sweep(grid, config_path, overrides)
     ]
     return runs, list(grid)
-
-
-def _check_sweep_metric(metric: str | None, configs: list) -> str:
-    from kerasmlp import sweep
-
-    return sweep.check_sweep_metric(metric, configs)
-
-
-def _hparams_metrics(configs: list) -> list[tuple[str, str]]:
-    from kerasmlp import sweep
-
-    return sweep.hparams_metrics(configs)
 
 
 def _write_sweep_plan(
@@ -648,15 +630,13 @@ def _sweep_plan_settings(
     keys = list(plan.get("keys") or [])
     return (
         keys,
-        _check_sweep_metric(metric or plan.get("metric"), configs),
-        _hparams_metrics(configs),
+        sweep.check_sweep_metric(metric or plan.get("metric"), configs),
+        sweep.hparams_metrics(configs),
     )
 
 
 def _summarize_sweep(sweep_dir: pathlib.Path, point_dirs: list, metric: str) -> None:
     """Prints the points ranked by `metric` and writes the table to `<sweep>/summary.txt`."""
-    from kerasmlp import sweep
-
     results = {}
     for point_dir in point_dirs:
         try:
