@@ -29,15 +29,13 @@ from typing import NoReturn
 import click
 from click.core import ParameterSource
 
-from kerasmlp import __version__, distribute, runfiles, sweep
+from kerasmlp import __version__, distribute, plans, runfiles, sweep
 from kerasmlp.config import (
     ConfigError,
     apply_override,
     config_from_dict,
-    dump_yaml,
     load_config,
     load_saved_config,
-    parse_yaml,
     shorten,
 )
 from kerasmlp.console import (
@@ -238,7 +236,7 @@ def main(
             is_sweep = (run_dir / SWEEP_FILE).is_file()
             _check_tf_config(runs)
             if is_sweep:
-                swept_keys, metric, columns = _sweep_plan_settings(run_dir, sweep_metric)
+                swept_keys, metric, columns = plans.sweep_plan_settings(run_dir, sweep_metric)
         else:
             # Each `key=value` with the option that gave it, for a sweep's messages.
             options = [(f"--set {item}", item) for item in overrides]
@@ -265,7 +263,7 @@ def main(
                 if not _is_worker(run_config):
                     _check_run_dir(point_dir, logdir)
             if is_sweep and not _is_worker(runs[0][0]):
-                _write_sweep_plan(run_dir, runs, swept_keys=swept_keys, metric=metric)
+                plans.write_sweep_plan(run_dir, runs, swept_keys=swept_keys, metric=metric)
         if sweep_metric is not None and not is_sweep:
             # --sweep cannot come with --resume: there, only the folder can be a sweep.
             fix = (
@@ -488,7 +486,7 @@ def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None
         if not _is_worker(config):
             runfiles.check_resumable(run_dir)
         return [(config, run_dir, True)]
-    plan = _read_sweep_plan(run_dir)
+    plan = plans.read_sweep_plan(run_dir)
     for option, value, key in (
         ("--epochs", epochs, "train.epochs"),
         ("--strategy", strategy, "distribute.strategy"),
@@ -559,80 +557,6 @@ def _plan_sweep(run_dir, sweep_path, config_path, options) -> tuple[list, list[s
         for point in sweep.plan_sweep(grid, config_path, overrides)
     ]
     return runs, list(grid)
-
-
-def _write_sweep_plan(
-    sweep_dir: pathlib.Path, runs: list, *, swept_keys: list[str], metric: str
-) -> None:
-    """`<sweep>/sweep.yaml`: every point's name and config, so `--resume` can finish the sweep.
-
-    Also the grid's keys (shown first in TensorBoard's HParams tab) and the
-    value that ranks the points, so a resumed sweep ends as it would have.
-    """
-    runfiles.prepare_run_dir(sweep_dir)
-    plan = {
-        "keys": list(swept_keys),
-        "metric": metric,
-        "points": [{"name": d.name, "config": c.to_dict()} for c, d, _ in runs],
-    }
-    runfiles.write_text_atomic(sweep_dir / SWEEP_FILE, dump_yaml(plan, sort_keys=False))
-
-
-def _read_sweep_plan(sweep_dir: pathlib.Path) -> dict:
-    """`<sweep>/sweep.yaml` as `_write_sweep_plan` wrote it, or one line saying what is wrong.
-
-    Raises:
-      ConfigError: the file is not YAML, or not a mapping with `points`, a list of
-        `{name: <plain folder name>, config: <mapping>}`, and optional `keys` (a
-        list) and `metric` (a string).
-    """
-    sweep_file = sweep_dir / SWEEP_FILE
-    plan = parse_yaml(sweep_file.read_text(encoding="utf-8"), source=str(sweep_file))
-    wrong = _what_is_wrong_with_plan(plan)
-    if wrong:
-        raise ConfigError(
-            f"{sweep_file} is not a sweep plan as --sweep writes it: {wrong}. Restore it, or "
-            "start the sweep again under another --run-name"
-        )
-    return plan
-
-
-def _what_is_wrong_with_plan(plan) -> str | None:
-    if plan is None:
-        return "it is empty"
-    if not isinstance(plan, dict):
-        return f"it must be a mapping with 'points'; it holds {shorten(repr(plan))}"
-    points = plan.get("points")
-    if not isinstance(points, list) or not points:
-        return f"'points' must be a non-empty list. Received: points={shorten(repr(points))}"
-    for i, point in enumerate(points):
-        name = point.get("name") if isinstance(point, dict) else None
-        plain = isinstance(name, str) and name and not set(name) & {"/", "\\"}
-        if not plain or name.startswith(".") or not isinstance(point.get("config"), dict):
-            return (
-                f"point {i} must be {{name: <folder name>, config: <mapping>}}. "
-                f"Received: {shorten(repr(point))}"
-            )
-    if not isinstance(plan.get("keys", []), (list, type(None))):
-        return f"'keys' must be a list. Received: keys={shorten(repr(plan['keys']))}"
-    if not isinstance(plan.get("metric", ""), (str, type(None))):
-        return f"'metric' must be a string. Received: metric={shorten(repr(plan['metric']))}"
-    return None
-
-
-def _sweep_plan_settings(
-    sweep_dir: pathlib.Path, metric: str | None
-) -> tuple[list[str], str, list[tuple[str, str]]]:
-    """The swept keys, the ranking metric (`metric` replaces its own) and the HParams
-    metric columns of a sweep folder."""
-    plan = _read_sweep_plan(sweep_dir)
-    configs = [config_from_dict(point["config"]) for point in plan["points"]]
-    keys = list(plan.get("keys") or [])
-    return (
-        keys,
-        sweep.check_sweep_metric(metric or plan.get("metric"), configs),
-        sweep.hparams_metrics(configs),
-    )
 
 
 def _summarize_sweep(sweep_dir: pathlib.Path, point_dirs: list, metric: str) -> None:
