@@ -33,9 +33,7 @@ from kerasmlp import __version__, distribute, plans, runfiles, sweep
 from kerasmlp.config import (
     ConfigError,
     apply_override,
-    config_from_dict,
     load_config,
-    load_saved_config,
     shorten,
 )
 from kerasmlp.console import (
@@ -232,7 +230,7 @@ def main(
         if resume_dir is not None:
             _refuse_options_with_resume(click.get_current_context())
             run_dir = pathlib.Path(resume_dir)
-            runs = _plan_resume(run_dir, epochs, strategy)
+            runs = plans.plan_resume(run_dir, epochs, strategy, is_worker=_is_worker)
             is_sweep = (run_dir / SWEEP_FILE).is_file()
             _check_tf_config(runs)
             if is_sweep:
@@ -253,7 +251,7 @@ def main(
             run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
             runs, is_sweep = [(config, run_dir, False)], sweep_path is not None
             if is_sweep:
-                runs, swept_keys = _plan_sweep(run_dir, sweep_path, config_path, options)
+                runs, swept_keys = plans.plan_sweep_runs(run_dir, sweep_path, config_path, options)
                 metric = sweep.check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
                 columns = sweep.hparams_metrics([c for c, _, _ in runs])
             _check_tf_config(runs)
@@ -464,99 +462,6 @@ def _refuse_options_with_resume(ctx: click.Context) -> None:
 
 
 _PARAMETERS = {"config": "config_path", "set": "overrides", "sweep": "sweep_path"}
-
-
-def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None = None) -> list:
-    """`(config, run_dir, resume)` for a run, or for each point of a sweep folder.
-
-    A sweep's points that are completed or diverged come back with config None
-    (a diverged point would diverge again: its config is the same); those with a
-    folder are resumed, the others start. `strategy` (from `--strategy`) replaces
-    the run's own; a multi-worker run's workers other than the chief do not
-    check the run's state: the chief, maybe resumed already, owns it.
-    """
-    extra = [f"train.epochs={epochs}"] if epochs is not None else []
-    if strategy is not None:
-        extra.append(f"distribute.strategy={strategy}")
-    sweep_file = run_dir / SWEEP_FILE
-    if not sweep_file.is_file():
-        if not (run_dir / runfiles.CONFIG_FILE).is_file():
-            runfiles.check_resumable(run_dir)  # says why in one line
-        config = load_saved_config(run_dir / runfiles.CONFIG_FILE, extra)
-        if not _is_worker(config):
-            runfiles.check_resumable(run_dir)
-        return [(config, run_dir, True)]
-    plan = plans.read_sweep_plan(run_dir)
-    for option, value, key in (
-        ("--epochs", epochs, "train.epochs"),
-        ("--strategy", strategy, "distribute.strategy"),
-    ):
-        planned = _planned_values(plan, key)
-        if value is not None and len(planned) > 1:
-            # Every point would run with the one value: the same run in two points' folders.
-            raise ConfigError(
-                f"{option} {value} would give every point of {run_dir} {key}={value}, which "
-                f"the sweep varies ({', '.join(planned)}): two points would train the same "
-                f"config. Resume without {option}"
-            )
-    runs, other_lengths = [], []
-    for point in plan["points"]:
-        point_dir = run_dir / point["name"]
-        status = runfiles.read_status(point_dir) or {}
-        if status.get("state") in ("completed", "diverged"):
-            runs.append((None, point_dir, False))
-            if epochs is not None and (done := _planned_epochs(point_dir, point)) != epochs:
-                other_lengths.append(f"{point['name']} (train.epochs={done})")
-        elif (point_dir / runfiles.CONFIG_FILE).is_file():
-            config = load_saved_config(point_dir / runfiles.CONFIG_FILE, extra)
-            if not _is_worker(config):
-                runfiles.check_resumable(point_dir)
-            runs.append((config, point_dir, True))
-        else:
-            raw = point["config"]
-            if epochs is not None:
-                raw = {**raw, "train": {**raw.get("train", {}), "epochs": epochs}}
-            if strategy is not None:
-                raw = {**raw, "distribute": {**raw.get("distribute", {}), "strategy": strategy}}
-            runs.append((config_from_dict(raw), point_dir, False))
-    if other_lengths:
-        raise ConfigError(
-            f"--epochs {epochs} cannot reach the points of {run_dir} that finished already: "
-            f"{', '.join(other_lengths)}; the summary would rank runs of different lengths "
-            "together. Resume without --epochs, or start a new sweep with --epochs"
-        )
-    sweep.check_distribute([config for config, _, _ in runs if config is not None])
-    return runs
-
-
-def _planned_values(plan: dict, key: str) -> list[str]:
-    """The values of `key` (`section.field`) in a sweep plan's points, each once, in order."""
-    section, field = key.split(".")
-    values = [point["config"].get(section) for point in plan["points"]]
-    return list(dict.fromkeys(str(v.get(field)) for v in values if isinstance(v, dict)))
-
-
-def _planned_epochs(point_dir: pathlib.Path, point: dict) -> int:
-    """The `train.epochs` a finished sweep point ran to: its config.yaml's, else the plan's."""
-    saved = point_dir / runfiles.CONFIG_FILE
-    if saved.is_file():
-        return load_saved_config(saved, []).train.epochs
-    return config_from_dict(point["config"]).train.epochs
-
-
-def _plan_sweep(run_dir, sweep_path, config_path, options) -> tuple[list, list[str]]:
-    """`(config, run_dir, resume)` for every point of the grid, each config checked; the keys.
-
-    `options` are the `(option, key=value)` overrides of the command line.
-    """
-    grid = sweep.load_grid(sweep_path)
-    sweep.check_overrides(grid, options)
-    overrides = [item for _, item in options]
-    runs = [
-        (point.config, run_dir / point.name, False)
-        for point in sweep.plan_sweep(grid, config_path, overrides)
-    ]
-    return runs, list(grid)
 
 
 def _summarize_sweep(sweep_dir: pathlib.Path, point_dirs: list, metric: str) -> None:

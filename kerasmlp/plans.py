@@ -13,8 +13,9 @@ like `sweep`, it must stay importable without TensorFlow.
 
 from __future__ import annotations
 
+import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kerasmlp import runfiles, sweep
@@ -23,12 +24,151 @@ from kerasmlp.config import (
     ConfigError,
     config_from_dict,
     dump_yaml,
+    load_saved_config,
     parse_yaml,
     shorten,
 )
 
 # One run of a plan: its config (None: a sweep's point finished already), folder, resume.
 Run = tuple[Config | None, pathlib.Path, bool]
+
+
+def _no_worker(config: Config) -> bool:
+    return False
+
+
+def plan_sweep_runs(
+    run_dir: pathlib.Path,
+    sweep_path: str | os.PathLike,
+    config_path: str | os.PathLike | None,
+    options: Iterable[tuple[str, str]],
+) -> tuple[list[Run], list[str]]:
+    """The plan of a new sweep: every point of the grid, each config checked.
+
+    Args:
+      run_dir: the sweep's folder; each point runs in a folder of its own below it.
+      sweep_path: the sweep file (see `sweep.load_grid`).
+      config_path: the base config file; None for the built-in defaults.
+      options: the `(option, key=value)` overrides of the command line, e.g.
+        `('--epochs 3', 'train.epochs=3')`, applied to every point before its values.
+
+    Returns:
+      `(config, run_dir / point name, False)` for every point, in grid order, and
+      the grid's keys.
+
+    Raises:
+      ConfigError: the sweep file is bad, an option sets a key the grid varies
+        (see `sweep.check_overrides`), or a point gives a bad config.
+    """
+    options = list(options)
+    grid = sweep.load_grid(sweep_path)
+    sweep.check_overrides(grid, options)
+    overrides = [item for _, item in options]
+    runs: list[Run] = [
+        (point.config, run_dir / point.name, False)
+        for point in sweep.plan_sweep(grid, config_path, overrides)
+    ]
+    return runs, list(grid)
+
+
+def plan_resume(
+    run_dir: pathlib.Path,
+    epochs: int | None = None,
+    strategy: str | None = None,
+    *,
+    is_worker: Callable[[Config], bool] = _no_worker,
+) -> list[Run]:
+    """The plan of `--resume`: a run, or each point of a sweep folder.
+
+    A sweep's points that are completed or diverged come back with config None
+    (a diverged point would diverge again: its config is the same); those with a
+    folder are resumed, the others start.
+
+    Args:
+      run_dir: the run's or the sweep's folder.
+      epochs: replaces the runs' `train.epochs` (`--epochs`); None keeps theirs.
+      strategy: replaces the runs' `distribute.strategy` (`--strategy`); None keeps theirs.
+      is_worker: whether a config's run is a multi-worker run's worker other than
+        the chief (TF_CONFIG says); such a worker does not check the run's state:
+        the chief, maybe resumed already, owns it. Default: no run is.
+
+    Returns:
+      `(config, folder, resume)` for the run, or for each point in grid order.
+
+    Raises:
+      ConfigError: the folder's config or sweep plan is bad, or `epochs` or
+        `strategy` would make two points the same run or reach points finished
+        at another length.
+      ResumeError: the run cannot be resumed (see `runfiles.check_resumable`).
+    """
+    extra = [f"train.epochs={epochs}"] if epochs is not None else []
+    if strategy is not None:
+        extra.append(f"distribute.strategy={strategy}")
+    sweep_file = run_dir / runfiles.SWEEP_FILE
+    if not sweep_file.is_file():
+        if not (run_dir / runfiles.CONFIG_FILE).is_file():
+            runfiles.check_resumable(run_dir)  # says why in one line
+        config = load_saved_config(run_dir / runfiles.CONFIG_FILE, extra)
+        if not is_worker(config):
+            runfiles.check_resumable(run_dir)
+        return [(config, run_dir, True)]
+    plan = read_sweep_plan(run_dir)
+    for option, value, key in (
+        ("--epochs", epochs, "train.epochs"),
+        ("--strategy", strategy, "distribute.strategy"),
+    ):
+        planned = _planned_values(plan, key)
+        if value is not None and len(planned) > 1:
+            # Every point would run with the one value: the same run in two points' folders.
+            raise ConfigError(
+                f"{option} {value} would give every point of {run_dir} {key}={value}, which "
+                f"the sweep varies ({', '.join(planned)}): two points would train the same "
+                f"config. Resume without {option}"
+            )
+    runs: list[Run] = []
+    other_lengths = []
+    for point in plan["points"]:
+        point_dir = run_dir / point["name"]
+        status = runfiles.read_status(point_dir) or {}
+        if status.get("state") in ("completed", "diverged"):
+            runs.append((None, point_dir, False))
+            if epochs is not None and (done := _planned_epochs(point_dir, point)) != epochs:
+                other_lengths.append(f"{point['name']} (train.epochs={done})")
+        elif (point_dir / runfiles.CONFIG_FILE).is_file():
+            config = load_saved_config(point_dir / runfiles.CONFIG_FILE, extra)
+            if not is_worker(config):
+                runfiles.check_resumable(point_dir)
+            runs.append((config, point_dir, True))
+        else:
+            raw = point["config"]
+            if epochs is not None:
+                raw = {**raw, "train": {**raw.get("train", {}), "epochs": epochs}}
+            if strategy is not None:
+                raw = {**raw, "distribute": {**raw.get("distribute", {}), "strategy": strategy}}
+            runs.append((config_from_dict(raw), point_dir, False))
+    if other_lengths:
+        raise ConfigError(
+            f"--epochs {epochs} cannot reach the points of {run_dir} that finished already: "
+            f"{', '.join(other_lengths)}; the summary would rank runs of different lengths "
+            "together. Resume without --epochs, or start a new sweep with --epochs"
+        )
+    sweep.check_distribute([config for config, _, _ in runs if config is not None])
+    return runs
+
+
+def _planned_values(plan: dict[str, Any], key: str) -> list[str]:
+    """The values of `key` (`section.field`) in a sweep plan's points, each once, in order."""
+    section, field = key.split(".")
+    values = [point["config"].get(section) for point in plan["points"]]
+    return list(dict.fromkeys(str(v.get(field)) for v in values if isinstance(v, dict)))
+
+
+def _planned_epochs(point_dir: pathlib.Path, point: dict[str, Any]) -> int:
+    """The `train.epochs` a finished sweep point ran to: its config.yaml's, else the plan's."""
+    saved = point_dir / runfiles.CONFIG_FILE
+    if saved.is_file():
+        return load_saved_config(saved, []).train.epochs
+    return config_from_dict(point["config"]).train.epochs
 
 
 def write_sweep_plan(
