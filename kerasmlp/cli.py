@@ -47,8 +47,6 @@ from kerasmlp.console import (
 DIVERGED = 3
 # 128 + the signal's number, as a shell reports a process the signal ended.
 INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
-SWEEP_FILE = runfiles.SWEEP_FILE
-SUMMARY_FILE = "summary.txt"
 
 
 def _run_name(value: str | None, config_path: str | None) -> str:
@@ -231,7 +229,7 @@ def main(
             _refuse_options_with_resume(click.get_current_context())
             run_dir = pathlib.Path(resume_dir)
             runs = plans.plan_resume(run_dir, epochs, strategy, is_worker=_is_worker)
-            is_sweep = (run_dir / SWEEP_FILE).is_file()
+            is_sweep = (run_dir / runfiles.SWEEP_FILE).is_file()
             _check_tf_config(runs)
             if is_sweep:
                 swept_keys, metric, columns = plans.sweep_plan_settings(run_dir, sweep_metric)
@@ -466,16 +464,9 @@ _PARAMETERS = {"config": "config_path", "set": "overrides", "sweep": "sweep_path
 
 def _summarize_sweep(sweep_dir: pathlib.Path, point_dirs: list, metric: str) -> None:
     """Prints the points ranked by `metric` and writes the table to `<sweep>/summary.txt`."""
-    results = {}
-    for point_dir in point_dirs:
-        try:
-            results[point_dir.name] = runfiles.read_json(point_dir / runfiles.METRICS_FILE)
-        except (OSError, ValueError):
-            results[point_dir.name] = None
-    table = sweep.summary_table(results, metric)
+    table = plans.summarize_sweep(point_dirs, metric)
     click.echo(table, nl=False)
-    runfiles.write_text_atomic(sweep_dir / SUMMARY_FILE, table)
-    click.echo(f"summary:       {sweep_dir / SUMMARY_FILE}")
+    click.echo(f"summary:       {plans.write_summary(sweep_dir, table)}")
 
 
 def _handle_stop_signals(stop_request) -> None:

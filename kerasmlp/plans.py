@@ -1,11 +1,12 @@
-"""Run plans: what `kerasmlp-train` runs, and a sweep folder's plan file that `--resume` reads.
+"""Run plans: what `kerasmlp-train` runs, and a sweep folder's own files: plan and summary.
 
 A plan is a list of `(config, run_dir, resume)`: the checked config of each
 run (None for a sweep's point that is finished already), the folder it
 writes, and whether it continues from that folder's checkpoint. A sweep
 writes its plan to `<sweep>/sweep.yaml` (every point's name and config, the
 grid's keys, the ranking metric) before its first point, so that
-`--resume <sweep>` runs the points left as the sweep would have.
+`--resume <sweep>` runs the points left as the sweep would have; at its end,
+`<sweep>/summary.txt` ranks the points.
 
 This module knows only Python, PyYAML, the config and the run folder's files:
 like `sweep`, it must stay importable without TensorFlow.
@@ -28,6 +29,8 @@ from kerasmlp.config import (
     parse_yaml,
     shorten,
 )
+
+SUMMARY_FILE = "summary.txt"  # a sweep's points ranked, beside its plan (runfiles.SWEEP_FILE)
 
 # One run of a plan: its config (None: a sweep's point finished already), folder, resume.
 Run = tuple[Config | None, pathlib.Path, bool]
@@ -268,3 +271,34 @@ def sweep_plan_settings(
         sweep.check_sweep_metric(metric or plan.get("metric"), configs),
         sweep.hparams_metrics(configs),
     )
+
+
+def summarize_sweep(point_dirs: Iterable[pathlib.Path], metric: str) -> str:
+    """A sweep's points ranked by `metric`, read from each point's metrics.json.
+
+    Args:
+      point_dirs: the points' folders, in grid order.
+      metric: the key of metrics.json that ranks them, e.g. `validation_accuracy`.
+
+    Returns:
+      The table of `sweep.summary_table`; a point whose metrics.json is missing
+      or unreadable shows `-`, unranked.
+    """
+    results = {}
+    for point_dir in point_dirs:
+        try:
+            results[point_dir.name] = runfiles.read_json(point_dir / runfiles.METRICS_FILE)
+        except (OSError, ValueError):
+            results[point_dir.name] = None
+    return sweep.summary_table(results, metric)
+
+
+def write_summary(sweep_dir: pathlib.Path, table: str) -> pathlib.Path:
+    """Writes `table` (see `summarize_sweep`) to `<sweep>/summary.txt`; returns its path.
+
+    Raises:
+      RunFilesError: the file could not be written.
+    """
+    path = sweep_dir / SUMMARY_FILE
+    runfiles.write_text_atomic(path, table)
+    return path
