@@ -74,6 +74,25 @@ def _run_name(value: str | None, config_path: str | None) -> str:
     return value
 
 
+def _command_line_options(overrides, *, epochs, seed, strategy) -> list[tuple[str, str]]:
+    """Each `key=value` of the command line with the option that gave it, for a sweep's
+    messages: the `--set` items, then the shortcuts given (`('--epochs 3', 'train.epochs=3')`).
+
+    Raises:
+      ConfigError: a shortcut and a `--set` give its key two values (see `_check_shortcut`).
+    """
+    options = [(f"--set {item}", item) for item in overrides]
+    for option, key, value in (
+        ("--epochs", "train.epochs", epochs),
+        ("--seed", "seed", seed),
+        ("--strategy", "distribute.strategy", strategy),
+    ):
+        if value is not None:
+            _check_shortcut(option, key, value, overrides)
+            options.append((f"{option} {value}", f"{key}={value}"))
+    return options
+
+
 def _check_shortcut(option: str, key: str, value, overrides) -> None:
     """Refuses a shortcut (`--epochs 1`) and a `--set` that give its key another value.
 
@@ -234,16 +253,7 @@ def main(
             if is_sweep:
                 swept_keys, metric, columns = plans.sweep_plan_settings(run_dir, sweep_metric)
         else:
-            # Each `key=value` with the option that gave it, for a sweep's messages.
-            options = [(f"--set {item}", item) for item in overrides]
-            for option, key, value in (
-                ("--epochs", "train.epochs", epochs),
-                ("--seed", "seed", seed),
-                ("--strategy", "distribute.strategy", strategy),
-            ):
-                if value is not None:
-                    _check_shortcut(option, key, value, overrides)
-                    options.append((f"{option} {value}", f"{key}={value}"))
+            options = _command_line_options(overrides, epochs=epochs, seed=seed, strategy=strategy)
             overrides = [item for _, item in options]
             config = load_config(config_path, overrides)
             run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
