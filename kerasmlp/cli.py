@@ -271,16 +271,7 @@ def main(
             if is_sweep and not _is_worker(runs[0][0]):
                 plans.write_sweep_plan(run_dir, runs, swept_keys=swept_keys, metric=metric)
         if sweep_metric is not None and not is_sweep:
-            # --sweep cannot come with --resume: there, only the folder can be a sweep.
-            fix = (
-                f"--resume {resume_dir} is one run, not a sweep's folder: drop it"
-                if resume_dir is not None
-                else "this is one run. Give --sweep or drop it"
-            )
-            raise ConfigError(
-                f"--sweep-metric ranks the points of a sweep; {fix}. "
-                f"Received: --sweep-metric={shorten(sweep_metric)}"
-            )
+            _refuse_sweep_metric_of_one_run(sweep_metric, resume_dir)
     except (ConfigError, runfiles.ResumeError, runfiles.RunDirectoryExistsError) as e:
         _fail(e)
     except runfiles.RunFilesError as e:
@@ -470,6 +461,20 @@ def _refuse_options_with_resume(ctx: click.Context) -> None:
 
 
 _PARAMETERS = {"config": "config_path", "set": "overrides", "sweep": "sweep_path"}
+
+
+def _refuse_sweep_metric_of_one_run(sweep_metric: str, resume_dir: str | None) -> NoReturn:
+    """Refuses `--sweep-metric` for one run: there are no points to rank."""
+    # --sweep cannot come with --resume: there, only the folder can be a sweep.
+    fix = (
+        f"--resume {resume_dir} is one run, not a sweep's folder: drop it"
+        if resume_dir is not None
+        else "this is one run. Give --sweep or drop it"
+    )
+    raise ConfigError(
+        f"--sweep-metric ranks the points of a sweep; {fix}. "
+        f"Received: --sweep-metric={shorten(sweep_metric)}"
+    )
 
 
 def _summarize_sweep(sweep_dir: pathlib.Path, point_dirs: list, metric: str) -> None:
