@@ -29,15 +29,11 @@ from typing import NoReturn
 import click
 from click.core import ParameterSource
 
-from kerasmlp import __version__, distribute, runfiles
+from kerasmlp import __version__, distribute, plans, runfiles, sweep
 from kerasmlp.config import (
     ConfigError,
     apply_override,
-    config_from_dict,
-    dump_yaml,
     load_config,
-    load_saved_config,
-    parse_yaml,
     shorten,
 )
 from kerasmlp.console import (
@@ -51,8 +47,6 @@ from kerasmlp.console import (
 DIVERGED = 3
 # 128 + the signal's number, as a shell reports a process the signal ended.
 INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
-SWEEP_FILE = runfiles.SWEEP_FILE
-SUMMARY_FILE = "summary.txt"
 
 
 def _run_name(value: str | None, config_path: str | None) -> str:
@@ -78,6 +72,25 @@ def _run_name(value: str | None, config_path: str | None) -> str:
             f"Received: --run-name={shorten(repr(value))}"
         )
     return value
+
+
+def _command_line_options(overrides, *, epochs, seed, strategy) -> list[tuple[str, str]]:
+    """Each `key=value` of the command line with the option that gave it, for a sweep's
+    messages: the `--set` items, then the shortcuts given (`('--epochs 3', 'train.epochs=3')`).
+
+    Raises:
+      ConfigError: a shortcut and a `--set` give its key two values (see `_check_shortcut`).
+    """
+    options = [(f"--set {item}", item) for item in overrides]
+    for option, key, value in (
+        ("--epochs", "train.epochs", epochs),
+        ("--seed", "seed", seed),
+        ("--strategy", "distribute.strategy", strategy),
+    ):
+        if value is not None:
+            _check_shortcut(option, key, value, overrides)
+            options.append((f"{option} {value}", f"{key}={value}"))
+    return options
 
 
 def _check_shortcut(option: str, key: str, value, overrides) -> None:
@@ -234,30 +247,21 @@ def main(
         if resume_dir is not None:
             _refuse_options_with_resume(click.get_current_context())
             run_dir = pathlib.Path(resume_dir)
-            runs = _plan_resume(run_dir, epochs, strategy)
-            is_sweep = (run_dir / SWEEP_FILE).is_file()
+            runs = plans.plan_resume(run_dir, epochs, strategy, is_worker=_is_worker)
+            is_sweep = (run_dir / runfiles.SWEEP_FILE).is_file()
             _check_tf_config(runs)
             if is_sweep:
-                swept_keys, metric, columns = _sweep_plan_settings(run_dir, sweep_metric)
+                swept_keys, metric, columns = plans.sweep_plan_settings(run_dir, sweep_metric)
         else:
-            # Each `key=value` with the option that gave it, for a sweep's messages.
-            options = [(f"--set {item}", item) for item in overrides]
-            for option, key, value in (
-                ("--epochs", "train.epochs", epochs),
-                ("--seed", "seed", seed),
-                ("--strategy", "distribute.strategy", strategy),
-            ):
-                if value is not None:
-                    _check_shortcut(option, key, value, overrides)
-                    options.append((f"{option} {value}", f"{key}={value}"))
+            options = _command_line_options(overrides, epochs=epochs, seed=seed, strategy=strategy)
             overrides = [item for _, item in options]
             config = load_config(config_path, overrides)
             run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
             runs, is_sweep = [(config, run_dir, False)], sweep_path is not None
             if is_sweep:
-                runs, swept_keys = _plan_sweep(run_dir, sweep_path, config_path, options)
-                metric = _check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
-                columns = _hparams_metrics([c for c, _, _ in runs])
+                runs, swept_keys = plans.plan_sweep_runs(run_dir, sweep_path, config_path, options)
+                metric = sweep.check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
+                columns = sweep.hparams_metrics([c for c, _, _ in runs])
             _check_tf_config(runs)
             for run_config, point_dir, _ in runs:
                 # Only a multi-worker run's chief writes the run folder: the other
@@ -265,18 +269,9 @@ def main(
                 if not _is_worker(run_config):
                     _check_run_dir(point_dir, logdir)
             if is_sweep and not _is_worker(runs[0][0]):
-                _write_sweep_plan(run_dir, runs, swept_keys=swept_keys, metric=metric)
+                plans.write_sweep_plan(run_dir, runs, swept_keys=swept_keys, metric=metric)
         if sweep_metric is not None and not is_sweep:
-            # --sweep cannot come with --resume: there, only the folder can be a sweep.
-            fix = (
-                f"--resume {resume_dir} is one run, not a sweep's folder: drop it"
-                if resume_dir is not None
-                else "this is one run. Give --sweep or drop it"
-            )
-            raise ConfigError(
-                f"--sweep-metric ranks the points of a sweep; {fix}. "
-                f"Received: --sweep-metric={shorten(sweep_metric)}"
-            )
+            _refuse_sweep_metric_of_one_run(sweep_metric, resume_dir)
     except (ConfigError, runfiles.ResumeError, runfiles.RunDirectoryExistsError) as e:
         _fail(e)
     except runfiles.RunFilesError as e:
@@ -420,8 +415,6 @@ def _point_failed(error, *, is_sweep, config, point_dir, keys, finished, total):
 def _point_label(config, point_dir: pathlib.Path, keys: list[str]) -> str:
     """`sweep run 03-activation=tanh,... (model.activation=tanh, ...)`: a long point's
     name leaves values out (`sweep.MAX_NAME`), its grid values here do not."""
-    from kerasmlp import sweep
-
     values = f" ({sweep.describe_point(config, keys)})" if keys else ""
     return f"sweep run {point_dir.name}{values}"
 
@@ -470,203 +463,25 @@ def _refuse_options_with_resume(ctx: click.Context) -> None:
 _PARAMETERS = {"config": "config_path", "set": "overrides", "sweep": "sweep_path"}
 
 
-def _plan_resume(run_dir: pathlib.Path, epochs: int | None, strategy: str | None = None) -> list:
-    """`(config, run_dir, resume)` for a run, or for each point of a sweep folder.
-
-    A sweep's points that are completed or diverged come back with config None
-    (a diverged point would diverge again: its config is the same); those with a
-    folder are resumed, the others start. `strategy` (from `--strategy`) replaces
-    the run's own; a multi-worker run's workers other than the chief do not
-    check the run's state: the chief, maybe resumed already, owns it.
-    """
-    extra = [f"train.epochs={epochs}"] if epochs is not None else []
-    if strategy is not None:
-        extra.append(f"distribute.strategy={strategy}")
-    sweep_file = run_dir / SWEEP_FILE
-    if not sweep_file.is_file():
-        if not (run_dir / runfiles.CONFIG_FILE).is_file():
-            runfiles.check_resumable(run_dir)  # says why in one line
-        config = load_saved_config(run_dir / runfiles.CONFIG_FILE, extra)
-        if not _is_worker(config):
-            runfiles.check_resumable(run_dir)
-        return [(config, run_dir, True)]
-    plan = _read_sweep_plan(run_dir)
-    for option, value, key in (
-        ("--epochs", epochs, "train.epochs"),
-        ("--strategy", strategy, "distribute.strategy"),
-    ):
-        planned = _planned_values(plan, key)
-        if value is not None and len(planned) > 1:
-            # Every point would run with the one value: the same run in two points' folders.
-            raise ConfigError(
-                f"{option} {value} would give every point of {run_dir} {key}={value}, which "
-                f"the sweep varies ({', '.join(planned)}): two points would train the same "
-                f"config. Resume without {option}"
-            )
-    runs, other_lengths = [], []
-    for point in plan["points"]:
-        point_dir = run_dir / point["name"]
-        status = runfiles.read_status(point_dir) or {}
-        if status.get("state") in ("completed", "diverged"):
-            runs.append((None, point_dir, False))
-            if epochs is not None and (done := _planned_epochs(point_dir, point)) != epochs:
-                other_lengths.append(f"{point['name']} (train.epochs={done})")
-        elif (point_dir / runfiles.CONFIG_FILE).is_file():
-            config = load_saved_config(point_dir / runfiles.CONFIG_FILE, extra)
-            if not _is_worker(config):
-                runfiles.check_resumable(point_dir)
-            runs.append((config, point_dir, True))
-        else:
-            raw = point["config"]
-            if epochs is not None:
-                raw = {**raw, "train": {**raw.get("train", {}), "epochs": epochs}}
-            if strategy is not None:
-                raw = {**raw, "distribute": {**raw.get("distribute", {}), "strategy": strategy}}
-            runs.append((config_from_dict(raw), point_dir, False))
-    if other_lengths:
-        raise ConfigError(
-            f"--epochs {epochs} cannot reach the points of {run_dir} that finished already: "
-            f"{', '.join(other_lengths)}; the summary would rank runs of different lengths "
-            "together. Resume without --epochs, or start a new sweep with --epochs"
-        )
-    from kerasmlp import sweep
-
-    sweep.check_distribute([config for config, _, _ in runs if config is not None])
-    return runs
-
-
-def _planned_values(plan: dict, key: str) -> list[str]:
-    """The values of `key` (`section.field`) in a sweep plan's points, each once, in order."""
-    section, field = key.split(".")
-    values = [point["config"].get(section) for point in plan["points"]]
-    return list(dict.fromkeys(str(v.get(field)) for v in values if isinstance(v, dict)))
-
-
-def _planned_epochs(point_dir: pathlib.Path, point: dict) -> int:
-    """The `train.epochs` a finished sweep point ran to: its config.yaml's, else the plan's."""
-    saved = point_dir / runfiles.CONFIG_FILE
-    if saved.is_file():
-        return load_saved_config(saved, []).train.epochs
-    return config_from_dict(point["config"]).train.epochs
-
-
-def _plan_sweep(run_dir, sweep_path, config_path, options) -> tuple[list, list[str]]:
-    """`(config, run_dir, resume)` for every point of the grid, each config checked; the keys.
-
-    `options` are the `(option, key=value)` overrides of the command line.
-    """
-    from kerasmlp import sweep
-
-    grid = sweep.load_grid(sweep_path)
-    sweep.check_overrides(grid, options)
-    overrides = [item for _, item in options]
-    runs = [
-        (point.config, run_dir / point.name, False)
-        for point in sweep.plan_sweep(grid, config_path, overrides)
-    ]
-    return runs, list(grid)
-
-
-def _check_sweep_metric(metric: str | None, configs: list) -> str:
-    from kerasmlp import sweep
-
-    return sweep.check_sweep_metric(metric, configs)
-
-
-def _hparams_metrics(configs: list) -> list[tuple[str, str]]:
-    from kerasmlp import sweep
-
-    return sweep.hparams_metrics(configs)
-
-
-def _write_sweep_plan(
-    sweep_dir: pathlib.Path, runs: list, *, swept_keys: list[str], metric: str
-) -> None:
-    """`<sweep>/sweep.yaml`: every point's name and config, so `--resume` can finish the sweep.
-
-    Also the grid's keys (shown first in TensorBoard's HParams tab) and the
-    value that ranks the points, so a resumed sweep ends as it would have.
-    """
-    runfiles.prepare_run_dir(sweep_dir)
-    plan = {
-        "keys": list(swept_keys),
-        "metric": metric,
-        "points": [{"name": d.name, "config": c.to_dict()} for c, d, _ in runs],
-    }
-    runfiles.write_text_atomic(sweep_dir / SWEEP_FILE, dump_yaml(plan, sort_keys=False))
-
-
-def _read_sweep_plan(sweep_dir: pathlib.Path) -> dict:
-    """`<sweep>/sweep.yaml` as `_write_sweep_plan` wrote it, or one line saying what is wrong.
-
-    Raises:
-      ConfigError: the file is not YAML, or not a mapping with `points`, a list of
-        `{name: <plain folder name>, config: <mapping>}`, and optional `keys` (a
-        list) and `metric` (a string).
-    """
-    sweep_file = sweep_dir / SWEEP_FILE
-    plan = parse_yaml(sweep_file.read_text(encoding="utf-8"), source=str(sweep_file))
-    wrong = _what_is_wrong_with_plan(plan)
-    if wrong:
-        raise ConfigError(
-            f"{sweep_file} is not a sweep plan as --sweep writes it: {wrong}. Restore it, or "
-            "start the sweep again under another --run-name"
-        )
-    return plan
-
-
-def _what_is_wrong_with_plan(plan) -> str | None:
-    if plan is None:
-        return "it is empty"
-    if not isinstance(plan, dict):
-        return f"it must be a mapping with 'points'; it holds {shorten(repr(plan))}"
-    points = plan.get("points")
-    if not isinstance(points, list) or not points:
-        return f"'points' must be a non-empty list. Received: points={shorten(repr(points))}"
-    for i, point in enumerate(points):
-        name = point.get("name") if isinstance(point, dict) else None
-        plain = isinstance(name, str) and name and not set(name) & {"/", "\\"}
-        if not plain or name.startswith(".") or not isinstance(point.get("config"), dict):
-            return (
-                f"point {i} must be {{name: <folder name>, config: <mapping>}}. "
-                f"Received: {shorten(repr(point))}"
-            )
-    if not isinstance(plan.get("keys", []), (list, type(None))):
-        return f"'keys' must be a list. Received: keys={shorten(repr(plan['keys']))}"
-    if not isinstance(plan.get("metric", ""), (str, type(None))):
-        return f"'metric' must be a string. Received: metric={shorten(repr(plan['metric']))}"
-    return None
-
-
-def _sweep_plan_settings(
-    sweep_dir: pathlib.Path, metric: str | None
-) -> tuple[list[str], str, list[tuple[str, str]]]:
-    """The swept keys, the ranking metric (`metric` replaces its own) and the HParams
-    metric columns of a sweep folder."""
-    plan = _read_sweep_plan(sweep_dir)
-    configs = [config_from_dict(point["config"]) for point in plan["points"]]
-    keys = list(plan.get("keys") or [])
-    return (
-        keys,
-        _check_sweep_metric(metric or plan.get("metric"), configs),
-        _hparams_metrics(configs),
+def _refuse_sweep_metric_of_one_run(sweep_metric: str, resume_dir: str | None) -> NoReturn:
+    """Refuses `--sweep-metric` for one run: there are no points to rank."""
+    # --sweep cannot come with --resume: there, only the folder can be a sweep.
+    fix = (
+        f"--resume {resume_dir} is one run, not a sweep's folder: drop it"
+        if resume_dir is not None
+        else "this is one run. Give --sweep or drop it"
+    )
+    raise ConfigError(
+        f"--sweep-metric ranks the points of a sweep; {fix}. "
+        f"Received: --sweep-metric={shorten(sweep_metric)}"
     )
 
 
 def _summarize_sweep(sweep_dir: pathlib.Path, point_dirs: list, metric: str) -> None:
     """Prints the points ranked by `metric` and writes the table to `<sweep>/summary.txt`."""
-    from kerasmlp import sweep
-
-    results = {}
-    for point_dir in point_dirs:
-        try:
-            results[point_dir.name] = runfiles.read_json(point_dir / runfiles.METRICS_FILE)
-        except (OSError, ValueError):
-            results[point_dir.name] = None
-    table = sweep.summary_table(results, metric)
+    table = plans.summarize_sweep(point_dirs, metric)
     click.echo(table, nl=False)
-    runfiles.write_text_atomic(sweep_dir / SUMMARY_FILE, table)
-    click.echo(f"summary:       {sweep_dir / SUMMARY_FILE}")
+    click.echo(f"summary:       {plans.write_summary(sweep_dir, table)}")
 
 
 def _handle_stop_signals(stop_request) -> None:

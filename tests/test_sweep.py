@@ -7,7 +7,7 @@ import yaml
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from kerasmlp import cli, sweep
+from kerasmlp import plans, sweep
 from kerasmlp.config import Config, ConfigError, load_config, parse_yaml
 from tests import events
 from tests.conftest import REPO_ROOT, invoke_train
@@ -221,8 +221,8 @@ def test_resume_strategy_reaches_every_point_not_completed(tmp_path):
     folder = tmp_path / "sweep"
     points = sweep.plan_sweep({"seed": [1, 2]})
     runs = [(point.config, folder / point.name, False) for point in points]
-    cli._write_sweep_plan(folder, runs, swept_keys=["seed"], metric="validation_accuracy")
-    planned = cli._plan_resume(folder, None, "mirrored")
+    plans.write_sweep_plan(folder, runs, swept_keys=["seed"], metric="validation_accuracy")
+    planned = plans.plan_resume(folder, None, "mirrored")
     assert [config.distribute.strategy for config, _, _ in planned] == ["mirrored", "mirrored"]
     assert [config.seed for config, _, _ in planned] == [1, 2]
 
@@ -233,20 +233,20 @@ def test_resume_epochs_that_finished_points_cannot_reach_is_refused(tmp_path):
     folder = tmp_path / "sweep"
     points = sweep.plan_sweep({"seed": [1, 2]}, None, ["train.epochs=1"])
     runs = [(point.config, folder / point.name, False) for point in points]
-    cli._write_sweep_plan(folder, runs, swept_keys=["seed"], metric="validation_accuracy")
+    plans.write_sweep_plan(folder, runs, swept_keys=["seed"], metric="validation_accuracy")
     done = folder / points[0].name
     done.mkdir()
     (done / "config.yaml").write_text(points[0].config.to_yaml())
     (done / "status.json").write_text(json.dumps({"state": "completed"}))
     with pytest.raises(ConfigError) as refused:
-        cli._plan_resume(folder, 3)
+        plans.plan_resume(folder, 3)
     assert str(refused.value) == (
         f"--epochs 3 cannot reach the points of {folder} that finished already: "
         f"{points[0].name} (train.epochs=1); the summary would rank runs of different "
         "lengths together. Resume without --epochs, or start a new sweep with --epochs"
     )
     for epochs in (None, 1):  # the finished point's own length: the rest run to it
-        planned = cli._plan_resume(folder, epochs)
+        planned = plans.plan_resume(folder, epochs)
         assert planned[0][0] is None and planned[1][0].train.epochs == 1
 
 
@@ -275,9 +275,9 @@ def test_resume_option_that_the_sweep_varies_is_refused(tmp_path, grid, args, me
     folder = tmp_path / "sweep"
     points = sweep.plan_sweep(grid)
     runs = [(point.config, folder / point.name, False) for point in points]
-    cli._write_sweep_plan(folder, runs, swept_keys=list(grid), metric="validation_accuracy")
+    plans.write_sweep_plan(folder, runs, swept_keys=list(grid), metric="validation_accuracy")
     with pytest.raises(ConfigError) as refused:
-        cli._plan_resume(folder, *args)
+        plans.plan_resume(folder, *args)
     assert str(refused.value) == message.format(folder=folder)
 
 
