@@ -457,12 +457,15 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
             parts.append(_integer_one_hot(raw, values, name))
         elif column.kind == STRING:
             raw = keras.Input(shape=(1,), dtype="string", name=name)
-            lookup = keras.layers.StringLookup(
-                output_mode="one_hot", max_tokens=MAX_CATEGORIES, name=_own(f"lookup_{name}")
-            )
             # '' (missing) is kept out of the vocabulary: it goes to the out-of-vocabulary
             # slot, as an unseen value does (a saved vocabulary cannot hold '' either).
             present = values.astype(str)[values.astype(str) != ""]
+            lookup = keras.layers.StringLookup(
+                output_mode="one_hot",
+                max_tokens=MAX_CATEGORIES,
+                oov_token=_unused_token(present),
+                name=_own(f"lookup_{name}"),
+            )
             lookup.adapt(tf.constant(present if present.size else np.array(["[none]"])))
             parts.append(lookup(raw))
         else:
@@ -504,6 +507,15 @@ def build_preprocessor(train: Table, *, indicators: bool = True) -> keras.Model:
         # cannot be one, and the dict maps by key all the same.
         warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
         return keras.Model(inputs, outputs, name="preprocessing")
+
+
+def _unused_token(values: np.ndarray) -> str:
+    """StringLookup's out-of-vocabulary token, `[UNK]` unless the column holds that value:
+    then Keras merged the category `[UNK]` into the unseen values' slot."""
+    token, taken = "[UNK]", set(values.tolist())
+    while token in taken:
+        token = f"[{token}]"
+    return token
 
 
 def _check_spread(variance: np.ndarray, flat: np.ndarray, name: str, source: str) -> None:

@@ -132,6 +132,18 @@ def test_unseen_strings_and_missing_numbers_at_prediction_time(tmp_path):
     assert out[0, 2] == 1.0  # 'purple' lands in the out-of-vocabulary slot
 
 
+def test_a_category_named_like_keras_unknown_token_keeps_its_own_slot(tmp_path):
+    # keras.layers.StringLookup's oov_token is "[UNK]": a column holding that value lost its
+    # slot to the unseen values' one, so "[UNK]" and "purple" (never seen) were one input.
+    path = tmp_path / "unk.csv"
+    path.write_text("color,label\n[UNK],a\nred,b\n[UNK],a\nblue,b\n")
+    preprocessor = tabular.build_preprocessor(tables.read_csv_table(path, label="label"))
+    colors = np.array([["[UNK]"], ["purple"], ["red"], ["blue"]], dtype=object)
+    out = np.asarray(preprocessor({"color": colors}))
+    assert out.shape == (4, 4)  # the unseen values' slot and one per category
+    assert len({tuple(row) for row in out}) == 4
+
+
 def test_a_test_file_and_npz(tmp_path):
     data = load_datasets(
         "csv",
