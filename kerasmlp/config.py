@@ -97,6 +97,8 @@ class DataConfig:
     data_dir: str | None = None
     manual_dir: str | None = None
     cache: bool = True
+    # Only for a training split read through tf.data: one held in memory (cache on, under
+    # 1 GiB) is shuffled whole each epoch (`kerasmlp.batches.InMemoryBatches`).
     shuffle_buffer: int = dataclasses.field(default=10_000, metadata=_range(ge=1, le=MAX_SHUFFLE))
     # Your own table (name csv or npz; see `kerasmlp.tabular`).
     path: str | None = None
