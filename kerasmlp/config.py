@@ -704,7 +704,10 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         return _convert(inner[0], value, path)
     if origin is dict:
         if not isinstance(value, Mapping) or not value:
-            raise ConfigError(f"{path} must be a mapping. Received: {path}={_show(value)}")
+            # `{}` is a mapping: "must be a mapping" told its writer nothing.
+            raise ConfigError(
+                f"{path} must be a non-empty mapping. Received: {path}={_show(value)}"
+            )
         for k in value:
             if not isinstance(k, (str, int)) or isinstance(k, bool):
                 kind = {type(None): "no value", bool: "a boolean"}.get(type(k), "a number")
