@@ -97,6 +97,8 @@ class DataConfig:
     data_dir: str | None = None
     manual_dir: str | None = None
     cache: bool = True
+    # Only for a training split read through tf.data: one held in memory (cache on, under
+    # 1 GiB) is shuffled whole each epoch (`kerasmlp.batches.InMemoryBatches`).
     shuffle_buffer: int = dataclasses.field(default=10_000, metadata=_range(ge=1, le=MAX_SHUFFLE))
     # Your own table (name csv or npz; see `kerasmlp.tabular`).
     path: str | None = None
@@ -702,7 +704,10 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         return _convert(inner[0], value, path)
     if origin is dict:
         if not isinstance(value, Mapping) or not value:
-            raise ConfigError(f"{path} must be a mapping. Received: {path}={_show(value)}")
+            # `{}` is a mapping: "must be a mapping" told its writer nothing.
+            raise ConfigError(
+                f"{path} must be a non-empty mapping. Received: {path}={_show(value)}"
+            )
         for k in value:
             if not isinstance(k, (str, int)) or isinstance(k, bool):
                 kind = {type(None): "no value", bool: "a boolean"}.get(type(k), "a number")
@@ -839,6 +844,25 @@ def _check_table_keys(data: DataConfig) -> None:
             )
 
 
+def _check_generated_name(data: DataConfig) -> None:
+    """Refuses the generated sets' TFDS builder (`kerasmlp_playground/sine`) as data.name.
+
+    TFDS loads it, but the config knows a generated set's task by the set's own name:
+    under the builder's, sine was taken for classification, and a run with the
+    default loss ended in a traceback (one with a regression loss was refused).
+    """
+    name, _, version = data.name.partition(":")
+    builder, _, set_name = name.partition("/")
+    if builder != sources.GENERATED_BUILDER:
+        return
+    known = set_name in PLAYGROUND_TASKS
+    hint = f" Did you mean {set_name + (':' + version if version else '')!r}?" if known else ""
+    raise ConfigError(
+        f"data.name {data.name!r} is the TFDS builder of the generated sets; name the set "
+        f"itself.{hint} Allowed: {', '.join(PLAYGROUND_TASKS)}, or a TFDS dataset"
+    )
+
+
 def _check_test_fraction(data: DataConfig) -> None:
     """`data.test_fraction` only where a split is held out: not for the datasets known
     to have a test split of their own (the generated sets, the common image sets)."""
@@ -933,6 +957,7 @@ def check_learning_rate_lasts(config: Config, steps: int) -> None:
 
 def _check_consistency(config: Config) -> None:
     """Rules that tie several keys together."""
+    _check_generated_name(config.data)
     _check_table_keys(config.data)
     _check_test_fraction(config.data)
     for i, name in enumerate(config.metrics):

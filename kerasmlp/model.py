@@ -172,6 +172,18 @@ def build_model(
                 f"dataset's examples have shape {input_shape}. Received: "
                 f"model.random_translation={config.random_translation}. Use 0 for this dataset"
             )
+        # Shifts are rounded to whole pixels: up to half a pixel of the larger side, every
+        # shift rounds to 0 (as with Keras's RandomTranslation, nearest), and the run would
+        # train on unshifted images while its config said otherwise.
+        largest = max(input_shape[:2])
+        if config.random_translation * largest <= 0.5:
+            raise ConfigError(
+                f"model.random_translation moves no pixel of these {input_shape[0]}x"
+                f"{input_shape[1]} images: every shift, up to {config.random_translation:g} x "
+                f"{largest} pixels, rounds to 0. Received: model.random_translation="
+                f"{config.random_translation}. Use 0, or more than {0.5 / largest:.3g} "
+                "(half a pixel)"
+            )
         # Training only (identity at evaluation and in the saved model's predictions):
         # each image moved by up to this fraction of its height and width, the pixels
         # let in black (0), the nearest source pixel taken: Keras's RandomTranslation

@@ -49,6 +49,7 @@ def test_weights_of_zero_for_every_class_are_refused():
         ("balnced", "Did you mean 'balanced'"),
         ("{a: -1}", "train.class_weight.a must be >= 0"),
         ("[1, 2]", "train.class_weight must be a name or a mapping"),
+        ("{}", "train.class_weight must be a non-empty mapping. Received: train.class_weight={}"),
         # Keys YAML reads as something other than a name: the name the user meant is lost.
         ("{null: 1}", "YAML read the key null as no value: quote the name"),
         ("{1e3: 2}", "YAML read the key 1000.0 as a number: quote the name"),

@@ -220,6 +220,14 @@ BAD = [
     ("train.class_weight={a: 1e39}", "train.class_weight.a must be 0 or within float32's"),
     ("model.weight_decay=3.4e38", None),
     ("data.name=''", "data.name must be a non-empty string"),
+    # The generated sets' TFDS builder: the config took its sine for classification, and
+    # the run with the default loss ended in a traceback from the compiled step.
+    (
+        "data.name=kerasmlp_playground/sine",
+        "data.name 'kerasmlp_playground/sine' is the TFDS builder of the generated sets; "
+        "name the set itself. Did you mean 'sine'?",
+    ),
+    ("data.name=kerasmlp_playground", "is the TFDS builder of the generated sets"),
     # A CSV header `1`: YAML reads the name as a number, and "must be a string" did not say why.
     (
         "data.name=csv --also data.path=x.csv --also data.label=1",

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import urllib.parse
 
 import numpy as np
@@ -23,6 +24,8 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import download_manager
 
 from kerasmlp import data
+from kerasmlp.sources.common import DataRequest
+from kerasmlp.sources.tfds_examples import examples_datasets
 from kerasmlp.train import _first_batch
 from tests.conftest import COLLECTOR_OFF, REPO_ROOT
 
@@ -284,6 +287,23 @@ def test_dataset_that_is_not_image_classification_is_refused(no_download):
 def test_images_of_varying_size_are_refused(no_download):
     with pytest.raises(data.DataError, match=r"'cats_vs_dogs' \(data.name\) has images of varying"):
         data.load_datasets("cats_vs_dogs", batch_size=8)
+
+
+@pytest.mark.parametrize(
+    "kept,message",
+    [
+        # cifar10_1 and cifar10_corrupted hold a test split only: TFDS's "Unknown split
+        # 'train'" came out as a traceback.
+        ("test", "'cifar10_1' (data.name) has no 'train' split (it has: test); kerasmlp trains"),
+        ("train", "'cifar10_1' (data.name) has no 'test' split (it has: train); kerasmlp evalu"),
+    ],
+)
+def test_a_dataset_without_a_train_or_test_split_is_refused(kept, message):
+    # A prepared builder's split record, with one split; nothing else is read before the refusal.
+    builder = types.SimpleNamespace(info=types.SimpleNamespace(splits={kept: None}))
+    request = DataRequest(name="cifar10_1", batch_size=8)
+    with pytest.raises(data.DataError, match=re.escape(message)):
+        examples_datasets(builder, "image", "label", "classification", request)
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5])

@@ -233,3 +233,21 @@ def test_random_translation_needs_images():
         build_model(
             ModelConfig(random_translation=0.1), input_dim=2, head=Head("softmax", 2), seed=0
         )
+
+
+@pytest.mark.parametrize("factor,moves", [(0.01, False), (0.5 / 28, False), (0.018, True)])
+def test_random_translation_too_small_to_move_a_pixel_is_refused(factor, moves):
+    # By hand: shifts are uniform in [-factor, factor] x 28 pixels, rounded; with
+    # factor x 28 <= 0.5 every one rounds to 0 (Keras's nearest RandomTranslation
+    # moves nothing either), and the run trained on the images as they are.
+    config = ModelConfig(hidden_units=(8,), random_translation=factor)
+    if moves:
+        build_model(config, input_dim=784, head=Head("softmax", 10), seed=0, **RAW_DIGITS)
+        return
+    with pytest.raises(ConfigError) as info:
+        build_model(config, input_dim=784, head=Head("softmax", 10), seed=0, **RAW_DIGITS)
+    assert str(info.value) == (
+        "model.random_translation moves no pixel of these 28x28 images: every shift, up to "
+        f"{factor:g} x 28 pixels, rounds to 0. Received: model.random_translation={factor}. "
+        "Use 0, or more than 0.0179 (half a pixel)"
+    )

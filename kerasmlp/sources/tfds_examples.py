@@ -103,11 +103,13 @@ def examples_datasets(builder, x_key: str, y_key: str, task: str, request: DataR
     name = request.name
     validation_fraction = request.validation_fraction
     splits = builder.info.splits
-    if "test" not in splits and splits:
-        raise DataError(
-            f"Dataset {name!r} (data.name) has no 'test' split (it has: {', '.join(splits)}); "
-            "kerasmlp evaluates on TFDS's test split."
-        )
+    # Some image sets are test sets only (cifar10_1, cifar10_corrupted): no 'train' to train on.
+    for split, use in (("train", "trains on"), ("test", "evaluates on")):
+        if split not in splits and splits:
+            raise DataError(
+                f"Dataset {name!r} (data.name) has no {split!r} split (it has: "
+                f"{', '.join(splits)}); kerasmlp {use} TFDS's {split} split."
+            )
     if request.test_fraction != DataRequest.test_fraction:
         raise DataError(
             f"data.test_fraction applies to tables and your own files; {name!r} (data.name) "
