@@ -115,16 +115,24 @@ def named_precision_note(name: str, gpu_capabilities: Sequence[tuple[int, int]])
 
     float16 is meant for GPUs: a CPU multiplies it slower than float32 (0.6x
     measured on the development machine's EPYC), so training there is slower
-    than in float32, not faster.
+    than in float32, not faster. bfloat16 on a GPU needs compute capability 8.0
+    (Ampere) for tensor cores of its own; below it, it is no faster (the rule
+    `choose_precision` applies to `auto`).
 
     Example:
       >>> named_precision_note("mixed_float16", [])
       'no GPU: float16 multiplies slower than float32 on a CPU'
       >>> named_precision_note("mixed_float16", [(8, 0)])
       ''
+      >>> named_precision_note("mixed_bfloat16", [(7, 5)])
+      'GPU compute capability 7.5 < 8.0: no bfloat16 tensor cores'
     """
     if name == MIXED_FLOAT16 and not gpu_capabilities:
         return "no GPU: float16 multiplies slower than float32 on a CPU"
+    if name == MIXED_BFLOAT16 and gpu_capabilities:
+        lowest = min(tuple(c) for c in gpu_capabilities)
+        if lowest < MIN_BFLOAT16_GPU:
+            return f"GPU compute capability {lowest[0]}.{lowest[1]} < 8.0: no bfloat16 tensor cores"
     return ""
 
 
@@ -157,7 +165,7 @@ def gpu_capabilities() -> list[tuple[int, int]]:
 def resolve_precision(setting: str) -> Precision:
     """`train.precision` as a `Precision`: `auto` decided on this machine's hardware."""
     if setting != "auto":
-        gpus = gpu_capabilities() if setting == MIXED_FLOAT16 else []
+        gpus = gpu_capabilities() if setting != FLOAT32 else []
         return Precision(setting, setting, named_precision_note(setting, gpus))
     name, reason = choose_precision(read_cpu_flags(), gpu_capabilities())
     return Precision(name, "auto", reason)

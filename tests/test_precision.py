@@ -116,6 +116,17 @@ def test_mixed_float16_without_a_gpu_says_it_is_slower(monkeypatch):
     assert precision.resolve_precision("mixed_float16").describe() == "precision: mixed_float16"
 
 
+def test_mixed_bfloat16_on_a_gpu_without_bfloat16_tensor_cores_says_so(monkeypatch):
+    # Compute capability 8.0 (Ampere) brought bfloat16 tensor cores; `auto` stays float32
+    # below it, and the Precision docstring promised a note for a named precision there.
+    monkeypatch.setattr(precision, "gpu_capabilities", lambda: [(8, 0), (7, 5)])
+    assert precision.resolve_precision("mixed_bfloat16").describe() == (
+        "precision: mixed_bfloat16 (GPU compute capability 7.5 < 8.0: no bfloat16 tensor cores)"
+    )
+    monkeypatch.setattr(precision, "gpu_capabilities", lambda: [(9, 0)])
+    assert precision.resolve_precision("mixed_bfloat16").describe() == "precision: mixed_bfloat16"
+
+
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(
