@@ -478,6 +478,11 @@ def main():
     torch_wanted = any(n.startswith("torch") for n in args.loops)
     torch_info = torch_version(args.torch_threads) if torch_wanted else None
     loop_names = [n for n in args.loops if not n.startswith("torch") or torch_info is not None]
+    if not loop_names:  # only torch loops asked for, and no torch: nothing to time
+        parser.error(
+            "--loops has no loop to run: torch is not installed (PyTorch is not a kerasmlp "
+            f"dependency). Received: {' '.join(args.loops)}"
+        )
     x, y, num_classes = load_arrays(args)
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     print(

@@ -282,6 +282,19 @@ def test_a_count_below_its_least_is_refused_before_any_work(
     assert error == f"{script}.py: error: {option} must be at least {least}. Received: {value}"
 
 
+@pytest.mark.skipif(TORCH, reason="torch is installed: its loops run")
+def test_train_loop_vs_fit_refuses_only_torch_loops_without_torch(capsys, monkeypatch):
+    # Every loop asked for was dropped: the rounds rotated an empty list (ZeroDivisionError).
+    monkeypatch.setattr(sys, "argv", ["train_loop_vs_fit.py", "--loops", "torch", "torch_bf16"])
+    with pytest.raises(SystemExit) as exited:
+        _load("train_loop_vs_fit").main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "train_loop_vs_fit.py: error: --loops has no loop to run: torch is not installed "
+        "(PyTorch is not a kerasmlp dependency). Received: torch torch_bf16"
+    )
+
+
 def test_logging_overhead_refuses_one_epoch(capsys, monkeypatch):
     # One epoch has no steady rate: the ratios divided 0 s by 0 s (ZeroDivisionError).
     monkeypatch.setattr(sys, "argv", ["logging_overhead.py", "--epochs", "1"])
