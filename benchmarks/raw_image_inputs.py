@@ -1,5 +1,6 @@
-"""Times the training loop on raw uint8 images (scaled and flattened by the model) against
-flat float32 images scaled beforehand, side by side in one process.
+"""The training loop on raw uint8 images against flat float32 ones scaled beforehand, side by side.
+
+In one process: the raw images are scaled and flattened by the model itself.
 
 Both train the same MLP (`kerasmlp.model.build_model`, one seed) with the same
 loss, optimizer and schedule through `kerasmlp.train.Trainer`, on the same

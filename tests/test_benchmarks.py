@@ -8,6 +8,7 @@ PyTorch is not a dependency: where it is installed the throughput script's
 torch column is checked, elsewhere its "skipped" line.
 """
 
+import ast
 import importlib.util
 import json
 import re
@@ -52,6 +53,14 @@ def test_flops_per_example_is_six_times_the_weights():
     flops = _load("train_loop_vs_fit").flops_per_example
     assert flops([784, 1024, 256, 10]) == 6 * 1_067_520
     assert flops([2, 3]) == 36
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("[!_]*.py")))
+def test_each_scripts_help_opens_with_a_whole_sentence(script):
+    # `--help` shows the docstring's first line: a summary wrapped over two lines showed
+    # half a sentence ("... (scaled and flattened by the model) against").
+    summary, blank, *_ = ast.get_docstring(ast.parse((BENCHMARKS / script).read_text())).split("\n")
+    assert summary.endswith(".") and blank == "", summary
 
 
 @pytest.fixture(scope="module")
