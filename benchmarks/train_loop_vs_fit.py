@@ -156,7 +156,10 @@ class MatmulRate:
         self.calls += repeats
 
 
-def load_arrays(args) -> tuple[np.ndarray, np.ndarray, int]:
+def load_arrays(args, config) -> tuple[np.ndarray, np.ndarray, int]:
+    """Flat float32 features, int32 labels and the number of classes. For a TFDS set,
+    `--data-dir` and `--manual-dir`, or else the config's `data.data_dir` and
+    `data.manual_dir` (which a data error names)."""
     if args.data == "random":
         rng = np.random.default_rng(0)
         x = rng.random((args.examples, 784), dtype=np.float32)
@@ -168,8 +171,8 @@ def load_arrays(args) -> tuple[np.ndarray, np.ndarray, int]:
         args.data,
         batch_size=4096,
         validation_fraction=0.0,
-        data_dir=args.data_dir or tempfile.mkdtemp(),
-        manual_dir=args.manual_dir,
+        data_dir=args.data_dir or config.data.data_dir or tempfile.mkdtemp(),
+        manual_dir=args.manual_dir or config.data.manual_dir,
     )
     xs, ys = zip(*data.train.as_numpy_iterator(), strict=True)
     # TFDS images arrive raw (uint8, their own shape): flat floats in [0, 1] here, the
@@ -446,8 +449,8 @@ def print_summary(result, f32_gflops: float, bf16_gflops: float, *, torch_skippe
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="random", help="'random' or a TFDS name (mnist)")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--manual-dir", default=None)
+    parser.add_argument("--data-dir", default=None, help="default: data.data_dir, or a fresh one")
+    parser.add_argument("--manual-dir", default=None, help="default: data.manual_dir")
     parser.add_argument("--examples", type=int, default=20_000, help="for --data random")
     parser.add_argument(
         "--config", default=os.path.join(os.path.dirname(__file__), "..", "configs", "mnist.yaml")
@@ -483,7 +486,8 @@ def main():
             "--loops has no loop to run: torch is not installed (PyTorch is not a kerasmlp "
             f"dependency). Received: {' '.join(args.loops)}"
         )
-    x, y, num_classes = load_arrays(args)
+    # Before any work: a mistake in --set is one line now, not after the data and the rounds.
+    x, y, num_classes = load_arrays(args, load_config(args.config, args.overrides))
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     print(
         f"machine  | {os.cpu_count()} CPUs, TensorFlow {tf.__version__} ({threads} threads), "

@@ -304,6 +304,24 @@ def test_train_loop_vs_fit_refuses_only_torch_loops_without_torch(capsys, monkey
     )
 
 
+@pytest.mark.parametrize(
+    "script, argv", [("raw_image_inputs", []), ("train_loop_vs_fit", ["--data", "mnist"])]
+)
+def test_a_tfds_script_reads_the_data_folders_a_data_error_names(
+    script, argv, tmp_path, monkeypatch
+):
+    # The error for missing data says "Set data.manual_dir ... or data.data_dir ...": the
+    # script read only --manual-dir and --data-dir, so a user who did so got it again.
+    from kerasmlp.errors import DataError
+
+    none = tmp_path / "none"
+    data = [f"data.manual_dir={none}", f"data.data_dir={tmp_path / 'tfds'}"]
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv, "--set", data[0], "--set", data[1]])
+    with pytest.raises(DataError) as raised:
+        _load(script).main()
+    assert str(raised.value).startswith(f"data.manual_dir '{none}' is not a folder")
+
+
 def test_logging_overhead_refuses_one_epoch(capsys, monkeypatch):
     # One epoch has no steady rate: the ratios divided 0 s by 0 s (ZeroDivisionError).
     monkeypatch.setattr(sys, "argv", ["logging_overhead.py", "--epochs", "1"])
