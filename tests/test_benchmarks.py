@@ -347,6 +347,34 @@ def test_time_to_accuracy_refuses_an_epochs_scale_that_is_no_positive_number(sca
     )
 
 
+def test_time_to_accuracy_reads_the_data_folders_from_set_and_a_bad_set_before_any_work(
+    tmp_path, monkeypatch
+):
+    # A data error names data.manual_dir and data.data_dir; --set gave them and the script
+    # prepared from ../shared/data/<dataset> into a fresh folder all the same. And a bad
+    # --set was refused only after the data had been prepared and read (tens of seconds).
+    from kerasmlp.config import ConfigError
+
+    time_to_accuracy = _load("time_to_accuracy")
+    prepared = []
+
+    class Prepared(Exception):
+        pass
+
+    def prepare_offline(name, manual_dir, data_dir):
+        prepared.append((name, str(manual_dir), str(data_dir)))
+        raise Prepared  # stops the script there: nothing is prepared or trained
+
+    monkeypatch.setattr(time_to_accuracy, "prepare_offline", prepare_offline)
+    with pytest.raises(ConfigError, match="rleu"):
+        time_to_accuracy.main(["--set", "model.activation=rleu"])
+    assert prepared == []
+    folders = [f"data.manual_dir={tmp_path / 'mine'}", f"data.data_dir={tmp_path / 'tfds'}"]
+    with pytest.raises(Prepared):
+        time_to_accuracy.main(["--set", folders[0], "--set", folders[1]])
+    assert prepared == [("mnist", str(tmp_path / "mine"), str(tmp_path / "tfds"))]
+
+
 def test_time_to_accuracy_refuses_a_taken_seed_folder_before_any_work(tmp_path, capsys):
     # Found only after the seed's recipe run (minutes), as a RunDirectoryExistsError traceback.
     (tmp_path / "seed1").mkdir()
