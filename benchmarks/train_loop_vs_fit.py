@@ -276,12 +276,24 @@ class MinimalLoop:
             self.epoch_loop(permutation).numpy()
 
 
+def torch_loop_refusal(config) -> str | None:
+    """Why the torch loop cannot train `config`'s step (it builds ReLU layers and Adam
+    only), or None."""
+    if config.model.activation != "relu":
+        return f"builds ReLU layers only. Received: model.activation={config.model.activation}"
+    if config.optimizer.name != "adam":
+        return f"uses Adam only. Received: optimizer.name={config.optimizer.name}"
+    return None
+
+
 class TorchLoop:
     """A PyTorch eager loop: the same layers, initial weights, optimizer, schedule and loss."""
 
     def __init__(self, config, x, y, num_classes, precision=None):
         import torch
 
+        if refusal := torch_loop_refusal(config):  # `main` says so before any work
+            raise ValueError(f"the torch loop {refusal}")
         self.torch = torch
         # bfloat16: the forward pass under CPU autocast (matrix products in bfloat16,
         # cross-entropy in float32), weights and Adam in float32, as Keras's policy does.
@@ -298,14 +310,10 @@ class TorchLoop:
                 linear.bias.copy_(torch.from_numpy(bias))
             layers.append(linear)
             if i < len(dense) - 1:
-                if config.model.activation != "relu":
-                    raise ValueError("the torch loop builds ReLU layers only")
                 layers.append(torch.nn.ReLU())
                 if config.model.dropout:
                     layers.append(torch.nn.Dropout(config.model.dropout))
         self.model = torch.nn.Sequential(*layers)
-        if config.optimizer.name != "adam":
-            raise ValueError("the torch loop uses Adam only")
         lr = config.optimizer.learning_rate
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=lr.initial_learning_rate, eps=1e-7
@@ -487,7 +495,11 @@ def main():
             f"dependency). Received: {' '.join(args.loops)}"
         )
     # Before any work: a mistake in --set is one line now, not after the data and the rounds.
-    x, y, num_classes = load_arrays(args, load_config(args.config, args.overrides))
+    config = load_config(args.config, args.overrides)
+    torch_loops = [n for n in loop_names if n.startswith("torch")]
+    if torch_loops and (refusal := torch_loop_refusal(config)):  # --set applies to every model
+        parser.error(f"--loops {' '.join(torch_loops)}: the torch loop {refusal}")
+    x, y, num_classes = load_arrays(args, config)
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     print(
         f"machine  | {os.cpu_count()} CPUs, TensorFlow {tf.__version__} ({threads} threads), "

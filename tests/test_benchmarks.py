@@ -322,6 +322,31 @@ def test_a_tfds_script_reads_the_data_folders_a_data_error_names(
     assert str(raised.value).startswith(f"data.manual_dir '{none}' is not a folder")
 
 
+@pytest.mark.parametrize(
+    "setting, refusal",
+    [
+        ("model.activation=tanh", "builds ReLU layers only. Received: model.activation=tanh"),
+        ("optimizer.name=sgd", "uses Adam only. Received: optimizer.name=sgd"),
+    ],
+)
+def test_train_loop_vs_fit_refuses_a_step_the_torch_loop_cannot_train(
+    setting, refusal, capsys, monkeypatch
+):
+    # Was: a ValueError traceback once the data, the matmul warm-up and the other loops
+    # were ready. Where torch is absent, it is said to be there (its version is all that
+    # is read before the refusal).
+    script = _load("train_loop_vs_fit")
+    if not TORCH:
+        monkeypatch.setattr(script, "torch_version", lambda threads: "a stand-in")
+    argv = ["train_loop_vs_fit.py", "--loops", "kerasmlp", "torch", "--set", setting]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        script.main()
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error == f"train_loop_vs_fit.py: error: --loops torch: the torch loop {refusal}"
+
+
 def test_logging_overhead_refuses_one_epoch(capsys, monkeypatch):
     # One epoch has no steady rate: the ratios divided 0 s by 0 s (ZeroDivisionError).
     monkeypatch.setattr(sys, "argv", ["logging_overhead.py", "--epochs", "1"])
