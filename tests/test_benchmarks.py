@@ -224,6 +224,22 @@ def test_tabular_vs_sklearn_prints_both_scores(capsys, monkeypatch):
     )
 
 
+def test_tabular_vs_sklearn_without_scikit_learn_is_one_line(capsys, monkeypatch):
+    # scikit-learn is a test dependency only: a plain install got a ModuleNotFoundError
+    # traceback. None in sys.modules makes its import fail as if it were not installed.
+    import runpy
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setattr(sys, "argv", ["tabular_vs_sklearn.py", "--datasets", "iris"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(BENCHMARKS / "tabular_vs_sklearn.py"), run_name="__main__")
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "tabular_vs_sklearn.py: error: needs scikit-learn, which is not installed "
+        "(pip install scikit-learn, or kerasmlp's test extra: pip install -e '.[test]')\n"
+    )
+
+
 def test_long_run_costs_unchecked_loop_trains_as_the_checked_one():
     # In this process: both loops on the same 64 random examples, the same seed. The
     # unchecked loop is the real one less its checks, so the same steps give the same
