@@ -56,14 +56,17 @@ def load_images(args, config) -> tuple[np.ndarray, np.ndarray]:
         return images, rng.integers(0, 10, args.examples).astype(np.int32)
     from kerasmlp.data import load_datasets
 
-    data = load_datasets(
-        args.data,
-        batch_size=4096,
-        validation_fraction=0.05,
-        data_dir=args.data_dir or config.data.data_dir or tempfile.mkdtemp(),
-        manual_dir=args.manual_dir or config.data.manual_dir,
-    )
-    features, labels = data.train_examples.batch(data.info.num_train).get_single_element()
+    # A fresh data_dir is removed once the split is in arrays (it held a prepared copy).
+    with tempfile.TemporaryDirectory() as scratch:
+        data = load_datasets(
+            args.data,
+            batch_size=4096,
+            validation_fraction=0.05,
+            data_dir=args.data_dir or config.data.data_dir or scratch,
+            manual_dir=args.manual_dir or config.data.manual_dir,
+        )
+        split = data.train_examples.batch(data.info.num_train)
+        features, labels = split.get_single_element()
     return features.numpy(), labels.numpy()
 
 

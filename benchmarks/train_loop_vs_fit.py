@@ -167,14 +167,16 @@ def load_arrays(args, config) -> tuple[np.ndarray, np.ndarray, int]:
         return x, y, 10
     from kerasmlp.data import load_datasets
 
-    data = load_datasets(
-        args.data,
-        batch_size=4096,
-        validation_fraction=0.0,
-        data_dir=args.data_dir or config.data.data_dir or tempfile.mkdtemp(),
-        manual_dir=args.manual_dir or config.data.manual_dir,
-    )
-    xs, ys = zip(*data.train.as_numpy_iterator(), strict=True)
+    # A fresh data_dir is removed once the split is in arrays (it held a prepared copy).
+    with tempfile.TemporaryDirectory() as scratch:
+        data = load_datasets(
+            args.data,
+            batch_size=4096,
+            validation_fraction=0.0,
+            data_dir=args.data_dir or config.data.data_dir or scratch,
+            manual_dir=args.manual_dir or config.data.manual_dir,
+        )
+        xs, ys = zip(*data.train.as_numpy_iterator(), strict=True)
     # TFDS images arrive raw (uint8, their own shape): flat floats in [0, 1] here, the
     # same input for every loop compared.
     x = np.concatenate(xs).reshape(-1, data.info.input_dim).astype(np.float32)
