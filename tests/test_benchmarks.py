@@ -280,6 +280,14 @@ def test_precision_loop_rates_train_the_runs_model_on_raw_images(tmp_path, monke
     assert list(rates) == ["float32"] and len(rates["float32"]) == 1
 
 
+def test_precision_prints_a_one_epoch_runs_steady_rate_as_not_available(monkeypatch):
+    # `measure` gives nan for one epoch (the rate starts after the first), printed as "nan".
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports logging_overhead
+    steady_text = _load("precision").steady_text
+    assert steady_text(float("nan")) == "n/a"
+    assert steady_text(1234.5) == "1234"  # as "{:.0f}" rounds it, half to even
+
+
 @pytest.mark.parametrize(
     "script, option, value, least",
     [
