@@ -162,8 +162,11 @@ def main(argv=None) -> None:
 
     name = args.dataset
     config_path = REPO_ROOT / "configs" / f"{name}.yaml"
-    # Before any work: a mistake in --set is one line now, not after preparing the data.
+    # Before any work: a mistake in --set, or a seed the config refuses, is one line now,
+    # not after preparing the data (or after training the seeds before it).
     base = load_config(config_path, args.overrides)
+    for seed in args.seeds:
+        load_config(config_path, [*args.overrides, f"seed={seed}"])
     # The options, or else the --set data keys that a data error names; the seeds' runs get
     # the same folders.
     manual_dir = (

@@ -396,7 +396,7 @@ def test_time_to_accuracy_refuses_an_epochs_scale_that_is_no_positive_number(sca
     )
 
 
-def test_time_to_accuracy_reads_the_data_folders_from_set_and_a_bad_set_before_any_work(
+def test_time_to_accuracy_reads_set_data_folders_and_refuses_a_bad_set_or_seed_first(
     tmp_path, monkeypatch
 ):
     # A data error names data.manual_dir and data.data_dir; --set gave them and the script
@@ -417,6 +417,9 @@ def test_time_to_accuracy_reads_the_data_folders_from_set_and_a_bad_set_before_a
     monkeypatch.setattr(time_to_accuracy, "prepare_offline", prepare_offline)
     with pytest.raises(ConfigError, match="rleu"):
         time_to_accuracy.main(["--set", "model.activation=rleu"])
+    # A seed the config refuses: found after every seed before it had trained (minutes each).
+    with pytest.raises(ConfigError, match="seed must be >= 0. Received: seed=-1"):
+        time_to_accuracy.main(["--seeds", "0", "-1"])
     assert prepared == []
     folders = [f"data.manual_dir={tmp_path / 'mine'}", f"data.data_dir={tmp_path / 'tfds'}"]
     with pytest.raises(Prepared):
