@@ -473,6 +473,8 @@ def main():
         choices=LOOPS + EXTRA_LOOPS + BF16_LOOPS,
         default=list(LOOPS),
         metavar="LOOP",
+        help=f"default: {' '.join(LOOPS)}; also {' '.join(EXTRA_LOOPS)}, and each loop in "
+        f"mixed_bfloat16 with a {BF16} suffix ({' '.join(BF16_LOOPS)})",
     )
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per loop and round")
     parser.add_argument("--repeats", type=int, default=3, help="rounds")

@@ -63,6 +63,17 @@ def test_each_scripts_help_opens_with_a_whole_sentence(script):
     assert summary.endswith(".") and blank == "", summary
 
 
+def test_train_loop_vs_fit_help_names_every_loop(capsys, monkeypatch):
+    # `--loops LOOP [LOOP ...]` alone: the names were found only by giving a wrong one.
+    script = _load("train_loop_vs_fit")
+    monkeypatch.setattr(sys, "argv", ["train_loop_vs_fit.py", "--help"])
+    with pytest.raises(SystemExit):
+        script.main()
+    shown = " ".join(capsys.readouterr().out.split())
+    for loop in script.LOOPS + script.EXTRA_LOOPS + script.BF16_LOOPS:
+        assert re.search(rf"[ (]{loop}[ ;,)]", shown), loop
+
+
 @pytest.fixture(scope="module")
 def loop_rounds():
     """One tiny round of train_loop_vs_fit.py in float32, then one of its bfloat16 loops,
