@@ -186,6 +186,29 @@ def test_whole_command_vs_fit_prints_both_rates_and_the_ratio(mock_mnist_runs):
     assert median and abs(float(median.group(1)) - sum(ratios) / 2) <= 0.006
 
 
+@pytest.mark.parametrize(
+    "argv, epochs",
+    [([], 3), (["--set", "train.epochs=5"], 5), (["--epochs", "2", "--set", "train.epochs=5"], 2)],
+)
+def test_whole_command_vs_fit_trains_the_epochs_given(argv, epochs, monkeypatch):
+    # --set train.epochs=5 trained 3 epochs: the default --epochs 3 came after it.
+    script = _load("whole_command_vs_fit")
+    trained = []
+
+    class Trained(Exception):
+        pass
+
+    def train_and_evaluate(config, *args, **kwargs):
+        trained.append(config.train.epochs)
+        raise Trained  # stops the script there: nothing is trained
+
+    monkeypatch.setattr(script, "train_and_evaluate", train_and_evaluate)
+    monkeypatch.setattr(sys, "argv", ["whole_command_vs_fit.py", *argv])
+    with pytest.raises(Trained):
+        script.main()
+    assert trained == [epochs]
+
+
 def test_logging_overhead_sums_each_epochs_median_over_the_rounds():
     typical_run = _load("logging_overhead")._typical_run
     rounds = [{"epoch_seconds": [1.0, 2.0, 3.0]}, {"epoch_seconds": [3.0, 2.0, 1.0]}]
