@@ -503,6 +503,12 @@ def main():
     torch_loops = [n for n in loop_names if n.startswith("torch")]
     if torch_loops and (refusal := torch_loop_refusal(config)):  # --set applies to every model
         parser.error(f"--loops {' '.join(torch_loops)}: the torch loop {refusal}")
+    if config.train.precision not in ("auto", "float32"):  # no loop reads it
+        parser.error(
+            f"train.precision: the loops train in float32, and in mixed_bfloat16 when named "
+            f"with {BF16} (--loops kerasmlp{BF16} fit{BF16} ...). "
+            f"Received: train.precision={config.train.precision}"
+        )
     x, y, num_classes = load_arrays(args, config)
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     print(

@@ -405,6 +405,23 @@ def test_train_loop_vs_fit_refuses_a_step_the_torch_loop_cannot_train(
     assert error == f"train_loop_vs_fit.py: error: --loops torch: the torch loop {refusal}"
 
 
+def test_train_loop_vs_fit_refuses_a_precision_no_loop_reads(capsys, monkeypatch):
+    # Every loop trained float32 under --set train.precision=mixed_bfloat16, named as float32
+    # loops, without a word; the _bf16 loops are the way.
+    tiny = ["--examples", "30", "--epochs", "1", "--repeats", "1", "--matmul-repeats", "1"]
+    tiny += ["--models", "config", "--loops", "kerasmlp", "--set", "model.hidden_units=[4]"]
+    argv = ["train_loop_vs_fit.py", *tiny, "--set", "train.precision=mixed_bfloat16"]
+    monkeypatch.setattr(sys, "argv", argv)  # tiny: should the check go, this fails in seconds
+    with pytest.raises(SystemExit) as exited:
+        _load("train_loop_vs_fit").main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "train_loop_vs_fit.py: error: train.precision: the loops train in float32, and in "
+        "mixed_bfloat16 when named with _bf16 (--loops kerasmlp_bf16 fit_bf16 ...). "
+        "Received: train.precision=mixed_bfloat16"
+    )
+
+
 def test_logging_overhead_refuses_one_epoch(capsys, monkeypatch):
     # One epoch has no steady rate: the ratios divided 0 s by 0 s (ZeroDivisionError).
     monkeypatch.setattr(sys, "argv", ["logging_overhead.py", "--epochs", "1"])
