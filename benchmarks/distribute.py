@@ -1,8 +1,8 @@
 """Training speed on one device, on two logical devices (mirrored) and with two loopback workers.
 
-Runs the real command, `kerasmlp-train`, in fresh processes (logical devices and
-MultiWorkerMirroredStrategy must be set up before TensorFlow starts) on the same
-config, model and global batch:
+Runs the real command, `kerasmlp-train` (as `python -m kerasmlp`), in fresh processes
+(logical devices and MultiWorkerMirroredStrategy must be set up before TensorFlow
+starts) on the same config, model and global batch:
 
     one_device    one process, one device
     mirrored      one process, MirroredStrategy over `distribute.cpu_devices=2`
@@ -33,7 +33,9 @@ import subprocess
 import sys
 import tempfile
 
-SCRIPT = pathlib.Path(sys.executable).with_name("kerasmlp-train")
+# `python -m kerasmlp` is `kerasmlp-train` run by this Python: the script itself need not sit
+# beside the interpreter (`pip install --user` puts it elsewhere, PYTHONPATH installs none).
+COMMAND = (sys.executable, "-m", "kerasmlp")
 DEFAULTS = (
     "model.hidden_units=[256,256]",
     "train.batch_size=256",
@@ -88,7 +90,7 @@ def measure(name: str, args: list[str], workdir: pathlib.Path, timeout: float) -
             }
             procs.append(
                 subprocess.Popen(
-                    [str(SCRIPT), *common, "--strategy", "multi_worker"],
+                    [*COMMAND, *common, "--strategy", "multi_worker"],
                     env=_env(TF_CONFIG=json.dumps(tf_config)),
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
@@ -110,7 +112,7 @@ def measure(name: str, args: list[str], workdir: pathlib.Path, timeout: float) -
         if name == "mirrored":
             extra += ["--set", "distribute.cpu_devices=2"]
         proc = subprocess.run(
-            [str(SCRIPT), *common, *extra],
+            [*COMMAND, *common, *extra],
             env=_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

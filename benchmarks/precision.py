@@ -29,6 +29,7 @@ figures can be read against what the hardware offers.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -77,6 +78,11 @@ def loop_rates(config, precisions: list[str], *, calls: int, steps: int) -> dict
             stats = trainer.run_steps(batches, steps)
             rates[p].append(stats["examples"] / (time.perf_counter() - start))
     return rates
+
+
+def steady_text(rate: float) -> str:
+    """A steady rate as printed: 'n/a' for a one-epoch run, which has none (`measure`'s nan)."""
+    return "n/a" if math.isnan(rate) else f"{rate:.0f}"
 
 
 def matmul_rates(batch: int, fan_in: int, units: int, seconds: float = 1.0) -> dict[str, float]:
@@ -139,6 +145,8 @@ def main() -> None:
         flags = sorted(read_cpu_flags() & {"amx_bf16", "avx512_bf16", "avx512f"})
         print(f"config: {args.config or 'built-in default'} {' '.join(args.overrides)}")
         rounds_said = f"{args.repeats} alternating rounds" if args.repeats else "no whole runs"
+        if args.repeats and first.train.epochs < 2:
+            rounds_said += " (steady rate n/a: it starts after the first epoch)"
         print(f"epochs {first.train.epochs}, {rounds_said}; CPU flags {flags}")
         for p in precisions if args.repeats else ():
             runs = rounds[p]
@@ -146,11 +154,13 @@ def main() -> None:
             print(
                 f"{p:<15} | examples/s (metrics.json) best "
                 f"{max(v['examples_per_second'] for v in runs):8.0f}"
-                f" | steady best {max(v['steady'] for v in runs):8.0f}"
+                f" | steady best {steady_text(max(v['steady'] for v in runs)):>8}"
                 f" | test accuracy {accuracies}"
                 f" | wall best {min(v['wall'] for v in runs):6.1f} s"
             )
-            each = ", ".join(f"{v['examples_per_second']:.0f}/{v['steady']:.0f}" for v in runs)
+            each = ", ".join(
+                f"{v['examples_per_second']:.0f}/{steady_text(v['steady'])}" for v in runs
+            )
             print(f"{'':<15} | rounds (metrics.json/steady): {each}")
         calls, steps = args.loop_calls, args.loop_steps
         rates = loop_rates(first, precisions, calls=calls, steps=steps)

@@ -1,5 +1,6 @@
-"""Times the training loop on raw uint8 images (scaled and flattened by the model) against
-flat float32 images scaled beforehand, side by side in one process.
+"""The training loop on raw uint8 images against flat float32 ones scaled beforehand, side by side.
+
+In one process: the raw images are scaled and flattened by the model itself.
 
 Both train the same MLP (`kerasmlp.model.build_model`, one seed) with the same
 loss, optimizer and schedule through `kerasmlp.train.Trainer`, on the same
@@ -46,22 +47,26 @@ from kerasmlp.model import Head, build_model  # noqa: E402
 from kerasmlp.train import Trainer  # noqa: E402
 
 
-def load_images(args) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (n, 28, 28, 1) and int32 labels."""
+def load_images(args, config) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (n, 28, 28, 1) and int32 labels; `--data-dir` and `--manual-dir`, or else
+    the config's `data.data_dir` and `data.manual_dir` (which a data error names)."""
     if args.data == "random":
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, (args.examples, 28, 28, 1), dtype=np.uint8)
         return images, rng.integers(0, 10, args.examples).astype(np.int32)
     from kerasmlp.data import load_datasets
 
-    data = load_datasets(
-        args.data,
-        batch_size=4096,
-        validation_fraction=0.05,
-        data_dir=args.data_dir or tempfile.mkdtemp(),
-        manual_dir=args.manual_dir,
-    )
-    features, labels = data.train_examples.batch(data.info.num_train).get_single_element()
+    # A fresh data_dir is removed once the split is in arrays (it held a prepared copy).
+    with tempfile.TemporaryDirectory() as scratch:
+        data = load_datasets(
+            args.data,
+            batch_size=4096,
+            validation_fraction=0.05,
+            data_dir=args.data_dir or config.data.data_dir or scratch,
+            manual_dir=args.manual_dir or config.data.manual_dir,
+        )
+        split = data.train_examples.batch(data.info.num_train)
+        features, labels = split.get_single_element()
     return features.numpy(), labels.numpy()
 
 
@@ -101,8 +106,8 @@ def make_round(config, features, labels, raw: bool):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="mnist", help="'random' or a TFDS image set (mnist)")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--manual-dir", default=None)
+    parser.add_argument("--data-dir", default=None, help="default: data.data_dir, or a fresh one")
+    parser.add_argument("--manual-dir", default=None, help="default: data.manual_dir")
     parser.add_argument("--examples", type=int, default=20_000, help="for --data random")
     parser.add_argument(
         "--config", default=os.path.join(os.path.dirname(__file__), "..", "configs", "mnist.yaml")
@@ -116,7 +121,7 @@ def main():
 
     config = load_config(args.config, args.overrides)
     keras.utils.set_random_seed(config.seed)
-    images, labels = load_images(args)
+    images, labels = load_images(args, config)
     # The old input pipeline's scaling: cast to float32, times 1/255 in float32.
     scaled = (tf.reshape(tf.cast(images, tf.float32), [len(images), 784]) * (1.0 / 255)).numpy()
     raw_model, float_model = make_trainer(config, True).model, make_trainer(config, False).model

@@ -28,12 +28,21 @@ import tempfile
 from contextlib import redirect_stdout
 
 import numpy as np
-from sklearn import datasets
-from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.metrics import accuracy_score, mean_absolute_error
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+
+try:
+    from sklearn import datasets
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.metrics import accuracy_score, mean_absolute_error
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+except ImportError:  # a test dependency, not kerasmlp's: one line, as for a wrong argument
+    print(
+        f"{os.path.basename(sys.argv[0])}: error: needs scikit-learn, which is not installed "
+        "(pip install scikit-learn, or kerasmlp's test extra: pip install -e '.[test]')",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 from kerasmlp.config import load_config
 from kerasmlp.train import train_and_evaluate

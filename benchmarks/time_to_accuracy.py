@@ -132,9 +132,13 @@ def main(argv=None) -> None:
         help="multiplies both epoch counts (at least 1 each), for a shortened check",
     )
     parser.add_argument(
-        "--manual-dir", default=None, help="the canonical files; default ../shared/data/<dataset>"
+        "--manual-dir",
+        default=None,
+        help="the canonical files; default data.manual_dir, or ../shared/data/<dataset>",
     )
-    parser.add_argument("--data-dir", default=None, help="TFDS data_dir; default a fresh one")
+    parser.add_argument(
+        "--data-dir", default=None, help="TFDS data_dir; default data.data_dir, or a fresh one"
+    )
     parser.add_argument("--workdir", default=None, help="kerasmlp's runs; default a temporary one")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], help="on the kerasmlp config"
@@ -157,9 +161,19 @@ def main(argv=None) -> None:
             parser.error(f"--workdir {args.workdir}: {e}")
 
     name = args.dataset
-    manual_dir = args.manual_dir or REPO_ROOT.parent / "shared" / "data" / name
+    config_path = REPO_ROOT / "configs" / f"{name}.yaml"
+    # Before any work: a mistake in --set, or a seed the config refuses, is one line now,
+    # not after preparing the data (or after training the seeds before it).
+    base = load_config(config_path, args.overrides)
+    for seed in args.seeds:
+        load_config(config_path, [*args.overrides, f"seed={seed}"])
+    # The options, or else the --set data keys that a data error names; the seeds' runs get
+    # the same folders.
+    manual_dir = (
+        args.manual_dir or base.data.manual_dir or REPO_ROOT.parent / "shared" / "data" / name
+    )
     with tempfile.TemporaryDirectory() as scratch:
-        data_dir = args.data_dir or os.path.join(scratch, "tfds")
+        data_dir = args.data_dir or base.data.data_dir or os.path.join(scratch, "tfds")
         workdir = pathlib.Path(args.workdir or os.path.join(scratch, "runs"))
         start = time.perf_counter()
         prepare_offline(name, manual_dir, data_dir)
@@ -173,8 +187,6 @@ def main(argv=None) -> None:
             f"{prepared - start:.1f} s (not counted), read into arrays in {load:.1f} s"
         )
         recipe_epochs = scaled(RECIPE_EPOCHS[name], args.epochs_scale)
-        config_path = REPO_ROOT / "configs" / f"{name}.yaml"
-        base = load_config(config_path, args.overrides)
         kerasmlp_epochs = scaled(base.train.epochs, args.epochs_scale)
         print(
             f"recipe   | {[x.shape[1], *RECIPE_UNITS, num_classes]} relu, Adam "

@@ -156,7 +156,10 @@ class MatmulRate:
         self.calls += repeats
 
 
-def load_arrays(args) -> tuple[np.ndarray, np.ndarray, int]:
+def load_arrays(args, config) -> tuple[np.ndarray, np.ndarray, int]:
+    """Flat float32 features, int32 labels and the number of classes. For a TFDS set,
+    `--data-dir` and `--manual-dir`, or else the config's `data.data_dir` and
+    `data.manual_dir` (which a data error names)."""
     if args.data == "random":
         rng = np.random.default_rng(0)
         x = rng.random((args.examples, 784), dtype=np.float32)
@@ -164,14 +167,16 @@ def load_arrays(args) -> tuple[np.ndarray, np.ndarray, int]:
         return x, y, 10
     from kerasmlp.data import load_datasets
 
-    data = load_datasets(
-        args.data,
-        batch_size=4096,
-        validation_fraction=0.0,
-        data_dir=args.data_dir or tempfile.mkdtemp(),
-        manual_dir=args.manual_dir,
-    )
-    xs, ys = zip(*data.train.as_numpy_iterator(), strict=True)
+    # A fresh data_dir is removed once the split is in arrays (it held a prepared copy).
+    with tempfile.TemporaryDirectory() as scratch:
+        data = load_datasets(
+            args.data,
+            batch_size=4096,
+            validation_fraction=0.0,
+            data_dir=args.data_dir or config.data.data_dir or scratch,
+            manual_dir=args.manual_dir or config.data.manual_dir,
+        )
+        xs, ys = zip(*data.train.as_numpy_iterator(), strict=True)
     # TFDS images arrive raw (uint8, their own shape): flat floats in [0, 1] here, the
     # same input for every loop compared.
     x = np.concatenate(xs).reshape(-1, data.info.input_dim).astype(np.float32)
@@ -273,12 +278,24 @@ class MinimalLoop:
             self.epoch_loop(permutation).numpy()
 
 
+def torch_loop_refusal(config) -> str | None:
+    """Why the torch loop cannot train `config`'s step (it builds ReLU layers and Adam
+    only), or None."""
+    if config.model.activation != "relu":
+        return f"builds ReLU layers only. Received: model.activation={config.model.activation}"
+    if config.optimizer.name != "adam":
+        return f"uses Adam only. Received: optimizer.name={config.optimizer.name}"
+    return None
+
+
 class TorchLoop:
     """A PyTorch eager loop: the same layers, initial weights, optimizer, schedule and loss."""
 
     def __init__(self, config, x, y, num_classes, precision=None):
         import torch
 
+        if refusal := torch_loop_refusal(config):  # `main` says so before any work
+            raise ValueError(f"the torch loop {refusal}")
         self.torch = torch
         # bfloat16: the forward pass under CPU autocast (matrix products in bfloat16,
         # cross-entropy in float32), weights and Adam in float32, as Keras's policy does.
@@ -295,14 +312,10 @@ class TorchLoop:
                 linear.bias.copy_(torch.from_numpy(bias))
             layers.append(linear)
             if i < len(dense) - 1:
-                if config.model.activation != "relu":
-                    raise ValueError("the torch loop builds ReLU layers only")
                 layers.append(torch.nn.ReLU())
                 if config.model.dropout:
                     layers.append(torch.nn.Dropout(config.model.dropout))
         self.model = torch.nn.Sequential(*layers)
-        if config.optimizer.name != "adam":
-            raise ValueError("the torch loop uses Adam only")
         lr = config.optimizer.learning_rate
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=lr.initial_learning_rate, eps=1e-7
@@ -446,8 +459,8 @@ def print_summary(result, f32_gflops: float, bf16_gflops: float, *, torch_skippe
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="random", help="'random' or a TFDS name (mnist)")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--manual-dir", default=None)
+    parser.add_argument("--data-dir", default=None, help="default: data.data_dir, or a fresh one")
+    parser.add_argument("--manual-dir", default=None, help="default: data.manual_dir")
     parser.add_argument("--examples", type=int, default=20_000, help="for --data random")
     parser.add_argument(
         "--config", default=os.path.join(os.path.dirname(__file__), "..", "configs", "mnist.yaml")
@@ -460,6 +473,8 @@ def main():
         choices=LOOPS + EXTRA_LOOPS + BF16_LOOPS,
         default=list(LOOPS),
         metavar="LOOP",
+        help=f"default: {' '.join(LOOPS)}; also {' '.join(EXTRA_LOOPS)}, and each loop in "
+        f"mixed_bfloat16 with a {BF16} suffix ({' '.join(BF16_LOOPS)})",
     )
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per loop and round")
     parser.add_argument("--repeats", type=int, default=3, help="rounds")
@@ -478,7 +493,23 @@ def main():
     torch_wanted = any(n.startswith("torch") for n in args.loops)
     torch_info = torch_version(args.torch_threads) if torch_wanted else None
     loop_names = [n for n in args.loops if not n.startswith("torch") or torch_info is not None]
-    x, y, num_classes = load_arrays(args)
+    if not loop_names:  # only torch loops asked for, and no torch: nothing to time
+        parser.error(
+            "--loops has no loop to run: torch is not installed (PyTorch is not a kerasmlp "
+            f"dependency). Received: {' '.join(args.loops)}"
+        )
+    # Before any work: a mistake in --set is one line now, not after the data and the rounds.
+    config = load_config(args.config, args.overrides)
+    torch_loops = [n for n in loop_names if n.startswith("torch")]
+    if torch_loops and (refusal := torch_loop_refusal(config)):  # --set applies to every model
+        parser.error(f"--loops {' '.join(torch_loops)}: the torch loop {refusal}")
+    if config.train.precision not in ("auto", "float32"):  # no loop reads it
+        parser.error(
+            f"train.precision: the loops train in float32, and in mixed_bfloat16 when named "
+            f"with {BF16} (--loops kerasmlp{BF16} fit{BF16} ...). "
+            f"Received: train.precision={config.train.precision}"
+        )
+    x, y, num_classes = load_arrays(args, config)
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     print(
         f"machine  | {os.cpu_count()} CPUs, TensorFlow {tf.__version__} ({threads} threads), "

@@ -82,7 +82,9 @@ def main() -> None:
         "--config", default=os.path.join(os.path.dirname(__file__), "..", "configs", "mnist.yaml")
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="default: --set train.epochs, or else 3"
+    )
     parser.add_argument(
         "--repeats", type=int, default=1, help="pairs of runs; which goes first alternates"
     )
@@ -92,7 +94,10 @@ def main() -> None:
 
     ratios = []
     with tempfile.TemporaryDirectory() as workdir:
-        overrides = [*args.overrides, f"train.epochs={args.epochs}"]
+        overrides = list(args.overrides)
+        # As --set train.epochs=N gives it, which a default --epochs 3 used to replace.
+        if args.epochs is not None or not any(o.startswith("train.epochs=") for o in overrides):
+            overrides.append(f"train.epochs={3 if args.epochs is None else args.epochs}")
         if not any(o.startswith("data.data_dir=") for o in overrides):
             overrides.append(f"data.data_dir={os.path.join(workdir, 'tfds')}")
         config = load_config(args.config, overrides)
@@ -114,7 +119,7 @@ def main() -> None:
             if repeat == 0:
                 print(
                     f"config   | {os.path.basename(args.config)} {' '.join(args.overrides)} | "
-                    f"{args.epochs} epochs, batch {config.train.batch_size}, "
+                    f"{config.train.epochs} epochs, batch {config.train.batch_size}, "
                     f"precision {ours['precision']}"
                 )
             print(

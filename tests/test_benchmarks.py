@@ -8,6 +8,7 @@ PyTorch is not a dependency: where it is installed the throughput script's
 torch column is checked, elsewhere its "skipped" line.
 """
 
+import ast
 import importlib.util
 import json
 import re
@@ -52,6 +53,25 @@ def test_flops_per_example_is_six_times_the_weights():
     flops = _load("train_loop_vs_fit").flops_per_example
     assert flops([784, 1024, 256, 10]) == 6 * 1_067_520
     assert flops([2, 3]) == 36
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("[!_]*.py")))
+def test_each_scripts_help_opens_with_a_whole_sentence(script):
+    # `--help` shows the docstring's first line: a summary wrapped over two lines showed
+    # half a sentence ("... (scaled and flattened by the model) against").
+    summary, blank, *_ = ast.get_docstring(ast.parse((BENCHMARKS / script).read_text())).split("\n")
+    assert summary.endswith(".") and blank == "", summary
+
+
+def test_train_loop_vs_fit_help_names_every_loop(capsys, monkeypatch):
+    # `--loops LOOP [LOOP ...]` alone: the names were found only by giving a wrong one.
+    script = _load("train_loop_vs_fit")
+    monkeypatch.setattr(sys, "argv", ["train_loop_vs_fit.py", "--help"])
+    with pytest.raises(SystemExit):
+        script.main()
+    shown = " ".join(capsys.readouterr().out.split())
+    for loop in script.LOOPS + script.EXTRA_LOOPS + script.BF16_LOOPS:
+        assert re.search(rf"[ (]{loop}[ ;,)]", shown), loop
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +186,29 @@ def test_whole_command_vs_fit_prints_both_rates_and_the_ratio(mock_mnist_runs):
     assert median and abs(float(median.group(1)) - sum(ratios) / 2) <= 0.006
 
 
+@pytest.mark.parametrize(
+    "argv, epochs",
+    [([], 3), (["--set", "train.epochs=5"], 5), (["--epochs", "2", "--set", "train.epochs=5"], 2)],
+)
+def test_whole_command_vs_fit_trains_the_epochs_given(argv, epochs, monkeypatch):
+    # --set train.epochs=5 trained 3 epochs: the default --epochs 3 came after it.
+    script = _load("whole_command_vs_fit")
+    trained = []
+
+    class Trained(Exception):
+        pass
+
+    def train_and_evaluate(config, *args, **kwargs):
+        trained.append(config.train.epochs)
+        raise Trained  # stops the script there: nothing is trained
+
+    monkeypatch.setattr(script, "train_and_evaluate", train_and_evaluate)
+    monkeypatch.setattr(sys, "argv", ["whole_command_vs_fit.py", *argv])
+    with pytest.raises(Trained):
+        script.main()
+    assert trained == [epochs]
+
+
 def test_logging_overhead_sums_each_epochs_median_over_the_rounds():
     typical_run = _load("logging_overhead")._typical_run
     rounds = [{"epoch_seconds": [1.0, 2.0, 3.0]}, {"epoch_seconds": [3.0, 2.0, 1.0]}]
@@ -215,6 +258,22 @@ def test_tabular_vs_sklearn_prints_both_scores(capsys, monkeypatch):
     )
 
 
+def test_tabular_vs_sklearn_without_scikit_learn_is_one_line(capsys, monkeypatch):
+    # scikit-learn is a test dependency only: a plain install got a ModuleNotFoundError
+    # traceback. None in sys.modules makes its import fail as if it were not installed.
+    import runpy
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setattr(sys, "argv", ["tabular_vs_sklearn.py", "--datasets", "iris"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(BENCHMARKS / "tabular_vs_sklearn.py"), run_name="__main__")
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "tabular_vs_sklearn.py: error: needs scikit-learn, which is not installed "
+        "(pip install scikit-learn, or kerasmlp's test extra: pip install -e '.[test]')\n"
+    )
+
+
 def test_long_run_costs_unchecked_loop_trains_as_the_checked_one():
     # In this process: both loops on the same 64 random examples, the same seed. The
     # unchecked loop is the real one less its checks, so the same steps give the same
@@ -255,6 +314,14 @@ def test_precision_loop_rates_train_the_runs_model_on_raw_images(tmp_path, monke
     assert list(rates) == ["float32"] and len(rates["float32"]) == 1
 
 
+def test_precision_prints_a_one_epoch_runs_steady_rate_as_not_available(monkeypatch):
+    # `measure` gives nan for one epoch (the rate starts after the first), printed as "nan".
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports logging_overhead
+    steady_text = _load("precision").steady_text
+    assert steady_text(float("nan")) == "n/a"
+    assert steady_text(1234.5) == "1234"  # as "{:.0f}" rounds it, half to even
+
+
 @pytest.mark.parametrize(
     "script, option, value, least",
     [
@@ -282,6 +349,79 @@ def test_a_count_below_its_least_is_refused_before_any_work(
     assert error == f"{script}.py: error: {option} must be at least {least}. Received: {value}"
 
 
+@pytest.mark.skipif(TORCH, reason="torch is installed: its loops run")
+def test_train_loop_vs_fit_refuses_only_torch_loops_without_torch(capsys, monkeypatch):
+    # Every loop asked for was dropped: the rounds rotated an empty list (ZeroDivisionError).
+    monkeypatch.setattr(sys, "argv", ["train_loop_vs_fit.py", "--loops", "torch", "torch_bf16"])
+    with pytest.raises(SystemExit) as exited:
+        _load("train_loop_vs_fit").main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "train_loop_vs_fit.py: error: --loops has no loop to run: torch is not installed "
+        "(PyTorch is not a kerasmlp dependency). Received: torch torch_bf16"
+    )
+
+
+@pytest.mark.parametrize(
+    "script, argv", [("raw_image_inputs", []), ("train_loop_vs_fit", ["--data", "mnist"])]
+)
+def test_a_tfds_script_reads_the_data_folders_a_data_error_names(
+    script, argv, tmp_path, monkeypatch
+):
+    # The error for missing data says "Set data.manual_dir ... or data.data_dir ...": the
+    # script read only --manual-dir and --data-dir, so a user who did so got it again.
+    from kerasmlp.errors import DataError
+
+    none = tmp_path / "none"
+    data = [f"data.manual_dir={none}", f"data.data_dir={tmp_path / 'tfds'}"]
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv, "--set", data[0], "--set", data[1]])
+    with pytest.raises(DataError) as raised:
+        _load(script).main()
+    assert str(raised.value).startswith(f"data.manual_dir '{none}' is not a folder")
+
+
+@pytest.mark.parametrize(
+    "setting, refusal",
+    [
+        ("model.activation=tanh", "builds ReLU layers only. Received: model.activation=tanh"),
+        ("optimizer.name=sgd", "uses Adam only. Received: optimizer.name=sgd"),
+    ],
+)
+def test_train_loop_vs_fit_refuses_a_step_the_torch_loop_cannot_train(
+    setting, refusal, capsys, monkeypatch
+):
+    # Was: a ValueError traceback once the data, the matmul warm-up and the other loops
+    # were ready. Where torch is absent, it is said to be there (its version is all that
+    # is read before the refusal).
+    script = _load("train_loop_vs_fit")
+    if not TORCH:
+        monkeypatch.setattr(script, "torch_version", lambda threads: "a stand-in")
+    argv = ["train_loop_vs_fit.py", "--loops", "kerasmlp", "torch", "--set", setting]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        script.main()
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error == f"train_loop_vs_fit.py: error: --loops torch: the torch loop {refusal}"
+
+
+def test_train_loop_vs_fit_refuses_a_precision_no_loop_reads(capsys, monkeypatch):
+    # Every loop trained float32 under --set train.precision=mixed_bfloat16, named as float32
+    # loops, without a word; the _bf16 loops are the way.
+    tiny = ["--examples", "30", "--epochs", "1", "--repeats", "1", "--matmul-repeats", "1"]
+    tiny += ["--models", "config", "--loops", "kerasmlp", "--set", "model.hidden_units=[4]"]
+    argv = ["train_loop_vs_fit.py", *tiny, "--set", "train.precision=mixed_bfloat16"]
+    monkeypatch.setattr(sys, "argv", argv)  # tiny: should the check go, this fails in seconds
+    with pytest.raises(SystemExit) as exited:
+        _load("train_loop_vs_fit").main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "train_loop_vs_fit.py: error: train.precision: the loops train in float32, and in "
+        "mixed_bfloat16 when named with _bf16 (--loops kerasmlp_bf16 fit_bf16 ...). "
+        "Received: train.precision=mixed_bfloat16"
+    )
+
+
 def test_logging_overhead_refuses_one_epoch(capsys, monkeypatch):
     # One epoch has no steady rate: the ratios divided 0 s by 0 s (ZeroDivisionError).
     monkeypatch.setattr(sys, "argv", ["logging_overhead.py", "--epochs", "1"])
@@ -305,6 +445,37 @@ def test_time_to_accuracy_refuses_an_epochs_scale_that_is_no_positive_number(sca
         .err.splitlines()[-1]
         .endswith(f"error: --epochs-scale must be a number > 0. Received: {float(scale)}")
     )
+
+
+def test_time_to_accuracy_reads_set_data_folders_and_refuses_a_bad_set_or_seed_first(
+    tmp_path, monkeypatch
+):
+    # A data error names data.manual_dir and data.data_dir; --set gave them and the script
+    # prepared from ../shared/data/<dataset> into a fresh folder all the same. And a bad
+    # --set was refused only after the data had been prepared and read (tens of seconds).
+    from kerasmlp.config import ConfigError
+
+    time_to_accuracy = _load("time_to_accuracy")
+    prepared = []
+
+    class Prepared(Exception):
+        pass
+
+    def prepare_offline(name, manual_dir, data_dir):
+        prepared.append((name, str(manual_dir), str(data_dir)))
+        raise Prepared  # stops the script there: nothing is prepared or trained
+
+    monkeypatch.setattr(time_to_accuracy, "prepare_offline", prepare_offline)
+    with pytest.raises(ConfigError, match="rleu"):
+        time_to_accuracy.main(["--set", "model.activation=rleu"])
+    # A seed the config refuses: found after every seed before it had trained (minutes each).
+    with pytest.raises(ConfigError, match="seed must be >= 0. Received: seed=-1"):
+        time_to_accuracy.main(["--seeds", "0", "-1"])
+    assert prepared == []
+    folders = [f"data.manual_dir={tmp_path / 'mine'}", f"data.data_dir={tmp_path / 'tfds'}"]
+    with pytest.raises(Prepared):
+        time_to_accuracy.main(["--set", folders[0], "--set", folders[1]])
+    assert prepared == [("mnist", str(tmp_path / "mine"), str(tmp_path / "tfds"))]
 
 
 def test_time_to_accuracy_refuses_a_taken_seed_folder_before_any_work(tmp_path, capsys):
