@@ -295,6 +295,17 @@ def test_the_options_table_is_kerasmlp_train_help():
     assert set(helped) - {"-h", "--help"} <= set(tabled)
 
 
+def test_the_options_table_names_what_run_name_refuses():
+    # The table left out the backslash, which --run-name refuses too: its list is the message's.
+    from kerasmlp import cli
+    from kerasmlp.config import ConfigError
+
+    stated = re.search(r"^\| `--run-name NAME` \|.*?; (no .*? at either end);", README, re.M)
+    with pytest.raises(ConfigError) as refused:
+        cli._run_name("a\\b", None)
+    assert "(" + stated.group(1).replace("`", "'") + ")" in str(refused.value)
+
+
 def test_the_stated_adamw_weight_decay_is_the_one_adamw_trains_with():
     # optimizer.name adamw has no key for its decoupled weight decay: the README states
     # the value Keras's default gives it.
