@@ -233,6 +233,16 @@ def test_every_set_shown_is_one_shell_word_of_yaml():
     commands = _set_commands()
     assert len(commands) > 20
     for command in commands:
+        # A `[`, `*`, `?` or `{` left unquoted is a file-name pattern to the shell: zsh
+        # (macOS's shell) refuses `--set model.hidden_units=[512,256]` ("no matches found"),
+        # bash passes the name of a file it matches, such as `model.hidden_units=5`.
+        raw = shlex.shlex(command, posix=False)  # words with their quotes kept
+        raw.whitespace_split, raw.commenters = True, "#"
+        raw = list(raw)
+        for option, word in zip(raw, raw[1:], strict=False):
+            unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", "", word)
+            if option == "--set":
+                assert not re.search(r"[][*?{}]", unquoted), f"--set {word} in {command!r}"
         words = shlex.split(command, comments=True)
         for option, value in zip(words, words[1:], strict=False):
             if option == "--set":
