@@ -170,7 +170,7 @@ def _check_run_dir(run_dir: pathlib.Path, logdir: str) -> None:
     multiple=True,
     metavar="KEY=VALUE",
     help="Override one config key, value read as YAML; repeatable. "
-    "E.g. --set model.hidden_units=[512,256]",
+    "E.g. --set 'model.hidden_units=[512,256]'",
 )
 @click.option(
     "--logdir",

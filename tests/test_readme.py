@@ -233,6 +233,16 @@ def test_every_set_shown_is_one_shell_word_of_yaml():
     commands = _set_commands()
     assert len(commands) > 20
     for command in commands:
+        # A `[`, `*`, `?` or `{` left unquoted is a file-name pattern to the shell: zsh
+        # (macOS's shell) refuses `--set model.hidden_units=[512,256]` ("no matches found"),
+        # bash passes the name of a file it matches, such as `model.hidden_units=5`.
+        raw = shlex.shlex(command, posix=False)  # words with their quotes kept
+        raw.whitespace_split, raw.commenters = True, "#"
+        raw = list(raw)
+        for option, word in zip(raw, raw[1:], strict=False):
+            unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", "", word)
+            if option == "--set":
+                assert not re.search(r"[][*?{}]", unquoted), f"--set {word} in {command!r}"
         words = shlex.split(command, comments=True)
         for option, value in zip(words, words[1:], strict=False):
             if option == "--set":
@@ -293,6 +303,17 @@ def test_the_options_table_is_kerasmlp_train_help():
         assert name in helped, f"{name} is not an option of kerasmlp-train"
         assert metavar in ("", helped[name]), f"{name} {metavar}: --help says {helped[name]}"
     assert set(helped) - {"-h", "--help"} <= set(tabled)
+
+
+def test_the_options_table_names_what_run_name_refuses():
+    # The table left out the backslash, which --run-name refuses too: its list is the message's.
+    from kerasmlp import cli
+    from kerasmlp.config import ConfigError
+
+    stated = re.search(r"^\| `--run-name NAME` \|.*?; (no .*? at either end);", README, re.M)
+    with pytest.raises(ConfigError) as refused:
+        cli._run_name("a\\b", None)
+    assert "(" + stated.group(1).replace("`", "'") + ")" in str(refused.value)
 
 
 def test_the_stated_adamw_weight_decay_is_the_one_adamw_trains_with():
