@@ -16,7 +16,7 @@ split of each batch, the all-reduce), not a speed-up; on GPUs or machines the
 same command measures the real thing.
 
     python benchmarks/distribute.py
-    python benchmarks/distribute.py --epochs 5 --set model.hidden_units=[1024,1024]
+    python benchmarks/distribute.py --epochs 5 --set 'model.hidden_units=[1024,1024]'
 
 Prints examples/s for each and the ratios to one device.
 """
