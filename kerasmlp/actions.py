@@ -420,15 +420,19 @@ class EarlyStopping(Action):
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             loop.stop_training = True
+
+    def on_train_end(self, loop):
+        if loop.end_reason in (INTERRUPTED, DIVERGED):
+            return
+        if loop.end_reason == STOPPED_EARLY and self.stopped_epoch:
+            # At the end, after the stopping epoch's own line, as Keras prints its
+            # "Epoch 5: early stopping" (from its state: a resumed run says it again).
+            epoch = self.stopped_epoch
             self.log(
                 f"early stopping at epoch {epoch + 1}: {self.monitor} has not improved for "
                 f"{_without_improvement(epoch - self.best_epoch, self.wait)} "
                 f"(best {self.best:.4f} at epoch {self.best_epoch + 1})"
             )
-
-    def on_train_end(self, loop):
-        if loop.end_reason in (INTERRUPTED, DIVERGED):
-            return
         if self.best_weights is not None and self.has_best_weights:
             self.best_weights.load()
             self.restored = True

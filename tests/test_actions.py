@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kerasmlp import actions, metrics, runfiles
-from kerasmlp.controller import COMPLETED, DIVERGED, Controller
+from kerasmlp.controller import COMPLETED, DIVERGED, STOPPED_EARLY, Controller
 from kerasmlp.runfiles import RunStatus
 from kerasmlp.train import LineReporter
 
@@ -121,6 +121,11 @@ def test_the_stop_line_counts_epochs_since_the_best_and_validations_when_they_di
     for value in [None, 1.0, None, 1.5, None, 2.0]:
         loop.epoch += 1
         action.on_epoch_end(loop, {} if value is None else {"validation_loss": value})
+    # Said at the end, after epoch 6's own line (as Keras's "Epoch 6: early stopping"),
+    # where it came before that line.
+    assert lines == [] and loop.stop_training
+    loop.end_reason = STOPPED_EARLY
+    action.on_train_end(loop)
     assert lines == [
         "early stopping at epoch 6: validation_loss has not improved for 4 epochs "
         "(2 validations) (best 1.0000 at epoch 2)"
