@@ -11,6 +11,7 @@ the float32 points. Either way it emits logits;
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -353,9 +354,17 @@ class LoadedRun:
         if self.columns is None or self._takes_rows:
             rows = "; this run takes an array of rows" if self.columns else ""
             raise DataError(f"a dict of columns fits runs on a table with named columns only{rows}")
-        missing = [c.name for c in self.columns if c.name not in inputs]
+        names = [c.name for c in self.columns]
+        missing = [name for name in names if name not in inputs]
         if missing:
-            raise DataError(f"the inputs lack column(s) {', '.join(missing)}")
+            others = [str(key) for key in inputs if key not in names]
+            close = difflib.get_close_matches(missing[0], others, n=1)
+            hint = f" (is {close[0]!r} it?)" if close else ""
+            raise DataError(
+                f"the inputs lack column(s) {', '.join(missing)}{hint}. Received: "
+                f"{', '.join(map(str, inputs)) or 'no column'}; the run's columns: "
+                f"{', '.join(names)}"
+            )
         columns = {c.name: _column_values(inputs[c.name], c.name) for c in self.columns}
         lengths = {name: len(values) for name, values in columns.items()}
         if len(set(lengths.values())) > 1:

@@ -200,14 +200,20 @@ def test_infinities_in_a_dict_of_columns_are_refused(csv_run):
             {"w": [[0, 1], [1, 0]]},
             "column 'w': values of shape (2, 2); give one value per row, shape (n,) or (n, 1)",
         ),
+        (
+            {"colour": ["red", "blue"], "color": None},
+            "the inputs lack column(s) color (is 'colour' it?). Received: x, w, colour; the "
+            "run's columns: x, color, w",
+        ),
     ],
-    ids=["empty-text", "word", "lengths", "no-rows", "two-per-row"],
+    ids=["empty-text", "word", "lengths", "no-rows", "two-per-row", "misspelt-column"],
 )
 def test_mistakes_in_a_dict_of_columns_name_the_column(csv_run, change, message):
     # Once numpy's or TensorFlow's own errors ("could not convert string to float: ''").
     _, run_dir, _ = csv_run
     run = load_run(run_dir)
     columns = {"x": [1.9, float("nan")], "color": ["red", ""], "w": [0, None], **change}
+    columns = {name: values for name, values in columns.items() if values is not None}
     with pytest.raises(DataError) as error:
         run.predict(columns)
     assert str(error.value).startswith(message)
