@@ -509,8 +509,10 @@ def _check_held_in_float32(targets: np.ndarray, source: str, what: str) -> None:
     there: the run trained to a loss of 0 on a constant and learned nothing, without
     a word. Rounding by a tenth of the standard deviation takes 1% of the variance.
     """
+    if targets.size < 2:  # a file of one row or none (no labels to predict on)
+        return
     spread = float(np.std(targets))
-    if targets.size < 2 or spread == 0.0:
+    if spread == 0.0:
         return
     rounding = float(np.sqrt(np.mean(np.square(targets.astype(np.float32) - targets))))
     if rounding < spread / 10:

@@ -3,6 +3,8 @@
 Every file is a few lines written here; expected values are read off them by hand.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -379,6 +381,11 @@ def test_regression_targets_whose_spread_float32_rounds_away_are_refused(tmp_pat
     for text in ("0.5\n2,-1\n3,2", "1000000000\n2,1000010000\n3,1000020000"):
         ok = _write(tmp_path, f"x,t\n1,{text}\n", "ok.csv")
         assert tables.choose_labels(tables.read_csv_table(ok, label="t"), "auto", label="t")
+    # No labels at all (a prediction file): nothing checked, and no numpy warning for the
+    # standard deviation of nothing ("Degrees of freedom <= 0").
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tables._check_held_in_float32(np.array([]), "p.csv", "data.label")
 
 
 def test_a_regression_target_whose_square_overflows_float32_is_refused(tmp_path):
