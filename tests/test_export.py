@@ -135,6 +135,16 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
         "Read-only file system\n"
     )
     assert not (tmp_path / "ro").exists()
+    # So too in an empty folder given (left empty, so that the command can run again)
+    # and under folders the command made (gone with it).
+    (tmp_path / "empty").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inference, "export_saved_model", read_only)
+        for where in (tmp_path / "empty", tmp_path / "new" / "a" / "served"):
+            result = CliRunner().invoke(export.main, [str(run_dir), str(where)])
+            assert result.exit_code == 1 and "Read-only file system" in result.stderr
+    assert list((tmp_path / "empty").iterdir()) == []
+    assert not (tmp_path / "new").exists()
     # Its closing line on a full stdout (tests/test_predict.py runs one on /dev/full):
     # one line, exit 1, and the SavedModel, written whole, stays.
     echo = export.click.echo
