@@ -76,8 +76,9 @@ def main(run_dir, export_dir, verbose):
     except (OSError, tf.errors.OpError) as e:
         _remove_begun(target, made)
         _fail(f"cannot write {export_dir}: {getattr(e, 'message', None) or e}", FAILED)
+    served = "values" if run.task == "regression" else "probabilities"
     try:
-        click.echo(f"saved model: {target} (endpoint 'serve': raw inputs -> probabilities)")
+        click.echo(f"saved model: {target} (endpoint 'serve': raw inputs -> {served})")
     except OSError as e:  # the model is whole: it stays
         _fail(f"cannot write to <stdout>: {describe_os_error(e, None)}", FAILED)
 

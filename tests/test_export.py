@@ -173,3 +173,21 @@ def test_export_verbose_starts_tensorflow_verbose(tmp_path, monkeypatch):
     for flag in ([], ["--verbose"]):
         CliRunner().invoke(export.main, [str(tmp_path / "no-run"), str(tmp_path / "out"), *flag])
     assert started == [{"verbose": False}, {"verbose": True}]
+
+
+def test_export_says_a_regression_run_serves_values(tmp_path, monkeypatch):
+    # The closing line names what `serve` returns: a regression run's value (the
+    # README: "the value, for regression"), not probabilities. No model is written.
+    class Run:
+        task = "regression"
+
+        def probability_model(self):
+            return None
+
+    monkeypatch.setattr(inference, "load_run", lambda run_dir: Run())
+    monkeypatch.setattr(inference, "export_saved_model", lambda model, path: None)
+    result = CliRunner().invoke(export.main, [str(tmp_path / "run"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"saved model: {tmp_path / 'out'} (endpoint 'serve': raw inputs -> values)\n"
+    )
