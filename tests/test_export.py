@@ -80,16 +80,22 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
         keys = sorted(signature.structured_input_signature[1])
         (out,) = signature(size=inputs["size"], shape__2d_=inputs["shape (2d)"]).values()
         print(json.dumps([keys, out.numpy().tolist()]))
+        # In Keras 3 (the README): a layer on the `serve` endpoint, the same raw columns.
+        import keras
+        layer = keras.layers.TFSMLayer({str(out)!r}, call_endpoint="serve")
+        print(json.dumps(keras.ops.convert_to_numpy(layer(inputs)).tolist()))
         """
     )
     done = subprocess.run(
         [sys.executable, "-c", COLLECTOR_OFF + script], capture_output=True, text=True, check=True
     )
-    served = np.array(json.loads(done.stdout.strip().splitlines()[-2]))
+    served = np.array(json.loads(done.stdout.strip().splitlines()[-3]))
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
-    keys, by_signature = json.loads(done.stdout.strip().splitlines()[-1])
+    keys, by_signature = json.loads(done.stdout.strip().splitlines()[-2])
     assert keys == ["shape__2d_", "size"]
     np.testing.assert_allclose(by_signature, expected, rtol=1e-5, atol=1e-6)
+    by_keras = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(by_keras, expected, rtol=1e-5, atol=1e-6)
 
     result = CliRunner().invoke(export.main, [str(run_dir), str(out)])
     assert result.exit_code == 2 and "already holds files" in result.output
