@@ -9,7 +9,8 @@ are read) and returns class probabilities (or the regression value); load it wit
 (what TensorFlow Serving calls) takes the same tensors keyed by the model's input
 names (`kerasmlp.tabular.input_name`): a header that is not letters, digits, '_',
 '.' and '-' after a letter has the others replaced by '_', and 'c_' in front of a
-leading digit (`width (cm)` is `width__cm_`, `1st` is `c_1st`).
+leading digit (`width (cm)` is `width__cm_`, `1st` is `c_1st`), and one '_' more on a
+name an earlier column took (headers `a b` then `a_b` are `a_b` then `a_b_`).
 
 TensorFlow's start-up log is held back as `kerasmlp-train` holds it back
 (`kerasmlp.console`); `--verbose` shows it.
