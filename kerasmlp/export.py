@@ -9,15 +9,16 @@ are read) and returns class probabilities (or the regression value); load it wit
 (what TensorFlow Serving calls) takes the same tensors keyed by the model's input
 names (`kerasmlp.tabular.input_name`): a header that is not letters, digits, '_',
 '.' and '-' after a letter has the others replaced by '_', and 'c_' in front of a
-leading digit (`width (cm)` is `width__cm_`, `1st` is `c_1st`).
+leading digit (`width (cm)` is `width__cm_`, `1st` is `c_1st`), and one '_' more on a
+name an earlier column took (headers `a b` then `a_b` are `a_b` then `a_b_`).
 
 TensorFlow's start-up log is held back as `kerasmlp-train` holds it back
 (`kerasmlp.console`); `--verbose` shows it.
 
 Exit status: 0 done; 1 the SavedModel or the closing line could not be written (a
-read-only or full disk, stdout on a full device: one line naming where and why; a
-folder begun is removed), as `kerasmlp-train` exits 1; 2 a user's mistake (one line
-on stderr, nothing written).
+read-only or full disk, stdout on a full device: one line naming where and why; the
+folders made are removed, an empty EXPORT_DIR given is emptied again), as
+`kerasmlp-train` exits 1; 2 a user's mistake (one line on stderr, nothing written).
 """
 
 from __future__ import annotations
@@ -68,17 +69,32 @@ def main(run_dir, export_dir, verbose):
         run = load_run(run_dir)
     except (ConfigError, DataError) as e:
         _fail(e)
-    made = not target.exists()
+    # The first folder this command makes (EXPORT_DIR or a missing parent); None when
+    # EXPORT_DIR is an empty folder already, which is emptied again on a failure.
+    made = next((p for p in [*reversed(target.absolute().parents), target] if not p.exists()), None)
     try:
         export_saved_model(run.probability_model(), target)
     except (OSError, tf.errors.OpError) as e:
-        if made:  # nothing half-written left behind
-            shutil.rmtree(target, ignore_errors=True)
+        _remove_begun(target, made)
         _fail(f"cannot write {export_dir}: {getattr(e, 'message', None) or e}", FAILED)
+    served = "values" if run.task == "regression" else "probabilities"
     try:
-        click.echo(f"saved model: {target} (endpoint 'serve': raw inputs -> probabilities)")
+        click.echo(f"saved model: {target} (endpoint 'serve': raw inputs -> {served})")
     except OSError as e:  # the model is whole: it stays
         _fail(f"cannot write to <stdout>: {describe_os_error(e, None)}", FAILED)
+
+
+def _remove_begun(target: pathlib.Path, made: pathlib.Path | None) -> None:
+    """Nothing half-written left behind: the folders made, or what went into the
+    empty folder given, so that the same command can be run again."""
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+        return
+    for child in target.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _fail(error: Exception | str, status: int = USAGE_ERROR) -> NoReturn:

@@ -80,16 +80,22 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
         keys = sorted(signature.structured_input_signature[1])
         (out,) = signature(size=inputs["size"], shape__2d_=inputs["shape (2d)"]).values()
         print(json.dumps([keys, out.numpy().tolist()]))
+        # In Keras 3 (the README): a layer on the `serve` endpoint, the same raw columns.
+        import keras
+        layer = keras.layers.TFSMLayer({str(out)!r}, call_endpoint="serve")
+        print(json.dumps(keras.ops.convert_to_numpy(layer(inputs)).tolist()))
         """
     )
     done = subprocess.run(
         [sys.executable, "-c", COLLECTOR_OFF + script], capture_output=True, text=True, check=True
     )
-    served = np.array(json.loads(done.stdout.strip().splitlines()[-2]))
+    served = np.array(json.loads(done.stdout.strip().splitlines()[-3]))
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
-    keys, by_signature = json.loads(done.stdout.strip().splitlines()[-1])
+    keys, by_signature = json.loads(done.stdout.strip().splitlines()[-2])
     assert keys == ["shape__2d_", "size"]
     np.testing.assert_allclose(by_signature, expected, rtol=1e-5, atol=1e-6)
+    by_keras = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(by_keras, expected, rtol=1e-5, atol=1e-6)
 
     result = CliRunner().invoke(export.main, [str(run_dir), str(out)])
     assert result.exit_code == 2 and "already holds files" in result.output
@@ -135,6 +141,16 @@ def test_export_serves_probabilities_on_raw_columns(tmp_path):
         "Read-only file system\n"
     )
     assert not (tmp_path / "ro").exists()
+    # So too in an empty folder given (left empty, so that the command can run again)
+    # and under folders the command made (gone with it).
+    (tmp_path / "empty").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inference, "export_saved_model", read_only)
+        for where in (tmp_path / "empty", tmp_path / "new" / "a" / "served"):
+            result = CliRunner().invoke(export.main, [str(run_dir), str(where)])
+            assert result.exit_code == 1 and "Read-only file system" in result.stderr
+    assert list((tmp_path / "empty").iterdir()) == []
+    assert not (tmp_path / "new").exists()
     # Its closing line on a full stdout (tests/test_predict.py runs one on /dev/full):
     # one line, exit 1, and the SavedModel, written whole, stays.
     echo = export.click.echo
@@ -163,3 +179,21 @@ def test_export_verbose_starts_tensorflow_verbose(tmp_path, monkeypatch):
     for flag in ([], ["--verbose"]):
         CliRunner().invoke(export.main, [str(tmp_path / "no-run"), str(tmp_path / "out"), *flag])
     assert started == [{"verbose": False}, {"verbose": True}]
+
+
+def test_export_says_a_regression_run_serves_values(tmp_path, monkeypatch):
+    # The closing line names what `serve` returns: a regression run's value (the
+    # README: "the value, for regression"), not probabilities. No model is written.
+    class Run:
+        task = "regression"
+
+        def probability_model(self):
+            return None
+
+    monkeypatch.setattr(inference, "load_run", lambda run_dir: Run())
+    monkeypatch.setattr(inference, "export_saved_model", lambda model, path: None)
+    result = CliRunner().invoke(export.main, [str(tmp_path / "run"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"saved model: {tmp_path / 'out'} (endpoint 'serve': raw inputs -> values)\n"
+    )
