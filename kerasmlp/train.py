@@ -1013,6 +1013,11 @@ def _run(
         writer=writer,
         log=_message_of(reporter),
     )
+
+    def rate_at(iteration) -> float:
+        """The schedule (times the rollback scale) at an optimizer iteration."""
+        return float(_schedule(trainer.optimizer)(iteration))
+
     guard = actions.DivergenceGuard(
         policy=train_cfg.on_divergence,
         factor=train_cfg.rollback_factor,
@@ -1020,11 +1025,10 @@ def _run(
         scale=scale,
         writer=writer,
         log=_message_of(reporter),
-        # Only on divergence: the schedule (times the rollback scale) at the bad step.
-        rate_at=lambda iteration: float(_schedule(trainer.optimizer)(iteration)),
-        # As the compiled loop reads it for train/learning_rate (skipped mixed_float16
-        # steps are not the optimizer's iterations).
-        rate_now=lambda: float(_schedule(trainer.optimizer)(trainer.optimizer.iterations)),
+        rate_at=rate_at,  # only on divergence, at the bad step
+        # At the optimizer's iterations, as the compiled loop reads it for
+        # train/learning_rate (skipped mixed_float16 steps are not iterations).
+        rate_now=lambda: rate_at(trainer.optimizer.iterations),
         advice=actions.large_target_advice(
             config.loss.name, info.target_variance, config.train.precision
         ),
