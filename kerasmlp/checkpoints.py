@@ -136,6 +136,11 @@ class RunCheckpoints:
                 break
             except _UNREADABLE as e:
                 first_error = first_error or e
+                if isinstance(e, FileNotFoundError) and not _files_left(path):
+                    # Gone: it must not hold one of the `keep` slots, or the next save
+                    # deletes the readable one restored here. The manager has no public
+                    # way to forget a checkpoint; this deletes nothing.
+                    getattr(self.manager, "_maybe_delete", {}).pop(path, None)
                 if older is None:
                     nor = f", nor the older ones in {self.directory}" if len(paths) > 1 else ""
                     raise ResumeError(f"{_unreadable(paths[0], first_error)}{nor}") from e
@@ -190,6 +195,15 @@ def _quiet_unrestored_warnings() -> None:
     logger = logging.getLogger("tensorflow")
     if not any(isinstance(f, _UnrestoredWarnings) for f in logger.filters):
         logger.addFilter(_UnrestoredWarnings())
+
+
+def _files_left(path: str) -> bool:
+    """Whether any file of checkpoint `path` (`ckpt-N.index`, `ckpt-N.data-*`) is there."""
+    prefix = pathlib.Path(path)
+    try:
+        return any(f.name.startswith(f"{prefix.name}.") for f in prefix.parent.iterdir())
+    except OSError:  # its folder is gone too
+        return False
 
 
 def _cause(error: Exception) -> str:

@@ -12,6 +12,7 @@ no plotting library is needed.
 
 from __future__ import annotations
 
+import colorsys
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,7 +38,7 @@ _CONFIG_NAMES = {"silu": "swish"}
 # Examples per model call when predicting over a split held in memory.
 PREDICT_BATCH = 4096
 
-# tab10: distinguishable class colours, the usual plotting default.
+# tab10: distinguishable class colours, the usual plotting default (up to 10 classes).
 PALETTE = np.array(
     [
         (31, 119, 180),
@@ -50,6 +51,22 @@ PALETTE = np.array(
         (127, 127, 127),
         (188, 189, 34),
         (23, 190, 207),
+    ],
+    dtype=np.uint8,
+)
+# tab20's lighter partners of the tab10 colours, in tab10's order: classes 10 to 19.
+LIGHTER_PALETTE = np.array(
+    [
+        (174, 199, 232),
+        (255, 187, 120),
+        (152, 223, 138),
+        (255, 152, 150),
+        (197, 176, 213),
+        (196, 156, 148),
+        (247, 182, 210),
+        (199, 199, 199),
+        (219, 219, 141),
+        (158, 218, 229),
     ],
     dtype=np.uint8,
 )
@@ -465,6 +482,7 @@ def draw_images(found: ImagePredictions, info) -> dict[str, np.ndarray]:
             found.labels,
             extent=found.extent,
             classification=classification,
+            num_classes=info.num_classes if classification else None,
         )
     return images
 
@@ -558,6 +576,21 @@ def plot_extent(points: np.ndarray, margin: float = 0.1) -> tuple[float, float, 
     return (low[0] - pad[0], high[0] + pad[0], low[1] - pad[1], high[1] + pad[1])
 
 
+def class_colors(num_classes: int) -> np.ndarray:
+    """A colour of its own for each class id: uint8 RGB, shape (at least num_classes, 3).
+
+    tab10 up to 10 classes (`PALETTE`), tab20's colours up to 20 (tab10, then its
+    lighter partners), and beyond, `num_classes` hues evenly spaced around the colour
+    wheel. Ten colours repeated painted class 10 as class 0.
+    """
+    if num_classes <= len(PALETTE):
+        return PALETTE
+    if num_classes <= len(PALETTE) + len(LIGHTER_PALETTE):
+        return np.concatenate([PALETTE, LIGHTER_PALETTE])
+    hues = [colorsys.hsv_to_rgb(i / num_classes, 0.65, 0.85) for i in range(num_classes)]
+    return np.round(np.array(hues) * 255).astype(np.uint8)
+
+
 def decision_boundary_image(
     grid_values: np.ndarray,
     points: np.ndarray,
@@ -565,6 +598,7 @@ def decision_boundary_image(
     *,
     extent: tuple[float, float, float, float],
     classification: bool = True,
+    num_classes: int | None = None,
     scale: int = 3,
 ) -> np.ndarray:
     """Paints a model's predictions over the plane with the data points on top.
@@ -576,6 +610,8 @@ def decision_boundary_image(
       labels: their class ids (or regression targets), shape (n,).
       extent: (x_min, x_max, y_min, y_max) the grid covers.
       classification: class colours (True) or a blue-white-red value scale.
+      num_classes: the classes there are, which pick the colours (`class_colors`);
+        default: the largest class id in `grid_values` and `labels`, plus 1.
       scale: pixels per grid cell.
 
     Returns:
@@ -584,10 +620,13 @@ def decision_boundary_image(
     grid_values = np.asarray(grid_values)
     resolution = grid_values.shape[0]
     if classification:
-        ids = grid_values.astype(np.int64) % len(PALETTE)
+        ids = grid_values.astype(np.int64)
+        if num_classes is None:
+            num_classes = int(max(ids.max(), np.max(labels, initial=0))) + 1
+        colors = class_colors(num_classes)
         # Regions in a pale version of the class colour, points in the full one.
-        background = (0.35 * PALETTE[ids] + 0.65 * 255).astype(np.uint8)
-        point_colors = [tuple(int(c) for c in PALETTE[int(y) % len(PALETTE)]) for y in labels]
+        background = (0.35 * colors[ids] + 0.65 * 255).astype(np.uint8)
+        point_colors = [tuple(int(c) for c in colors[int(y)]) for y in labels]
     else:
         low = min(float(grid_values.min()), float(np.min(labels)))
         high = max(float(grid_values.max()), float(np.max(labels)))

@@ -156,6 +156,9 @@ def parse_tf_config(text: str | None) -> Role:
     # No default index: TensorFlow's resolver has none, and MultiWorkerMirroredStrategy
     # then fails with a traceback ("you must also specify `task_type` and `task_id`").
     task_type, index = task.get("type"), task.get("index")
+    given = index
+    if isinstance(index, str) and index.strip().isascii() and index.strip().isdigit():
+        index = int(index)  # "1": TensorFlow's resolver takes int(index), and so its strategy
     if task_type not in cluster:
         raise ConfigError(
             f"TF_CONFIG task type {task_type!r} is not a job of the cluster ({', '.join(cluster)})"
@@ -167,7 +170,7 @@ def parse_tf_config(text: str | None) -> Role:
     ):
         raise ConfigError(
             f"TF_CONFIG task index must be an integer in [0, {len(cluster[task_type])}) for "
-            f"job {task_type!r}. Received: {shorten(repr(index))}"
+            f"job {task_type!r}. Received: {shorten(repr(given))}"
         )
     if task_type not in TRAINING_JOBS:
         raise ConfigError(

@@ -18,13 +18,15 @@ TensorFlow's start-up log is held back as `kerasmlp-train` holds it back
 Exit status: 0 done; 1 the SavedModel or the closing line could not be written (a
 read-only or full disk, stdout on a full device: one line naming where and why; the
 folders made are removed, an empty EXPORT_DIR given is emptied again), as
-`kerasmlp-train` exits 1; 2 a user's mistake (one line on stderr, nothing written).
+`kerasmlp-train` exits 1; 2 a user's mistake (one line on stderr, nothing written);
+130 Ctrl-C while the SavedModel was written (removed as after a failure, one line).
 """
 
 from __future__ import annotations
 
 import pathlib
 import shutil
+import sys
 from typing import NoReturn
 
 import click
@@ -39,6 +41,9 @@ from kerasmlp.console import (
     start_tensorflow,
 )
 from kerasmlp.runfiles import describe_os_error
+
+# Exit status after Ctrl-C (128 + SIGINT), as kerasmlp-train's.
+INTERRUPTED = 130
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,6 +82,17 @@ def main(run_dir, export_dir, verbose):
     except (OSError, tf.errors.OpError) as e:
         _remove_begun(target, made)
         _fail(f"cannot write {export_dir}: {getattr(e, 'message', None) or e}", FAILED)
+    except KeyboardInterrupt:  # Ctrl-C: as a failure, nothing half-written is left
+        begun = made.exists() if made is not None else any(target.iterdir())
+        _remove_begun(target, made)
+        if not begun:
+            said = " before anything was written"
+        elif made is not None:
+            said = f"; removed {made} (the SavedModel was unfinished)"
+        else:
+            said = f"; emptied {export_dir} again (the SavedModel was unfinished)"
+        click.echo(f"kerasmlp-export: interrupted{said}", err=True)
+        sys.exit(INTERRUPTED)
     served = "values" if run.task == "regression" else "probabilities"
     try:
         click.echo(f"saved model: {target} (endpoint 'serve': raw inputs -> {served})")

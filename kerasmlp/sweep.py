@@ -121,7 +121,9 @@ def run_name(index: int, point: Mapping[str, Any], *, digits: int = 2) -> str:
     wide (those of the grid's last index, at least 2), keeps names unique and in
     grid order when sorted as text. A name is at most `MAX_NAME` characters, so that
     TensorBoard shows it whole as the trial's name: the `key=value` parts that
-    do not fit are left out (the HParams columns hold every value).
+    do not fit are left out, and a first one too long is cut, a mapping after its
+    last whole entry, with no `+`, `-`, `=`, `_`, `.` or `,` left at its end (the
+    HParams columns hold every value).
     """
     last = [key.rsplit(".", 1)[-1] for key in point]
     names = last if len(set(last)) == len(last) else list(point)
@@ -129,7 +131,17 @@ def run_name(index: int, point: Mapping[str, Any], *, digits: int = 2) -> str:
         _plain_name(f"{name}={_name_value(value)}")
         for name, value in zip(names, point.values(), strict=True)
     ]
-    name = f"{index:0{digits}d}-{parts[0]}"[:MAX_NAME] if parts else f"{index:0{digits}d}"
+    whole = f"{index:0{digits}d}-{parts[0]}" if parts else f"{index:0{digits}d}"
+    name = whole[:MAX_NAME]
+    if len(whole) > MAX_NAME:
+        # A mapping keeps its whole entries (`...+class_2-1.25`, not `...+class_3-1`, which
+        # reads as a weight of 1), and no name ends in a `+` or `-`, which reads as more
+        # to come. Names not cut keep their ending: a sweep planned before goes on
+        # under them.
+        value = name.partition("=")[2]
+        if "+" in value:
+            name = name[: name.rindex("+")]
+        return name.rstrip("_.,=+-")
     for part in parts[1:]:
         if len(name) + 1 + len(part) > MAX_NAME:
             break

@@ -72,6 +72,57 @@ def test_a_missing_checkpoint_gives_way_to_the_one_before_it(tmp_path):
     assert sorted((tmp_path / "checkpoints").iterdir()) == left  # nothing deleted
 
 
+def test_a_missing_checkpoint_holds_none_of_the_kept_slots(tmp_path):
+    # keep=2 and ckpt-2 deleted by hand: the resumed run's next save (a stop or a timed
+    # checkpoint, numbered by its step) deleted ckpt-1, the one it had resumed from, and
+    # kept the missing ckpt-2 listed: one readable checkpoint where two were asked for.
+    checkpoints, _, _ = saved_twice(tmp_path)
+    for path in (tmp_path / "checkpoints").glob("ckpt-2.*"):
+        path.unlink()
+    assert checkpoints.restore_latest()["step"] == 1
+    checkpoints.save({"step": 3}, step=3)
+    assert {p.name for p in (tmp_path / "checkpoints").glob("*.index")} == {
+        "ckpt-1.index",
+        "ckpt-3.index",
+    }
+    recorded = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
+    assert [os.path.basename(p) for p in recorded.all_model_checkpoint_paths] == [
+        "ckpt-1",
+        "ckpt-3",
+    ]
+
+
+def test_a_checkpoint_listed_in_a_folder_that_is_gone_gives_way_too(tmp_path):
+    # An index may name a checkpoint by an absolute path (tf.compat.v1's Saver writes
+    # them): in a folder moved or deleted since, it is as missing as a deleted one.
+    checkpoints, _, messages = saved_twice(tmp_path)
+    directory = str(tmp_path / "checkpoints")
+    gone = str(tmp_path / "gone" / "ckpt-9")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Use tf.train.CheckpointManager ..."
+        tf.compat.v1.train.update_checkpoint_state(
+            directory, gone, all_model_checkpoint_paths=[f"{directory}/ckpt-2", gone]
+        )
+    assert checkpoints.restore_latest()["step"] == 2
+    assert messages == [
+        f"cannot read checkpoint {gone}: its files are missing (deleted or lost?); "
+        "going on from the one before it, ckpt-2"
+    ]
+
+
+def test_a_truncated_checkpoint_keeps_its_slot_until_it_is_deleted(tmp_path):
+    # Its files are kerasmlp's own: it stays listed, so that a later save deletes them.
+    checkpoints, _, _ = saved_twice(tmp_path)
+    cut_short(tmp_path / "checkpoints" / "ckpt-2")
+    assert checkpoints.restore_latest()["step"] == 1
+    for step in (3, 4):
+        checkpoints.save({"step": step}, step=step)
+    assert {p.name for p in (tmp_path / "checkpoints").glob("*.index")} == {
+        "ckpt-3.index",
+        "ckpt-4.index",
+    }
+
+
 def test_no_readable_checkpoint_is_one_line_naming_the_latest(tmp_path):
     checkpoints, _, _ = saved_twice(tmp_path)
     cut_short(tmp_path / "checkpoints" / "ckpt-2")

@@ -274,6 +274,31 @@ def test_decision_boundary_paints_regions_and_points():
     np.testing.assert_array_equal(image[20, 10], diagnostics.PALETTE[1])
 
 
+@pytest.mark.parametrize("num_classes", [2, 10, 11, 20, 21, 300])
+def test_every_class_has_a_colour_of_its_own(num_classes):
+    colors = diagnostics.class_colors(num_classes)
+    assert len({tuple(c) for c in colors[:num_classes]}) == num_classes
+    if num_classes <= 20:  # tab10 first, as before (matplotlib's values, diagnostics.PALETTE)
+        np.testing.assert_array_equal(colors[:10], diagnostics.PALETTE)
+
+
+def test_decision_boundary_of_eleven_classes_paints_class_10_unlike_class_0():
+    # A 2-feature CSV may have any number of string classes; tab10 alone repeats after
+    # 10, and class 10's region and points were class 0's blue.
+    values = np.zeros((10, 10), int)
+    values[:, 5:] = 10
+    image = diagnostics.decision_boundary_image(
+        values,
+        np.array([[-0.5, 0.0], [0.5, 0.0]]),
+        np.array([10, 0]),
+        extent=(-1.0, 1.0, -1.0, 1.0),
+        scale=4,
+    )  # num_classes: 11, from the largest id (draw_images passes the dataset's)
+    assert not np.array_equal(image[2, 2], image[2, 37])  # the regions
+    assert not np.array_equal(image[20, 10], image[20, 29])  # the points
+    np.testing.assert_array_equal(image[20, 29], diagnostics.PALETTE[0])
+
+
 def test_decision_boundary_of_a_regression_surface():
     values = np.linspace(-1, 1, 100).reshape(10, 10)
     image = diagnostics.decision_boundary_image(

@@ -54,8 +54,11 @@ def _tf_config(workers, task_type="worker", index=0, **cluster):
         # With a chief job, the chief is worker 0 of 3 and the workers follow it.
         (_tf_config(["a:1", "b:1"], "chief", 0, chief=["c:1"]), distribute.Role(0, 3, 3, True)),
         (_tf_config(["a:1", "b:1"], "worker", 0, chief=["c:1"]), distribute.Role(1, 3, 3, False)),
+        # An index written as a string: TensorFlow's TFConfigClusterResolver takes
+        # int(index) (task_id 1, TF 2.21), and MultiWorkerMirroredStrategy runs with it.
+        (_tf_config(["a:1", "b:1"], index="1"), distribute.Role(1, 2, 2, False)),
     ],
-    ids=["worker0-chief", "worker1", "chief-job", "worker-after-chief"],
+    ids=["worker0-chief", "worker1", "chief-job", "worker-after-chief", "string-index"],
 )
 def test_tf_config_gives_the_role(text, expected):
     assert distribute.parse_tf_config(text) == expected
@@ -71,6 +74,12 @@ def test_tf_config_gives_the_role(text, expected):
         ('{"cluster": {"worker": ["nohostport"]}, "task": {}}', "host:port"),
         (_tf_config(["a:1"], "ps", 0), "not a job of the cluster"),
         (_tf_config(["a:1"], "worker", 1), "index must be an integer in [0, 1)"),
+        # TensorFlow's int() refuses "0.5" with a traceback; "1" is out of range as 1 is.
+        (
+            _tf_config(["a:1"], "worker", "0.5"),
+            "integer in [0, 1) for job 'worker'. Received: '0.5'",
+        ),
+        (_tf_config(["a:1"], "worker", "1"), "integer in [0, 1) for job 'worker'. Received: '1'"),
         # No "index": TensorFlow's resolver gives task_id None, and the strategy a traceback.
         (
             '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker"}}',
@@ -106,6 +115,8 @@ def test_tf_config_gives_the_role(text, expected):
         "address",
         "job",
         "index",
+        "string-not-integer",
+        "string-index-out-of-range",
         "no-index",
         "evaluator",
         "port",

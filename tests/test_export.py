@@ -197,3 +197,43 @@ def test_export_says_a_regression_run_serves_values(tmp_path, monkeypatch):
     assert result.stdout == (
         f"saved model: {tmp_path / 'out'} (endpoint 'serve': raw inputs -> values)\n"
     )
+
+
+def test_ctrl_c_while_exporting_leaves_nothing_half_written(tmp_path, monkeypatch):
+    # A KeyboardInterrupt in the write left the folders and files begun, and the same
+    # command then refused the folder as holding files; a failed write removed them.
+    class Run:
+        task = "classification"
+
+        def probability_model(self):
+            return None
+
+    def ctrl_c(model, path):
+        pathlib.Path(path, "variables").mkdir(parents=True)  # as far as it got
+        pathlib.Path(path, "saved_model.pb").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inference, "load_run", lambda run_dir: Run())
+    monkeypatch.setattr(inference, "export_saved_model", ctrl_c)
+    (tmp_path / "empty").mkdir()
+    for where, removed in (
+        (tmp_path / "new" / "served", f"removed {tmp_path / 'new'}"),
+        (tmp_path / "empty", f"emptied {tmp_path / 'empty'} again"),
+    ):
+        result = CliRunner().invoke(export.main, [str(tmp_path / "run"), str(where)])
+        assert result.exit_code == 130  # 128 + SIGINT, as kerasmlp-train's
+        assert result.stderr == (
+            f"kerasmlp-export: interrupted; {removed} (the SavedModel was unfinished)\n"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+    assert list((tmp_path / "empty").iterdir()) == []
+
+    # Stopped before the first file (building the model to export): nothing to remove.
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Run, "probability_model", interrupted)
+    result = CliRunner().invoke(export.main, [str(tmp_path / "run"), str(tmp_path / "new")])
+    assert result.exit_code == 130
+    assert result.stderr == "kerasmlp-export: interrupted before anything was written\n"
+    assert not (tmp_path / "new").exists()

@@ -83,6 +83,26 @@ def test_long_run_names_keep_the_key_value_parts_that_fit():
     assert len(sweep.run_name(0, {"a": "x" * 300})) == sweep.MAX_NAME
 
 
+def test_a_cut_run_name_ends_tidily_and_an_uncut_one_keeps_its_ending():
+    # Cut at 64 characters, a mapping's name ended in the `+` before its fifth entry.
+    weights = {f"class_{i}": 1.5 for i in range(8)}
+    name = sweep.run_name(0, {"train.class_weight": weights})
+    # By hand: 4 entries `class_i-1.5` and their `+`s take 3 + 13 + 4 * 12 - 1 = 63.
+    assert name == "00-class_weight=class_0-1.5+class_1-1.5+class_2-1.5+class_3-1.5"
+    # Cut mid-entry (`...+class_3-1` of class_3-1.25): back to the last whole entry.
+    name = sweep.run_name(0, {"train.class_weight": {f"class_{i}": 1.25 for i in range(8)}})
+    assert name == "00-class_weight=class_0-1.25+class_1-1.25+class_2-1.25"
+    # Cut after a key's `-` (`00-w=` and 58 `a`s are 63 characters): the `-` goes too.
+    name = sweep.run_name(0, {"x.w": {"a" * 58: 1, "b": 2}})
+    assert name == "00-w=" + "a" * 58
+    # Not cut: the value's own `+` stays (names of sweeps planned before stay the same).
+    assert sweep.run_name(1, {"x.w": "a+"}) == "01-w=a+"
+    # Still one name per point: the index comes first.
+    other = {**weights, "class_7": 2.0}  # differs after the cut
+    names = [run.name for run in sweep.plan_sweep({"train.class_weight": [weights, other]})]
+    assert names[0][3:] == names[1][3:] and len(set(names)) == 2
+
+
 @pytest.mark.parametrize(
     "metric,direction",
     [
