@@ -21,10 +21,8 @@ import os
 import pathlib
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, TextIO
 
 import keras
 import numpy as np
@@ -53,6 +51,7 @@ from kerasmlp.controller import (
 from kerasmlp.data import MAX_CACHE_BYTES, Datasets, load_datasets
 from kerasmlp.inference import serving_model, write_data_card
 from kerasmlp.model import Head, build_model
+from kerasmlp.reporters import LineReporter, Reporter
 from kerasmlp.runfiles import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -61,7 +60,6 @@ from kerasmlp.runfiles import (
     RunFilesError,
     RunStatus,
     check_run_dir,
-    describe_os_error,
     prepare_run_dir,
     replace_atomically,
     resuming,
@@ -85,80 +83,6 @@ __all__ = [
     "prepare_run_dir",
     "train_and_evaluate",
 ]
-
-
-# --- reporting ----------------------------------------------------------------
-
-
-class Reporter(Protocol):
-    """Where progress goes while training (the CLI draws a bar on a terminal)."""
-
-    def start(
-        self, *, epochs: int, steps_per_epoch: int, initial_step: int = 0, resumed: bool = False
-    ) -> None:
-        """Training begins at `initial_step`; `resumed`: from a checkpoint (step 0 included)."""
-
-    def train_progress(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None:
-        """After each compiled call: `loss` (over the call's steps), `epoch_loss`
-        (over the epoch's steps so far) and `learning_rate`."""
-
-    def epoch_end(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None: ...
-
-    def end(self, results: Mapping[str, float]) -> None: ...
-
-    def message(self, text: str) -> None:
-        """One line about the run (early stopping, a rollback), between progress updates."""
-
-
-def format_logs(split: str, step: int, logs: Mapping[str, float]) -> str:
-    """`train | step    400 | loss 0.3121 | lr 9.6e-04`: fixed width, easy to grep."""
-    parts = [f"{split:<10}", f"step {step:>7}"]
-    for name, value in logs.items():
-        if name in ("lr", "learning_rate"):
-            parts.append(f"lr {value:.1e}")
-        else:
-            parts.append(f"{name} {value:.4f}")
-    return " | ".join(parts)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-class LineReporter:
-    """Plain lines, one per logged step and one per epoch; for logs and pipes."""
-
-    def __init__(self, stream: TextIO | None = None):
-        self.stream = stream
-
-    def _print(self, line: str) -> None:
-        stream = self.stream or sys.stdout
-        try:
-            print(line, file=stream, flush=True)
-        except OSError as e:  # a full device, a closed pipe: the user's environment, not a bug
-            name = getattr(stream, "name", "output")
-            raise RunFilesError(f"cannot write to {name}: {describe_os_error(e, None)}") from e
-
-    def start(
-        self, *, epochs: int, steps_per_epoch: int, initial_step: int = 0, resumed: bool = False
-    ) -> None:
-        if resumed:
-            self._print(f"resuming at step {initial_step}")
-        self._print(f"training {_count(epochs, 'epoch')} x {_count(steps_per_epoch, 'step')}")
-
-    def train_progress(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None:
-        # The interval's loss, the value of TensorBoard's train/loss at this step.
-        shown = {k: v for k, v in logs.items() if k != "epoch_loss"}
-        self._print(format_logs("train", step, shown))
-
-    def epoch_end(self, *, step: int, epoch: int, logs: Mapping[str, float]) -> None:
-        self._print(format_logs(f"epoch {epoch}", step, logs))
-
-    def end(self, results: Mapping[str, float]) -> None:
-        pass
-
-    def message(self, text: str) -> None:
-        self._print(text)
 
 
 # --- the entry point ----------------------------------------------------------
