@@ -438,25 +438,8 @@ def _run(
         writer=writer,
         log=_message_of(reporter),
     )
-
-    def rate_at(iteration) -> float:
-        """The schedule (times the rollback scale) at an optimizer iteration."""
-        return float(_schedule(trainer.optimizer)(iteration))
-
-    guard = actions.DivergenceGuard(
-        policy=train_cfg.on_divergence,
-        factor=train_cfg.rollback_factor,
-        max_rollbacks=train_cfg.max_rollbacks,
-        scale=scale,
-        writer=writer,
-        log=_message_of(reporter),
-        rate_at=rate_at,  # only on divergence, at the bad step
-        # At the optimizer's iterations, as the compiled loop reads it for
-        # train/learning_rate (skipped mixed_float16 steps are not iterations).
-        rate_now=lambda: rate_at(trainer.optimizer.iterations),
-        advice=actions.large_target_advice(
-            config.loss.name, info.target_variance, config.train.precision
-        ),
+    guard = build_divergence_guard(
+        config, trainer.optimizer, info, scale=scale, writer=writer, log=_message_of(reporter)
     )
     action_list = build_actions(
         config,
@@ -615,6 +598,48 @@ def _check_epochs_cover(controller: Controller, run_dir: pathlib.Path) -> None:
         f"--resume {run_dir} --epochs {controller.epochs}: the run has already trained past "
         f"epoch {controller.epochs} ({controller.step} steps of {controller.steps_per_epoch} "
         f"an epoch, in epoch {begun}); --epochs must be at least {begun}"
+    )
+
+
+def build_divergence_guard(
+    config: Config,
+    optimizer: keras.optimizers.Optimizer,
+    info,
+    *,
+    scale: tf.Variable | None,
+    writer: SummaryWriter,
+    log: Callable[[str], None],
+) -> actions.DivergenceGuard:
+    """The run's divergence guard, as `train.on_divergence` and its keys set it up.
+
+    Args:
+      config: the run's config (its `train` section, the loss and the precision).
+      optimizer: the run's optimizer; its schedule gives the learning rate the guard reports.
+      info: the dataset's `DatasetInfo` (its regression target's variance, for the advice).
+      scale: the learning-rate scale a rollback lowers (`on_divergence: rollback`), or None.
+      writer: the run's summaries.
+      log: where the guard's one-line messages go.
+    """
+    train_cfg = config.train
+
+    def rate_at(iteration) -> float:
+        """The schedule (times the rollback scale) at an optimizer iteration."""
+        return float(_schedule(optimizer)(iteration))
+
+    return actions.DivergenceGuard(
+        policy=train_cfg.on_divergence,
+        factor=train_cfg.rollback_factor,
+        max_rollbacks=train_cfg.max_rollbacks,
+        scale=scale,
+        writer=writer,
+        log=log,
+        rate_at=rate_at,  # only on divergence, at the bad step
+        # At the optimizer's iterations, as the compiled loop reads it for
+        # train/learning_rate (skipped mixed_float16 steps are not iterations).
+        rate_now=lambda: rate_at(optimizer.iterations),
+        advice=actions.large_target_advice(
+            config.loss.name, info.target_variance, config.train.precision
+        ),
     )
 
 
