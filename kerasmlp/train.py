@@ -480,17 +480,13 @@ def _run(
     if state is None:
         if resume:  # killed before its first checkpoint: start again in the same folder
             writer.truncate_after(0.0)
-        writer.text("train", 0, "config", code_block(config.to_yaml()))
-        writer.text("train", 0, "model_summary", code_block(model_summary(model)))
-        writer.hparams(
-            config.flatten(),
-            metrics=list(hparams_metrics)
-            or [
-                (split, tag)
-                for split in (("validation", "test") if has_validation else ("test",))
-                for tag in ("loss", *config.metrics)
-            ],
-            first=hparams_first,
+        _write_run_start(
+            writer,
+            config,
+            model,
+            has_validation=has_validation,
+            hparams_first=hparams_first,
+            hparams_metrics=hparams_metrics,
         )
 
     reason = controller.train()
@@ -565,6 +561,35 @@ def _run(
     )
     reporter.end(results)
     return results
+
+
+def _write_run_start(
+    writer: SummaryWriter,
+    config: Config,
+    model: keras.Model,
+    *,
+    has_validation: bool,
+    hparams_first: Sequence[str],
+    hparams_metrics: Sequence[tuple[str, str]],
+) -> None:
+    """The events a new run begins with: its config and model summary, and its HParams record.
+
+    `hparams_first` and `hparams_metrics` are `train_and_evaluate`'s; without
+    `hparams_metrics`, the columns are the loss and `config.metrics` of validation
+    (when the run holds it out) and test.
+    """
+    writer.text("train", 0, "config", code_block(config.to_yaml()))
+    writer.text("train", 0, "model_summary", code_block(model_summary(model)))
+    writer.hparams(
+        config.flatten(),
+        metrics=list(hparams_metrics)
+        or [
+            (split, tag)
+            for split in (("validation", "test") if has_validation else ("test",))
+            for tag in ("loss", *config.metrics)
+        ],
+        first=hparams_first,
+    )
 
 
 def _validate_new_last_epoch(controller: Controller, action_list: Sequence[Action]) -> None:
