@@ -492,28 +492,9 @@ def _run(
     reason = controller.train()
     step, epoch = controller.step, controller.epoch
     if reason == INTERRUPTED:
-        # No HParams session end: see `SummaryWriter.hparams_end`.
-        writer.close()
-        in_progress = epoch + (1 if controller.step_in_epoch else 0)
-        status.update("interrupted", step=step, epoch=epoch, signal=stop_request.signal_name)
-        raise RunInterrupted(
-            run_dir, step=step, epoch=in_progress, signal_name=stop_request.signal_name or ""
-        )
+        raise _end_interrupted(run_dir, controller, writer, status, stop_request)
     if reason == DIVERGED:
-        writer.hparams_end(step, status="failure")
-        writer.close()
-        divergence = guard.divergence
-        status.update(
-            "diverged",
-            step=step,
-            epoch=epoch,
-            divergence={
-                "step": divergence.step,
-                "what": divergence.what,
-                "learning_rate": divergence.learning_rate,
-            },
-        )
-        raise RunDiverged(run_dir, divergence, guard.rollbacks)
+        raise _end_diverged(run_dir, controller, writer, status, guard)
 
     # Completed, or stopped early: evaluate on the test split and save the model.
     results = dict(_find(action_list, actions.EpochLogs).last)
@@ -590,6 +571,51 @@ def _write_run_start(
         ],
         first=hparams_first,
     )
+
+
+def _end_interrupted(
+    run_dir: pathlib.Path,
+    controller: Controller,
+    writer: SummaryWriter,
+    status: RunStatus,
+    stop_request: StopRequest,
+) -> RunInterrupted:
+    """Closes the events of a run a signal stopped, records it in status.json and
+    returns the `RunInterrupted` to raise."""
+    step, epoch = controller.step, controller.epoch
+    # No HParams session end: see `SummaryWriter.hparams_end`.
+    writer.close()
+    in_progress = epoch + (1 if controller.step_in_epoch else 0)
+    status.update("interrupted", step=step, epoch=epoch, signal=stop_request.signal_name)
+    return RunInterrupted(
+        run_dir, step=step, epoch=in_progress, signal_name=stop_request.signal_name or ""
+    )
+
+
+def _end_diverged(
+    run_dir: pathlib.Path,
+    controller: Controller,
+    writer: SummaryWriter,
+    status: RunStatus,
+    guard: actions.DivergenceGuard,
+) -> RunDiverged:
+    """Ends the HParams session of a run the divergence guard stopped as a failure,
+    records the divergence in status.json and returns the `RunDiverged` to raise."""
+    step, epoch = controller.step, controller.epoch
+    writer.hparams_end(step, status="failure")
+    writer.close()
+    divergence = guard.divergence
+    status.update(
+        "diverged",
+        step=step,
+        epoch=epoch,
+        divergence={
+            "step": divergence.step,
+            "what": divergence.what,
+            "learning_rate": divergence.learning_rate,
+        },
+    )
+    return RunDiverged(run_dir, divergence, guard.rollbacks)
 
 
 def _validate_new_last_epoch(controller: Controller, action_list: Sequence[Action]) -> None:
