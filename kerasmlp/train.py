@@ -5,6 +5,9 @@ compiled inner loop of GradientTape steps is in `kerasmlp.trainer`), the
 summaries, the checkpoints and the actions (`build_actions`), and hands them to a
 `kerasmlp.controller.Controller`, which decides in ordinary Python when to log,
 evaluate, checkpoint and stop; at the end the run is tested and its model saved.
+A run that does not complete ends in one of the exceptions defined here
+(`RunInterrupted`, `RunDiverged`, `WorkerLost`). `Trainer` and the reporters
+(`kerasmlp.reporters`) are importable from here too, where they used to live.
 
 All state a resumed run needs (model, optimizer with its iteration count, the
 position in the shuffled data, dropout's RNG inside the model, the metrics'
