@@ -564,7 +564,7 @@ def find_divergence(
 
     Args:
       loop: the controller, whose step is the round's last.
-      stats: the round's statistics (see `train.Trainer.run_steps`).
+      stats: the round's statistics (see `kerasmlp.trainer.Trainer.run_steps`).
       rate_at: the learning rate of an optimizer iteration (0-based); None
         reports the rate at the round's end.
       advice: what the message advises in place of a lower learning rate (see

@@ -20,10 +20,8 @@ import errno
 import functools
 import os
 import pathlib
-import shutil
 import signal
 import sys
-import time
 from typing import NoReturn
 
 import click
@@ -43,6 +41,7 @@ from kerasmlp.console import (
     plug_closed_streams,
     start_tensorflow,
 )
+from kerasmlp.reporters import BarReporter, LineReporter
 
 DIVERGED = 3
 # 128 + the signal's number, as a shell reports a process the signal ended.
@@ -281,13 +280,7 @@ def main(
         start_tensorflow(verbose=verbose)
         from kerasmlp.controller import StopRequest
         from kerasmlp.data import DataError
-        from kerasmlp.train import (
-            LineReporter,
-            RunDiverged,
-            RunInterrupted,
-            WorkerLost,
-            train_and_evaluate,
-        )
+        from kerasmlp.train import RunDiverged, RunInterrupted, WorkerLost, train_and_evaluate
 
         stop_request = StopRequest()
         _handle_stop_signals(stop_request)
@@ -324,7 +317,7 @@ def main(
             finished=finished,
             total=len(runs),
         )
-        reporter = _BarReporter() if sys.stdout.isatty() else LineReporter()
+        reporter = BarReporter() if sys.stdout.isatty() else LineReporter()
         try:
             results = train_and_evaluate(
                 config,
@@ -498,7 +491,7 @@ def _handle_stop_signals(stop_request) -> None:
 
 
 def _close(reporter) -> None:
-    if isinstance(reporter, _BarReporter):
+    if isinstance(reporter, BarReporter):
         reporter.close()  # end the bar's line before the message
 
 
@@ -527,80 +520,6 @@ def _environment_error(error: OSError) -> str:
     if error.filename is None:
         return f"cannot write to <stdout>: {runfiles.describe_os_error(error, None)}"
     return f"cannot write {runfiles.describe_os_error(error)}"
-
-
-class _BarReporter:
-    """On a terminal, as Keras's progress bar: one line per finished epoch, a bar below.
-
-    The bar (epoch, steps done in it, the training loss over the epoch's steps
-    so far, time left for the run; at the epoch's last step, as Keras's bar, the
-    epoch's time instead) is redrawn in place; at each epoch's end it gives way to a line
-    that stays: ``epoch 3/40 | loss 0.1234 | accuracy 0.9500 | validation_loss
-    0.1432 | validation_accuracy 0.9450``, the figures of that epoch.
-    """
-
-    _WIDTH = 20  # characters of the bar itself
-
-    def __init__(self, file=None):
-        self._file = file  # None: stdout at the time of writing
-        self._epochs = self._steps_per_epoch = self._first_step = 0
-        self._started = self._epoch_started = 0.0
-        self._drawn = False  # a bar is on the current line
-
-    def start(self, *, epochs, steps_per_epoch, initial_step=0, resumed=False):
-        self._epochs, self._steps_per_epoch = epochs, steps_per_epoch
-        self._first_step, self._started = initial_step, time.monotonic()
-        self._epoch_started = self._started
-
-    def train_progress(self, *, step, epoch, logs):
-        in_epoch = min(max(step - (epoch - 1) * self._steps_per_epoch, 0), self._steps_per_epoch)
-        filled = self._WIDTH * in_epoch // max(self._steps_per_epoch, 1)
-        parts = [
-            f"epoch {epoch}/{self._epochs} [{'#' * filled}{'-' * (self._WIDTH - filled)}] "
-            f"{in_epoch}/{self._steps_per_epoch}",
-            # As Keras's bar: the loss over the epoch's steps so far, not the last call's.
-            f"loss {logs['epoch_loss']:.4f}",
-        ]
-        done = step - self._first_step
-        if in_epoch == self._steps_per_epoch:
-            # Keras's bar ends an epoch with its time, `1s`: an ETA there (the run's rest,
-            # or 0:00:00 at the last epoch) read as the time left of an epoch that is done.
-            parts.append(f"{time.monotonic() - self._epoch_started:.0f}s")
-        elif done > 0:
-            left = (self._epochs * self._steps_per_epoch - step) * (
-                (time.monotonic() - self._started) / done
-            )
-            parts.append(f"ETA {datetime.timedelta(seconds=round(left))}")
-        line = " | ".join(parts)[: shutil.get_terminal_size().columns - 1]
-        self._write(f"\r{line}\x1b[K")  # back to the line's start, then clear what was left
-        self._drawn = True
-
-    def epoch_end(self, *, step, epoch, logs):
-        shown = {k.removeprefix("train_"): v for k, v in logs.items()}
-        line = " | ".join(
-            [f"epoch {epoch}/{self._epochs}", *(f"{k} {v:.4f}" for k, v in shown.items())]
-        )
-        self._write(f"\r{line}\x1b[K\n")
-        self._drawn = False
-        self._epoch_started = time.monotonic()
-
-    def end(self, results):
-        self.close()
-
-    def message(self, text):
-        self.close()
-        self._write(f"{text}\n")
-
-    def close(self):
-        """Ends a bar's line, so that what is written next starts on its own line."""
-        if self._drawn:
-            self._write("\n")
-            self._drawn = False
-
-    def _write(self, text):
-        file = self._file or sys.stdout
-        file.write(text)
-        file.flush()
 
 
 if __name__ == "__main__":  # pragma: no cover

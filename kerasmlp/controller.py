@@ -1,6 +1,6 @@
 """The outer loop: drives the compiled inner loop in chunks and calls actions between them.
 
-What one step does lives in `kerasmlp.train.Trainer` (a compiled function
+What one step does lives in `kerasmlp.trainer.Trainer` (a compiled function
 that runs many steps per call). When to log, evaluate, checkpoint, stop early
 or give up on a diverged run is decided here, in plain Python, by a list of
 `Action`s, in the manner of Orbit's `Controller` with its actions, CLU's

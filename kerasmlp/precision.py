@@ -7,7 +7,7 @@ always computes in float32, so the logits, the loss and the metrics are
 float32 whatever the hidden layers compute in (as the Keras mixed-precision
 guide keeps the model's last layer in float32). `mixed_float16` also needs
 loss scaling (`keras.optimizers.LossScaleOptimizer`, see
-`kerasmlp.components.make_optimizer` and `kerasmlp.train.Trainer`).
+`kerasmlp.components.make_optimizer` and `kerasmlp.trainer.Trainer`).
 
 `choose_precision` is the `auto` rule, a pure function of what the hardware
 reports (CPU flags, GPU compute capabilities); `resolve_precision` reads the

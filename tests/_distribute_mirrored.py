@@ -41,7 +41,7 @@ OVERRIDES = [
     "distribute.cpu_devices=2",
 ]
 # The runs compared to 1e-5, in float32 whatever `auto` would pick on this machine; and
-# one under MirroredStrategy in mixed_float16 (loss scaling, see kerasmlp.train.Trainer).
+# one under MirroredStrategy in mixed_float16 (loss scaling, see kerasmlp.trainer.Trainer).
 RUNS = {
     "one_device": ["distribute.strategy=one_device", "train.precision=float32"],
     "mirrored": ["distribute.strategy=mirrored", "train.precision=float32"],

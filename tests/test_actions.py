@@ -9,8 +9,8 @@ import pytest
 
 from kerasmlp import actions, metrics, runfiles
 from kerasmlp.controller import COMPLETED, DIVERGED, STOPPED_EARLY, Controller
+from kerasmlp.reporters import LineReporter
 from kerasmlp.runfiles import RunStatus
-from kerasmlp.train import LineReporter
 
 # Values are multiples of 1/8, exact in float32 and float64: Keras compares in
 # float32 tensors, kerasmlp in Python floats, and ties must mean the same to both.

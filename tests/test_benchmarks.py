@@ -281,7 +281,7 @@ def test_long_run_costs_unchecked_loop_trains_as_the_checked_one():
     import numpy as np
 
     from kerasmlp.config import load_config
-    from kerasmlp.train import Trainer
+    from kerasmlp.trainer import Trainer
 
     costs = _load("long_run_costs")
     config = load_config(None, ["model.hidden_units=[4]", "train.batch_size=16"])

@@ -14,7 +14,7 @@ from kerasmlp import losses
 from kerasmlp.class_weights import resolve_class_weight
 from kerasmlp.config import ConfigError, load_config
 from kerasmlp.model import Head
-from kerasmlp.train import Trainer
+from kerasmlp.trainer import Trainer
 
 
 def test_balanced_matches_scikit_learn():

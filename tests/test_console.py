@@ -94,7 +94,7 @@ def test_retracing_warnings_about_kerasmlps_loops_are_dropped_others_kept(caplog
     # your @tf.function outside of the loop" about its own evaluation loop.
     console.quiet_own_retracing_warnings()
     caplog.clear()
-    _warn_of_retracing("<bound method Trainer._evaluate_in_memory of <kerasmlp.train.Trainer>>")
+    _warn_of_retracing("<bound method Trainer._evaluate_in_memory of <kerasmlp.trainer.Trainer>>")
     assert not caplog.records
     _warn_of_retracing("<function my_step at 0x7f00>")  # a user's function: still warned about
     assert [r.getMessage().split(" triggered")[0] for r in caplog.records] == [

@@ -15,7 +15,7 @@ from kerasmlp.components import make_loss, make_optimizer
 from kerasmlp.config import ACTIVATIONS, LossConfig, ModelConfig, OptimizerConfig
 from kerasmlp.data import DatasetInfo
 from kerasmlp.model import Head, build_model
-from kerasmlp.train import Trainer
+from kerasmlp.trainer import Trainer
 
 # --- unit health ------------------------------------------------------------------
 

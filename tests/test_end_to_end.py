@@ -26,8 +26,9 @@ from kerasmlp.controller import StopRequest
 from kerasmlp.data import load_datasets
 from kerasmlp.model import Head, build_model
 from kerasmlp.playground import NUM_TRAIN
+from kerasmlp.reporters import LineReporter
 from kerasmlp.runfiles import ResumeError
-from kerasmlp.train import LineReporter, RunInterrupted, train_and_evaluate
+from kerasmlp.train import RunInterrupted, train_and_evaluate
 from tests import events
 from tests.conftest import COLLECTOR_OFF, REPO_ROOT
 

@@ -28,7 +28,8 @@ from kerasmlp.config import (
 )
 from kerasmlp.model import Head, build_model
 from kerasmlp.playground import make_spirals
-from kerasmlp.train import Trainer, checkpoint_objects, train_and_evaluate
+from kerasmlp.train import checkpoint_objects, train_and_evaluate
+from kerasmlp.trainer import Trainer
 from tests import events
 from tests.test_summaries import hparams_records
 
