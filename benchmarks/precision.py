@@ -52,10 +52,11 @@ def loop_rates(config, precisions: list[str], *, calls: int, steps: int) -> dict
     matters on a loaded machine more than the number of rounds. Tracing is left out.
     """
     from kerasmlp.components import make_loss, make_optimizer
+    from kerasmlp.data import load_config_datasets
     from kerasmlp.model import Head
-    from kerasmlp.train import Trainer, _load, _training_batches, model_for
+    from kerasmlp.train import Trainer, _training_batches, model_for
 
-    data = _load(config)
+    data = load_config_datasets(config)
     head = Head.for_task(
         data.info.task, num_classes=data.info.num_classes, loss_name=config.loss.name
     )

@@ -40,9 +40,10 @@ import numpy as np  # noqa: E402
 
 from kerasmlp.components import make_loss, make_metrics, make_optimizer  # noqa: E402
 from kerasmlp.config import load_config  # noqa: E402
+from kerasmlp.data import load_config_datasets  # noqa: E402
 from kerasmlp.model import Head  # noqa: E402
 from kerasmlp.precision import resolve_precision  # noqa: E402
-from kerasmlp.train import LineReporter, _load, model_for, train_and_evaluate  # noqa: E402
+from kerasmlp.train import LineReporter, model_for, train_and_evaluate  # noqa: E402
 
 
 def arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +114,7 @@ def main() -> None:
                         reporter=LineReporter(open(os.devnull, "w")),
                     )
                 else:
-                    theirs, fit_accuracy = fit_rate(config, _load(config), precision)
+                    theirs, fit_accuracy = fit_rate(config, load_config_datasets(config), precision)
             rate = ours["examples_per_second"]
             ratios.append(rate / theirs)
             if repeat == 0:

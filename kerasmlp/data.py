@@ -54,6 +54,32 @@ PROBE_TIMEOUT = 5.0
 _FALLBACK_URL = "https://storage.googleapis.com/"
 
 
+def load_config_datasets(config) -> Datasets:
+    """`load_datasets` with the arguments a run's config gives it (its `data` and
+    `train` sections and `seed`), as `kerasmlp-train` and `load_run` load a run's data.
+
+    Args:
+        config: a `kerasmlp.config.Config`.
+    """
+    data = config.data
+    return load_datasets(
+        data.name,
+        batch_size=config.train.batch_size,
+        validation_fraction=config.train.validation_fraction,
+        seed=config.seed,
+        data_dir=data.data_dir,
+        manual_dir=data.manual_dir,
+        cache=data.cache,
+        shuffle_buffer=data.shuffle_buffer,
+        path=data.path,
+        test_path=data.test_path,
+        label=data.label,
+        task=data.task,
+        test_fraction=data.test_fraction,
+        categorical=data.categorical,
+    )
+
+
 def load_datasets(
     name: str,
     *,

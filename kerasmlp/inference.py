@@ -270,10 +270,10 @@ class LoadedRun:
             (`status.json`'s `data_sha256`): split again, it would give other rows,
             training rows among them.
         """
-        from kerasmlp.train import _load
+        from kerasmlp.data import load_config_datasets
 
         self._check_test_file_unchanged()
-        data = _load(self.config)
+        data = load_config_datasets(self.config)
         if data.tabular is not None:
             from kerasmlp.tabular import raw_inputs
 

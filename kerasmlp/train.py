@@ -51,7 +51,7 @@ from kerasmlp.controller import (
     Controller,
     StopRequest,
 )
-from kerasmlp.data import MAX_CACHE_BYTES, Datasets, load_datasets
+from kerasmlp.data import MAX_CACHE_BYTES, Datasets, load_config_datasets
 from kerasmlp.inference import serving_model, write_data_card
 from kerasmlp.model import Head, build_model
 from kerasmlp.reporters import LineReporter, Reporter
@@ -311,7 +311,7 @@ def _train(
     hparams_metrics,
 ):
     keras.utils.set_random_seed(config.seed)
-    data = _load(config)
+    data = load_config_datasets(config)
     fingerprint = data_fingerprint(config)
     if resume:
         _check_data_unchanged(run_dir, previous, fingerprint)
@@ -901,23 +901,4 @@ def model_for(config: Config, info, head: Head, *, dtype_policy: str | None = No
         target_mean=info.target_mean,
         target_variance=info.target_variance,
         dtype_policy=dtype_policy,
-    )
-
-
-def _load(config: Config) -> Datasets:
-    return load_datasets(
-        config.data.name,
-        batch_size=config.train.batch_size,
-        validation_fraction=config.train.validation_fraction,
-        seed=config.seed,
-        data_dir=config.data.data_dir,
-        manual_dir=config.data.manual_dir,
-        cache=config.data.cache,
-        shuffle_buffer=config.data.shuffle_buffer,
-        path=config.data.path,
-        test_path=config.data.test_path,
-        label=config.data.label,
-        task=config.data.task,
-        test_fraction=config.data.test_fraction,
-        categorical=config.data.categorical,
     )
