@@ -10,8 +10,9 @@ back the same value as one metric fed the whole global batch.
 Conventions shared by the classification metrics:
 
 - `y_true` holds integer class ids of shape `(batch,)` or `(batch, 1)` (one-hot
-  rows for `CategoricalAccuracy`; the other metrics refuse them with a ValueError
-  while tracing); `y_pred` holds one row of scores per example,
+  rows for `CategoricalAccuracy`, which refuses class ids, where Keras's silently
+  compares every prediction with one class; the other metrics refuse one-hot rows;
+  both with a ValueError while tracing); `y_pred` holds one row of scores per example,
   `(batch, num_classes)`. Probabilities and logits give the same argmax, so both
   are accepted wherever only the predicted class matters. The accuracies also
   take a sequence model's `(batch, steps, num_classes)` scores with
@@ -136,6 +137,22 @@ def _check_class_ids(metric, y_true, y_pred) -> None:
             f"{type(metric).__name__} takes integer class ids, one per row of scores: y_true of "
             f"shape {pred_shape[:-1]} or {(*pred_shape[:-1], 1)}; for one-hot labels, pass "
             f"their argmax. Received: y_true of shape {true_shape}, y_pred of shape {pred_shape}"
+        )
+
+
+def _check_one_hot(metric, y_true, y_pred) -> None:
+    """Refuses, at trace time, labels that are not one row per row of scores (integer class ids,
+    most likely), whose argmax would be one class for the whole batch, read silently as a score.
+    """
+    true_shape = tuple(ops.convert_to_tensor(y_true).shape)
+    pred_shape = tuple(ops.convert_to_tensor(y_pred).shape)
+    if not (len(true_shape) == len(pred_shape) >= 1) or (
+        None not in (true_shape[-1], pred_shape[-1]) and true_shape[-1] != pred_shape[-1]
+    ):
+        raise ValueError(
+            f"{type(metric).__name__} takes one-hot labels, y_true of y_pred's shape "
+            f"{pred_shape}; for integer class ids, use SparseCategoricalAccuracy. "
+            f"Received: y_true of shape {true_shape}, y_pred of shape {pred_shape}"
         )
 
 
@@ -754,6 +771,10 @@ class CategoricalAccuracy(_WeightedMean):
         name: Metric name (default "categorical_accuracy").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
+    Raises:
+        ValueError: From `update_state`, if `y_true` is not of `y_pred`'s shape (integer
+            class ids, for which Keras's argmax of the labels is one class for the batch).
+
     Example:
         >>> m = CategoricalAccuracy()
         >>> m.update_state([[0, 0, 1], [1, 0, 0]], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]])
@@ -766,6 +787,7 @@ class CategoricalAccuracy(_WeightedMean):
         self._direction = "up"
 
     def _values(self, y_true, y_pred):
+        _check_one_hot(self, y_true, y_pred)
         return categorical_matches(y_true, y_pred)
 
 

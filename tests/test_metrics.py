@@ -873,6 +873,25 @@ def test_one_hot_labels_are_refused_while_tracing_with_both_shapes(make):
         tf.function(metric.update_state, input_signature=spec)(one_hot, scores)
 
 
+@pytest.mark.parametrize("labels_shape", [(None,), (None, 1), (None, 5)], ids=str)
+def test_class_ids_are_refused_by_categorical_accuracy_while_tracing(labels_shape):
+    # Keras's CategoricalAccuracy takes the argmax of (batch,) class ids over the batch axis: one
+    # class, compared with every prediction, a silent wrong accuracy (keras.metrics 3.15: 1.0 for
+    # ids [0, 1, 2] against three rows predicting class 2, one of them right). By hand: one
+    # line naming both shapes.
+    spec = [tf.TensorSpec(labels_shape, tf.float32), tf.TensorSpec((None, 7), tf.float32)]
+    with pytest.raises(
+        ValueError,
+        match=r"(?m)CategoricalAccuracy takes one-hot labels, y_true of y_pred's shape "
+        r"\(None, 7\); for integer class ids, use SparseCategoricalAccuracy\. "
+        rf"Received: y_true of shape {re.escape(str(labels_shape))}, "
+        r"y_pred of shape \(None, 7\)$",
+    ):
+        tf.function(metrics.CategoricalAccuracy().update_state, input_signature=spec)(
+            *(tf.zeros((4, *s[1:])) for s in (labels_shape, (None, 7)))
+        )
+
+
 # A weight shape that no metric can read, and that a flattening would take for one
 # weight per example: (1, batch).
 @pytest.mark.parametrize("mode", ["eager", "tf_function"])
