@@ -27,6 +27,10 @@ Conventions shared by the classification metrics:
   `(batch, steps, d)` outputs, take one weight per timestep, `(batch, steps)`,
   as Keras's do. Weights of any other shape are refused
   with a ValueError when the update is traced, never reread as per-example.
+- `BinaryAccuracy` and the regression metrics take `y_true` and `y_pred` of one
+  shape, or one with a trailing axis of 1 more (aligned as Keras aligns them);
+  other shapes are refused with a ValueError while tracing, as kerasmlp's losses
+  refuse them.
 - A Keras mask on `y_pred` (left by a `Masking` layer, for example) weighs the
   masked examples or timesteps 0, as in Keras's metrics and losses: they count
   as absent. (Keras's own `RootMeanSquaredError` alone ignores masks; here it
@@ -153,6 +157,26 @@ def _check_one_hot(metric, y_true, y_pred) -> None:
             f"{type(metric).__name__} takes one-hot labels, y_true of y_pred's shape "
             f"{pred_shape}; for integer class ids, use SparseCategoricalAccuracy. "
             f"Received: y_true of shape {true_shape}, y_pred of shape {pred_shape}"
+        )
+
+
+def _check_same_entries(metric, y_true, y_pred) -> None:
+    """Refuses, at trace time, targets and predictions whose shapes differ other than by a
+    trailing axis of 1 (Keras's alignment), which the update would fail on only when run, with
+    a TensorFlow error about element counts (as kerasmlp's losses refuse them).
+    """
+    true_shape = tuple(ops.convert_to_tensor(y_true).shape)
+    pred_shape = tuple(ops.convert_to_tensor(y_pred).shape)
+    a, b = true_shape, pred_shape
+    if len(a) == len(b) + 1 and a[-1] == 1:
+        a = a[:-1]
+    elif len(b) == len(a) + 1 and b[-1] == 1:
+        b = b[:-1]
+    if len(a) != len(b) or any(None not in (m, n) and m != n for m, n in zip(a, b, strict=True)):
+        raise ValueError(
+            f"{type(metric).__name__} takes y_true and y_pred of the same shape (or one with "
+            f"a trailing axis of 1 more). Received: y_true of shape {true_shape}, "
+            f"y_pred of shape {pred_shape}"
         )
 
 
@@ -840,6 +864,7 @@ class BinaryAccuracy(_WeightedMean):
         self.from_logits = _check_bool("from_logits", from_logits)
 
     def _values(self, y_true, y_pred):
+        _check_same_entries(self, y_true, y_pred)
         # One value per entry, so that weights can weigh entries, as in Keras.
         return _binary_entry_matches(y_true, y_pred, self.threshold, self.from_logits)
 
@@ -1204,6 +1229,7 @@ class MeanSquaredError(_WeightedMean):
         self._direction = "down"
 
     def _values(self, y_true, y_pred):
+        _check_same_entries(self, y_true, y_pred)
         return squared_errors(y_true, y_pred)
 
 
@@ -1231,6 +1257,7 @@ class MeanAbsoluteError(_WeightedMean):
         self._direction = "down"
 
     def _values(self, y_true, y_pred):
+        _check_same_entries(self, y_true, y_pred)
         return absolute_errors(y_true, y_pred)
 
 

@@ -854,6 +854,17 @@ SPARSE_LABEL_FACTORIES = {
 }
 
 
+ENTRY_FACTORIES = {
+    name: ALL_FACTORIES[name]
+    for name in (
+        "binary_accuracy",
+        "mean_squared_error",
+        "mean_absolute_error",
+        "root_mean_squared_error",
+    )
+}
+
+
 @pytest.mark.parametrize("make", SPARSE_LABEL_FACTORIES.values(), ids=SPARSE_LABEL_FACTORIES.keys())
 def test_one_hot_labels_are_refused_while_tracing_with_both_shapes(make):
     # One-hot labels where class ids belong: the update failed only when run, on TensorFlow's
@@ -890,6 +901,29 @@ def test_class_ids_are_refused_by_categorical_accuracy_while_tracing(labels_shap
         tf.function(metrics.CategoricalAccuracy().update_state, input_signature=spec)(
             *(tf.zeros((4, *s[1:])) for s in (labels_shape, (None, 7)))
         )
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("make", ENTRY_FACTORIES.values(), ids=ENTRY_FACTORIES.keys())
+@pytest.mark.parametrize(
+    ("true_shape", "pred_shape"), [((4,), (4, 3)), ((4, 3), (4, 1)), ((4, 2), (4, 3))], ids=str
+)
+def test_targets_and_predictions_of_other_shapes_are_refused(make, true_shape, pred_shape, mode):
+    # These failed only when run, on TensorFlow's "Input to reshape is a tensor with 12 values,
+    # but the requested shape has 4" (keras.metrics.BinaryAccuracy broadcasts (4, 3) against
+    # (4, 1) and returns a number). By hand: one line naming the metric and both shapes, as
+    # kerasmlp's losses refuse them; a trailing axis of 1 more on either side is fine.
+    metric = make()
+    update = tf.function(metric.update_state) if mode == "tf_function" else metric.update_state
+    with pytest.raises(
+        ValueError,
+        match=rf"(?m){type(metric).__name__} takes y_true and y_pred of the same shape \(or one "
+        rf"with a trailing axis of 1 more\)\. Received: y_true of shape "
+        rf"{re.escape(str(true_shape))}, y_pred of shape {re.escape(str(pred_shape))}$",
+    ):
+        update(tf.zeros(true_shape), tf.zeros(pred_shape))
+    for shapes in (((4,), (4, 1)), ((4, 1), (4,)), ((4, 3), (4, 3))):
+        update(*map(tf.zeros, shapes))
 
 
 # A weight shape that no metric can read, and that a flattening would take for one
