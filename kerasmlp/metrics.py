@@ -53,6 +53,7 @@ metrics do; `keras.callbacks.EarlyStopping` and `ModelCheckpoint` read it in
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import keras
 from keras import ops
@@ -178,6 +179,32 @@ def _check_same_entries(metric, y_true, y_pred) -> None:
             f"a trailing axis of 1 more). Received: y_true of shape {true_shape}, "
             f"y_pred of shape {pred_shape}"
         )
+
+
+def _reads_logits(metric, y_pred, from_logits: bool) -> bool:
+    """`from_logits`, but False for the output of a softmax or sigmoid activation, with a warning.
+
+    As kerasmlp's losses (and Keras's) tell such outputs apart at trace time: Keras's activation
+    leaves its input on the output as `_keras_logits`, and in a graph the producing op shows.
+    Their softmax again would squash every confidence towards `1 / num_classes`, silently.
+    """
+    if not from_logits:
+        return False
+    try:  # a graph tensor; an eager one has no `op` (AttributeError)
+        activation = y_pred.op.type if y_pred.op.type in ("Softmax", "Sigmoid") else None
+    except AttributeError:
+        activation = None
+    if activation is None and hasattr(y_pred, "_keras_logits"):
+        activation = "softmax or sigmoid"
+    if activation is None:
+        return True
+    warnings.warn(
+        f"{type(metric).__name__} received `from_logits=True`, but `y_pred` was produced by a "
+        f"{activation.lower()} activation and thus holds probabilities. The metric reads them "
+        "as probabilities. Was this intended?",
+        stacklevel=3,
+    )
+    return False
 
 
 def _check_average(average):
@@ -1143,7 +1170,10 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         from_logits: Whether `y_pred` holds logits rather than probabilities
             (default False). Unchecked, as in Keras's probabilistic metrics (a check
             would read the batch back to the host at every update): logits read as
-            probabilities give a value that is not the ECE and can exceed 1.
+            probabilities give a value that is not the ECE and can exceed 1. With
+            `from_logits=True`, the output of a Keras softmax or sigmoid activation
+            (a model's last layer, seen while tracing, as kerasmlp's losses see it) is
+            read as probabilities, with a warning, rather than given a second softmax.
         name: Metric name (default "expected_calibration_error").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
@@ -1186,8 +1216,9 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         _check_score_rows(self, y_pred)
         _check_class_ids(self, y_true, y_pred)
         sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
+        from_logits = _reads_logits(self, y_pred, self.from_logits)
         sums = calibration_bins_update(
-            y_true, y_pred, self.num_bins, sample_weight, from_logits=self.from_logits
+            y_true, y_pred, self.num_bins, sample_weight, from_logits=from_logits
         )
         for variable, value in zip(
             (self.counts, self.confidence_sums, self.correct_sums), sums, strict=True

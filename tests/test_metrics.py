@@ -552,6 +552,27 @@ def test_ece_of_logits_read_as_probabilities_is_what_the_readme_says():
         assert float(metric.result()) == pytest.approx(expected, abs=5e-5)
 
 
+@pytest.mark.parametrize("mode", ["eager", "evaluate"])
+def test_ece_from_logits_of_a_softmax_output_reads_probabilities_and_warns(mode):
+    # A model ending in a softmax, with outputs [0.75, 0.25] (logits [log 3, 0]), and label 0.
+    # By hand, as in the README: confidence 0.75, always right: ECE 0.25; a second softmax gave
+    # confidence sigmoid(0.5) = 0.6225, ECE 0.3775, silently. As kerasmlp's losses, it warns.
+    bias = keras.initializers.Constant([np.log(3.0), 0.0])
+    model = keras.Sequential(
+        [keras.Input((1,)), keras.layers.Dense(2, "softmax", bias_initializer=bias)]
+    )
+    metric = metrics.ExpectedCalibrationError(num_bins=10, from_logits=True)
+    x, y = np.zeros((4, 1), np.float32), np.zeros(4, np.int32)
+    with pytest.warns(UserWarning, match="produced by a softmax.*reads them as probabilities"):
+        if mode == "eager":  # Keras's activation leaves its logits on the output
+            metric.update_state(y, model(x))
+            result = float(metric.result())
+        else:  # in the graph, the softmax op shows
+            model.compile(loss="sparse_categorical_crossentropy", metrics=[metric])
+            result = model.evaluate(x, y, verbose=0, return_dict=True)[metric.name]
+    assert result == pytest.approx(0.25, abs=1e-6)
+
+
 def test_labels_out_of_range_are_misses_and_left_out_of_the_confusion_matrix():
     y_true = [0, 5, -1]  # two labels outside [0, 3)
     y_pred = [[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.1, 0.2, 0.7]]
