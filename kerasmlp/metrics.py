@@ -13,8 +13,9 @@ Conventions shared by the classification metrics:
   rows for `CategoricalAccuracy`, which refuses class ids, where Keras's silently
   compares every prediction with one class; the other metrics refuse one-hot rows;
   both with a ValueError while tracing); `y_pred` holds one row of scores per example,
-  `(batch, num_classes)`. Probabilities and logits give the same argmax, so both
-  are accepted wherever only the predicted class matters. The accuracies also
+  `(batch, num_classes)`, with 2 classes or more (one sigmoid unit's `(batch, 1)`,
+  whose argmax is always class 0, is refused). Probabilities and logits give the
+  same argmax, so both are accepted wherever only the predicted class matters. The accuracies also
   take a sequence model's `(batch, steps, num_classes)` scores with
   `(batch, steps)` labels, as Keras's do; the confusion-matrix metrics and
   `ExpectedCalibrationError` refuse any other shape than one row per example
@@ -142,6 +143,18 @@ def _check_class_ids(metric, y_true, y_pred) -> None:
             f"{type(metric).__name__} takes integer class ids, one per row of scores: y_true of "
             f"shape {pred_shape[:-1]} or {(*pred_shape[:-1], 1)}; for one-hot labels, pass "
             f"their argmax. Received: y_true of shape {true_shape}, y_pred of shape {pred_shape}"
+        )
+
+
+def _check_class_scores(metric, y_pred) -> None:
+    """Refuses, at trace time, scores with a class axis of 1 (one sigmoid unit's, most likely),
+    whose argmax is class 0 whatever the score: a silent wrong value otherwise, as in Keras."""
+    shape = tuple(ops.convert_to_tensor(y_pred).shape)
+    if shape and shape[-1] == 1:
+        raise ValueError(
+            f"{type(metric).__name__} takes one score per class, 2 or more, on y_pred's last "
+            "axis (the argmax of a single sigmoid output is always class 0). "
+            f"Received: y_pred of shape {shape}"
         )
 
 
@@ -808,6 +821,7 @@ class SparseCategoricalAccuracy(_WeightedMean):
 
     def _values(self, y_true, y_pred):
         _check_class_ids(self, y_true, y_pred)
+        _check_class_scores(self, y_pred)
         return sparse_categorical_matches(y_true, y_pred)
 
 
@@ -941,6 +955,8 @@ class SparseTopKCategoricalAccuracy(_WeightedMean):
 
     def _values(self, y_true, y_pred):
         _check_class_ids(self, y_true, y_pred)
+        if not self.from_sorted_ids:  # then y_pred holds class ids, maybe only the top one
+            _check_class_scores(self, y_pred)
         return sparse_top_k_matches(y_true, y_pred, self.k, self.from_sorted_ids)
 
     def get_config(self):
@@ -1215,6 +1231,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         _check_score_rows(self, y_pred)
         _check_class_ids(self, y_true, y_pred)
+        _check_class_scores(self, y_pred)
         sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
         from_logits = _reads_logits(self, y_pred, self.from_logits)
         sums = calibration_bins_update(

@@ -924,6 +924,36 @@ def test_class_ids_are_refused_by_categorical_accuracy_while_tracing(labels_shap
         )
 
 
+ARGMAX_FACTORIES = {
+    name: ALL_FACTORIES[name]
+    for name in ("sparse_categorical_accuracy", "sparse_top_k", "expected_calibration_error")
+}
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("make", ARGMAX_FACTORIES.values(), ids=ARGMAX_FACTORIES.keys())
+def test_one_score_per_example_is_refused_where_classes_are_argmaxed(make, mode):
+    # A sigmoid unit's (batch, 1) output: its argmax is class 0 whatever the score, so Keras's
+    # SparseCategoricalAccuracy read 0.25 for labels [1, 1, 0, 1] and scores
+    # [0.9, 0.8, 0.2, 0.7] (by hand, all four right at 0.5), silently. By hand: one line.
+    metric = make()
+    update = tf.function(metric.update_state) if mode == "tf_function" else metric.update_state
+    with pytest.raises(
+        ValueError,
+        match=rf"(?m){type(metric).__name__} takes one score per class, 2 or more, on y_pred's "
+        r"last axis \(the argmax of a single sigmoid output is always class 0\)\. "
+        r"Received: y_pred of shape \(4, 1\)$",
+    ):
+        update(tf.constant([1, 1, 0, 1]), tf.constant([[0.9], [0.8], [0.2], [0.7]]))
+
+
+def test_top_k_of_sorted_ids_still_takes_the_top_id_alone():
+    # By hand: top-1 ids [[1], [0]] against labels [1, 1]: one hit of two.
+    metric = metrics.SparseTopKCategoricalAccuracy(k=1, from_sorted_ids=True)
+    metric.update_state(np.array([1, 1]), np.array([[1], [0]]))
+    assert float(metric.result()) == 0.5
+
+
 @pytest.mark.parametrize("mode", ["eager", "tf_function"])
 @pytest.mark.parametrize("make", ENTRY_FACTORIES.values(), ids=ENTRY_FACTORIES.keys())
 @pytest.mark.parametrize(
