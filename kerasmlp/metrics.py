@@ -486,6 +486,7 @@ def sparse_top_k_matches(y_true, y_pred, k: int = 5, from_sorted_ids: bool = Fal
         >>> sparse_top_k_matches([0, 2], y_pred, k=2).numpy().tolist()
         [1.0, 0.0]
     """
+    y_pred = ops.convert_to_tensor(y_pred)  # a nested list cannot be sliced as below
     labels = _row_labels(y_true, y_pred)
     if from_sorted_ids:
         top = ops.cast(y_pred[..., :k], "int32")

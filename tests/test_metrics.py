@@ -948,9 +948,11 @@ def test_one_score_per_example_is_refused_where_classes_are_argmaxed(make, mode)
 
 
 def test_top_k_of_sorted_ids_still_takes_the_top_id_alone():
-    # By hand: top-1 ids [[1], [0]] against labels [1, 1]: one hit of two.
+    # By hand: top-1 ids [[1], [0]] against labels [1, 1]: one hit of two. As nested lists, as
+    # keras.metrics.SparseTopKCategoricalAccuracy takes them (ours raised "list indices must
+    # be integers or slices, not tuple").
     metric = metrics.SparseTopKCategoricalAccuracy(k=1, from_sorted_ids=True)
-    metric.update_state(np.array([1, 1]), np.array([[1], [0]]))
+    metric.update_state([1, 1], [[1], [0]])
     assert float(metric.result()) == 0.5
 
 
