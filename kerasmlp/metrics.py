@@ -10,10 +10,12 @@ back the same value as one metric fed the whole global batch.
 Conventions shared by the classification metrics:
 
 - `y_true` holds integer class ids of shape `(batch,)` or `(batch, 1)` (one-hot
-  rows for `CategoricalAccuracy`; the other metrics refuse them with a ValueError
-  while tracing); `y_pred` holds one row of scores per example,
-  `(batch, num_classes)`. Probabilities and logits give the same argmax, so both
-  are accepted wherever only the predicted class matters. The accuracies also
+  rows for `CategoricalAccuracy`, which refuses class ids, where Keras's silently
+  compares every prediction with one class; the other metrics refuse one-hot rows;
+  both with a ValueError while tracing); `y_pred` holds one row of scores per example,
+  `(batch, num_classes)`, with 2 classes or more (one sigmoid unit's `(batch, 1)`,
+  whose argmax is always class 0, is refused). Probabilities and logits give the
+  same argmax, so both are accepted wherever only the predicted class matters. The accuracies also
   take a sequence model's `(batch, steps, num_classes)` scores with
   `(batch, steps)` labels, as Keras's do; the confusion-matrix metrics and
   `ExpectedCalibrationError` refuse any other shape than one row per example
@@ -26,6 +28,10 @@ Conventions shared by the classification metrics:
   `(batch, steps, d)` outputs, take one weight per timestep, `(batch, steps)`,
   as Keras's do. Weights of any other shape are refused
   with a ValueError when the update is traced, never reread as per-example.
+- `BinaryAccuracy` and the regression metrics take `y_true` and `y_pred` of one
+  shape, or one with a trailing axis of 1 more (aligned as Keras aligns them);
+  other shapes are refused with a ValueError while tracing, as kerasmlp's losses
+  refuse them.
 - A Keras mask on `y_pred` (left by a `Masking` layer, for example) weighs the
   masked examples or timesteps 0, as in Keras's metrics and losses: they count
   as absent. (Keras's own `RootMeanSquaredError` alone ignores masks; here it
@@ -48,6 +54,7 @@ metrics do; `keras.callbacks.EarlyStopping` and `ModelCheckpoint` read it in
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import keras
 from keras import ops
@@ -137,6 +144,80 @@ def _check_class_ids(metric, y_true, y_pred) -> None:
             f"shape {pred_shape[:-1]} or {(*pred_shape[:-1], 1)}; for one-hot labels, pass "
             f"their argmax. Received: y_true of shape {true_shape}, y_pred of shape {pred_shape}"
         )
+
+
+def _check_class_scores(metric, y_pred) -> None:
+    """Refuses, at trace time, scores with a class axis of 1 (one sigmoid unit's, most likely),
+    whose argmax is class 0 whatever the score: a silent wrong value otherwise, as in Keras."""
+    shape = tuple(ops.convert_to_tensor(y_pred).shape)
+    if shape and shape[-1] == 1:
+        raise ValueError(
+            f"{type(metric).__name__} takes one score per class, 2 or more, on y_pred's last "
+            "axis (the argmax of a single sigmoid output is always class 0). "
+            f"Received: y_pred of shape {shape}"
+        )
+
+
+def _check_one_hot(metric, y_true, y_pred) -> None:
+    """Refuses, at trace time, labels that are not one row per row of scores (integer class ids,
+    most likely), whose argmax would be one class for the whole batch, read silently as a score.
+    """
+    true_shape = tuple(ops.convert_to_tensor(y_true).shape)
+    pred_shape = tuple(ops.convert_to_tensor(y_pred).shape)
+    if not (len(true_shape) == len(pred_shape) >= 1) or (
+        None not in (true_shape[-1], pred_shape[-1]) and true_shape[-1] != pred_shape[-1]
+    ):
+        raise ValueError(
+            f"{type(metric).__name__} takes one-hot labels, y_true of y_pred's shape "
+            f"{pred_shape}; for integer class ids, use SparseCategoricalAccuracy. "
+            f"Received: y_true of shape {true_shape}, y_pred of shape {pred_shape}"
+        )
+
+
+def _check_same_entries(metric, y_true, y_pred) -> None:
+    """Refuses, at trace time, targets and predictions whose shapes differ other than by a
+    trailing axis of 1 (Keras's alignment), which the update would fail on only when run, with
+    a TensorFlow error about element counts (as kerasmlp's losses refuse them).
+    """
+    true_shape = tuple(ops.convert_to_tensor(y_true).shape)
+    pred_shape = tuple(ops.convert_to_tensor(y_pred).shape)
+    a, b = true_shape, pred_shape
+    if len(a) == len(b) + 1 and a[-1] == 1:
+        a = a[:-1]
+    elif len(b) == len(a) + 1 and b[-1] == 1:
+        b = b[:-1]
+    if len(a) != len(b) or any(None not in (m, n) and m != n for m, n in zip(a, b, strict=True)):
+        raise ValueError(
+            f"{type(metric).__name__} takes y_true and y_pred of the same shape (or one with "
+            f"a trailing axis of 1 more). Received: y_true of shape {true_shape}, "
+            f"y_pred of shape {pred_shape}"
+        )
+
+
+def _reads_logits(metric, y_pred, from_logits: bool) -> bool:
+    """`from_logits`, but False for the output of a softmax or sigmoid activation, with a warning.
+
+    As kerasmlp's losses (and Keras's) tell such outputs apart at trace time: Keras's activation
+    leaves its input on the output as `_keras_logits`, and in a graph the producing op shows.
+    Their softmax again would squash every confidence towards `1 / num_classes`, silently.
+    """
+    if not from_logits:
+        return False
+    try:  # a graph tensor; an eager one has no `op` (AttributeError)
+        activation = y_pred.op.type if y_pred.op.type in ("Softmax", "Sigmoid") else None
+    except AttributeError:
+        activation = None
+    if activation is None and hasattr(y_pred, "_keras_logits"):
+        activation = "softmax or sigmoid"
+    if activation is None:
+        return True
+    warnings.warn(
+        f"{type(metric).__name__} received `from_logits=True`, but `y_pred` was produced by a "
+        f"{activation.lower()} activation and thus holds probabilities. The metric reads them "
+        "as probabilities. Was this intended?",
+        stacklevel=3,
+    )
+    return False
 
 
 def _check_average(average):
@@ -405,6 +486,7 @@ def sparse_top_k_matches(y_true, y_pred, k: int = 5, from_sorted_ids: bool = Fal
         >>> sparse_top_k_matches([0, 2], y_pred, k=2).numpy().tolist()
         [1.0, 0.0]
     """
+    y_pred = ops.convert_to_tensor(y_pred)  # a nested list cannot be sliced as below
     labels = _row_labels(y_true, y_pred)
     if from_sorted_ids:
         top = ops.cast(y_pred[..., :k], "int32")
@@ -740,6 +822,7 @@ class SparseCategoricalAccuracy(_WeightedMean):
 
     def _values(self, y_true, y_pred):
         _check_class_ids(self, y_true, y_pred)
+        _check_class_scores(self, y_pred)
         return sparse_categorical_matches(y_true, y_pred)
 
 
@@ -754,6 +837,10 @@ class CategoricalAccuracy(_WeightedMean):
         name: Metric name (default "categorical_accuracy").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
+    Raises:
+        ValueError: From `update_state`, if `y_true` is not of `y_pred`'s shape (integer
+            class ids, for which Keras's argmax of the labels is one class for the batch).
+
     Example:
         >>> m = CategoricalAccuracy()
         >>> m.update_state([[0, 0, 1], [1, 0, 0]], [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]])
@@ -766,6 +853,7 @@ class CategoricalAccuracy(_WeightedMean):
         self._direction = "up"
 
     def _values(self, y_true, y_pred):
+        _check_one_hot(self, y_true, y_pred)
         return categorical_matches(y_true, y_pred)
 
 
@@ -818,6 +906,7 @@ class BinaryAccuracy(_WeightedMean):
         self.from_logits = _check_bool("from_logits", from_logits)
 
     def _values(self, y_true, y_pred):
+        _check_same_entries(self, y_true, y_pred)
         # One value per entry, so that weights can weigh entries, as in Keras.
         return _binary_entry_matches(y_true, y_pred, self.threshold, self.from_logits)
 
@@ -867,6 +956,8 @@ class SparseTopKCategoricalAccuracy(_WeightedMean):
 
     def _values(self, y_true, y_pred):
         _check_class_ids(self, y_true, y_pred)
+        if not self.from_sorted_ids:  # then y_pred holds class ids, maybe only the top one
+            _check_class_scores(self, y_pred)
         return sparse_top_k_matches(y_true, y_pred, self.k, self.from_sorted_ids)
 
     def get_config(self):
@@ -1096,7 +1187,10 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         from_logits: Whether `y_pred` holds logits rather than probabilities
             (default False). Unchecked, as in Keras's probabilistic metrics (a check
             would read the batch back to the host at every update): logits read as
-            probabilities give a value that is not the ECE and can exceed 1.
+            probabilities give a value that is not the ECE and can exceed 1. With
+            `from_logits=True`, the output of a Keras softmax or sigmoid activation
+            (a model's last layer, seen while tracing, as kerasmlp's losses see it) is
+            read as probabilities, with a warning, rather than given a second softmax.
         name: Metric name (default "expected_calibration_error").
         dtype: Dtype of the state and result (default `keras.config.floatx()`).
 
@@ -1138,9 +1232,11 @@ class ExpectedCalibrationError(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         _check_score_rows(self, y_pred)
         _check_class_ids(self, y_true, y_pred)
+        _check_class_scores(self, y_pred)
         sample_weight = _masked_weights(sample_weight, y_pred, self.dtype)
+        from_logits = _reads_logits(self, y_pred, self.from_logits)
         sums = calibration_bins_update(
-            y_true, y_pred, self.num_bins, sample_weight, from_logits=self.from_logits
+            y_true, y_pred, self.num_bins, sample_weight, from_logits=from_logits
         )
         for variable, value in zip(
             (self.counts, self.confidence_sums, self.correct_sums), sums, strict=True
@@ -1182,6 +1278,7 @@ class MeanSquaredError(_WeightedMean):
         self._direction = "down"
 
     def _values(self, y_true, y_pred):
+        _check_same_entries(self, y_true, y_pred)
         return squared_errors(y_true, y_pred)
 
 
@@ -1209,6 +1306,7 @@ class MeanAbsoluteError(_WeightedMean):
         self._direction = "down"
 
     def _values(self, y_true, y_pred):
+        _check_same_entries(self, y_true, y_pred)
         return absolute_errors(y_true, y_pred)
 
 

@@ -552,6 +552,27 @@ def test_ece_of_logits_read_as_probabilities_is_what_the_readme_says():
         assert float(metric.result()) == pytest.approx(expected, abs=5e-5)
 
 
+@pytest.mark.parametrize("mode", ["eager", "evaluate"])
+def test_ece_from_logits_of_a_softmax_output_reads_probabilities_and_warns(mode):
+    # A model ending in a softmax, with outputs [0.75, 0.25] (logits [log 3, 0]), and label 0.
+    # By hand, as in the README: confidence 0.75, always right: ECE 0.25; a second softmax gave
+    # confidence sigmoid(0.5) = 0.6225, ECE 0.3775, silently. As kerasmlp's losses, it warns.
+    bias = keras.initializers.Constant([np.log(3.0), 0.0])
+    model = keras.Sequential(
+        [keras.Input((1,)), keras.layers.Dense(2, "softmax", bias_initializer=bias)]
+    )
+    metric = metrics.ExpectedCalibrationError(num_bins=10, from_logits=True)
+    x, y = np.zeros((4, 1), np.float32), np.zeros(4, np.int32)
+    with pytest.warns(UserWarning, match="produced by a softmax.*reads them as probabilities"):
+        if mode == "eager":  # Keras's activation leaves its logits on the output
+            metric.update_state(y, model(x))
+            result = float(metric.result())
+        else:  # in the graph, the softmax op shows
+            model.compile(loss="sparse_categorical_crossentropy", metrics=[metric])
+            result = model.evaluate(x, y, verbose=0, return_dict=True)[metric.name]
+    assert result == pytest.approx(0.25, abs=1e-6)
+
+
 def test_labels_out_of_range_are_misses_and_left_out_of_the_confusion_matrix():
     y_true = [0, 5, -1]  # two labels outside [0, 3)
     y_pred = [[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.1, 0.2, 0.7]]
@@ -854,6 +875,17 @@ SPARSE_LABEL_FACTORIES = {
 }
 
 
+ENTRY_FACTORIES = {
+    name: ALL_FACTORIES[name]
+    for name in (
+        "binary_accuracy",
+        "mean_squared_error",
+        "mean_absolute_error",
+        "root_mean_squared_error",
+    )
+}
+
+
 @pytest.mark.parametrize("make", SPARSE_LABEL_FACTORIES.values(), ids=SPARSE_LABEL_FACTORIES.keys())
 def test_one_hot_labels_are_refused_while_tracing_with_both_shapes(make):
     # One-hot labels where class ids belong: the update failed only when run, on TensorFlow's
@@ -871,6 +903,80 @@ def test_one_hot_labels_are_refused_while_tracing_with_both_shapes(make):
         r"Received: y_true of shape \(None, 7\), y_pred of shape \(None, 7\)$",
     ):
         tf.function(metric.update_state, input_signature=spec)(one_hot, scores)
+
+
+@pytest.mark.parametrize("labels_shape", [(None,), (None, 1), (None, 5)], ids=str)
+def test_class_ids_are_refused_by_categorical_accuracy_while_tracing(labels_shape):
+    # Keras's CategoricalAccuracy takes the argmax of (batch,) class ids over the batch axis: one
+    # class, compared with every prediction, a silent wrong accuracy (keras.metrics 3.15: 1.0 for
+    # ids [0, 1, 2] against three rows predicting class 2, one of them right). By hand: one
+    # line naming both shapes.
+    spec = [tf.TensorSpec(labels_shape, tf.float32), tf.TensorSpec((None, 7), tf.float32)]
+    with pytest.raises(
+        ValueError,
+        match=r"(?m)CategoricalAccuracy takes one-hot labels, y_true of y_pred's shape "
+        r"\(None, 7\); for integer class ids, use SparseCategoricalAccuracy\. "
+        rf"Received: y_true of shape {re.escape(str(labels_shape))}, "
+        r"y_pred of shape \(None, 7\)$",
+    ):
+        tf.function(metrics.CategoricalAccuracy().update_state, input_signature=spec)(
+            *(tf.zeros((4, *s[1:])) for s in (labels_shape, (None, 7)))
+        )
+
+
+ARGMAX_FACTORIES = {
+    name: ALL_FACTORIES[name]
+    for name in ("sparse_categorical_accuracy", "sparse_top_k", "expected_calibration_error")
+}
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("make", ARGMAX_FACTORIES.values(), ids=ARGMAX_FACTORIES.keys())
+def test_one_score_per_example_is_refused_where_classes_are_argmaxed(make, mode):
+    # A sigmoid unit's (batch, 1) output: its argmax is class 0 whatever the score, so Keras's
+    # SparseCategoricalAccuracy read 0.25 for labels [1, 1, 0, 1] and scores
+    # [0.9, 0.8, 0.2, 0.7] (by hand, all four right at 0.5), silently. By hand: one line.
+    metric = make()
+    update = tf.function(metric.update_state) if mode == "tf_function" else metric.update_state
+    with pytest.raises(
+        ValueError,
+        match=rf"(?m){type(metric).__name__} takes one score per class, 2 or more, on y_pred's "
+        r"last axis \(the argmax of a single sigmoid output is always class 0\)\. "
+        r"Received: y_pred of shape \(4, 1\)$",
+    ):
+        update(tf.constant([1, 1, 0, 1]), tf.constant([[0.9], [0.8], [0.2], [0.7]]))
+
+
+def test_top_k_of_sorted_ids_still_takes_the_top_id_alone():
+    # By hand: top-1 ids [[1], [0]] against labels [1, 1]: one hit of two. As nested lists, as
+    # keras.metrics.SparseTopKCategoricalAccuracy takes them (ours raised "list indices must
+    # be integers or slices, not tuple").
+    metric = metrics.SparseTopKCategoricalAccuracy(k=1, from_sorted_ids=True)
+    metric.update_state([1, 1], [[1], [0]])
+    assert float(metric.result()) == 0.5
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+@pytest.mark.parametrize("make", ENTRY_FACTORIES.values(), ids=ENTRY_FACTORIES.keys())
+@pytest.mark.parametrize(
+    ("true_shape", "pred_shape"), [((4,), (4, 3)), ((4, 3), (4, 1)), ((4, 2), (4, 3))], ids=str
+)
+def test_targets_and_predictions_of_other_shapes_are_refused(make, true_shape, pred_shape, mode):
+    # These failed only when run, on TensorFlow's "Input to reshape is a tensor with 12 values,
+    # but the requested shape has 4" (keras.metrics.BinaryAccuracy broadcasts (4, 3) against
+    # (4, 1) and returns a number). By hand: one line naming the metric and both shapes, as
+    # kerasmlp's losses refuse them; a trailing axis of 1 more on either side is fine.
+    metric = make()
+    update = tf.function(metric.update_state) if mode == "tf_function" else metric.update_state
+    with pytest.raises(
+        ValueError,
+        match=rf"(?m){type(metric).__name__} takes y_true and y_pred of the same shape \(or one "
+        rf"with a trailing axis of 1 more\)\. Received: y_true of shape "
+        rf"{re.escape(str(true_shape))}, y_pred of shape {re.escape(str(pred_shape))}$",
+    ):
+        update(tf.zeros(true_shape), tf.zeros(pred_shape))
+    for shapes in (((4,), (4, 1)), ((4, 1), (4,)), ((4, 3), (4, 3))):
+        update(*map(tf.zeros, shapes))
 
 
 # A weight shape that no metric can read, and that a flattening would take for one

@@ -388,3 +388,21 @@ def test_the_stated_f1_precision_recall_signatures_are_kerasmlps_and_keras():
                 assert repr(parameters[name].default) == default.replace('"', "'"), name
             else:
                 assert parameters[name].default is inspect.Parameter.empty, (module, name)
+
+
+def test_the_stated_tensorboard_callback_error_on_an_array_metric(tmp_path):
+    # The README's note on metrics whose result is an array: Keras's TensorBoard callback
+    # refuses them at the first epoch's end, with the error quoted there.
+    import keras
+    import numpy as np
+
+    from kerasmlp.metrics import ConfusionMatrix
+
+    stated = re.search(r"`ValueError: (Expected scalar shape, saw shape: \(3, 3\))`", README)
+    assert stated
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    model.compile("sgd", loss="sparse_categorical_crossentropy", metrics=[ConfusionMatrix(3)])
+    x, y = np.zeros((4, 2), "float32"), np.array([0, 1, 2, 0])
+    callback = keras.callbacks.TensorBoard(str(tmp_path))
+    with pytest.raises(ValueError, match=re.escape(stated.group(1))):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
