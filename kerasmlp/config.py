@@ -92,8 +92,9 @@ def _range(*, gt=None, ge=None, lt=None, le=None) -> dict:
 
 
 def _number_or_null(**bounds) -> dict:
-    """A number key whose null means off: `Config.flatten` writes it as text ('null',
-    '1.0'), so that its HParams column has one type whatever a sweep's points set."""
+    """A number key that may be null (off, or Keras's default): `Config.flatten` writes it
+    as text ('null', '1.0'), so that its HParams column has one type whatever a sweep's
+    points set."""
     return {**_range(**bounds), "text": True}
 
 
@@ -168,13 +169,13 @@ class OptimizerConfig:
 
     Each optimizer takes only the keys its `kerasmlp.catalog.OPTIMIZERS` record
     lists; the defaults are Keras's. `weight_decay` null is the optimizer's own
-    default, written as the number at load (0.004 for adamw, 0.0 for the others).
+    Keras default (0.004 for adamw, none for the others).
     """
 
     name: str = dataclasses.field(default="adam", metadata=_choice(*OPTIMIZERS))
     learning_rate: LearningRateConfig = LearningRateConfig()
     # Keras's base optimizer: decoupled weight decay and gradient clipping (at most one).
-    weight_decay: float | None = dataclasses.field(default=None, metadata=_range(ge=0.0))
+    weight_decay: float | None = dataclasses.field(default=None, metadata=_number_or_null(ge=0.0))
     clipnorm: float | None = dataclasses.field(default=None, metadata=_number_or_null(gt=0.0))
     global_clipnorm: float | None = dataclasses.field(
         default=None, metadata=_number_or_null(gt=0.0)
@@ -646,21 +647,8 @@ def _set(node: dict, parts: list[str], value: Any) -> None:
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
     """Builds and checks a `Config` from nested dicts (as YAML gives them)."""
     config = _build(Config, raw, path="")
-    config = dataclasses.replace(config, optimizer=_with_own_defaults(config.optimizer))
     _check_consistency(config)
     return config
-
-
-def _with_own_defaults(optimizer: OptimizerConfig) -> OptimizerConfig:
-    """`optimizer` with `weight_decay` null replaced by its optimizer's Keras default.
-
-    The run's config.yaml and HParams then say what trained (adamw: 0.004), as
-    they do for `train.precision: auto`.
-    """
-    if optimizer.weight_decay is not None:
-        return optimizer
-    default = catalog.OPTIMIZERS[optimizer.name].options["weight_decay"]
-    return dataclasses.replace(optimizer, weight_decay=default)
 
 
 def _build(cls: type, raw: Any, path: str) -> Any:

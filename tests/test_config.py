@@ -548,20 +548,26 @@ def test_momentum_adds_the_slots_keras_builds_to_the_memory_estimate(monkeypatch
         assert size == params * 4 * (2 + slots)
 
 
-@pytest.mark.parametrize(
-    "name, expected", [("adam", 0.0), ("adamw", 0.004), ("rmsprop", 0.0), ("sgd", 0.0)]
-)
-def test_weight_decay_left_null_is_the_optimizers_keras_default(name, expected):
-    # Keras 3.15: AdamW(weight_decay=0.004); the base class None, no decay, written 0.0.
+@pytest.mark.parametrize("name, keras_default", [("adam", None), ("adamw", 0.004), ("sgd", None)])
+def test_weight_decay_null_is_the_optimizers_keras_default(name, keras_default):
+    from kerasmlp.components import make_optimizer
+
+    # Reference: Keras 3.15's constructors, AdamW(weight_decay=0.004), the others None.
     config = load_config(None, [f"optimizer.name={name}"])
-    assert config.optimizer.weight_decay == expected
-    # Written as the number: the run's config.yaml reads back the same config.
-    assert config_from_dict(parse_yaml(config.to_yaml(), source="t")) == config
-    # Set, it is kept, 0 for adamw too (no decay).
-    assert load_config(None, [f"optimizer.name={name}", "optimizer.weight_decay=0"]) == (
-        dataclasses.replace(
-            config, optimizer=dataclasses.replace(config.optimizer, weight_decay=0.0)
-        )
+    assert config.optimizer.weight_decay is None
+    assert make_optimizer(config.optimizer).weight_decay == keras_default
+    # Set, it is Keras's argument; 0 is no decay, for adamw too (where Keras refuses None).
+    decayed = load_config(None, [f"optimizer.name={name}", "optimizer.weight_decay=0.01"])
+    assert make_optimizer(decayed.optimizer).weight_decay == pytest.approx(0.01)
+    none = load_config(None, [f"optimizer.name={name}", "optimizer.weight_decay=0"])
+    assert make_optimizer(none.optimizer).weight_decay == (0.0 if name == "adamw" else None)
+    # HParams: text, whatever a sweep's points set.
+    assert (
+        config.flatten()["optimizer.weight_decay"],
+        decayed.flatten()["optimizer.weight_decay"],
+    ) == (
+        "null",
+        "0.01",
     )
 
 
