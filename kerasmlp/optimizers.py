@@ -34,8 +34,9 @@ variables under the same names, so checkpoints of either class restore into
 the other; weight decay (AdamW), `use_ema` and loss scaling are applied by the
 base class as before, and the gradient clipping by Keras's code after the sum.
 `amsgrad`, sparse gradients (`tf.IndexedSlices`) and dtypes other than float32
-and float64 take Keras's own update. `kerasmlp-train` uses these classes for `optimizer.name: adam`,
-`adamw`, `rmsprop` and `sgd`; `RMSprop` and `SGD` update as Keras's do.
+and float64 take Keras's own update. `kerasmlp-train` uses these classes for
+`optimizer.name: adam`, `adamw`, `rmsprop` and `sgd`; `RMSprop` and `SGD` update
+as Keras's do.
 """
 
 from __future__ import annotations

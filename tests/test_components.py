@@ -435,6 +435,23 @@ def test_each_optimizers_options_and_defaults_are_keras_own(name):
     assert {k: built[k] for k in entry.options} == {k: keras_config[k] for k in entry.options}
 
 
+def test_the_configs_defaults_are_the_catalogs():
+    # The config's defaults decide which keys were given (refused for an optimizer that
+    # does not take them); the catalog's which are passed to Keras: they must agree.
+    # weight_decay null is each optimizer's own (the catalog's 0.0 or 0.004).
+    from kerasmlp.config import OPTIMIZER_OPTIONS, OptimizerConfig
+
+    defaults = OptimizerConfig()
+    assert set(OPTIMIZER_OPTIONS) == {
+        key for entry in catalog.OPTIMIZERS.values() for key in entry.options
+    }
+    for name, entry in catalog.OPTIMIZERS.items():
+        for key, default in entry.options.items():
+            if key != "weight_decay":
+                assert getattr(defaults, key) == default, (name, key)
+    assert defaults.weight_decay is None
+
+
 @pytest.mark.parametrize(
     "name, momentum",
     [("adam", 0.0), ("adamw", 0.0), ("rmsprop", 0.0), ("rmsprop", 0.9), ("sgd", 0.0), ("sgd", 0.9)],
