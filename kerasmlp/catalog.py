@@ -64,18 +64,40 @@ class MetricEntry:
         return None
 
 
+# The arguments of Keras's base optimizer that the config sets, with Keras's defaults:
+# every optimizer takes them. `weight_decay` 0.0 is Keras's None (no decay).
+BASE_OPTIMIZER_OPTIONS: Mapping[str, object] = {
+    "weight_decay": 0.0,
+    "clipnorm": None,
+    "global_clipnorm": None,
+    "clipvalue": None,
+}
+CLIPPING_OPTIONS = ("clipnorm", "global_clipnorm", "clipvalue")
+
+
 @dataclasses.dataclass(frozen=True)
 class OptimizerEntry:
     """An optimizer in `kerasmlp.optimizers` (Keras's, with Adam's update fused).
 
     Attributes:
       cls: its class name in `kerasmlp.optimizers`.
-      slots: per-weight state it keeps (Keras 3 defaults: no momentum for sgd
-        and rmsprop), for the memory estimate.
+      options: the `optimizer.*` keys it takes (besides `name` and
+        `learning_rate`), each with its Keras 3 default: a key left at it is not
+        passed, so the class keeps its own. The base optimizer's come first.
+      slots: per-weight state it keeps with Keras's defaults, for the memory
+        estimate.
+      momentum_slots: state it keeps besides, once `momentum` > 0 (Keras's SGD
+        and RMSprop build their `momentums` only then).
     """
 
     cls: str
+    options: Mapping[str, object]
     slots: int
+    momentum_slots: int = 0
+
+    def slots_for(self, momentum: float) -> int:
+        """Per-weight state with the given `optimizer.momentum`."""
+        return self.slots + (self.momentum_slots if momentum > 0 else 0)
 
 
 LOSSES: dict[str, LossEntry] = {
@@ -118,12 +140,31 @@ METRICS: dict[str, MetricEntry] = {
     "rmse": MetricEntry("RootMeanSquaredError", REGRESSION),
 }
 
+_ADAM = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
 OPTIMIZERS: dict[str, OptimizerEntry] = {
-    "adam": OptimizerEntry("Adam", slots=2),
-    "adamw": OptimizerEntry("AdamW", slots=2),
-    "rmsprop": OptimizerEntry("RMSprop", slots=1),
-    "sgd": OptimizerEntry("SGD", slots=0),
+    "adam": OptimizerEntry("Adam", {**BASE_OPTIMIZER_OPTIONS, **_ADAM}, slots=2),
+    # Keras's AdamW decays by default, where the base class does not.
+    "adamw": OptimizerEntry(
+        "AdamW", {**BASE_OPTIMIZER_OPTIONS, "weight_decay": 0.004, **_ADAM}, slots=2
+    ),
+    "rmsprop": OptimizerEntry(
+        "RMSprop",
+        {**BASE_OPTIMIZER_OPTIONS, "momentum": 0.0, "epsilon": 1e-7},
+        slots=1,
+        momentum_slots=1,
+    ),
+    "sgd": OptimizerEntry(
+        "SGD",
+        {**BASE_OPTIMIZER_OPTIONS, "momentum": 0.0, "nesterov": False},
+        slots=0,
+        momentum_slots=1,
+    ),
 }
+
+
+def optimizers_taking(option: str) -> tuple[str, ...]:
+    """The optimizer names whose record takes `option`, in the catalog's order."""
+    return tuple(name for name, entry in OPTIMIZERS.items() if option in entry.options)
 
 
 def names_for(table: Mapping[str, LossEntry | MetricEntry], task: str) -> tuple[str, ...]:

@@ -103,6 +103,19 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"schedule": self.schedule.get_config(), "scale": float(self.scale.numpy())}
 
 
+def optimizer_options(config: OptimizerConfig) -> dict[str, object]:
+    """The Keras arguments of `config`'s optimizer besides the rate: each key its
+    catalog record takes, where it differs from Keras's default (which the class
+    then keeps: weight_decay 0.0 of adam is Keras's None, no decay ops)."""
+    entry = catalog.OPTIMIZERS[config.name]
+    options = {}
+    for key, default in entry.options.items():
+        value = getattr(config, key)
+        if value is not None and value != default:
+            options[key] = value
+    return options
+
+
 def make_optimizer(
     config: OptimizerConfig,
     *,
@@ -110,7 +123,8 @@ def make_optimizer(
     loss_scaling: bool = False,
     fused: bool = True,
 ) -> keras.optimizers.Optimizer:
-    """The optimizer named by `optimizer.name`, its rate an exponential decay.
+    """The optimizer named by `optimizer.name`, its rate an exponential decay, with the
+    config's own arguments for it (`optimizer_options`).
 
     Args:
       config: the optimizer section.
@@ -130,7 +144,8 @@ def make_optimizer(
     if learning_rate_scale is not None:
         schedule = ScaledSchedule(schedule, learning_rate_scale)
     module = optimizers if fused else keras.optimizers
-    optimizer = getattr(module, catalog.OPTIMIZERS[config.name].cls)(learning_rate=schedule)
+    entry = catalog.OPTIMIZERS[config.name]
+    optimizer = getattr(module, entry.cls)(learning_rate=schedule, **optimizer_options(config))
     if loss_scaling:
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

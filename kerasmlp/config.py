@@ -16,6 +16,7 @@ import difflib
 import math
 import os
 import re
+import struct
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -73,7 +74,8 @@ MAX_YAML_BYTES = 1 << 20  # a config or sweep file is a few hundred bytes
 # (input length, classes) of TFDS image sets, so that a config is checked against
 # them before TensorFlow loads (the data layer reads the real values from TFDS).
 KNOWN_IMAGE_DATASETS = dict(sources.BY_KIND["tfds_image"].shapes)
-# Per-weight state each optimizer keeps (Keras 3 defaults: no momentum for sgd and rmsprop).
+# Per-weight state each optimizer keeps with Keras 3's defaults (no momentum for sgd and
+# rmsprop); `optimizer_slots` gives it for a config.
 OPTIMIZER_SLOTS = {name: entry.slots for name, entry in catalog.OPTIMIZERS.items()}
 
 
@@ -87,6 +89,13 @@ def _choice(*allowed: str) -> dict:
 
 def _range(*, gt=None, ge=None, lt=None, le=None) -> dict:
     return {"range": (gt, ge, lt, le)}
+
+
+def _number_or_null(**bounds) -> dict:
+    """A number key that may be null (off, or Keras's default): `Config.flatten` writes it
+    as text ('null', '1.0'), so that its HParams column has one type whatever a sweep's
+    points set."""
+    return {**_range(**bounds), "text": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,8 +165,35 @@ class LearningRateConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
+    """The optimizer, its learning-rate schedule and its own Keras 3 arguments.
+
+    Each optimizer takes only the keys its `kerasmlp.catalog.OPTIMIZERS` record
+    lists; the defaults are Keras's. `weight_decay` null is the optimizer's own
+    Keras default (0.004 for adamw, none for the others).
+    """
+
     name: str = dataclasses.field(default="adam", metadata=_choice(*OPTIMIZERS))
     learning_rate: LearningRateConfig = LearningRateConfig()
+    # Keras's base optimizer: decoupled weight decay and gradient clipping (at most one).
+    weight_decay: float | None = dataclasses.field(default=None, metadata=_number_or_null(ge=0.0))
+    clipnorm: float | None = dataclasses.field(default=None, metadata=_number_or_null(gt=0.0))
+    global_clipnorm: float | None = dataclasses.field(
+        default=None, metadata=_number_or_null(gt=0.0)
+    )
+    clipvalue: float | None = dataclasses.field(default=None, metadata=_number_or_null(gt=0.0))
+    # sgd and rmsprop; nesterov sgd only.
+    momentum: float = dataclasses.field(default=0.0, metadata=_range(ge=0.0, le=1.0))
+    nesterov: bool = False
+    # adam and adamw; epsilon also rmsprop.
+    beta_1: float = dataclasses.field(default=0.9, metadata=_range(ge=0.0, lt=1.0))
+    beta_2: float = dataclasses.field(default=0.999, metadata=_range(ge=0.0, lt=1.0))
+    epsilon: float = dataclasses.field(default=1e-7, metadata=_range(gt=0.0))
+
+
+# The `optimizer.*` keys some optimizers take and others not (`kerasmlp.catalog`).
+OPTIMIZER_OPTIONS = tuple(
+    dict.fromkeys(key for entry in catalog.OPTIMIZERS.values() for key in entry.options)
+)
 
 
 DIVERGENCE_POLICIES = ("stop", "rollback")
@@ -259,7 +295,8 @@ class Config:
         (`train.class_weight: {spiral_a: 2.0}`, in YAML's flow style): every config
         has the same names, whatever its values, and each name one type. TensorBoard's
         HParams tab takes one run's names for a whole folder; a sweep over
-        `train.class_weight: [none, {spiral_a: 2.0}]` gave its points different ones.
+        `train.class_weight: [none, {spiral_a: 2.0}]` gave its points different ones. For
+        the same reason a number that may be null (`optimizer.clipnorm`) is text: 'null', '1.0'.
         """
         flat: dict[str, Any] = {}
 
@@ -268,6 +305,8 @@ class Config:
                 key, value = prefix + field.name, getattr(node, field.name)
                 if dataclasses.is_dataclass(value):
                     walk(value, f"{key}.")
+                elif field.metadata.get("text"):
+                    flat[key] = "null" if value is None else str(value)
                 elif isinstance(value, (list, tuple)):
                     flat[key] = ",".join(str(v) for v in value)
                 elif isinstance(value, Mapping):
@@ -771,6 +810,8 @@ def _check_field(field: dataclasses.Field, value: Any, path: str) -> None:
         what = parts[-2] if parts[-1] == "name" and len(parts) > 1 else None
         _check_name(value, choices, path, what=what)
     bounds = field.metadata.get("range")
+    if value is None:  # an optional key left off (`optimizer.clipnorm: null`)
+        return
     if bounds is not None and isinstance(value, tuple):
         if len(value) > MAX_LAYERS:
             raise ConfigError(
@@ -1008,11 +1049,59 @@ def _check_consistency(config: Config) -> None:
                 f"Allowed: {', '.join(allowed_metrics)}"
             )
     _check_class_weight(config)
+    _check_optimizer_options(config.optimizer)
     _check_rollbacks_leave_a_rate(config)
     _check_monitor(config, "train.early_stopping.monitor", config.train.early_stopping.monitor)
     _check_monitor(config, "train.save_best", config.train.save_best)
     _check_known_dataset(config)
     _check_fits_in_memory(config)
+
+
+def _check_optimizer_options(optimizer: OptimizerConfig) -> None:
+    """Refuses an `optimizer.*` key its optimizer does not take, two clipping keys, a
+    beta that float32 rounds to 1, and `nesterov` without momentum.
+
+    A key at its Keras default is not taken as given: a run's config.yaml holds every
+    key, whatever the optimizer.
+    """
+    entry = catalog.OPTIMIZERS[optimizer.name]
+    defaults = OptimizerConfig()
+    for key in OPTIMIZER_OPTIONS:
+        value = getattr(optimizer, key)
+        if key in entry.options or value == getattr(defaults, key):
+            continue
+        takers = catalog.optimizers_taking(key)
+        listed = " and ".join([", ".join(takers[:-1]), takers[-1]] if len(takers) > 1 else takers)
+        raise ConfigError(
+            f"optimizer.{key} applies to {listed}; optimizer.name is {optimizer.name}. "
+            f"Received: optimizer.{key}={_show(value)}"
+        )
+    clipping = {key: getattr(optimizer, key) for key in catalog.CLIPPING_OPTIONS}
+    if sum(value is not None for value in clipping.values()) > 1:
+        # Keras's own refusal (BaseOptimizer.__init__), with the key paths.
+        received = ", ".join(f"optimizer.{key}={_show(value)}" for key, value in clipping.items())
+        raise ConfigError(
+            "Only one of optimizer.clipnorm, optimizer.global_clipnorm and "
+            f"optimizer.clipvalue can be set. Received: {received}"
+        )
+    for key in ("beta_1", "beta_2"):
+        value = getattr(optimizer, key)
+        if _float32(value) >= 1.0:
+            # Adam divides by 1 - beta ** t, which is 0 once beta is 1.0 in float32.
+            raise ConfigError(
+                f"optimizer.{key} must be < 1 in float32 (at most {_float32(1 - 2**-24)!r}); "
+                f"float32 rounds it to 1.0. Received: optimizer.{key}={value!r}"
+            )
+    if optimizer.nesterov and optimizer.momentum == 0:
+        raise ConfigError(
+            "optimizer.nesterov needs optimizer.momentum > 0: Keras's SGD ignores it without "
+            "momentum. Received: optimizer.nesterov=true, optimizer.momentum=0.0"
+        )
+
+
+def _float32(value: float) -> float:
+    """`value` rounded to float32, as the optimizer's tensors hold it."""
+    return struct.unpack("f", struct.pack("f", value))[0]
 
 
 def _check_rollbacks_leave_a_rate(config: Config) -> None:
@@ -1120,7 +1209,7 @@ def estimate_model_bytes(config: Config) -> tuple[int, int]:
     """(parameters, bytes) of the model's training state, a lower bound.
 
     Bytes count float32 weights, their gradients and the optimizer's slots
-    (OPTIMIZER_SLOTS); activations and TensorFlow's own memory come on top. An
+    (`optimizer_slots`); activations and TensorFlow's own memory come on top. An
     unknown dataset's input length and class count are taken as 1, which gives
     a lower bound for every dataset.
     """
@@ -1131,8 +1220,13 @@ def estimate_model_bytes(config: Config) -> tuple[int, int]:
     params = sum(
         (fan_in + 1) * fan_out for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True)
     )
-    copies = 2 + OPTIMIZER_SLOTS[config.optimizer.name]
+    copies = 2 + optimizer_slots(config.optimizer)
     return params, params * 4 * copies
+
+
+def optimizer_slots(optimizer: OptimizerConfig) -> int:
+    """Per-weight state the optimizer keeps (sgd with momentum 1, rmsprop with it 2)."""
+    return catalog.OPTIMIZERS[optimizer.name].slots_for(optimizer.momentum)
 
 
 def physical_memory_bytes() -> int | None:
@@ -1149,7 +1243,7 @@ def _check_fits_in_memory(config: Config) -> None:
     available = physical_memory_bytes()
     if available is None or needed <= available:
         return
-    slots = OPTIMIZER_SLOTS[config.optimizer.name]
+    slots = optimizer_slots(config.optimizer)
     raise ConfigError(
         f"model.hidden_units={_show(list(config.model.hidden_units), 60)} cannot fit in memory: "
         f"{params:,} parameters x 4 bytes x {2 + slots} copies (weights, gradients and "

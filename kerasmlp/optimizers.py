@@ -1,4 +1,10 @@
-"""Keras's Adam and AdamW with each variable's update in one fused TensorFlow kernel.
+"""Keras's optimizers, clipping the replicas' summed gradients; Adam and AdamW fused.
+
+All four (`Adam`, `AdamW`, `RMSprop`, `SGD`) clip the gradients once the
+replicas' gradients are summed (see `_ClipSummedGradients`), so that under
+`tf.distribute` a step with `clipnorm`, `global_clipnorm` or `clipvalue` is one
+device's step on the same global batch. Adam and AdamW also update each
+variable in one fused TensorFlow kernel:
 
 Keras's `Adam.update_step` is written in `keras.ops`: about a dozen
 element-wise ops per variable, each a pass over the whole variable, its
@@ -25,22 +31,51 @@ by about 1e-5 relative.
 
 Everything around the update stays Keras's: the slots (`m`, `v`) are the same
 variables under the same names, so checkpoints of either class restore into
-the other; weight decay (AdamW), gradient clipping, `use_ema` and loss scaling
-are applied by the base class as before. `amsgrad`, sparse gradients
-(`tf.IndexedSlices`) and dtypes other than float32 and float64 take Keras's own
-update. `kerasmlp-train` uses these classes for `optimizer.name: adam` and
-`adamw`; `rmsprop` and `sgd` are Keras's.
+the other; weight decay (AdamW), `use_ema` and loss scaling are applied by the
+base class as before, and the gradient clipping by Keras's code after the sum.
+`amsgrad`, sparse gradients (`tf.IndexedSlices`) and dtypes other than float32
+and float64 take Keras's own update. `kerasmlp-train` uses these classes for
+`optimizer.name: adam`, `adamw`, `rmsprop` and `sgd`; `RMSprop` and `SGD` update
+as Keras's do.
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from keras.optimizers import SGD, RMSprop
 
 __all__ = ["Adam", "AdamW", "RMSprop", "SGD"]
 
 _FUSED_DTYPES = (tf.float32, tf.float64)
+
+
+class _ClipSummedGradients:
+    """Gradient clipping after the replicas' gradients are summed, as on one device.
+
+    Keras's `BaseOptimizer._backend_apply_gradients` clips (`_clip_gradients`)
+    before its TensorFlow `_backend_update_step` sums the replicas' gradients
+    (`_all_reduce_sum_gradients`): under a strategy each replica's part would be
+    clipped by its own norm or values, and the clipped parts summed, which is not
+    the one-device step. Here that sum comes first and the clipping after it, as
+    Keras clips one device's gradients. Weight decay, applied between the two in
+    Keras, reads no gradient. On one device, and where the trainer has summed the
+    gradients itself (loss scaling), the sum is the identity: the same step as Keras's.
+    """
+
+    def _clip_gradients(self, grads):
+        return grads  # in `_backend_update_step`, once summed
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # Keras's TensorFlow `_backend_update_step`, with the clipping after the sum.
+        variables = [v.value if isinstance(v, keras.Variable) else v for v in trainable_variables]
+        summed = self._all_reduce_sum_gradients(list(zip(grads, variables, strict=True)))
+        clipped = super()._clip_gradients([g for g, _ in summed])
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            self._distributed_tf_update_step,
+            self._distribution_strategy,
+            list(zip(clipped, [v for _, v in summed], strict=True)),
+            learning_rate,
+        )
 
 
 class _FusedAdamUpdate:
@@ -93,7 +128,7 @@ def _handle(variable) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
-class Adam(_FusedAdamUpdate, keras.optimizers.Adam):
+class Adam(_FusedAdamUpdate, _ClipSummedGradients, keras.optimizers.Adam):
     """`keras.optimizers.Adam`, each variable updated by one fused kernel (see the module).
 
     Same arguments, defaults, slots and `get_config` as Keras's Adam.
@@ -109,9 +144,25 @@ class Adam(_FusedAdamUpdate, keras.optimizers.Adam):
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
-class AdamW(_FusedAdamUpdate, keras.optimizers.AdamW):
+class AdamW(_FusedAdamUpdate, _ClipSummedGradients, keras.optimizers.AdamW):
     """`keras.optimizers.AdamW`, each variable's Adam update one fused kernel (see the module).
 
     The decoupled weight decay (`variable -= variable * weight_decay * lr`) is
     applied by Keras's base optimizer before the update, as in Keras's AdamW.
+    """
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class RMSprop(_ClipSummedGradients, keras.optimizers.RMSprop):
+    """`keras.optimizers.RMSprop`, clipping the replicas' summed gradients (see the module).
+
+    Same arguments, defaults, slots, update and `get_config` as Keras's RMSprop.
+    """
+
+
+@keras.saving.register_keras_serializable(package="kerasmlp")
+class SGD(_ClipSummedGradients, keras.optimizers.SGD):
+    """`keras.optimizers.SGD`, clipping the replicas' summed gradients (see the module).
+
+    Same arguments, defaults, slots, update and `get_config` as Keras's SGD.
     """

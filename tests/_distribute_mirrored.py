@@ -4,7 +4,7 @@ Logical CPU devices can only be configured before TensorFlow initialises, hence
 a fresh process. The runs split the CPU in two (`distribute.cpu_devices: 2`),
 have the same seed and global batch, and differ only in `distribute.strategy`
 (and one, under MirroredStrategy, in `train.precision: mixed_float16`; one
-with dropout on, for 8 epochs). Then the
+with dropout on, for 8 epochs; a pair with `optimizer.clipvalue`). Then the
 same on raw images (mock MNIST) and on a CSV table: five models of three shapes
 trained under MirroredStrategy one after another in this process, as a sweep's
 points are. Last, each replica's dropout masks and shifts.
@@ -46,6 +46,19 @@ RUNS = {
     "one_device": ["distribute.strategy=one_device", "train.precision=float32"],
     "mirrored": ["distribute.strategy=mirrored", "train.precision=float32"],
     "mirrored_mixed_float16": ["distribute.strategy=mirrored", "train.precision=mixed_float16"],
+    # Gradient clipping: of the replicas' summed gradients (kerasmlp.optimizers), so the
+    # same step as one device's; clipping each replica's part, as Keras's class does
+    # under a strategy, would not be.
+    "one_device_clipped": [
+        "distribute.strategy=one_device",
+        "train.precision=float32",
+        "optimizer.clipvalue=0.05",
+    ],
+    "mirrored_clipped": [
+        "distribute.strategy=mirrored",
+        "train.precision=float32",
+        "optimizer.clipvalue=0.05",
+    ],
     # Dropout on: not comparable step by step with one device (the masks differ),
     # so trained long enough to converge (8 epochs; 0.94-0.97 test accuracy seen).
     "mirrored_dropout": [

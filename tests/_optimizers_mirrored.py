@@ -28,8 +28,13 @@ tf.config.set_logical_device_configuration(
 from kerasmlp import optimizers  # noqa: E402
 
 
-def train(optimizer_class):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def train(optimizer_class, replicas=2, **options):
+    """Three steps of a tiny model; with `replicas` 1 on one device, outside any strategy."""
+    devices = ["/cpu:0", "/cpu:1"][:replicas]
+    if replicas > 1:
+        strategy = tf.distribute.MirroredStrategy(devices)
+    else:
+        strategy = tf.distribute.get_strategy()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 8, 5)).astype("float32")
     y = rng.normal(size=(3, 8, 2)).astype("float32")
@@ -38,12 +43,12 @@ def train(optimizer_class):
         model = keras.Sequential(
             [keras.Input((5,)), keras.layers.Dense(4, "relu"), keras.layers.Dense(2)]
         )
-        optimizer = optimizer_class(0.05)
+        optimizer = optimizer_class(0.05, **options)
         optimizer.build(model.trainable_variables)
 
     def replica_step(features, labels):
         context = tf.distribute.get_replica_context()
-        half = tf.shape(features)[0] // 2
+        half = tf.shape(features)[0] // replicas
         start = context.replica_id_in_sync_group * half
         with tf.GradientTape() as tape:
             outputs = model(features[start : start + half], training=True)
@@ -79,3 +84,34 @@ print(
     f"replicas {replicas} | fused kernel {'used' if fused and not keras_fused else 'NOT used'} | "
     f"{'equal' if same_on_replicas and agree else 'DIFFERENT'}"
 )
+
+# Gradient clipping (kerasmlp.optimizers._ClipSummedGradients): the replicas' summed
+# gradients are clipped, so a mirrored step equals one device's on the whole batch, where
+# Keras's class clips each replica's part before the sum (measured, Keras 3.15).
+# Reference: Keras's class on one device, same arguments, same batches.
+clipped = {}
+for name, options in {
+    "clipvalue": {"clipvalue": 0.02},
+    "clipnorm": {"clipnorm": 0.05},
+    "global_clipnorm": {"global_clipnorm": 0.05},
+}.items():
+    _, _, ours = train(optimizers.SGD, momentum=0.5, **options)
+    _, _, one_device = train(keras.optimizers.SGD, replicas=1, momentum=0.5, **options)
+    _, _, keras_mirrored = train(keras.optimizers.SGD, momentum=0.5, **options)
+    _, _, unclipped = train(keras.optimizers.SGD, replicas=1, momentum=0.5)
+    equal = all(
+        np.allclose(a[0], b[0], rtol=1e-5, atol=1e-7) and np.array_equal(a[0], a[1])
+        for a, b in zip(ours, one_device, strict=True)
+    )
+    keras_differs = not all(
+        np.allclose(a[0], b[0], rtol=1e-5, atol=1e-7)
+        for a, b in zip(keras_mirrored, one_device, strict=True)
+    )
+    bites = not all(
+        np.allclose(a[0], b[0], rtol=1e-5, atol=1e-7)
+        for a, b in zip(unclipped, one_device, strict=True)
+    )
+    clipped[name] = f"{'equal' if equal else 'DIFFERENT'}"
+    clipped[name] += f"{', keras per replica differs' if keras_differs else ''}"
+    clipped[name] += f"{'' if bites else ', NOT clipped'}"
+print(" | ".join(f"{name} {result}" for name, result in clipped.items()))

@@ -155,6 +155,15 @@ MISTAKES = [
         "train.batch_size must be >= 1. Received: train.batch_size=0",
     ),
     (["--set", "oops"], "--set expects dotted.key=value"),
+    (
+        ["--set", "optimizer.momentum=0.9"],
+        "optimizer.momentum applies to rmsprop and sgd; optimizer.name is adam. "
+        "Received: optimizer.momentum=0.9",
+    ),
+    (
+        ["--set", "optimizer.clipnorm=1", "--set", "optimizer.clipvalue=0.5"],
+        "Only one of optimizer.clipnorm, optimizer.global_clipnorm and optimizer.clipvalue",
+    ),
     (["--config", "missing.yaml"], "Config file not found: missing.yaml"),
     (["--run-name", "../escape"], "--run-name must be a plain folder name"),
     (["--run-name", "a/b"], "--run-name must be a plain folder name"),

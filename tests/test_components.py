@@ -35,6 +35,10 @@ def _schedule(config):
     return schedule
 
 
+def _optimizer_config(config):
+    return components.make_optimizer(config.optimizer).get_config()
+
+
 def _model(config):
     return build_model(config.model, input_dim=2, head=Head("softmax", 3), seed=config.seed)
 
@@ -204,6 +208,78 @@ KEYS = [
         True,
     ),
     (
+        "optimizer.weight_decay",
+        ["optimizer.weight_decay=0.01"],
+        lambda c: _optimizer_config(c)["weight_decay"],
+        0.01,
+    ),
+    (
+        "optimizer.weight_decay(adamw)",
+        ["optimizer.name=adamw", "optimizer.weight_decay=0.0"],
+        lambda c: _optimizer_config(c)["weight_decay"],
+        0.0,
+    ),
+    (
+        "optimizer.clipnorm",
+        ["optimizer.clipnorm=1.5"],
+        lambda c: _optimizer_config(c)["clipnorm"],
+        1.5,
+    ),
+    (
+        "optimizer.global_clipnorm",
+        ["optimizer.global_clipnorm=2.5"],
+        lambda c: _optimizer_config(c)["global_clipnorm"],
+        2.5,
+    ),
+    (
+        "optimizer.clipvalue",
+        ["optimizer.clipvalue=0.5"],
+        lambda c: _optimizer_config(c)["clipvalue"],
+        0.5,
+    ),
+    (
+        "optimizer.momentum(sgd)",
+        ["optimizer.name=sgd", "optimizer.momentum=0.9"],
+        lambda c: _optimizer_config(c)["momentum"],
+        0.9,
+    ),
+    (
+        "optimizer.momentum(rmsprop)",
+        ["optimizer.name=rmsprop", "optimizer.momentum=0.5"],
+        lambda c: _optimizer_config(c)["momentum"],
+        0.5,
+    ),
+    (
+        "optimizer.nesterov",
+        ["optimizer.name=sgd", "optimizer.momentum=0.9", "optimizer.nesterov=true"],
+        lambda c: _optimizer_config(c)["nesterov"],
+        True,
+    ),
+    (
+        "optimizer.beta_1",
+        ["optimizer.beta_1=0.8"],
+        lambda c: _optimizer_config(c)["beta_1"],
+        0.8,
+    ),
+    (
+        "optimizer.beta_2",
+        ["optimizer.name=adamw", "optimizer.beta_2=0.99"],
+        lambda c: _optimizer_config(c)["beta_2"],
+        0.99,
+    ),
+    (
+        "optimizer.epsilon",
+        ["optimizer.epsilon=1e-5"],
+        lambda c: _optimizer_config(c)["epsilon"],
+        1e-05,
+    ),
+    (
+        "optimizer.epsilon(rmsprop)",
+        ["optimizer.name=rmsprop", "optimizer.epsilon=1e-3"],
+        lambda c: _optimizer_config(c)["epsilon"],
+        0.001,
+    ),
+    (
         "model.hidden_units",
         ["model.hidden_units=[5, 7]"],
         lambda c: [
@@ -341,6 +417,57 @@ def test_each_optimizer_takes_a_training_step(name):
     assert float(optimizer.learning_rate) == pytest.approx(
         config.optimizer.learning_rate.initial_learning_rate * 0.5 ** (1 / 1000), rel=1e-5
     )
+
+
+@pytest.mark.parametrize("name", sorted(catalog.OPTIMIZERS))
+def test_each_optimizers_options_and_defaults_are_keras_own(name):
+    # Reference: Keras 3.15's class of that name built with no arguments but the rate.
+    entry = catalog.OPTIMIZERS[name]
+    keras_config = getattr(keras.optimizers, entry.cls)(learning_rate=0.1).get_config()
+    for key, default in entry.options.items():
+        # The base class's weight_decay None is written 0.0 (no decay) in the config.
+        want = 0.0 if key == "weight_decay" and keras_config[key] is None else keras_config[key]
+        assert default == pytest.approx(want, rel=1e-6) if default else default == want, key
+    # Left at the config's defaults, the optimizer is Keras's with its own defaults.
+    config = load_config(None, [f"optimizer.name={name}"])
+    assert components.optimizer_options(config.optimizer) == {}
+    built = components.make_optimizer(config.optimizer).get_config()
+    assert {k: built[k] for k in entry.options} == {k: keras_config[k] for k in entry.options}
+
+
+def test_the_configs_defaults_are_the_catalogs():
+    # The config's defaults decide which keys were given (refused for an optimizer that
+    # does not take them); the catalog's which are passed to Keras: they must agree.
+    # weight_decay null is each optimizer's own (the catalog's 0.0 or 0.004).
+    from kerasmlp.config import OPTIMIZER_OPTIONS, OptimizerConfig
+
+    defaults = OptimizerConfig()
+    assert set(OPTIMIZER_OPTIONS) == {
+        key for entry in catalog.OPTIMIZERS.values() for key in entry.options
+    }
+    for name, entry in catalog.OPTIMIZERS.items():
+        for key, default in entry.options.items():
+            if key != "weight_decay":
+                assert getattr(defaults, key) == default, (name, key)
+    assert defaults.weight_decay is None
+
+
+@pytest.mark.parametrize(
+    "name, momentum",
+    [("adam", 0.0), ("adamw", 0.0), ("rmsprop", 0.0), ("rmsprop", 0.9), ("sgd", 0.0), ("sgd", 0.9)],
+)
+def test_memory_estimate_slots_are_those_keras_builds(name, momentum):
+    # Reference: the variables Keras's class builds per weight (all but `iterations`).
+    from kerasmlp.config import optimizer_slots
+
+    overrides = [f"optimizer.name={name}"] + (
+        [f"optimizer.momentum={momentum}"] if momentum else []
+    )
+    config = load_config(None, overrides)
+    optimizer = components.make_optimizer(config.optimizer)
+    optimizer.build([keras.Variable(np.zeros((3, 2), "float32"))])
+    per_weight = [v for v in optimizer.variables if tuple(v.shape) == (3, 2)]
+    assert len(per_weight) == optimizer_slots(config.optimizer)
 
 
 @pytest.mark.parametrize("name", sorted(catalog.METRICS))

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from kerasmlp import config as config_module
-from kerasmlp.config import Config, ConfigError, config_from_dict, load_config
+from kerasmlp.config import Config, ConfigError, config_from_dict, load_config, parse_yaml
 from tests.conftest import REPO_ROOT
 
 CONFIGS = REPO_ROOT / "configs"
@@ -252,6 +252,56 @@ BAD = [
     ("optimizer.learning_rate.decay_steps=1000000001", "decay_steps must be <= 1000000000."),
     ("model.hidden_units=[8, 1000001]", "model.hidden_units[1] must be <= 1000000."),
     (f"model.hidden_units=[{', '.join(['1'] * 1001)}]", "must list at most 1000 values"),
+    # The optimizer's own keys (kerasmlp.catalog.OPTIMIZERS says which takes which), in
+    # Keras's ranges, and each only for an optimizer that takes it.
+    (
+        "optimizer.momentum=0.9",
+        "optimizer.momentum applies to rmsprop and sgd; optimizer.name is adam. "
+        "Received: optimizer.momentum=0.9",
+    ),
+    (
+        "optimizer.name=rmsprop --also optimizer.nesterov=true",
+        "optimizer.nesterov applies to sgd; optimizer.name is rmsprop. "
+        "Received: optimizer.nesterov=true",
+    ),
+    (
+        "optimizer.name=sgd --also optimizer.beta_2=0.99",
+        "optimizer.beta_2 applies to adam and adamw; optimizer.name is sgd.",
+    ),
+    (
+        "optimizer.name=sgd --also optimizer.epsilon=1e-3",
+        "optimizer.epsilon applies to adam, adamw and rmsprop; optimizer.name is sgd.",
+    ),
+    # Keras's own refusal (BaseOptimizer.__init__), with the key paths.
+    (
+        "optimizer.clipnorm=1 --also optimizer.global_clipnorm=2",
+        "Only one of optimizer.clipnorm, optimizer.global_clipnorm and optimizer.clipvalue "
+        "can be set. Received: optimizer.clipnorm=1.0, optimizer.global_clipnorm=2.0, "
+        "optimizer.clipvalue=null",
+    ),
+    # Keras's `_clip_gradients` skips a clip of 0 or less without a word.
+    ("optimizer.clipvalue=0", "optimizer.clipvalue must be > 0.0. Received: optimizer.clipvalue"),
+    ("optimizer.global_clipnorm=-1", "optimizer.global_clipnorm must be > 0.0."),
+    ("optimizer.weight_decay=-0.1", "optimizer.weight_decay must be >= 0.0."),
+    # Keras's SGD: "`momentum` must be a float between [0, 1]".
+    ("optimizer.name=sgd --also optimizer.momentum=1.5", "momentum must be in [0.0, 1.0]."),
+    ("optimizer.name=rmsprop --also optimizer.momentum=-0.1", "momentum must be in [0.0, 1.0]."),
+    ("optimizer.name=sgd --also optimizer.momentum=1", None),
+    # Adam divides by 1 - beta ** t; epsilon 0 makes 0 / 0 of a weight whose gradient is 0.
+    ("optimizer.beta_1=1", "optimizer.beta_1 must be in [0.0, 1.0). Received: optimizer.beta_1"),
+    (
+        "optimizer.beta_2=0.99999999",
+        "optimizer.beta_2 must be < 1 in float32 (at most 0.9999999403953552); float32 rounds "
+        "it to 1.0. Received: optimizer.beta_2=0.99999999",
+    ),
+    ("optimizer.beta_2=0.9999999", None),  # 0.99999988 in float32
+    ("optimizer.epsilon=0", "optimizer.epsilon must be > 0.0. Received: optimizer.epsilon=0.0"),
+    (
+        "optimizer.name=sgd --also optimizer.nesterov=true",
+        "optimizer.nesterov needs optimizer.momentum > 0: Keras's SGD ignores it without momentum",
+    ),
+    ("optimizer.momentm=0.9", "Unknown key 'optimizer.momentm'. Did you mean 'momentum'?"),
+    ("optimizer.clip_norm=1", "Unknown key 'optimizer.clip_norm'. Did you mean 'clipnorm'?"),
     # Cross-key rules checked at load for datasets whose class count is known here.
     ("metrics=[top5_accuracy]", "top5_accuracy is always 1 with 2 classes (data.name='spirals')"),
     ("data.name=xor:1.0.0 --also metrics=[top5_accuracy]", "with 2 classes"),
@@ -481,6 +531,67 @@ def test_a_model_too_large_for_memory_is_refused_with_the_figures(monkeypatch):
     # Unknown memory: the check is skipped.
     monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: None)
     load_config(None, ["model.hidden_units=[200000, 200000]"])
+
+
+def test_momentum_adds_the_slots_keras_builds_to_the_memory_estimate(monkeypatch):
+    # Keras's SGD builds `momentums` once momentum != 0; RMSprop its `_momentums` beside its
+    # velocities once momentum > 0 (tests/test_components.py counts them on the built classes).
+    monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: 64 * 2**30)
+    wide = "model.hidden_units=[200000, 200000]"
+    for optimizer, copies, slots in [("sgd", 3, 1), ("rmsprop", 4, 2)]:
+        chosen = [f"optimizer.name={optimizer}", "optimizer.momentum=0.9"]
+        with pytest.raises(ConfigError, match=rf"x {copies} copies \(weights, gradients and "):
+            load_config(None, [wide, *chosen])
+        config = load_config(None, ["model.hidden_units=[8]", *chosen])
+        assert config_module.optimizer_slots(config.optimizer) == slots
+        params, size = config_module.estimate_model_bytes(config)
+        assert size == params * 4 * (2 + slots)
+
+
+@pytest.mark.parametrize("name, keras_default", [("adam", None), ("adamw", 0.004), ("sgd", None)])
+def test_weight_decay_null_is_the_optimizers_keras_default(name, keras_default):
+    from kerasmlp.components import make_optimizer
+
+    # Reference: Keras 3.15's constructors, AdamW(weight_decay=0.004), the others None.
+    config = load_config(None, [f"optimizer.name={name}"])
+    assert config.optimizer.weight_decay is None
+    assert make_optimizer(config.optimizer).weight_decay == keras_default
+    # Set, it is Keras's argument; 0 is no decay, for adamw too (where Keras refuses None).
+    decayed = load_config(None, [f"optimizer.name={name}", "optimizer.weight_decay=0.01"])
+    assert make_optimizer(decayed.optimizer).weight_decay == pytest.approx(0.01)
+    none = load_config(None, [f"optimizer.name={name}", "optimizer.weight_decay=0"])
+    assert make_optimizer(none.optimizer).weight_decay == (0.0 if name == "adamw" else None)
+    # HParams: text, whatever a sweep's points set.
+    assert (
+        config.flatten()["optimizer.weight_decay"],
+        decayed.flatten()["optimizer.weight_decay"],
+    ) == (
+        "null",
+        "0.01",
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["optimizer.name=adamw", "optimizer.beta_1=0.8", "optimizer.global_clipnorm=1.5"],
+        ["optimizer.name=sgd", "optimizer.momentum=0.9", "optimizer.nesterov=true"],
+        ["optimizer.name=rmsprop", "optimizer.momentum=0.5", "optimizer.clipvalue=0.1"],
+    ],
+    ids=["adamw", "sgd", "rmsprop"],
+)
+def test_a_runs_config_yaml_with_every_optimizer_key_reads_back(overrides):
+    # config.yaml holds every key, those the optimizer does not take at Keras's defaults
+    # (sgd's beta_1: 0.9): they are not taken as given, and the file loads as written.
+    config = load_config(None, overrides)
+    text = config.to_yaml()
+    assert "beta_1:" in text and "momentum:" in text and "clipnorm: null" in text
+    assert config_from_dict(parse_yaml(text, source="t")) == config
+    flat = config.flatten()
+    # HParams: the clipping keys are text, null or the number, whatever a sweep's point sets.
+    clipping = {flat[f"optimizer.{k}"] for k in ("clipnorm", "global_clipnorm", "clipvalue")}
+    assert clipping <= {"null", "1.5", "0.1"} and len(clipping) <= 2
+    assert isinstance(flat["optimizer.momentum"], float)
 
 
 def test_model_size_estimate_uses_the_known_input_and_classes():

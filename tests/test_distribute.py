@@ -354,6 +354,28 @@ def test_mirrored_logs_what_one_device_logs(mirrored):
             assert two["results"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
 
 
+def test_mirrored_clips_the_summed_gradients_as_one_device(mirrored):
+    # Reference: the one-device run with the same optimizer.clipvalue, to 1e-5 as above.
+    # Keras's class under the strategy clips each replica's part before the sum
+    # (tests/_optimizers_mirrored.py shows it); kerasmlp's clips the sum.
+    one, two = mirrored["one_device_clipped"], mirrored["mirrored_clipped"]
+    for a, b in zip(one["weights"], two["weights"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    # The logged norm is the summed gradients' own, before clipping, on both.
+    np.testing.assert_allclose(
+        [v for _, v in two["gradient_norm"]], [v for _, v in one["gradient_norm"]], rtol=1e-5
+    )
+    # The clipping bit: without it the one-device run ended elsewhere.
+    unclipped = mirrored["one_device"]["weights"]
+    assert (
+        max(
+            np.max(np.abs(np.subtract(a, b)))
+            for a, b in zip(one["weights"], unclipped, strict=True)
+        )
+        > 1e-3
+    )
+
+
 def test_mirrored_trains_in_mixed_float16_as_one_device_in_float32(mirrored):
     # The replicas' gradients are summed before the loss scale's finiteness check
     # (see Trainer._reduce_before_loss_scaling), the logged norm is unscaled and

@@ -30,7 +30,7 @@ from kerasmlp.reporters import LineReporter
 from kerasmlp.runfiles import ResumeError
 from kerasmlp.train import RunInterrupted, train_and_evaluate
 from tests import events
-from tests.conftest import COLLECTOR_OFF, REPO_ROOT
+from tests.conftest import COLLECTOR_OFF, REPO_ROOT, invoke_train
 
 CONFIGS = REPO_ROOT / "configs"
 
@@ -390,6 +390,38 @@ def interrupt_after_epoch(last, config, run_dir):
 
     with pytest.raises(RunInterrupted):
         train_and_evaluate(config, run_dir, reporter=StopAtTheEnd(io.StringIO()), stop_request=stop)
+
+
+def test_a_resume_takes_the_optimizer_keys_as_config_yaml_holds_them(tmp_path):
+    # As for optimizer.name: --resume reads the run's config.yaml, whatever was edited
+    # there. An edit that adds optimizer state the checkpoint lacks (sgd's momentum slots)
+    # is refused in one line and leaves the run as it was; one that adds none
+    # (a clipping key) is taken.
+    config = load_config(
+        None,
+        [
+            "optimizer.name=sgd",
+            "train.epochs=2",
+            "model.hidden_units=[4]",
+            "train.histogram_every_epochs=0",
+            "train.image_every_epochs=0",
+            f"data.data_dir={tmp_path / 'tfds'}",
+        ],
+    )
+    run_dir = tmp_path / "cut"
+    interrupt_after_epoch(1, config, run_dir)
+    written = (run_dir / "config.yaml").read_text()
+    assert "  momentum: 0.0\n" in written and "  clipvalue: null\n" in written
+    (run_dir / "config.yaml").write_text(written.replace("momentum: 0.0", "momentum: 0.9"))
+    result = invoke_train(["--resume", run_dir])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith("kerasmlp-train: error: cannot restore checkpoint ")
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "interrupted"
+    (run_dir / "config.yaml").write_text(written.replace("clipvalue: null", "clipvalue: 0.01"))
+    result = invoke_train(["--resume", run_dir])
+    assert result.exit_code == 0, result.output
+    assert load_config(run_dir / "config.yaml").optimizer.clipvalue == 0.01
 
 
 def test_ctrl_c_without_a_handler_marks_the_run_interrupted(tmp_path):

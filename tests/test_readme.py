@@ -16,7 +16,7 @@ README = (REPO_ROOT / "README.md").read_text()
 
 
 def test_every_config_key_is_in_the_reference_table():
-    documented = set(re.findall(r"^\| `([a-z_.]+)` \|", README, flags=re.M))
+    documented = set(re.findall(r"^\| `([a-z0-9_.]+)` \|", README, flags=re.M))
     assert documented == set(Config().flatten())
 
 
@@ -28,7 +28,7 @@ def _leaves(node, prefix=""):
             yield prefix + key, value
 
 
-TABLE_ROWS = dict(re.findall(r"^\| `([a-z_.]+)` \| `([^`]*)` \|", README, flags=re.M))
+TABLE_ROWS = dict(re.findall(r"^\| `([a-z0-9_.]+)` \| `([^`]*)` \|", README, flags=re.M))
 
 
 @pytest.mark.parametrize("key,default", list(_leaves(Config().to_dict())))
@@ -59,7 +59,7 @@ def _written(number: int) -> str:
 
 @pytest.mark.parametrize("key,bound", list(_int_bounds()))
 def test_the_reference_table_states_each_integer_bound(key, bound):
-    rows = dict(re.findall(r"^\| `([a-z_.]+)` \| [^|]* \| ([^|]*) \|", README, flags=re.M))
+    rows = dict(re.findall(r"^\| `([a-z0-9_.]+)` \| [^|]* \| ([^|]*) \|", README, flags=re.M))
     sign, number = bound
     assert sign + _written(number) in rows[key]
 
@@ -86,7 +86,7 @@ def _interval(gt, ge, lt, le) -> str:
 @pytest.mark.parametrize("key,bounds", list(_float_bounds()), ids=lambda v: str(v))
 def test_the_reference_table_states_each_number_range(key, bounds):
     # train.checkpoint_every_seconds and min_delta were documented as `>= 0`, and 2e9 refused.
-    rows = dict(re.findall(r"^\| `([a-z_.]+)` \| [^|]* \| ([^|]*) \|", README, flags=re.M))
+    rows = dict(re.findall(r"^\| `([a-z0-9_.]+)` \| [^|]* \| ([^|]*) \|", README, flags=re.M))
     assert rows[key].startswith(_interval(*bounds))
 
 
@@ -317,13 +317,15 @@ def test_the_options_table_names_what_run_name_refuses():
 
 
 def test_the_stated_adamw_weight_decay_is_the_one_adamw_trains_with():
-    # optimizer.name adamw has no key for its decoupled weight decay: the README states
-    # the value Keras's default gives it.
+    # optimizer.weight_decay left null: the README states the value Keras's AdamW
+    # defaults to, which the optimizer trains with.
     from kerasmlp.components import make_optimizer
-    from kerasmlp.config import OptimizerConfig
+    from kerasmlp.config import OptimizerConfig, load_config
 
     (stated,) = re.findall(r"`adamw` keeps Keras's decoupled `weight_decay=([0-9.]+)`", README)
     assert make_optimizer(OptimizerConfig(name="adamw")).weight_decay == float(stated)
+    config = load_config(None, ["optimizer.name=adamw"])
+    assert make_optimizer(config.optimizer).weight_decay == float(stated)
 
 
 def test_a_plain_keras_loss_fails_check_loss_on_dtype_as_stated():

@@ -786,3 +786,42 @@ def test_cli_sweep_metric_with_the_resume_of_one_run_is_refused_saying_so(tmp_pa
         "Received: --sweep-metric=test_loss\n"
     )
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "status.json"]
+
+
+def test_a_sweep_over_the_optimizers_own_keys(tmp_path):
+    # optimizer.clipnorm swept, with --set optimizer.name=sgd and optimizer.momentum=0.9:
+    # each point's folder names its value, its config.yaml holds them, and both points
+    # write the same HParams names and types (clipnorm is text: 'null' or the number).
+    path = write(tmp_path, "optimizer.clipnorm: [null, 1.0]\n")
+    more = ["--set", "optimizer.name=sgd", "--set", "optimizer.momentum=0.9"]
+    result = invoke_train(tiny_sweep(tmp_path, path, "opt", *more))
+    assert result.exit_code == 0, result.output
+    points = sorted(p for p in (tmp_path / "logs" / "opt").iterdir() if p.is_dir())
+    assert [p.name for p in points] == ["00-clipnorm=null", "01-clipnorm=1.0"]
+    records, values = [], []
+    for point in points:
+        written = load_config(point / "config.yaml").optimizer
+        records.append([(i.name, i.type) for i in hparams_experiment(point).hparam_infos])
+        hparams = hparams_session_start(point).hparams
+        values.append(
+            (
+                written.momentum,
+                written.clipnorm,
+                hparams["optimizer.momentum"].number_value,
+                hparams["optimizer.clipnorm"].string_value,
+            )
+        )
+    assert records[0] == records[1]
+    types = dict(records[0])
+    assert types["optimizer.momentum"] == api_pb2.DATA_TYPE_FLOAT64
+    assert types["optimizer.clipnorm"] == api_pb2.DATA_TYPE_STRING
+    assert values == [(0.9, None, 0.9, "null"), (0.9, 1.0, 0.9, "1.0")]
+
+
+def test_a_sweep_point_whose_optimizer_does_not_take_a_key_is_refused_before_any_run():
+    with pytest.raises(
+        ConfigError,
+        match=r"sweep point 1 \(optimizer.name=adam\): optimizer.momentum applies to rmsprop "
+        r"and sgd; optimizer.name is adam",
+    ):
+        sweep.plan_sweep({"optimizer.name": ["sgd", "adam"]}, None, ["optimizer.momentum=0.9"])

@@ -1,5 +1,6 @@
 """Tests for kerasmlp.trainer: the compiled step against Keras, tracing, state."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -199,3 +200,45 @@ def test_a_checkpoint_restores_everything_bitwise_dropout_and_shuffle_included(t
 def test_top5_accuracy_is_refused_with_five_classes_or_fewer():
     with pytest.raises(ConfigError, match="top5_accuracy is always 1 with 2 classes"):
         make_trainer(metrics=("accuracy", "top5_accuracy"))
+
+
+@pytest.mark.parametrize("policy", [None, "mixed_float16"], ids=["float32", "mixed_float16"])
+@pytest.mark.parametrize("clipping", ["optimizer.clipvalue=0.02", "optimizer.global_clipnorm=0.05"])
+def test_clipping_sees_the_unscaled_gradients_as_keras_clips_them(clipping, policy):
+    # Reference: Keras's own SGD with the same clipping, applied to the gradients of the
+    # same model and batch taken in float32 with tf.GradientTape. Under mixed_float16 the
+    # step's gradients carry the loss scale (2 ** 15) until LossScaleOptimizer divides
+    # them, before its inner optimizer clips: clipped scaled, the update would be
+    # 2 ** 15 times too small. Tolerance there: float16's rounding of the forward pass.
+    config = load_config(
+        None, ["optimizer.name=sgd", "optimizer.learning_rate.decay_rate=1.0", clipping]
+    )
+    head = Head("softmax", 2)
+    model = build_model(config.model, input_dim=2, head=head, seed=3, dtype_policy=policy)
+    reference = build_model(config.model, input_dim=2, head=head, seed=3)
+    optimizer = make_optimizer(config.optimizer, loss_scaling=policy == "mixed_float16")
+    trainer = Trainer(model, make_loss(config.loss), optimizer, head=head, metric_names=())
+    x, y = next(iter(spirals(batch_size=64)))
+    stats = trainer.run_steps(iter([(x, y)]), 1)
+
+    with tf.GradientTape() as tape:
+        loss = make_loss(config.loss)(y, reference(x, training=True))
+    grads = tape.gradient(loss, reference.trainable_variables)
+    before = [v.numpy() for v in reference.trainable_variables]
+    key, value = clipping.removeprefix("optimizer.").split("=")
+    lr = config.optimizer.learning_rate.initial_learning_rate
+    keras_sgd = keras.optimizers.SGD(lr, **{key: float(value)})
+    keras_sgd.apply_gradients(zip(grads, reference.trainable_variables, strict=True))
+    tolerance = dict(rtol=1e-5, atol=1e-7) if policy is None else dict(rtol=0, atol=lr * 2e-3)
+    for trained, want in zip(model.trainable_variables, reference.trainable_variables, strict=True):
+        np.testing.assert_allclose(trained.numpy(), want.numpy(), **tolerance)
+    # The clipping bit: unclipped, the step would have gone further.
+    unclipped = [b - lr * g.numpy() for b, g in zip(before, grads, strict=True)]
+    moved = zip(unclipped, model.trainable_variables, strict=True)
+    assert max(np.max(np.abs(u - w.numpy())) for u, w in moved) > lr * 1e-2
+    # The logged norm is the gradients' own, before clipping, as without it.
+    np.testing.assert_allclose(
+        stats["gradient_norm"],
+        float(tf.linalg.global_norm(grads)),
+        rtol=1e-5 if policy is None else 1e-2,
+    )
