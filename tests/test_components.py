@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasmlp import catalog, components, losses, metrics, optimizers, train
+from kerasmlp import catalog, components, data, losses, metrics, optimizers
 from kerasmlp.config import Config, ConfigError, load_config
 from kerasmlp.model import Head, build_model
+from kerasmlp.trainer import Trainer
 
 HEAD = Head("softmax", 10)
 REGRESSION = catalog.REGRESSION
@@ -52,9 +53,9 @@ def _loaded(config, monkeypatch):
     """The keyword arguments `train_and_evaluate` passes to `load_datasets`."""
     seen = {}
     monkeypatch.setattr(
-        train, "load_datasets", lambda name, **kwargs: seen.update(kwargs, name=name)
+        data, "load_datasets", lambda name, **kwargs: seen.update(kwargs, name=name)
     )
-    train._load(config)
+    data.load_config_datasets(config)
     return seen
 
 
@@ -518,7 +519,7 @@ def test_the_trainer_feeds_ece_logits_and_says_so(head):
     # built with from_logits=False would read them as probabilities, silently wrong.
     config = load_config(None, ["metrics=[accuracy, ece]"])
     model = build_model(config.model, input_dim=2, head=head, seed=0)
-    trainer = train.Trainer(
+    trainer = Trainer(
         model,
         components.make_loss(config.loss),
         components.make_optimizer(config.optimizer),
