@@ -1247,7 +1247,8 @@ def _check_fits_in_memory(config: Config) -> None:
     raise ConfigError(
         f"model.hidden_units={_show(list(config.model.hidden_units), 60)} cannot fit in memory: "
         f"{params:,} parameters x 4 bytes x {2 + slots} copies (weights, gradients and "
-        f"{config.optimizer.name}'s {slots} slots) = {needed / 2**30:,.1f} GiB at least; "
+        f"{config.optimizer.name}'s {slots} slot{'' if slots == 1 else 's'}) = "
+        f"{needed / 2**30:,.1f} GiB at least; "
         f"this machine has {available / 2**30:,.1f} GiB"
     )
 

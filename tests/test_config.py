@@ -540,7 +540,9 @@ def test_momentum_adds_the_slots_keras_builds_to_the_memory_estimate(monkeypatch
     wide = "model.hidden_units=[200000, 200000]"
     for optimizer, copies, slots in [("sgd", 3, 1), ("rmsprop", 4, 2)]:
         chosen = [f"optimizer.name={optimizer}", "optimizer.momentum=0.9"]
-        with pytest.raises(ConfigError, match=rf"x {copies} copies \(weights, gradients and "):
+        noun = "slot" if slots == 1 else "slots"
+        expected = rf"x {copies} copies \(weights, gradients and {optimizer}'s {slots} {noun}\) = "
+        with pytest.raises(ConfigError, match=expected):
             load_config(None, [wide, *chosen])
         config = load_config(None, ["model.hidden_units=[8]", *chosen])
         assert config_module.optimizer_slots(config.optimizer) == slots
