@@ -162,7 +162,7 @@ class RunCheckpoints:
             _quiet_unrestored_warnings()
             raise ResumeError(
                 f"cannot restore checkpoint {path}: {_cause(e).rstrip('.')}; does the run's "
-                "config.yaml still describe the model that was trained?"
+                "config.yaml still describe the model and optimizer that were trained?"
             ) from e
         except _UNREADABLE:
             _quiet_unrestored_warnings()

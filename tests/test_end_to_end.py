@@ -417,6 +417,7 @@ def test_a_resume_takes_the_optimizer_keys_as_config_yaml_holds_them(tmp_path):
     assert result.exit_code == 2, result.output
     (line,) = result.output.splitlines()
     assert line.startswith("kerasmlp-train: error: cannot restore checkpoint ")
+    assert line.endswith("still describe the model and optimizer that were trained?")
     assert json.loads((run_dir / "status.json").read_text())["state"] == "interrupted"
     (run_dir / "config.yaml").write_text(written.replace("clipvalue: null", "clipvalue: 0.01"))
     result = invoke_train(["--resume", run_dir])

@@ -168,7 +168,9 @@ def damage(run_dir):
     (line,) = err.splitlines()  # TensorFlow's warnings about unrestored values are silenced
     assert line.startswith("kerasmlp-train: error: cannot restore checkpoint ")
     assert "ckpt-114: Received incompatible tensor with shape" in line
-    assert line.endswith("does the run's config.yaml still describe the model that was trained?")
+    assert line.endswith(
+        "does the run's config.yaml still describe the model and optimizer that were trained?"
+    )
     (run_dir / "config.yaml").write_text(config)
 
     data = max((run_dir / "checkpoints").glob("ckpt-114.data-*"), key=lambda p: p.stat().st_size)
