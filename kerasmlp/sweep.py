@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from kerasmlp import catalog
 from kerasmlp.config import (
     Config,
     ConfigError,
@@ -219,7 +220,7 @@ def plan_sweep(
             raise ConfigError(f"sweep point {index} ({_describe(point)}): {e}") from None
         # The same config is the same run (same seed, same weights): `seed: [1, 1]` or
         # `[0.01, 1e-2]` would train it twice and rank the copies as two points.
-        first = seen.setdefault(config.to_yaml(), index)
+        first = seen.setdefault(_as_run(config), index)
         if first != index:
             raise ConfigError(
                 f"sweep points {first} ({_describe(runs[first].point)}) and {index} "
@@ -231,6 +232,18 @@ def plan_sweep(
         )
     check_distribute([run.config for run in runs])
     return runs
+
+
+def _as_run(config: Config) -> str:
+    """The config's text with what it leaves to Keras filled in: `optimizer.weight_decay`
+    null is its optimizer's Keras default, so `[null, 0.004]` under adamw is one run."""
+    optimizer = config.optimizer
+    if optimizer.weight_decay is None:
+        default = catalog.OPTIMIZERS[optimizer.name].options["weight_decay"]
+        config = dataclasses.replace(
+            config, optimizer=dataclasses.replace(optimizer, weight_decay=default)
+        )
+    return config.to_yaml()
 
 
 def describe_point(config: Config, keys: Sequence[str]) -> str:

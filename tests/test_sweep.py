@@ -209,8 +209,20 @@ def test_plan_sweep_checks_every_point_before_any_run():
         # 1e-2 is 0.01; the base config's seed is 0 already.
         ({"optimizer.learning_rate.initial_learning_rate": [0.01, 1e-2]}, "points 0 .* and 1"),
         ({"seed": [0, 1], "train.epochs": [2, 2]}, r"points 0 \(seed=0, train.epochs=2\)"),
+        # null is adamw's Keras default, 0.004 (keras.optimizers.AdamW); adam's is no decay.
+        (
+            {"optimizer.name": ["adamw"], "optimizer.weight_decay": [None, 0.004]},
+            r"points 0 \(.*weight_decay=null\) and 1 \(.*weight_decay=0.004\)",
+        ),
+        ({"optimizer.weight_decay": [None, 0.0]}, r"points 0 .* and 1"),
     ],
-    ids=["a-value-twice", "one-number-written-twice", "a-key-of-one-value-twice"],
+    ids=[
+        "a-value-twice",
+        "one-number-written-twice",
+        "a-key-of-one-value-twice",
+        "adamw-weight-decay-null-and-its-default",
+        "adam-weight-decay-null-and-none",
+    ],
 )
 def test_two_points_of_one_config_are_refused(grid, message):
     with pytest.raises(ConfigError, match=message):
