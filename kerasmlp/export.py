@@ -19,13 +19,16 @@ Exit status: 0 done; 1 the SavedModel or the closing line could not be written (
 read-only or full disk, stdout on a full device: one line naming where and why; the
 folders made are removed, an empty EXPORT_DIR given is emptied again), as
 `kerasmlp-train` exits 1; 2 a user's mistake (one line on stderr, nothing written);
-130 Ctrl-C while the SavedModel was written (removed as after a failure, one line).
+130 or 143 Ctrl-C or SIGTERM while the SavedModel was written (removed as after a
+failure, one line).
 """
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import shutil
+import signal
 import sys
 from typing import NoReturn
 
@@ -42,8 +45,12 @@ from kerasmlp.console import (
 )
 from kerasmlp.runfiles import describe_os_error
 
-# Exit status after Ctrl-C (128 + SIGINT), as kerasmlp-train's.
-INTERRUPTED = 130
+# Exit status after Ctrl-C or SIGTERM (128 + the signal's number), as kerasmlp-train's.
+INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM while the SavedModel is written: handled as Ctrl-C is (see `_terminating`)."""
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,11 +85,12 @@ def main(run_dir, export_dir, verbose):
     # EXPORT_DIR is an empty folder already, which is emptied again on a failure.
     made = next((p for p in [*reversed(target.absolute().parents), target] if not p.exists()), None)
     try:
-        export_saved_model(run.probability_model(), target)
+        with _terminating():
+            export_saved_model(run.probability_model(), target)
     except (OSError, tf.errors.OpError) as e:
         _remove_begun(target, made)
         _fail(f"cannot write {export_dir}: {getattr(e, 'message', None) or e}", FAILED)
-    except KeyboardInterrupt:  # Ctrl-C: as a failure, nothing half-written is left
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: as a failure, nothing half-written left
         begun = made.exists() if made is not None else any(target.iterdir())
         _remove_begun(target, made)
         if not begun:
@@ -91,13 +99,34 @@ def main(run_dir, export_dir, verbose):
             said = f"; removed {made} (the SavedModel was unfinished)"
         else:
             said = f"; emptied {export_dir} again (the SavedModel was unfinished)"
+        name = "SIGTERM" if isinstance(e, _Terminated) else "SIGINT"
         click.echo(f"kerasmlp-export: interrupted{said}", err=True)
-        sys.exit(INTERRUPTED)
+        sys.exit(INTERRUPTED[name])
     served = "values" if run.task == "regression" else "probabilities"
     try:
         click.echo(f"saved model: {target} (endpoint 'serve': raw inputs -> {served})")
     except OSError as e:  # the model is whole: it stays
         _fail(f"cannot write to <stdout>: {describe_os_error(e, None)}", FAILED)
+
+
+@contextlib.contextmanager
+def _terminating():
+    """SIGTERM (a scheduler's stop, `kill`) raises `_Terminated` in the write, where it
+    would end the process with the SavedModel half written; the handler before is
+    restored after."""
+
+    def terminate(signum, frame):
+        raise _Terminated
+
+    try:
+        before = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: SIGTERM keeps its handler
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _remove_begun(target: pathlib.Path, made: pathlib.Path | None) -> None:

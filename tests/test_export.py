@@ -8,9 +8,11 @@ import errno
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -237,3 +239,32 @@ def test_ctrl_c_while_exporting_leaves_nothing_half_written(tmp_path, monkeypatc
     assert result.exit_code == 130
     assert result.stderr == "kerasmlp-export: interrupted before anything was written\n"
     assert not (tmp_path / "new").exists()
+
+
+def test_sigterm_while_exporting_leaves_nothing_half_written(tmp_path, monkeypatch):
+    # SIGTERM's default action ended the process with the SavedModel half written; now it
+    # is handled as Ctrl-C is, exit 143 (128 + SIGTERM) as kerasmlp-train's, and the
+    # handler before is back afterwards.
+    class Run:
+        task = "classification"
+
+        def probability_model(self):
+            return None
+
+    def sigterm(model, path):
+        pathlib.Path(path, "variables").mkdir(parents=True)  # as far as it got
+        pathlib.Path(path, "saved_model.pb").write_bytes(b"half")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+
+    monkeypatch.setattr(inference, "load_run", lambda run_dir: Run())
+    monkeypatch.setattr(inference, "export_saved_model", sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    result = CliRunner().invoke(export.main, [str(tmp_path / "run"), str(tmp_path / "new")])
+    assert result.exit_code == 143, result.output
+    assert result.stderr == (
+        f"kerasmlp-export: interrupted; removed {tmp_path / 'new'} "
+        "(the SavedModel was unfinished)\n"
+    )
+    assert not (tmp_path / "new").exists()
+    assert signal.getsignal(signal.SIGTERM) is before
