@@ -1,9 +1,9 @@
 """The benchmark scripts run, in a tiny mode, and print the lines their READMEs quote.
 
-They run in processes of their own (as a user runs them, with their own TensorFlow
-and TFDS state), two scripts one after the other where they can share one: starting
-TensorFlow is most of a tiny run's time. The figures are not checked, only the shape
-of what is printed.
+They run in a process of their own (as a user runs them, with their own TensorFlow
+and TFDS state), the five scripts one after the other in one: starting TensorFlow
+is most of a tiny run's time. The figures are not checked, only the shape of what
+is printed.
 PyTorch is not a dependency: where it is installed the throughput script's
 torch column is checked, elsewhere its "skipped" line.
 """
@@ -31,20 +31,20 @@ def _load(name):
     return module
 
 
-def _run_scripts(*runs: list[str], mock_examples: int | None = None) -> list[str]:
-    """Runs `python benchmarks/SCRIPT ARGS...` for each `[SCRIPT, *ARGS]`, one after another
-    in one process (tests/_run_benchmarks.py); returns the stdout of each."""
-    mock = [] if mock_examples is None else ["--mock-examples", str(mock_examples)]
+def _run_scripts(*runs: tuple[int | None, list[str]]) -> list[str]:
+    """Runs `python benchmarks/SCRIPT ARGS...` for each `(mock_examples, [SCRIPT, *ARGS])`,
+    one after another in one process (tests/_run_benchmarks.py), under
+    `tfds.testing.mock_data` where mock_examples is a number; returns the stdout of each."""
     out = subprocess.run(
-        [sys.executable, "-m", "tests._run_benchmarks", *mock, json.dumps(runs)],
+        [sys.executable, "-m", "tests._run_benchmarks", json.dumps(runs)],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
-        timeout=300,
+        timeout=400,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     parts = re.split(r"^=== end of (\S+) ===\n", out.stdout, flags=re.M)
-    assert parts[-1] == "" and parts[1::2] == [argv[0] for argv in runs], out.stdout[-3000:]
+    assert parts[-1] == "" and parts[1::2] == [argv[0] for _, argv in runs], out.stdout[-3000:]
     return parts[0:-1:2]
 
 
@@ -75,7 +75,14 @@ def test_train_loop_vs_fit_help_names_every_loop(capsys, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def loop_rounds():
+def script_runs(tmp_path_factory):
+    """The five runs below, one after another in ONE process (one TensorFlow start, not
+    two): the stdout of each, and the folder of the mock MNIST runs."""
+    tmp_path = tmp_path_factory.mktemp("mock_mnist")
+    return tmp_path, _run_scripts(*loop_round_argvs(), *mock_mnist_argvs(tmp_path))
+
+
+def loop_round_argvs():
     """One tiny round of train_loop_vs_fit.py in float32, then one of its bfloat16 loops,
     then logging_overhead.py for two epochs (the steady rate starts after the first) and
     one round of each setting.
@@ -85,15 +92,20 @@ def loop_rounds():
     """
     tiny = ["--examples", "300", "--epochs", "1", "--repeats", "1", "--matmul-repeats", "1"]
     narrow = ["--set", "model.hidden_units=[16]"]
-    return _run_scripts(
-        ["train_loop_vs_fit.py", *tiny, "--models", "config", *narrow],
-        [
+    return [
+        (None, ["train_loop_vs_fit.py", *tiny, "--models", "config", *narrow]),
+        (None, [
             "train_loop_vs_fit.py", *tiny, "--models", "seeds", *narrow,
             "--loops", "kerasmlp", "kerasmlp_bf16", "fit_bf16", "minimal_bf16",
             *(["torch_bf16"] if TORCH else []),
-        ],
-        ["logging_overhead.py", "--epochs=2", "--repeats=1"],
-    )  # fmt: skip
+        ]),
+        (None, ["logging_overhead.py", "--epochs=2", "--repeats=1"]),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def loop_rounds(script_runs):
+    return script_runs[1][:3]
 
 
 def test_train_loop_vs_fit_prints_every_loop_and_the_ratios(loop_rounds):
@@ -133,26 +145,28 @@ def test_train_loop_vs_fit_runs_the_loops_in_bfloat16_too(loop_rounds):
     assert "kerasmlp / kerasmlp_bf16" not in stdout
 
 
-@pytest.fixture(scope="module")
-def mock_mnist_runs(tmp_path_factory):
+def mock_mnist_argvs(tmp_path):
     """time_to_accuracy.py, then whole_command_vs_fit.py, on mock MNIST (64 random examples
     a split): one epoch each, no images or histograms."""
-    tmp_path = tmp_path_factory.mktemp("mock_mnist")
     quiet = ["--set", "train.image_every_epochs=0", "--set", "train.histogram_every_epochs=0"]
-    time_to_accuracy, whole_command = _run_scripts(
-        [
+    return [
+        (64, [
             "time_to_accuracy.py", "--dataset", "mnist", "--seeds", "3", "--epochs-scale", "0.01",
             "--data-dir", str(tmp_path / "tfds"), "--manual-dir", str(tmp_path),
             "--workdir", str(tmp_path / "runs"), *quiet,
-        ],
+        ]),
         # A narrow model, shifts on; two pairs, so that fit goes first in the second.
-        [
+        (64, [
             "whole_command_vs_fit.py", "--epochs", "1", "--repeats", "2",
             "--set", "model.hidden_units=[16]", "--set", f"data.data_dir={tmp_path / 'tfds2'}",
             *quiet,
-        ],
-        mock_examples=64,
-    )  # fmt: skip
+        ]),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mock_mnist_runs(script_runs):
+    tmp_path, (*_, time_to_accuracy, whole_command) = script_runs
     return tmp_path, time_to_accuracy, whole_command
 
 
