@@ -272,6 +272,38 @@ def test_loss_that_overflows_only_where_confidently_wrong_fails_extremes(
         check_loss(loss, y_true=y_true, y_pred=y_pred, checks=["extremes"])
 
 
+@_BROKEN
+class CastsTargetsToFloat32(keras.losses.Loss):
+    """Correct, as many user losses are written: casts `y_true` to float32 in `call`."""
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_mean(tf.square(y_pred - tf.cast(y_true, tf.float32)), axis=-1)
+
+
+@_BROKEN
+class CastsTargetsWithWrongGradient(CastsTargetsToFloat32):
+    """Bug: a custom gradient twice too large, in a float32-only loss."""
+
+    def call(self, y_true, y_pred):
+        error = y_pred - tf.cast(y_true, tf.float32)
+        return tf.reduce_mean(_square_with_double_gradient(error), axis=-1)
+
+
+def test_float32_only_loss_has_its_gradient_checked_in_float32():
+    # Its constructor takes dtype="float64", but its float64 twin cannot subtract float32
+    # targets from float64 predictions; the gradient check used to fail with
+    # "raised InvalidArgumentError" on a loss that trains fine in float32.
+    check_loss(CastsTargetsToFloat32(), y_true=NORMAL[::-1], y_pred=NORMAL, checks=["gradient"])
+    # Still checked: a wrong custom gradient fails in float32 too.
+    with pytest.raises(CheckError, match=r"- gradient: .*by finite differences \(delta=0\.001, "):
+        check_loss(
+            CastsTargetsWithWrongGradient(),
+            y_true=NORMAL[::-1],
+            y_pred=NORMAL,
+            checks=["gradient"],
+        )
+
+
 def test_check_error_is_an_assertion_error():
     assert issubclass(CheckError, AssertionError)
 
