@@ -175,6 +175,19 @@ def _clone(obj, **overrides):
     return type(obj).from_config({**config, **overrides})
 
 
+def _with_reduction(loss, reduction: str):
+    """A copy of `loss` with another `reduction`, every other attribute as it is.
+
+    Not a clone from its config: a constructor argument that `get_config` leaves out would
+    be back at its default, and the sample-weight check would blame the weighting for what
+    the config check reports. Nor `copy.copy`, which Keras's `__reduce__` sends through the
+    config as well.
+    """
+    copied = object.__new__(type(loss))
+    copied.__dict__.update(vars(loss), reduction=reduction)
+    return copied
+
+
 def _float64_twin(loss, y_true, y_pred) -> keras.losses.Loss | None:
     """`loss` rebuilt with `dtype="float64"`, or None where it cannot compute in float64.
 
@@ -449,7 +462,7 @@ def check_loss(
                 except ImportError:  # pragma: no cover
                     mask = None
         else:  # the loss overrides __call__ only: ask it for unreduced values
-            values, mask = _clone(loss, reduction="none")(y_t, y_p), None
+            values, mask = _with_reduction(loss, "none")(y_t, y_p), None
         return values.numpy(), None if mask is None else np.asarray(mask)
 
     def check_values():
@@ -478,7 +491,7 @@ def check_loss(
         }
         problems = []
         for reduction in ("sum_over_batch_size", "sum", "mean", "none", "mean_with_sample_weight"):
-            reducer = _clone(loss, reduction=reduction)
+            reducer = _with_reduction(loss, reduction)
             for weight_name, weight in weights.items():
                 if reduction == "mean_with_sample_weight" and weight_name in ("none", "scalar"):
                     continue  # Keras divides by the weights as given; not worth pinning here

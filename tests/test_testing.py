@@ -231,6 +231,24 @@ def test_broken_loss_fails_with_a_clear_message(loss, failing_check, message):
     ), text
 
 
+def test_argument_left_out_of_get_config_fails_config_only():
+    # The loss weighs its examples right; only its config is incomplete. The sample-weight
+    # check used to rebuild it from get_config for each reduction, with scale back at 1, and
+    # report 13 failures, each a value half the one expected, blaming the weighting ("does
+    # __call__ pass `sample_weight` on?").
+    with pytest.raises(CheckError) as raised:
+        check_loss(
+            DropsArgument(scale=2.0),
+            y_true=NORMAL[::-1],
+            y_pred=NORMAL,
+            checks=["sample_weight", "config"],
+        )
+    assert str(raised.value).startswith(
+        "check_loss(DropsArgument): 1 of 2 checks failed\n- config:"
+    )
+    assert "- sample_weight" not in str(raised.value)
+
+
 @_BROKEN
 class SoftplusByHand(losses.BinaryCrossentropy):
     """Bug: x - x * y + log(1 + exp(-x)) overflows at large negative logits."""
