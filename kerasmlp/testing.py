@@ -341,22 +341,32 @@ _EXTREME_LOGIT = {"float16": 32.0}
 def _default_extremes(loss, y_pred: np.ndarray) -> list[np.ndarray]:
     """Logits of +/-1e4 (+/-32 in float16) for logit losses, exact 0/1 for probability losses.
 
+    A loss without `from_logits` gets 1e4 with `y_pred`'s signs, and the 0/1 inputs as well
+    where `y_pred` lies in [0, 1].
+
     Each comes with its opposite: a loss that overflows only where it is confidently wrong
     (log(1 + exp(-x)) at x = -1e4, -log(p) at p = 0) would pass for `y_pred` that is right.
     """
     from_logits = getattr(loss, "from_logits", None)
-    if from_logits is False:
-        if y_pred.ndim < 2 or y_pred.shape[-1] == 1:  # one probability per entry
-            rounded = (y_pred >= 0.5).astype(np.float64)
-            return [rounded, 1.0 - rounded]
-        return [
+    if y_pred.ndim < 2 or y_pred.shape[-1] == 1:  # one probability per entry
+        rounded = (y_pred >= 0.5).astype(np.float64)
+        probabilities = [rounded, 1.0 - rounded]
+    else:
+        probabilities = [
             (y_pred == y_pred.max(axis=-1, keepdims=True)).astype(np.float64),
             (y_pred == y_pred.min(axis=-1, keepdims=True)).astype(np.float64),
         ]
+    if from_logits is False:
+        return probabilities
     signs = np.where(y_pred < 0, -1.0, 1.0)
     signs *= _EXTREME_LOGIT.get(keras.backend.standardize_dtype(loss.dtype), 1e4)
+    if from_logits:
+        return [signs, -signs]
     # Without from_logits, only y_pred's own signs: Poisson's rates, for one, must be > 0.
-    return [signs, -signs] if from_logits else [signs]
+    # Where y_pred are all in [0, 1], they may be probabilities (a loss of one's own seldom has
+    # a from_logits attribute): exact 0 and 1 as well, where -log(p) is inf.
+    within_unit_interval = bool(np.all((y_pred >= 0.0) & (y_pred <= 1.0)))
+    return [signs, *probabilities] if within_unit_interval else [signs]
 
 
 def check_loss(
@@ -391,8 +401,9 @@ def check_loss(
       +/-1e4 for a loss with `from_logits=True`, exact 0/1 probabilities for one with
       `from_logits=False`, each with its opposite: the signs of `-y_pred`, the argmin's
       one-hot beside the argmax's, or one probability per entry rounded and its complement;
-      and 1e4 with `y_pred`'s signs for a loss without `from_logits`; 32 in place of 1e4 for
-      a loss computing in float16, whose largest value is 65504).
+      and 1e4 with `y_pred`'s signs for a loss without `from_logits`, with the 0/1
+      probabilities too where every `y_pred` is in [0, 1]; 32 in place of 1e4 for a loss
+      computing in float16, whose largest value is 65504).
     - `config`: `get_config()` holds every constructor argument (or, as Keras's own classes
       do, leaves one out only while it holds its default: it is returned once set to another
       value), `from_config` round-trips, and the class is registered with Keras.

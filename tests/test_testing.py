@@ -322,6 +322,24 @@ def test_float32_only_loss_has_its_gradient_checked_in_float32():
         )
 
 
+@_BROKEN
+class CrossEntropyByHand(keras.losses.Loss):
+    """Bug: -sum(y * log(p)) without clipping, and no from_logits attribute to say p is a
+    probability: log(0) is -inf, and 0 * -inf is NaN."""
+
+    def call(self, y_true, y_pred):
+        return -ops.sum(y_true * ops.log(y_pred), axis=-1)
+
+
+def test_probability_loss_without_from_logits_fails_extremes_at_0_and_1():
+    # PROBS's first row is [0.29, 0.22, 0.49]: the argmax's one-hot [0, 0, 1] puts p = 0 on
+    # classes 0 and 1. Before, only y_pred = +1e4 was tried, where log is finite: it passed.
+    with pytest.raises(
+        CheckError, match=r"- extremes: at y_pred=\[0\., 0\., 1\., .*the loss is \[nan\]"
+    ):
+        check_loss(CrossEntropyByHand(), y_true=ONE_HOT, y_pred=PROBS, checks=["extremes"])
+
+
 def test_check_error_is_an_assertion_error():
     assert issubclass(CheckError, AssertionError)
 
