@@ -396,7 +396,8 @@ def check_loss(
       (`tf.test.compute_gradient`), in float64 where the loss computes with
       `dtype="float64"`; else in its own dtype, with a step of 1e-3 and tolerances raised to
       at least 1e-2 and 1e-3.
-    - `tf_function`: the value inside `tf.function` equals the eager value.
+    - `tf_function`: the value inside `tf.function`, traced with the batch dimension unknown
+      (`None`, as `fit` traces it for a last partial batch), equals the eager value.
     - `extremes`: the value and gradient are finite at extreme `y_pred` (by default logits of
       +/-1e4 for a loss with `from_logits=True`, exact 0/1 probabilities for one with
       `from_logits=False`, each with its opposite: the signs of `-y_pred`, the argmin's
@@ -552,9 +553,22 @@ def check_loss(
 
     def check_tf_function():
         eager = loss(y_true, y_pred.astype(dtype))
-        graph = tf.function(lambda t, p: loss(t, p), autograph=False)(
-            tf.constant(y_true), tf.constant(y_pred.astype(dtype))
-        )
+        inputs = (tf.constant(y_true), tf.constant(y_pred.astype(dtype)))
+        # Traced with the batch dimension unknown, as fit traces its step for a last partial
+        # batch: `y_pred.shape[0]` is None there, and a loss that reshapes by it fails.
+        signature = [
+            tf.TensorSpec((None, *x.shape[1:]) if x.shape else (), x.dtype) for x in inputs
+        ]
+        traced = tf.function(lambda t, p: loss(t, p), autograph=False, input_signature=signature)
+        try:
+            graph = traced(*inputs)
+        except Exception as error:
+            return [
+                "inside tf.function with the batch dimension unknown (None, as in fit's step "
+                f"for a last partial batch) the loss raised {type(error).__name__}: "
+                f"{str(error)[:300]} (`y_pred.shape[0]` is None there; `ops.shape(y_pred)[0]` "
+                "gives the batch size)"
+            ]
         violation = _max_violation(graph, eager, rtol, atol)
         return [f"inside tf.function the loss is {violation} eagerly"] if violation else []
 

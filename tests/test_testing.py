@@ -340,6 +340,28 @@ def test_probability_loss_without_from_logits_fails_extremes_at_0_and_1():
         check_loss(CrossEntropyByHand(), y_true=ONE_HOT, y_pred=PROBS, checks=["extremes"])
 
 
+@_BROKEN
+class FlattensByStaticBatch(keras.losses.Loss):
+    """Bug: reshapes by `y_pred.shape[0]`, which is None in fit's step for a partial batch."""
+
+    def call(self, y_true, y_pred):
+        return ops.mean(ops.reshape(ops.square(y_pred - y_true), (y_pred.shape[0], -1)), axis=-1)
+
+
+def test_loss_that_needs_a_static_batch_size_fails_tf_function():
+    # model.fit(x, y, batch_size=3) on 8 examples raises "TypeError: Failed to convert
+    # elements of (None, -1) to Tensor" in this loss; the check traced fully known shapes
+    # and passed it.
+    with pytest.raises(
+        CheckError,
+        match=r"- tf_function: inside tf.function with the batch dimension unknown .* the loss "
+        r"raised TypeError: Failed to convert elements of \(None, -1\)",
+    ):
+        check_loss(
+            FlattensByStaticBatch(), y_true=NORMAL[::-1], y_pred=NORMAL, checks=["tf_function"]
+        )
+
+
 def test_check_error_is_an_assertion_error():
     assert issubclass(CheckError, AssertionError)
 
