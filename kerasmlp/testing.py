@@ -260,7 +260,15 @@ def _config_problems(obj, config_exclude: Iterable[str]) -> list[str]:
             f"get_config() lacks constructor argument(s) {missing}; it returned keys "
             f"{sorted(config)}, so from_config() rebuilds them with their defaults"
         )
-    clone = type(obj).from_config(config)
+    try:
+        clone = type(obj).from_config(config)
+    except Exception as error:  # loading a saved model fails the same way: nothing more to try
+        return [
+            *problems,
+            f"from_config(get_config()) raised {type(error).__name__}: {str(error)[:200]} "
+            f"(get_config() returned {config!r}; does __init__ take **kwargs and pass them to "
+            "super().__init__?)",
+        ]
     if not _json_equal(clone.get_config(), config):
         problems.append(
             f"from_config(get_config()) does not round-trip: {config!r} became "

@@ -231,6 +231,37 @@ def test_broken_loss_fails_with_a_clear_message(loss, failing_check, message):
     ), text
 
 
+@_BROKEN
+class GuideStyleLoss(keras.losses.Loss):
+    """Bugs: no **kwargs (from_config passes `reduction`) and no get_config for `factor`, as
+    the Keras guide's CustomMSE is written."""
+
+    def __init__(self, factor=0.1, name="guide_style_loss"):
+        super().__init__(name=name)
+        self.factor = factor
+
+    def call(self, y_true, y_pred):
+        return self.factor * ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+
+def test_config_that_from_config_refuses_reports_every_problem():
+    # The config check used to end at from_config's TypeError ("config: raised TypeError:
+    # ...unexpected keyword argument 'reduction'") and drop the missing `factor` it had found.
+    with pytest.raises(CheckError) as raised:
+        check_loss(
+            GuideStyleLoss(factor=2.0), y_true=NORMAL[::-1], y_pred=NORMAL, checks=["config"]
+        )
+    lines = str(raised.value).splitlines()[1:]
+    assert lines[0].startswith("- config: get_config() lacks constructor argument(s) ['factor']")
+    assert re.match(
+        r"- config: from_config\(get_config\(\)\) raised TypeError: .*unexpected keyword "
+        r"argument 'reduction' \(get_config\(\) returned \{'name': 'guide_style_loss', "
+        r"'reduction': 'sum_over_batch_size'\}",
+        lines[1],
+    ), lines
+    assert len(lines) == 2, lines  # not also "decorate the class with register_keras_serializable"
+
+
 def test_argument_left_out_of_get_config_fails_config_only():
     # The loss weighs its examples right; only its config is incomplete. The sample-weight
     # check used to rebuild it from get_config for each reduction, with scale back at 1, and
