@@ -699,7 +699,9 @@ def check_metric(
     - `reset_state`: after `reset_state()`, the state variables hold a fresh metric's
       values, and an update gives the result of a fresh metric.
     - `tf_function`: two calls of `update_state` inside one `tf.function` give the eager
-      result of two updates (Python state set only while tracing shows on the second).
+      result of two updates (Python state set only while tracing shows on the second), and
+      one call traced with the batch dimension unknown (`None`, as `fit` traces it for a
+      last partial batch) gives the eager result.
     - `config`: `get_config()` holds every constructor argument (or leaves one out only
       while it holds its default, as `keras.metrics.AUC` does `thresholds`), `from_config`
       round-trips, and the class is registered with Keras.
@@ -862,11 +864,33 @@ def check_metric(
         violation = _result_violation(
             got, result_of((y_true, y_pred), (y_true, y_pred)), rtol, atol
         )
-        return (
+        problems = (
             [f"update_state called twice in one tf.function gives {violation} eagerly"]
             if violation
             else []
         )
+        # And traced with the batch dimension unknown, as fit traces its step for a last
+        # partial batch: `y_pred.shape[0]` is None there.
+        relaxed = _clone(metric)
+        inputs = (tf.constant(y_true), tf.constant(y_pred))
+        signature = [tf.TensorSpec((None, *x.shape[1:]), x.dtype) for x in inputs]
+        try:
+            tf.function(relaxed.update_state, autograph=False, input_signature=signature)(*inputs)
+        except Exception as error:
+            return [
+                *problems,
+                "update_state in a tf.function with the batch dimension unknown (None, as in "
+                f"fit's step for a last partial batch) raised {type(error).__name__}: "
+                f"{str(error)[:300]} (`y_pred.shape[0]` is None there; `ops.shape(y_pred)[0]` "
+                "gives the batch size)",
+            ]
+        violation = _result_violation(_result(relaxed), whole_result(), rtol, atol)
+        if violation:
+            problems.append(
+                f"update_state in a tf.function with the batch dimension unknown gives {violation} "
+                "eagerly"
+            )
+        return problems
 
     def check_config():
         return _config_problems(metric, config_exclude)

@@ -623,6 +623,36 @@ class CountsInPython(keras.metrics.Metric):
 
 
 @_BROKEN
+class CountsByStaticBatch(keras.metrics.Metric):
+    """Bug: counts examples by `y_pred.shape[0]`, which is None in fit's step for a partial
+    batch (model.fit(x, y, batch_size=3) on 8 examples raises TypeError there)."""
+
+    def __init__(self, name="counts_by_static_batch", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add(ops.sum(ops.cast(y_pred, self.dtype)))
+        self.count.assign_add(float(y_pred.shape[0]))
+
+    def result(self):
+        return self.total / self.count
+
+
+def test_metric_that_needs_a_static_batch_size_fails_tf_function():
+    # Before, only shapes known in full were traced and the check passed.
+    with pytest.raises(
+        CheckError,
+        match=r"- tf_function: update_state in a tf.function with the batch dimension unknown "
+        r".* raised TypeError: float\(\) argument must be .* not 'NoneType'",
+    ):
+        check_metric(
+            CountsByStaticBatch(), y_true=BINARY_TRUE, y_pred=BINARY_PRED, checks=["tf_function"]
+        )
+
+
+@_BROKEN
 class ForgetsToReset(keras.metrics.BinaryAccuracy):
     """Bug: reset_state leaves the counts as they were."""
 
