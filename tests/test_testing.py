@@ -653,6 +653,43 @@ def test_metric_that_needs_a_static_batch_size_fails_tf_function():
 
 
 @_BROKEN
+class GaussianNegativeLogLikelihood(keras.metrics.Metric):
+    """Correct: the mean -log N(y_true; mean, exp(log_var)) of y_pred = (mean, log_var)."""
+
+    def __init__(self, name="gaussian_negative_log_likelihood", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.reshape(ops.cast(y_true, self.dtype), (-1,))
+        mean, log_var = y_pred[:, 0], y_pred[:, 1]
+        nll = 0.5 * (log_var + ops.square(y_true - mean) / ops.exp(log_var) + np.log(2 * np.pi))
+        weight = (
+            ops.ones_like(nll) if sample_weight is None else ops.cast(sample_weight, self.dtype)
+        )
+        self.total.assign_add(ops.sum(weight * nll))
+        self.count.assign_add(ops.sum(weight))
+
+    def result(self):
+        return self.total / self.count
+
+
+@pytest.mark.parametrize("column", [False, True], ids=["targets", "targets_as_a_column"])
+def test_metric_of_regression_targets_beside_two_outputs_passes_saving(column):
+    # One target beside two outputs looked like class ids to the loss that saving compiled
+    # the model with, sparse cross-entropy, which raised InvalidArgumentError "Received a
+    # label value of ... which is outside the valid range of [0, 2)" for this correct metric.
+    y_true = NORMAL[:, 0] * 3.0
+    check_metric(
+        GaussianNegativeLogLikelihood(),
+        y_true=y_true[:, None] if column else y_true,
+        y_pred=NORMAL[:, 1:],
+        checks=["saving"],
+    )
+
+
+@_BROKEN
 class ForgetsToReset(keras.metrics.BinaryAccuracy):
     """Bug: reset_state leaves the counts as they were."""
 
