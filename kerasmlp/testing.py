@@ -431,7 +431,8 @@ def check_loss(
         loss: The `keras.losses.Loss` instance to check.
         y_true: Targets for a small batch (numpy-convertible).
         y_pred: Predictions for the same batch (numpy-convertible, float).
-        extreme_y_pred: Inputs at which the loss must stay finite; defaults as above.
+        extreme_y_pred: A list of inputs, each shaped as `y_pred`, at which the loss must stay
+            finite; defaults as above.
         rtol: Relative tolerance of the value checks (at least 1e-3 in float16, 1e-2 in
             bfloat16).
         atol: Absolute tolerance of the value checks (at least 1e-3 in float16, 1e-2 in
@@ -445,7 +446,8 @@ def check_loss(
 
     Raises:
         CheckError: if any check fails; the message lists each failure with its numbers.
-        ValueError: if `checks` names an unknown check.
+        ValueError: if `checks` names an unknown check, or `extreme_y_pred` is not a
+            non-empty list of inputs shaped as `y_pred`.
         TypeError: if `loss` is not a `keras.losses.Loss`, or `checks` or `config_exclude` is a
             string.
 
@@ -464,6 +466,15 @@ def check_loss(
     config_exclude = _names("config_exclude", config_exclude)
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred, np.float64)
+    if extreme_y_pred is not None:
+        # One array would be read as a list of its rows, each broadcast against y_true.
+        shapes = [np.shape(extreme) for extreme in extreme_y_pred]
+        if not shapes or any(shape != y_pred.shape for shape in shapes):
+            raise ValueError(
+                f"Argument `extreme_y_pred` must be a list of inputs shaped as `y_pred` "
+                f"{y_pred.shape}, e.g. extreme_y_pred=[np.zeros({y_pred.shape})]. Received: "
+                f"inputs of shapes {shapes}"
+            )
     dtype = loss.dtype  # the policy's compute dtype: float16 under "mixed_float16"
     rtol, atol = _tolerances(dtype, rtol, atol)
 

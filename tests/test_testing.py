@@ -445,6 +445,22 @@ def test_too_few_examples_for_num_batches_is_refused(num_batches, examples, mess
         )
 
 
+def test_extreme_y_pred_given_as_one_array_is_refused():
+    # Before, its rows were read as four inputs of shape (3,), each broadcast against y_true.
+    with pytest.raises(
+        ValueError,
+        match=r"`extreme_y_pred` must be a list of inputs shaped as `y_pred` \(4, 3\), .*"
+        r"Received: inputs of shapes \[\(3,\), \(3,\), \(3,\), \(3,\)\]",
+    ):
+        check_loss(
+            losses.MeanSquaredError(),
+            y_true=NORMAL,
+            y_pred=NORMAL,
+            extreme_y_pred=np.full((4, 3), 1e4),
+            checks=["extremes"],
+        )
+
+
 def test_y_true_and_y_pred_of_different_lengths_are_refused():
     with pytest.raises(ValueError, match=r"same number of examples .*y_true\.shape=\(3, 1\)"):
         check_metric(keras.metrics.BinaryAccuracy(), y_true=BINARY_TRUE[:3], y_pred=BINARY_PRED)
