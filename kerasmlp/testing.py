@@ -189,17 +189,22 @@ def _with_reduction(loss, reduction: str):
 
 
 def _float64_twin(loss, y_true, y_pred) -> keras.losses.Loss | None:
-    """`loss` rebuilt with `dtype="float64"`, or None where it cannot compute in float64.
+    """`loss` rebuilt with `dtype="float64"`, or None where that is not the same loss.
 
     Many user losses are written for float32, e.g. with `tf.cast(y_true, tf.float32)` in
     `call`: their constructor takes `dtype`, but a float64 twin fails beside float64 `y_pred`.
+    And a constructor argument that `get_config` leaves out is back at its default in the
+    twin (the config check reports it), which then gives another value: its gradient is not
+    the loss's.
     """
     try:
         twin = _clone(loss, dtype="float64")
-        twin(y_true, y_pred)
+        value = _float64(twin(y_true, y_pred))
     except Exception:
         return None
-    return twin
+    own = _float64(loss(y_true, y_pred.astype(loss.dtype)))
+    rtol, atol = _tolerances(loss.dtype, 1e-4, 1e-6)
+    return twin if np.allclose(value, own, rtol=10 * rtol, atol=10 * atol) else None
 
 
 def _json_equal(a, b) -> bool:
@@ -401,9 +406,9 @@ def check_loss(
       `mean_with_sample_weight`) and sample weights absent, scalar, per-entry and all zero,
       the loss equals Keras's reduction of the unreduced values (masks included).
     - `gradient`: the gradient with respect to `y_pred` equals central finite differences
-      (`tf.test.compute_gradient`), in float64 where the loss computes with
-      `dtype="float64"`; else in its own dtype, with a step of 1e-3 and tolerances raised to
-      at least 1e-2 and 1e-3.
+      (`tf.test.compute_gradient`), in float64 where the loss rebuilt from its config with
+      `dtype="float64"` computes and gives the loss's value; else in its own dtype, with a
+      step of 1e-3 and tolerances raised to at least 1e-2 and 1e-3.
     - `tf_function`: the value inside `tf.function`, traced with the batch dimension unknown
       (`None`, as `fit` traces it for a last partial batch), equals the eager value.
     - `extremes`: the value and gradient are finite at extreme `y_pred` (by default logits of

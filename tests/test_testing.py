@@ -393,6 +393,38 @@ def test_loss_that_needs_a_static_batch_size_fails_tf_function():
         )
 
 
+@_BROKEN
+class HuberWithFixedGradient(keras.losses.Loss):
+    """Bugs: the custom gradient clips at 1 whatever `delta` is, and get_config drops `delta`."""
+
+    def __init__(self, delta=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.delta = delta
+
+    def call(self, y_true, y_pred):
+        delta = self.delta
+
+        @tf.custom_gradient
+        def huber(error):
+            quadratic = tf.minimum(tf.abs(error), delta)
+            value = 0.5 * quadratic**2 + delta * (tf.abs(error) - quadratic)
+            return value, lambda upstream: upstream * tf.clip_by_value(error, -1.0, 1.0)
+
+        return ops.mean(huber(y_pred - tf.cast(y_true, y_pred.dtype)), axis=-1)
+
+
+def test_gradient_is_checked_on_the_loss_given_not_its_config_clone():
+    # The float64 clone from get_config had delta=1, whose gradient the backward pass gets
+    # right, so the check passed; delta=2 gives 1 where 1.5 is the slope (error 1.5, by hand).
+    with pytest.raises(CheckError, match=r"- gradient: d loss / d y_pred from autodiff is"):
+        check_loss(
+            HuberWithFixedGradient(delta=2.0),
+            y_true=np.zeros((2, 2)),
+            y_pred=np.array([[1.5, -0.5], [0.25, -1.5]]),
+            checks=["gradient"],
+        )
+
+
 def test_check_error_is_an_assertion_error():
     assert issubclass(CheckError, AssertionError)
 
