@@ -175,6 +175,38 @@ def _clone(obj, **overrides):
     return type(obj).from_config({**config, **overrides})
 
 
+def _with_reduction(loss, reduction: str):
+    """A copy of `loss` with another `reduction`, every other attribute as it is.
+
+    Not a clone from its config: a constructor argument that `get_config` leaves out would
+    be back at its default, and the sample-weight check would blame the weighting for what
+    the config check reports. Nor `copy.copy`, which Keras's `__reduce__` sends through the
+    config as well.
+    """
+    copied = object.__new__(type(loss))
+    copied.__dict__.update(vars(loss), reduction=reduction)
+    return copied
+
+
+def _float64_twin(loss, y_true, y_pred) -> keras.losses.Loss | None:
+    """`loss` rebuilt with `dtype="float64"`, or None where that is not the same loss.
+
+    Many user losses are written for float32, e.g. with `tf.cast(y_true, tf.float32)` in
+    `call`: their constructor takes `dtype`, but a float64 twin fails beside float64 `y_pred`.
+    And a constructor argument that `get_config` leaves out is back at its default in the
+    twin (the config check reports it), which then gives another value: its gradient is not
+    the loss's.
+    """
+    try:
+        twin = _clone(loss, dtype="float64")
+        value = _float64(twin(y_true, y_pred))
+    except Exception:
+        return None
+    own = _float64(loss(y_true, y_pred.astype(loss.dtype)))
+    rtol, atol = _tolerances(loss.dtype, 1e-4, 1e-6)
+    return twin if np.allclose(value, own, rtol=10 * rtol, atol=10 * atol) else None
+
+
 def _json_equal(a, b) -> bool:
     # Configs compare as Keras would store them: tuples and lists alike.
     import json
@@ -233,7 +265,15 @@ def _config_problems(obj, config_exclude: Iterable[str]) -> list[str]:
             f"get_config() lacks constructor argument(s) {missing}; it returned keys "
             f"{sorted(config)}, so from_config() rebuilds them with their defaults"
         )
-    clone = type(obj).from_config(config)
+    try:
+        clone = type(obj).from_config(config)
+    except Exception as error:  # loading a saved model fails the same way: nothing more to try
+        return [
+            *problems,
+            f"from_config(get_config()) raised {type(error).__name__}: {str(error)[:200]} "
+            f"(get_config() returned {config!r}; does __init__ take **kwargs and pass them to "
+            "super().__init__?)",
+        ]
     if not _json_equal(clone.get_config(), config):
         problems.append(
             f"from_config(get_config()) does not round-trip: {config!r} became "
@@ -314,22 +354,32 @@ _EXTREME_LOGIT = {"float16": 32.0}
 def _default_extremes(loss, y_pred: np.ndarray) -> list[np.ndarray]:
     """Logits of +/-1e4 (+/-32 in float16) for logit losses, exact 0/1 for probability losses.
 
+    A loss without `from_logits` gets 1e4 with `y_pred`'s signs, and the 0/1 inputs as well
+    where `y_pred` lies in [0, 1].
+
     Each comes with its opposite: a loss that overflows only where it is confidently wrong
     (log(1 + exp(-x)) at x = -1e4, -log(p) at p = 0) would pass for `y_pred` that is right.
     """
     from_logits = getattr(loss, "from_logits", None)
-    if from_logits is False:
-        if y_pred.ndim < 2 or y_pred.shape[-1] == 1:  # one probability per entry
-            rounded = (y_pred >= 0.5).astype(np.float64)
-            return [rounded, 1.0 - rounded]
-        return [
+    if y_pred.ndim < 2 or y_pred.shape[-1] == 1:  # one probability per entry
+        rounded = (y_pred >= 0.5).astype(np.float64)
+        probabilities = [rounded, 1.0 - rounded]
+    else:
+        probabilities = [
             (y_pred == y_pred.max(axis=-1, keepdims=True)).astype(np.float64),
             (y_pred == y_pred.min(axis=-1, keepdims=True)).astype(np.float64),
         ]
+    if from_logits is False:
+        return probabilities
     signs = np.where(y_pred < 0, -1.0, 1.0)
     signs *= _EXTREME_LOGIT.get(keras.backend.standardize_dtype(loss.dtype), 1e4)
+    if from_logits:
+        return [signs, -signs]
     # Without from_logits, only y_pred's own signs: Poisson's rates, for one, must be > 0.
-    return [signs, -signs] if from_logits else [signs]
+    # Where y_pred are all in [0, 1], they may be probabilities (a loss of one's own seldom has
+    # a from_logits attribute): exact 0 and 1 as well, where -log(p) is inf.
+    within_unit_interval = bool(np.all((y_pred >= 0.0) & (y_pred <= 1.0)))
+    return [signs, *probabilities] if within_unit_interval else [signs]
 
 
 def check_loss(
@@ -356,14 +406,18 @@ def check_loss(
       `mean_with_sample_weight`) and sample weights absent, scalar, per-entry and all zero,
       the loss equals Keras's reduction of the unreduced values (masks included).
     - `gradient`: the gradient with respect to `y_pred` equals central finite differences
-      (`tf.test.compute_gradient`), in float64 where the loss accepts `dtype="float64"`.
-    - `tf_function`: the value inside `tf.function` equals the eager value.
+      (`tf.test.compute_gradient`), in float64 where the loss rebuilt from its config with
+      `dtype="float64"` computes and gives the loss's value; else in its own dtype, with a
+      step of 1e-3 and tolerances raised to at least 1e-2 and 1e-3.
+    - `tf_function`: the value inside `tf.function`, traced with the batch dimension unknown
+      (`None`, as `fit` traces it for a last partial batch), equals the eager value.
     - `extremes`: the value and gradient are finite at extreme `y_pred` (by default logits of
       +/-1e4 for a loss with `from_logits=True`, exact 0/1 probabilities for one with
       `from_logits=False`, each with its opposite: the signs of `-y_pred`, the argmin's
       one-hot beside the argmax's, or one probability per entry rounded and its complement;
-      and 1e4 with `y_pred`'s signs for a loss without `from_logits`; 32 in place of 1e4 for
-      a loss computing in float16, whose largest value is 65504).
+      and 1e4 with `y_pred`'s signs for a loss without `from_logits`, with the 0/1
+      probabilities too where every `y_pred` is in [0, 1]; 32 in place of 1e4 for a loss
+      computing in float16, whose largest value is 65504).
     - `config`: `get_config()` holds every constructor argument (or, as Keras's own classes
       do, leaves one out only while it holds its default: it is returned once set to another
       value), `from_config` round-trips, and the class is registered with Keras.
@@ -382,7 +436,8 @@ def check_loss(
         loss: The `keras.losses.Loss` instance to check.
         y_true: Targets for a small batch (numpy-convertible).
         y_pred: Predictions for the same batch (numpy-convertible, float).
-        extreme_y_pred: Inputs at which the loss must stay finite; defaults as above.
+        extreme_y_pred: A list of inputs, each shaped as `y_pred`, at which the loss must stay
+            finite; defaults as above.
         rtol: Relative tolerance of the value checks (at least 1e-3 in float16, 1e-2 in
             bfloat16).
         atol: Absolute tolerance of the value checks (at least 1e-3 in float16, 1e-2 in
@@ -396,7 +451,8 @@ def check_loss(
 
     Raises:
         CheckError: if any check fails; the message lists each failure with its numbers.
-        ValueError: if `checks` names an unknown check.
+        ValueError: if `checks` names an unknown check, or `extreme_y_pred` is not a
+            non-empty list of inputs shaped as `y_pred`.
         TypeError: if `loss` is not a `keras.losses.Loss`, or `checks` or `config_exclude` is a
             string.
 
@@ -415,6 +471,15 @@ def check_loss(
     config_exclude = _names("config_exclude", config_exclude)
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred, np.float64)
+    if extreme_y_pred is not None:
+        # One array would be read as a list of its rows, each broadcast against y_true.
+        shapes = [np.shape(extreme) for extreme in extreme_y_pred]
+        if not shapes or any(shape != y_pred.shape for shape in shapes):
+            raise ValueError(
+                f"Argument `extreme_y_pred` must be a list of inputs shaped as `y_pred` "
+                f"{y_pred.shape}, e.g. extreme_y_pred=[np.zeros({y_pred.shape})]. Received: "
+                f"inputs of shapes {shapes}"
+            )
     dtype = loss.dtype  # the policy's compute dtype: float16 under "mixed_float16"
     rtol, atol = _tolerances(dtype, rtol, atol)
 
@@ -433,7 +498,7 @@ def check_loss(
                 except ImportError:  # pragma: no cover
                     mask = None
         else:  # the loss overrides __call__ only: ask it for unreduced values
-            values, mask = _clone(loss, reduction="none")(y_t, y_p), None
+            values, mask = _with_reduction(loss, "none")(y_t, y_p), None
         return values.numpy(), None if mask is None else np.asarray(mask)
 
     def check_values():
@@ -462,7 +527,7 @@ def check_loss(
         }
         problems = []
         for reduction in ("sum_over_batch_size", "sum", "mean", "none", "mean_with_sample_weight"):
-            reducer = _clone(loss, reduction=reduction)
+            reducer = _with_reduction(loss, reduction)
             for weight_name, weight in weights.items():
                 if reduction == "mean_with_sample_weight" and weight_name in ("none", "scalar"):
                     continue  # Keras divides by the weights as given; not worth pinning here
@@ -489,10 +554,10 @@ def check_loss(
         return problems
 
     def check_gradient():
-        try:
-            target = _clone(loss, dtype="float64")
+        target = _float64_twin(loss, y_true, y_pred)
+        if target is not None:
             step, grad_rtol, grad_atol = delta, gradient_rtol, gradient_atol
-        except Exception:  # the loss cannot compute in float64: finite differences in float32
+        else:  # the loss cannot compute in float64: finite differences in float32
             target, step = loss, 1e-3
             grad_rtol, grad_atol = max(gradient_rtol, 1e-2), max(gradient_atol, 1e-3)
         theoretical, numerical = tf.test.compute_gradient(
@@ -512,9 +577,22 @@ def check_loss(
 
     def check_tf_function():
         eager = loss(y_true, y_pred.astype(dtype))
-        graph = tf.function(lambda t, p: loss(t, p), autograph=False)(
-            tf.constant(y_true), tf.constant(y_pred.astype(dtype))
-        )
+        inputs = (tf.constant(y_true), tf.constant(y_pred.astype(dtype)))
+        # Traced with the batch dimension unknown, as fit traces its step for a last partial
+        # batch: `y_pred.shape[0]` is None there, and a loss that reshapes by it fails.
+        signature = [
+            tf.TensorSpec((None, *x.shape[1:]) if x.shape else (), x.dtype) for x in inputs
+        ]
+        traced = tf.function(lambda t, p: loss(t, p), autograph=False, input_signature=signature)
+        try:
+            graph = traced(*inputs)
+        except Exception as error:
+            return [
+                "inside tf.function with the batch dimension unknown (None, as in fit's step "
+                f"for a last partial batch) the loss raised {type(error).__name__}: "
+                f"{str(error)[:300]} (`y_pred.shape[0]` is None there; `ops.shape(y_pred)[0]` "
+                "gives the batch size)"
+            ]
         violation = _max_violation(graph, eager, rtol, atol)
         return [f"inside tf.function the loss is {violation} eagerly"] if violation else []
 
@@ -581,24 +659,17 @@ def check_loss(
 # ----------------------------------------------------------------------------------------------
 
 
-def _loss_for(y_true: np.ndarray, y_pred: np.ndarray) -> keras.losses.Loss:
-    """A loss `compile` accepts for these targets; only the metric is checked.
+@keras.saving.register_keras_serializable(package="kerasmlp.testing")
+class _NoLoss(keras.losses.Loss):
+    """0 for each example, whatever the shapes: `compile` wants a loss, the metric is checked.
 
-    Class ids, one per example beside a score per class, take sparse cross-entropy
-    (from logits: finite for any scores); targets shaped as the outputs, MSE.
+    A real loss fails on targets it was not made for (sparse cross-entropy on the
+    regression targets of a metric over (mean, log variance) outputs, MSE on shapes that
+    differ) and would fail the metric's saving check.
     """
-    sparse = (
-        y_pred.ndim >= 2
-        and y_pred.shape[-1] > 1
-        and y_true.shape
-        in (
-            y_pred.shape[:-1],
-            (*y_pred.shape[:-1], 1),
-        )
-    )
-    if sparse:
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    return keras.losses.MeanSquaredError()
+
+    def call(self, y_true, y_pred):
+        return tf.zeros(tf.shape(y_pred)[:1], self.dtype)
 
 
 def _growing_batches(n: int, num_batches: int) -> list[int]:
@@ -637,7 +708,9 @@ def check_metric(
     - `reset_state`: after `reset_state()`, the state variables hold a fresh metric's
       values, and an update gives the result of a fresh metric.
     - `tf_function`: two calls of `update_state` inside one `tf.function` give the eager
-      result of two updates (Python state set only while tracing shows on the second).
+      result of two updates (Python state set only while tracing shows on the second), and
+      one call traced with the batch dimension unknown (`None`, as `fit` traces it for a
+      last partial batch) gives the eager result.
     - `config`: `get_config()` holds every constructor argument (or leaves one out only
       while it holds its default, as `keras.metrics.AUC` does `thresholds`), `from_config`
       round-trips, and the class is registered with Keras.
@@ -800,18 +873,40 @@ def check_metric(
         violation = _result_violation(
             got, result_of((y_true, y_pred), (y_true, y_pred)), rtol, atol
         )
-        return (
+        problems = (
             [f"update_state called twice in one tf.function gives {violation} eagerly"]
             if violation
             else []
         )
+        # And traced with the batch dimension unknown, as fit traces its step for a last
+        # partial batch: `y_pred.shape[0]` is None there.
+        relaxed = _clone(metric)
+        inputs = (tf.constant(y_true), tf.constant(y_pred))
+        signature = [tf.TensorSpec((None, *x.shape[1:]), x.dtype) for x in inputs]
+        try:
+            tf.function(relaxed.update_state, autograph=False, input_signature=signature)(*inputs)
+        except Exception as error:
+            return [
+                *problems,
+                "update_state in a tf.function with the batch dimension unknown (None, as in "
+                f"fit's step for a last partial batch) raised {type(error).__name__}: "
+                f"{str(error)[:300]} (`y_pred.shape[0]` is None there; `ops.shape(y_pred)[0]` "
+                "gives the batch size)",
+            ]
+        violation = _result_violation(_result(relaxed), whole_result(), rtol, atol)
+        if violation:
+            problems.append(
+                f"update_state in a tf.function with the batch dimension unknown gives {violation} "
+                "eagerly"
+            )
+        return problems
 
     def check_config():
         return _config_problems(metric, config_exclude)
 
     def check_saving():
         model = keras.Sequential([keras.Input(y_pred.shape[1:]), keras.layers.Identity()])
-        model.compile(loss=_loss_for(y_true, y_pred), metrics=[_clone(metric)])
+        model.compile(loss=_NoLoss(), metrics=[_clone(metric)])
         model.evaluate(y_pred, y_true, verbose=0)  # builds the compiled metrics, as fit would
         with tempfile.TemporaryDirectory() as directory:
             path = os.path.join(directory, "model.keras")

@@ -232,6 +232,55 @@ def test_broken_loss_fails_with_a_clear_message(loss, failing_check, message):
 
 
 @_BROKEN
+class GuideStyleLoss(keras.losses.Loss):
+    """Bugs: no **kwargs (from_config passes `reduction`) and no get_config for `factor`, as
+    the Keras guide's CustomMSE is written."""
+
+    def __init__(self, factor=0.1, name="guide_style_loss"):
+        super().__init__(name=name)
+        self.factor = factor
+
+    def call(self, y_true, y_pred):
+        return self.factor * ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+
+def test_config_that_from_config_refuses_reports_every_problem():
+    # The config check used to end at from_config's TypeError ("config: raised TypeError:
+    # ...unexpected keyword argument 'reduction'") and drop the missing `factor` it had found.
+    with pytest.raises(CheckError) as raised:
+        check_loss(
+            GuideStyleLoss(factor=2.0), y_true=NORMAL[::-1], y_pred=NORMAL, checks=["config"]
+        )
+    lines = str(raised.value).splitlines()[1:]
+    assert lines[0].startswith("- config: get_config() lacks constructor argument(s) ['factor']")
+    assert re.match(
+        r"- config: from_config\(get_config\(\)\) raised TypeError: .*unexpected keyword "
+        r"argument 'reduction' \(get_config\(\) returned \{'name': 'guide_style_loss', "
+        r"'reduction': 'sum_over_batch_size'\}",
+        lines[1],
+    ), lines
+    assert len(lines) == 2, lines  # not also "decorate the class with register_keras_serializable"
+
+
+def test_argument_left_out_of_get_config_fails_config_only():
+    # The loss weighs its examples right; only its config is incomplete. The sample-weight
+    # check used to rebuild it from get_config for each reduction, with scale back at 1, and
+    # report 13 failures, each a value half the one expected, blaming the weighting ("does
+    # __call__ pass `sample_weight` on?").
+    with pytest.raises(CheckError) as raised:
+        check_loss(
+            DropsArgument(scale=2.0),
+            y_true=NORMAL[::-1],
+            y_pred=NORMAL,
+            checks=["sample_weight", "config"],
+        )
+    assert str(raised.value).startswith(
+        "check_loss(DropsArgument): 1 of 2 checks failed\n- config:"
+    )
+    assert "- sample_weight" not in str(raised.value)
+
+
+@_BROKEN
 class SoftplusByHand(losses.BinaryCrossentropy):
     """Bug: x - x * y + log(1 + exp(-x)) overflows at large negative logits."""
 
@@ -270,6 +319,110 @@ def test_loss_that_overflows_only_where_confidently_wrong_fails_extremes(
 ):
     with pytest.raises(CheckError, match=rf"- extremes: at y_pred={extreme}.*the loss is \[inf\]"):
         check_loss(loss, y_true=y_true, y_pred=y_pred, checks=["extremes"])
+
+
+@_BROKEN
+class CastsTargetsToFloat32(keras.losses.Loss):
+    """Correct, as many user losses are written: casts `y_true` to float32 in `call`."""
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_mean(tf.square(y_pred - tf.cast(y_true, tf.float32)), axis=-1)
+
+
+@_BROKEN
+class CastsTargetsWithWrongGradient(CastsTargetsToFloat32):
+    """Bug: a custom gradient twice too large, in a float32-only loss."""
+
+    def call(self, y_true, y_pred):
+        error = y_pred - tf.cast(y_true, tf.float32)
+        return tf.reduce_mean(_square_with_double_gradient(error), axis=-1)
+
+
+def test_float32_only_loss_has_its_gradient_checked_in_float32():
+    # Its constructor takes dtype="float64", but its float64 twin cannot subtract float32
+    # targets from float64 predictions; the gradient check used to fail with
+    # "raised InvalidArgumentError" on a loss that trains fine in float32.
+    check_loss(CastsTargetsToFloat32(), y_true=NORMAL[::-1], y_pred=NORMAL, checks=["gradient"])
+    # Still checked: a wrong custom gradient fails in float32 too.
+    with pytest.raises(CheckError, match=r"- gradient: .*by finite differences \(delta=0\.001, "):
+        check_loss(
+            CastsTargetsWithWrongGradient(),
+            y_true=NORMAL[::-1],
+            y_pred=NORMAL,
+            checks=["gradient"],
+        )
+
+
+@_BROKEN
+class CrossEntropyByHand(keras.losses.Loss):
+    """Bug: -sum(y * log(p)) without clipping, and no from_logits attribute to say p is a
+    probability: log(0) is -inf, and 0 * -inf is NaN."""
+
+    def call(self, y_true, y_pred):
+        return -ops.sum(y_true * ops.log(y_pred), axis=-1)
+
+
+def test_probability_loss_without_from_logits_fails_extremes_at_0_and_1():
+    # PROBS's first row is [0.29, 0.22, 0.49]: the argmax's one-hot [0, 0, 1] puts p = 0 on
+    # classes 0 and 1. Before, only y_pred = +1e4 was tried, where log is finite: it passed.
+    with pytest.raises(
+        CheckError, match=r"- extremes: at y_pred=\[0\., 0\., 1\., .*the loss is \[nan\]"
+    ):
+        check_loss(CrossEntropyByHand(), y_true=ONE_HOT, y_pred=PROBS, checks=["extremes"])
+
+
+@_BROKEN
+class FlattensByStaticBatch(keras.losses.Loss):
+    """Bug: reshapes by `y_pred.shape[0]`, which is None in fit's step for a partial batch."""
+
+    def call(self, y_true, y_pred):
+        return ops.mean(ops.reshape(ops.square(y_pred - y_true), (y_pred.shape[0], -1)), axis=-1)
+
+
+def test_loss_that_needs_a_static_batch_size_fails_tf_function():
+    # model.fit(x, y, batch_size=3) on 8 examples raises "TypeError: Failed to convert
+    # elements of (None, -1) to Tensor" in this loss; the check traced fully known shapes
+    # and passed it.
+    with pytest.raises(
+        CheckError,
+        match=r"- tf_function: inside tf.function with the batch dimension unknown .* the loss "
+        r"raised TypeError: Failed to convert elements of \(None, -1\)",
+    ):
+        check_loss(
+            FlattensByStaticBatch(), y_true=NORMAL[::-1], y_pred=NORMAL, checks=["tf_function"]
+        )
+
+
+@_BROKEN
+class HuberWithFixedGradient(keras.losses.Loss):
+    """Bugs: the custom gradient clips at 1 whatever `delta` is, and get_config drops `delta`."""
+
+    def __init__(self, delta=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.delta = delta
+
+    def call(self, y_true, y_pred):
+        delta = self.delta
+
+        @tf.custom_gradient
+        def huber(error):
+            quadratic = tf.minimum(tf.abs(error), delta)
+            value = 0.5 * quadratic**2 + delta * (tf.abs(error) - quadratic)
+            return value, lambda upstream: upstream * tf.clip_by_value(error, -1.0, 1.0)
+
+        return ops.mean(huber(y_pred - tf.cast(y_true, y_pred.dtype)), axis=-1)
+
+
+def test_gradient_is_checked_on_the_loss_given_not_its_config_clone():
+    # The float64 clone from get_config had delta=1, whose gradient the backward pass gets
+    # right, so the check passed; delta=2 gives 1 where 1.5 is the slope (error 1.5, by hand).
+    with pytest.raises(CheckError, match=r"- gradient: d loss / d y_pred from autodiff is"):
+        check_loss(
+            HuberWithFixedGradient(delta=2.0),
+            y_true=np.zeros((2, 2)),
+            y_pred=np.array([[1.5, -0.5], [0.25, -1.5]]),
+            checks=["gradient"],
+        )
 
 
 def test_check_error_is_an_assertion_error():
@@ -321,6 +474,22 @@ def test_too_few_examples_for_num_batches_is_refused(num_batches, examples, mess
             y_true=BINARY_TRUE[:examples],
             y_pred=BINARY_PRED[:examples],
             num_batches=num_batches,
+        )
+
+
+def test_extreme_y_pred_given_as_one_array_is_refused():
+    # Before, its rows were read as four inputs of shape (3,), each broadcast against y_true.
+    with pytest.raises(
+        ValueError,
+        match=r"`extreme_y_pred` must be a list of inputs shaped as `y_pred` \(4, 3\), .*"
+        r"Received: inputs of shapes \[\(3,\), \(3,\), \(3,\), \(3,\)\]",
+    ):
+        check_loss(
+            losses.MeanSquaredError(),
+            y_true=NORMAL,
+            y_pred=NORMAL,
+            extreme_y_pred=np.full((4, 3), 1e4),
+            checks=["extremes"],
         )
 
 
@@ -499,6 +668,73 @@ class CountsInPython(keras.metrics.Metric):
     def reset_state(self):
         self.total.assign(0.0)
         self.count = 0
+
+
+@_BROKEN
+class CountsByStaticBatch(keras.metrics.Metric):
+    """Bug: counts examples by `y_pred.shape[0]`, which is None in fit's step for a partial
+    batch (model.fit(x, y, batch_size=3) on 8 examples raises TypeError there)."""
+
+    def __init__(self, name="counts_by_static_batch", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add(ops.sum(ops.cast(y_pred, self.dtype)))
+        self.count.assign_add(float(y_pred.shape[0]))
+
+    def result(self):
+        return self.total / self.count
+
+
+def test_metric_that_needs_a_static_batch_size_fails_tf_function():
+    # Before, only shapes known in full were traced and the check passed.
+    with pytest.raises(
+        CheckError,
+        match=r"- tf_function: update_state in a tf.function with the batch dimension unknown "
+        r".* raised TypeError: float\(\) argument must be .* not 'NoneType'",
+    ):
+        check_metric(
+            CountsByStaticBatch(), y_true=BINARY_TRUE, y_pred=BINARY_PRED, checks=["tf_function"]
+        )
+
+
+@_BROKEN
+class GaussianNegativeLogLikelihood(keras.metrics.Metric):
+    """Correct: the mean -log N(y_true; mean, exp(log_var)) of y_pred = (mean, log_var)."""
+
+    def __init__(self, name="gaussian_negative_log_likelihood", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.reshape(ops.cast(y_true, self.dtype), (-1,))
+        mean, log_var = y_pred[:, 0], y_pred[:, 1]
+        nll = 0.5 * (log_var + ops.square(y_true - mean) / ops.exp(log_var) + np.log(2 * np.pi))
+        weight = (
+            ops.ones_like(nll) if sample_weight is None else ops.cast(sample_weight, self.dtype)
+        )
+        self.total.assign_add(ops.sum(weight * nll))
+        self.count.assign_add(ops.sum(weight))
+
+    def result(self):
+        return self.total / self.count
+
+
+@pytest.mark.parametrize("column", [False, True], ids=["targets", "targets_as_a_column"])
+def test_metric_of_regression_targets_beside_two_outputs_passes_saving(column):
+    # One target beside two outputs looked like class ids to the loss that saving compiled
+    # the model with, sparse cross-entropy, which raised InvalidArgumentError "Received a
+    # label value of ... which is outside the valid range of [0, 2)" for this correct metric.
+    y_true = NORMAL[:, 0] * 3.0
+    check_metric(
+        GaussianNegativeLogLikelihood(),
+        y_true=y_true[:, None] if column else y_true,
+        y_pred=NORMAL[:, 1:],
+        checks=["saving"],
+    )
 
 
 @_BROKEN
