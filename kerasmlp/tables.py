@@ -258,10 +258,11 @@ def read_csv_table(
     values, result_columns = {}, []
     for name in columns_order(names, columns):
         texts = [row[position[name]] for row in rows]
-        kind = kinds.get(name) or _infer_kind(texts)
+        plain = None if kinds.get(name) == STRING else _plain_numbers(texts)
+        kind = kinds.get(name) or (NUMERIC if plain is not None else _infer_kind(texts))
         if name in categorical and kind == NUMERIC:
             kind = INTEGER
-        values[name] = _convert(texts, kind, name, source, numbers)
+        values[name] = _convert(texts, kind, name, source, numbers, plain=plain)
         result_columns.append(Column(name, kind))
     labels = None
     if label is not None and label in position:
@@ -569,9 +570,54 @@ def _infer_kind(texts: Sequence[str]) -> str:
     return NUMERIC if numbers >= NUMERIC_SHARE * len(filled) else STRING
 
 
-def _convert(texts, kind, name, source, numbers) -> np.ndarray:
+def _plain_numbers(texts: Sequence[str]) -> np.ndarray | None:
+    """A numeric column as `_convert` reads it, read whole: float64, NaN for missing fields.
+
+    None unless every field is a plain number (ASCII, no '_', finite, within float32) or
+    missing: then the column is read field by field, which infers its kind and names
+    the field it refuses. The values are the same: numpy's string-to-float of a `str`
+    is Python's `float()`, as `_to_number`'s.
+    """
+    joined = "".join(texts)
+    if not joined.isascii() or "_" in joined:  # `_number_like` refuses such a field
+        return None
+    try:
+        out = np.array(texts, np.float64)
+    except ValueError:  # a missing word or an empty field (or a typo): read the others
+        missing = np.array([is_missing(t, any_case=True) for t in texts], dtype=bool)
+        out = np.full(len(texts), np.nan)
+        try:
+            out[~missing] = np.array(
+                [t for t, m in zip(texts, missing, strict=True) if not m], np.float64
+            )
+        except ValueError:
+            return None
+    # NaN from 'nan' in any case is a missing field; from '+nan' or '-nan', a refusal.
+    if not all(is_missing(texts[i], any_case=True) for i in np.flatnonzero(np.isnan(out))):
+        return None
+    if beyond_float32(out).any():  # inf, or beyond float32
+        return None
+    return out
+
+
+def _whole_categories(values: np.ndarray) -> bool:
+    """Whether every number of an integer column is whole and within +-2^24 (NaN: missing)."""
+    present = values[~np.isnan(values)]
+    return bool(
+        np.all(present == np.trunc(present)) and np.all(np.abs(present) <= MAX_INTEGER_CATEGORY)
+    )
+
+
+def _convert(texts, kind, name, source, numbers, *, plain=None) -> np.ndarray:
+    """A column's values (see `Table.values`), refusing a field that does not fit `kind`.
+
+    `plain`: the column read whole by `_plain_numbers`, when it could be; its fields are
+    then numbers or missing, which leaves only an integer column's checks.
+    """
     if kind == STRING:
         return np.array(["" if is_missing(t) else t.strip() for t in texts], dtype=object)
+    if plain is not None and (kind != INTEGER or _whole_categories(plain)):
+        return plain
     out = np.empty(len(texts), np.float64)
     for i, text in enumerate(texts):
         if is_missing(text, any_case=True):
