@@ -36,6 +36,8 @@ TASKS = ("auto", "classification", "regression")
 # or 'none' stays a value rather than merging with the unseen ones.
 MISSING_TOKENS = frozenset({"NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "?"})
 _MISSING_ANY_CASE = frozenset(token.lower() for token in MISSING_TOKENS)
+# A field is missing in a numeric column when, stripped and lower-cased, it is one of these.
+_MISSING_OR_EMPTY = _MISSING_ANY_CASE | {""}
 # `data.task: auto` calls integer or string labels with at most this many distinct
 # values classes; integer labels with more are a regression target.
 AUTO_MAX_CLASSES = 20
@@ -137,6 +139,11 @@ def is_missing(text: str, *, any_case: bool = False) -> bool:
     if any_case:
         return not text or text.lower() in _MISSING_ANY_CASE
     return not text or text in MISSING_TOKENS
+
+
+def _missing_any_case(texts: Sequence[str]) -> list[bool]:
+    """`is_missing(t, any_case=True)` of each field, without a call a field."""
+    return [t.strip().lower() in _MISSING_OR_EMPTY for t in texts]
 
 
 def read_csv(path: str | os.PathLike, *, what: str = "data.path") -> tuple[list[str], list]:
@@ -563,7 +570,7 @@ def _is_integer_text(text: str) -> bool:
 
 
 def _infer_kind(texts: Sequence[str]) -> str:
-    filled = [t for t in texts if not is_missing(t, any_case=True)]
+    filled = [t for t, m in zip(texts, _missing_any_case(texts), strict=True) if not m]
     if not filled:
         return NUMERIC  # all missing: a column of NaN, filled in by the model
     numbers = sum(_to_number(t) is not None for t in filled)
@@ -584,7 +591,7 @@ def _plain_numbers(texts: Sequence[str]) -> np.ndarray | None:
     try:
         out = np.array(texts, np.float64)
     except ValueError:  # a missing word or an empty field (or a typo): read the others
-        missing = np.array([is_missing(t, any_case=True) for t in texts], dtype=bool)
+        missing = np.array(_missing_any_case(texts), dtype=bool)
         out = np.full(len(texts), np.nan)
         try:
             out[~missing] = np.array(
@@ -615,7 +622,9 @@ def _convert(texts, kind, name, source, numbers, *, plain=None) -> np.ndarray:
     then numbers or missing, which leaves only an integer column's checks.
     """
     if kind == STRING:
-        return np.array(["" if is_missing(t) else t.strip() for t in texts], dtype=object)
+        # is_missing(t): stripped, '' or one of MISSING_TOKENS as written.
+        stripped = map(str.strip, texts)
+        return np.array(["" if s in MISSING_TOKENS else s for s in stripped], dtype=object)
     if plain is not None and (kind != INTEGER or _whole_categories(plain)):
         return plain
     out = np.empty(len(texts), np.float64)
