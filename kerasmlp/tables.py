@@ -427,12 +427,13 @@ def choose_labels(table: Table, task: str, *, label: str) -> Labels:
       DataError: regression on labels that are not numbers, or a single class.
     """
     texts = _label_texts(table)
-    numbers = _try_numbers(texts)
-    integers = numbers is not None and all(_is_integer_text(t) for t in texts)
+    distinct = set(texts)  # a few classes, or the targets: each text's test once
+    numbers = _try_numbers(list(distinct))
+    integers = numbers is not None and all(_is_integer_text(t) for t in distinct)
     floats = table.labels is not None and np.asarray(table.labels).dtype.kind == "f"
     if floats:
         integers = False  # an .npz's float y is a target, whatever its values
-    distinct = sorted(set(texts))
+    distinct = sorted(distinct)
     if task == "auto":
         if numbers is None:
             task, why = "classification", f"{len(distinct)} distinct string labels"
@@ -484,6 +485,24 @@ def _number_text(value: float) -> str:
 
 def _label_numbers(table: Table, *, what: str) -> np.ndarray:
     texts = _label_texts(table)
+    out = _float_texts(texts)  # all at once where every label is a plain number
+    if out is None or not np.isfinite(out).all() or beyond_float32(out).any():
+        out = _each_label_number(texts, table, what)  # names the first one refused
+    largest = int(np.argmax(np.abs(out))) if out.size else 0
+    if out.size and abs(out[largest]) > MAX_TARGET:
+        raise DataError(
+            f"{table.source} row {table.rows[largest]}: label {texts[largest]!r}, the largest "
+            f"target, is beyond +-{MAX_TARGET:.4g}, whose square (the squared error) is "
+            "beyond float32's 3.4e38, in which the model computes its loss: give the target "
+            f"in larger units (divided by 1e6, say) ({what})"
+        )
+    _check_held_in_float32(out, table.source, what)
+    return out
+
+
+def _each_label_number(texts: Sequence[str], table: Table, what: str) -> np.ndarray:
+    """The labels as numbers, read one by one: refuses the first that is no finite number
+    within float32's range, with its row."""
     out = np.empty(len(texts), np.float64)
     for i, text in enumerate(texts):
         number = _to_number(text)
@@ -498,15 +517,6 @@ def _label_numbers(table: Table, *, what: str) -> np.ndarray:
                 f"+-3.4e38, in which the model computes ({what})"
             )
         out[i] = number
-    largest = int(np.argmax(np.abs(out))) if out.size else 0
-    if out.size and abs(out[largest]) > MAX_TARGET:
-        raise DataError(
-            f"{table.source} row {table.rows[largest]}: label {texts[largest]!r}, the largest "
-            f"target, is beyond +-{MAX_TARGET:.4g}, whose square (the squared error) is "
-            "beyond float32's 3.4e38, in which the model computes its loss: give the target "
-            f"in larger units (divided by 1e6, say) ({what})"
-        )
-    _check_held_in_float32(out, table.source, what)
     return out
 
 
@@ -554,9 +564,24 @@ def _number_like(text: str) -> bool:
     return text.isascii() and "_" not in text
 
 
+def _float_texts(texts: Sequence[str]) -> np.ndarray | None:
+    """`_to_number` of every text at once, float64; None when any is None (no number).
+
+    numpy's string-to-float of a `str` is Python's `float()`; `_number_like` is
+    checked on the texts joined (ASCII and no '_' in each, as in all).
+    """
+    joined = "".join(texts)
+    if not joined.isascii() or "_" in joined:
+        return None
+    try:
+        return np.array(texts, np.float64)
+    except ValueError:
+        return None
+
+
 def _try_numbers(texts: Sequence[str]) -> list[float] | None:
-    numbers = [_to_number(t) for t in texts]
-    return None if any(n is None for n in numbers) else numbers
+    numbers = _float_texts(texts)
+    return None if numbers is None else numbers.tolist()
 
 
 def _is_integer_text(text: str) -> bool:

@@ -507,3 +507,36 @@ def test_each_kind_of_cell_is_read_or_refused_as_one_at_a_time(
         assert table.columns == (tables.Column("x", alone),)
         if alone == "string":
             assert table.values["x"].tolist() == [cell.strip()] * 3
+
+
+@pytest.mark.parametrize(
+    "cell,outcome",
+    [
+        (" 2 ", [1.5, 2.5, 3.5, 2.0, 4.5]),  # float(" 2 ")
+        ("1e5", [1.5, 2.5, 3.5, 100000.0, 4.5]),
+        ("1_000", "5 distinct string labels"),  # float() reads it; _number_like does not
+        ("١٢", "5 distinct string labels"),
+        ("0x10", "5 distinct string labels"),
+        ("inf", "label 'inf' is not a number; regression needs numeric labels (data.label)"),
+        ("+nan", "label '+nan' is not a number; regression needs numeric labels (data.label)"),
+        ("1e39", "label '1e39' is beyond float32's +-3.4e38, in which the model computes"),
+    ],
+)
+def test_each_kind_of_label_gives_the_task_or_refusal_it_gave_one_at_a_time(
+    tmp_path, cell, outcome
+):
+    # Labels 1.5, 2.5, 3.5, the cell (file row 5), 4.5 under data.task auto; each outcome
+    # was read off kerasmlp before the labels were read all at once (commit 8812ef8).
+    rows = ["1.5", "2.5", "3.5", cell, "4.5"]
+    path = _write(tmp_path, "x,y\n" + "".join(f'{i},"{v}"\n' for i, v in enumerate(rows)))
+    table = tables.read_csv_table(path, label="y")
+    if isinstance(outcome, list):
+        labels = tables.choose_labels(table, "auto", label="y")
+        assert labels.task == "regression"
+        assert labels.encode(table, what="data.path").tolist() == outcome
+    elif outcome.startswith("label "):
+        with pytest.raises(DataError) as error:
+            tables.choose_labels(table, "auto", label="y")
+        assert str(error.value).startswith(f"{path} row 5: {outcome}")
+    else:
+        assert tables.choose_labels(table, "auto", label="y").why == outcome
