@@ -567,16 +567,19 @@ def _number_like(text: str) -> bool:
 def _float_texts(texts: Sequence[str]) -> np.ndarray | None:
     """`_to_number` of every text at once, float64; None when any is None (no number).
 
-    numpy's string-to-float of a `str` is Python's `float()`; `_number_like` is
-    checked on the texts joined (ASCII and no '_' in each, as in all).
+    numpy's string-to-float of a `str` is Python's `float()`, which stops at the first
+    text that is no number (a text column's first field). `_number_like` is checked
+    after, on the number texts joined (ASCII and no '_' in each, as in all): a few
+    bytes a text, where a free-text column joined would double its memory.
     """
+    try:
+        numbers = np.array(texts, np.float64)
+    except ValueError:
+        return None
     joined = "".join(texts)
     if not joined.isascii() or "_" in joined:
         return None
-    try:
-        return np.array(texts, np.float64)
-    except ValueError:
-        return None
+    return numbers
 
 
 def _try_numbers(texts: Sequence[str]) -> list[float] | None:
@@ -605,25 +608,18 @@ def _infer_kind(texts: Sequence[str]) -> str:
 def _plain_numbers(texts: Sequence[str]) -> np.ndarray | None:
     """A numeric column as `_convert` reads it, read whole: float64, NaN for missing fields.
 
-    None unless every field is a plain number (ASCII, no '_', finite, within float32) or
-    missing: then the column is read field by field, which infers its kind and names
-    the field it refuses. The values are the same: numpy's string-to-float of a `str`
-    is Python's `float()`, as `_to_number`'s.
+    None unless every field is a plain number (see `_float_texts`; finite, within
+    float32) or missing: then the column is read field by field, which infers its
+    kind and names the field it refuses.
     """
-    joined = "".join(texts)
-    if not joined.isascii() or "_" in joined:  # `_number_like` refuses such a field
-        return None
-    try:
-        out = np.array(texts, np.float64)
-    except ValueError:  # a missing word or an empty field (or a typo): read the others
+    out = _float_texts(texts)
+    if out is None:  # a missing word or an empty field (or a typo): read the others
         missing = np.array(_missing_any_case(texts), dtype=bool)
-        out = np.full(len(texts), np.nan)
-        try:
-            out[~missing] = np.array(
-                [t for t, m in zip(texts, missing, strict=True) if not m], np.float64
-            )
-        except ValueError:
+        filled = _float_texts([t for t, m in zip(texts, missing, strict=True) if not m])
+        if filled is None:
             return None
+        out = np.full(len(texts), np.nan)
+        out[~missing] = filled
     # NaN from 'nan' in any case is a missing field; from '+nan' or '-nan', a refusal.
     if not all(is_missing(texts[i], any_case=True) for i in np.flatnonzero(np.isnan(out))):
         return None
