@@ -15,6 +15,7 @@ an integer (categorical) column: its filled values must be whole numbers.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import difflib
@@ -601,7 +602,9 @@ def _infer_kind(texts: Sequence[str]) -> str:
     filled = [t for t, m in zip(texts, _missing_any_case(texts), strict=True) if not m]
     if not filled:
         return NUMERIC  # all missing: a column of NaN, filled in by the model
-    numbers = sum(_to_number(t) is not None for t in filled)
+    # Each distinct text once: a string column holds a few categories many times over.
+    counts = collections.Counter(filled)
+    numbers = sum(n for t, n in counts.items() if _to_number(t) is not None)
     return NUMERIC if numbers >= NUMERIC_SHARE * len(filled) else STRING
 
 
@@ -687,13 +690,15 @@ def numbers_as_text(table: Table) -> tuple[str, ...]:
         if column.kind != STRING:
             continue
         filled = [t for t in table.values[column.name] if t]
-        numbers = [t for t in filled if _to_number(_without_number_marks(t)) is not None]
-        marked = [t for t in numbers if _to_number(t) is None]
-        if not marked or len(numbers) < NUMERIC_SHARE * len(filled):
+        counts = collections.Counter(filled)  # each distinct value tested once
+        numbers = {t for t in counts if _to_number(_without_number_marks(t)) is not None}
+        marked = {t for t in numbers if _to_number(t) is None}
+        if not marked or sum(counts[t] for t in numbers) < NUMERIC_SHARE * len(filled):
             continue
+        first = next(t for t in filled if t in marked)  # in file order
         lines.append(
-            f"data       | column {column.name!r} is read as categories ({len(set(filled))} "
-            f"distinct values), yet its values are numbers in other writing ({marked[0]!r}): "
+            f"data       | column {column.name!r} is read as categories ({len(counts)} "
+            f"distinct values), yet its values are numbers in other writing ({first!r}): "
             "if it is an amount, write plain numbers in the file (a decimal point; no currency "
             "sign, no thousands separator)"
         )

@@ -343,8 +343,9 @@ def test_missing_words_are_case_sensitive_in_strings_and_labels(tmp_path):
         (["red", "blue", "red", "green"], None),
         (["A12", "B7", "A12", "C3"], None),  # codes with letters are categories
         (["$3.20", "cheap", "dear", "$4.10"], None),  # half words: categories, said nothing
+        (["7", "$9.99", "$1.00", "$3.20", "8", "$1.00"], "$9.99"),  # the first in the file
     ],
-    ids=["dollars", "decimal-comma", "euros-and-spaces", "words", "codes", "half-words"],
+    ids=["dollars", "decimal-comma", "euros-and-spaces", "words", "codes", "half-words", "first"],
 )
 def test_numbers_written_with_marks_are_named_as_categories(tmp_path, values, sample):
     # The rule stays (a column that is not all numbers is categories); only a line says so.
