@@ -15,6 +15,7 @@ an integer (categorical) column: its filled values must be whole numbers.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import difflib
@@ -36,6 +37,8 @@ TASKS = ("auto", "classification", "regression")
 # or 'none' stays a value rather than merging with the unseen ones.
 MISSING_TOKENS = frozenset({"NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "?"})
 _MISSING_ANY_CASE = frozenset(token.lower() for token in MISSING_TOKENS)
+# A field is missing in a numeric column when, stripped and lower-cased, it is one of these.
+_MISSING_OR_EMPTY = _MISSING_ANY_CASE | {""}
 # `data.task: auto` calls integer or string labels with at most this many distinct
 # values classes; integer labels with more are a regression target.
 AUTO_MAX_CLASSES = 20
@@ -137,6 +140,11 @@ def is_missing(text: str, *, any_case: bool = False) -> bool:
     if any_case:
         return not text or text.lower() in _MISSING_ANY_CASE
     return not text or text in MISSING_TOKENS
+
+
+def _missing_any_case(texts: Sequence[str]) -> list[bool]:
+    """`is_missing(t, any_case=True)` of each field, without a call a field."""
+    return [t.strip().lower() in _MISSING_OR_EMPTY for t in texts]
 
 
 def read_csv(path: str | os.PathLike, *, what: str = "data.path") -> tuple[list[str], list]:
@@ -258,10 +266,11 @@ def read_csv_table(
     values, result_columns = {}, []
     for name in columns_order(names, columns):
         texts = [row[position[name]] for row in rows]
-        kind = kinds.get(name) or _infer_kind(texts)
+        plain = None if kinds.get(name) == STRING else _plain_numbers(texts)
+        kind = kinds.get(name) or (NUMERIC if plain is not None else _infer_kind(texts))
         if name in categorical and kind == NUMERIC:
             kind = INTEGER
-        values[name] = _convert(texts, kind, name, source, numbers)
+        values[name] = _convert(texts, kind, name, source, numbers, plain=plain)
         result_columns.append(Column(name, kind))
     labels = None
     if label is not None and label in position:
@@ -419,12 +428,13 @@ def choose_labels(table: Table, task: str, *, label: str) -> Labels:
       DataError: regression on labels that are not numbers, or a single class.
     """
     texts = _label_texts(table)
-    numbers = _try_numbers(texts)
-    integers = numbers is not None and all(_is_integer_text(t) for t in texts)
+    distinct = set(texts)  # a few classes, or the targets: each text's test once
+    numbers = _try_numbers(list(distinct))
+    integers = numbers is not None and all(_is_integer_text(t) for t in distinct)
     floats = table.labels is not None and np.asarray(table.labels).dtype.kind == "f"
     if floats:
         integers = False  # an .npz's float y is a target, whatever its values
-    distinct = sorted(set(texts))
+    distinct = sorted(distinct)
     if task == "auto":
         if numbers is None:
             task, why = "classification", f"{len(distinct)} distinct string labels"
@@ -476,6 +486,24 @@ def _number_text(value: float) -> str:
 
 def _label_numbers(table: Table, *, what: str) -> np.ndarray:
     texts = _label_texts(table)
+    out = _float_texts(texts)  # all at once where every label is a plain number
+    if out is None or not np.isfinite(out).all() or beyond_float32(out).any():
+        out = _each_label_number(texts, table, what)  # names the first one refused
+    largest = int(np.argmax(np.abs(out))) if out.size else 0
+    if out.size and abs(out[largest]) > MAX_TARGET:
+        raise DataError(
+            f"{table.source} row {table.rows[largest]}: label {texts[largest]!r}, the largest "
+            f"target, is beyond +-{MAX_TARGET:.4g}, whose square (the squared error) is "
+            "beyond float32's 3.4e38, in which the model computes its loss: give the target "
+            f"in larger units (divided by 1e6, say) ({what})"
+        )
+    _check_held_in_float32(out, table.source, what)
+    return out
+
+
+def _each_label_number(texts: Sequence[str], table: Table, what: str) -> np.ndarray:
+    """The labels as numbers, read one by one: refuses the first that is no finite number
+    within float32's range, with its row."""
     out = np.empty(len(texts), np.float64)
     for i, text in enumerate(texts):
         number = _to_number(text)
@@ -490,15 +518,6 @@ def _label_numbers(table: Table, *, what: str) -> np.ndarray:
                 f"+-3.4e38, in which the model computes ({what})"
             )
         out[i] = number
-    largest = int(np.argmax(np.abs(out))) if out.size else 0
-    if out.size and abs(out[largest]) > MAX_TARGET:
-        raise DataError(
-            f"{table.source} row {table.rows[largest]}: label {texts[largest]!r}, the largest "
-            f"target, is beyond +-{MAX_TARGET:.4g}, whose square (the squared error) is "
-            "beyond float32's 3.4e38, in which the model computes its loss: give the target "
-            f"in larger units (divided by 1e6, say) ({what})"
-        )
-    _check_held_in_float32(out, table.source, what)
     return out
 
 
@@ -546,9 +565,27 @@ def _number_like(text: str) -> bool:
     return text.isascii() and "_" not in text
 
 
+def _float_texts(texts: Sequence[str]) -> np.ndarray | None:
+    """`_to_number` of every text at once, float64; None when any is None (no number).
+
+    numpy's string-to-float of a `str` is Python's `float()`, which stops at the first
+    text that is no number (a text column's first field). `_number_like` is checked
+    after, on the number texts joined (ASCII and no '_' in each, as in all): a few
+    bytes a text, where a free-text column joined would double its memory.
+    """
+    try:
+        numbers = np.array(texts, np.float64)
+    except ValueError:
+        return None
+    joined = "".join(texts)
+    if not joined.isascii() or "_" in joined:
+        return None
+    return numbers
+
+
 def _try_numbers(texts: Sequence[str]) -> list[float] | None:
-    numbers = [_to_number(t) for t in texts]
-    return None if any(n is None for n in numbers) else numbers
+    numbers = _float_texts(texts)
+    return None if numbers is None else numbers.tolist()
 
 
 def _is_integer_text(text: str) -> bool:
@@ -562,16 +599,58 @@ def _is_integer_text(text: str) -> bool:
 
 
 def _infer_kind(texts: Sequence[str]) -> str:
-    filled = [t for t in texts if not is_missing(t, any_case=True)]
+    filled = [t for t, m in zip(texts, _missing_any_case(texts), strict=True) if not m]
     if not filled:
         return NUMERIC  # all missing: a column of NaN, filled in by the model
-    numbers = sum(_to_number(t) is not None for t in filled)
+    # Each distinct text once: a string column holds a few categories many times over.
+    counts = collections.Counter(filled)
+    numbers = sum(n for t, n in counts.items() if _to_number(t) is not None)
     return NUMERIC if numbers >= NUMERIC_SHARE * len(filled) else STRING
 
 
-def _convert(texts, kind, name, source, numbers) -> np.ndarray:
+def _plain_numbers(texts: Sequence[str]) -> np.ndarray | None:
+    """A numeric column as `_convert` reads it, read whole: float64, NaN for missing fields.
+
+    None unless every field is a plain number (see `_float_texts`; finite, within
+    float32) or missing: then the column is read field by field, which infers its
+    kind and names the field it refuses.
+    """
+    out = _float_texts(texts)
+    if out is None:  # a missing word or an empty field (or a typo): read the others
+        missing = np.array(_missing_any_case(texts), dtype=bool)
+        filled = _float_texts([t for t, m in zip(texts, missing, strict=True) if not m])
+        if filled is None:
+            return None
+        out = np.full(len(texts), np.nan)
+        out[~missing] = filled
+    # NaN from 'nan' in any case is a missing field; from '+nan' or '-nan', a refusal.
+    if not all(is_missing(texts[i], any_case=True) for i in np.flatnonzero(np.isnan(out))):
+        return None
+    if beyond_float32(out).any():  # inf, or beyond float32
+        return None
+    return out
+
+
+def _whole_categories(values: np.ndarray) -> bool:
+    """Whether every number of an integer column is whole and within +-2^24 (NaN: missing)."""
+    present = values[~np.isnan(values)]
+    return bool(
+        np.all(present == np.trunc(present)) and np.all(np.abs(present) <= MAX_INTEGER_CATEGORY)
+    )
+
+
+def _convert(texts, kind, name, source, numbers, *, plain=None) -> np.ndarray:
+    """A column's values (see `Table.values`), refusing a field that does not fit `kind`.
+
+    `plain`: the column read whole by `_plain_numbers`, when it could be; its fields are
+    then numbers or missing, which leaves only an integer column's checks.
+    """
     if kind == STRING:
-        return np.array(["" if is_missing(t) else t.strip() for t in texts], dtype=object)
+        # is_missing(t): stripped, '' or one of MISSING_TOKENS as written.
+        stripped = map(str.strip, texts)
+        return np.array(["" if s in MISSING_TOKENS else s for s in stripped], dtype=object)
+    if plain is not None and (kind != INTEGER or _whole_categories(plain)):
+        return plain
     out = np.empty(len(texts), np.float64)
     for i, text in enumerate(texts):
         if is_missing(text, any_case=True):
@@ -611,13 +690,15 @@ def numbers_as_text(table: Table) -> tuple[str, ...]:
         if column.kind != STRING:
             continue
         filled = [t for t in table.values[column.name] if t]
-        numbers = [t for t in filled if _to_number(_without_number_marks(t)) is not None]
-        marked = [t for t in numbers if _to_number(t) is None]
-        if not marked or len(numbers) < NUMERIC_SHARE * len(filled):
+        counts = collections.Counter(filled)  # each distinct value tested once
+        numbers = {t for t in counts if _to_number(_without_number_marks(t)) is not None}
+        marked = {t for t in numbers if _to_number(t) is None}
+        if not marked or sum(counts[t] for t in numbers) < NUMERIC_SHARE * len(filled):
             continue
+        first = next(t for t in filled if t in marked)  # in file order
         lines.append(
-            f"data       | column {column.name!r} is read as categories ({len(set(filled))} "
-            f"distinct values), yet its values are numbers in other writing ({marked[0]!r}): "
+            f"data       | column {column.name!r} is read as categories ({len(counts)} "
+            f"distinct values), yet its values are numbers in other writing ({first!r}): "
             "if it is an amount, write plain numbers in the file (a decimal point; no currency "
             "sign, no thousands separator)"
         )

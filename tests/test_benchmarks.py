@@ -288,6 +288,43 @@ def test_tabular_vs_sklearn_without_scikit_learn_is_one_line(capsys, monkeypatch
     )
 
 
+@pytest.mark.parametrize("pandas", ["absent", "a stand-in"])
+def test_csv_read_prints_each_reader_and_the_ratios(pandas, capsys, monkeypatch):
+    # In this process (50 rows: milliseconds, no TensorFlow), as `python benchmarks/csv_read.py`
+    # runs it. pandas is not a dependency: None in sys.modules makes its import fail as if
+    # it were not installed; a stand-in (np.loadtxt's numbers) shows its lines.
+    import runpy
+    import types
+
+    import numpy as np
+
+    if pandas == "absent":
+        monkeypatch.setitem(sys.modules, "pandas", None)
+    else:
+        stand_in = types.ModuleType("pandas")
+        stand_in.read_csv = lambda path: np.loadtxt(path, delimiter=",", skiprows=1)
+        monkeypatch.setitem(sys.modules, "pandas", stand_in)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ first
+    monkeypatch.setattr(sys, "argv", ["csv_read.py", "--rows", "50", "--repeats", "2"])
+    runpy.run_path(str(BENCHMARKS / "csv_read.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    seconds = r"best +[\d.]+ s \| median +[\d.]+ s \| +[\d.]+ MB/s"
+    ratio = r"[\d.]+ best \| [\d.]+ median of rounds"
+    lines = [
+        r"csv      \| 50 rows x 20 float columns \+ an integer label \| 0\.0 MB \| "
+        r"2 rounds, order rotated",
+        rf"kerasmlp \| {seconds}",
+        rf"numpy    \| {seconds}",
+        rf"pandas   \| {seconds}"
+        if pandas != "absent"
+        else r"pandas   \| skipped: pandas not installed",
+        rf"ratio    \| kerasmlp / numpy  \| {ratio}",
+        *([rf"ratio    \| kerasmlp / pandas \| {ratio}"] if pandas != "absent" else []),
+        r"check    \| kerasmlp and numpy read the same numbers: yes",
+    ]
+    assert re.fullmatch("\n".join(lines) + "\n", out), out
+
+
 def test_long_run_costs_unchecked_loop_trains_as_the_checked_one():
     # In this process: both loops on the same 64 random examples, the same seed. The
     # unchecked loop is the real one less its checks, so the same steps give the same
@@ -349,6 +386,7 @@ def test_precision_prints_a_one_epoch_runs_steady_rate_as_not_available(monkeypa
         ("precision", "--loop-calls", "0", 1),
         ("precision", "--repeats", "-1", 0),
         ("raw_image_inputs", "--rounds", "0", 1),  # was: nan
+        ("csv_read", "--rows", "0", 1),
     ],
 )
 def test_a_count_below_its_least_is_refused_before_any_work(

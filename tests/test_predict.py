@@ -144,6 +144,18 @@ def test_load_run_predicts_on_raw_columns(csv_run):
     assert list(run.predict(columns)[:2]) == ["high", "low"]
 
 
+def test_outputs_in_chunks_of_rows_match_one_call(csv_run, tmp_path):
+    # `outputs` slices the inputs into chunks (tf.data took the rows one by one); chunks of
+    # 7 rows of 15 (the last one row) must give each row what one call of the model gives.
+    _, run_dir, _ = csv_run
+    run = load_run(run_dir)
+    inputs, _ = run.read(_classification_csv(tmp_path / "new.csv", rows=15, seed=1))
+    whole = np.asarray(run.model(inputs, training=False))  # the reference: one call
+    for batch_size in (None, 7):
+        np.testing.assert_allclose(run.outputs(inputs, batch_size), whole, rtol=1e-6, atol=1e-7)
+    assert run.outputs(inputs).shape == (15, 2)
+
+
 def test_evaluate_refuses_what_is_not_outputs_and_labels(csv_run):
     # run.evaluate takes logits, not the inputs that Keras's model.evaluate(x, y) takes:
     # an image run's (n, 784) uint8 images gave accuracy 0.0 there, without a word.

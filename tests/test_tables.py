@@ -3,6 +3,7 @@
 Every file is a few lines written here; expected values are read off them by hand.
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -342,8 +343,9 @@ def test_missing_words_are_case_sensitive_in_strings_and_labels(tmp_path):
         (["red", "blue", "red", "green"], None),
         (["A12", "B7", "A12", "C3"], None),  # codes with letters are categories
         (["$3.20", "cheap", "dear", "$4.10"], None),  # half words: categories, said nothing
+        (["7", "$9.99", "$1.00", "$3.20", "8", "$1.00"], "$9.99"),  # the first in the file
     ],
-    ids=["dollars", "decimal-comma", "euros-and-spaces", "words", "codes", "half-words"],
+    ids=["dollars", "decimal-comma", "euros-and-spaces", "words", "codes", "half-words", "first"],
 )
 def test_numbers_written_with_marks_are_named_as_categories(tmp_path, values, sample):
     # The rule stays (a column that is not all numbers is categories); only a line says so.
@@ -417,3 +419,125 @@ def test_a_regression_target_whose_square_overflows_float32_is_refused(tmp_path)
         tables.choose_labels(table, "auto", label="y")
     with pytest.raises(DataError, match=r"\(data.test_path\)$"):
         tables.Labels("regression", None, why="").encode(table, what="data.test_path")
+
+
+# A cell's reading in a numeric column, by the rules of the module docstring: Python's
+# float() of the field (surrounding spaces allowed) where `_number_like` lets it, missing
+# words in any case, refusals for the rest. Each value is float() of the cell; each outcome
+# was read off kerasmlp before the column-at-once reading (commit 3277a60), which read and
+# checked each cell on its own, and must stay so. Columns: the cell among numbers
+# (inferred numeric), in a data.categorical column, and a column of nothing but the cell
+# ("string": read as categories; "refused": numeric and refused).
+NOT_A_NUMBER = "is not a number (the column is numeric)"
+BEYOND = "is beyond float32's +-3.4e38, in which the model takes numbers"
+CATEGORIES = "(data.categorical makes the column's whole numbers categories)"
+NOT_WHOLE, BEYOND_2_24 = f"is not a whole number {CATEGORIES}", f"is not within +-2^24 {CATEGORIES}"
+NAN = float("nan")
+CELLS = [
+    ("1.0", 1.0, 1.0, "numeric"),
+    ("0.1", 0.1, NOT_WHOLE, "numeric"),
+    (" 1.5 ", 1.5, NOT_WHOLE, "numeric"),
+    ("\t2", 2.0, 2.0, "numeric"),
+    ("1.", 1.0, 1.0, "numeric"),
+    (".5", 0.5, NOT_WHOLE, "numeric"),
+    ("+.5", 0.5, NOT_WHOLE, "numeric"),
+    ("1E5", 1e5, 1e5, "numeric"),
+    ("-0", -0.0, -0.0, "numeric"),
+    ("00012", 12.0, 12.0, "numeric"),
+    ("2.5", 2.5, NOT_WHOLE, "numeric"),
+    ("1e-50", 1e-50, NOT_WHOLE, "numeric"),
+    ("3.4e38", 3.4e38, BEYOND_2_24, "numeric"),
+    ("16777216", 16777216.0, 16777216.0, "numeric"),
+    ("-16777216", -16777216.0, -16777216.0, "numeric"),
+    ("16777217", 16777217.0, BEYOND_2_24, "numeric"),
+    *((missing, NAN, NAN, "numeric") for missing in ["", " ", "nan", "NaN", "NAN", " nan "]),
+    *((missing, NAN, NAN, "numeric") for missing in ["na", "NA", "n/a", "N/A", "None", "none"]),
+    ("NULL", NAN, NAN, "numeric"),
+    ("?", NAN, NAN, "numeric"),
+    *((cell, NOT_A_NUMBER, NOT_A_NUMBER, "refused") for cell in ["inf", "-inf", "Infinity"]),
+    *((cell, NOT_A_NUMBER, NOT_A_NUMBER, "refused") for cell in ["+nan", "-nan", "1e400"]),
+    *((cell, BEYOND, BEYOND, "refused") for cell in ["1e39", "-1e39", "3.5e38"]),
+    ("1.7976931348623157e308", BEYOND, BEYOND, "refused"),
+    # float() reads these; a CSV writer or pandas does not write them for numbers.
+    *((cell, NOT_A_NUMBER, NOT_A_NUMBER, "string") for cell in ["1_000", "0_1", "١٢", "\xa01"]),
+    ("1\u2003", NOT_A_NUMBER, NOT_A_NUMBER, "string"),
+    *((cell, NOT_A_NUMBER, NOT_A_NUMBER, "string") for cell in ["0x10", "1,5", "1 2", "1e"]),
+    *((cell, NOT_A_NUMBER, NOT_A_NUMBER, "string") for cell in ["True", "1\x00", "1\x1c"]),
+]
+
+
+@pytest.mark.parametrize("cell,number,integer,alone", CELLS, ids=[ascii(c[0]) for c in CELLS])
+def test_each_kind_of_cell_is_read_or_refused_as_one_at_a_time(
+    tmp_path, cell, number, integer, alone
+):
+    import csv
+
+    def write(cells, name):
+        path = tmp_path / name
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([["x", "y"], *([c, "a"] for c in cells)])
+        return path
+
+    among = write(["1"] * 19 + [cell], "among.csv")  # the cell in file row 21
+    reads = {
+        "numeric": lambda: tables.read_csv_table(among, label="y"),
+        "given numeric": lambda: tables.read_csv_table(
+            among, label="y", columns=(tables.Column("x", "numeric"),)
+        ),
+        "integer": lambda: tables.read_csv_table(among, label="y", categorical=["x"]),
+        "given integer": lambda: tables.read_csv_table(
+            among, label="y", columns=(tables.Column("x", "integer"),)
+        ),
+    }
+    for how, read in reads.items():
+        expected = integer if "integer" in how else number
+        if isinstance(expected, float):
+            values = read().values["x"]
+            assert repr(values.tolist()) == repr([1.0] * 19 + [expected]), how  # -0.0, nan
+        else:
+            with pytest.raises(DataError) as error:
+                read()
+            shown = repr(cell.strip())
+            assert str(error.value) == f"{among} row 21, column 'x': {shown} {expected}", how
+    column = write([cell] * 3, "alone.csv")
+    if alone == "refused":
+        with pytest.raises(DataError, match="^" + re.escape(f"{column} row 2, column 'x': ")):
+            tables.read_csv_table(column, label="y")
+    else:
+        table = tables.read_csv_table(column, label="y")
+        assert table.columns == (tables.Column("x", alone),)
+        if alone == "string":
+            assert table.values["x"].tolist() == [cell.strip()] * 3
+
+
+@pytest.mark.parametrize(
+    "cell,outcome",
+    [
+        (" 2 ", [1.5, 2.5, 3.5, 2.0, 4.5]),  # float(" 2 ")
+        ("1e5", [1.5, 2.5, 3.5, 100000.0, 4.5]),
+        ("1_000", "5 distinct string labels"),  # float() reads it; _number_like does not
+        ("١٢", "5 distinct string labels"),
+        ("0x10", "5 distinct string labels"),
+        ("inf", "label 'inf' is not a number; regression needs numeric labels (data.label)"),
+        ("+nan", "label '+nan' is not a number; regression needs numeric labels (data.label)"),
+        ("1e39", "label '1e39' is beyond float32's +-3.4e38, in which the model computes"),
+    ],
+)
+def test_each_kind_of_label_gives_the_task_or_refusal_it_gave_one_at_a_time(
+    tmp_path, cell, outcome
+):
+    # Labels 1.5, 2.5, 3.5, the cell (file row 5), 4.5 under data.task auto; each outcome
+    # was read off kerasmlp before the labels were read all at once (commit 8812ef8).
+    rows = ["1.5", "2.5", "3.5", cell, "4.5"]
+    path = _write(tmp_path, "x,y\n" + "".join(f'{i},"{v}"\n' for i, v in enumerate(rows)))
+    table = tables.read_csv_table(path, label="y")
+    if isinstance(outcome, list):
+        labels = tables.choose_labels(table, "auto", label="y")
+        assert labels.task == "regression"
+        assert labels.encode(table, what="data.path").tolist() == outcome
+    elif outcome.startswith("label "):
+        with pytest.raises(DataError) as error:
+            tables.choose_labels(table, "auto", label="y")
+        assert str(error.value).startswith(f"{path} row 5: {outcome}")
+    else:
+        assert tables.choose_labels(table, "auto", label="y").why == outcome

@@ -78,6 +78,18 @@ def test_normalization_matches_keras_adapt_without_missing_values():
     )
 
 
+def test_preprocess_gives_the_same_rows_in_one_call_as_in_chunks(tmp_path):
+    # The default chunk holds 32 MiB of output (every row of this table); chunks of 7 rows
+    # (the last one short) must give the same float32 values bit for bit: each layer works
+    # row by row.
+    table = tables.read_csv_table(_csv(tmp_path), label="label")
+    preprocessor = tabular.build_preprocessor(table)
+    whole = tabular.preprocess(preprocessor, table)
+    chunked = tabular.preprocess(preprocessor, table, batch_size=7)
+    assert whole.shape == (40, 6) and whole.dtype == np.float32
+    np.testing.assert_array_equal(whole.view(np.int32), chunked.view(np.int32))
+
+
 def test_a_column_constant_in_training_is_centred_only():
     # Variance 0 in training once gave Normalization std 1e-7: another value at prediction
     # time became ~1e7. Expected by hand: variance 1, so the value minus the mean (5).
