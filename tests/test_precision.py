@@ -49,8 +49,10 @@ def make_trainer(
         dtype_policy=policy,
     )
     optimizer = make_optimizer(SGD, loss_scaling=policy == "mixed_float16")
+    # A run's metrics serve its head's task, as the config requires (accuracy reads class scores).
+    metric_names = ("mae",) if head.kind == "linear" else ("accuracy",)
     return Trainer(
-        model, loss or make_loss(LossConfig()), optimizer, head=head, metric_names=("accuracy",)
+        model, loss or make_loss(LossConfig()), optimizer, head=head, metric_names=metric_names
     )
 
 
