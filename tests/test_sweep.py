@@ -837,3 +837,16 @@ def test_a_sweep_point_whose_optimizer_does_not_take_a_key_is_refused_before_any
         r"and sgd; optimizer.name is adam",
     ):
         sweep.plan_sweep({"optimizer.name": ["sgd", "adam"]}, None, ["optimizer.momentum=0.9"])
+
+
+def test_cli_option_that_every_points_optimizer_takes_is_kept(tmp_path):
+    # --set optimizer.momentum=0.9 with `optimizer.name: [sgd, rmsprop]`: both points take
+    # momentum, but the CLI checked the base config (the default adam) first and refused
+    # the sweep ("optimizer.name is adam"). The misspelt --sweep-metric, checked once the
+    # points are planned, is refused instead: so nothing trains, and the points passed.
+    path = write(tmp_path, "optimizer.name: [sgd, rmsprop]\n")
+    args = ["--sweep", path, "--logdir", tmp_path / "logs", "--set", "optimizer.momentum=0.9"]
+    result = invoke_train([*args, "--sweep-metric", "validation_acuracy"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("kerasmlp-train: error: Unknown metric 'validation_acuracy'")
+    assert not (tmp_path / "logs").exists()
