@@ -83,6 +83,18 @@ class ConfigError(ValueError):
     """A config the user wrote cannot be used. The message is one line for the user."""
 
 
+class OptimizerOptionsError(ConfigError):
+    """`optimizer.*` keys given to an optimizer that does not take them.
+
+    Attributes:
+      given: `{key: value}` of those keys (`{'momentum': 0.9}`), for a sweep's advice.
+    """
+
+    def __init__(self, message: str, given: Mapping[str, Any]):
+        super().__init__(message)
+        self.given = dict(given)
+
+
 def _choice(*allowed: str) -> dict:
     return {"choices": allowed}
 
@@ -1074,9 +1086,10 @@ def _check_optimizer_options(optimizer: OptimizerConfig) -> None:
             f"optimizer.{key}={_show(getattr(OptimizerConfig, key))}" for key in refused
         )
         received = ", ".join(f"optimizer.{key}={_show(getattr(optimizer, key))}" for key in refused)
-        raise ConfigError(
+        raise OptimizerOptionsError(
             f"{said}; optimizer.name is {optimizer.name}: remove {them} from the "
-            f"config, or set {them} back to {defaults} ({back}). Received: {received}"
+            f"config, or set {them} back to {defaults} ({back}). Received: {received}",
+            {key: getattr(optimizer, key) for key in refused},
         )
     clipping = {key: getattr(optimizer, key) for key in catalog.CLIPPING_OPTIONS}
     if sum(value is not None for value in clipping.values()) > 1:
