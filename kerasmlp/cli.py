@@ -254,13 +254,17 @@ def main(
         else:
             options = _command_line_options(overrides, epochs=epochs, seed=seed, strategy=strategy)
             overrides = [item for _, item in options]
-            config = load_config(config_path, overrides)
             run_dir = pathlib.Path(logdir) / _run_name(run_name, config_path or sweep_path)
-            runs, is_sweep = [(config, run_dir, False)], sweep_path is not None
+            is_sweep = sweep_path is not None
             if is_sweep:
+                # Each point is checked, not the base config alone: `--set
+                # optimizer.momentum=0.9` is refused under the default adam, which a
+                # grid `optimizer.name: [sgd, rmsprop]` replaces in every point.
                 runs, swept_keys = plans.plan_sweep_runs(run_dir, sweep_path, config_path, options)
                 metric = sweep.check_sweep_metric(sweep_metric, [c for c, _, _ in runs])
                 columns = sweep.hparams_metrics([c for c, _, _ in runs])
+            else:
+                runs = [(load_config(config_path, overrides), run_dir, False)]
             _check_tf_config(runs)
             for run_config, point_dir, _ in runs:
                 # Only a multi-worker run's chief writes the run folder: the other

@@ -83,6 +83,18 @@ class ConfigError(ValueError):
     """A config the user wrote cannot be used. The message is one line for the user."""
 
 
+class OptimizerOptionsError(ConfigError):
+    """`optimizer.*` keys given to an optimizer that does not take them.
+
+    Attributes:
+      given: `{key: value}` of those keys (`{'momentum': 0.9}`), for a sweep's advice.
+    """
+
+    def __init__(self, message: str, given: Mapping[str, Any]):
+        super().__init__(message)
+        self.given = dict(given)
+
+
 def _choice(*allowed: str) -> dict:
     return {"choices": allowed}
 
@@ -1058,23 +1070,26 @@ def _check_consistency(config: Config) -> None:
 
 
 def _check_optimizer_options(optimizer: OptimizerConfig) -> None:
-    """Refuses an `optimizer.*` key its optimizer does not take, two clipping keys, a
-    beta that float32 rounds to 1, and `nesterov` without momentum.
-
-    A key at its Keras default is not taken as given: a run's config.yaml holds every
-    key, whatever the optimizer.
-    """
-    entry = catalog.OPTIMIZERS[optimizer.name]
-    defaults = OptimizerConfig()
-    for key in OPTIMIZER_OPTIONS:
-        value = getattr(optimizer, key)
-        if key in entry.options or value == getattr(defaults, key):
-            continue
-        takers = catalog.optimizers_taking(key)
-        listed = " and ".join([", ".join(takers[:-1]), takers[-1]] if len(takers) > 1 else takers)
-        raise ConfigError(
-            f"optimizer.{key} applies to {listed}; optimizer.name is {optimizer.name}. "
-            f"Received: optimizer.{key}={_show(value)}"
+    """Refuses `optimizer.*` keys its optimizer does not take (`optimizer_options_not_taken`),
+    two clipping keys, a beta that float32 rounds to 1, and `nesterov` without momentum."""
+    refused = optimizer_options_not_taken(optimizer)
+    if refused:
+        # Every such key at once (`sgd` with momentum and nesterov switched to adam by
+        # --set optimizer.name=adam), with the way out: a key at its default is not given.
+        said = ", ".join(
+            f"optimizer.{key} {'applies ' if i == 0 else ''}to "
+            f"{_listed(catalog.optimizers_taking(key))}"
+            for i, key in enumerate(refused)
+        )
+        them, defaults = ("it", "its default") if len(refused) == 1 else ("them", "their defaults")
+        back = ", ".join(
+            f"optimizer.{key}={_show(getattr(OptimizerConfig, key))}" for key in refused
+        )
+        received = ", ".join(f"optimizer.{key}={_show(getattr(optimizer, key))}" for key in refused)
+        raise OptimizerOptionsError(
+            f"{said}; optimizer.name is {optimizer.name}: remove {them} from the "
+            f"config, or set {them} back to {defaults} ({back}). Received: {received}",
+            {key: getattr(optimizer, key) for key in refused},
         )
     clipping = {key: getattr(optimizer, key) for key in catalog.CLIPPING_OPTIONS}
     if sum(value is not None for value in clipping.values()) > 1:
@@ -1097,6 +1112,26 @@ def _check_optimizer_options(optimizer: OptimizerConfig) -> None:
             "optimizer.nesterov needs optimizer.momentum > 0: Keras's SGD ignores it without "
             "momentum. Received: optimizer.nesterov=true, optimizer.momentum=0.0"
         )
+
+
+def optimizer_options_not_taken(optimizer: OptimizerConfig) -> list[str]:
+    """The `optimizer.*` keys given (away from their default) that its optimizer does not take.
+
+    A key at its Keras default is not taken as given: a run's config.yaml holds every
+    key, whatever the optimizer.
+    """
+    entry = catalog.OPTIMIZERS[optimizer.name]
+    return [
+        key
+        for key in OPTIMIZER_OPTIONS
+        if key not in entry.options and getattr(optimizer, key) != getattr(OptimizerConfig, key)
+    ]
+
+
+def _listed(names: Iterable[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    names = list(names)
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def _float32(value: float) -> float:

@@ -73,7 +73,9 @@ DESCRIPTIONS = {
     ),
     ("train", "gradient_norm"): (
         "Global L2 norm of the gradients of all trainable weights, the mean over the "
-        "training steps since the previous point (dropout on)."
+        "training steps since the previous point (dropout on): before the optimizer's "
+        "clipping (optimizer.clipnorm, global_clipnorm or clipvalue), as one device takes "
+        "them (unscaled under mixed_float16, summed over the replicas under distribute)."
     ),
     ("train", "examples_per_second"): (
         "Training examples per second of the compiled steps since the previous point; "

@@ -31,6 +31,7 @@ from kerasmlp import catalog
 from kerasmlp.config import (
     Config,
     ConfigError,
+    OptimizerOptionsError,
     dump_yaml,
     is_section,
     load_config,
@@ -217,7 +218,8 @@ def plan_sweep(
         try:
             config = load_config(config_path, [*overrides, *point_overrides(point)])
         except ConfigError as e:
-            raise ConfigError(f"sweep point {index} ({_describe(point)}): {e}") from None
+            advice = _optimizer_grid_advice(grid, e)
+            raise ConfigError(f"sweep point {index} ({_describe(point)}): {e}{advice}") from None
         # The same config is the same run (same seed, same weights): `seed: [1, 1]` or
         # `[0.01, 1e-2]` would train it twice and rank the copies as two points.
         first = seen.setdefault(_as_run(config), index)
@@ -232,6 +234,33 @@ def plan_sweep(
         )
     check_distribute([run.config for run in runs])
     return runs
+
+
+def _optimizer_grid_advice(grid: Mapping[str, Sequence[Any]], error: ConfigError) -> str:
+    """For a grid over `optimizer.name` whose points do not all take a key the base config
+    or an option gives (`--set optimizer.momentum=0.9` with `[adam, sgd]`): how to give it
+    to the points that take it, a grid over the section; else ''."""
+    names = grid.get("optimizer.name")
+    if not isinstance(error, OptimizerOptionsError) or not names:
+        return ""
+    points = [
+        {
+            "name": name,
+            **{
+                key: value
+                for key, value in error.given.items()
+                if key in getattr(catalog.OPTIMIZERS.get(name), "options", ())
+            },
+        }
+        for name in names
+    ]
+    keys = " and ".join(f"optimizer.{key}" for key in error.given)
+    it = "it" if len(error.given) == 1 else "them"
+    grid_text = dump_yaml(points, default_flow_style=True, width=math.inf, sort_keys=False)
+    return (
+        f". To give {keys} only to the optimizers that take {it}, set {it} in the grid, not "
+        f"in the config or an option: optimizer: {grid_text.strip()}"
+    )
 
 
 def _as_run(config: Config) -> str:

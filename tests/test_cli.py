@@ -157,7 +157,8 @@ MISTAKES = [
     (["--set", "oops"], "--set expects dotted.key=value"),
     (
         ["--set", "optimizer.momentum=0.9"],
-        "optimizer.momentum applies to rmsprop and sgd; optimizer.name is adam. "
+        "optimizer.momentum applies to rmsprop and sgd; optimizer.name is adam: remove it "
+        "from the config, or set it back to its default (optimizer.momentum=0.0). "
         "Received: optimizer.momentum=0.9",
     ),
     (

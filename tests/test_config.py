@@ -256,21 +256,32 @@ BAD = [
     # Keras's ranges, and each only for an optimizer that takes it.
     (
         "optimizer.momentum=0.9",
-        "optimizer.momentum applies to rmsprop and sgd; optimizer.name is adam. "
+        "optimizer.momentum applies to rmsprop and sgd; optimizer.name is adam: remove it "
+        "from the config, or set it back to its default (optimizer.momentum=0.0). "
         "Received: optimizer.momentum=0.9",
     ),
     (
         "optimizer.name=rmsprop --also optimizer.nesterov=true",
-        "optimizer.nesterov applies to sgd; optimizer.name is rmsprop. "
-        "Received: optimizer.nesterov=true",
+        "optimizer.nesterov applies to sgd; optimizer.name is rmsprop: remove it",
     ),
     (
         "optimizer.name=sgd --also optimizer.beta_2=0.99",
-        "optimizer.beta_2 applies to adam and adamw; optimizer.name is sgd.",
+        "optimizer.beta_2 applies to adam and adamw; optimizer.name is sgd:",
     ),
     (
         "optimizer.name=sgd --also optimizer.epsilon=1e-3",
-        "optimizer.epsilon applies to adam, adamw and rmsprop; optimizer.name is sgd.",
+        "optimizer.epsilon applies to adam, adamw and rmsprop; optimizer.name is sgd:",
+    ),
+    # Every key its optimizer does not take, in one line: an sgd config with momentum and
+    # nesterov, run with --set optimizer.name=adam, was refused for momentum, and once that
+    # was set back, for nesterov.
+    (
+        "optimizer.name=sgd --also optimizer.momentum=0.9 --also optimizer.nesterov=true "
+        "--also optimizer.name=adam",
+        "optimizer.momentum applies to rmsprop and sgd, optimizer.nesterov to sgd; "
+        "optimizer.name is adam: remove them from the config, or set them back to their "
+        "defaults (optimizer.momentum=0.0, optimizer.nesterov=false). "
+        "Received: optimizer.momentum=0.9, optimizer.nesterov=true",
     ),
     # Keras's own refusal (BaseOptimizer.__init__), with the key paths.
     (

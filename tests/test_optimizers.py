@@ -291,6 +291,24 @@ def test_rmsprop_and_sgd_are_keras_own_but_for_the_clipping():
         assert type(ours.from_config(config)) is ours
 
 
+def test_rmsprop_adds_epsilon_under_the_root_adam_outside_it():
+    # Reference: the two formulas by hand, one step from zero slots, where the README's
+    # optimizer.epsilon row tells them apart: RMSprop divides by sqrt(v + epsilon), with
+    # v = (1 - rho) g**2; Adam by sqrt(v) + epsilon, with v = (1 - beta_2) g**2 (Keras's
+    # "epsilon hat": the bias correction goes into the rate, alpha = lr * sqrt(1 - beta_2)
+    # / (1 - beta_1), and m = (1 - beta_1) g).
+    lr, g, epsilon, rho, beta_2 = 0.1, 0.02, 1e-3, 0.9, 0.999
+    steps = {}
+    for name in ("RMSprop", "Adam"):
+        variable = keras.Variable(np.array([1.0], "float64"), dtype="float64")
+        optimizer = getattr(optimizers, name)(learning_rate=lr, epsilon=epsilon)
+        optimizer.apply_gradients([(np.array([g], "float64"), variable)])
+        steps[name] = 1.0 - float(variable.numpy()[0])
+    np.testing.assert_allclose(steps["RMSprop"], lr * g / np.sqrt((1 - rho) * g**2 + epsilon))
+    root = np.sqrt(1 - beta_2)
+    np.testing.assert_allclose(steps["Adam"], lr * root * g / (root * g + epsilon), rtol=1e-6)
+
+
 def test_docstring_examples_run():
     result = doctest.testmod(optimizers)
     assert result.attempted >= 4

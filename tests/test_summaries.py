@@ -278,6 +278,13 @@ def test_replace_scalars_leaves_one_value_per_tag_and_step(tmp_path):
     )
 
 
+def test_the_gradient_norm_is_described_as_the_norm_before_clipping():
+    # The trainer logs the norm of the gradients it hands the optimizer, which clips
+    # them after (test_trainer's clipping test checks the value); a user who set
+    # optimizer.global_clipnorm=1 and saw 40 in the chart took the clipping for broken.
+    assert "before the optimizer's clipping" in description("train", "gradient_norm")
+
+
 def test_hparams_named_first_lead_the_records_and_differ(tmp_path):
     values = {
         "seed": 0,

@@ -831,9 +831,30 @@ def test_a_sweep_over_the_optimizers_own_keys(tmp_path):
 
 
 def test_a_sweep_point_whose_optimizer_does_not_take_a_key_is_refused_before_any_run():
-    with pytest.raises(
-        ConfigError,
-        match=r"sweep point 1 \(optimizer.name=adam\): optimizer.momentum applies to rmsprop "
-        r"and sgd; optimizer.name is adam",
-    ):
+    # The refusal says how to write such a sweep: the key in a grid over the section,
+    # given to the points that take it; the grid it shows plans (below).
+    with pytest.raises(ConfigError) as refused:
         sweep.plan_sweep({"optimizer.name": ["sgd", "adam"]}, None, ["optimizer.momentum=0.9"])
+    assert str(refused.value) == (
+        "sweep point 1 (optimizer.name=adam): optimizer.momentum applies to rmsprop and sgd; "
+        "optimizer.name is adam: remove it from the config, or set it back to its default "
+        "(optimizer.momentum=0.0). Received: optimizer.momentum=0.9. To give "
+        "optimizer.momentum only to the optimizers that take it, set it in the grid, not in "
+        "the config or an option: optimizer: [{name: sgd, momentum: 0.9}, {name: adam}]"
+    )
+    advised = {"optimizer": [{"name": "sgd", "momentum": 0.9}, {"name": "adam"}]}
+    planned = sweep.plan_sweep(advised, None, [])
+    assert [run.config.optimizer.momentum for run in planned] == [0.9, 0.0]
+
+
+def test_cli_option_that_every_points_optimizer_takes_is_kept(tmp_path):
+    # --set optimizer.momentum=0.9 with `optimizer.name: [sgd, rmsprop]`: both points take
+    # momentum, but the CLI checked the base config (the default adam) first and refused
+    # the sweep ("optimizer.name is adam"). The misspelt --sweep-metric, checked once the
+    # points are planned, is refused instead: so nothing trains, and the points passed.
+    path = write(tmp_path, "optimizer.name: [sgd, rmsprop]\n")
+    args = ["--sweep", path, "--logdir", tmp_path / "logs", "--set", "optimizer.momentum=0.9"]
+    result = invoke_train([*args, "--sweep-metric", "validation_acuracy"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("kerasmlp-train: error: Unknown metric 'validation_acuracy'")
+    assert not (tmp_path / "logs").exists()
