@@ -91,7 +91,8 @@ def main() -> None:
         same = same_numbers(results["kerasmlp"], results["numpy"])
     print(
         f"csv      | {args.rows:,} rows x {args.columns} float columns + an integer label | "
-        f"{megabytes:.1f} MB | {args.repeats} rounds, order rotated"
+        f"{megabytes:.1f} MB | {args.repeats} round{'' if args.repeats == 1 else 's'}, "
+        "order rotated"
     )
     for name, times in seconds.items():
         best = min(times)
