@@ -201,22 +201,35 @@ def test_export_says_a_regression_run_serves_values(tmp_path, monkeypatch):
     )
 
 
+class _FakeRun:
+    """What kerasmlp-export reads of a run, without one."""
+
+    task = "classification"
+
+    def probability_model(self):
+        return None
+
+
+def _interrupted_export(monkeypatch, stop):
+    """kerasmlp-export whose write makes a folder and a file, as far as it got, then
+    calls `stop`."""
+
+    def write(model, path):
+        pathlib.Path(path, "variables").mkdir(parents=True)
+        pathlib.Path(path, "saved_model.pb").write_bytes(b"half")
+        stop()
+
+    monkeypatch.setattr(inference, "load_run", lambda run_dir: _FakeRun())
+    monkeypatch.setattr(inference, "export_saved_model", write)
+
+
 def test_ctrl_c_while_exporting_leaves_nothing_half_written(tmp_path, monkeypatch):
     # A KeyboardInterrupt in the write left the folders and files begun, and the same
     # command then refused the folder as holding files; a failed write removed them.
-    class Run:
-        task = "classification"
-
-        def probability_model(self):
-            return None
-
-    def ctrl_c(model, path):
-        pathlib.Path(path, "variables").mkdir(parents=True)  # as far as it got
-        pathlib.Path(path, "saved_model.pb").write_bytes(b"half")
+    def ctrl_c():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(inference, "load_run", lambda run_dir: Run())
-    monkeypatch.setattr(inference, "export_saved_model", ctrl_c)
+    _interrupted_export(monkeypatch, ctrl_c)
     (tmp_path / "empty").mkdir()
     for where, removed in (
         (tmp_path / "new" / "served", f"removed {tmp_path / 'new'}"),
@@ -234,7 +247,7 @@ def test_ctrl_c_while_exporting_leaves_nothing_half_written(tmp_path, monkeypatc
     def interrupted(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Run, "probability_model", interrupted)
+    monkeypatch.setattr(_FakeRun, "probability_model", interrupted)
     result = CliRunner().invoke(export.main, [str(tmp_path / "run"), str(tmp_path / "new")])
     assert result.exit_code == 130
     assert result.stderr == "kerasmlp-export: interrupted before anything was written\n"
@@ -245,20 +258,11 @@ def test_sigterm_while_exporting_leaves_nothing_half_written(tmp_path, monkeypat
     # SIGTERM's default action ended the process with the SavedModel half written; now it
     # is handled as Ctrl-C is, exit 143 (128 + SIGTERM) as kerasmlp-train's, and the
     # handler before is back afterwards.
-    class Run:
-        task = "classification"
-
-        def probability_model(self):
-            return None
-
-    def sigterm(model, path):
-        pathlib.Path(path, "variables").mkdir(parents=True)  # as far as it got
-        pathlib.Path(path, "saved_model.pb").write_bytes(b"half")
+    def sigterm():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises before this ends
 
-    monkeypatch.setattr(inference, "load_run", lambda run_dir: Run())
-    monkeypatch.setattr(inference, "export_saved_model", sigterm)
+    _interrupted_export(monkeypatch, sigterm)
     before = signal.getsignal(signal.SIGTERM)
     result = CliRunner().invoke(export.main, [str(tmp_path / "run"), str(tmp_path / "new")])
     assert result.exit_code == 143, result.output

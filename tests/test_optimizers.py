@@ -43,9 +43,8 @@ def _problem(dtype, seed=0):
     return weights, gradients
 
 
-def _train(optimizer, weights, gradients, *, compiled):
-    """Applies each step's gradients; returns the weights and the slots (every m, then
-    every v), as numpy."""
+def _apply_steps(optimizer, weights, gradients, *, compiled):
+    """Applies each step's gradients to new variables holding `weights`; returns them."""
     variables = [keras.Variable(w, dtype=w.dtype) for w in weights]
     optimizer.build(variables)
 
@@ -56,6 +55,13 @@ def _train(optimizer, weights, gradients, *, compiled):
         step = tf.function(step)
     for grads in gradients:
         step([tf.constant(g) for g in grads])
+    return variables
+
+
+def _train(optimizer, weights, gradients, *, compiled):
+    """Applies each step's gradients; returns the weights and the slots (every m, then
+    every v), as numpy."""
+    variables = _apply_steps(optimizer, weights, gradients, compiled=compiled)
     slots = [*optimizer._momentums, *optimizer._velocities]
     return [v.numpy() for v in variables], [s.numpy() for s in slots]
 
@@ -218,16 +224,7 @@ def test_config_round_trip_and_a_saved_model(name, tmp_path):
 
 def _variables_after(optimizer, weights, gradients, *, compiled):
     """Applies each step's gradients; the weights, then every variable of the optimizer."""
-    variables = [keras.Variable(w, dtype=w.dtype) for w in weights]
-    optimizer.build(variables)
-
-    def step(grads):
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
-
-    if compiled:
-        step = tf.function(step)
-    for grads in gradients:
-        step([tf.constant(g) for g in grads])
+    variables = _apply_steps(optimizer, weights, gradients, compiled=compiled)
     return [v.numpy() for v in variables] + [v.numpy() for v in optimizer.variables]
 
 
