@@ -379,6 +379,22 @@ def test_no_validation_split_means_no_validation_metrics_in_hparams(one_step_run
     assert not any(key.startswith("validation_") for key in results)
 
 
+def small_run_config(tmp_path, *overrides):
+    """Two epochs of a 4-unit model on the spirals, no histograms or images: a run to
+    interrupt and resume in a few seconds."""
+    return load_config(
+        None,
+        [
+            *overrides,
+            "train.epochs=2",
+            "model.hidden_units=[4]",
+            "train.histogram_every_epochs=0",
+            "train.image_every_epochs=0",
+            f"data.data_dir={tmp_path / 'tfds'}",
+        ],
+    )
+
+
 def interrupt_after_epoch(last, config, run_dir):
     """Trains `config` into `run_dir`, stopped as Ctrl-C stops it at the end of epoch `last`."""
     stop = StopRequest()
@@ -397,17 +413,7 @@ def test_a_resume_takes_the_optimizer_keys_as_config_yaml_holds_them(tmp_path):
     # there. An edit that adds optimizer state the checkpoint lacks (sgd's momentum slots)
     # is refused in one line and leaves the run as it was; one that adds none
     # (a clipping key) is taken.
-    config = load_config(
-        None,
-        [
-            "optimizer.name=sgd",
-            "train.epochs=2",
-            "model.hidden_units=[4]",
-            "train.histogram_every_epochs=0",
-            "train.image_every_epochs=0",
-            f"data.data_dir={tmp_path / 'tfds'}",
-        ],
-    )
+    config = small_run_config(tmp_path, "optimizer.name=sgd")
     run_dir = tmp_path / "cut"
     interrupt_after_epoch(1, config, run_dir)
     written = (run_dir / "config.yaml").read_text()
@@ -428,16 +434,7 @@ def test_a_resume_takes_the_optimizer_keys_as_config_yaml_holds_them(tmp_path):
 def test_ctrl_c_without_a_handler_marks_the_run_interrupted(tmp_path):
     # In a notebook, Ctrl-C raises KeyboardInterrupt inside train_and_evaluate (no handler
     # turns it into a stop request). status.json said failed, "KeyboardInterrupt: ".
-    config = load_config(
-        None,
-        [
-            "train.epochs=2",
-            "model.hidden_units=[4]",
-            "train.histogram_every_epochs=0",
-            "train.image_every_epochs=0",
-            f"data.data_dir={tmp_path / 'tfds'}",
-        ],
-    )
+    config = small_run_config(tmp_path)
 
     class CtrlC(LineReporter):
         def epoch_end(self, *, step, epoch, logs):
@@ -532,16 +529,7 @@ def test_an_interrupted_run_ends_its_hparams_session_only_when_it_completes(tmp_
     # TensorBoard's HParams plugin takes a session's status from the first end record it
     # reads: an interrupted run's STATUS_UNKNOWN end stayed in a TensorBoard left running,
     # which showed the run resumed and completed as unknown rather than success.
-    config = load_config(
-        None,
-        [
-            "train.epochs=2",
-            "model.hidden_units=[4]",
-            "train.histogram_every_epochs=0",
-            "train.image_every_epochs=0",
-            f"data.data_dir={tmp_path / 'tfds'}",
-        ],
-    )
+    config = small_run_config(tmp_path)
     run_dir = tmp_path / "cut"
 
     def session_ends():
