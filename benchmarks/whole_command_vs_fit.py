@@ -42,7 +42,7 @@ from kerasmlp.components import make_loss, make_metrics, make_optimizer  # noqa:
 from kerasmlp.config import load_config  # noqa: E402
 from kerasmlp.data import load_config_datasets  # noqa: E402
 from kerasmlp.model import Head  # noqa: E402
-from kerasmlp.precision import resolve_precision  # noqa: E402
+from kerasmlp.precision import largest_kernel, resolve_precision  # noqa: E402
 from kerasmlp.train import LineReporter, model_for, train_and_evaluate  # noqa: E402
 
 
@@ -102,8 +102,6 @@ def main() -> None:
         if not any(o.startswith("data.data_dir=") for o in overrides):
             overrides.append(f"data.data_dir={os.path.join(workdir, 'tfds')}")
         config = load_config(args.config, overrides)
-        # As the run resolves `train.precision` (`auto` by this machine's hardware).
-        precision = resolve_precision(config.train.precision).name
         for repeat in range(args.repeats):
             ours = theirs = None
             for side in ("kerasmlp", "fit") if repeat % 2 == 0 else ("fit", "kerasmlp"):
@@ -114,7 +112,14 @@ def main() -> None:
                         reporter=LineReporter(open(os.devnull, "w")),
                     )
                 else:
-                    theirs, fit_accuracy = fit_rate(config, load_config_datasets(config), precision)
+                    data = load_config_datasets(config)
+                    # As the run resolves `train.precision` (`auto` by this machine's
+                    # hardware and the model's largest layer).
+                    precision = resolve_precision(
+                        config.train.precision,
+                        largest_kernel(data.info.input_dim, config.model.hidden_units),
+                    ).name
+                    theirs, fit_accuracy = fit_rate(config, data, precision)
             rate = ours["examples_per_second"]
             ratios.append(rate / theirs)
             if repeat == 0:

@@ -7,7 +7,8 @@ a missing number (NaN) becomes a fixed value after `keras.layers.Normalization`
 black let in (the training shift of images, `model.random_translation`), computed
 by moving whole rows (a gather of rows, twice) instead of a transform per pixel.
 `Dropout` is Keras's, with masks of its own on each replica of a `tf.distribute`
-strategy (`replica_seed`), as `RandomShift` has shifts of its own there.
+strategy (`replica_seed`), as `RandomShift` has shifts of its own there, and
+with float32's masks under a 16-bit policy (`mixed_bfloat16`, `mixed_float16`).
 """
 
 from __future__ import annotations
@@ -39,26 +40,41 @@ def replica_seed(seed_generator: keras.random.SeedGenerator) -> tf.Tensor | None
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
 class Dropout(keras.layers.Dropout):
-    """`keras.layers.Dropout`, with a mask of its own on each replica of a strategy.
+    """`keras.layers.Dropout`, with a mask of its own on each replica of a strategy,
+    and float32's mask under a 16-bit policy.
 
-    On one device this is Keras's layer, mask for mask (it calls it). Under a
-    `tf.distribute` strategy with 2+ replicas, Keras's layer drew the same mask
-    on every replica; this one draws each replica's from `replica_seed`, with
-    the same `tf.nn.experimental.stateless_dropout` Keras calls.
+    On one device in float32 this is Keras's layer, mask for mask (it calls it).
+    Under a `tf.distribute` strategy with 2+ replicas, Keras's layer drew the
+    same mask on every replica; this one draws each replica's from
+    `replica_seed`, with the same `tf.nn.experimental.stateless_dropout` Keras
+    calls.
+
+    Under `mixed_bfloat16` (or `mixed_float16`) Keras draws its uniform numbers
+    in the layer's compute dtype: bfloat16 has 128 values in [0, 1), so
+    `rate=0.3` kept 89 in 128 units (69.5%, not 70%) and scaled them by
+    1/0.7 rounded to bfloat16 (1.4297), an output 0.7% low on average where
+    inference, without dropout, is not. This layer draws the same float32
+    uniforms as in float32, so a 16-bit run drops the same units as a float32
+    run of the same seed, and scales in float32 before rounding the output once.
 
     Args: as `keras.layers.Dropout` (rate, noise_shape, seed).
     """
 
     def call(self, inputs, training=False):
-        seed = replica_seed(self.seed_generator) if training and 0 < self.rate < 1 else None
-        if seed is None:
+        if not (training and 0 < self.rate < 1):
             return super().call(inputs, training=training)
+        narrow = keras.backend.standardize_dtype(inputs.dtype) in ("bfloat16", "float16")
+        seed = replica_seed(self.seed_generator)
+        if seed is None and not narrow:
+            return super().call(inputs, training=training)
+        if seed is None:  # one device: the seed Keras's own draw takes, cast as Keras casts it
+            seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
         shape = tf.shape(inputs)
         if self.noise_shape is not None:
             shape = [shape[i] if size is None else size for i, size in enumerate(self.noise_shape)]
-        return tf.nn.experimental.stateless_dropout(
-            inputs, rate=self.rate, noise_shape=shape, seed=seed
-        )
+        x = tf.cast(inputs, tf.float32) if narrow else inputs
+        x = tf.nn.experimental.stateless_dropout(x, rate=self.rate, noise_shape=shape, seed=seed)
+        return tf.cast(x, inputs.dtype)
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")

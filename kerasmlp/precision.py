@@ -10,8 +10,9 @@ loss scaling (`keras.optimizers.LossScaleOptimizer`, see
 `kerasmlp.components.make_optimizer` and `kerasmlp.trainer.Trainer`).
 
 `choose_precision` is the `auto` rule, a pure function of what the hardware
-reports (CPU flags, GPU compute capabilities); `resolve_precision` reads the
-hardware and applies it. Reading the CPU flags needs no TensorFlow;
+reports (CPU flags, GPU compute capabilities) and, on a CPU, of the size of the
+model's largest hidden layer; `resolve_precision` reads the hardware and
+applies it. Reading the CPU flags needs no TensorFlow;
 TensorFlow is imported only to list GPUs.
 """
 
@@ -31,6 +32,14 @@ AMX_FLAG = "amx_bf16"
 AVX512_BF16_FLAG = "avx512_bf16"
 # NVIDIA GPUs multiply bfloat16 on tensor cores from compute capability 8.0 (Ampere).
 MIN_BFLOAT16_GPU = (8, 0)
+# On a CPU with AMX, the fewest weights of the largest hidden kernel for which `auto`
+# picks bfloat16. Measured on 2 cores of a Xeon with AMX (`benchmarks/precision.py
+# --repeats 0`, the compiled loop's bfloat16 / float32 ratio): spirals with [32, 32, 32]
+# 0.77, [64, 64] 0.89, [128, 128] 0.88 (16,384 weights), [256, 256] 1.18 (65,536);
+# MNIST's 784 inputs with [128, 64] 1.11 (100,352), the seeds' [256, 128, 64, 32] 1.27,
+# configs/mnist.yaml 1.22. Below it the steps are short and the casts cost more than
+# the faster products save.
+MIN_BFLOAT16_CPU_WEIGHTS = 32_768
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,25 +76,31 @@ class Precision:
 
 
 def choose_precision(
-    cpu_flags: Iterable[str], gpu_capabilities: Sequence[tuple[int, int]]
+    cpu_flags: Iterable[str],
+    gpu_capabilities: Sequence[tuple[int, int]],
+    largest_kernel: int | None = None,
 ) -> tuple[str, str]:
     """The `auto` rule: bfloat16 where the hardware multiplies it fast, else float32.
 
     With GPUs the model trains on them, so they decide: `mixed_bfloat16` when
     every GPU has compute capability >= 8.0 (bfloat16 tensor cores), else
-    float32. Without GPUs, a CPU with AMX (`amx_bf16`) gets `mixed_bfloat16`:
-    issue 9 measured its bfloat16 matmul at 4x float32 and a minimal loop 1.2x
-    to 1.4x faster on MNIST-sized MLPs. A CPU with AVX512-BF16 but no AMX stays
-    float32: on the AMD EPYC this was measured on, bfloat16 multiplied 1.7x
-    faster and trained the MNIST config 1.28x faster at the same accuracy, but
-    trained the default spirals model 0.84x as fast (its 32-unit matmuls save
-    less than the casts cost), and `auto` sees the hardware, not the model. There
+    float32. Without GPUs, a CPU with AMX (`amx_bf16`) gets `mixed_bfloat16`
+    for a model whose largest hidden kernel has at least
+    `MIN_BFLOAT16_CPU_WEIGHTS` weights: its bfloat16 matmul runs at about 4x
+    float32, and the loop trained 1.1x to 1.4x faster from MNIST's
+    [128, 64] to the MNIST config; a smaller model (the default spirals one)
+    trained 0.77x to 0.89x as fast, so it stays float32. A CPU with AVX512-BF16
+    but no AMX stays float32: on the AMD EPYC this was measured on, bfloat16
+    multiplied 1.7x faster and trained the MNIST config 1.28x faster at the same
+    accuracy, but trained the default spirals model 0.84x as fast; there
     `mixed_bfloat16` is one setting away for wide models (README, "Mixed precision").
 
     Args:
       cpu_flags: the CPU's feature flags, as /proc/cpuinfo lists them.
       gpu_capabilities: (major, minor) compute capability of each GPU; empty
         when there is none.
+      largest_kernel: weights of the model's largest hidden Dense kernel
+        (`largest_kernel`); None when not known, taken as large enough.
 
     Returns:
       (policy name, reason), e.g. `('mixed_bfloat16', 'CPU has amx_bf16')`.
@@ -93,6 +108,8 @@ def choose_precision(
     Example:
       >>> choose_precision({"avx512f", "amx_bf16"}, [])
       ('mixed_bfloat16', 'CPU has amx_bf16')
+      >>> choose_precision({"amx_bf16"}, [], largest_kernel=1024)
+      ('float32', 'CPU has amx_bf16; largest layer 1,024 weights < 32,768')
       >>> choose_precision({"amx_bf16"}, [(7, 5)])
       ('float32', 'GPU compute capability 7.5 < 8.0')
     """
@@ -104,6 +121,11 @@ def choose_precision(
         return FLOAT32, f"GPU compute capability {shown} < 8.0"
     flags = set(cpu_flags)
     if AMX_FLAG in flags:
+        if largest_kernel is not None and largest_kernel < MIN_BFLOAT16_CPU_WEIGHTS:
+            return FLOAT32, (
+                f"CPU has {AMX_FLAG}; largest layer {largest_kernel:,} weights "
+                f"< {MIN_BFLOAT16_CPU_WEIGHTS:,}"
+            )
         return MIXED_BFLOAT16, f"CPU has {AMX_FLAG}"
     if AVX512_BF16_FLAG in flags:
         return FLOAT32, f"CPU has {AVX512_BF16_FLAG} but no {AMX_FLAG}"
@@ -162,10 +184,24 @@ def gpu_capabilities() -> list[tuple[int, int]]:
     return capabilities
 
 
-def resolve_precision(setting: str) -> Precision:
-    """`train.precision` as a `Precision`: `auto` decided on this machine's hardware."""
+def largest_kernel(input_dim: int, hidden_units: Sequence[int]) -> int:
+    """Weights of the largest hidden Dense kernel: `max(in * out)` from the input on.
+
+    Example:
+      >>> largest_kernel(784, [1024, 256])
+      802816
+      >>> largest_kernel(2, [32, 32, 32])
+      1024
+    """
+    sizes = [input_dim, *hidden_units]
+    return max((a * b for a, b in zip(sizes, sizes[1:], strict=False)), default=0)
+
+
+def resolve_precision(setting: str, largest_kernel: int | None = None) -> Precision:
+    """`train.precision` as a `Precision`: `auto` decided on this machine's hardware
+    and, on a CPU, the model's `largest_kernel` (see `choose_precision`)."""
     if setting != "auto":
         gpus = gpu_capabilities() if setting != FLOAT32 else []
         return Precision(setting, setting, named_precision_note(setting, gpus))
-    name, reason = choose_precision(read_cpu_flags(), gpu_capabilities())
+    name, reason = choose_precision(read_cpu_flags(), gpu_capabilities(), largest_kernel)
     return Precision(name, "auto", reason)

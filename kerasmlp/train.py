@@ -323,7 +323,10 @@ def _train(
     check_learning_rate_lasts(
         config, config.train.epochs * math.ceil(data.info.num_train / config.train.batch_size)
     )
-    chosen = precision.resolve_precision(config.train.precision)
+    chosen = precision.resolve_precision(
+        config.train.precision,
+        precision.largest_kernel(data.info.input_dim, config.model.hidden_units),
+    )
     if chosen.dtype_policy is not None:  # float32 is silent, as one device is
         _message_of(reporter)(chosen.describe())
     # The run's config.yaml, HParams and a resume hold what was chosen, not `auto`:

@@ -158,3 +158,33 @@ def test_docstring_examples_run():
     result = doctest.testmod(layers)
     assert result.attempted >= 6
     assert result.failed == 0
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("noise_shape", [None, (None, 1)], ids=["elementwise", "per_row"])
+def test_dropout_under_a_16_bit_policy_takes_float32s_mask(policy, noise_shape):
+    # Keras's layer draws bfloat16 uniforms, 128 values in [0, 1): rate 0.3 kept 69.5% of
+    # the units and scaled by 1.4297. Reference: keras.layers.Dropout in float32 with the
+    # same seed on the same (16-bit exact) values, its output rounded once to 16 bits.
+    dtype = policy.removeprefix("mixed_")
+    x = tf.cast(np.random.default_rng(1).normal(size=(64, 256)), dtype)
+    ours = Dropout(0.3, noise_shape=noise_shape, seed=11, dtype=policy)
+    reference = keras.layers.Dropout(0.3, noise_shape=noise_shape, seed=11)
+    for call in (
+        lambda layer, x: layer(x, training=True),
+        tf.function(lambda layer, x: layer(x, training=True)),
+    ):
+        for _ in range(2):
+            got = call(ours, x)
+            assert got.dtype == dtype
+            expected = tf.cast(call(reference, tf.cast(x, "float32")), dtype)
+            np.testing.assert_array_equal(
+                got.numpy().astype("float32"), expected.numpy().astype("float32")
+            )
+    # The share kept: 0.7 to within 5 standard deviations of the draws (4M units, 1.1e-3,
+    # or 64k rows); Keras's bfloat16 draw keeps 89/128 = 0.6953.
+    ones = tf.ones((65536, 64), dtype)
+    kept = float(tf.reduce_mean(tf.cast(ours(ones, training=True) != 0, "float32")))
+    draws = 65536 if noise_shape else 65536 * 64
+    assert abs(kept - 0.7) < 5 * np.sqrt(0.21 / draws), kept
+    np.testing.assert_array_equal(ours(x).numpy(), x.numpy())  # inference: the inputs as they are

@@ -8,6 +8,7 @@ non-finite gradients is skipped and halves the scale); the auto rule's inputs
 are written in the tests.
 """
 
+import doctest
 import json
 
 import keras
@@ -95,6 +96,29 @@ def test_auto_chooses_bfloat16_where_the_hardware_multiplies_it_fast(flags, gpus
     name, reason = precision.choose_precision(flags, gpus)
     assert name == expected
     assert reason  # says why, for the console line
+
+
+@pytest.mark.parametrize(
+    "largest,expected",
+    [(None, "mixed_bfloat16"), (32_768, "mixed_bfloat16"), (32_767, "float32"), (1_024, "float32")],
+)
+def test_on_a_cpu_with_amx_auto_leaves_small_models_in_float32(largest, expected):
+    # The spirals default ([32, 32, 32], 1,024 weights at most) trained 0.77x as fast in
+    # bfloat16 on a Xeon with AMX, [128, 128] 0.88x, [256, 256] 1.18x (MIN_BFLOAT16_CPU_WEIGHTS).
+    name, reason = precision.choose_precision({"avx512f", "amx_bf16"}, [], largest)
+    assert name == expected
+    if expected == "float32":
+        assert reason == f"CPU has amx_bf16; largest layer {largest:,} weights < 32,768"
+    # The GPUs decide where there are some, and a CPU without AMX stays float32 for any size.
+    assert precision.choose_precision({"amx_bf16"}, [(8, 0)], largest)[0] == "mixed_bfloat16"
+    assert precision.choose_precision({"avx512_bf16"}, [], largest)[0] == "float32"
+
+
+def test_the_largest_kernel_counts_the_input_layer():
+    # Worked by hand: 784 * 1024 = 802,816 > 1024 * 256; 2 * 32 = 64 < 32 * 32 = 1,024.
+    assert precision.largest_kernel(784, [1024, 256]) == 802_816
+    assert precision.largest_kernel(2, [32, 32, 32]) == 1_024
+    assert precision.largest_kernel(5, []) == 0  # no hidden layer: the head alone, float32
 
 
 def test_the_reason_names_the_hardware():
@@ -328,23 +352,36 @@ TINY_RUN = [
 
 
 @pytest.mark.parametrize(
-    "setting,chosen",
-    [("auto", "mixed_bfloat16"), ("mixed_float16", "mixed_float16")],
-    ids=["auto-on-amx", "float16"],
+    "setting,units,chosen",
+    [
+        # 2 inputs, [256, 256]: a 65,536-weight layer, past MIN_BFLOAT16_CPU_WEIGHTS.
+        ("auto", "[256,256]", "mixed_bfloat16"),
+        # [16, 16]: 256 weights at most, where bfloat16 trained slower; float32 is silent.
+        ("auto", "[16,16]", "float32"),
+        ("mixed_float16", "[16,16]", "mixed_float16"),
+    ],
+    ids=["auto-on-amx", "auto-on-amx-small-model", "float16"],
 )
 def test_a_short_run_saves_what_it_chose_and_a_model_that_predicts_float32(
-    setting, chosen, tmp_path, capsys, monkeypatch
+    setting, units, chosen, tmp_path, capsys, monkeypatch
 ):
     from kerasmlp.inference import load_run
 
     # A CPU with AMX, whatever this one has (tests run without GPUs, see conftest).
     monkeypatch.setattr(precision, "read_cpu_flags", lambda: frozenset({"amx_bf16"}))
     config = load_config(
-        None, [*TINY_RUN, f"train.precision={setting}", f"data.data_dir={tmp_path / 'tfds'}"]
+        None,
+        [*TINY_RUN, f"model.hidden_units={units}", f"train.precision={setting}"]
+        + [f"data.data_dir={tmp_path / 'tfds'}"],
     )
     results = train_and_evaluate(config, tmp_path / "run")
-    line = precision.resolve_precision(setting).describe()
-    assert line in capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    printed = [line for line in out.splitlines() if line.startswith("precision")]
+    largest = precision.largest_kernel(2, config.model.hidden_units)
+    if chosen == "float32":
+        assert printed == []
+    else:
+        assert printed == [precision.resolve_precision(setting, largest).describe()]
     assert results["test_accuracy"] > 0.5  # 15 steps: a start, not a model
     # What was chosen, not `auto`: in config.yaml (what --resume reads), metrics.json, HParams.
     assert load_config(tmp_path / "run" / "config.yaml").train.precision == chosen
@@ -368,3 +405,10 @@ def test_a_short_run_saves_what_it_chose_and_a_model_that_predicts_float32(
     assert probabilities.dtype == "float32"
     np.testing.assert_allclose(np.sum(probabilities, axis=-1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(run.predict_proba(x.numpy()), probabilities, rtol=1e-6)
+
+
+def test_docstring_examples_run():
+    # The `Example:` blocks of kerasmlp.precision (the auto rule, largest_kernel), as doctests.
+    result = doctest.testmod(precision)
+    assert result.attempted >= 8
+    assert result.failed == 0
