@@ -72,9 +72,15 @@ class Dropout(keras.layers.Dropout):
         shape = tf.shape(inputs)
         if self.noise_shape is not None:
             shape = [shape[i] if size is None else size for i, size in enumerate(self.noise_shape)]
-        x = tf.cast(inputs, tf.float32) if narrow else inputs
-        x = tf.nn.experimental.stateless_dropout(x, rate=self.rate, noise_shape=shape, seed=seed)
-        return tf.cast(x, inputs.dtype)
+        if not narrow:
+            return tf.nn.experimental.stateless_dropout(
+                inputs, rate=self.rate, noise_shape=shape, seed=seed
+            )
+        # stateless_dropout's float32 steps, the output rounded once: its uniform draw for
+        # `seed` (the same units dropped), its scale times the inputs, both in float32.
+        keep = tf.random.stateless_uniform(shape, seed=seed) >= self.rate
+        scaled = tf.cast(tf.cast(inputs, tf.float32) * (1 / (1 - self.rate)), inputs.dtype)
+        return tf.where(keep, scaled, tf.zeros([], inputs.dtype))
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
