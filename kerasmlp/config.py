@@ -209,8 +209,8 @@ OPTIMIZER_OPTIONS = tuple(
 
 
 DIVERGENCE_POLICIES = ("stop", "rollback")
-# auto: mixed_bfloat16 where the hardware multiplies bfloat16 fast, else float32
-# (see `kerasmlp.precision.choose_precision`).
+# auto: mixed_bfloat16 where the hardware multiplies bfloat16 fast enough for the
+# model's layers, else float32 (see `kerasmlp.precision.choose_precision`).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 MONITOR_MODES = ("auto", "min", "max")
 
