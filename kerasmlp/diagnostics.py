@@ -271,7 +271,8 @@ class ModelProbe:
                 kernel, bias = tf.cast(layer.kernel, dtype), tf.cast(layer.bias, dtype)
                 z = tf.matmul(tf.cast(x, dtype), kernel) + bias
                 pre_activations.append(tf.cast(z, tf.float32))
-                x = layer.activation(z)
+                # kerasmlp's Dense computes a smooth activation in float32, as it trains.
+                x = layer.activate(z) if hasattr(layer, "activate") else layer.activation(z)
             else:
                 x = layer(x, training=False)
         return x, pre_activations

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasmlp.config import ConfigError, ModelConfig
-from kerasmlp.layers import Dropout, RandomShift
+from kerasmlp.layers import Dense, Dropout, RandomShift
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,8 +199,11 @@ def build_model(
         x = keras.layers.Rescaling(input_scale, name="rescaling")(x)
     if len(input_shape) > 1:
         x = keras.layers.Flatten(name="flatten")(x)
+    # Under a 16-bit policy, kerasmlp's Dense: a smooth activation (GELU, tanh, ...) in
+    # float32, cheaper on a CPU than in bfloat16; float32 models keep Keras's layer.
+    dense = keras.layers.Dense if dtype_policy is None else Dense
     for i, units in enumerate(config.hidden_units):
-        x = keras.layers.Dense(
+        x = dense(
             units,
             activation=config.activation,
             kernel_initializer=initializer(i),

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from kerasmlp import layers
-from kerasmlp.layers import Dropout, RandomShift
+from kerasmlp.layers import Dense, Dropout, RandomShift
 from tests.test_model import _shifted  # the numpy reference shift
 
 
@@ -188,3 +188,75 @@ def test_dropout_under_a_16_bit_policy_takes_float32s_mask(policy, noise_shape):
     draws = 65536 if noise_shape else 65536 * 64
     assert abs(kept - 0.7) < 5 * np.sqrt(0.21 / draws), kept
     np.testing.assert_array_equal(ours(x).numpy(), x.numpy())  # inference: the inputs as they are
+
+
+def _dense_pair(activation, policy):
+    """kerasmlp's Dense and Keras's Dense without activation, built with the same weights."""
+    ours = Dense(64, activation=activation, dtype=policy)
+    linear = keras.layers.Dense(64, dtype=policy)
+    ours.build((None, 32))
+    linear.build((None, 32))
+    linear.set_weights(ours.get_weights())
+    return ours, linear
+
+
+@pytest.mark.parametrize("activation", ["gelu", "tanh", "swish"])
+def test_dense_under_bfloat16_takes_a_smooth_activation_in_float32(activation):
+    # Reference: Keras's Dense (no activation) under the same policy for the bfloat16 product
+    # and bias, then Keras's activation in float32, rounded once to bfloat16. Keras's own
+    # Dense applies it in bfloat16, 2-4x dearer on a CPU (SMOOTH_ACTIVATIONS).
+    x = tf.constant(np.random.default_rng(2).normal(size=(8, 32)), "float32")
+    ours, linear = _dense_pair(activation, "mixed_bfloat16")
+    act = keras.activations.get(activation)
+
+    def reference(x):
+        return tf.cast(act(tf.cast(linear(x), "float32")), "bfloat16")
+
+    for call in (lambda f, x: f(x), tf.function(lambda f, x: f(x))):
+        got = call(ours, x)
+        assert got.dtype == "bfloat16"
+        np.testing.assert_array_equal(got.numpy(), call(reference, x).numpy())
+    with tf.GradientTape(persistent=True) as tape:
+        ours_out = tf.reduce_sum(tf.cast(ours(x), "float32"))
+        reference_out = tf.reduce_sum(tf.cast(reference(x), "float32"))
+    np.testing.assert_array_equal(
+        tape.gradient(ours_out, ours.kernel), tape.gradient(reference_out, linear.kernel)
+    )
+    # Keras's layer rounds the pre-activations to bfloat16 and applies the activation there:
+    # the same to within bfloat16's precision, not bit for bit.
+    keras_layer = keras.layers.Dense(64, activation=activation, dtype="mixed_bfloat16")
+    keras_layer.build((None, 32))
+    keras_layer.set_weights(ours.get_weights())
+    np.testing.assert_allclose(
+        ours(x).numpy().astype("float32"), keras_layer(x).numpy().astype("float32"), atol=0.03
+    )
+
+
+@pytest.mark.parametrize(
+    "activation,policy",
+    [("relu", "mixed_bfloat16"), ("leaky_relu", "mixed_bfloat16"), (None, "mixed_bfloat16")]
+    + [("gelu", "float32"), ("tanh", "float32")],
+)
+def test_dense_is_keras_dense_for_relu_and_in_float32(activation, policy):
+    # Reference: keras.layers.Dense with the same weights, bit for bit.
+    x = tf.constant(np.random.default_rng(3).normal(size=(8, 32)), "float32")
+    ours = Dense(64, activation=activation, dtype=policy)
+    keras_layer = keras.layers.Dense(64, activation=activation, dtype=policy)
+    ours.build((None, 32))
+    keras_layer.build((None, 32))
+    keras_layer.set_weights(ours.get_weights())
+    np.testing.assert_array_equal(ours(x).numpy(), keras_layer(x).numpy())
+
+
+def test_a_bfloat16_gelu_dense_saves_and_reloads(tmp_path):
+    inputs = keras.Input((32,))
+    outputs = keras.layers.Dense(3, dtype="float32")(
+        Dense(64, activation="gelu", dtype="mixed_bfloat16")(inputs)
+    )
+    model = keras.Model(inputs, outputs)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(reloaded.layers[1], Dense)
+    assert reloaded.layers[1].dtype_policy.name == "mixed_bfloat16"
+    x = np.random.default_rng(4).normal(size=(5, 32)).astype("float32")
+    np.testing.assert_array_equal(reloaded(x), model(x))
