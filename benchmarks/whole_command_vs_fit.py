@@ -42,7 +42,7 @@ from kerasmlp.components import make_loss, make_metrics, make_optimizer  # noqa:
 from kerasmlp.config import load_config  # noqa: E402
 from kerasmlp.data import load_config_datasets  # noqa: E402
 from kerasmlp.model import Head  # noqa: E402
-from kerasmlp.precision import largest_kernel, resolve_precision  # noqa: E402
+from kerasmlp.precision import largest_layer_weights, resolve_precision  # noqa: E402
 from kerasmlp.train import LineReporter, model_for, train_and_evaluate  # noqa: E402
 
 
@@ -117,7 +117,7 @@ def main() -> None:
                     # hardware and the model's largest layer).
                     precision = resolve_precision(
                         config.train.precision,
-                        largest_kernel(data.info.input_dim, config.model.hidden_units),
+                        largest_layer_weights(data.info.input_dim, config.model.hidden_units),
                     ).name
                     theirs, fit_accuracy = fit_rate(config, data, precision)
             rate = ours["examples_per_second"]

@@ -85,10 +85,10 @@ class Dropout(keras.layers.Dropout):
         return tf.where(keep, scaled, tf.zeros([], inputs.dtype))
 
 
-# Activations whose bfloat16 form costs more than float32's on a CPU (forward and backward
-# on 256 x 1024, a Xeon with AMX): gelu 1.63 against 0.73 ms, elu 0.57 / 0.20, swish
-# 0.70 / 0.26, sigmoid 0.64 / 0.18, tanh 0.36 / 0.13. ReLU and leaky ReLU are cheaper in
-# bfloat16 once the casts there and back are counted (0.20 against 0.22 ms).
+# Activations dearer in bfloat16 than in float32 with the casts there and back, on a CPU
+# (forward and backward on 256 x 1024, a Xeon with AMX, ms): gelu 1.63 against 0.82, elu
+# 0.57 / 0.28, swish 0.70 / 0.50, sigmoid 0.64 / 0.27, tanh 0.36 / 0.22. ReLU (0.20 / 0.22)
+# and leaky ReLU (0.12 / 0.23) are cheaper in bfloat16.
 SMOOTH_ACTIVATIONS = ("elu", "gelu", "sigmoid", "silu", "swish", "tanh")
 
 

@@ -325,7 +325,7 @@ def _train(
     )
     chosen = precision.resolve_precision(
         config.train.precision,
-        precision.largest_kernel(data.info.input_dim, config.model.hidden_units),
+        precision.largest_layer_weights(data.info.input_dim, config.model.hidden_units),
     )
     if chosen.dtype_policy is not None:  # float32 is silent, as one device is
         _message_of(reporter)(chosen.describe())

@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from kerasmlp import cli
-from kerasmlp.precision import largest_kernel, resolve_precision
+from kerasmlp.precision import largest_layer_weights, resolve_precision
 from tests.conftest import REPO_ROOT, SHARED_DATA, invoke_train
 
 # The console script installed next to this Python (the README's `pip install -e .`).
@@ -124,7 +124,7 @@ def test_a_default_run_prints_only_kerasmlp_lines(tmp_path):
     ]
     # `train.precision: auto` says what it chose where that is a mixed precision
     # (on a CPU with AMX, say); float32 is silent.
-    chosen = resolve_precision("auto", largest_kernel(2, [32, 32, 32]))  # the default model
+    chosen = resolve_precision("auto", largest_layer_weights(2, [32, 32, 32]))  # the default model
     if chosen.dtype_policy is not None:
         patterns.insert(1, re.escape(chosen.describe()))
     lines = out.stdout.splitlines()

@@ -114,11 +114,11 @@ def test_on_a_cpu_with_amx_auto_leaves_small_models_in_float32(largest, expected
     assert precision.choose_precision({"avx512_bf16"}, [], largest)[0] == "float32"
 
 
-def test_the_largest_kernel_counts_the_input_layer():
+def test_the_largest_layer_counts_the_input_layer():
     # Worked by hand: 784 * 1024 = 802,816 > 1024 * 256; 2 * 32 = 64 < 32 * 32 = 1,024.
-    assert precision.largest_kernel(784, [1024, 256]) == 802_816
-    assert precision.largest_kernel(2, [32, 32, 32]) == 1_024
-    assert precision.largest_kernel(5, []) == 0  # no hidden layer: the head alone, float32
+    assert precision.largest_layer_weights(784, [1024, 256]) == 802_816
+    assert precision.largest_layer_weights(2, [32, 32, 32]) == 1_024
+    assert precision.largest_layer_weights(5, []) == 0  # no hidden layer: the head alone, float32
 
 
 def test_the_reason_names_the_hardware():
@@ -377,7 +377,7 @@ def test_a_short_run_saves_what_it_chose_and_a_model_that_predicts_float32(
     results = train_and_evaluate(config, tmp_path / "run")
     out = capsys.readouterr().out
     printed = [line for line in out.splitlines() if line.startswith("precision")]
-    largest = precision.largest_kernel(2, config.model.hidden_units)
+    largest = precision.largest_layer_weights(2, config.model.hidden_units)
     if chosen == "float32":
         assert printed == []
     else:
@@ -408,7 +408,7 @@ def test_a_short_run_saves_what_it_chose_and_a_model_that_predicts_float32(
 
 
 def test_docstring_examples_run():
-    # The `Example:` blocks of kerasmlp.precision (the auto rule, largest_kernel), as doctests.
+    # The `Example:` blocks of kerasmlp.precision (the auto rule, the largest layer): doctests.
     result = doctest.testmod(precision)
     assert result.attempted >= 8
     assert result.failed == 0
