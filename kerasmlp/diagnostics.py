@@ -23,6 +23,7 @@ import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
 from kerasmlp.batches import HeldOutSplit
+from kerasmlp.layers import Dense
 from kerasmlp.model import Head
 
 # Activations whose unit can "die": for a pre-activation z <= 0 the unit is off
@@ -272,7 +273,7 @@ class ModelProbe:
                 z = tf.matmul(tf.cast(x, dtype), kernel) + bias
                 pre_activations.append(tf.cast(z, tf.float32))
                 # kerasmlp's Dense computes a smooth activation in float32, as it trains.
-                x = layer.activate(z) if hasattr(layer, "activate") else layer.activation(z)
+                x = layer.activate(z) if isinstance(layer, Dense) else layer.activation(z)
             else:
                 x = layer(x, training=False)
         return x, pre_activations
