@@ -33,11 +33,14 @@ def replica_seed(seed_generator: keras.random.SeedGenerator) -> tf.Tensor | None
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return None
-    seed = seed_generator.next()
-    # int32, as Keras's TensorFlow backend makes its stateless seeds (`_cast_seed`).
-    seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
     replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
-    return tf.random.experimental.stateless_fold_in(seed, replica)
+    return tf.random.experimental.stateless_fold_in(next_int32_seed(seed_generator), replica)
+
+
+def next_int32_seed(seed_generator: keras.random.SeedGenerator) -> tf.Tensor:
+    """The generator's next seed, as Keras's TensorFlow backend casts its stateless
+    seeds to int32 (`_cast_seed`): the seed Keras's own draw would take."""
+    return tf.cast(tf.math.floormod(seed_generator.next(), tf.int32.max - 1), tf.int32)
 
 
 @keras.saving.register_keras_serializable(package="kerasmlp")
@@ -69,8 +72,8 @@ class Dropout(keras.layers.Dropout):
         seed = replica_seed(self.seed_generator)
         if seed is None and not narrow:
             return super().call(inputs, training=training)
-        if seed is None:  # one device: the seed Keras's own draw takes, cast as Keras casts it
-            seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
+        if seed is None:  # one device: the seed Keras's own draw takes
+            seed = next_int32_seed(self.seed_generator)
         shape = tf.shape(inputs)
         if self.noise_shape is not None:
             shape = [shape[i] if size is None else size for i, size in enumerate(self.noise_shape)]
