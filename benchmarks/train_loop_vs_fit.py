@@ -42,9 +42,13 @@ median of the per-round ratios: each round's loops share the machine's state
 of the moment).
 
 It also measures the machine's matrix-product rate (float32 and bfloat16, a
-256x784 @ 784x1024 product, the shape of the MNIST config's first layer; the
-best over calls made in every round) and each loop's share of the float32
-bound, with `flops_per_example` below. The summaries come after all rounds.
+256x784 @ 784x1024 product, the shape of the MNIST config's first layer) before
+and after every loop's round, and each loop's share of the float32 bound, with
+`flops_per_example` below, two ways: its best round against the best product
+of the whole run, and the median over rounds of each round's rate against the
+better of the two products measured around it (on a machine whose speed
+drifts, the first reads low when the run's best product came from a fast
+moment the loop's round did not have). The summaries come after all rounds.
 
     python benchmarks/train_loop_vs_fit.py                        # both models, random data
     python benchmarks/train_loop_vs_fit.py --models config --repeats 5
@@ -119,12 +123,12 @@ def flops_per_example(layer_sizes: list[int]) -> float:
 
 
 class MatmulRate:
-    """The best rate of `tf.linalg.matmul` on a MATMUL_SHAPE product in a tf.function, GFLOP/s.
+    """The rate of `tf.linalg.matmul` on a MATMUL_SHAPE product in a tf.function, GFLOP/s.
 
     Each call multiplies one batch by `products` different kernels (different, so
-    that the graph optimizer cannot merge them). `measure` is called once per
-    round, between the loops: on a shared machine the best over the whole run is
-    the rate the machine has, where one measurement may catch a busy moment.
+    that the graph optimizer cannot merge them). `measure` is called between the
+    loops' rounds and returns that measurement's best rate per dtype; `best` keeps
+    the best over the whole run, the rate the machine has at its fastest.
     """
 
     def __init__(self, dtypes=(tf.float32, tf.bfloat16), *, products: int = 8):
@@ -140,20 +144,27 @@ class MatmulRate:
         }
         self.products_of = tf.function(lambda a, bs: [tf.linalg.matmul(a, b) for b in bs])
         self.best = {dtype: 0.0 for dtype in dtypes}
+        self.lowest = {dtype: math.inf for dtype in dtypes}  # of the measurements' bests
         self.calls = 0
         for a, bs in self.inputs.values():
             for _ in range(3):  # traces, then lets the matmul library set up its kernels
                 self.products_of(a, bs)[0].numpy()
 
-    def measure(self, repeats: int) -> None:
+    def measure(self, repeats: int) -> dict:
+        """The best of `repeats` calls now, GFLOP/s per dtype; updates `best`."""
+        now = {}
         for dtype, (a, bs) in self.inputs.items():
+            rates = []
             for _ in range(repeats):
                 start = time.perf_counter()
                 for c in self.products_of(a, bs):
                     c.numpy()
-                rate = self.flops / (time.perf_counter() - start) / 1e9
-                self.best[dtype] = max(self.best[dtype], rate)
+                rates.append(self.flops / (time.perf_counter() - start) / 1e9)
+            now[dtype] = max(rates)
+            self.best[dtype] = max(self.best[dtype], now[dtype])
+            self.lowest[dtype] = min(self.lowest[dtype], now[dtype])
         self.calls += repeats
+        return now
 
 
 def load_arrays(args, config) -> tuple[np.ndarray, np.ndarray, int]:
@@ -406,22 +417,27 @@ def bench_model(preset, args, x, y, num_classes, loop_names, matmul) -> dict:
     # CPU seconds of this process (all its threads) per wall second: how much of the
     # machine a loop got (or spent spinning); on idle cores near the thread count.
     cores: dict[str, list[float]] = {name: [] for name in loops}
+    # Each round's bound: the better product measured just before and just after it.
+    nearby: dict[str, list[dict]] = {name: [] for name in loops}
     names = list(loops)
     for r in range(args.repeats):
-        matmul.measure(args.matmul_repeats)
         order = names[r % len(names) :] + names[: r % len(names)]
+        before = matmul.measure(args.matmul_repeats)
         for name in order:
             start, cpu = time.perf_counter(), time.process_time()
             loops[name].train(args.epochs)
             wall = time.perf_counter() - start
             rates[name].append(samples / wall)
             cores[name].append((time.process_time() - cpu) / wall)
+            after = matmul.measure(args.matmul_repeats)
+            nearby[name].append({dtype: max(before[dtype], after[dtype]) for dtype in after})
+            before = after
         print(
             f"round {r + 1:>2} | "
             + " | ".join(f"{name} {rates[name][-1]:,.0f}" for name in names)
             + " samples/s"
         )
-    return {"title": title, "flops": flops, "rates": rates, "cores": cores}
+    return {"title": title, "flops": flops, "rates": rates, "cores": cores, "nearby": nearby}
 
 
 def print_summary(result, f32_gflops: float, bf16_gflops: float, *, torch_skipped: bool) -> None:
@@ -432,15 +448,21 @@ def print_summary(result, f32_gflops: float, bf16_gflops: float, *, torch_skippe
         said += f" | bfloat16 bound {bounds[True]:,.0f} samples/s"
     print(f"{result['title']} | {said}")
     print(
-        f"{'loop':<14} | {'best':>8} | {'median':>8} | share of the bound (best; bfloat16's "
-        "for _bf16) | CPU cores busy (median)"
+        f"{'loop':<14} | {'best':>8} | {'median':>8} | share of the bound (bfloat16's for _bf16): "
+        "best round / the run's best product, median of rounds / the product around each "
+        "| CPU cores busy (median)"
     )
     for name in rates:
         best, median = max(rates[name]), statistics.median(rates[name])
-        bound = bounds[name.endswith(BF16)]
+        bf16 = name.endswith(BF16)
+        dtype = tf.bfloat16 if bf16 else tf.float32
+        per_round = statistics.median(
+            rate * result["flops"] / (around[dtype] * 1e9)
+            for rate, around in zip(rates[name], result["nearby"][name], strict=True)
+        )
         print(
-            f"{name:<14} | {best:>8,.0f} | {median:>8,.0f} | {best / bound:>4.0%} "
-            f"| {statistics.median(cores[name]):.2f}"
+            f"{name:<14} | {best:>8,.0f} | {median:>8,.0f} | {best / bounds[bf16]:>4.0%} "
+            f"| {per_round:>4.0%} | {statistics.median(cores[name]):.2f}"
         )
     if torch_skipped:
         print(f"{'torch':<14} | skipped: torch not installed")
@@ -532,7 +554,9 @@ def main():
     m, k, n = MATMUL_SHAPE
     print(
         f"matmul   | {m}x{k} @ {k}x{n}, tf.function, best of {matmul.calls} calls through "
-        f"the run | float32 {f32:,.0f} GFLOP/s | bfloat16 {bf16:,.0f} GFLOP/s"
+        f"the run | float32 {f32:,.0f} GFLOP/s | bfloat16 {bf16:,.0f} GFLOP/s | the lowest "
+        f"measurement's best: float32 {matmul.lowest[tf.float32]:,.0f}, bfloat16 "
+        f"{matmul.lowest[tf.bfloat16]:,.0f}"
     )
     torch_skipped = torch_wanted and torch_info is None
     for result in results:
