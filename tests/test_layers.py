@@ -160,34 +160,79 @@ def test_docstring_examples_run():
     assert result.failed == 0
 
 
+def _keras_seeds(seed, count):
+    """The stateless seeds of Keras's first `count` float32 draws from SeedGenerator(seed),
+    found by matching `keras.random.uniform` (Keras's draw) bit for bit."""
+    reference, probe = keras.random.SeedGenerator(seed), keras.random.SeedGenerator(seed)
+    seeds = []
+    for _ in range(count):
+        drawn = keras.random.uniform((4,), seed=reference)
+        candidate = layers.next_int32_seed(probe)
+        np.testing.assert_array_equal(tf.random.stateless_uniform((4,), seed=candidate), drawn)
+        seeds.append(candidate)
+    return seeds
+
+
+def _dropped_16_bit(x, seed, rate, noise_shape):
+    """Dropout by 16 random bits a unit, written in numpy: the 32-bit Philox words of
+    Keras's stateless draw for `seed`, each split into its low and high 16 bits, a unit
+    kept where its bits are >= round(rate * 65536); kept units times 1 / (1 - rate) in
+    float32, rounded once to x's dtype."""
+    mask_shape = [n if size is None else size for n, size in zip(x.shape, noise_shape, strict=True)]
+    count = int(np.prod(mask_shape))
+    words = tf.random.stateless_uniform(
+        [(count + 1) // 2], seed=seed, minval=None, maxval=None, dtype=tf.uint32
+    ).numpy()
+    bits = words.astype("<u4").view("<u2")[:count].reshape(mask_shape)
+    keep = bits >= round(rate * 65536)
+    scaled = np.asarray(x).astype("float32") * np.float32(1 / (1 - rate))
+    return np.where(keep, scaled, np.float32(0)).astype(np.asarray(x).dtype)
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-@pytest.mark.parametrize("noise_shape", [None, (None, 1)], ids=["elementwise", "per_row"])
-def test_dropout_under_a_16_bit_policy_takes_float32s_mask(policy, noise_shape):
-    # Keras's layer draws bfloat16 uniforms, 128 values in [0, 1): rate 0.3 kept 69.5% of
-    # the units and scaled by 1.4297. Reference: keras.layers.Dropout in float32 with the
-    # same seed on the same (16-bit exact) values, its output rounded once to 16 bits.
+@pytest.mark.parametrize(
+    "shape, noise_shape",
+    [((256, 1024), (None, None)), ((64, 256), (None, 1)), ((5, 7), (None, None))],
+    ids=["elementwise", "per_row", "odd_count"],
+)
+def test_dropout_under_a_16_bit_policy_draws_16_bits_a_unit(policy, shape, noise_shape):
+    # Keras's layer draws its uniforms in the compute dtype: bfloat16 has 128 values in
+    # [0, 1), so rate 0.3 kept 69.5% of the units and scaled them by 1.4297. Reference:
+    # the numpy draw above (`_dropped_16_bit`) on Keras's seeds, call after call.
     dtype = policy.removeprefix("mixed_")
-    x = tf.cast(np.random.default_rng(1).normal(size=(64, 256)), dtype)
-    ours = Dropout(0.3, noise_shape=noise_shape, seed=11, dtype=policy)
-    reference = keras.layers.Dropout(0.3, noise_shape=noise_shape, seed=11)
+    x = tf.cast(np.random.default_rng(1).normal(size=shape), dtype)
+    given_shape = None if noise_shape == (None, None) else noise_shape
     for call in (
         lambda layer, x: layer(x, training=True),
         tf.function(lambda layer, x: layer(x, training=True)),
     ):
-        for _ in range(2):
+        ours = Dropout(0.3, noise_shape=given_shape, seed=11, dtype=policy)
+        for seed in _keras_seeds(11, 2):
             got = call(ours, x)
             assert got.dtype == dtype
-            expected = tf.cast(call(reference, tf.cast(x, "float32")), dtype)
-            np.testing.assert_array_equal(
-                got.numpy().astype("float32"), expected.numpy().astype("float32")
-            )
-    # The share kept: 0.7 to within 5 standard deviations of the draws (4M units, 1.1e-3,
-    # or 64k rows); Keras's bfloat16 draw keeps 89/128 = 0.6953.
-    ones = tf.ones((65536, 64), dtype)
-    kept = float(tf.reduce_mean(tf.cast(ours(ones, training=True) != 0, "float32")))
-    draws = 65536 if noise_shape else 65536 * 64
-    assert abs(kept - 0.7) < 5 * np.sqrt(0.21 / draws), kept
+            expected = _dropped_16_bit(x.numpy(), seed, 0.3, noise_shape)
+            np.testing.assert_array_equal(got.numpy().astype("float32"), expected.astype("float32"))
     np.testing.assert_array_equal(ours(x).numpy(), x.numpy())  # inference: the inputs as they are
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_dropout_under_a_16_bit_policy_keeps_its_share(policy):
+    # round(0.3 * 65536) = 19661 of the 65536 values of 16 bits are dropped: 0.3000031.
+    # The share kept, within 5 standard deviations of 4M draws (1.1e-3 / 4.6 = 2.3e-4),
+    # is 0.7; Keras's bfloat16 draw keeps 89 / 128 = 0.6953, outside it.
+    ones = tf.ones((65536, 64), policy.removeprefix("mixed_"))
+    kept = Dropout(0.3, seed=3, dtype=policy)(ones, training=True) != 0
+    share = float(tf.reduce_mean(tf.cast(kept, "float32")))
+    assert abs(share - 45875 / 65536) < 5 * np.sqrt(0.21 / ones.shape.num_elements()), share
+
+
+@pytest.mark.parametrize("rate", [1e-6, 1 - 1e-6])
+def test_keep_mask_draws_float32_where_16_bits_cannot_tell_the_rate_from_0_or_1(rate):
+    # round(1e-6 * 65536) = 0 would keep everything, round((1 - 1e-6) * 65536) = 65536
+    # overflow 16 bits: float32 uniforms instead, as tf.nn.experimental.stateless_dropout's.
+    seed = tf.constant([3, 4])
+    got = layers.keep_mask([50, 40], seed, rate)
+    np.testing.assert_array_equal(got, tf.random.stateless_uniform([50, 40], seed=seed) >= rate)
 
 
 def _dense_pair(activation, policy):
