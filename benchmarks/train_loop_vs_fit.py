@@ -500,7 +500,12 @@ def main():
     )
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per loop and round")
     parser.add_argument("--repeats", type=int, default=3, help="rounds")
-    parser.add_argument("--matmul-repeats", type=int, default=5, help="matmul calls per round")
+    parser.add_argument(
+        "--matmul-repeats",
+        type=int,
+        default=5,
+        help="matmul calls per measurement (before each round and after each loop)",
+    )
     parser.add_argument(
         "--torch-threads",
         type=int,
